@@ -1,0 +1,665 @@
+//! The TOML configuration: its schema, its defaults and its validation.
+//!
+//! The file is read and checked once, up front, so that every later module works with values that
+//! are known to be good. Every error names the file, the key and (where TOML tells us) the line,
+//! and says how to fix it: a typo must never pass silently and must never become a panic.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// Where the exporter listens when neither the file nor `--listen-address` says otherwise: 9469 is
+/// free in Prometheus' default port allocations list, so it does not collide with other exporters.
+pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9469";
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_CONCURRENCY: usize = 8;
+pub const DEFAULT_JOB_SERIES_LIMIT: usize = 100;
+const MAX_CONCURRENCY: usize = 256;
+const MAX_JOB_SERIES_LIMIT: usize = 10_000;
+
+/// A configuration that has passed validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub polling: PollingConfig,
+    pub datastores: Vec<DatastoreConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerConfig {
+    pub listen_address: SocketAddr,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PollingConfig {
+    /// Time between the starts of two polls of one datastore.
+    pub interval: Duration,
+    /// Bound on one datastore's whole poll, all pages and retries included.
+    pub timeout: Duration,
+    /// Datastores polled at once.
+    pub concurrency: usize,
+    /// Per datastore, how many of the most recently submitted jobs get a duration series.
+    pub job_series_limit: usize,
+}
+
+/// One datastore to watch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatastoreConfig {
+    pub id: String,
+    /// The `datastore_name` label: the configured name, or the id.
+    pub name: String,
+    pub target: AwsTarget,
+}
+
+/// Where and as whom a datastore is reached. Datastores with equal targets share one SDK client.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AwsTarget {
+    /// `None`: the SDK's region chain (AWS_REGION, profile, IMDS) decides.
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub role_arn: Option<String>,
+}
+
+/// What can be wrong with a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "cannot read config file {path}: {source}\n  \
+         hint: pass --config PATH or set HEALTHLAKE_EXPORTER_CONFIG; config.example.toml shows every key"
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: the file is not valid UTF-8 (first bad byte at offset {offset}); save it as UTF-8"
+    )]
+    NotUtf8 { path: PathBuf, offset: usize },
+    #[error("{location}: {message}")]
+    Invalid {
+        /// `file:line:column`, or just the file where TOML gives no position.
+        location: String,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    fn at(path: &Path, source: &str, span: Option<Range<usize>>, message: String) -> Self {
+        let mut location = path.display().to_string();
+        let mut message = message;
+        if let Some(span) = span {
+            let (line, column) = line_and_column(source, span.start);
+            let _ = write!(location, ":{line}:{column}");
+            if let Some(text) = source.lines().nth(line - 1) {
+                let _ = write!(message, "\n  {line} | {}", text.trim_end());
+            }
+        }
+        ConfigError::Invalid { location, message }
+    }
+}
+
+fn line_and_column(source: &str, offset: usize) -> (usize, usize) {
+    let before = &source[..offset.min(source.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+// ---- the file as written (every key optional but `datastores`, unknown keys rejected) ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    polling: RawPolling,
+    #[serde(default)]
+    aws: RawTarget,
+    datastores: Option<Spanned<Vec<RawDatastore>>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen_address: Option<Spanned<String>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolling {
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    concurrency: Option<Spanned<i64>>,
+    job_series_limit: Option<Spanned<i64>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    region: Option<Spanned<String>>,
+    endpoint_url: Option<Spanned<String>>,
+    role_arn: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatastore {
+    id: Spanned<String>,
+    name: Option<Spanned<String>>,
+    region: Option<Spanned<String>>,
+    endpoint_url: Option<Spanned<String>>,
+    role_arn: Option<Spanned<String>>,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError::NotUtf8 {
+            path: path.to_owned(),
+            offset: e.utf8_error().valid_up_to(),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` only names the file in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let message = describe_toml_error(text, &e);
+            ConfigError::at(path, text, e.span(), message)
+        })?;
+        Validator { path, text }.validate(raw)
+    }
+
+    /// A one-screen summary for `--check-config`.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let p = &self.polling;
+        let _ = writeln!(out, "listen_address   {}", self.server.listen_address);
+        let _ = writeln!(
+            out,
+            "polling          every {}, timeout {}, concurrency {}, job_series_limit {}",
+            humantime::format_duration(p.interval),
+            humantime::format_duration(p.timeout),
+            p.concurrency,
+            p.job_series_limit
+        );
+        let _ = writeln!(out, "datastores       {}", self.datastores.len());
+        for ds in &self.datastores {
+            let t = &ds.target;
+            let _ = write!(out, "  {}  name={}", ds.id, ds.name);
+            let _ = write!(
+                out,
+                "  region={}",
+                t.region.as_deref().unwrap_or("(SDK default chain)")
+            );
+            if let Some(url) = &t.endpoint_url {
+                let _ = write!(out, "  endpoint_url={url}");
+            }
+            if let Some(role) = &t.role_arn {
+                let _ = write!(out, "  role_arn={role}");
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// serde's messages say what was wrong; add which key, taken from the line it points at.
+fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end().to_owned();
+    let Some(span) = error.span() else {
+        return message;
+    };
+    let (line, _) = line_and_column(text, span.start);
+    let key = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    match key {
+        Some(key) if !message.contains(key) => format!("key `{key}`: {message}"),
+        _ => message,
+    }
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Validator<'_> {
+    fn error(
+        &self,
+        span: Option<Range<usize>>,
+        key: &str,
+        message: impl AsRef<str>,
+    ) -> ConfigError {
+        ConfigError::at(
+            self.path,
+            self.text,
+            span,
+            format!("{key}: {}", message.as_ref()),
+        )
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let listen_address = match raw.server.listen_address {
+            None => DEFAULT_LISTEN_ADDRESS
+                .parse()
+                .expect("the default listen address parses"),
+            Some(value) => parse_listen_address(value.get_ref())
+                .map_err(|m| self.error(Some(value.span()), "server.listen_address", m))?,
+        };
+
+        let polling = PollingConfig {
+            interval: self.duration(raw.polling.interval, "polling.interval", DEFAULT_INTERVAL)?,
+            timeout: self.duration(raw.polling.timeout, "polling.timeout", DEFAULT_TIMEOUT)?,
+            concurrency: self.count(
+                raw.polling.concurrency,
+                "polling.concurrency",
+                DEFAULT_CONCURRENCY,
+                1..=MAX_CONCURRENCY,
+            )?,
+            job_series_limit: self.count(
+                raw.polling.job_series_limit,
+                "polling.job_series_limit",
+                DEFAULT_JOB_SERIES_LIMIT,
+                0..=MAX_JOB_SERIES_LIMIT,
+            )?,
+        };
+
+        let defaults = self.target(&raw.aws, None, "aws")?;
+
+        let Some(datastores) = raw.datastores else {
+            return Err(self.error(
+                None,
+                "datastores",
+                "no datastores configured; add at least one [[datastores]] table with an `id`",
+            ));
+        };
+        if datastores.get_ref().is_empty() {
+            return Err(self.error(
+                Some(datastores.span()),
+                "datastores",
+                "the list is empty; add at least one [[datastores]] table with an `id`",
+            ));
+        }
+
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(datastores.get_ref().len());
+        for (index, ds) in datastores.into_inner().into_iter().enumerate() {
+            let key = format!("datastores[{index}]");
+            let id = ds.id.get_ref().clone();
+            check_datastore_id(&id)
+                .map_err(|m| self.error(Some(ds.id.span()), &format!("{key}.id"), m))?;
+            if let Some(first) = seen.insert(id.clone(), ds.id.span().start) {
+                let (line, _) = line_and_column(self.text, first);
+                return Err(self.error(
+                    Some(ds.id.span()),
+                    &format!("{key}.id"),
+                    format!("datastore id {id:?} is listed twice (first on line {line}); each datastore may appear once"),
+                ));
+            }
+            let name = match ds.name {
+                Some(name) if name.get_ref().trim().is_empty() => {
+                    return Err(self.error(
+                        Some(name.span()),
+                        &format!("{key}.name"),
+                        "must not be empty; leave it out to use the id as the name",
+                    ))
+                }
+                Some(name) => name.into_inner(),
+                None => id.clone(),
+            };
+            let own = RawTarget {
+                region: ds.region,
+                endpoint_url: ds.endpoint_url,
+                role_arn: ds.role_arn,
+            };
+            let target = self.target(&own, Some(&defaults), &key)?;
+            out.push(DatastoreConfig { id, name, target });
+        }
+
+        Ok(Config {
+            server: ServerConfig { listen_address },
+            polling,
+            datastores: out,
+        })
+    }
+
+    fn duration(
+        &self,
+        value: Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let text = value.get_ref().trim();
+        match humantime::parse_duration(text) {
+            Ok(d) if d.is_zero() => Err(self.error(
+                Some(value.span()),
+                key,
+                format!("{text:?} is zero; use a positive duration such as \"60s\""),
+            )),
+            Ok(d) => Ok(d),
+            Err(e) => Err(self.error(
+                Some(value.span()),
+                key,
+                format!(
+                    "{text:?} is not a duration ({e}); write it like \"30s\", \"5m\" or \"1h\""
+                ),
+            )),
+        }
+    }
+
+    fn count(
+        &self,
+        value: Option<Spanned<i64>>,
+        key: &str,
+        default: usize,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> Result<usize, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        usize::try_from(*value.get_ref())
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                self.error(
+                    Some(value.span()),
+                    key,
+                    format!(
+                        "{} is out of range; use a whole number from {} to {}",
+                        value.get_ref(),
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            })
+    }
+
+    /// A datastore's target: its own keys, falling back to `[aws]`.
+    fn target(
+        &self,
+        own: &RawTarget,
+        defaults: Option<&AwsTarget>,
+        section: &str,
+    ) -> Result<AwsTarget, ConfigError> {
+        let region = match &own.region {
+            Some(v) => Some(
+                check_region(v.get_ref())
+                    .map(|()| v.get_ref().clone())
+                    .map_err(|m| self.error(Some(v.span()), &format!("{section}.region"), m))?,
+            ),
+            None => defaults.and_then(|d| d.region.clone()),
+        };
+        let endpoint_url = match &own.endpoint_url {
+            Some(v) => Some(
+                check_endpoint_url(v.get_ref())
+                    .map(|()| v.get_ref().trim_end_matches('/').to_owned())
+                    .map_err(|m| {
+                        self.error(Some(v.span()), &format!("{section}.endpoint_url"), m)
+                    })?,
+            ),
+            None => defaults.and_then(|d| d.endpoint_url.clone()),
+        };
+        let role_arn = match &own.role_arn {
+            Some(v) => Some(
+                check_role_arn(v.get_ref())
+                    .map(|()| v.get_ref().clone())
+                    .map_err(|m| self.error(Some(v.span()), &format!("{section}.role_arn"), m))?,
+            ),
+            None => defaults.and_then(|d| d.role_arn.clone()),
+        };
+        Ok(AwsTarget {
+            region,
+            endpoint_url,
+            role_arn,
+        })
+    }
+}
+
+/// Parses `HOST:PORT` where HOST is an IP address (`0.0.0.0`, `127.0.0.1`, `[::]`).
+pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!("{text:?} is not an IP address and port; write it like \"0.0.0.0:9469\", \"127.0.0.1:9469\" or \"[::]:9469\"")
+    })
+}
+
+/// HealthLake's datastore id rule: 1–32 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-%@]`.
+fn check_datastore_id(id: &str) -> Result<(), String> {
+    let length = id.chars().count();
+    if !(1..=32).contains(&length) {
+        return Err(format!(
+            "{id:?} has {length} characters; a HealthLake datastore id has 1 to 32 (copy it from `aws healthlake list-fhir-datastores`)"
+        ));
+    }
+    let allowed = |c: char| {
+        c.is_alphanumeric()
+            || matches!(c, '_' | '.' | ':' | '/' | '=' | '+' | '-' | '%' | '@')
+            || (c.is_whitespace() && !c.is_control())
+    };
+    match id.chars().find(|c| !allowed(*c)) {
+        Some(bad) => Err(format!(
+            "{id:?} contains {bad:?}, which HealthLake does not allow in a datastore id"
+        )),
+        None => Ok(()),
+    }
+}
+
+fn check_region(region: &str) -> Result<(), String> {
+    let ok = !region.is_empty()
+        && region.len() <= 64
+        && region
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !region.starts_with('-')
+        && !region.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{region:?} is not an AWS region name; write it like \"us-east-1\""
+        ))
+    }
+}
+
+fn check_endpoint_url(url: &str) -> Result<(), String> {
+    let hint =
+        "write it like \"https://healthlake.us-east-1.amazonaws.com\" or \"http://127.0.0.1:4566\"";
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL ({e}); {hint}"))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => {
+            return Err(format!(
+                "{url:?} must start with http:// or https://; {hint}"
+            ))
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("{url:?} has no host; {hint}"));
+    }
+    if uri.query().is_some() {
+        return Err(format!("{url:?} must not have a query string; {hint}"));
+    }
+    Ok(())
+}
+
+/// An IAM role ARN: `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`.
+fn check_role_arn(arn: &str) -> Result<(), String> {
+    let hint = "write it like \"arn:aws:iam::123456789012:role/healthlake-exporter\"";
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && matches!(
+            parts[1],
+            "aws" | "aws-cn" | "aws-us-gov" | "aws-iso" | "aws-iso-b"
+        )
+        && parts[2] == "iam"
+        && parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].chars().all(|c| c.is_ascii_digit())
+        && parts[5]
+            .strip_prefix("role/")
+            .is_some_and(|name| !name.is_empty() && !name.ends_with('/'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{arn:?} is not an IAM role ARN; {hint}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("test.toml")).map_err(|e| e.to_string())
+    }
+
+    const ONE: &str = "[[datastores]]\nid = \"a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4\"\n";
+
+    #[test]
+    fn defaults_fill_every_optional_section() {
+        let config = parse(ONE).unwrap();
+        assert_eq!(config.server.listen_address.to_string(), "0.0.0.0:9469");
+        assert_eq!(config.polling.interval, Duration::from_secs(60));
+        assert_eq!(config.polling.timeout, Duration::from_secs(30));
+        assert_eq!(config.polling.concurrency, 8);
+        assert_eq!(config.polling.job_series_limit, 100);
+        let ds = &config.datastores[0];
+        assert_eq!(ds.name, ds.id);
+        assert_eq!(ds.target, AwsTarget::default());
+    }
+
+    #[test]
+    fn datastore_keys_override_aws_defaults() {
+        let config = parse(
+            r#"
+[server]
+listen_address = "127.0.0.1:9999"
+[polling]
+interval = "5m"
+timeout = "45s"
+concurrency = 2
+job_series_limit = 0
+[aws]
+region = "us-east-1"
+endpoint_url = "http://127.0.0.1:4566/"
+role_arn = "arn:aws:iam::123456789012:role/reader"
+[[datastores]]
+id = "one"
+name = "prod"
+[[datastores]]
+id = "two"
+region = "eu-west-1"
+role_arn = "arn:aws:iam::210987654321:role/path/other"
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.polling.interval, Duration::from_secs(300));
+        assert_eq!(config.polling.job_series_limit, 0);
+        assert_eq!(config.datastores[0].name, "prod");
+        assert_eq!(
+            config.datastores[0].target,
+            AwsTarget {
+                region: Some("us-east-1".into()),
+                endpoint_url: Some("http://127.0.0.1:4566".into()),
+                role_arn: Some("arn:aws:iam::123456789012:role/reader".into()),
+            }
+        );
+        assert_eq!(
+            config.datastores[1].target.region.as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            config.datastores[1].target.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:4566")
+        );
+        assert!(config.summary().contains("name=prod"));
+    }
+
+    /// Each bad file gives a message naming the file, the line, the key and the fix.
+    #[test]
+    fn every_validation_error_names_file_line_and_key() {
+        let cases: &[(&str, &str)] = &[
+            ("", "test.toml: datastores: no datastores configured"),
+            ("datastores = []\n", "test.toml:1:14: datastores: the list is empty"),
+            ("[polling]\nintervl = \"60s\"\n", "test.toml:2:1: unknown field `intervl`"),
+            ("[polling]\nconcurrency = \"8\"\n", "test.toml:2:15: key `concurrency`: invalid type: string \"8\""),
+            ("[polling]\nconcurrency = 0\n", "test.toml:2:15: polling.concurrency: 0 is out of range"),
+            ("[polling]\njob_series_limit = -1\n", "polling.job_series_limit: -1 is out of range"),
+            ("[polling]\ninterval = \"0s\"\n", "test.toml:2:12: polling.interval: \"0s\" is zero"),
+            ("[polling]\ntimeout = \"soon\"\n", "test.toml:2:11: polling.timeout: \"soon\" is not a duration"),
+            ("[polling]\ninterval = \"60\"\n", "polling.interval: \"60\" is not a duration"),
+            ("[server]\nlisten_address = \"localhost\"\n", "test.toml:2:18: server.listen_address: \"localhost\" is not an IP address and port"),
+            ("[aws]\nendpoint_url = \"ftp://x\"\n", "test.toml:2:16: aws.endpoint_url: \"ftp://x\" must start with http:// or https://"),
+            ("[aws]\nendpoint_url = \"not a url\"\n", "aws.endpoint_url: \"not a url\" is not a URL"),
+            ("[aws]\nrole_arn = \"arn:aws:iam::123:role/x\"\n", "test.toml:2:12: aws.role_arn: \"arn:aws:iam::123:role/x\" is not an IAM role ARN"),
+            ("[aws]\nrole_arn = \"arn:aws:iam::123456789012:user/x\"\n", "is not an IAM role ARN"),
+            ("[aws]\nregion = \"US East\"\n", "aws.region: \"US East\" is not an AWS region name"),
+            ("[[datastores]]\nid = \"\"\n", "test.toml:2:6: datastores[0].id: \"\" has 0 characters"),
+            ("[[datastores]]\nid = \"a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e\"\n", "datastores[0].id: \"a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e\" has 33 characters"),
+            ("[[datastores]]\nid = \"bad!id\"\n", "datastores[0].id: \"bad!id\" contains '!'"),
+            ("[[datastores]]\nid = \"x\"\n[[datastores]]\nid = \"x\"\n", "test.toml:4:6: datastores[1].id: datastore id \"x\" is listed twice (first on line 2)"),
+            ("[[datastores]]\nid = \"x\"\nname = \" \"\n", "datastores[0].name: must not be empty"),
+            ("[[datastores]]\nid = \"x\"\nregoin = \"us-east-1\"\n", "test.toml:3:1: unknown field `regoin`"),
+            ("[[datastores]]\nid = \"x\"\nrole_arn = \"nope\"\n", "test.toml:3:12: datastores[0].role_arn: \"nope\" is not an IAM role ARN"),
+            ("[[datastores]\nid = \"x\"\n", "test.toml:1:"),
+            ("[[datastores]]\nname = \"x\"\n", "missing field `id`"),
+        ];
+        for (text, expected) in cases {
+            let with_store = if text.contains("[[datastores]]")
+                || text.contains("datastores =")
+                || text.is_empty()
+            {
+                text.to_string()
+            } else {
+                format!("{text}{ONE}")
+            };
+            let message = parse(&with_store).expect_err(text);
+            assert!(
+                message.contains(expected),
+                "config {text:?}\nexpected to contain: {expected}\ngot: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn read_errors_name_the_file_and_the_fix() {
+        let message = Config::load(Path::new("/nonexistent/config.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("cannot read config file /nonexistent/config.toml"));
+        assert!(message.contains("--config"));
+
+        let dir = std::env::temp_dir().join(format!("hle-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("latin1.toml");
+        std::fs::write(&file, b"[[datastores]]\nid = \"caf\xe9\"\n").unwrap();
+        let message = Config::load(&file).unwrap_err().to_string();
+        assert!(
+            message.contains("not valid UTF-8 (first bad byte at offset 24)"),
+            "{message}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

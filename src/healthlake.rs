@@ -1,0 +1,407 @@
+//! The only module that speaks the AWS SDK: building HealthLake clients and listing export jobs.
+//!
+//! It turns configured targets into SDK clients (one per distinct region, endpoint and role, all on
+//! one shared HTTP connection pool and one credentials chain), follows `NextToken` to the end, and
+//! turns SDK results into our own `Job`s or a `PollError` with a short, stable `reason`.
+
+use std::collections::{HashMap, HashSet};
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_healthlake::config::retry::RetryConfig;
+use aws_sdk_healthlake::config::timeout::TimeoutConfig;
+use aws_sdk_healthlake::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_healthlake::operation::list_fhir_export_jobs::ListFHIRExportJobsError;
+use aws_sdk_healthlake::Client;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+
+use crate::config::{AwsTarget, Config};
+use crate::job::{Job, JobStatus};
+
+/// HealthLake's largest page: fewer calls against a low per-account request quota.
+pub const PAGE_SIZE: i32 = 500;
+/// A listing longer than this many pages is treated as a server fault (a token loop, say).
+pub const MAX_PAGES: usize = 10_000;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const SESSION_NAME: &str = "healthlake-exporter";
+
+/// Why a poll failed: the `reason` label of `healthlake_poll_errors_total`. The set is closed so
+/// that every reason can be exported at 0 from the start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ErrorReason {
+    Throttled,
+    AccessDenied,
+    NotFound,
+    Validation,
+    ServerError,
+    Timeout,
+    Network,
+    Credentials,
+    Other,
+}
+
+impl ErrorReason {
+    pub const ALL: [ErrorReason; 9] = [
+        ErrorReason::Throttled,
+        ErrorReason::AccessDenied,
+        ErrorReason::NotFound,
+        ErrorReason::Validation,
+        ErrorReason::ServerError,
+        ErrorReason::Timeout,
+        ErrorReason::Network,
+        ErrorReason::Credentials,
+        ErrorReason::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorReason::Throttled => "throttled",
+            ErrorReason::AccessDenied => "access_denied",
+            ErrorReason::NotFound => "not_found",
+            ErrorReason::Validation => "validation",
+            ErrorReason::ServerError => "server_error",
+            ErrorReason::Timeout => "timeout",
+            ErrorReason::Network => "network",
+            ErrorReason::Credentials => "credentials",
+            ErrorReason::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for ErrorReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed poll: the classified reason and a one-line message for logs (never credentials).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{reason}: {message}")]
+pub struct PollError {
+    pub reason: ErrorReason,
+    pub message: String,
+}
+
+impl PollError {
+    pub fn new(reason: ErrorReason, message: impl Into<String>) -> Self {
+        PollError {
+            reason,
+            message: message.into(),
+        }
+    }
+}
+
+/// What can stop the clients from being built at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "no AWS region for datastore {datastore_id}: set `region` in [aws] or on the datastore, or set AWS_REGION"
+    )]
+    NoRegion { datastore_id: String },
+}
+
+/// Options that the daemon leaves at their defaults and the demo and tests set.
+#[derive(Clone, Default)]
+pub struct ClientOptions {
+    /// Use these credentials instead of the default chain (the demo's static keys, tests').
+    pub credentials: Option<SharedCredentialsProvider>,
+    /// Attempts per API call, the first included (the SDK's standard retry, with backoff and jitter).
+    pub max_attempts: Option<u32>,
+}
+
+impl fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field(
+                "credentials",
+                &self.credentials.as_ref().map(|_| "** redacted **"),
+            )
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
+}
+
+/// One SDK client per distinct target, all sharing one HTTP client and one base credentials chain.
+pub struct Clients {
+    by_target: HashMap<AwsTarget, Client>,
+}
+
+impl fmt::Debug for Clients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Clients")
+            .field("targets", &self.by_target.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Clients {
+    /// Builds a client for every target the config uses. Only AssumeRole providers are set up
+    /// here; no network call is made until the first poll.
+    pub async fn build(config: &Config, options: &ClientOptions) -> Result<Clients, ClientError> {
+        let base = base_sdk_config(config, options).await;
+        let mut by_target = HashMap::new();
+        for ds in &config.datastores {
+            if by_target.contains_key(&ds.target) {
+                continue;
+            }
+            let region = ds
+                .target
+                .region
+                .clone()
+                .map(Region::new)
+                .or_else(|| base.region().cloned())
+                .ok_or_else(|| ClientError::NoRegion {
+                    datastore_id: ds.id.clone(),
+                })?;
+            let mut builder =
+                aws_sdk_healthlake::config::Builder::from(&base).region(region.clone());
+            if let Some(url) = &ds.target.endpoint_url {
+                builder = builder.endpoint_url(url);
+            }
+            if let Some(role_arn) = &ds.target.role_arn {
+                let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
+                    .session_name(SESSION_NAME)
+                    .region(region)
+                    .configure(&base)
+                    .build()
+                    .await;
+                builder = builder.credentials_provider(provider);
+            }
+            by_target.insert(ds.target.clone(), Client::from_conf(builder.build()));
+        }
+        Ok(Clients { by_target })
+    }
+
+    pub fn for_target(&self, target: &AwsTarget) -> Option<&Client> {
+        self.by_target.get(target)
+    }
+
+    /// How many SDK clients were built (one per distinct region, endpoint and role).
+    pub fn len(&self) -> usize {
+        self.by_target.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_target.is_empty()
+    }
+}
+
+async fn base_sdk_config(config: &Config, options: &ClientOptions) -> SdkConfig {
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
+        .build_https();
+    // Each attempt gets a share of the poll's budget, so a hung connection leaves room to retry.
+    let attempt_timeout = (config.polling.timeout / 2).max(Duration::from_secs(1));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(attempt_timeout)
+                .operation_timeout(config.polling.timeout)
+                .build(),
+        )
+        .retry_config(RetryConfig::standard().with_max_attempts(options.max_attempts.unwrap_or(3)));
+    let region_everywhere = config.datastores.iter().all(|d| d.target.region.is_some());
+    if let Some(region) = config
+        .datastores
+        .first()
+        .and_then(|d| d.target.region.clone())
+    {
+        if region_everywhere {
+            // Every datastore names its region: skip the region chain (and its IMDS lookup).
+            loader = loader.region(Region::new(region));
+        }
+    }
+    if let Some(credentials) = &options.credentials {
+        loader = loader.credentials_provider(credentials.clone());
+    }
+    loader.load().await
+}
+
+/// Lists every export job of a datastore, following `NextToken` to the end.
+pub async fn list_export_jobs(client: &Client, datastore_id: &str) -> Result<Vec<Job>, PollError> {
+    let mut jobs = Vec::new();
+    let mut next_token: Option<String> = None;
+    let mut seen_tokens = HashSet::new();
+    for _page in 0..MAX_PAGES {
+        let output = client
+            .list_fhir_export_jobs()
+            .datastore_id(datastore_id)
+            .max_results(PAGE_SIZE)
+            .set_next_token(next_token.take())
+            .send()
+            .await
+            .map_err(classify)?;
+        jobs.extend(output.export_job_properties_list().iter().map(|p| Job {
+            id: p.job_id().to_owned(),
+            name: p.job_name().map(str::to_owned),
+            status: JobStatus::parse(p.job_status().as_str()),
+            submitted: p.submit_time().as_secs_f64(),
+            ended: p.end_time().map(|t| t.as_secs_f64()),
+        }));
+        match output.next_token() {
+            Some(token) if !token.is_empty() => {
+                if !seen_tokens.insert(token.to_owned()) {
+                    return Err(PollError::new(
+                        ErrorReason::ServerError,
+                        "ListFHIRExportJobs returned a NextToken it had already returned (pagination loop)",
+                    ));
+                }
+                next_token = Some(token.to_owned());
+            }
+            _ => return Ok(jobs),
+        }
+    }
+    Err(PollError::new(
+        ErrorReason::ServerError,
+        format!("ListFHIRExportJobs did not finish within {MAX_PAGES} pages"),
+    ))
+}
+
+/// Sorts an SDK failure into one of our reasons, with a message fit for a log line.
+fn classify(error: SdkError<ListFHIRExportJobsError>) -> PollError {
+    if let Some(credentials) = find_source::<CredentialsError>(&error) {
+        return PollError::new(
+            ErrorReason::Credentials,
+            format!("could not load AWS credentials: {}", one_line(credentials)),
+        );
+    }
+    match &error {
+        SdkError::TimeoutError(_) => PollError::new(ErrorReason::Timeout, "the request timed out"),
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => PollError::new(
+            ErrorReason::Timeout,
+            format!("timed out: {}", one_line(&error)),
+        ),
+        SdkError::DispatchFailure(failure) if failure.is_user() => PollError::new(
+            ErrorReason::Other,
+            format!("request failed: {}", one_line(&error)),
+        ),
+        SdkError::DispatchFailure(_) => PollError::new(
+            ErrorReason::Network,
+            format!("could not reach HealthLake: {}", one_line(&error)),
+        ),
+        SdkError::ResponseError(_) => PollError::new(
+            ErrorReason::ServerError,
+            format!("malformed response from HealthLake: {}", one_line(&error)),
+        ),
+        SdkError::ServiceError(service) if service.raw().status().is_success() => {
+            // A 2xx answer whose body could not be read as the model says: a malformed response.
+            PollError::new(
+                ErrorReason::ServerError,
+                format!("malformed response from HealthLake: {}", one_line(&error)),
+            )
+        }
+        SdkError::ServiceError(service) => {
+            let status = service.raw().status().as_u16();
+            let inner = service.err();
+            let code = inner.code().unwrap_or("");
+            let message = inner.message().unwrap_or("no message");
+            let reason = match inner {
+                ListFHIRExportJobsError::ThrottlingException(_) => ErrorReason::Throttled,
+                ListFHIRExportJobsError::AccessDeniedException(_) => ErrorReason::AccessDenied,
+                ListFHIRExportJobsError::ResourceNotFoundException(_) => ErrorReason::NotFound,
+                ListFHIRExportJobsError::ValidationException(_) => ErrorReason::Validation,
+                ListFHIRExportJobsError::InternalServerException(_) => ErrorReason::ServerError,
+                _ => reason_for_code(code, status),
+            };
+            let code = if code.is_empty() {
+                "no error code"
+            } else {
+                code
+            };
+            PollError::new(reason, format!("HTTP {status} {code}: {message}"))
+        }
+        _ => PollError::new(ErrorReason::Other, one_line(&error)),
+    }
+}
+
+/// Error codes the model does not list but AWS's front door returns.
+fn reason_for_code(code: &str, status: u16) -> ErrorReason {
+    match code {
+        "ExpiredTokenException"
+        | "ExpiredToken"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch"
+        | "MissingAuthenticationTokenException"
+        | "IncompleteSignatureException" => ErrorReason::Credentials,
+        "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded" => {
+            ErrorReason::Throttled
+        }
+        "AccessDeniedException" => ErrorReason::AccessDenied,
+        "ServiceUnavailableException" | "InternalFailure" | "ServiceUnavailable" => {
+            ErrorReason::ServerError
+        }
+        _ => match status {
+            429 => ErrorReason::Throttled,
+            403 => ErrorReason::AccessDenied,
+            404 => ErrorReason::NotFound,
+            500..=599 => ErrorReason::ServerError,
+            _ => ErrorReason::Other,
+        },
+    }
+}
+
+fn find_source<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+/// The error and its causes on one line, as `a: b: c`, without repeats.
+fn one_line(error: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(e) = current {
+        let text = e.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        current = e.source();
+    }
+    parts.join(": ").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unmodelled_codes_and_statuses_get_the_right_reason() {
+        assert_eq!(
+            reason_for_code("ExpiredTokenException", 400),
+            ErrorReason::Credentials
+        );
+        assert_eq!(
+            reason_for_code("UnrecognizedClientException", 403),
+            ErrorReason::Credentials
+        );
+        assert_eq!(
+            reason_for_code("TooManyRequestsException", 400),
+            ErrorReason::Throttled
+        );
+        assert_eq!(
+            reason_for_code("SomethingNew", 503),
+            ErrorReason::ServerError
+        );
+        assert_eq!(reason_for_code("SomethingNew", 429), ErrorReason::Throttled);
+        assert_eq!(reason_for_code("SomethingNew", 400), ErrorReason::Other);
+    }
+
+    #[test]
+    fn every_reason_has_a_distinct_label() {
+        let labels: HashSet<_> = ErrorReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels.len(), ErrorReason::ALL.len());
+    }
+}

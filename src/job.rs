@@ -1,0 +1,153 @@
+//! Our own model of a HealthLake job.
+//!
+//! Everything past the HealthLake client module speaks these types, never the SDK's, so that state,
+//! metrics and tests do not change when the SDK does, and so that import jobs can reuse them later.
+
+use std::fmt;
+
+/// A job's status as HealthLake reports it. Keeps status strings this version does not know, so a
+/// newer API value is counted under its own name instead of being dropped.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum JobStatus {
+    Submitted,
+    Queued,
+    InProgress,
+    CompletedWithErrors,
+    Completed,
+    Failed,
+    CancelSubmitted,
+    CancelInProgress,
+    CancelCompleted,
+    CancelFailed,
+    /// A status string that is not in the API model this exporter was built against.
+    Unknown(String),
+}
+
+impl JobStatus {
+    /// Every status in the API model, in the model's order: each is always exported, 0 when empty.
+    pub const KNOWN: [JobStatus; 10] = [
+        JobStatus::Submitted,
+        JobStatus::Queued,
+        JobStatus::InProgress,
+        JobStatus::CompletedWithErrors,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::CancelSubmitted,
+        JobStatus::CancelInProgress,
+        JobStatus::CancelCompleted,
+        JobStatus::CancelFailed,
+    ];
+
+    /// The statuses a job never leaves: reaching one of them is what the finished counter counts.
+    pub const TERMINAL: [JobStatus; 5] = [
+        JobStatus::Completed,
+        JobStatus::CompletedWithErrors,
+        JobStatus::Failed,
+        JobStatus::CancelCompleted,
+        JobStatus::CancelFailed,
+    ];
+
+    pub fn parse(text: &str) -> JobStatus {
+        match text {
+            "SUBMITTED" => JobStatus::Submitted,
+            "QUEUED" => JobStatus::Queued,
+            "IN_PROGRESS" => JobStatus::InProgress,
+            "COMPLETED_WITH_ERRORS" => JobStatus::CompletedWithErrors,
+            "COMPLETED" => JobStatus::Completed,
+            "FAILED" => JobStatus::Failed,
+            "CANCEL_SUBMITTED" => JobStatus::CancelSubmitted,
+            "CANCEL_IN_PROGRESS" => JobStatus::CancelInProgress,
+            "CANCEL_COMPLETED" => JobStatus::CancelCompleted,
+            "CANCEL_FAILED" => JobStatus::CancelFailed,
+            other => JobStatus::Unknown(other.to_owned()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            JobStatus::Submitted => "SUBMITTED",
+            JobStatus::Queued => "QUEUED",
+            JobStatus::InProgress => "IN_PROGRESS",
+            JobStatus::CompletedWithErrors => "COMPLETED_WITH_ERRORS",
+            JobStatus::Completed => "COMPLETED",
+            JobStatus::Failed => "FAILED",
+            JobStatus::CancelSubmitted => "CANCEL_SUBMITTED",
+            JobStatus::CancelInProgress => "CANCEL_IN_PROGRESS",
+            JobStatus::CancelCompleted => "CANCEL_COMPLETED",
+            JobStatus::CancelFailed => "CANCEL_FAILED",
+            JobStatus::Unknown(text) => text,
+        }
+    }
+
+    /// True for the five statuses a job never leaves. Unknown statuses are not terminal: we cannot
+    /// know, and counting them as finished could fire a false alert.
+    pub fn is_terminal(&self) -> bool {
+        Self::TERMINAL.contains(self)
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One HealthLake job as listed. Times are Unix epoch seconds, as on the wire.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub name: Option<String>,
+    pub status: JobStatus,
+    pub submitted: f64,
+    pub ended: Option<f64>,
+}
+
+impl Job {
+    /// A job still running (or waiting): not in a terminal status and without an end time.
+    pub fn is_active(&self) -> bool {
+        !self.status.is_terminal() && self.ended.is_none()
+    }
+
+    /// End − submit for a job that ended; time since submit (as of `now`) for an active one; `None`
+    /// for a job that says it is finished but carries no end time (its duration is unknowable).
+    pub fn duration_seconds(&self, now: f64) -> Option<f64> {
+        match self.ended {
+            Some(ended) => Some((ended - self.submitted).max(0.0)),
+            None if self.is_active() => Some((now - self.submitted).max(0.0)),
+            None => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_status_round_trips_and_unknown_keeps_its_text() {
+        for status in JobStatus::KNOWN {
+            assert_eq!(JobStatus::parse(status.as_str()), status);
+        }
+        let newer = JobStatus::parse("ARCHIVED");
+        assert_eq!(newer, JobStatus::Unknown("ARCHIVED".into()));
+        assert_eq!(newer.as_str(), "ARCHIVED");
+        assert!(!newer.is_terminal());
+    }
+
+    #[test]
+    fn durations_for_ended_active_and_inconsistent_jobs() {
+        let mut job = Job {
+            id: "j".into(),
+            name: None,
+            status: JobStatus::InProgress,
+            submitted: 1000.0,
+            ended: None,
+        };
+        assert_eq!(job.duration_seconds(1600.5), Some(600.5));
+        job.status = JobStatus::Completed;
+        job.ended = Some(1300.25);
+        assert_eq!(job.duration_seconds(99999.0), Some(300.25));
+        job.ended = None;
+        assert_eq!(job.duration_seconds(99999.0), None);
+    }
+}

@@ -1,0 +1,348 @@
+//! What the exporter knows about each datastore: the single source of truth for `/metrics`.
+//!
+//! The poller writes a datastore's entry after each poll; the metrics encoder only reads. A failed
+//! poll changes a datastore's health, never its job data: last-known values stay until a later poll
+//! succeeds, so a flaky API never blanks a series or flaps an alert.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::config::Config;
+use crate::healthlake::{ErrorReason, PollError};
+use crate::job::{Job, JobStatus};
+
+/// Every datastore the config names, in config order.
+#[derive(Debug)]
+pub struct State {
+    datastores: Vec<Datastore>,
+}
+
+/// One datastore: its fixed labels and its mutable record (locked briefly by poller and scrapes).
+#[derive(Debug)]
+pub struct Datastore {
+    pub id: String,
+    pub name: String,
+    record: Mutex<Record>,
+}
+
+/// The mutable part of a datastore's state.
+#[derive(Debug, Default)]
+pub struct Record {
+    /// `None` until the first successful poll: before it we know nothing about the jobs.
+    pub jobs: Option<JobsView>,
+    /// Jobs seen entering each terminal status while the exporter runs (all terminal statuses
+    /// present, at 0, from the first successful poll).
+    pub finished: BTreeMap<JobStatus, u64>,
+    pub health: Health,
+    /// Every job id seen, and whether it was terminal then: how a transition is recognised.
+    known_jobs: HashMap<String, bool>,
+}
+
+/// The job data of the last successful poll.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobsView {
+    /// Jobs per status: the ten known statuses always (0 when none), unknown ones when seen.
+    pub counts: BTreeMap<JobStatus, u64>,
+    /// The most recently submitted jobs (up to `job_series_limit`), newest first.
+    pub recent: Vec<Job>,
+    /// Submit time of the oldest job still running, if any.
+    pub oldest_active_submitted: Option<f64>,
+}
+
+/// How polling a datastore is going.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Health {
+    /// The last poll succeeded.
+    pub up: bool,
+    /// Polls attempted, successful or not.
+    pub attempts: u64,
+    /// Wall time of the last poll, successful or not.
+    pub last_poll_seconds: Option<f64>,
+    /// Unix time at which the last successful poll ended.
+    pub last_success: Option<f64>,
+    /// Failed polls by reason (every reason present from the start).
+    pub errors: BTreeMap<ErrorReason, u64>,
+    /// The error of the last poll, when it failed.
+    pub last_error: Option<PollError>,
+}
+
+/// What changed in a successful poll, for the poller's log lines.
+#[derive(Debug, Default, PartialEq)]
+pub struct PollOutcome {
+    /// The datastore was down (or never polled) and now answers.
+    pub recovered: bool,
+    /// Jobs that entered a terminal status in this poll.
+    pub finished: Vec<(String, JobStatus)>,
+}
+
+impl State {
+    pub fn new(config: &Config) -> State {
+        let datastores = config
+            .datastores
+            .iter()
+            .map(|ds| Datastore {
+                id: ds.id.clone(),
+                name: ds.name.clone(),
+                record: Mutex::new(Record {
+                    health: Health {
+                        errors: ErrorReason::ALL.iter().map(|r| (*r, 0)).collect(),
+                        ..Health::default()
+                    },
+                    ..Record::default()
+                }),
+            })
+            .collect();
+        State { datastores }
+    }
+
+    pub fn datastores(&self) -> &[Datastore] {
+        &self.datastores
+    }
+
+    /// Ready once every datastore has had its first poll attempted, whatever its outcome: readiness
+    /// must never depend on AWS, because a sidecar's readiness gates its whole pod.
+    pub fn first_cycle_attempted(&self) -> bool {
+        self.datastores
+            .iter()
+            .all(|ds| ds.record().health.attempts > 0)
+    }
+}
+
+impl Datastore {
+    /// Locks the record. A poisoned lock (a panic elsewhere while holding it) still yields the data:
+    /// a scrape must keep answering.
+    pub fn record(&self) -> MutexGuard<'_, Record> {
+        self.record
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Merges a successful listing, taken `poll_seconds` long and ending at `now` (Unix seconds).
+    pub fn record_success(
+        &self,
+        jobs: Vec<Job>,
+        job_series_limit: usize,
+        poll_seconds: f64,
+        now: f64,
+    ) -> PollOutcome {
+        let mut record = self.record();
+        let first_success = record.jobs.is_none();
+        let recovered = !record.health.up;
+        if first_success {
+            for status in JobStatus::TERMINAL {
+                record.finished.entry(status).or_insert(0);
+            }
+        }
+
+        let mut finished = Vec::new();
+        let mut counts: BTreeMap<JobStatus, u64> =
+            JobStatus::KNOWN.iter().map(|s| (s.clone(), 0)).collect();
+        let mut oldest_active: Option<f64> = None;
+        let mut known_jobs = HashMap::with_capacity(jobs.len());
+        for job in &jobs {
+            *counts.entry(job.status.clone()).or_insert(0) += 1;
+            if job.is_active() {
+                oldest_active = Some(oldest_active.map_or(job.submitted, |o| o.min(job.submitted)));
+            }
+            let terminal = job.status.is_terminal();
+            let was_terminal = record.known_jobs.get(&job.id).copied();
+            if terminal && !first_success && was_terminal != Some(true) {
+                finished.push((job.id.clone(), job.status.clone()));
+            }
+            known_jobs.insert(job.id.clone(), terminal);
+        }
+        for (_, status) in &finished {
+            *record.finished.entry(status.clone()).or_insert(0) += 1;
+        }
+        // A job that vanished from the listing is forgotten; should it reappear it counts as new.
+        record.known_jobs = known_jobs;
+
+        let mut recent = jobs;
+        recent.sort_unstable_by(|a, b| {
+            b.submitted
+                .total_cmp(&a.submitted)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        recent.truncate(job_series_limit);
+        recent.shrink_to_fit();
+
+        record.jobs = Some(JobsView {
+            counts,
+            recent,
+            oldest_active_submitted: oldest_active,
+        });
+        let health = &mut record.health;
+        health.up = true;
+        health.attempts += 1;
+        health.last_poll_seconds = Some(poll_seconds);
+        health.last_success = Some(now);
+        health.last_error = None;
+        PollOutcome {
+            recovered,
+            finished,
+        }
+    }
+
+    /// Records a failed poll: health only, job data untouched. Returns whether this is news (the
+    /// datastore was up, never polled, or failing for another reason) so the poller logs once per
+    /// change rather than once per poll.
+    pub fn record_failure(&self, error: &PollError, poll_seconds: f64) -> bool {
+        let mut record = self.record();
+        let health = &mut record.health;
+        let news = health.up
+            || health.attempts == 0
+            || health.last_error.as_ref().map(|e| e.reason) != Some(error.reason);
+        health.up = false;
+        health.attempts += 1;
+        health.last_poll_seconds = Some(poll_seconds);
+        *health.errors.entry(error.reason).or_insert(0) += 1;
+        health.last_error = Some(error.clone());
+        news
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn state() -> State {
+        let config = Config::parse("[[datastores]]\nid = \"ds\"\n", Path::new("t.toml")).unwrap();
+        State::new(&config)
+    }
+
+    fn job(id: &str, status: &str, submitted: f64) -> Job {
+        let status = JobStatus::parse(status);
+        let ended = status.is_terminal().then_some(submitted + 10.0);
+        Job {
+            id: id.into(),
+            name: None,
+            status,
+            submitted,
+            ended,
+        }
+    }
+
+    #[test]
+    fn counts_every_known_status_and_keeps_unknown_ones() {
+        let state = state();
+        let ds = &state.datastores()[0];
+        ds.record_success(
+            vec![
+                job("a", "COMPLETED", 1.0),
+                job("b", "COMPLETED", 2.0),
+                job("c", "ARCHIVED", 3.0),
+                job("d", "IN_PROGRESS", 4.0),
+            ],
+            100,
+            0.1,
+            50.0,
+        );
+        let record = ds.record();
+        let view = record.jobs.as_ref().unwrap();
+        assert_eq!(view.counts.len(), 11);
+        assert_eq!(view.counts[&JobStatus::Completed], 2);
+        assert_eq!(view.counts[&JobStatus::Failed], 0);
+        assert_eq!(view.counts[&JobStatus::Unknown("ARCHIVED".into())], 1);
+        // ARCHIVED has no end time and is not terminal, so it counts as active: the oldest.
+        assert_eq!(view.oldest_active_submitted, Some(3.0));
+    }
+
+    #[test]
+    fn finished_counts_only_transitions_after_the_first_success() {
+        let state = state();
+        let ds = &state.datastores()[0];
+        let first = ds.record_success(
+            vec![
+                job("old-fail", "FAILED", 1.0),
+                job("run", "IN_PROGRESS", 2.0),
+            ],
+            100,
+            0.1,
+            10.0,
+        );
+        assert!(first.recovered);
+        assert!(first.finished.is_empty());
+        assert_eq!(ds.record().finished[&JobStatus::Failed], 0);
+        assert_eq!(ds.record().finished.len(), 5);
+
+        let second = ds.record_success(
+            vec![
+                job("old-fail", "FAILED", 1.0),
+                job("run", "FAILED", 2.0),
+                job("late", "COMPLETED", 0.5),
+            ],
+            100,
+            0.1,
+            20.0,
+        );
+        assert!(!second.recovered);
+        assert_eq!(
+            second.finished,
+            vec![
+                ("run".to_string(), JobStatus::Failed),
+                ("late".to_string(), JobStatus::Completed)
+            ]
+        );
+        // The same listing again changes nothing.
+        let third = ds.record_success(
+            vec![
+                job("old-fail", "FAILED", 1.0),
+                job("run", "FAILED", 2.0),
+                job("late", "COMPLETED", 0.5),
+            ],
+            100,
+            0.1,
+            30.0,
+        );
+        assert!(third.finished.is_empty());
+        let record = ds.record();
+        assert_eq!(record.finished[&JobStatus::Failed], 1);
+        assert_eq!(record.finished[&JobStatus::Completed], 1);
+        assert_eq!(record.jobs.as_ref().unwrap().oldest_active_submitted, None);
+    }
+
+    #[test]
+    fn recent_keeps_the_newest_jobs_up_to_the_limit() {
+        let state = state();
+        let ds = &state.datastores()[0];
+        let jobs = (0..10)
+            .map(|i| job(&format!("j{i}"), "COMPLETED", i as f64))
+            .collect();
+        ds.record_success(jobs, 3, 0.1, 10.0);
+        let ids: Vec<String> = ds
+            .record()
+            .jobs
+            .as_ref()
+            .unwrap()
+            .recent
+            .iter()
+            .map(|j| j.id.clone())
+            .collect();
+        assert_eq!(ids, ["j9", "j8", "j7"]);
+    }
+
+    #[test]
+    fn a_failure_keeps_job_data_and_reports_news_once_per_change() {
+        let state = state();
+        let ds = &state.datastores()[0];
+        assert!(!state.first_cycle_attempted());
+        ds.record_success(vec![job("a", "COMPLETED", 1.0)], 100, 0.1, 10.0);
+        assert!(state.first_cycle_attempted());
+        let before = ds.record().jobs.clone();
+
+        let throttled = PollError::new(ErrorReason::Throttled, "slow down");
+        assert!(ds.record_failure(&throttled, 0.2));
+        assert!(!ds.record_failure(&throttled, 0.2));
+        assert!(ds.record_failure(&PollError::new(ErrorReason::Timeout, "t"), 30.0));
+        let record = ds.record();
+        assert_eq!(record.jobs, before);
+        assert!(!record.health.up);
+        assert_eq!(record.health.errors[&ErrorReason::Throttled], 2);
+        assert_eq!(record.health.errors[&ErrorReason::Timeout], 1);
+        assert_eq!(record.health.errors[&ErrorReason::Network], 0);
+        assert_eq!(record.health.last_success, Some(10.0));
+        drop(record);
+        assert!(ds.record_success(vec![], 100, 0.1, 40.0).recovered);
+    }
+}

@@ -1,0 +1,209 @@
+//! The binary as a user runs it: exit codes, messages, `--check-config`, SIGTERM and `--demo`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_healthlake-exporter");
+
+fn temp_config(name: &str, text: &[u8]) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("hle-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .env_remove("HEALTHLAKE_EXPORTER_CONFIG")
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_config_accepts_the_shipped_example() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml");
+    let (code, stdout, stderr) = run(&["--check-config", "--config", example]);
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(stdout.contains("config.example.toml is valid"), "{stdout}");
+    assert!(stdout.contains("datastores       2"), "{stdout}");
+    assert!(stdout.contains("listen_address   0.0.0.0:9469"), "{stdout}");
+}
+
+#[test]
+fn check_config_rejects_bad_files_with_exit_code_2_and_a_message() {
+    let cases: &[(&str, &[u8], &str)] = &[
+        (
+            "typo.toml",
+            b"[polling]\nintervall = \"60s\"\n[[datastores]]\nid = \"x\"\n",
+            "typo.toml:2:1: unknown field `intervall`",
+        ),
+        (
+            "dup.toml",
+            b"[[datastores]]\nid = \"x\"\n[[datastores]]\nid = \"x\"\n",
+            "listed twice",
+        ),
+        (
+            "latin1.toml",
+            b"[[datastores]]\nid = \"caf\xe9\"\n",
+            "not valid UTF-8",
+        ),
+        ("empty.toml", b"", "no datastores configured"),
+    ];
+    for (name, text, expected) in cases {
+        let path = temp_config(name, text);
+        let (code, stdout, stderr) = run(&["--check-config", "--config", path.to_str().unwrap()]);
+        assert_eq!(code, 2, "{name}: {stderr}");
+        assert!(stdout.is_empty());
+        assert!(
+            stderr.contains(expected),
+            "{name}: expected {expected:?} in {stderr}"
+        );
+        assert!(!stderr.contains("panicked"));
+    }
+    let (code, _, stderr) = run(&["--check-config", "--config", "/nonexistent/healthlake.toml"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("cannot read config file /nonexistent/healthlake.toml"));
+}
+
+#[test]
+fn usage_errors_and_version() {
+    let (code, stdout, _) = run(&["--version"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        stdout.trim(),
+        format!("healthlake-exporter {}", env!("CARGO_PKG_VERSION"))
+    );
+    let (code, _, stderr) = run(&["--log-format", "xml"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("possible values: text, json"), "{stderr}");
+    let (code, _, stderr) = run(&["--listen-address", "localhost", "--check-config"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("is not an IP address and port"), "{stderr}");
+}
+
+/// Reads the child's stdout until a line contains `needle`, returning that line.
+fn wait_for_line(reader: &mut impl BufRead, needle: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "process ended before printing {needle:?}");
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+fn sigterm(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+// Multi-threaded: this test blocks on the child's output while the fake answers on the runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_0_within_5_seconds_and_logs_no_secrets() {
+    let (fake, server) = common::start_fake().await;
+    fake.add_datastore("ds1");
+    let text = common::config_text(&server.endpoint_url(), "", &[("ds1", "one")]);
+    let path = temp_config("sigterm.toml", text.as_bytes());
+    let mut child = Command::new(BIN)
+        .args(["--config", path.to_str().unwrap(), "--log-format", "json"])
+        .env("AWS_ACCESS_KEY_ID", "AKIDSIGTERMTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "super-secret-value")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let started = wait_for_line(&mut stderr, "healthlake-exporter started");
+    assert!(
+        started.contains("\"listen_address\":\"127.0.0.1:"),
+        "{started}"
+    );
+    let line = wait_for_line(&mut stderr, "datastore polled successfully");
+    assert!(line.contains("\"datastore_id\":\"ds1\""), "{line}");
+
+    sigterm(child.id());
+    let sent = Instant::now();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(status.code(), Some(0));
+    assert!(rest.contains("shutting down"));
+    let all = format!("{started}{line}{rest}");
+    assert!(!all.contains("super-secret-value"));
+    assert!(!all.contains("Signature="));
+}
+
+#[test]
+fn demo_serves_live_metrics_without_aws() {
+    let mut child = Command::new(BIN)
+        .args(["--demo", "--listen-address", "127.0.0.1:0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let line = wait_for_line(&mut stdout, "metrics at http://");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap();
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .parse()
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let metrics = runtime.block_on(common::eventually(
+        Duration::from_secs(20),
+        "demo metrics",
+        || async {
+            let m = common::scrape(addr).await;
+            let up: Vec<_> = m
+                .series("healthlake_datastore_up", &[])
+                .into_iter()
+                .filter(|(_, v)| *v == 1.0)
+                .collect();
+            (up.len() == 3).then_some(m)
+        },
+    ));
+    assert_eq!(
+        metrics
+            .series("healthlake_export_jobs", &[("status", "FAILED")])
+            .len(),
+        3
+    );
+    let failed: f64 = metrics
+        .series("healthlake_export_jobs", &[("status", "FAILED")])
+        .iter()
+        .map(|(_, v)| v)
+        .sum();
+    assert!(failed >= 1.0, "the demo history has a failed job");
+    sigterm(child.id());
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
