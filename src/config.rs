@@ -17,10 +17,22 @@ use toml::Spanned;
 /// Where the exporter listens when neither the file nor `--listen-address` says otherwise: 9469 is
 /// free in Prometheus' default port allocations list, so it does not collide with other exporters.
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9469";
+/// Enough for several Prometheus replicas, probes and a person with curl; small enough that idle
+/// connections cannot exhaust file descriptors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+const MAX_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONCURRENCY: usize = 8;
 pub const DEFAULT_JOB_SERIES_LIMIT: usize = 100;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Half of HealthLake's ListFHIRExportJobs quota (10 per second per account and region), leaving
+/// the rest to the team's own tools.
+pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 5.0;
+/// 200 pages of 500 jobs: far beyond any real export history, short of an endless token loop.
+pub const DEFAULT_MAX_PAGES: usize = 200;
+const MAX_MAX_ATTEMPTS: usize = 10;
+const MAX_MAX_PAGES: usize = 100_000;
 const MAX_CONCURRENCY: usize = 256;
 const MAX_JOB_SERIES_LIMIT: usize = 10_000;
 
@@ -35,6 +47,49 @@ pub struct Config {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerConfig {
     pub listen_address: SocketAddr,
+    /// Connections held open at once; see `http.rs` for what happens at the cap.
+    pub max_connections: usize,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsConfig>,
+    /// `None`: no credentials asked for.
+    pub basic_auth: Option<BasicAuthConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen_address: SocketAddr::from(([0, 0, 0, 0], 9469)),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls: None,
+            basic_auth: None,
+        }
+    }
+}
+
+/// `[server.tls]`: paths already resolved against the config file's directory and checked to hold
+/// a matching certificate and key (and CA certificates) when the config was validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Set: clients must present a certificate signed by one of these CAs (except on the probe
+    /// routes `/healthz` and `/readyz`).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// `[server.basic_auth]`: user name → bcrypt hash. `Debug` leaves the hashes out: a hash is not a
+/// password, but it lets whoever reads it guess passwords offline.
+#[derive(Clone, PartialEq)]
+pub struct BasicAuthConfig {
+    pub users: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for BasicAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuthConfig")
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -47,6 +102,12 @@ pub struct PollingConfig {
     pub concurrency: usize,
     /// Per datastore, how many of the most recently submitted jobs get a duration series.
     pub job_series_limit: usize,
+    /// Attempts per API call, the first included (the SDK's standard retry with backoff and jitter).
+    pub max_attempts: u32,
+    /// API requests per second shared by all datastores of one account and region.
+    pub max_requests_per_second: f64,
+    /// A listing longer than this many pages ends the poll as an error.
+    pub max_pages: usize,
 }
 
 /// One datastore to watch.
@@ -130,6 +191,23 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawServer {
     listen_address: Option<Spanned<String>>,
+    max_connections: Option<Spanned<i64>>,
+    tls: Option<RawTls>,
+    basic_auth: Option<RawBasicAuth>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: Spanned<String>,
+    key_file: Spanned<String>,
+    client_ca_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBasicAuth {
+    users: Spanned<std::collections::BTreeMap<String, Spanned<String>>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -139,6 +217,17 @@ struct RawPolling {
     timeout: Option<Spanned<String>>,
     concurrency: Option<Spanned<i64>>,
     job_series_limit: Option<Spanned<i64>>,
+    max_attempts: Option<Spanned<i64>>,
+    max_requests_per_second: Option<Spanned<Number>>,
+    max_pages: Option<Spanned<i64>>,
+}
+
+/// TOML has integers and floats; a rate may be written as either.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(untagged)]
+enum Number {
+    Integer(i64),
+    Float(f64),
 }
 
 #[derive(Default, Deserialize)]
@@ -187,6 +276,26 @@ impl Config {
         let mut out = String::new();
         let p = &self.polling;
         let _ = writeln!(out, "listen_address   {}", self.server.listen_address);
+        let server = &self.server;
+        let _ = writeln!(
+            out,
+            "server           max_connections {}, tls {}, basic_auth {}",
+            server.max_connections,
+            match &server.tls {
+                None => "off".to_owned(),
+                Some(t) if t.client_ca_file.is_some() => {
+                    format!(
+                        "on ({}, client certificates required)",
+                        t.cert_file.display()
+                    )
+                }
+                Some(t) => format!("on ({})", t.cert_file.display()),
+            },
+            match &server.basic_auth {
+                None => "off".to_owned(),
+                Some(a) => format!("{} user(s)", a.users.len()),
+            }
+        );
         let _ = writeln!(
             out,
             "polling          every {}, timeout {}, concurrency {}, job_series_limit {}",
@@ -194,6 +303,11 @@ impl Config {
             humantime::format_duration(p.timeout),
             p.concurrency,
             p.job_series_limit
+        );
+        let _ = writeln!(
+            out,
+            "aws requests     max_attempts {}, max_requests_per_second {} per account and region, max_pages {}",
+            p.max_attempts, p.max_requests_per_second, p.max_pages
         );
         let _ = writeln!(out, "datastores       {}", self.datastores.len());
         for ds in &self.datastores {
@@ -279,6 +393,22 @@ impl Validator<'_> {
                 DEFAULT_JOB_SERIES_LIMIT,
                 0..=MAX_JOB_SERIES_LIMIT,
             )?,
+            max_attempts: self.count(
+                raw.polling.max_attempts,
+                "polling.max_attempts",
+                DEFAULT_MAX_ATTEMPTS as usize,
+                1..=MAX_MAX_ATTEMPTS,
+            )? as u32,
+            max_requests_per_second: self.rate(
+                raw.polling.max_requests_per_second,
+                "polling.max_requests_per_second",
+            )?,
+            max_pages: self.count(
+                raw.polling.max_pages,
+                "polling.max_pages",
+                DEFAULT_MAX_PAGES,
+                1..=MAX_MAX_PAGES,
+            )?,
         };
 
         let defaults = self.target(&raw.aws, None, "aws")?;
@@ -334,7 +464,12 @@ impl Validator<'_> {
         }
 
         Ok(Config {
-            server: ServerConfig { listen_address },
+            server: self.server(
+                listen_address,
+                raw.server.max_connections,
+                raw.server.tls,
+                raw.server.basic_auth,
+            )?,
             polling,
             datastores: out,
         })
@@ -392,6 +527,132 @@ impl Validator<'_> {
                     ),
                 )
             })
+    }
+
+    fn rate(&self, value: Option<Spanned<Number>>, key: &str) -> Result<f64, ConfigError> {
+        let Some(value) = value else {
+            return Ok(DEFAULT_MAX_REQUESTS_PER_SECOND);
+        };
+        let rate = match *value.get_ref() {
+            Number::Integer(n) => n as f64,
+            Number::Float(f) => f,
+        };
+        if rate.is_finite() && (0.01..=1000.0).contains(&rate) {
+            Ok(rate)
+        } else {
+            Err(self.error(
+                Some(value.span()),
+                key,
+                format!("{rate} is out of range; use a number of requests per second from 0.01 to 1000 (HealthLake allows 10 per account and region)"),
+            ))
+        }
+    }
+
+    /// The rest of `[server]`: the connection cap, TLS files (read and checked now, so that
+    /// `--check-config` and a reload catch a wrong path or a key that does not match) and basic
+    /// auth users.
+    fn server(
+        &self,
+        listen_address: SocketAddr,
+        max_connections: Option<Spanned<i64>>,
+        tls: Option<RawTls>,
+        basic_auth: Option<RawBasicAuth>,
+    ) -> Result<ServerConfig, ConfigError> {
+        let max_connections = self.count(
+            max_connections,
+            "server.max_connections",
+            DEFAULT_MAX_CONNECTIONS,
+            1..=MAX_MAX_CONNECTIONS,
+        )?;
+        let tls = match tls {
+            None => None,
+            Some(raw) => {
+                let file = |value: &Spanned<String>, key: &str| {
+                    self.file_path(value)
+                        .map_err(|m| self.error(Some(value.span()), key, m))
+                };
+                let config = TlsConfig {
+                    cert_file: file(&raw.cert_file, "server.tls.cert_file")?,
+                    key_file: file(&raw.key_file, "server.tls.key_file")?,
+                    client_ca_file: match &raw.client_ca_file {
+                        Some(v) => Some(file(v, "server.tls.client_ca_file")?),
+                        None => None,
+                    },
+                };
+                if let Err(e) = crate::http::tls::check_files(&config) {
+                    let span = match e.file_key() {
+                        crate::http::tls::FileKey::Cert => raw.cert_file.span(),
+                        crate::http::tls::FileKey::Key => raw.key_file.span(),
+                        crate::http::tls::FileKey::ClientCa => raw
+                            .client_ca_file
+                            .as_ref()
+                            .map_or(raw.cert_file.span(), Spanned::span),
+                    };
+                    return Err(ConfigError::at(
+                        self.path,
+                        self.text,
+                        Some(span),
+                        e.to_string(),
+                    ));
+                }
+                Some(config)
+            }
+        };
+        let basic_auth = match basic_auth {
+            None => None,
+            Some(raw) => {
+                if raw.users.get_ref().is_empty() {
+                    return Err(self.error(
+                        Some(raw.users.span()),
+                        "server.basic_auth.users",
+                        "no users; add one like `alice = \"$2y$10$...\"`, or remove [server.basic_auth] to serve without credentials",
+                    ));
+                }
+                let mut users = std::collections::BTreeMap::new();
+                for (name, hash) in raw.users.into_inner() {
+                    let key = format!("server.basic_auth.users.{name}");
+                    if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
+                        return Err(self.error(
+                            Some(hash.span()),
+                            &key,
+                            "a user name must be non-empty and contain no `:` or control characters (HTTP basic auth cannot carry them)",
+                        ));
+                    }
+                    if let Err(problem) = crate::http::auth::check_bcrypt_hash(hash.get_ref()) {
+                        // No source excerpt: the value may be a password pasted by mistake.
+                        let (line, column) = line_and_column(self.text, hash.span().start);
+                        return Err(ConfigError::Invalid {
+                            location: format!("{}:{line}:{column}", self.path.display()),
+                            message: format!(
+                                "{key}: {problem}; make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'` (the value is not shown here, in case it is a password)"
+                            ),
+                        });
+                    }
+                    users.insert(name, hash.into_inner());
+                }
+                Some(BasicAuthConfig { users })
+            }
+        };
+        Ok(ServerConfig {
+            listen_address,
+            max_connections,
+            tls,
+            basic_auth,
+        })
+    }
+
+    /// A path from the file, relative ones taken from the config file's directory (as Prometheus'
+    /// web config does), so that the config works wherever the exporter is started from.
+    fn file_path(&self, value: &Spanned<String>) -> Result<PathBuf, String> {
+        let text = value.get_ref();
+        if text.trim().is_empty() {
+            return Err("must not be empty; give the path of a PEM file".to_owned());
+        }
+        let path = Path::new(text);
+        Ok(match self.path.parent() {
+            Some(dir) if path.is_relative() && !dir.as_os_str().is_empty() => dir.join(path),
+            _ => path.to_owned(),
+        })
     }
 
     /// A datastore's target: its own keys, falling back to `[aws]`.
@@ -545,6 +806,9 @@ mod tests {
         assert_eq!(config.polling.timeout, Duration::from_secs(30));
         assert_eq!(config.polling.concurrency, 8);
         assert_eq!(config.polling.job_series_limit, 100);
+        assert_eq!(config.polling.max_attempts, 3);
+        assert_eq!(config.polling.max_requests_per_second, 5.0);
+        assert_eq!(config.polling.max_pages, 200);
         let ds = &config.datastores[0];
         assert_eq!(ds.name, ds.id);
         assert_eq!(ds.target, AwsTarget::default());
@@ -561,6 +825,9 @@ interval = "5m"
 timeout = "45s"
 concurrency = 2
 job_series_limit = 0
+max_attempts = 5
+max_requests_per_second = 2.5
+max_pages = 10
 [aws]
 region = "us-east-1"
 endpoint_url = "http://127.0.0.1:4566/"
@@ -577,6 +844,9 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
         .unwrap();
         assert_eq!(config.polling.interval, Duration::from_secs(300));
         assert_eq!(config.polling.job_series_limit, 0);
+        assert_eq!(config.polling.max_attempts, 5);
+        assert_eq!(config.polling.max_requests_per_second, 2.5);
+        assert_eq!(config.polling.max_pages, 10);
         assert_eq!(config.datastores[0].name, "prod");
         assert_eq!(
             config.datastores[0].target,
@@ -607,6 +877,10 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
             ("[polling]\nconcurrency = \"8\"\n", "test.toml:2:15: key `concurrency`: invalid type: string \"8\""),
             ("[polling]\nconcurrency = 0\n", "test.toml:2:15: polling.concurrency: 0 is out of range"),
             ("[polling]\njob_series_limit = -1\n", "polling.job_series_limit: -1 is out of range"),
+            ("[polling]\nmax_attempts = 0\n", "polling.max_attempts: 0 is out of range; use a whole number from 1 to 10"),
+            ("[polling]\nmax_pages = 0\n", "polling.max_pages: 0 is out of range"),
+            ("[polling]\nmax_requests_per_second = 0\n", "polling.max_requests_per_second: 0 is out of range"),
+            ("[polling]\nmax_requests_per_second = \"fast\"\n", "max_requests_per_second"),
             ("[polling]\ninterval = \"0s\"\n", "test.toml:2:12: polling.interval: \"0s\" is zero"),
             ("[polling]\ntimeout = \"soon\"\n", "test.toml:2:11: polling.timeout: \"soon\" is not a duration"),
             ("[polling]\ninterval = \"60\"\n", "polling.interval: \"60\" is not a duration"),

@@ -39,12 +39,16 @@ pub async fn run(listen_address: Option<SocketAddr>) -> Result<(), StartError> {
                     .parse()
                     .expect("a literal socket address")
             }),
+            ..ServerConfig::default()
         },
         polling: PollingConfig {
             interval: DEMO_TICK,
             timeout: DEMO_TICK,
             concurrency: 8,
             job_series_limit: 100,
+            max_attempts: crate::config::DEFAULT_MAX_ATTEMPTS,
+            max_requests_per_second: crate::config::DEFAULT_MAX_REQUESTS_PER_SECOND,
+            max_pages: crate::config::DEFAULT_MAX_PAGES,
         },
         datastores: datastores
             .into_iter()

@@ -7,25 +7,29 @@
 use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 use std::fmt;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_healthlake::config::interceptors::BeforeDeserializationInterceptorContextMut;
 use aws_sdk_healthlake::config::retry::RetryConfig;
 use aws_sdk_healthlake::config::timeout::TimeoutConfig;
+use aws_sdk_healthlake::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_healthlake::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_healthlake::operation::list_fhir_export_jobs::ListFHIRExportJobsError;
 use aws_sdk_healthlake::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+use aws_smithy_types::body::SdkBody;
 
 use crate::config::{AwsTarget, Config};
 use crate::job::{Job, JobStatus};
 
 /// HealthLake's largest page: fewer calls against a low per-account request quota.
 pub const PAGE_SIZE: i32 = 500;
-/// A listing longer than this many pages is treated as a server fault (a token loop, say).
-pub const MAX_PAGES: usize = 10_000;
+/// A page of 500 jobs is a few hundred KiB; anything past this is not a HealthLake answer.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const SESSION_NAME: &str = "healthlake-exporter";
 
@@ -109,7 +113,7 @@ pub enum ClientError {
 pub struct ClientOptions {
     /// Use these credentials instead of the default chain (the demo's static keys, tests').
     pub credentials: Option<SharedCredentialsProvider>,
-    /// Attempts per API call, the first included (the SDK's standard retry, with backoff and jitter).
+    /// Overrides `polling.max_attempts` (tests use 1 to see each fault at once).
     pub max_attempts: Option<u32>,
 }
 
@@ -125,9 +129,65 @@ impl fmt::Debug for ClientOptions {
     }
 }
 
-/// One SDK client per distinct target, all sharing one HTTP client and one base credentials chain.
+/// One SDK client per distinct target, all sharing one HTTP client and one base credentials chain;
+/// one request budget per account and region.
 pub struct Clients {
-    by_target: HashMap<AwsTarget, Client>,
+    by_target: HashMap<AwsTarget, Target>,
+    /// What the clients were built with: a reload with other values builds them anew.
+    settings: ClientSettings,
+}
+
+/// A datastore's way to HealthLake: its SDK client and the request budget of its account and region.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub client: Client,
+    pub budget: Arc<RequestBudget>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct ClientSettings {
+    timeout: Duration,
+    max_attempts: u32,
+    max_requests_per_second: f64,
+}
+
+impl ClientSettings {
+    fn of(config: &Config, options: &ClientOptions) -> ClientSettings {
+        ClientSettings {
+            timeout: config.polling.timeout,
+            max_attempts: options.max_attempts.unwrap_or(config.polling.max_attempts),
+            max_requests_per_second: config.polling.max_requests_per_second,
+        }
+    }
+}
+
+/// Paces the API requests of one account and region so that many datastores never throttle each
+/// other: each request takes the next free slot, `1 / rate` seconds after the previous one.
+#[derive(Debug)]
+pub struct RequestBudget {
+    spacing: Duration,
+    next_slot: Mutex<Option<Instant>>,
+}
+
+impl RequestBudget {
+    pub fn per_second(rate: f64) -> RequestBudget {
+        RequestBudget {
+            spacing: Duration::from_secs_f64(1.0 / rate),
+            next_slot: Mutex::new(None),
+        }
+    }
+
+    /// Waits for this request's slot.
+    pub async fn acquire(&self) {
+        let slot = {
+            let mut next = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let slot = next.map_or(now, |n| n.max(now));
+            *next = Some(slot + self.spacing);
+            slot
+        };
+        tokio::time::sleep_until(slot.into()).await;
+    }
 }
 
 impl fmt::Debug for Clients {
@@ -142,12 +202,35 @@ impl Clients {
     /// Builds a client for every target the config uses. Only AssumeRole providers are set up
     /// here; no network call is made until the first poll.
     pub async fn build(config: &Config, options: &ClientOptions) -> Result<Clients, ClientError> {
-        let base = base_sdk_config(config, options).await;
+        Clients::rebuild(config, options, None).await
+    }
+
+    /// Like `build`, but keeps the clients (and their cached credentials) of `previous` for the
+    /// targets still in use, when the settings they were built with have not changed.
+    pub async fn rebuild(
+        config: &Config,
+        options: &ClientOptions,
+        previous: Option<&Clients>,
+    ) -> Result<Clients, ClientError> {
+        let settings = ClientSettings::of(config, options);
+        let previous = previous.filter(|p| p.settings == settings);
+        let mut base: Option<SdkConfig> = None;
+        let mut budgets: HashMap<(String, String), Arc<RequestBudget>> = HashMap::new();
         let mut by_target = HashMap::new();
         for ds in &config.datastores {
             if by_target.contains_key(&ds.target) {
                 continue;
             }
+            if let Some(kept) = previous.and_then(|p| p.by_target.get(&ds.target)) {
+                let key = budget_key(&ds.target, kept.client.config().region());
+                budgets.insert(key, Arc::clone(&kept.budget));
+                by_target.insert(ds.target.clone(), kept.clone());
+                continue;
+            }
+            let base = match base {
+                Some(ref base) => base,
+                None => base.insert(base_sdk_config(config, &settings, options).await),
+            };
             let region = ds
                 .target
                 .region
@@ -157,26 +240,39 @@ impl Clients {
                 .ok_or_else(|| ClientError::NoRegion {
                     datastore_id: ds.id.clone(),
                 })?;
-            let mut builder =
-                aws_sdk_healthlake::config::Builder::from(&base).region(region.clone());
+            let mut builder = aws_sdk_healthlake::config::Builder::from(base)
+                .region(region.clone())
+                .interceptor(ResponseSizeLimit {
+                    max_bytes: MAX_RESPONSE_BYTES,
+                });
             if let Some(url) = &ds.target.endpoint_url {
                 builder = builder.endpoint_url(url);
             }
             if let Some(role_arn) = &ds.target.role_arn {
                 let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
                     .session_name(SESSION_NAME)
-                    .region(region)
-                    .configure(&base)
+                    .region(region.clone())
+                    .configure(base)
                     .build()
                     .await;
                 builder = builder.credentials_provider(provider);
             }
-            by_target.insert(ds.target.clone(), Client::from_conf(builder.build()));
+            let budget = budgets
+                .entry(budget_key(&ds.target, Some(&region)))
+                .or_insert_with(|| {
+                    Arc::new(RequestBudget::per_second(settings.max_requests_per_second))
+                })
+                .clone();
+            let client = Client::from_conf(builder.build());
+            by_target.insert(ds.target.clone(), Target { client, budget });
         }
-        Ok(Clients { by_target })
+        Ok(Clients {
+            by_target,
+            settings,
+        })
     }
 
-    pub fn for_target(&self, target: &AwsTarget) -> Option<&Client> {
+    pub fn for_target(&self, target: &AwsTarget) -> Option<&Target> {
         self.by_target.get(target)
     }
 
@@ -190,22 +286,37 @@ impl Clients {
     }
 }
 
-async fn base_sdk_config(config: &Config, options: &ClientOptions) -> SdkConfig {
+/// HealthLake's quota is per account and region: the account is the role's, or the base identity's.
+fn budget_key(target: &AwsTarget, region: Option<&Region>) -> (String, String) {
+    let account = target
+        .role_arn
+        .as_deref()
+        .and_then(|arn| arn.split(':').nth(4))
+        .unwrap_or("")
+        .to_owned();
+    (region.map(|r| r.to_string()).unwrap_or_default(), account)
+}
+
+async fn base_sdk_config(
+    config: &Config,
+    settings: &ClientSettings,
+    options: &ClientOptions,
+) -> SdkConfig {
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::AwsLc))
         .build_https();
     // Each attempt gets a share of the poll's budget, so a hung connection leaves room to retry.
-    let attempt_timeout = (config.polling.timeout / 2).max(Duration::from_secs(1));
+    let attempt_timeout = (settings.timeout / 2).max(Duration::from_secs(1));
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client)
         .timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
                 .operation_attempt_timeout(attempt_timeout)
-                .operation_timeout(config.polling.timeout)
+                .operation_timeout(settings.timeout)
                 .build(),
         )
-        .retry_config(RetryConfig::standard().with_max_attempts(options.max_attempts.unwrap_or(3)));
+        .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts));
     let region_everywhere = config.datastores.iter().all(|d| d.target.region.is_some());
     if let Some(region) = config
         .datastores
@@ -223,13 +334,21 @@ async fn base_sdk_config(config: &Config, options: &ClientOptions) -> SdkConfig 
     loader.load().await
 }
 
-/// Lists every export job of a datastore, following `NextToken` to the end.
-pub async fn list_export_jobs(client: &Client, datastore_id: &str) -> Result<Vec<Job>, PollError> {
+/// Lists every export job of a datastore, following `NextToken` to the end, each page paced by
+/// the target's request budget. More than `max_pages` pages, or a token seen twice, ends the poll
+/// as an error: a loop must not keep a poll (and the API quota) busy forever.
+pub async fn list_export_jobs(
+    target: &Target,
+    datastore_id: &str,
+    max_pages: usize,
+) -> Result<Vec<Job>, PollError> {
     let mut jobs = Vec::new();
     let mut next_token: Option<String> = None;
     let mut seen_tokens = HashSet::new();
-    for _page in 0..MAX_PAGES {
-        let output = client
+    for _page in 0..max_pages {
+        target.budget.acquire().await;
+        let output = target
+            .client
             .list_fhir_export_jobs()
             .datastore_id(datastore_id)
             .max_results(PAGE_SIZE)
@@ -259,12 +378,61 @@ pub async fn list_export_jobs(client: &Client, datastore_id: &str) -> Result<Vec
     }
     Err(PollError::new(
         ErrorReason::ServerError,
-        format!("ListFHIRExportJobs did not finish within {MAX_PAGES} pages"),
+        format!("ListFHIRExportJobs did not finish within polling.max_pages ({max_pages}) pages"),
     ))
+}
+
+/// Caps the size of a response body before the SDK reads it into memory.
+#[derive(Debug)]
+struct ResponseSizeLimit {
+    max_bytes: usize,
+}
+
+/// A response declared larger than `MAX_RESPONSE_BYTES`.
+#[derive(Debug, thiserror::Error)]
+#[error("the response is larger than {max_bytes} bytes")]
+struct ResponseTooLarge {
+    max_bytes: usize,
+}
+
+impl Intercept for ResponseSizeLimit {
+    fn name(&self) -> &'static str {
+        "ResponseSizeLimit"
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn StdError + Send + Sync>> {
+        let response = context.response_mut();
+        let declared = response
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > self.max_bytes as u64) {
+            return Err(Box::new(ResponseTooLarge {
+                max_bytes: self.max_bytes,
+            }));
+        }
+        let body = std::mem::replace(response.body_mut(), SdkBody::taken());
+        *response.body_mut() =
+            SdkBody::from_body_1_x(http_body_util::Limited::new(body, self.max_bytes));
+        Ok(())
+    }
 }
 
 /// Sorts an SDK failure into one of our reasons, with a message fit for a log line.
 fn classify(error: SdkError<ListFHIRExportJobsError>) -> PollError {
+    if find_source::<ResponseTooLarge>(&error).is_some()
+        || find_source::<http_body_util::LengthLimitError>(&error).is_some()
+    {
+        return PollError::new(
+            ErrorReason::ServerError,
+            format!("oversized response: larger than {MAX_RESPONSE_BYTES} bytes"),
+        );
+    }
     if let Some(credentials) = find_source::<CredentialsError>(&error) {
         return PollError::new(
             ErrorReason::Credentials,

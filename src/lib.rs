@@ -2,7 +2,8 @@
 //!
 //! The flow is one-way: config → HealthLake clients → poller → state → metrics → HTTP. The scrape
 //! path never waits on AWS: `/metrics` encodes what State holds now. `Exporter` wires the modules
-//! together; `main.rs` only parses the command line and maps errors to exit codes.
+//! together and applies config reloads; `main.rs` only parses the command line and maps errors to
+//! exit codes.
 
 pub mod cli;
 pub mod config;
@@ -16,20 +17,26 @@ pub mod poller;
 pub mod state;
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::healthlake::{ClientError, ClientOptions, Clients};
+use crate::poller::unix_now;
 use crate::state::State;
 
 /// What can stop the exporter from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
     Clients(#[from] ClientError),
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
     #[error("cannot listen on {address}: {source}\n  hint: pick another port with --listen-address or server.listen_address")]
     Bind {
         address: SocketAddr,
@@ -37,42 +44,124 @@ pub enum StartError {
     },
 }
 
-/// A running exporter: polling tasks plus the HTTP server.
+/// Why a config reload was rejected (the previous configuration keeps running).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("nothing to reload: the exporter was started without a configuration file")]
+    NoConfigFile,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Clients(#[from] ClientError),
+    #[error("the exporter is shutting down")]
+    ShuttingDown,
+}
+
+/// A request to the supervisor task, which owns the configuration and the pollers.
+enum Control {
+    Reload(oneshot::Sender<Result<(), ReloadError>>),
+}
+
+/// Asks a running exporter to re-read its configuration file (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct ReloadHandle {
+    control: mpsc::Sender<Control>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Control::Reload")
+    }
+}
+
+impl ReloadHandle {
+    /// Re-reads the configuration file and applies it; on error the previous one keeps running.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let (reply, answer) = oneshot::channel();
+        self.control
+            .send(Control::Reload(reply))
+            .await
+            .map_err(|_| ReloadError::ShuttingDown)?;
+        answer.await.map_err(|_| ReloadError::ShuttingDown)?
+    }
+}
+
+/// A running exporter: polling tasks, the HTTP server and the supervisor that applies reloads.
 pub struct Exporter {
     local_addr: SocketAddr,
     state: Arc<State>,
+    reload: ReloadHandle,
     stop_http: oneshot::Sender<()>,
     http: JoinHandle<()>,
-    pollers: tokio::task::JoinSet<()>,
+    supervisor: JoinHandle<()>,
 }
 
 impl Exporter {
-    /// Builds the clients, binds the listen address and starts polling and serving.
+    /// Starts with an already validated configuration (no reloads: there is no file to re-read).
     pub async fn start(config: Config, options: ClientOptions) -> Result<Exporter, StartError> {
+        Exporter::launch(config, None, None, options).await
+    }
+
+    /// Loads the configuration file and starts; `SIGHUP`, `POST /-/reload` and
+    /// [`ReloadHandle::reload`] re-read it later. `listen_override` wins over the file.
+    pub async fn start_from_file(
+        path: &Path,
+        listen_override: Option<SocketAddr>,
+        options: ClientOptions,
+    ) -> Result<Exporter, StartError> {
+        let mut config = Config::load(path)?;
+        if let Some(address) = listen_override {
+            config.server.listen_address = address;
+        }
+        Exporter::launch(config, Some(path.to_owned()), listen_override, options).await
+    }
+
+    async fn launch(
+        config: Config,
+        config_path: Option<PathBuf>,
+        listen_override: Option<SocketAddr>,
+        options: ClientOptions,
+    ) -> Result<Exporter, StartError> {
         let clients = Arc::new(Clients::build(&config, &options).await?);
         let address = config.server.listen_address;
         let listener = http::bind(address)
             .await
             .map_err(|source| StartError::Bind { address, source })?;
         let local_addr = listener.local_addr().unwrap_or(address);
-        let state = Arc::new(State::new(&config));
+        let state = Arc::new(State::new(&config, unix_now()));
         let (stop_http, stopped) = oneshot::channel::<()>();
-        let http = tokio::spawn(http::serve(listener, Arc::clone(&state), async {
+        let (control, requests) = mpsc::channel(4);
+        let reload = ReloadHandle { control };
+        let context = Arc::new(
+            http::HttpContext::new(Arc::clone(&state), &config.server)?.with_reload(reload.clone()),
+        );
+        let http = tokio::spawn(http::serve(listener, context, async {
             let _ = stopped.await;
         }));
-        let pollers = poller::spawn(&config, clients, Arc::clone(&state));
+        let pollers = poller::spawn(&config, Arc::clone(&clients), &state);
         tracing::info!(
             listen_address = %local_addr,
             datastores = config.datastores.len(),
             interval = %humantime::format_duration(config.polling.interval),
             "healthlake-exporter started"
         );
+        let supervisor = Supervisor {
+            config,
+            config_path,
+            listen_override,
+            options,
+            clients,
+            pollers,
+            state: Arc::clone(&state),
+        };
+        let supervisor = tokio::spawn(supervisor.run(requests));
         Ok(Exporter {
             local_addr,
             state,
+            reload,
             stop_http,
             http,
-            pollers,
+            supervisor,
         })
     }
 
@@ -85,11 +174,121 @@ impl Exporter {
         &self.state
     }
 
+    pub fn reload_handle(&self) -> ReloadHandle {
+        self.reload.clone()
+    }
+
+    /// Serves until SIGTERM or SIGINT, re-reading the configuration on SIGHUP, then shuts down.
+    pub async fn run_until_terminated(self) {
+        let terminated = termination_signal();
+        tokio::pin!(terminated);
+        #[cfg(unix)]
+        let mut hangups =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let hangup = async {
+                match hangups.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hangup = std::future::pending::<()>();
+            tokio::select! {
+                () = &mut terminated => break,
+                () = hangup => {
+                    tracing::info!("SIGHUP received: reloading the configuration");
+                    // The outcome is logged by the supervisor.
+                    let _ = self.reload.reload().await;
+                }
+            }
+        }
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+
     /// Stops polling, stops accepting connections, and lets responses in flight finish.
-    pub async fn shutdown(mut self) {
-        self.pollers.shutdown().await;
+    pub async fn shutdown(self) {
+        drop(self.reload);
+        // The supervisor stops its pollers once every reload handle is gone; HTTP holds none, so
+        // abort instead of waiting on handles held elsewhere.
+        self.supervisor.abort();
+        let _ = self.supervisor.await;
         let _ = self.stop_http.send(());
         let _ = self.http.await;
+    }
+}
+
+/// Owns the configuration, the clients and the polling tasks; applies reloads one at a time.
+struct Supervisor {
+    config: Config,
+    config_path: Option<PathBuf>,
+    listen_override: Option<SocketAddr>,
+    options: ClientOptions,
+    clients: Arc<Clients>,
+    pollers: tokio::task::JoinSet<()>,
+    state: Arc<State>,
+}
+
+impl Supervisor {
+    async fn run(mut self, mut requests: mpsc::Receiver<Control>) {
+        while let Some(Control::Reload(reply)) = requests.recv().await {
+            let result = self.reload().await;
+            self.state
+                .reload_status()
+                .record(result.is_ok(), unix_now());
+            match &result {
+                Ok(()) => {}
+                Err(error) => {
+                    tracing::error!(%error, "configuration reload failed; the previous configuration keeps running")
+                }
+            }
+            let _ = reply.send(result);
+        }
+        self.pollers.shutdown().await;
+    }
+
+    async fn reload(&mut self) -> Result<(), ReloadError> {
+        let path = self
+            .config_path
+            .as_deref()
+            .ok_or(ReloadError::NoConfigFile)?;
+        let mut config = Config::load(path)?;
+        if let Some(address) = self.listen_override {
+            config.server.listen_address = address;
+        }
+        let clients =
+            Arc::new(Clients::rebuild(&config, &self.options, Some(&self.clients)).await?);
+        if config.server != self.config.server {
+            tracing::warn!("changes to [server] take effect after a restart; the other changes are applied now");
+        }
+        let before: std::collections::HashSet<&str> = self
+            .config
+            .datastores
+            .iter()
+            .map(|d| d.id.as_str())
+            .collect();
+        let after: std::collections::HashSet<&str> =
+            config.datastores.iter().map(|d| d.id.as_str()).collect();
+        let added = after.difference(&before).count();
+        let removed = before.difference(&after).count();
+
+        self.pollers.shutdown().await;
+        self.state.apply(&config);
+        self.pollers = poller::spawn(&config, Arc::clone(&clients), &self.state);
+        tracing::info!(
+            datastores = config.datastores.len(),
+            added,
+            removed,
+            interval = %humantime::format_duration(config.polling.interval),
+            "configuration reloaded"
+        );
+        self.config = config;
+        self.clients = clients;
+        Ok(())
     }
 }
 

@@ -7,7 +7,7 @@ use clap::Parser;
 use healthlake_exporter::cli::{Cli, LogFormat};
 use healthlake_exporter::config::Config;
 use healthlake_exporter::healthlake::ClientOptions;
-use healthlake_exporter::{demo, termination_signal, Exporter};
+use healthlake_exporter::{demo, Exporter, StartError};
 use tracing_subscriber::EnvFilter;
 
 const EXIT_START_FAILED: u8 = 1;
@@ -57,33 +57,40 @@ fn main() -> ExitCode {
         };
     }
 
-    let mut config = match Config::load(&cli.config) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
-    };
-    if let Some(address) = cli.listen_address {
-        config.server.listen_address = address;
-    }
     if cli.check_config {
-        println!("{} is valid\n{}", cli.config.display(), config.summary());
-        return ExitCode::SUCCESS;
+        return match Config::load(&cli.config) {
+            Ok(mut config) => {
+                if let Some(address) = cli.listen_address {
+                    config.server.listen_address = address;
+                }
+                println!("{} is valid\n{}", cli.config.display(), config.summary());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("error: {error}");
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
+        };
     }
 
     runtime.block_on(async {
-        let exporter = match Exporter::start(config, ClientOptions::default()).await {
-            Ok(exporter) => exporter,
+        let started =
+            Exporter::start_from_file(&cli.config, cli.listen_address, ClientOptions::default())
+                .await;
+        match started {
+            Ok(exporter) => {
+                exporter.run_until_terminated().await;
+                ExitCode::SUCCESS
+            }
+            Err(error @ StartError::Config(_)) => {
+                eprintln!("error: {error}");
+                ExitCode::from(EXIT_BAD_CONFIG)
+            }
             Err(error) => {
                 eprintln!("error: {error}");
-                return ExitCode::from(EXIT_START_FAILED);
+                ExitCode::from(EXIT_START_FAILED)
             }
-        };
-        termination_signal().await;
-        tracing::info!("shutting down");
-        exporter.shutdown().await;
-        ExitCode::SUCCESS
+        }
     })
 }
 

@@ -41,7 +41,7 @@ impl Format {
 }
 
 /// Every metric family name this exporter can emit (as scraped, with suffixes).
-pub const FAMILY_NAMES: [&str; 9] = [
+pub const FAMILY_NAMES: [&str; 11] = [
     "healthlake_export_jobs",
     "healthlake_export_job_duration_seconds",
     "healthlake_export_jobs_finished_total",
@@ -51,6 +51,8 @@ pub const FAMILY_NAMES: [&str; 9] = [
     "healthlake_last_successful_poll_timestamp_seconds",
     "healthlake_poll_errors_total",
     "healthlake_exporter_build_info",
+    "healthlake_exporter_config_last_reload_successful",
+    "healthlake_exporter_config_last_reload_success_timestamp_seconds",
 ];
 
 const SOURCE: &str = "from the exporter's own polling of HealthLake ListFHIRExportJobs";
@@ -102,7 +104,7 @@ impl StateCollector {
         ) -> Fmt,
     ) -> Fmt {
         let mut metric = encoder.encode_descriptor(name, help, unit, metric_type)?;
-        for ds in self.state.datastores() {
+        for ds in self.state.datastores().iter() {
             let record = ds.record();
             samples(&mut metric, ds, &record)?;
         }
@@ -256,6 +258,22 @@ impl Collector for StateCollector {
                 Ok(())
             },
         )?;
+
+        let reload = self.state.reload_status();
+        let mut metric = e.encode_descriptor(
+            "healthlake_exporter_config_last_reload_successful",
+            "1 if the last configuration (re)load succeeded, 0 if it failed and the previous configuration is still in use.",
+            None,
+            MetricType::Gauge,
+        )?;
+        metric.encode_gauge(&if reload.last_successful() { 1.0 } else { 0.0 })?;
+        let mut metric = e.encode_descriptor(
+            "healthlake_exporter_config_last_reload_success_timestamp",
+            "Unix time of the last successful configuration (re)load.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+        )?;
+        metric.encode_gauge(&reload.last_success_time())?;
 
         let build = e.encode_descriptor(
             "healthlake_exporter_build_info",

@@ -1,7 +1,8 @@
 //! Scheduling: when each datastore is polled, how many at once, and for how long at most.
 //!
-//! One task per datastore, each on the shared interval, with a semaphore bounding how many poll at
-//! once and a timeout bounding each whole poll. A slow or failing datastore only ever delays
+//! One task per datastore on the shared interval, with a semaphore bounding how many poll at once,
+//! a timeout bounding each whole poll, jitter so datastores do not hit the API in lockstep, and a
+//! capped backoff for a datastore that keeps failing. A slow or failing datastore only ever delays
 //! itself. Results go into State; the scrape path never waits on a poll.
 
 use std::sync::Arc;
@@ -15,28 +16,47 @@ use crate::healthlake::{list_export_jobs, Clients, ErrorReason, PollError};
 use crate::job::JobStatus;
 use crate::state::{Datastore, State};
 
-/// Upper bound of the random delay added to each wait, so that datastores drift apart instead of
-/// hitting the API in lockstep.
-const MAX_JITTER: Duration = Duration::from_secs(5);
+/// The first polls after start are spread over at most this long (or half the interval), so that
+/// a hundred datastores do not all call at once, yet the first data arrives within seconds.
+const MAX_START_SPREAD: Duration = Duration::from_secs(5);
+/// Each wait is stretched or shrunk by up to this fraction, so datastores drift apart over time.
+const JITTER_FRACTION: f64 = 0.1;
+/// A datastore that keeps failing is polled at most this rarely (or at the interval, if longer).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-/// Starts one polling task per datastore. Dropping (or aborting) the returned set stops polling.
-pub fn spawn(config: &Config, clients: Arc<Clients>, state: Arc<State>) -> JoinSet<()> {
+/// Starts one polling task per datastore of `state` (which follows `config`). Dropping or
+/// aborting the returned set stops polling.
+pub fn spawn(config: &Config, clients: Arc<Clients>, state: &State) -> JoinSet<()> {
     let semaphore = Arc::new(Semaphore::new(config.polling.concurrency));
     let mut tasks = JoinSet::new();
-    for (index, ds_config) in config.datastores.iter().enumerate() {
-        let target = DatastoreTask {
+    let datastores = state.datastores();
+    for (ds_config, datastore) in config.datastores.iter().zip(datastores.iter()) {
+        debug_assert_eq!(ds_config.id, datastore.id);
+        let task = DatastoreTask {
             config: ds_config.clone(),
             interval: config.polling.interval,
             timeout: config.polling.timeout,
             job_series_limit: config.polling.job_series_limit,
+            max_pages: config.polling.max_pages,
             clients: Arc::clone(&clients),
-            state: Arc::clone(&state),
-            index,
+            datastore: Arc::clone(datastore),
             semaphore: Arc::clone(&semaphore),
         };
-        tasks.spawn(target.run());
+        tasks.spawn(task.run());
     }
     tasks
+}
+
+/// How long to wait after a poll that left `consecutive_failures` failures in a row: the interval,
+/// doubling from the second failure on, capped at `MAX_BACKOFF` (or the interval, if longer).
+pub fn backoff(interval: Duration, consecutive_failures: u32) -> Duration {
+    if consecutive_failures <= 1 {
+        return interval;
+    }
+    let factor = 2u32.saturating_pow(consecutive_failures.min(16) - 1);
+    interval
+        .saturating_mul(factor)
+        .min(MAX_BACKOFF.max(interval))
 }
 
 struct DatastoreTask {
@@ -44,17 +64,28 @@ struct DatastoreTask {
     interval: Duration,
     timeout: Duration,
     job_series_limit: usize,
+    max_pages: usize,
     clients: Arc<Clients>,
-    state: Arc<State>,
-    index: usize,
+    datastore: Arc<Datastore>,
     semaphore: Arc<Semaphore>,
 }
 
 impl DatastoreTask {
     async fn run(self) {
-        let jitter_cap = (self.interval / 10).min(MAX_JITTER);
+        // A datastore carried over by a config reload keeps its rhythm; a new one starts soon.
+        let last_attempt = self.datastore().record().health.last_attempt;
+        let first = match last_attempt {
+            Some(at) => at + self.wait_after_poll(),
+            None => {
+                Instant::now()
+                    + (self.interval / 2)
+                        .min(MAX_START_SPREAD)
+                        .mul_f64(fastrand::f64())
+            }
+        };
+        tokio::time::sleep_until(first.into()).await;
         loop {
-            let cycle_start = Instant::now();
+            let started = Instant::now();
             {
                 // The semaphore is never closed, so acquiring only waits for a free slot.
                 let Ok(_permit) = self.semaphore.acquire().await else {
@@ -62,31 +93,40 @@ impl DatastoreTask {
                 };
                 self.poll_once().await;
             }
-            let jitter = jitter_cap.mul_f64(fastrand::f64());
-            tokio::time::sleep_until((cycle_start + self.interval + jitter).into()).await;
+            tokio::time::sleep_until((started + self.wait_after_poll()).into()).await;
         }
     }
 
+    fn wait_after_poll(&self) -> Duration {
+        let failures = self.datastore().record().health.consecutive_failures;
+        let jitter = 1.0 + JITTER_FRACTION * (2.0 * fastrand::f64() - 1.0);
+        backoff(self.interval, failures).mul_f64(jitter)
+    }
+
     fn datastore(&self) -> &Datastore {
-        &self.state.datastores()[self.index]
+        &self.datastore
     }
 
     async fn poll_once(&self) {
         let ds = &self.config;
         let region = ds.target.region.as_deref().unwrap_or("default");
+        self.datastore().record_attempt_start();
         let started = Instant::now();
         let result = match self.clients.for_target(&ds.target) {
-            Some(client) => tokio::time::timeout(self.timeout, list_export_jobs(client, &ds.id))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(PollError::new(
-                        ErrorReason::Timeout,
-                        format!(
-                            "the poll took longer than polling.timeout ({})",
-                            humantime::format_duration(self.timeout)
-                        ),
-                    ))
-                }),
+            Some(target) => tokio::time::timeout(
+                self.timeout,
+                list_export_jobs(target, &ds.id, self.max_pages),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(PollError::new(
+                    ErrorReason::Timeout,
+                    format!(
+                        "the poll took longer than polling.timeout ({})",
+                        humantime::format_duration(self.timeout)
+                    ),
+                ))
+            }),
             None => Err(PollError::new(
                 ErrorReason::Other,
                 "no client for this datastore",
@@ -131,4 +171,23 @@ pub fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_the_second_failure_and_is_capped() {
+        let minute = Duration::from_secs(60);
+        assert_eq!(backoff(minute, 0), minute);
+        assert_eq!(backoff(minute, 1), minute);
+        assert_eq!(backoff(minute, 2), 2 * minute);
+        assert_eq!(backoff(minute, 3), 4 * minute);
+        assert_eq!(backoff(minute, 4), MAX_BACKOFF);
+        assert_eq!(backoff(minute, u32::MAX), MAX_BACKOFF);
+        // An interval longer than the cap is never shortened.
+        let hour = Duration::from_secs(3600);
+        assert_eq!(backoff(hour, 9), hour);
+    }
 }

@@ -5,16 +5,53 @@
 //! succeeds, so a flaky API never blanks a series or flaps an alert.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
 
 use crate::config::Config;
 use crate::healthlake::{ErrorReason, PollError};
 use crate::job::{Job, JobStatus};
 
-/// Every datastore the config names, in config order.
+/// Every datastore the config names, in config order, and how the last config reload went.
+/// A reload swaps the list; readers take a snapshot of it and never block a poll for long.
 #[derive(Debug)]
 pub struct State {
-    datastores: Vec<Datastore>,
+    datastores: RwLock<Arc<[Arc<Datastore>]>>,
+    reload: ReloadStatus,
+}
+
+/// The outcome of the last config reload.
+#[derive(Debug)]
+pub struct ReloadStatus {
+    successful: AtomicBool,
+    /// Unix time of the last successful load, as f64 bits.
+    success_time: AtomicU64,
+}
+
+impl ReloadStatus {
+    /// A status for a config first loaded successfully at `now`.
+    pub fn loaded_at(now: f64) -> ReloadStatus {
+        ReloadStatus {
+            successful: AtomicBool::new(true),
+            success_time: AtomicU64::new(now.to_bits()),
+        }
+    }
+
+    pub fn record(&self, successful: bool, now: f64) {
+        self.successful.store(successful, Ordering::Relaxed);
+        if successful {
+            self.success_time.store(now.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    pub fn last_successful(&self) -> bool {
+        self.successful.load(Ordering::Relaxed)
+    }
+
+    pub fn last_success_time(&self) -> f64 {
+        f64::from_bits(self.success_time.load(Ordering::Relaxed))
+    }
 }
 
 /// One datastore: its fixed labels and its mutable record (locked briefly by poller and scrapes).
@@ -64,6 +101,10 @@ pub struct Health {
     pub errors: BTreeMap<ErrorReason, u64>,
     /// The error of the last poll, when it failed.
     pub last_error: Option<PollError>,
+    /// Failed polls since the last success: how far the poller backs off.
+    pub consecutive_failures: u32,
+    /// When the last poll started: a reloaded config keeps each datastore's rhythm.
+    pub last_attempt: Option<Instant>,
 }
 
 /// What changed in a successful poll, for the poller's log lines.
@@ -76,11 +117,55 @@ pub struct PollOutcome {
 }
 
 impl State {
-    pub fn new(config: &Config) -> State {
-        let datastores = config
-            .datastores
+    /// The state for a config first loaded at `now` (Unix seconds).
+    pub fn new(config: &Config, now: f64) -> State {
+        State {
+            datastores: RwLock::new(build_datastores(config, &[])),
+            reload: ReloadStatus::loaded_at(now),
+        }
+    }
+
+    /// Switches to a reloaded `config`: datastores still listed keep their record (job data,
+    /// counters, health), under their new name if it changed; removed ones are dropped with their
+    /// series; new ones start empty.
+    pub fn apply(&self, config: &Config) {
+        let mut datastores = self.datastores.write().unwrap_or_else(|p| p.into_inner());
+        let next = build_datastores(config, &datastores);
+        *datastores = next;
+    }
+
+    pub fn reload_status(&self) -> &ReloadStatus {
+        &self.reload
+    }
+
+    /// The datastores as of now (a reload may replace the list afterwards).
+    pub fn datastores(&self) -> Arc<[Arc<Datastore>]> {
+        Arc::clone(&self.datastores.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Ready once every datastore has had its first poll attempted, whatever its outcome: readiness
+    /// must never depend on AWS, because a sidecar's readiness gates its whole pod.
+    pub fn first_cycle_attempted(&self) -> bool {
+        self.datastores()
             .iter()
-            .map(|ds| Datastore {
+            .all(|ds| ds.record().health.attempts > 0)
+    }
+}
+
+fn build_datastores(config: &Config, previous: &[Arc<Datastore>]) -> Arc<[Arc<Datastore>]> {
+    let mut old: HashMap<&str, &Arc<Datastore>> =
+        previous.iter().map(|d| (d.id.as_str(), d)).collect();
+    config
+        .datastores
+        .iter()
+        .map(|ds| match old.remove(ds.id.as_str()) {
+            Some(kept) if kept.name == ds.name => Arc::clone(kept),
+            Some(renamed) => Arc::new(Datastore {
+                id: ds.id.clone(),
+                name: ds.name.clone(),
+                record: Mutex::new(std::mem::take(&mut *renamed.record())),
+            }),
+            None => Arc::new(Datastore {
                 id: ds.id.clone(),
                 name: ds.name.clone(),
                 record: Mutex::new(Record {
@@ -90,22 +175,9 @@ impl State {
                     },
                     ..Record::default()
                 }),
-            })
-            .collect();
-        State { datastores }
-    }
-
-    pub fn datastores(&self) -> &[Datastore] {
-        &self.datastores
-    }
-
-    /// Ready once every datastore has had its first poll attempted, whatever its outcome: readiness
-    /// must never depend on AWS, because a sidecar's readiness gates its whole pod.
-    pub fn first_cycle_attempted(&self) -> bool {
-        self.datastores
-            .iter()
-            .all(|ds| ds.record().health.attempts > 0)
-    }
+            }),
+        })
+        .collect()
 }
 
 impl Datastore {
@@ -115,6 +187,11 @@ impl Datastore {
         self.record
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Notes that a poll starts now.
+    pub fn record_attempt_start(&self) {
+        self.record().health.last_attempt = Some(Instant::now());
     }
 
     /// Merges a successful listing, taken `poll_seconds` long and ending at `now` (Unix seconds).
@@ -177,6 +254,7 @@ impl Datastore {
         health.last_poll_seconds = Some(poll_seconds);
         health.last_success = Some(now);
         health.last_error = None;
+        health.consecutive_failures = 0;
         PollOutcome {
             recovered,
             finished,
@@ -197,6 +275,7 @@ impl Datastore {
         health.last_poll_seconds = Some(poll_seconds);
         *health.errors.entry(error.reason).or_insert(0) += 1;
         health.last_error = Some(error.clone());
+        health.consecutive_failures = health.consecutive_failures.saturating_add(1);
         news
     }
 }
@@ -208,7 +287,7 @@ mod tests {
 
     fn state() -> State {
         let config = Config::parse("[[datastores]]\nid = \"ds\"\n", Path::new("t.toml")).unwrap();
-        State::new(&config)
+        State::new(&config, 0.0)
     }
 
     fn job(id: &str, status: &str, submitted: f64) -> Job {
@@ -226,7 +305,8 @@ mod tests {
     #[test]
     fn counts_every_known_status_and_keeps_unknown_ones() {
         let state = state();
-        let ds = &state.datastores()[0];
+        let datastores = state.datastores();
+        let ds = &datastores[0];
         ds.record_success(
             vec![
                 job("a", "COMPLETED", 1.0),
@@ -251,7 +331,8 @@ mod tests {
     #[test]
     fn finished_counts_only_transitions_after_the_first_success() {
         let state = state();
-        let ds = &state.datastores()[0];
+        let datastores = state.datastores();
+        let ds = &datastores[0];
         let first = ds.record_success(
             vec![
                 job("old-fail", "FAILED", 1.0),
@@ -305,7 +386,8 @@ mod tests {
     #[test]
     fn recent_keeps_the_newest_jobs_up_to_the_limit() {
         let state = state();
-        let ds = &state.datastores()[0];
+        let datastores = state.datastores();
+        let ds = &datastores[0];
         let jobs = (0..10)
             .map(|i| job(&format!("j{i}"), "COMPLETED", i as f64))
             .collect();
@@ -325,7 +407,8 @@ mod tests {
     #[test]
     fn a_failure_keeps_job_data_and_reports_news_once_per_change() {
         let state = state();
-        let ds = &state.datastores()[0];
+        let datastores = state.datastores();
+        let ds = &datastores[0];
         assert!(!state.first_cycle_attempted());
         ds.record_success(vec![job("a", "COMPLETED", 1.0)], 100, 0.1, 10.0);
         assert!(state.first_cycle_attempted());
@@ -342,7 +425,46 @@ mod tests {
         assert_eq!(record.health.errors[&ErrorReason::Timeout], 1);
         assert_eq!(record.health.errors[&ErrorReason::Network], 0);
         assert_eq!(record.health.last_success, Some(10.0));
+        assert_eq!(record.health.consecutive_failures, 3);
         drop(record);
         assert!(ds.record_success(vec![], 100, 0.1, 40.0).recovered);
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_reload_keeps_records_of_kept_datastores_and_drops_removed_ones() {
+        let first = Config::parse(
+            "[[datastores]]\nid = \"keep\"\n[[datastores]]\nid = \"drop\"\n[[datastores]]\nid = \"same\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let state = State::new(&first, 1.0);
+        for ds in state.datastores().iter() {
+            ds.record_success(Vec::new(), 10, 0.1, 5.0);
+        }
+        let same_before = Arc::clone(&state.datastores()[2]);
+
+        let second = Config::parse(
+            "[[datastores]]\nid = \"new\"\n[[datastores]]\nid = \"keep\"\nname = \"renamed\"\n[[datastores]]\nid = \"same\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        state.apply(&second);
+        let now = state.datastores();
+        let ids: Vec<&str> = now.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["new", "keep", "same"]);
+        assert_eq!(now[1].name, "renamed");
+        assert_eq!(now[1].record().health.last_success, Some(5.0));
+        assert!(
+            Arc::ptr_eq(&now[2], &same_before),
+            "an unchanged datastore is the same entry"
+        );
+        assert_eq!(now[0].record().health.attempts, 0);
+        assert_eq!(now[0].record().health.errors.len(), ErrorReason::ALL.len());
     }
 }

@@ -14,17 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Every metric the exporter exposes, as named in its /metrics output and in PromQL (counters
 /// with their `_total` suffix). Dashboards and alert rules may name only these (plus
 /// `PROMETHEUS_BUILTIN_METRICS`).
-pub const EXPORTER_METRICS: &[&str] = &[
-    "healthlake_export_jobs",
-    "healthlake_export_job_duration_seconds",
-    "healthlake_export_jobs_finished_total",
-    "healthlake_export_oldest_active_job_age_seconds",
-    "healthlake_datastore_up",
-    "healthlake_poll_duration_seconds",
-    "healthlake_last_successful_poll_timestamp_seconds",
-    "healthlake_poll_errors_total",
-    "healthlake_exporter_build_info",
-];
+pub const EXPORTER_METRICS: &[&str] = &healthlake_exporter::metrics::FAMILY_NAMES;
 
 /// Prometheus' own series that dashboards and rules may name besides the exporter's.
 pub const PROMETHEUS_BUILTIN_METRICS: &[&str] = &["up", "ALERTS", "ALERTS_FOR_STATE"];

@@ -1,0 +1,133 @@
+//! Criterion benchmarks of the exporter's hot pure paths (issue #5), through the public API only:
+//!
+//! - `record_success`: merging one poll's listing (2,000 jobs) into a datastore's State, both the
+//!   first poll and the steady state (the same listing again, as every cycle today).
+//! - `render`: encoding `/metrics` for 50 datastores × 2,000 jobs with `job_series_limit` 100, in
+//!   both exposition formats.
+//!
+//! Kept short (small samples, 3 s per benchmark) so `cargo bench` ends in about a minute on
+//! 2 cores. Run: `cargo bench --bench hot_paths` (add `-- render` to run one group).
+
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use healthlake_exporter::config::Config;
+use healthlake_exporter::job::{Job, JobStatus};
+use healthlake_exporter::metrics::{self, Format};
+use healthlake_exporter::state::State;
+
+const NOW: f64 = 1_800_000_000.0;
+const JOBS: usize = 2_000;
+const DATASTORES: usize = 50;
+const JOB_SERIES_LIMIT: usize = 100;
+
+fn hex32(a: u64, b: u64) -> String {
+    format!(
+        "{:016x}{:016x}",
+        a.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        b.wrapping_mul(0xbf58_476d_1ce4_e5b9)
+    )
+}
+
+/// A config naming `n` datastores with 32-hex ids, as the scale benchmark's fake writes.
+fn config(n: usize) -> Config {
+    let mut text = String::from("[aws]\nregion = \"us-east-1\"\n");
+    for d in 0..n {
+        text.push_str(&format!(
+            "[[datastores]]\nid = \"{}\"\nname = \"bench-{:04}\"\n",
+            hex32(d as u64 + 1, 7),
+            d + 1
+        ));
+    }
+    Config::parse(&text, Path::new("bench.toml")).expect("valid bench config")
+}
+
+/// One datastore's listing: hourly jobs, mostly COMPLETED, ~2% FAILED, the newest IN_PROGRESS,
+/// in an order unrelated to submission (as the API returns them).
+fn listing(d: usize, n: usize) -> Vec<Job> {
+    let mut jobs: Vec<Job> = (0..n)
+        .map(|k| {
+            let submitted = NOW - (n - k) as f64 * 3600.0;
+            let status = if k + 1 == n {
+                JobStatus::InProgress
+            } else if k % 50 == 7 {
+                JobStatus::Failed
+            } else {
+                JobStatus::Completed
+            };
+            let ended = status.is_terminal().then_some(submitted + 900.0);
+            Job {
+                id: hex32(d as u64 + 1, k as u64 + 1),
+                name: Some(format!("export-{k:06}")),
+                status,
+                submitted,
+                ended,
+            }
+        })
+        .collect();
+    jobs.sort_by(|a, b| a.id.cmp(&b.id));
+    jobs
+}
+
+fn record_success(c: &mut Criterion) {
+    let mut group = c.benchmark_group("record_success");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .throughput(Throughput::Elements(JOBS as u64));
+    let jobs = listing(0, JOBS);
+
+    group.bench_function("2000_jobs_first_poll", |b| {
+        b.iter_batched(
+            || (State::new(&config(1), 0.0), jobs.clone()),
+            |(state, jobs)| {
+                black_box(state.datastores()[0].record_success(jobs, JOB_SERIES_LIMIT, 0.1, NOW));
+                state
+            },
+            BatchSize::LargeInput,
+        );
+    });
+
+    let state = State::new(&config(1), 0.0);
+    state.datastores()[0].record_success(jobs.clone(), JOB_SERIES_LIMIT, 0.1, NOW);
+    group.bench_function("2000_jobs_steady_same_listing", |b| {
+        b.iter_batched(
+            || jobs.clone(),
+            |jobs| {
+                black_box(state.datastores()[0].record_success(jobs, JOB_SERIES_LIMIT, 0.1, NOW))
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+}
+
+fn render(c: &mut Criterion) {
+    let state = Arc::new(State::new(&config(DATASTORES), 0.0));
+    for (d, ds) in state.datastores().iter().enumerate() {
+        ds.record_success(listing(d, JOBS), JOB_SERIES_LIMIT, 0.1, NOW);
+    }
+    let mut group = c.benchmark_group("render");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    for (label, format) in [
+        ("prometheus", Format::Prometheus),
+        ("openmetrics", Format::OpenMetrics),
+    ] {
+        let bytes = metrics::render(&state, NOW, format).len();
+        group.throughput(Throughput::Bytes(bytes as u64));
+        group.bench_function(format!("50_datastores_limit_100_{label}"), |b| {
+            b.iter(|| black_box(metrics::render(&state, black_box(NOW), format)));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, record_success, render);
+criterion_main!(benches);
