@@ -3,7 +3,11 @@
 //! - `record_success`: merging one poll's listing (2,000 jobs) into a datastore's State, both the
 //!   first poll and the steady state (the same listing again, as every cycle today).
 //! - `render`: encoding `/metrics` for 50 datastores × 2,000 jobs with `job_series_limit` 100, in
-//!   both exposition formats.
+//!   both exposition formats: `uncached_*` is prometheus-client over all of State (what every
+//!   scrape cost before the cache, kept as the reference); `cached_*` is what `/metrics` serves
+//!   (`MetricsCache`): steady state (nothing changed since the last scrape), plain and gzip; one
+//!   datastore changed since the last scrape; and a cold cache (every datastore changed, as after
+//!   the first poll), which bounds the slowest scrape.
 //!
 //! Kept short (small samples, 3 s per benchmark) so `cargo bench` ends in about a minute on
 //! 2 cores. Run: `cargo bench --bench hot_paths` (add `-- render` to run one group).
@@ -15,8 +19,9 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use healthlake_exporter::config::Config;
+use healthlake_exporter::healthlake::{ErrorReason, PollError};
 use healthlake_exporter::job::{Job, JobStatus};
-use healthlake_exporter::metrics::{self, Format};
+use healthlake_exporter::metrics::{self, Format, MetricsCache};
 use healthlake_exporter::state::State;
 
 const NOW: f64 = 1_800_000_000.0;
@@ -120,11 +125,69 @@ fn render(c: &mut Criterion) {
         ("prometheus", Format::Prometheus),
         ("openmetrics", Format::OpenMetrics),
     ] {
-        let bytes = metrics::render(&state, NOW, format).len();
+        let bytes = metrics::render_uncached(&state, NOW, format).len();
         group.throughput(Throughput::Bytes(bytes as u64));
         group.bench_function(format!("50_datastores_limit_100_{label}"), |b| {
-            b.iter(|| black_box(metrics::render(&state, black_box(NOW), format)));
+            b.iter(|| black_box(metrics::render_uncached(&state, black_box(NOW), format)));
         });
+    }
+    group.finish();
+    cached_render(&state);
+}
+
+/// The `/metrics` path as served, on the same State as `render`.
+fn cached_render(state: &Arc<State>) {
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    let mut group = c.benchmark_group("render");
+    let throttled = PollError::new(ErrorReason::Throttled, "bench");
+    for (label, format) in [
+        ("prometheus", Format::Prometheus),
+        ("openmetrics", Format::OpenMetrics),
+    ] {
+        let cache = MetricsCache::new();
+        let scrape = |gzip| match cache.render(state, black_box(NOW + 30.0), format, gzip) {
+            Ok(body) => body,
+            Err(error) => panic!("cached render failed: {error}"),
+        };
+        let plain = scrape(false).len();
+        let gzip = scrape(true).len();
+        println!(
+            "render/{label}: {plain} bytes, gzip {gzip} bytes (ratio {:.1})",
+            plain as f64 / gzip as f64
+        );
+        for (encoding, gzip) in [("plain", false), ("gzip", true)] {
+            group.throughput(Throughput::Bytes(plain as u64));
+            group.bench_function(
+                format!("cached_50_datastores_limit_100_{label}_{encoding}"),
+                |b| b.iter(|| black_box(scrape(gzip))),
+            );
+            group.bench_function(
+                format!("cached_one_changed_50_datastores_limit_100_{label}_{encoding}"),
+                |b| {
+                    b.iter(|| {
+                        state.datastores()[7].record_failure(&throttled, 0.1);
+                        black_box(scrape(gzip))
+                    })
+                },
+            );
+            group.bench_function(
+                format!("cached_cold_50_datastores_limit_100_{label}_{encoding}"),
+                |b| {
+                    b.iter_batched(
+                        MetricsCache::new,
+                        |cold| {
+                            cold.render(state, NOW + 30.0, format, gzip)
+                                .map(|b| b.len())
+                        },
+                        BatchSize::PerIteration,
+                    )
+                },
+            );
+        }
     }
     group.finish();
 }

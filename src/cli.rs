@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, ValueEnum};
 
+use crate::shard::Shard;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "healthlake-exporter",
@@ -27,6 +29,17 @@ pub struct Cli {
     #[arg(long, env = "HEALTHLAKE_EXPORTER_LISTEN_ADDRESS", value_parser = parse_listen_address)]
     pub listen_address: Option<SocketAddr>,
 
+    /// Poll only shard INDEX of COUNT replicas sharing one config file (e.g. 1/3); overrides
+    /// `polling.shard`. Each datastore belongs to exactly one shard, by a stable hash of its id.
+    #[arg(
+        long,
+        env = "HEALTHLAKE_EXPORTER_SHARD",
+        value_name = "INDEX/COUNT",
+        value_parser = parse_shard,
+        conflicts_with = "demo"
+    )]
+    pub shard: Option<Shard>,
+
     /// Load and validate the configuration, print a summary, and exit 0 (valid) or 2 (invalid).
     #[arg(long, conflicts_with = "demo")]
     pub check_config: bool,
@@ -45,6 +58,12 @@ pub struct Cli {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    text.parse::<Shard>().map_err(|e| {
+        format!("{e}; run replica i of n with --shard i/n (or HEALTHLAKE_EXPORTER_SHARD=i/n)")
+    })
 }
 
 fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {

@@ -14,6 +14,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::shard::Shard;
+
 /// Where the exporter listens when neither the file nor `--listen-address` says otherwise: 9469 is
 /// free in Prometheus' default port allocations list, so it does not collide with other exporters.
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9469";
@@ -31,6 +33,8 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 5.0;
 /// 200 pages of 500 jobs: far beyond any real export history, short of an endless token loop.
 pub const DEFAULT_MAX_PAGES: usize = 200;
+/// How often a poll lists a datastore's whole history instead of only its unsettled jobs.
+pub const DEFAULT_FULL_RESYNC_INTERVAL: Duration = Duration::from_secs(3600);
 const MAX_MAX_ATTEMPTS: usize = 10;
 const MAX_MAX_PAGES: usize = 100_000;
 const MAX_CONCURRENCY: usize = 256;
@@ -108,6 +112,11 @@ pub struct PollingConfig {
     pub max_requests_per_second: f64,
     /// A listing longer than this many pages ends the poll as an error.
     pub max_pages: usize,
+    /// How often a datastore's whole history is listed; in between, only unsettled jobs are.
+    pub full_resync_interval: Duration,
+    /// The part of `datastores` this replica polls (`polling.shard`, overridden by `--shard`);
+    /// see `shard.rs`. The default, "0/1", polls every datastore.
+    pub shard: Shard,
 }
 
 /// One datastore to watch.
@@ -220,6 +229,8 @@ struct RawPolling {
     max_attempts: Option<Spanned<i64>>,
     max_requests_per_second: Option<Spanned<Number>>,
     max_pages: Option<Spanned<i64>>,
+    full_resync_interval: Option<Spanned<String>>,
+    shard: Option<Spanned<String>>,
 }
 
 /// TOML has integers and floats; a rate may be written as either.
@@ -271,6 +282,17 @@ impl Config {
         Validator { path, text }.validate(raw)
     }
 
+    /// Keeps only the datastores `polling.shard` owns (all of them for "0/1") and returns how many
+    /// the file lists. Applied wherever a configuration is put to work (start and every reload),
+    /// after any `--shard` override, so the rest of the exporter never sees another replica's
+    /// datastores. The file itself must still list at least one datastore; a shard may own none.
+    pub fn retain_shard(&mut self) -> usize {
+        let configured = self.datastores.len();
+        let shard = self.polling.shard;
+        self.datastores.retain(|d| shard.owns(&d.id));
+        configured
+    }
+
     /// A one-screen summary for `--check-config`.
     pub fn summary(&self) -> String {
         let mut out = String::new();
@@ -310,6 +332,20 @@ impl Config {
             p.max_attempts, p.max_requests_per_second, p.max_pages
         );
         let _ = writeln!(out, "datastores       {}", self.datastores.len());
+        let shard = p.shard;
+        if !shard.is_all() {
+            let owned = self.datastores.iter().filter(|d| shard.owns(&d.id)).count();
+            let _ = writeln!(
+                out,
+                "shard            {shard}: {owned} of {} datastores{}",
+                self.datastores.len(),
+                if owned == 0 {
+                    " (this replica would serve only its own health metrics)"
+                } else {
+                    ""
+                }
+            );
+        }
         for ds in &self.datastores {
             let t = &ds.target;
             let _ = write!(out, "  {}  name={}", ds.id, ds.name);
@@ -323,6 +359,14 @@ impl Config {
             }
             if let Some(role) = &t.role_arn {
                 let _ = write!(out, "  role_arn={role}");
+            }
+            if !shard.is_all() {
+                let _ = write!(
+                    out,
+                    "  shard={}/{}",
+                    crate::shard::owner(&ds.id, shard.count()),
+                    shard.count()
+                );
             }
             out.push('\n');
         }
@@ -409,6 +453,12 @@ impl Validator<'_> {
                 DEFAULT_MAX_PAGES,
                 1..=MAX_MAX_PAGES,
             )?,
+            full_resync_interval: self.duration(
+                raw.polling.full_resync_interval,
+                "polling.full_resync_interval",
+                DEFAULT_FULL_RESYNC_INTERVAL,
+            )?,
+            shard: self.shard(raw.polling.shard)?,
         };
 
         let defaults = self.target(&raw.aws, None, "aws")?;
@@ -525,6 +575,22 @@ impl Validator<'_> {
                         range.start(),
                         range.end()
                     ),
+                )
+            })
+    }
+
+    fn shard(&self, value: Option<Spanned<String>>) -> Result<Shard, ConfigError> {
+        let Some(value) = value else {
+            return Ok(Shard::ALL);
+        };
+        value
+            .get_ref()
+            .parse()
+            .map_err(|e: crate::shard::ShardError| {
+                self.error(
+                    Some(value.span()),
+                    "polling.shard",
+                    format!("{e}; or set it per replica with --shard / HEALTHLAKE_EXPORTER_SHARD"),
                 )
             })
     }
@@ -828,6 +894,7 @@ job_series_limit = 0
 max_attempts = 5
 max_requests_per_second = 2.5
 max_pages = 10
+full_resync_interval = "30m"
 [aws]
 region = "us-east-1"
 endpoint_url = "http://127.0.0.1:4566/"
@@ -847,6 +914,10 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
         assert_eq!(config.polling.max_attempts, 5);
         assert_eq!(config.polling.max_requests_per_second, 2.5);
         assert_eq!(config.polling.max_pages, 10);
+        assert_eq!(
+            config.polling.full_resync_interval,
+            Duration::from_secs(1800)
+        );
         assert_eq!(config.datastores[0].name, "prod");
         assert_eq!(
             config.datastores[0].target,
@@ -935,5 +1006,55 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
             "{message}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn polling_shard_is_parsed_checked_and_applied() {
+        let config = parse(ONE).unwrap();
+        assert_eq!(config.polling.shard, Shard::ALL);
+        assert!(!config.summary().contains("shard"));
+
+        let two = "[polling]\nshard = \"1/2\"\n[[datastores]]\nid = \"one\"\n[[datastores]]\nid = \"two\"\n[[datastores]]\nid = \"three\"\n";
+        let mut config = parse(two).unwrap();
+        assert_eq!(config.polling.shard, Shard::new(1, 2).unwrap());
+        let owned: Vec<String> = ["one", "two", "three"]
+            .into_iter()
+            .filter(|id| crate::shard::owner(id, 2) == 1)
+            .map(str::to_owned)
+            .collect();
+        let summary = config.summary();
+        assert!(
+            summary.contains(&format!(
+                "shard            1/2: {} of 3 datastores",
+                owned.len()
+            )),
+            "{summary}"
+        );
+        assert!(summary.contains("shard=0/2") || summary.contains("shard=1/2"));
+        assert_eq!(config.retain_shard(), 3);
+        let kept: Vec<String> = config.datastores.iter().map(|d| d.id.clone()).collect();
+        assert_eq!(kept, owned);
+
+        for (value, expected) in [
+            (
+                "\"3/2\"",
+                "test.toml:2:9: polling.shard: \"3/2\": the index 3 must be below the count 2",
+            ),
+            (
+                "\"0/0\"",
+                "polling.shard: \"0/0\": the count 0 is out of range; use 1 to 1000 replicas",
+            ),
+            (
+                "\"first\"",
+                "polling.shard: \"first\" is not a shard; write it as \"INDEX/COUNT\"",
+            ),
+            ("1", "key `shard`: invalid type: integer"),
+        ] {
+            let message = parse(&format!("[polling]\nshard = {value}\n{ONE}")).unwrap_err();
+            assert!(message.contains(expected), "{value}: {message}");
+            if !value.starts_with('1') {
+                assert!(message.contains("--shard"), "{message}");
+            }
+        }
     }
 }

@@ -49,6 +49,8 @@ pub async fn run(listen_address: Option<SocketAddr>) -> Result<(), StartError> {
             max_attempts: crate::config::DEFAULT_MAX_ATTEMPTS,
             max_requests_per_second: crate::config::DEFAULT_MAX_REQUESTS_PER_SECOND,
             max_pages: crate::config::DEFAULT_MAX_PAGES,
+            full_resync_interval: crate::config::DEFAULT_FULL_RESYNC_INTERVAL,
+            shard: crate::shard::Shard::ALL,
         },
         datastores: datastores
             .into_iter()

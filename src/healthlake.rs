@@ -22,6 +22,7 @@ use aws_sdk_healthlake::operation::list_fhir_export_jobs::ListFHIRExportJobsErro
 use aws_sdk_healthlake::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::DateTime;
 
 use crate::config::{AwsTarget, Config};
 use crate::job::{Job, JobStatus};
@@ -334,14 +335,18 @@ async fn base_sdk_config(
     loader.load().await
 }
 
-/// Lists every export job of a datastore, following `NextToken` to the end, each page paced by
-/// the target's request budget. More than `max_pages` pages, or a token seen twice, ends the poll
-/// as an error: a loop must not keep a poll (and the API quota) busy forever.
+/// Lists the export jobs of a datastore (all of them, or those submitted after a time), following
+/// `NextToken` to the end, each page paced by the target's request budget. More than `max_pages`
+/// pages, or a token seen twice, ends the poll as an error: a loop must not keep a poll (and the
+/// API quota) busy forever.
 pub async fn list_export_jobs(
     target: &Target,
     datastore_id: &str,
+    submitted_after: Option<f64>,
     max_pages: usize,
 ) -> Result<Vec<Job>, PollError> {
+    // Whole seconds, one early: the caller filters exactly, and no rounding on the way may hide a job.
+    let submitted_after = submitted_after.map(|t| DateTime::from_secs(t.floor() as i64 - 1));
     let mut jobs = Vec::new();
     let mut next_token: Option<String> = None;
     let mut seen_tokens = HashSet::new();
@@ -352,6 +357,7 @@ pub async fn list_export_jobs(
             .list_fhir_export_jobs()
             .datastore_id(datastore_id)
             .max_results(PAGE_SIZE)
+            .set_submitted_after(submitted_after)
             .set_next_token(next_token.take())
             .send()
             .await

@@ -42,7 +42,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{
-    HeaderValue, ACCEPT, ALLOW, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE,
+    HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CACHE_CONTROL,
+    CONTENT_ENCODING, CONTENT_TYPE, VARY, WWW_AUTHENTICATE,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -53,7 +54,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use crate::config::ServerConfig;
-use crate::metrics::{self, Format};
+use crate::metrics::{self, Format, MetricsCache};
 use crate::poller::unix_now;
 use crate::state::State;
 use crate::{ReloadError, ReloadHandle};
@@ -113,6 +114,8 @@ pub struct HttpContext {
     auth: Option<BasicAuth>,
     /// `POST /-/reload` asks the supervisor through this; `None` answers 503.
     reload: Option<ReloadHandle>,
+    /// What `/metrics` encoded before, reused until State changes.
+    metrics: MetricsCache,
 }
 
 impl HttpContext {
@@ -141,6 +144,7 @@ impl HttpContext {
             tls,
             auth,
             reload: None,
+            metrics: MetricsCache::new(),
         })
     }
 
@@ -434,13 +438,7 @@ async fn route(
         "/metrics" => {
             let accept = request.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
             let format = Format::from_accept(accept);
-            let body = metrics::render(state, unix_now(), format);
-            let mut response = Response::new(Body::new(Bytes::from(body)));
-            response.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static(format.content_type()),
-            );
-            response
+            metrics_response(context, format, accepts_gzip(request.headers()))
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
@@ -455,6 +453,62 @@ async fn route(
         }
         _ => landing_page(state),
     }
+}
+
+/// `/metrics` from the cache, gzip-compressed when the client accepts it. Should the cache fail
+/// (a bug), the uncached encoder answers, uncompressed, so scrapes keep working.
+fn metrics_response(context: &HttpContext, format: Format, gzip: bool) -> Response<Body> {
+    let now = unix_now();
+    let (body, gzip) = match context.metrics.render(&context.state, now, format, gzip) {
+        Ok(body) => (body, gzip),
+        Err(error) => {
+            tracing::warn!(%error, "cached metrics encoding failed; encoding without the cache");
+            let body = metrics::render_uncached(&context.state, now, format);
+            (body.into_bytes(), false)
+        }
+    };
+    let mut response = Response::new(Body::new(Bytes::from(body)));
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
+    // Caches must not hand a gzip body to a client that did not ask for one, or the reverse.
+    headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    if gzip {
+        headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
+}
+
+/// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3): `gzip` (or `x-gzip`) listed with a
+/// non-zero weight, or `*` with a non-zero weight when gzip is not listed. A weight that does not
+/// parse counts as a refusal.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    for value in headers.get_all(ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            let mut weight = 1.0_f32;
+            for parameter in parts {
+                if let Some((name, q)) = parameter.split_once('=') {
+                    if name.trim().eq_ignore_ascii_case("q") {
+                        weight = q.trim().parse().unwrap_or(0.0);
+                    }
+                }
+            }
+            let accepted = weight > 0.0;
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                gzip = Some(gzip.unwrap_or(false) || accepted);
+            } else if coding == "*" {
+                any = Some(any.unwrap_or(false) || accepted);
+            }
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 // ---- connection slots ----
@@ -761,4 +815,32 @@ fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepts(values: &[&str]) -> bool {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
+        }
+        accepts_gzip(&headers)
+    }
+
+    #[test]
+    fn gzip_only_when_the_client_accepts_it() {
+        assert!(accepts(&["gzip"]));
+        assert!(accepts(&["deflate, GZIP;q=0.5"]));
+        assert!(accepts(&["identity", "x-gzip"]));
+        assert!(accepts(&["br;q=1.0, *;q=0.1"]));
+        assert!(!accepts(&[]));
+        assert!(!accepts(&["identity"]));
+        assert!(!accepts(&["gzip;q=0"]));
+        assert!(!accepts(&["gzip; q=0.000, *"]));
+        assert!(!accepts(&["*;q=0"]));
+        assert!(!accepts(&["gzip;q=nonsense"]));
+        assert!(!accepts(&["gzipx, br"]));
+    }
 }

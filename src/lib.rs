@@ -14,6 +14,7 @@ pub mod http;
 pub mod job;
 pub mod metrics;
 pub mod poller;
+pub mod shard;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -26,6 +27,7 @@ use tokio::task::JoinHandle;
 use crate::config::{Config, ConfigError};
 use crate::healthlake::{ClientError, ClientOptions, Clients};
 use crate::poller::unix_now;
+use crate::shard::Shard;
 use crate::state::State;
 
 /// What can stop the exporter from starting.
@@ -55,6 +57,29 @@ pub enum ReloadError {
     Clients(#[from] ClientError),
     #[error("the exporter is shutting down")]
     ShuttingDown,
+}
+
+/// What the command line overrides in the configuration file. Applied to the file's contents at
+/// start and again on every reload, so that a reload never undoes a flag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--listen-address`: wins over `server.listen_address`.
+    pub listen_address: Option<SocketAddr>,
+    /// `--shard`: wins over `polling.shard`.
+    pub shard: Option<Shard>,
+}
+
+impl Overrides {
+    /// Writes the overridden keys into `config`. The datastore list stays whole (what
+    /// `--check-config` shows); [`Config::retain_shard`] then narrows it when the config is used.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(address) = self.listen_address {
+            config.server.listen_address = address;
+        }
+        if let Some(shard) = self.shard {
+            config.polling.shard = shard;
+        }
+    }
 }
 
 /// A request to the supervisor task, which owns the configuration and the pollers.
@@ -99,7 +124,7 @@ pub struct Exporter {
 impl Exporter {
     /// Starts with an already validated configuration (no reloads: there is no file to re-read).
     pub async fn start(config: Config, options: ClientOptions) -> Result<Exporter, StartError> {
-        Exporter::launch(config, None, None, options).await
+        Exporter::launch(config, None, Overrides::default(), options).await
     }
 
     /// Loads the configuration file and starts; `SIGHUP`, `POST /-/reload` and
@@ -109,19 +134,33 @@ impl Exporter {
         listen_override: Option<SocketAddr>,
         options: ClientOptions,
     ) -> Result<Exporter, StartError> {
+        let overrides = Overrides {
+            listen_address: listen_override,
+            shard: None,
+        };
+        Exporter::start_from_file_with(path, overrides, options).await
+    }
+
+    /// Like [`Exporter::start_from_file`], with every command-line override (`--shard` too).
+    pub async fn start_from_file_with(
+        path: &Path,
+        overrides: Overrides,
+        options: ClientOptions,
+    ) -> Result<Exporter, StartError> {
         let mut config = Config::load(path)?;
-        if let Some(address) = listen_override {
-            config.server.listen_address = address;
-        }
-        Exporter::launch(config, Some(path.to_owned()), listen_override, options).await
+        overrides.apply(&mut config);
+        Exporter::launch(config, Some(path.to_owned()), overrides, options).await
     }
 
     async fn launch(
-        config: Config,
+        mut config: Config,
         config_path: Option<PathBuf>,
-        listen_override: Option<SocketAddr>,
+        overrides: Overrides,
         options: ClientOptions,
     ) -> Result<Exporter, StartError> {
+        // The one place a started exporter narrows its datastores to its shard (reloads: below).
+        let configured = config.retain_shard();
+        warn_if_shard_is_empty(&config, configured);
         let clients = Arc::new(Clients::build(&config, &options).await?);
         let address = config.server.listen_address;
         let listener = http::bind(address)
@@ -142,13 +181,15 @@ impl Exporter {
         tracing::info!(
             listen_address = %local_addr,
             datastores = config.datastores.len(),
+            configured,
+            shard = %config.polling.shard,
             interval = %humantime::format_duration(config.polling.interval),
             "healthlake-exporter started"
         );
         let supervisor = Supervisor {
             config,
             config_path,
-            listen_override,
+            overrides,
             options,
             clients,
             pollers,
@@ -226,7 +267,7 @@ impl Exporter {
 struct Supervisor {
     config: Config,
     config_path: Option<PathBuf>,
-    listen_override: Option<SocketAddr>,
+    overrides: Overrides,
     options: ClientOptions,
     clients: Arc<Clients>,
     pollers: tokio::task::JoinSet<()>,
@@ -257,9 +298,8 @@ impl Supervisor {
             .as_deref()
             .ok_or(ReloadError::NoConfigFile)?;
         let mut config = Config::load(path)?;
-        if let Some(address) = self.listen_override {
-            config.server.listen_address = address;
-        }
+        self.overrides.apply(&mut config);
+        let configured = config.retain_shard();
         let clients =
             Arc::new(Clients::rebuild(&config, &self.options, Some(&self.clients)).await?);
         if config.server != self.config.server {
@@ -279,8 +319,11 @@ impl Supervisor {
         self.pollers.shutdown().await;
         self.state.apply(&config);
         self.pollers = poller::spawn(&config, Arc::clone(&clients), &self.state);
+        warn_if_shard_is_empty(&config, configured);
         tracing::info!(
             datastores = config.datastores.len(),
+            configured,
+            shard = %config.polling.shard,
             added,
             removed,
             interval = %humantime::format_duration(config.polling.interval),
@@ -289,6 +332,18 @@ impl Supervisor {
         self.config = config;
         self.clients = clients;
         Ok(())
+    }
+}
+
+/// A replica whose shard owns nothing still runs (it stays ready and serves its own health
+/// metrics), but the operator has more replicas than the datastores need.
+fn warn_if_shard_is_empty(config: &Config, configured: usize) {
+    if config.datastores.is_empty() {
+        tracing::warn!(
+            shard = %config.polling.shard,
+            configured,
+            "this replica's shard owns none of the configured datastores: it serves only its own health metrics; fewer replicas would do"
+        );
     }
 }
 

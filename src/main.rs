@@ -7,7 +7,7 @@ use clap::Parser;
 use healthlake_exporter::cli::{Cli, LogFormat};
 use healthlake_exporter::config::Config;
 use healthlake_exporter::healthlake::ClientOptions;
-use healthlake_exporter::{demo, Exporter, StartError};
+use healthlake_exporter::{demo, Exporter, Overrides, StartError};
 use tracing_subscriber::EnvFilter;
 
 const EXIT_START_FAILED: u8 = 1;
@@ -57,12 +57,15 @@ fn main() -> ExitCode {
         };
     }
 
+    let overrides = Overrides {
+        listen_address: cli.listen_address,
+        shard: cli.shard,
+    };
+
     if cli.check_config {
         return match Config::load(&cli.config) {
             Ok(mut config) => {
-                if let Some(address) = cli.listen_address {
-                    config.server.listen_address = address;
-                }
+                overrides.apply(&mut config);
                 println!("{} is valid\n{}", cli.config.display(), config.summary());
                 ExitCode::SUCCESS
             }
@@ -75,8 +78,7 @@ fn main() -> ExitCode {
 
     runtime.block_on(async {
         let started =
-            Exporter::start_from_file(&cli.config, cli.listen_address, ClientOptions::default())
-                .await;
+            Exporter::start_from_file_with(&cli.config, overrides, ClientOptions::default()).await;
         match started {
             Ok(exporter) => {
                 exporter.run_until_terminated().await;

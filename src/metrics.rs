@@ -1,18 +1,49 @@
 //! The metric families and how State is written out in the exposition formats.
 //!
-//! Metrics are a pure view of State: nothing here talks to AWS or keeps values of its own, so a
-//! scrape costs one short lock per datastore and the output can be tested without HTTP or AWS.
-//! Values that depend on the scrape time (durations of running jobs, ages) are computed from `now`.
+//! Metrics are a pure view of State: nothing here talks to AWS or invents values, so the output can
+//! be tested without HTTP or AWS. Values that depend on the scrape time (durations of running jobs,
+//! the oldest running job's age) are computed from the scrape's `now`.
+//!
+//! Two paths write the same bytes:
+//! - [`render_uncached`] encodes all of State with prometheus-client on every call. It is the
+//!   reference: simple, obviously right, and what the cache is tested against.
+//! - [`MetricsCache`] is what `/metrics` serves. A scrape of 50 datastores × 100 job series is
+//!   ~7,000 series and ~1.5 MB; encoding them all each time costs milliseconds of CPU per scrape,
+//!   while State changes once per poll interval. So each datastore's samples are encoded once per
+//!   change of its record ([`Record::version`]) and kept; a scrape only concatenates them and
+//!   formats the few values that depend on `now`. The exposition requires each family's samples to
+//!   be contiguous, so the cache holds, per datastore and format, one piece per family; a scrape
+//!   writes, for each family, its header and then that family's piece of every datastore in order.
+//!
+//! The cached pieces are produced by prometheus-client itself, encoding a view of one datastore,
+//! then split into families: escaping, float formatting, `_total`/`UNIT` rules stay the library's,
+//! and a test proves the result byte-identical to [`render_uncached`]. A sample whose value depends
+//! on `now` is cut at its value: the piece keeps the text before it plus the submit time, and the
+//! scrape writes `now − submitted` with the library's float formatter (`dtoa`).
+//!
+//! gzip: compressing ~1.5 MB on every scrape would cost more than everything else together. Each
+//! static piece is instead compressed once, on the first gzip scrape after it changed, into a raw
+//! DEFLATE stream ended by a sync flush (byte-aligned, not final). Such streams concatenate into one
+//! valid DEFLATE stream (as pigz does), so a gzip scrape is: a gzip header, the cached compressed
+//! pieces with the few dynamic values between them as stored (uncompressed) blocks, a final empty
+//! block, and the CRC-32 of the uncompressed bytes. The result is one ordinary gzip member that any
+//! decoder reads, not a multi-member stream that some (curl) stop reading after the first member.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
+use flate2::{Compress, Compression, Crc, FlushCompress};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::healthlake::ErrorReason;
-use crate::state::{Datastore, Record, State};
+use crate::job::JobStatus;
+use crate::state::{Datastore, Health, JobsView, State};
 
 /// The exposition format a scraper asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +69,13 @@ impl Format {
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
         }
     }
+
+    fn index(self) -> usize {
+        match self {
+            Format::Prometheus => 0,
+            Format::OpenMetrics => 1,
+        }
+    }
 }
 
 /// Every metric family name this exporter can emit (as scraped, with suffixes).
@@ -55,38 +93,190 @@ pub const FAMILY_NAMES: [&str; 11] = [
     "healthlake_exporter_config_last_reload_success_timestamp_seconds",
 ];
 
+/// The families with one or more samples per datastore: the first eight written, in this order.
+const DATASTORE_FAMILIES: usize = 8;
+
 const SOURCE: &str = "from the exporter's own polling of HealthLake ListFHIRExportJobs";
 
-/// Encodes `state` as of `now` (Unix seconds).
-pub fn render(state: &Arc<State>, now: f64, format: Format) -> String {
-    let mut registry = Registry::default();
-    registry.register_collector(Box::new(StateCollector {
-        state: Arc::clone(state),
+/// Encodes all of `state` as of `now` (Unix seconds) with prometheus-client, from scratch.
+///
+/// The reference implementation: `/metrics` serves [`MetricsCache::render`], which must produce
+/// the same bytes.
+pub fn render_uncached(state: &Arc<State>, now: f64, format: Format) -> String {
+    let reload = state.reload_status();
+    let collector = StateCollector {
+        source: Source::State(Arc::clone(state)),
         now,
-    }));
-    let mut out = String::with_capacity(16 * 1024);
-    let result = match format {
-        Format::Prometheus => {
-            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
-        }
-        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+        datastore_families: true,
+        tail: Some((reload.last_successful(), reload.last_success_time())),
+        marks: None,
     };
     // Writing to a String cannot fail, and our collector returns only the writer's errors.
+    let result = encode(collector, format);
     debug_assert!(result.is_ok());
-    out
+    result.unwrap_or_default()
 }
 
-/// Label sets are arrays of (name, value) pairs: borrowed from State, so a scrape copies no strings.
+/// Same as [`render_uncached`]: a whole-State encoding, for comparing States in tests.
+pub fn render(state: &Arc<State>, now: f64, format: Format) -> String {
+    render_uncached(state, now, format)
+}
+
+/// Why the cache could not render a scrape (a bug, not an input problem): the caller falls back
+/// to [`render_uncached`].
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("encoding metrics failed: {0}")]
+    Encode(#[from] std::fmt::Error),
+    #[error("the encoder's output did not have the expected shape: {0}")]
+    Shape(&'static str),
+}
+
+// ---- the families, shared by both paths ----
+
+/// Label sets are arrays of (name, value) pairs: borrowed, so encoding copies no strings.
 type Labels<'a, const N: usize> = [(&'static str, &'a str); N];
 
-/// Reads State on each scrape. `now` is fixed per scrape so every series agrees on the time.
-#[derive(Debug)]
-struct StateCollector {
-    state: Arc<State>,
-    now: f64,
+type Fmt = Result<(), std::fmt::Error>;
+
+/// What the per-datastore families read: one datastore's record, however it is held.
+struct View<'a> {
+    jobs: Option<&'a JobsView>,
+    finished: &'a BTreeMap<JobStatus, u64>,
+    health: &'a Health,
 }
 
-type Fmt = Result<(), std::fmt::Error>;
+/// A copy of what the metrics show of one datastore, taken under its record lock and encoded after
+/// the lock is released, so a poll never waits on encoding.
+#[derive(Debug)]
+struct Snapshot {
+    id: String,
+    name: String,
+    version: u64,
+    jobs: Option<JobsView>,
+    finished: BTreeMap<JobStatus, u64>,
+    health: Health,
+}
+
+impl Snapshot {
+    fn take(ds: &Datastore) -> Snapshot {
+        let record = ds.record();
+        Snapshot {
+            id: ds.id.clone(),
+            name: ds.name.clone(),
+            version: record.version,
+            jobs: record.jobs.clone(),
+            finished: record.finished.clone(),
+            health: record.health.clone(),
+        }
+    }
+}
+
+/// Where the per-datastore families get their datastores from.
+#[derive(Debug)]
+enum Source {
+    /// Every datastore of State, each record locked briefly per family (the reference path).
+    State(Arc<State>),
+    /// One datastore, copied (a cached piece).
+    One(Box<Snapshot>),
+    /// None: the families' headers only.
+    Nothing,
+}
+
+impl Source {
+    fn each(&self, f: &mut dyn FnMut(Labels<'_, 2>, &View<'_>) -> Fmt) -> Fmt {
+        match self {
+            Source::State(state) => {
+                for ds in state.datastores().iter() {
+                    let record = ds.record();
+                    let view = View {
+                        jobs: record.jobs.as_ref(),
+                        finished: &record.finished,
+                        health: &record.health,
+                    };
+                    f(
+                        [("datastore_id", &ds.id), ("datastore_name", &ds.name)],
+                        &view,
+                    )?;
+                }
+                Ok(())
+            }
+            Source::One(snapshot) => {
+                let view = View {
+                    jobs: snapshot.jobs.as_ref(),
+                    finished: &snapshot.finished,
+                    health: &snapshot.health,
+                };
+                f(
+                    [
+                        ("datastore_id", &snapshot.id),
+                        ("datastore_name", &snapshot.name),
+                    ],
+                    &view,
+                )
+            }
+            Source::Nothing => Ok(()),
+        }
+    }
+}
+
+/// Per family, per sample in order: `Some(submitted)` when the value is `now − submitted` (it
+/// depends on the scrape time), `None` when it does not.
+type Marks = Vec<Vec<Option<f64>>>;
+
+/// Writes samples of one family, noting which ones depend on `now` when asked to.
+struct Sink<'m, 'e> {
+    metric: &'m mut MetricEncoder<'e>,
+    marks: Option<&'m mut Vec<Option<f64>>>,
+}
+
+impl Sink<'_, '_> {
+    fn sample<L: EncodeLabelSet>(&mut self, labels: &L, value: f64, since: Option<f64>) -> Fmt {
+        self.metric.encode_family(labels)?.encode_gauge(&value)?;
+        if let Some(marks) = &mut self.marks {
+            marks.push(since);
+        }
+        Ok(())
+    }
+
+    fn gauge<L: EncodeLabelSet>(&mut self, labels: &L, value: f64) -> Fmt {
+        self.sample(labels, value, None)
+    }
+
+    /// A gauge whose value is `now − since` (`value`, computed by the caller for this `now`).
+    fn elapsed<L: EncodeLabelSet>(&mut self, labels: &L, since: f64, value: f64) -> Fmt {
+        self.sample(labels, value, Some(since))
+    }
+
+    fn counter<L: EncodeLabelSet>(&mut self, labels: &L, value: u64) -> Fmt {
+        self.metric
+            .encode_family(labels)?
+            .encode_counter::<NoLabelSet, _, f64>(&value, None)?;
+        if let Some(marks) = &mut self.marks {
+            marks.push(None);
+        }
+        Ok(())
+    }
+}
+
+/// The time-dependent value of a sample marked with `since`, exactly as the families compute it.
+fn elapsed_value(now: f64, since: f64) -> f64 {
+    (now - since).max(0.0)
+}
+
+/// Encodes families of a [`Source`] (and the exporter-wide `tail`) for one encoding pass.
+#[derive(Debug)]
+struct StateCollector {
+    source: Source,
+    /// Fixed per pass so every series agrees on the time.
+    now: f64,
+    /// Write the eight per-datastore families (headers even with no datastore).
+    datastore_families: bool,
+    /// Write the exporter-wide families: the last reload's success and time, and build info.
+    tail: Option<(bool, f64)>,
+    /// Where to note which samples depend on `now` (cached pieces only).
+    marks: Option<Arc<Mutex<Marks>>>,
+}
 
 impl StateCollector {
     /// Writes one family: a descriptor, then each datastore's samples via `samples`.
@@ -97,47 +287,26 @@ impl StateCollector {
         help: &str,
         unit: Option<&Unit>,
         metric_type: MetricType,
-        mut samples: impl FnMut(
-            &mut prometheus_client::encoding::MetricEncoder,
-            &Datastore,
-            &Record,
-        ) -> Fmt,
+        mut samples: impl FnMut(&mut Sink<'_, '_>, Labels<'_, 2>, &View<'_>) -> Fmt,
     ) -> Fmt {
         let mut metric = encoder.encode_descriptor(name, help, unit, metric_type)?;
-        for ds in self.state.datastores().iter() {
-            let record = ds.record();
-            samples(&mut metric, ds, &record)?;
+        let mut marks = Vec::new();
+        let mut sink = Sink {
+            metric: &mut metric,
+            marks: self.marks.is_some().then_some(&mut marks),
+        };
+        self.source
+            .each(&mut |labels, view| samples(&mut sink, labels, view))?;
+        if let Some(all) = &self.marks {
+            all.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(marks);
         }
         Ok(())
     }
-}
 
-fn labels(ds: &Datastore) -> Labels<'_, 2> {
-    [("datastore_id", &ds.id), ("datastore_name", &ds.name)]
-}
-
-fn gauge<L: EncodeLabelSet>(
-    metric: &mut prometheus_client::encoding::MetricEncoder,
-    labels: &L,
-    value: f64,
-) -> Fmt {
-    metric.encode_family(labels)?.encode_gauge(&value)
-}
-
-fn counter<L: EncodeLabelSet>(
-    metric: &mut prometheus_client::encoding::MetricEncoder,
-    labels: &L,
-    value: u64,
-) -> Fmt {
-    metric
-        .encode_family(labels)?
-        .encode_counter::<NoLabelSet, _, f64>(&value, None)
-}
-
-impl Collector for StateCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Fmt {
+    fn datastore_families(&self, e: &mut DescriptorEncoder) -> Fmt {
         let now = self.now;
-        let e = &mut encoder;
 
         self.family(
             e,
@@ -146,12 +315,12 @@ impl Collector for StateCollector {
             None,
             MetricType::Gauge,
             |m, ds, record| {
-                let Some(jobs) = &record.jobs else {
+                let Some(jobs) = record.jobs else {
                     return Ok(());
                 };
                 for (status, count) in &jobs.counts {
                     let status = [("status", status.as_str())];
-                    gauge(m, &(labels(ds), status), *count as f64)?;
+                    m.gauge(&(ds, status), *count as f64)?;
                 }
                 Ok(())
             },
@@ -166,7 +335,7 @@ impl Collector for StateCollector {
             Some(&Unit::Seconds),
             MetricType::Gauge,
             |m, ds, record| {
-                let Some(jobs) = &record.jobs else { return Ok(()) };
+                let Some(jobs) = record.jobs else { return Ok(()) };
                 for job in &jobs.recent {
                     let Some(seconds) = job.duration_seconds(now) else { continue };
                     let job_labels = [
@@ -174,7 +343,13 @@ impl Collector for StateCollector {
                         ("job_name", job.name.as_deref().unwrap_or("")),
                         ("status", job.status.as_str()),
                     ];
-                    gauge(m, &(labels(ds), job_labels), seconds)?;
+                    // A job without an end time that has a duration is running: its value is
+                    // the time since it was submitted (`Job::duration_seconds`).
+                    if job.ended.is_none() {
+                        m.elapsed(&(ds, job_labels), job.submitted, seconds)?;
+                    } else {
+                        m.gauge(&(ds, job_labels), seconds)?;
+                    }
                 }
                 Ok(())
             },
@@ -189,8 +364,8 @@ impl Collector for StateCollector {
             None,
             MetricType::Counter,
             |m, ds, record| {
-                for (status, count) in &record.finished {
-                    counter(m, &(labels(ds), [("status", status.as_str())]), *count)?;
+                for (status, count) in record.finished {
+                    m.counter(&(ds, [("status", status.as_str())]), *count)?;
                 }
                 Ok(())
             },
@@ -203,11 +378,11 @@ impl Collector for StateCollector {
             Some(&Unit::Seconds),
             MetricType::Gauge,
             |m, ds, record| {
-                let Some(jobs) = &record.jobs else { return Ok(()) };
-                let age = jobs
-                    .oldest_active_submitted
-                    .map_or(0.0, |submitted| (now - submitted).max(0.0));
-                gauge(m, &labels(ds), age)
+                let Some(jobs) = record.jobs else { return Ok(()) };
+                match jobs.oldest_active_submitted {
+                    Some(submitted) => m.elapsed(&ds, submitted, elapsed_value(now, submitted)),
+                    None => m.gauge(&ds, 0.0),
+                }
             },
         )?;
 
@@ -217,7 +392,7 @@ impl Collector for StateCollector {
             "1 if the exporter's last poll of this datastore succeeded, else 0.",
             None,
             MetricType::Gauge,
-            |m, ds, record| gauge(m, &labels(ds), if record.health.up { 1.0 } else { 0.0 }),
+            |m, ds, record| m.gauge(&ds, if record.health.up { 1.0 } else { 0.0 }),
         )?;
 
         self.family(
@@ -227,7 +402,7 @@ impl Collector for StateCollector {
             Some(&Unit::Seconds),
             MetricType::Gauge,
             |m, ds, record| match record.health.last_poll_seconds {
-                Some(seconds) => gauge(m, &labels(ds), seconds),
+                Some(seconds) => m.gauge(&ds, seconds),
                 None => Ok(()),
             },
         )?;
@@ -239,7 +414,7 @@ impl Collector for StateCollector {
             Some(&Unit::Seconds),
             MetricType::Gauge,
             |m, ds, record| match record.health.last_success {
-                Some(at) => gauge(m, &labels(ds), at),
+                Some(at) => m.gauge(&ds, at),
                 None => Ok(()),
             },
         )?;
@@ -253,35 +428,776 @@ impl Collector for StateCollector {
             |m, ds, record| {
                 for reason in ErrorReason::ALL {
                     let count = record.health.errors.get(&reason).copied().unwrap_or(0);
-                    counter(m, &(labels(ds), [("reason", reason.as_str())]), count)?;
+                    m.counter(&(ds, [("reason", reason.as_str())]), count)?;
                 }
                 Ok(())
             },
-        )?;
+        )
+    }
 
-        let reload = self.state.reload_status();
+    fn tail_families(e: &mut DescriptorEncoder, successful: bool, success_time: f64) -> Fmt {
         let mut metric = e.encode_descriptor(
             "healthlake_exporter_config_last_reload_successful",
             "1 if the last configuration (re)load succeeded, 0 if it failed and the previous configuration is still in use.",
             None,
             MetricType::Gauge,
         )?;
-        metric.encode_gauge(&if reload.last_successful() { 1.0 } else { 0.0 })?;
+        metric.encode_gauge(&if successful { 1.0 } else { 0.0 })?;
         let mut metric = e.encode_descriptor(
             "healthlake_exporter_config_last_reload_success_timestamp",
             "Unix time of the last successful configuration (re)load.",
             Some(&Unit::Seconds),
             MetricType::Gauge,
         )?;
-        metric.encode_gauge(&reload.last_success_time())?;
+        metric.encode_gauge(&success_time)?;
 
-        let build = e.encode_descriptor(
+        let mut build = e.encode_descriptor(
             "healthlake_exporter_build_info",
             "Always 1; the version label says which healthlake-exporter is running.",
             None,
             MetricType::Gauge,
+        )?;
+        build
+            .encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?
+            .encode_gauge(&1.0)
+    }
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Fmt {
+        if self.datastore_families {
+            self.datastore_families(&mut encoder)?;
+        }
+        if let Some((successful, success_time)) = self.tail {
+            Self::tail_families(&mut encoder, successful, success_time)?;
+        }
+        Ok(())
+    }
+}
+
+/// One encoding pass of `collector` in `format`.
+fn encode(collector: StateCollector, format: Format) -> Result<String, std::fmt::Error> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(collector));
+    let mut out = String::with_capacity(16 * 1024);
+    match format {
+        Format::Prometheus => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)?
+        }
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry)?,
+    }
+    Ok(out)
+}
+
+const EOF: &str = "# EOF\n";
+
+/// One family's header lines and sample lines, as byte ranges of an encoder's output.
+type FamilyLines = (Range<usize>, Vec<Range<usize>>);
+
+/// An encoder's output split into families: each family's header lines (`# HELP`, `# TYPE`,
+/// `# UNIT`) and its sample lines, as byte ranges (newlines included). OpenMetrics' `# EOF` is
+/// dropped. Sample lines never start with `#` (they start with the metric name) and never span
+/// lines (label values escape newlines).
+fn split_families(text: &str) -> Result<Vec<FamilyLines>, RenderError> {
+    let mut families: Vec<FamilyLines> = Vec::new();
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let range = at..at + line.len();
+        at = range.end;
+        if line == EOF {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            families.push((range, Vec::new()));
+        } else if let Some((header, samples)) = families.last_mut() {
+            if line.starts_with('#') {
+                if !samples.is_empty() {
+                    return Err(RenderError::Shape("a descriptor line after samples"));
+                }
+                header.end = range.end;
+            } else {
+                samples.push(range);
+            }
+        } else {
+            return Err(RenderError::Shape("output does not start with # HELP"));
+        }
+    }
+    Ok(families)
+}
+
+// ---- the cache ----
+
+/// Where a scrape's bytes for one datastore come from, kept until its record changes.
+///
+/// Holds the datastores seen by the last scrape, and for each the encoded pieces of the formats
+/// scraped since its last change. Entries of datastores no longer in State are dropped when the
+/// datastore list changes (a reload). One per server, shared by its connections.
+#[derive(Debug, Default)]
+pub struct MetricsCache {
+    inner: Mutex<Inner>,
+    /// The last body length per format and encoding: the next body's capacity.
+    last_len: [[AtomicUsize; 2]; 2],
+    /// Datastore pieces encoded since the start (one per datastore, format and change).
+    encodes: AtomicU64,
+}
+
+/// What a [`MetricsCache`] holds and has done, for tests and benchmarks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Datastores with an entry: those of the datastore list last scraped.
+    pub datastores: usize,
+    /// Datastore pieces encoded since the start (one per datastore, format and change).
+    pub encodes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// The datastore list the entries were built for (compared by pointer).
+    list: Option<Arc<[Arc<Datastore>]>>,
+    /// By the address of the `Arc<Datastore>`, which the entry holds so the address stays unique.
+    entries: HashMap<usize, Entry>,
+    /// Per format: the per-datastore families' headers, written once.
+    headers: [Option<Arc<[Piece; DATASTORE_FAMILIES]>>; 2],
+    /// Per format: the exporter-wide families, for the reload status they were encoded with.
+    tail: [Option<(TailKey, Arc<Piece>)>; 2],
+}
+
+type TailKey = (bool, u64);
+
+#[derive(Debug)]
+struct Entry {
+    _datastore: Arc<Datastore>,
+    formats: [Option<Arc<Encoded>>; 2],
+}
+
+/// Static text and its compressed form.
+#[derive(Debug)]
+struct Piece {
+    text: String,
+    deflated: Vec<u8>,
+}
+
+impl Piece {
+    fn new(text: String, compress: &mut Option<Compress>) -> Piece {
+        let deflated = deflate(compressor(compress), text.as_bytes());
+        Piece { text, deflated }
+    }
+}
+
+/// One datastore's samples of the per-datastore families in one format, as of one record version.
+#[derive(Debug)]
+struct Encoded {
+    version: u64,
+    /// The sample lines of every family, without the values that depend on `now`.
+    text: String,
+    families: [Family; DATASTORE_FAMILIES],
+}
+
+#[derive(Debug, Default)]
+struct Family {
+    /// This family's part of `text`.
+    range: Range<usize>,
+    segments: Vec<Segment>,
+    /// Each segment's static text compressed (filled on the first gzip scrape that needs it, and
+    /// carried over to the next version of the datastore when this family did not change).
+    deflated: OnceLock<Arc<Vec<Vec<u8>>>>,
+}
+
+/// A range of static text, then, for a sample whose value depends on `now`, that value and `\n`.
+#[derive(Debug)]
+struct Segment {
+    text: Range<usize>,
+    since: Option<f64>,
+}
+
+impl Family {
+    fn same_as(&self, self_text: &str, other: &Family, other_text: &str) -> bool {
+        self_text.get(self.range.clone()) == other_text.get(other.range.clone())
+            && self.segments.len() == other.segments.len()
+            && self
+                .segments
+                .iter()
+                .zip(&other.segments)
+                .all(|(a, b)| a.since.map(f64::to_bits) == b.since.map(f64::to_bits))
+    }
+}
+
+impl Encoded {
+    /// Encodes one datastore with prometheus-client and cuts the output into families and
+    /// segments. Compressed segments of families equal to `previous` are reused.
+    fn new(
+        snapshot: Snapshot,
+        now: f64,
+        format: Format,
+        previous: Option<&Encoded>,
+    ) -> Result<Encoded, RenderError> {
+        let version = snapshot.version;
+        let marks = Arc::new(Mutex::new(Marks::new()));
+        let out = encode(
+            StateCollector {
+                source: Source::One(Box::new(snapshot)),
+                now,
+                datastore_families: true,
+                tail: None,
+                marks: Some(Arc::clone(&marks)),
+            },
+            format,
+        )?;
+        let marks = std::mem::take(&mut *marks.lock().unwrap_or_else(PoisonError::into_inner));
+        let split = split_families(&out)?;
+        if split.len() != DATASTORE_FAMILIES || marks.len() != DATASTORE_FAMILIES {
+            return Err(RenderError::Shape("a datastore's families"));
+        }
+        let mut text = String::with_capacity(out.len());
+        let mut families: [Family; DATASTORE_FAMILIES] = Default::default();
+        for (((_, lines), marks), family) in split.iter().zip(&marks).zip(&mut families) {
+            if lines.len() != marks.len() {
+                return Err(RenderError::Shape(
+                    "samples and their marks differ in number",
+                ));
+            }
+            let start = text.len();
+            let mut run = start;
+            for (line, since) in lines.iter().zip(marks) {
+                let line = out.get(line.clone()).unwrap_or_default();
+                match since {
+                    None => text.push_str(line),
+                    Some(since) => {
+                        // Keep `name{labels} `; the value and newline are written per scrape.
+                        let cut = line
+                            .rfind(' ')
+                            .ok_or(RenderError::Shape("a sample line without a value"))?;
+                        text.push_str(&line[..=cut]);
+                        family.segments.push(Segment {
+                            text: run..text.len(),
+                            since: Some(*since),
+                        });
+                        run = text.len();
+                    }
+                }
+            }
+            if run < text.len() {
+                family.segments.push(Segment {
+                    text: run..text.len(),
+                    since: None,
+                });
+            }
+            family.range = start..text.len();
+        }
+        let encoded = Encoded {
+            version,
+            text,
+            families,
+        };
+        if let Some(previous) = previous {
+            for (family, old) in encoded.families.iter().zip(&previous.families) {
+                if let Some(deflated) = old.deflated.get() {
+                    if family.same_as(&encoded.text, old, &previous.text) {
+                        let _ = family.deflated.set(Arc::clone(deflated));
+                    }
+                }
+            }
+        }
+        Ok(encoded)
+    }
+
+    fn segment_text(&self, segment: &Segment) -> &[u8] {
+        self.text
+            .as_bytes()
+            .get(segment.text.clone())
+            .unwrap_or_default()
+    }
+
+    /// The compressed segments of family `f`, compressing them now if this is the first gzip
+    /// scrape since they changed.
+    fn deflated(&self, f: usize, compress: &mut Option<Compress>) -> Option<&Arc<Vec<Vec<u8>>>> {
+        let family = self.families.get(f)?;
+        Some(family.deflated.get_or_init(|| {
+            let compress = compressor(compress);
+            Arc::new(
+                family
+                    .segments
+                    .iter()
+                    .map(|segment| deflate(compress, self.segment_text(segment)))
+                    .collect(),
+            )
+        }))
+    }
+}
+
+impl MetricsCache {
+    pub fn new() -> MetricsCache {
+        MetricsCache::default()
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            datastores: self.lock().entries.len(),
+            encodes: self.encodes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every field is replaced whole; a panicking holder cannot leave one half-written.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The `/metrics` body for `state` as of `now`, gzip-compressed when `gzip`; the same bytes
+    /// as [`render_uncached`] (after decompression).
+    ///
+    /// Takes each datastore's record lock once, briefly, to read its version (and to copy it when
+    /// it changed); encodes only the datastores that changed since the last scrape of `format`.
+    pub fn render(
+        &self,
+        state: &State,
+        now: f64,
+        format: Format,
+        gzip: bool,
+    ) -> Result<Vec<u8>, RenderError> {
+        let f = format.index();
+        let list = state.datastores();
+        let versions: Vec<u64> = list.iter().map(|ds| ds.record().version).collect();
+        let reload = state.reload_status();
+        let tail_values = (reload.last_successful(), reload.last_success_time());
+        let tail_key = (tail_values.0, tail_values.1.to_bits());
+
+        let (headers, tail, mut encoded, stale) = {
+            let mut inner = self.lock();
+            if !inner.list.as_ref().is_some_and(|l| Arc::ptr_eq(l, &list)) {
+                inner.adopt(&list);
+            }
+            let tail = match &inner.tail[f] {
+                Some((key, piece)) if *key == tail_key => Some(Arc::clone(piece)),
+                _ => None,
+            };
+            let mut encoded = Vec::with_capacity(list.len());
+            let mut stale = Vec::new();
+            for (i, (ds, version)) in list.iter().zip(&versions).enumerate() {
+                let cached = inner
+                    .entries
+                    .get(&key(ds))
+                    .and_then(|entry| entry.formats[f].clone());
+                match cached {
+                    Some(e) if e.version == *version => encoded.push(Some(e)),
+                    previous => {
+                        encoded.push(None);
+                        stale.push((i, previous));
+                    }
+                }
+            }
+            (inner.headers[f].clone(), tail, encoded, stale)
+        };
+
+        // Encoding happens outside the cache lock: other scrapes go on meanwhile.
+        let mut compress = None;
+        let headers = match headers {
+            Some(headers) => headers,
+            None => {
+                let headers = Arc::new(encode_headers(format, now, &mut compress)?);
+                self.lock().headers[f] = Some(Arc::clone(&headers));
+                headers
+            }
+        };
+        let tail = match tail {
+            Some(tail) => tail,
+            None => {
+                let collector = StateCollector {
+                    source: Source::Nothing,
+                    now,
+                    datastore_families: false,
+                    tail: Some(tail_values),
+                    marks: None,
+                };
+                let text = encode(collector, format)?;
+                let text = text.strip_suffix(EOF).unwrap_or(&text).to_owned();
+                let piece = Arc::new(Piece::new(text, &mut compress));
+                self.lock().tail[f] = Some((tail_key, Arc::clone(&piece)));
+                piece
+            }
+        };
+        if !stale.is_empty() {
+            let mut fresh = Vec::with_capacity(stale.len());
+            for (i, previous) in stale {
+                let Some(ds) = list.get(i) else { continue };
+                let e = Arc::new(Encoded::new(
+                    Snapshot::take(ds),
+                    now,
+                    format,
+                    previous.as_deref(),
+                )?);
+                self.encodes.fetch_add(1, Ordering::Relaxed);
+                if let Some(slot) = encoded.get_mut(i) {
+                    *slot = Some(Arc::clone(&e));
+                }
+                fresh.push((key(ds), e));
+            }
+            let mut inner = self.lock();
+            for (key, e) in fresh {
+                // Absent when a reload removed the datastore meanwhile: then it is not kept.
+                if let Some(entry) = inner.entries.get_mut(&key) {
+                    entry.formats[f] = Some(e);
+                }
+            }
+        }
+        let encoded: Vec<Arc<Encoded>> = encoded.into_iter().flatten().collect();
+        if encoded.len() != list.len() {
+            return Err(RenderError::Shape("a datastore was not encoded"));
+        }
+
+        let parts = Parts {
+            format,
+            now,
+            headers: &headers,
+            encoded: &encoded,
+            tail: &tail,
+        };
+        let last_len = &self.last_len[f][usize::from(gzip)];
+        let capacity = last_len.load(Ordering::Relaxed) + 4096;
+        let body = if gzip {
+            parts.gzip(capacity, &mut compress)
+        } else {
+            parts.plain(capacity)
+        };
+        last_len.store(body.len(), Ordering::Relaxed);
+        Ok(body)
+    }
+}
+
+impl Inner {
+    /// Switches to a new datastore list: keeps the entries of datastores still in it, drops the
+    /// others, adds empty ones for the new.
+    fn adopt(&mut self, list: &Arc<[Arc<Datastore>]>) {
+        let mut entries = HashMap::with_capacity(list.len());
+        for ds in list.iter() {
+            let entry = self.entries.remove(&key(ds)).unwrap_or_else(|| Entry {
+                _datastore: Arc::clone(ds),
+                formats: [None, None],
+            });
+            entries.insert(key(ds), entry);
+        }
+        self.entries = entries;
+        self.list = Some(Arc::clone(list));
+    }
+}
+
+/// A datastore's identity in the cache. A rename makes a new `Datastore`, so a new key.
+fn key(ds: &Arc<Datastore>) -> usize {
+    Arc::as_ptr(ds) as usize
+}
+
+/// The per-datastore families' headers in `format`, from an encoding pass over no datastore.
+fn encode_headers(
+    format: Format,
+    now: f64,
+    compress: &mut Option<Compress>,
+) -> Result<[Piece; DATASTORE_FAMILIES], RenderError> {
+    let collector = StateCollector {
+        source: Source::Nothing,
+        now,
+        datastore_families: true,
+        tail: None,
+        marks: None,
+    };
+    let text = encode(collector, format)?;
+    let split = split_families(&text)?;
+    let headers: Vec<Piece> = split
+        .into_iter()
+        .map(|(header, _)| {
+            let header = text.get(header).unwrap_or_default().to_owned();
+            Piece::new(header, compress)
+        })
+        .collect();
+    headers
+        .try_into()
+        .map_err(|_| RenderError::Shape("the per-datastore families' headers"))
+}
+
+/// Everything one scrape writes, in order.
+struct Parts<'a> {
+    format: Format,
+    now: f64,
+    headers: &'a [Piece; DATASTORE_FAMILIES],
+    encoded: &'a [Arc<Encoded>],
+    tail: &'a Piece,
+}
+
+impl Parts<'_> {
+    fn plain(&self, capacity: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(capacity);
+        let mut value = String::new();
+        for (f, header) in self.headers.iter().enumerate() {
+            out.extend_from_slice(header.text.as_bytes());
+            for e in self.encoded {
+                let Some(family) = e.families.get(f) else {
+                    continue;
+                };
+                for segment in &family.segments {
+                    out.extend_from_slice(e.segment_text(segment));
+                    if let Some(since) = segment.since {
+                        dynamic_value(&mut value, self.format, elapsed_value(self.now, since));
+                        out.extend_from_slice(value.as_bytes());
+                    }
+                }
+            }
+        }
+        out.extend_from_slice(self.tail.text.as_bytes());
+        if self.format == Format::OpenMetrics {
+            out.extend_from_slice(EOF.as_bytes());
+        }
+        out
+    }
+
+    fn gzip(&self, capacity: usize, compress: &mut Option<Compress>) -> Vec<u8> {
+        let mut gz = Gzip::new(capacity);
+        let mut value = String::new();
+        for (f, header) in self.headers.iter().enumerate() {
+            gz.compressed(header.text.as_bytes(), &header.deflated);
+            for e in self.encoded {
+                let Some(family) = e.families.get(f) else {
+                    continue;
+                };
+                let Some(deflated) = e.deflated(f, compress) else {
+                    continue;
+                };
+                for (segment, deflated) in family.segments.iter().zip(deflated.iter()) {
+                    gz.compressed(e.segment_text(segment), deflated);
+                    if let Some(since) = segment.since {
+                        dynamic_value(&mut value, self.format, elapsed_value(self.now, since));
+                        gz.stored(value.as_bytes());
+                    }
+                }
+            }
+        }
+        gz.compressed(self.tail.text.as_bytes(), &self.tail.deflated);
+        if self.format == Format::OpenMetrics {
+            gz.stored(EOF.as_bytes());
+        }
+        gz.finish()
+    }
+}
+
+/// Writes `value` and a newline into `out` as prometheus-client writes a gauge value in `format`.
+fn dynamic_value(out: &mut String, format: Format, value: f64) {
+    out.clear();
+    if value.is_finite() {
+        // Both formats write finite floats with dtoa, as here.
+        out.push_str(dtoa::Buffer::new().format_finite(value));
+    } else {
+        // Non-finite values differ between the formats; ask the library (never in practice:
+        // `now − submitted` is finite for any time HealthLake can send).
+        let _ = write!(out, "{}", library_value(format, value));
+    }
+    out.push('\n');
+}
+
+/// A gauge value as prometheus-client formats it, taken from an encoding of one sample.
+fn library_value(format: Format, value: f64) -> String {
+    #[derive(Debug)]
+    struct One(f64);
+    impl Collector for One {
+        fn encode(&self, mut encoder: DescriptorEncoder) -> Fmt {
+            encoder
+                .encode_descriptor("v", "v", None, MetricType::Gauge)?
+                .encode_gauge(&self.0)
+        }
+    }
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(One(value)));
+    let mut out = String::new();
+    let _ = match format {
+        Format::Prometheus => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, &registry)
+        }
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, &registry),
+    };
+    out.lines()
+        .find_map(|line| line.strip_prefix("v "))
+        .unwrap_or("NaN")
+        .to_owned()
+}
+
+// ---- gzip ----
+
+fn compressor(compress: &mut Option<Compress>) -> &mut Compress {
+    // Raw DEFLATE (no zlib header): the pieces are concatenated inside one gzip member. The level
+    // matters little for time (each piece is compressed once per change) and more for size.
+    compress.get_or_insert_with(|| Compress::new(Compression::default(), false))
+}
+
+/// `input` as raw DEFLATE blocks ended by a sync flush: byte-aligned and not final, so pieces
+/// compressed independently concatenate into one valid stream. Falls back to stored blocks.
+fn deflate(compress: &mut Compress, input: &[u8]) -> Vec<u8> {
+    if input.is_empty() {
+        return Vec::new();
+    }
+    compress.reset();
+    let mut out = Vec::with_capacity(input.len() / 4 + 64);
+    // Each round either consumes input or fills the output, which then grows: bounded.
+    for _ in 0..64 {
+        if out.capacity() - out.len() < 64 {
+            out.reserve(out.capacity().max(1024));
+        }
+        let consumed = usize::try_from(compress.total_in()).unwrap_or(usize::MAX);
+        let rest = input.get(consumed..).unwrap_or_default();
+        if compress
+            .compress_vec(rest, &mut out, FlushCompress::Sync)
+            .is_err()
+        {
+            break;
+        }
+        let done = usize::try_from(compress.total_in()).is_ok_and(|n| n == input.len());
+        // The flush is complete once all input is in and the output was not filled up.
+        if done && out.len() < out.capacity() {
+            return out;
+        }
+    }
+    let mut stored = Vec::with_capacity(input.len() + 16);
+    stored_blocks(&mut stored, input);
+    stored
+}
+
+/// `data` as DEFLATE stored (uncompressed) blocks, not final (RFC 1951 §3.2.4): a byte-aligned
+/// header byte 0, then LEN and its ones' complement, little-endian, then the bytes.
+fn stored_blocks(out: &mut Vec<u8>, data: &[u8]) {
+    for chunk in data.chunks(usize::from(u16::MAX)) {
+        let len = u16::try_from(chunk.len()).unwrap_or(u16::MAX);
+        out.push(0);
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+}
+
+/// One gzip member (RFC 1952) assembled from DEFLATE pieces.
+struct Gzip {
+    out: Vec<u8>,
+    crc: Crc,
+}
+
+impl Gzip {
+    fn new(capacity: usize) -> Gzip {
+        let mut out = Vec::with_capacity(capacity);
+        // ID1 ID2, CM = deflate, no flags, no mtime, no extra flags, OS unknown.
+        out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+        Gzip {
+            out,
+            crc: Crc::new(),
+        }
+    }
+
+    /// `text`, already compressed as `deflated` by [`deflate`].
+    fn compressed(&mut self, text: &[u8], deflated: &[u8]) {
+        self.out.extend_from_slice(deflated);
+        self.crc.update(text);
+    }
+
+    fn stored(&mut self, data: &[u8]) {
+        stored_blocks(&mut self.out, data);
+        self.crc.update(data);
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        // A final, empty block with fixed Huffman codes, then CRC-32 and length mod 2^32.
+        self.out.extend_from_slice(&[0x03, 0x00]);
+        self.out.extend_from_slice(&self.crc.sum().to_le_bytes());
+        self.out.extend_from_slice(&self.crc.amount().to_le_bytes());
+        self.out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::read::{DeflateDecoder, GzDecoder, MultiGzDecoder};
+    use std::io::Read;
+
+    fn gunzip_single(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        GzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+        out
+    }
+
+    fn gunzip_multi(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        MultiGzDecoder::new(bytes).read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn sync_flushed_pieces_and_stored_blocks_form_one_gzip_member() {
+        let mut compress = None;
+        let a = b"healthlake_export_jobs{datastore_id=\"a\"} 1.0\n".repeat(50);
+        let b = b"something else entirely\n".to_vec();
+        let mut gz = Gzip::new(0);
+        gz.compressed(&a, &deflate(compressor(&mut compress), &a));
+        gz.stored(b"12.5\n");
+        gz.stored(&[]);
+        gz.compressed(&b, &deflate(compressor(&mut compress), &b));
+        gz.compressed(&[], &deflate(compressor(&mut compress), &[]));
+        let bytes = gz.finish();
+        let mut expected = a.clone();
+        expected.extend_from_slice(b"12.5\n");
+        expected.extend_from_slice(&b);
+        assert_eq!(gunzip_single(&bytes), expected);
+        assert_eq!(gunzip_multi(&bytes), expected);
+        assert!(bytes.len() < expected.len() / 4, "{} bytes", bytes.len());
+    }
+
+    #[test]
+    fn large_pieces_and_stored_blocks_over_64_kib_round_trip() {
+        let mut rng = fastrand::Rng::with_seed(5);
+        let noise: Vec<u8> = (0..200_000).map(|_| rng.u8(b'a'..=b'z')).collect();
+        let mut compress = None;
+        let deflated = deflate(compressor(&mut compress), &noise);
+        // Not final on its own: end it with the final empty block, as `Gzip::finish` does.
+        let mut ended = deflated.clone();
+        ended.extend_from_slice(&[0x03, 0x00]);
+        let mut raw = Vec::new();
+        DeflateDecoder::new(&ended[..])
+            .read_to_end(&mut raw)
+            .unwrap();
+        assert_eq!(raw, noise);
+        let mut gz = Gzip::new(0);
+        gz.stored(&noise);
+        gz.compressed(&noise, &deflated);
+        let mut expected = noise.clone();
+        expected.extend_from_slice(&noise);
+        assert_eq!(gunzip_single(&gz.finish()), expected);
+    }
+
+    #[test]
+    fn dynamic_values_are_formatted_as_the_library_does() {
+        for format in [Format::Prometheus, Format::OpenMetrics] {
+            for value in [
+                0.0,
+                1.0,
+                0.1,
+                123456.789,
+                1e21,
+                1.5e-7,
+                f64::INFINITY,
+                f64::NAN,
+                3_600.000_000_1,
+            ] {
+                let mut out = String::new();
+                dynamic_value(&mut out, format, value);
+                assert_eq!(out, format!("{}\n", library_value(format, value)));
+            }
+        }
+    }
+
+    #[test]
+    fn split_families_separates_headers_from_samples() {
+        let text = "# HELP a x\n# TYPE a gauge\na 1\na{l=\"#\"} 2\n# HELP b y\n# TYPE b gauge\n# UNIT b s\n# EOF\n";
+        let split = split_families(text).unwrap();
+        assert_eq!(split.len(), 2);
+        assert_eq!(&text[split[0].0.clone()], "# HELP a x\n# TYPE a gauge\n");
+        assert_eq!(split[0].1.len(), 2);
+        assert_eq!(
+            &text[split[1].0.clone()],
+            "# HELP b y\n# TYPE b gauge\n# UNIT b s\n"
         );
-        let mut build = build?;
-        gauge(&mut build, &[("version", env!("CARGO_PKG_VERSION"))], 1.0)
+        assert!(split[1].1.is_empty());
+        assert!(split_families("a 1\n").is_err());
     }
 }

@@ -12,9 +12,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, DatastoreConfig};
-use crate::healthlake::{list_export_jobs, Clients, ErrorReason, PollError};
+use crate::healthlake::{list_export_jobs, Clients, ErrorReason, PollError, Target};
 use crate::job::JobStatus;
-use crate::state::{Datastore, State};
+use crate::state::{Datastore, Listing, PollOutcome, State};
 
 /// The first polls after start are spread over at most this long (or half the interval), so that
 /// a hundred datastores do not all call at once, yet the first data arrives within seconds.
@@ -35,9 +35,7 @@ pub fn spawn(config: &Config, clients: Arc<Clients>, state: &State) -> JoinSet<(
         let task = DatastoreTask {
             config: ds_config.clone(),
             interval: config.polling.interval,
-            timeout: config.polling.timeout,
-            job_series_limit: config.polling.job_series_limit,
-            max_pages: config.polling.max_pages,
+            settings: PollSettings::of(config),
             clients: Arc::clone(&clients),
             datastore: Arc::clone(datastore),
             semaphore: Arc::clone(&semaphore),
@@ -59,12 +57,83 @@ pub fn backoff(interval: Duration, consecutive_failures: u32) -> Duration {
         .min(MAX_BACKOFF.max(interval))
 }
 
+/// What one poll needs to know from `[polling]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PollSettings {
+    pub timeout: Duration,
+    pub job_series_limit: usize,
+    pub max_pages: usize,
+    pub full_resync_interval: Duration,
+}
+
+impl PollSettings {
+    pub fn of(config: &Config) -> PollSettings {
+        PollSettings {
+            timeout: config.polling.timeout,
+            job_series_limit: config.polling.job_series_limit,
+            max_pages: config.polling.max_pages,
+            full_resync_interval: config.polling.full_resync_interval,
+        }
+    }
+}
+
+/// A failed poll, as recorded.
+#[derive(Debug)]
+pub struct PollFailure {
+    pub error: PollError,
+    /// The datastore was up, never polled, or failing for another reason: worth a log line.
+    pub news: bool,
+}
+
+/// One poll of one datastore: lists its jobs (all of them, or only the unsettled ones when a full
+/// listing is not due), within `settings.timeout`, and merges them into its record. A failure is
+/// recorded as such and returned.
+pub async fn poll_datastore(
+    target: &Target,
+    datastore: &Datastore,
+    settings: &PollSettings,
+) -> Result<PollOutcome, PollFailure> {
+    datastore.record_attempt_start();
+    let started = Instant::now();
+    let listing = datastore.next_listing(settings.full_resync_interval);
+    let submitted_after = match listing {
+        Listing::Full => None,
+        Listing::SubmittedAfter(after) => Some(after),
+    };
+    let listed = tokio::time::timeout(
+        settings.timeout,
+        list_export_jobs(target, &datastore.id, submitted_after, settings.max_pages),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(PollError::new(
+            ErrorReason::Timeout,
+            format!(
+                "the poll took longer than polling.timeout ({})",
+                humantime::format_duration(settings.timeout)
+            ),
+        ))
+    });
+    let poll_seconds = started.elapsed().as_secs_f64();
+    match listed {
+        Ok(jobs) => Ok(datastore.record_listing(
+            listing,
+            jobs,
+            settings.job_series_limit,
+            poll_seconds,
+            unix_now(),
+        )),
+        Err(error) => {
+            let news = datastore.record_failure(&error, poll_seconds);
+            Err(PollFailure { error, news })
+        }
+    }
+}
+
 struct DatastoreTask {
     config: DatastoreConfig,
     interval: Duration,
-    timeout: Duration,
-    job_series_limit: usize,
-    max_pages: usize,
+    settings: PollSettings,
     clients: Arc<Clients>,
     datastore: Arc<Datastore>,
     semaphore: Arc<Semaphore>,
@@ -110,42 +179,18 @@ impl DatastoreTask {
     async fn poll_once(&self) {
         let ds = &self.config;
         let region = ds.target.region.as_deref().unwrap_or("default");
-        self.datastore().record_attempt_start();
-        let started = Instant::now();
-        let result = match self.clients.for_target(&ds.target) {
-            Some(target) => tokio::time::timeout(
-                self.timeout,
-                list_export_jobs(target, &ds.id, self.max_pages),
-            )
-            .await
-            .unwrap_or_else(|_| {
-                Err(PollError::new(
-                    ErrorReason::Timeout,
-                    format!(
-                        "the poll took longer than polling.timeout ({})",
-                        humantime::format_duration(self.timeout)
-                    ),
-                ))
-            }),
-            None => Err(PollError::new(
-                ErrorReason::Other,
-                "no client for this datastore",
-            )),
+        let Some(target) = self.clients.for_target(&ds.target) else {
+            // Clients are built for every configured target; this cannot happen, but must not panic.
+            let error = PollError::new(ErrorReason::Other, "no client for this datastore");
+            self.datastore().record_failure(&error, 0.0);
+            return;
         };
-        let poll_seconds = started.elapsed().as_secs_f64();
-        match result {
-            Ok(jobs) => {
-                let count = jobs.len();
-                let outcome = self.datastore().record_success(
-                    jobs,
-                    self.job_series_limit,
-                    poll_seconds,
-                    unix_now(),
-                );
+        match poll_datastore(target, self.datastore(), &self.settings).await {
+            Ok(outcome) => {
                 if outcome.recovered {
-                    tracing::info!(datastore_id = %ds.id, datastore_name = %ds.name, region, jobs = count, poll_seconds, "datastore polled successfully");
+                    tracing::info!(datastore_id = %ds.id, datastore_name = %ds.name, region, "datastore polled successfully");
                 } else {
-                    tracing::debug!(datastore_id = %ds.id, jobs = count, poll_seconds, "datastore polled");
+                    tracing::debug!(datastore_id = %ds.id, "datastore polled");
                 }
                 for (job_id, status) in outcome.finished {
                     if status == JobStatus::Failed {
@@ -155,12 +200,11 @@ impl DatastoreTask {
                     }
                 }
             }
-            Err(error) => {
-                if self.datastore().record_failure(&error, poll_seconds) {
-                    tracing::warn!(datastore_id = %ds.id, datastore_name = %ds.name, region, reason = %error.reason, error = %error.message, "poll failed; keeping last-known values");
-                } else {
-                    tracing::debug!(datastore_id = %ds.id, reason = %error.reason, error = %error.message, "poll failed again");
-                }
+            Err(PollFailure { error, news: true }) => {
+                tracing::warn!(datastore_id = %ds.id, datastore_name = %ds.name, region, reason = %error.reason, error = %error.message, "poll failed; keeping last-known values");
+            }
+            Err(PollFailure { error, news: false }) => {
+                tracing::debug!(datastore_id = %ds.id, reason = %error.reason, error = %error.message, "poll failed again");
             }
         }
     }

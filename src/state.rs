@@ -3,11 +3,16 @@
 //! The poller writes a datastore's entry after each poll; the metrics encoder only reads. A failed
 //! poll changes a datastore's health, never its job data: last-known values stay until a later poll
 //! succeeds, so a flaky API never blanks a series or flaps an alert.
+//!
+//! Memory follows what is shown, not the history: per datastore the counts per status, the jobs
+//! submitted inside a short window (the only ones a listing can still change) and the
+//! `job_series_limit` newest jobs. Jobs older than the window are finished for good and live on
+//! only as counts, which is also what lets the poller list just the window (see [`Listing`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::healthlake::{ErrorReason, PollError};
@@ -71,9 +76,39 @@ pub struct Record {
     /// present, at 0, from the first successful poll).
     pub finished: BTreeMap<JobStatus, u64>,
     pub health: Health,
-    /// Every job id seen, and whether it was terminal then: how a transition is recognised.
-    known_jobs: HashMap<String, bool>,
+    /// Bumped on every change of this record: lets the metrics encoder reuse what it encoded
+    /// before when nothing changed.
+    pub version: u64,
+    history: History,
 }
+
+/// The bookkeeping that lets a poll list only what can still change.
+#[derive(Debug, Default)]
+struct History {
+    /// Jobs submitted after `settled`: every job that a later listing can still change.
+    window: HashMap<String, Job>,
+    /// Per status, the jobs submitted at or before `settled`: all finished, never listed again
+    /// until the next full listing.
+    settled_counts: BTreeMap<JobStatus, u64>,
+    /// Jobs submitted at or before this time are settled. Only moves forward.
+    settled: Option<f64>,
+    /// When the last full listing was merged.
+    last_full: Option<Instant>,
+}
+
+/// How much of a datastore's history a poll lists.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Listing {
+    /// Every job: the first poll, and now and then to catch anything an incremental poll missed.
+    Full,
+    /// Only jobs submitted after this Unix time: every job that is not settled.
+    SubmittedAfter(f64),
+}
+
+/// How far behind the newest job a listing still looks, for jobs that HealthLake lists a little
+/// after jobs submitted later than them. A job that appears later still is caught by the next full
+/// listing (`polling.full_resync_interval`).
+pub const LATE_JOB_WINDOW: f64 = 15.0 * 60.0;
 
 /// The job data of the last successful poll.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -180,6 +215,41 @@ fn build_datastores(config: &Config, previous: &[Arc<Datastore>]) -> Arc<[Arc<Da
         .collect()
 }
 
+impl History {
+    /// Moves the jobs that can no longer change out of the window into the settled counts: those
+    /// submitted before both the oldest unfinished job and the late-job window behind the newest.
+    fn settle(&mut self) {
+        let newest = self
+            .window
+            .values()
+            .map(|j| j.submitted)
+            .max_by(f64::total_cmp);
+        let oldest_active = self
+            .window
+            .values()
+            .filter(|j| !j.status.is_terminal())
+            .map(|j| j.submitted)
+            .min_by(f64::total_cmp);
+        let Some(newest) = newest else { return };
+        // Strictly before the oldest unfinished job every job is terminal (a second of margin
+        // keeps a job at exactly that time, or a rounded one, out); only move forward.
+        let candidate = oldest_active.map_or(newest - LATE_JOB_WINDOW, |o| {
+            (o - 1.0).min(newest - LATE_JOB_WINDOW)
+        });
+        let settled = self.settled.map_or(candidate, |s| s.max(candidate));
+        self.settled = Some(settled);
+        let settled_counts = &mut self.settled_counts;
+        self.window.retain(|_, job| {
+            if job.submitted <= settled {
+                *settled_counts.entry(job.status.clone()).or_insert(0) += 1;
+                false
+            } else {
+                true
+            }
+        });
+    }
+}
+
 impl Datastore {
     /// Locks the record. A poisoned lock (a panic elsewhere while holding it) still yields the data:
     /// a scrape must keep answering.
@@ -194,7 +264,22 @@ impl Datastore {
         self.record().health.last_attempt = Some(Instant::now());
     }
 
-    /// Merges a successful listing, taken `poll_seconds` long and ending at `now` (Unix seconds).
+    /// What the next poll should list: everything on the first poll and once `full_resync` has
+    /// passed since the last full listing, otherwise only the jobs that are not settled.
+    pub fn next_listing(&self, full_resync: Duration) -> Listing {
+        let record = self.record();
+        let history = &record.history;
+        match (history.settled, history.last_full) {
+            (Some(settled), Some(last_full))
+                if record.jobs.is_some() && last_full.elapsed() < full_resync =>
+            {
+                Listing::SubmittedAfter(settled)
+            }
+            _ => Listing::Full,
+        }
+    }
+
+    /// Merges a full listing (see [`Datastore::record_listing`]).
     pub fn record_success(
         &self,
         jobs: Vec<Job>,
@@ -202,7 +287,23 @@ impl Datastore {
         poll_seconds: f64,
         now: f64,
     ) -> PollOutcome {
+        self.record_listing(Listing::Full, jobs, job_series_limit, poll_seconds, now)
+    }
+
+    /// Merges a successful listing of the kind `listing`, taken `poll_seconds` long and ending at
+    /// `now` (Unix seconds). The result is the same as if every job had been listed: settled jobs
+    /// are counted from `settled_counts`, the others from the listing.
+    pub fn record_listing(
+        &self,
+        listing: Listing,
+        jobs: Vec<Job>,
+        job_series_limit: usize,
+        poll_seconds: f64,
+        now: f64,
+    ) -> PollOutcome {
         let mut record = self.record();
+        let record = &mut *record;
+        record.version += 1;
         let first_success = record.jobs.is_none();
         let recovered = !record.health.up;
         if first_success {
@@ -210,31 +311,91 @@ impl Datastore {
                 record.finished.entry(status).or_insert(0);
             }
         }
-
+        let history = &mut record.history;
+        let old_window = std::mem::take(&mut history.window);
+        let old_recent = record.jobs.take().map(|v| v.recent).unwrap_or_default();
         let mut finished = Vec::new();
-        let mut counts: BTreeMap<JobStatus, u64> =
-            JobStatus::KNOWN.iter().map(|s| (s.clone(), 0)).collect();
-        let mut oldest_active: Option<f64> = None;
-        let mut known_jobs = HashMap::with_capacity(jobs.len());
-        for job in &jobs {
-            *counts.entry(job.status.clone()).or_insert(0) += 1;
-            if job.is_active() {
-                oldest_active = Some(oldest_active.map_or(job.submitted, |o| o.min(job.submitted)));
-            }
-            let terminal = job.status.is_terminal();
-            let was_terminal = record.known_jobs.get(&job.id).copied();
-            if terminal && !first_success && was_terminal != Some(true) {
+        let mut newly_seen = |job: &Job, before: Option<&Job>| {
+            let was_terminal = before.is_some_and(|b| b.status.is_terminal());
+            if job.status.is_terminal() && !was_terminal && !first_success {
                 finished.push((job.id.clone(), job.status.clone()));
             }
-            known_jobs.insert(job.id.clone(), terminal);
+        };
+
+        let mut recent: Vec<Job>;
+        match listing {
+            Listing::Full => {
+                // Settled jobs are known only as counts: a settled job listed now that was not
+                // counted before (it appeared late) shows as a surplus in its status.
+                let mut settled_seen: BTreeMap<JobStatus, u64> = BTreeMap::new();
+                for job in &jobs {
+                    match old_window.get(&job.id) {
+                        Some(before) => newly_seen(job, Some(before)),
+                        None if history.settled.is_some_and(|s| job.submitted <= s) => {
+                            *settled_seen.entry(job.status.clone()).or_insert(0) += 1;
+                        }
+                        None => newly_seen(job, None),
+                    }
+                }
+                if !first_success {
+                    for (status, seen) in &settled_seen {
+                        let before = history.settled_counts.get(status).copied().unwrap_or(0);
+                        for _ in before..*seen {
+                            if status.is_terminal() {
+                                finished.push((String::new(), status.clone()));
+                            }
+                        }
+                    }
+                }
+                history.settled_counts.clear();
+                history.settled = None;
+                history.last_full = Some(Instant::now());
+                recent = jobs.clone();
+                history.window = jobs.into_iter().map(|j| (j.id.clone(), j)).collect();
+            }
+            Listing::SubmittedAfter(after) => {
+                let mut window = HashMap::with_capacity(jobs.len());
+                // A server may include the boundary (or we asked a little early): settled jobs
+                // are already counted.
+                for job in jobs.into_iter().filter(|j| j.submitted > after) {
+                    newly_seen(&job, old_window.get(&job.id));
+                    window.insert(job.id.clone(), job);
+                }
+                // Jobs of the old window missing now vanished from HealthLake: drop them.
+                // The newest jobs: settled ones from before, plus the window as listed now.
+                recent = old_recent
+                    .into_iter()
+                    .filter(|j| !old_window.contains_key(&j.id) && !window.contains_key(&j.id))
+                    .collect();
+                recent.extend(window.values().cloned());
+                history.window = window;
+            }
         }
         for (_, status) in &finished {
             *record.finished.entry(status.clone()).or_insert(0) += 1;
         }
-        // A job that vanished from the listing is forgotten; should it reappear it counts as new.
-        record.known_jobs = known_jobs;
+        let finished: Vec<(String, JobStatus)> = finished
+            .into_iter()
+            .filter(|(id, _)| !id.is_empty())
+            .collect();
 
-        let mut recent = jobs;
+        history.settle();
+        let oldest_active = history
+            .window
+            .values()
+            .filter(|j| j.is_active())
+            .map(|j| j.submitted)
+            .min_by(f64::total_cmp);
+        let mut counts: BTreeMap<JobStatus, u64> =
+            JobStatus::KNOWN.iter().map(|s| (s.clone(), 0)).collect();
+        for (status, n) in &history.settled_counts {
+            *counts.entry(status.clone()).or_insert(0) += n;
+        }
+        for job in history.window.values() {
+            *counts.entry(job.status.clone()).or_insert(0) += 1;
+        }
+        counts.retain(|status, n| *n > 0 || !matches!(status, JobStatus::Unknown(_)));
+
         recent.sort_unstable_by(|a, b| {
             b.submitted
                 .total_cmp(&a.submitted)
@@ -266,6 +427,7 @@ impl Datastore {
     /// change rather than once per poll.
     pub fn record_failure(&self, error: &PollError, poll_seconds: f64) -> bool {
         let mut record = self.record();
+        record.version += 1;
         let health = &mut record.health;
         let news = health.up
             || health.attempts == 0

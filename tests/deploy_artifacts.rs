@@ -787,6 +787,124 @@ fn kustomize_sidecar_renders_and_validates() {
 }
 
 #[test]
+fn kustomize_statefulset_renders_and_validates() {
+    let Some(kubectl) = require_tool("kubectl", KUBECTL_HINT) else {
+        return;
+    };
+    let Some(kubeval) = require_tool("kubernetes-validate", KUBEVAL_HINT) else {
+        return;
+    };
+    let Some(python) = require_python_yaml() else {
+        return;
+    };
+    let rendered = kustomize(&kubectl, "statefulset");
+    validate_rendered(&kubeval, "statefulset", &rendered);
+    let docs = yaml_docs_to_json(&python, &rendered);
+
+    assert!(
+        by_kind(&docs, "Deployment").is_empty(),
+        "the StatefulSet replaces the base Deployment"
+    );
+    let sts = by_kind(&docs, "StatefulSet");
+    assert_eq!(sts.len(), 1);
+    let pod = &sts[0]["spec"]["template"];
+    assert_restricted(pod, "StatefulSet");
+    let c = exporter_container(pod, "StatefulSet");
+    assert_exporter_container(c, "StatefulSet");
+    let cm = by_kind(&docs, "ConfigMap");
+    assert_eq!(cm.len(), 1, "every replica shares one config");
+    let cm_name = cm[0]["metadata"]["name"].as_str().unwrap();
+    assert!(
+        pod["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|v| v["configMap"]["name"] == cm_name),
+        "the StatefulSet mounts the generated ConfigMap {cm_name}"
+    );
+
+    // Each pod derives its shard from its ordinal, without a shell (the image is distroless).
+    let replicas = sts[0]["spec"]["replicas"].as_u64().expect("spec.replicas");
+    assert!(
+        replicas > 1,
+        "an example of scaling out needs several replicas"
+    );
+    let env = c["env"].as_array().expect("env");
+    let var = |name: &str| {
+        env.iter()
+            .position(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("StatefulSet: no env var {name}"))
+    };
+    let (index, shard) = (var("SHARD_INDEX"), var("HEALTHLAKE_EXPORTER_SHARD"));
+    assert!(
+        index < shard,
+        "$(SHARD_INDEX) only expands in variables defined after it"
+    );
+    assert_eq!(
+        env[index]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    );
+    assert_eq!(
+        env[shard]["value"],
+        format!("$(SHARD_INDEX)/{replicas}"),
+        "the shard count must equal spec.replicas"
+    );
+    assert!(
+        c["command"].is_null()
+            && c["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .all(|a| !a.as_str().unwrap_or_default().contains("sh")),
+        "no shell in a distroless image"
+    );
+    for i in 0..replicas {
+        let value = format!("{i}/{replicas}");
+        let parsed: healthlake_exporter::shard::Shard = value
+            .parse()
+            .unwrap_or_else(|e| panic!("pod {i} would start with an invalid shard: {e}"));
+        assert_eq!(parsed.to_string(), value);
+    }
+
+    // One headless Service governs the pods and is the ServiceMonitor's only target.
+    let svc = by_kind(&docs, "Service");
+    assert_eq!(
+        svc.len(),
+        1,
+        "a second Service would get every replica scraped twice"
+    );
+    assert_eq!(svc[0]["spec"]["clusterIP"], "None", "headless");
+    assert_eq!(sts[0]["spec"]["serviceName"], svc[0]["metadata"]["name"]);
+    for (k, v) in svc[0]["spec"]["selector"].as_object().unwrap() {
+        assert_eq!(&pod["metadata"]["labels"][k], v, "Service selects the pods");
+    }
+    let sm = by_kind(&docs, "ServiceMonitor");
+    assert_eq!(sm.len(), 1);
+    for (k, v) in sm[0]["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .unwrap()
+    {
+        assert_eq!(
+            &svc[0]["metadata"]["labels"][k], v,
+            "ServiceMonitor selects the Service"
+        );
+    }
+    assert!(svc[0]["metadata"]["name"]
+        .as_str()
+        .unwrap()
+        .contains("healthlake"));
+    let rules_file = yaml_file_to_json(&python, &deploy().join("prometheus/alerts.yml"));
+    let pr = by_kind(&docs, "PrometheusRule");
+    assert_eq!(pr.len(), 1);
+    assert_eq!(pr[0]["spec"]["groups"], rules_file["groups"]);
+    let why = read(&deploy().join("kubernetes/statefulset/README.md"));
+    assert!(
+        why.contains("pod-index") && why.contains("kubectl scale"),
+        "the StatefulSet README explains where the shard comes from and how to scale"
+    );
+}
+
+#[test]
 fn kubernetes_validate_rejects_unknown_fields() {
     // guards the validation above against passing vacuously
     let Some(kubeval) = require_tool("kubernetes-validate", KUBEVAL_HINT) else {

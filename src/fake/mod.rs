@@ -1,11 +1,18 @@
 //! In-process fake of the Amazon HealthLake control plane (awsJson 1.0 over HTTP/1.1 on loopback).
 //!
 //! Exists so tests, `--demo` mode and benchmarks can drive the real `aws-sdk-healthlake` client
-//! (via `endpoint_url`) against a server whose jobs, faults and request log are fully scriptable.
-//! Only `ListFHIRExportJobs` is implemented; every other operation answers `UnknownOperationException`.
+//! (via `endpoint_url`) against a server whose datastores, jobs, faults and request log are fully
+//! scriptable. The operations the exporter calls are implemented as the API model
+//! (`healthlake-2017-07-01`) defines them: `ListFHIRExportJobs`, `ListFHIRImportJobs`,
+//! `DescribeFHIRDatastore` and `ListFHIRDatastores`. Every other operation answers
+//! `UnknownOperationException`, so a client calling something unexpected fails loudly.
 //!
-//! Layout: `store` holds jobs, faults and the request log (pure, unit tested), `wire` knows the
-//! protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing and
+//! Faults are scriptable per datastore (all operations, or one operation only) and, for the
+//! account-level `ListFHIRDatastores`, per fake, so tests can prove that a failure of one call
+//! stays isolated from the others.
+//!
+//! Layout: `store` holds datastores, jobs, faults and the request log (pure, unit tested), `wire`
+//! knows the protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing and
 //! `scenario` scripts the demo.
 
 pub mod scenario;
@@ -46,7 +53,9 @@ impl FakeHealthLake {
         server::bind(self.clone(), addr).await
     }
 
-    /// Registers an (empty) datastore. Existing datastores keep their jobs.
+    /// Registers an (empty) datastore with [`FakeDatastore::new`]`(datastore_id)` properties:
+    /// named after its id, `ACTIVE`, created at [`DEFAULT_DATASTORE_CREATED_AT`], visible in every
+    /// region. An existing datastore is left unchanged (properties and jobs).
     ///
     /// Like the real service, requests are rejected with `ValidationException` when the id is
     /// longer than 32 characters, so such a datastore is unreachable over the wire.
@@ -54,8 +63,32 @@ impl FakeHealthLake {
         self.lock().add_datastore(datastore_id);
     }
 
+    /// Creates the datastore or replaces its properties; its jobs are kept.
+    pub fn set_datastore(&self, datastore_id: &str, datastore: FakeDatastore) {
+        self.lock().set_datastore(datastore_id, datastore);
+    }
+
+    /// Properties of a datastore, `None` if it does not exist.
+    pub fn datastore(&self, datastore_id: &str) -> Option<FakeDatastore> {
+        self.lock().datastore(datastore_id)
+    }
+
+    /// Sets a datastore's status (any string, also ones the SDK does not know, e.g. `ARCHIVED`).
+    /// Returns `false` when the datastore does not exist.
+    pub fn set_datastore_status(&self, datastore_id: &str, status: &str) -> bool {
+        self.lock()
+            .update_datastore(datastore_id, |d| status.clone_into(&mut d.status))
+    }
+
+    /// Renames a datastore. Returns `false` when the datastore does not exist.
+    pub fn set_datastore_name(&self, datastore_id: &str, name: &str) -> bool {
+        self.lock()
+            .update_datastore(datastore_id, |d| name.clone_into(&mut d.name))
+    }
+
     /// Removes a datastore and its jobs; further requests for it get `ResourceNotFoundException`.
-    /// Faults set for the id are kept until cleared with [`FakeHealthLake::set_fault`].
+    /// Faults set for the id are kept until cleared with [`FakeHealthLake::set_fault`] /
+    /// [`FakeHealthLake::set_fault_for`].
     pub fn remove_datastore(&self, datastore_id: &str) {
         self.lock().remove_datastore(datastore_id);
     }
@@ -65,17 +98,17 @@ impl FakeHealthLake {
         self.lock().datastore_ids()
     }
 
-    /// Adds a job, creating the datastore if missing. A job with the same id is replaced.
+    /// Adds an export job, creating the datastore if missing. A job with the same id is replaced.
     pub fn add_job(&self, datastore_id: &str, job: FakeJob) {
         self.lock().add_job(datastore_id, job);
     }
 
-    /// Removes a job; returns whether it existed.
+    /// Removes an export job; returns whether it existed.
     pub fn remove_job(&self, datastore_id: &str, job_id: &str) -> bool {
         self.lock().remove_job(datastore_id, job_id)
     }
 
-    /// Sets a job's status (any string, also ones the SDK does not know) and its end time
+    /// Sets an export job's status (any string, also ones the SDK does not know) and its end time
     /// (`None` clears it). Returns `false` when the datastore or job does not exist.
     pub fn set_job_status(
         &self,
@@ -88,16 +121,75 @@ impl FakeHealthLake {
             .set_job_status(datastore_id, job_id, status, end_time)
     }
 
-    /// Jobs of a datastore ordered by submit time, then id (empty if the datastore is unknown).
-    /// This is *not* the order in which the wire API returns them.
+    /// Export jobs of a datastore ordered by submit time, then id (empty if the datastore is
+    /// unknown). This is *not* the order in which the wire API returns them.
     pub fn jobs(&self, datastore_id: &str) -> Vec<FakeJob> {
         self.lock().jobs(datastore_id)
     }
 
-    /// Injects (or with `None` clears) a fault for every `ListFHIRExportJobs` call naming this
-    /// datastore. The fault persists until cleared and applies even if the datastore does not exist.
+    /// Adds an import job, creating the datastore if missing. A job with the same id is replaced.
+    pub fn add_import_job(&self, datastore_id: &str, job: FakeImportJob) {
+        self.lock().add_import_job(datastore_id, job);
+    }
+
+    /// Removes an import job; returns whether it existed.
+    pub fn remove_import_job(&self, datastore_id: &str, job_id: &str) -> bool {
+        self.lock().remove_import_job(datastore_id, job_id)
+    }
+
+    /// Sets an import job's status (any string) and end time (`None` clears it). Returns `false`
+    /// when the datastore or job does not exist.
+    pub fn set_import_job_status(
+        &self,
+        datastore_id: &str,
+        job_id: &str,
+        status: &str,
+        end_time: Option<f64>,
+    ) -> bool {
+        self.lock()
+            .set_import_job_status(datastore_id, job_id, status, end_time)
+    }
+
+    /// Replaces an import job's `JobProgressReport`. Returns `false` when the datastore or job
+    /// does not exist.
+    pub fn set_import_progress(
+        &self,
+        datastore_id: &str,
+        job_id: &str,
+        progress: FakeProgress,
+    ) -> bool {
+        self.lock()
+            .set_import_progress(datastore_id, job_id, progress)
+    }
+
+    /// Import jobs of a datastore ordered by submit time, then id (empty if the datastore is
+    /// unknown). This is *not* the order in which the wire API returns them.
+    pub fn import_jobs(&self, datastore_id: &str) -> Vec<FakeImportJob> {
+        self.lock().import_jobs(datastore_id)
+    }
+
+    /// Injects (or with `None` clears) a fault for every operation naming this datastore
+    /// (`ListFHIRExportJobs`, `ListFHIRImportJobs`, `DescribeFHIRDatastore`). The fault persists
+    /// until cleared and applies even if the datastore does not exist. A fault set for one
+    /// operation with [`FakeHealthLake::set_fault_for`] takes precedence over this one.
     pub fn set_fault(&self, datastore_id: &str, fault: Option<Fault>) {
         self.lock().set_fault(datastore_id, fault);
+    }
+
+    /// Injects (or with `None` clears) a fault for one operation on one datastore, e.g.
+    /// `set_fault_for("DescribeFHIRDatastore", ds, Some(Fault::Throttling))` while export listings
+    /// keep working. `target` is the operation name, with or without the `HealthLake.` prefix.
+    /// Returns `false` (and changes nothing) unless `target` is one of the per-datastore
+    /// operations above; `ListFHIRDatastores` has its own
+    /// [`FakeHealthLake::set_list_datastores_fault`].
+    pub fn set_fault_for(&self, target: &str, datastore_id: &str, fault: Option<Fault>) -> bool {
+        self.lock().set_fault_for(target, datastore_id, fault)
+    }
+
+    /// Injects (or with `None` clears) a fault for every `ListFHIRDatastores` call (an
+    /// account-level operation: it names no datastore, so per-datastore faults never apply).
+    pub fn set_list_datastores_fault(&self, fault: Option<Fault>) {
+        self.lock().set_list_datastores_fault(fault);
     }
 
     /// Requests received so far (oldest first), including rejected ones. At most
@@ -108,8 +200,17 @@ impl FakeHealthLake {
 
     /// Number of `ListFHIRExportJobs` calls naming this datastore since the last
     /// [`FakeHealthLake::clear_requests`] (not limited by [`MAX_RECORDED_REQUESTS`]).
+    /// Same as `request_count_for("ListFHIRExportJobs", datastore_id)`.
     pub fn request_count(&self, datastore_id: &str) -> usize {
-        self.lock().request_count(datastore_id)
+        self.request_count_for(LIST_FHIR_EXPORT_JOBS_TARGET, datastore_id)
+    }
+
+    /// Number of calls of one implemented operation (name with or without the `HealthLake.`
+    /// prefix) naming this datastore since the last [`FakeHealthLake::clear_requests`], rejected
+    /// and faulted ones included. `ListFHIRDatastores` names no datastore: count it with `""`.
+    /// Unknown operations count 0.
+    pub fn request_count_for(&self, target: &str, datastore_id: &str) -> usize {
+        self.lock().request_count(target, datastore_id)
     }
 
     /// Forgets recorded requests and resets the per-datastore counters.
@@ -207,8 +308,198 @@ impl FakeJob {
     }
 }
 
-/// A fault injected for one datastore. Error faults are answered after auth/protocol checks and
-/// before any validation of the request parameters.
+/// `CreatedAt` of datastores registered with [`FakeHealthLake::add_datastore`] (2023-11-14).
+pub const DEFAULT_DATASTORE_CREATED_AT: f64 = 1_700_000_000.0;
+
+/// Properties of one datastore as served by `DescribeFHIRDatastore` and `ListFHIRDatastores`.
+///
+/// The ARN (`arn:aws:healthlake:<region>:123456789012:datastore/fhir/<id>`) and the endpoint
+/// (`https://healthlake.<region>.amazonaws.com/datastore/<id>/r4/`) are derived from the id and
+/// the region, so they cannot disagree with them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FakeDatastore {
+    /// `DatastoreName`.
+    pub name: String,
+    /// `DatastoreStatus`, served verbatim (unknown values are allowed).
+    pub status: String,
+    /// `CreatedAt`, epoch seconds.
+    pub created_at: f64,
+    /// The datastore's region. `None`: it is visible from every region and its ARN/endpoint use
+    /// the region the request was signed for. `Some(r)`: like on AWS, requests signed for any
+    /// other region do not see it (404 / not listed).
+    pub region: Option<String>,
+    /// `DatastoreTypeVersion` (the model's only value is `R4`).
+    pub type_version: String,
+    /// `ErrorCause.ErrorMessage` (e.g. for `CREATE_FAILED`); omitted when `None`.
+    pub error_message: Option<String>,
+    /// `ErrorCause.ErrorCategory` (`RETRYABLE_ERROR` / `NON_RETRYABLE_ERROR`); only sent together
+    /// with `error_message`.
+    pub error_category: Option<String>,
+}
+
+impl FakeDatastore {
+    /// An `ACTIVE` R4 datastore created at [`DEFAULT_DATASTORE_CREATED_AT`], in no fixed region.
+    pub fn new(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            status: "ACTIVE".to_owned(),
+            created_at: DEFAULT_DATASTORE_CREATED_AT,
+            region: None,
+            type_version: "R4".to_owned(),
+            error_message: None,
+            error_category: None,
+        }
+    }
+
+    /// Sets the status.
+    pub fn with_status(mut self, status: &str) -> Self {
+        status.clone_into(&mut self.status);
+        self
+    }
+
+    /// Sets the creation time (epoch seconds).
+    pub fn created(mut self, created_at: f64) -> Self {
+        self.created_at = created_at;
+        self
+    }
+
+    /// Pins the datastore to a region.
+    pub fn in_region(mut self, region: impl Into<String>) -> Self {
+        self.region = Some(region.into());
+        self
+    }
+
+    /// Sets `ErrorCause` (message and category).
+    pub fn with_error(mut self, message: impl Into<String>, category: &str) -> Self {
+        self.error_message = Some(message.into());
+        self.error_category = Some(category.to_owned());
+        self
+    }
+}
+
+/// `JobProgressReport` of an import job. The eight counters every import reports are plain
+/// numbers; the non-FHIR and transformation counters (newer, only some jobs have them) are
+/// omitted from the wire when `None`. Field names follow the SDK's getters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FakeProgress {
+    /// `TotalNumberOfScannedFiles`.
+    pub total_number_of_scanned_files: i64,
+    /// `TotalSizeOfScannedFilesInMB`.
+    pub total_size_of_scanned_files_in_mb: f64,
+    /// `TotalNumberOfImportedFiles`.
+    pub total_number_of_imported_files: i64,
+    /// `TotalNumberOfResourcesScanned`.
+    pub total_number_of_resources_scanned: i64,
+    /// `TotalNumberOfResourcesImported`.
+    pub total_number_of_resources_imported: i64,
+    /// `TotalNumberOfResourcesWithCustomerError`.
+    pub total_number_of_resources_with_customer_error: i64,
+    /// `TotalNumberOfFilesReadWithCustomerError`.
+    pub total_number_of_files_read_with_customer_error: i64,
+    /// `Throughput` (transactions per second).
+    pub throughput: f64,
+    /// `TotalNumberOfScannedNonFhirFiles`.
+    pub total_number_of_scanned_non_fhir_files: Option<i64>,
+    /// `TotalSizeOfScannedNonFhirFilesInMB`.
+    pub total_size_of_scanned_non_fhir_files_in_mb: Option<f64>,
+    /// `TotalNumberOfImportedNonFhirFiles`.
+    pub total_number_of_imported_non_fhir_files: Option<i64>,
+    /// `TotalNumberOfNonFhirResourcesScanned`.
+    pub total_number_of_non_fhir_resources_scanned: Option<i64>,
+    /// `TotalNumberOfNonFhirResourcesImported`.
+    pub total_number_of_non_fhir_resources_imported: Option<i64>,
+    /// `TotalNumberOfNonFhirResourcesWithCustomerError`.
+    pub total_number_of_non_fhir_resources_with_customer_error: Option<i64>,
+    /// `TotalNumberOfNonFhirFilesReadWithCustomerError`.
+    pub total_number_of_non_fhir_files_read_with_customer_error: Option<i64>,
+    /// `TotalFilesConverted`.
+    pub total_files_converted: Option<i64>,
+    /// `TotalResourcesGenerated`.
+    pub total_resources_generated: Option<i64>,
+}
+
+/// One import job as stored by the fake.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FakeImportJob {
+    /// Job id (real ones are 32 lowercase hex characters).
+    pub id: String,
+    /// Optional job name.
+    pub name: Option<String>,
+    /// Status string, served verbatim (unknown values are allowed).
+    pub status: String,
+    /// Submit time, epoch seconds.
+    pub submit_time: f64,
+    /// End time, epoch seconds.
+    pub end_time: Option<f64>,
+    /// Optional message (e.g. why a job failed).
+    pub message: Option<String>,
+    /// `JobProgressReport`; omitted when `None` (e.g. a job still `SUBMITTED`).
+    pub progress: Option<FakeProgress>,
+    /// `InputDataConfig.S3Uri`; `None` serves
+    /// `s3://healthlake-import-123456789012/<datastore>/<job>/`.
+    pub input_s3_uri: Option<String>,
+    /// `ValidationLevel` (`strict`, `structure-only`, `minimal`); omitted when `None`.
+    pub validation_level: Option<String>,
+}
+
+impl FakeImportJob {
+    /// A job without name, end time, message, progress or validation level.
+    pub fn new(id: impl Into<String>, status: &str, submit_time: f64) -> Self {
+        Self {
+            id: id.into(),
+            name: None,
+            status: status.to_owned(),
+            submit_time,
+            end_time: None,
+            message: None,
+            progress: None,
+            input_s3_uri: None,
+            validation_level: None,
+        }
+    }
+
+    /// Sets the job name.
+    pub fn named(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the end time (epoch seconds).
+    pub fn ended(mut self, end_time: f64) -> Self {
+        self.end_time = Some(end_time);
+        self
+    }
+
+    /// Sets the message.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Sets the progress report.
+    pub fn with_progress(mut self, progress: FakeProgress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// Sets the input S3 URI.
+    pub fn with_input(mut self, s3_uri: impl Into<String>) -> Self {
+        self.input_s3_uri = Some(s3_uri.into());
+        self
+    }
+
+    /// Sets the validation level.
+    pub fn with_validation_level(mut self, level: &str) -> Self {
+        self.validation_level = Some(level.to_owned());
+        self
+    }
+}
+
+/// A fault injected for a datastore's operations (or for `ListFHIRDatastores`). Error faults are
+/// answered after auth/protocol checks and the `DatastoreId` check, before any other validation
+/// of the request parameters. They are sent even for operations whose model does not list that
+/// error (e.g. `AccessDeniedException` for `DescribeFHIRDatastore`), as IAM and the front end do
+/// on AWS; the SDK then surfaces them as unhandled errors carrying the code.
 #[derive(Clone, Debug)]
 pub enum Fault {
     /// 429 `ThrottlingException`.
@@ -234,6 +525,7 @@ pub enum Fault {
     /// Close the connection without writing a response.
     ConnectionReset,
     /// Always answer with the first page and the same `NextToken`, whatever token was sent.
+    /// (No effect on `DescribeFHIRDatastore`, which does not page.)
     NextTokenLoop,
     /// 200 with a valid JSON body padded (an extra `Padding` string member) to exactly this many
     /// bytes; if the natural body is already larger it is sent unpadded. Streamed, not buffered.
@@ -259,5 +551,11 @@ pub struct RecordedRequest {
     pub job_status: Option<String>,
 }
 
-/// Protocol constant: the only operation the fake implements.
+/// `X-Amz-Target` of `ListFHIRExportJobs`.
 pub const LIST_FHIR_EXPORT_JOBS_TARGET: &str = "HealthLake.ListFHIRExportJobs";
+/// `X-Amz-Target` of `ListFHIRImportJobs`.
+pub const LIST_FHIR_IMPORT_JOBS_TARGET: &str = "HealthLake.ListFHIRImportJobs";
+/// `X-Amz-Target` of `DescribeFHIRDatastore`.
+pub const DESCRIBE_FHIR_DATASTORE_TARGET: &str = "HealthLake.DescribeFHIRDatastore";
+/// `X-Amz-Target` of `ListFHIRDatastores`.
+pub const LIST_FHIR_DATASTORES_TARGET: &str = "HealthLake.ListFHIRDatastores";

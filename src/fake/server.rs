@@ -1,6 +1,7 @@
-//! HTTP plumbing of the fake: accept loop, per-connection hyper tasks, routing, request
-//! checks in the order the real endpoint applies them, fault injection, and a streaming body
-//! type so oversized responses cost no memory.
+//! HTTP plumbing of the fake: accept loop, per-connection hyper tasks, routing by `X-Amz-Target`,
+//! request checks in the order the real endpoint applies them, fault injection (the same for
+//! every operation, so each call of the exporter can be failed in isolation), and a streaming
+//! body type so oversized responses cost no memory.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,12 +20,16 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use super::store::encode_token;
+use serde_json::Value;
+
+use super::store::{encode_token, Operation};
 use super::wire::{
-    check_authorization, is_json_content_type, list_response_body, parse_body, record_of, ApiError,
-    ErrorCode, ListRequest, CONTENT_TYPE as AMZ_JSON, MAX_REQUEST_BODY_BYTES,
+    check_authorization, datastore_list_body, describe_body, from_value, import_list_body,
+    is_json_content_type, list_response_body, parse_body, record_of, ApiError, DescribeRequest,
+    ErrorCode, ListDatastoresRequest, ListRequest, CONTENT_TYPE as AMZ_JSON,
+    MAX_REQUEST_BODY_BYTES,
 };
-use super::{FakeHealthLake, FakeServer, Fault, LIST_FHIR_EXPORT_JOBS_TARGET};
+use super::{FakeHealthLake, FakeServer, Fault};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
@@ -136,94 +141,203 @@ async fn handle(
             format!("Content-Type must be {AMZ_JSON}"),
         )));
     }
-    if target != LIST_FHIR_EXPORT_JOBS_TARGET {
+    let Some(operation) = Operation::from_header(&target) else {
         return Ok(error_response(&ApiError::new(
             ErrorCode::UnknownOperation,
             format!("unknown or unsupported operation {target:?}"),
         )));
-    }
-    let request = match parsed.and_then(ListRequest::from_value) {
-        Ok(request) => request,
+    };
+    let value = match parsed {
+        Ok(value) => value,
         Err(error) => return Ok(error_response(&error)),
     };
-    list_fhir_export_jobs(&fake, &request, &scope.region).await
+    let region = scope.region.as_str();
+    let result = match operation {
+        Operation::ListExportJobs | Operation::ListImportJobs => {
+            list_jobs(&fake, operation, value, region).await
+        }
+        Operation::DescribeDatastore => describe_datastore(&fake, value, region).await,
+        Operation::ListDatastores => list_datastores(&fake, value, region).await,
+    };
+    match result {
+        Ok(response) => Ok(response),
+        Err(Reply::Error(error)) => Ok(error_response(&error)),
+        Err(Reply::Faulted(response)) => Ok(*response),
+        Err(Reply::Drop) => Err(DropConnection),
+    }
 }
 
-async fn list_fhir_export_jobs(
-    fake: &FakeHealthLake,
-    request: &ListRequest,
-    region: &str,
-) -> Result<Response<FakeBody>, DropConnection> {
-    let datastore_id = match request.datastore_id() {
-        Ok(id) => id,
-        Err(error) => return Ok(error_response(&error)),
-    };
-    let fault = fake.lock().fault(datastore_id);
-    let fault_error = |code, message: &str| Ok(error_response(&ApiError::new(code, message)));
-    let mut loop_token = false;
-    let mut pad_to = None;
-    match fault {
-        None => {}
-        Some(Fault::Throttling) => return fault_error(ErrorCode::Throttling, "Rate exceeded"),
-        Some(Fault::InternalError) => {
-            return fault_error(ErrorCode::InternalServer, "An internal error occurred")
-        }
-        Some(Fault::AccessDenied) => {
-            return fault_error(
-                ErrorCode::AccessDenied,
-                "User is not authorized to perform: healthlake:ListFHIRExportJobs",
-            )
-        }
-        Some(Fault::NotFound) => {
-            return fault_error(ErrorCode::ResourceNotFound, "Datastore does not exist")
-        }
-        Some(Fault::Validation) => {
-            return fault_error(ErrorCode::Validation, "Injected validation error")
-        }
-        Some(Fault::ExpiredToken) => {
-            return fault_error(
-                ErrorCode::ExpiredToken,
-                "The security token included in the request is expired",
-            )
-        }
-        Some(Fault::UnknownError) => {
-            return fault_error(ErrorCode::SomethingNew, "An error the SDK does not know")
-        }
-        Some(Fault::Delay(delay)) => tokio::time::sleep(delay).await,
-        Some(Fault::Hang) => std::future::pending::<()>().await,
-        Some(Fault::ConnectionReset) => return Err(DropConnection),
-        Some(Fault::MalformedJson) => {
-            let body = Bytes::from_static(b"{\"ExportJobPropertiesList\":[{\"JobId\":\"tru");
-            return Ok(json_response(StatusCode::OK, FakeBody::full(body)));
-        }
-        Some(Fault::NextTokenLoop) => loop_token = true,
-        Some(Fault::Oversized(size)) => pad_to = Some(size),
-    }
+/// Every way an operation can end other than a normal answer.
+enum Reply {
+    Error(ApiError),
+    /// A fault's ready-made answer (boxed: responses are large, errors are the common case).
+    Faulted(Box<Response<FakeBody>>),
+    Drop,
+}
 
-    let query = match request.query(loop_token) {
-        Ok(query) => query,
-        Err(error) => return Ok(error_response(&error)),
-    };
-    let Some(page) = fake.lock().list(datastore_id, &query) else {
-        return Ok(error_response(&ApiError::new(
+impl From<ApiError> for Reply {
+    fn from(error: ApiError) -> Self {
+        Self::Error(error)
+    }
+}
+
+/// How a fault that lets the call proceed changes the answer.
+#[derive(Default)]
+struct Tweaks {
+    /// `NextTokenLoop`: ignore the sent token, always answer page one with the same token.
+    loop_token: bool,
+    /// `Oversized`: pad the body to this many bytes.
+    pad_to: Option<usize>,
+}
+
+/// Applies an injected fault: either ends the call (error, garbage, dropped or hung connection)
+/// or says how to alter the normal answer.
+async fn apply_fault(fault: Option<Fault>, operation: Operation) -> Result<Tweaks, Reply> {
+    let error = |code, message: String| Err(Reply::Error(ApiError::new(code, message)));
+    match fault {
+        None => Ok(Tweaks::default()),
+        Some(Fault::Throttling) => error(ErrorCode::Throttling, "Rate exceeded".into()),
+        Some(Fault::InternalError) => error(
+            ErrorCode::InternalServer,
+            "An internal error occurred".into(),
+        ),
+        Some(Fault::AccessDenied) => error(
+            ErrorCode::AccessDenied,
+            format!(
+                "User is not authorized to perform: healthlake:{}",
+                operation.name()
+            ),
+        ),
+        Some(Fault::NotFound) => error(
             ErrorCode::ResourceNotFound,
-            format!("Datastore {datastore_id} does not exist"),
-        )));
-    };
-    let next_token = if loop_token {
+            "Datastore does not exist".into(),
+        ),
+        Some(Fault::Validation) => error(ErrorCode::Validation, "Injected validation error".into()),
+        Some(Fault::ExpiredToken) => error(
+            ErrorCode::ExpiredToken,
+            "The security token included in the request is expired".into(),
+        ),
+        Some(Fault::UnknownError) => error(
+            ErrorCode::SomethingNew,
+            "An error the SDK does not know".into(),
+        ),
+        Some(Fault::Delay(delay)) => {
+            tokio::time::sleep(delay).await;
+            Ok(Tweaks::default())
+        }
+        Some(Fault::Hang) => std::future::pending().await,
+        Some(Fault::ConnectionReset) => Err(Reply::Drop),
+        Some(Fault::MalformedJson) => Err(Reply::Faulted(Box::new(json_response(
+            StatusCode::OK,
+            FakeBody::full(Bytes::from_static(malformed_body(operation))),
+        )))),
+        Some(Fault::NextTokenLoop) => Ok(Tweaks {
+            loop_token: true,
+            pad_to: None,
+        }),
+        Some(Fault::Oversized(size)) => Ok(Tweaks {
+            loop_token: false,
+            pad_to: Some(size),
+        }),
+    }
+}
+
+/// A 200 body cut off mid-string, shaped like the start of the operation's real answer.
+fn malformed_body(operation: Operation) -> &'static [u8] {
+    match operation {
+        Operation::ListExportJobs => b"{\"ExportJobPropertiesList\":[{\"JobId\":\"tru",
+        Operation::ListImportJobs => b"{\"ImportJobPropertiesList\":[{\"JobId\":\"tru",
+        Operation::DescribeDatastore => b"{\"DatastoreProperties\":{\"DatastoreId\":\"tru",
+        Operation::ListDatastores => b"{\"DatastorePropertiesList\":[{\"DatastoreId\":\"tru",
+    }
+}
+
+fn not_found(datastore_id: &str) -> Reply {
+    Reply::Error(ApiError::new(
+        ErrorCode::ResourceNotFound,
+        format!("Datastore {datastore_id} does not exist"),
+    ))
+}
+
+fn next_token(tweaks: &Tweaks, next_offset: Option<usize>) -> Option<String> {
+    if tweaks.loop_token {
         Some(encode_token(0))
     } else {
-        page.next_offset.map(encode_token)
-    };
-    let body = match list_response_body(datastore_id, region, &page.jobs, next_token) {
-        Ok(body) => body,
-        Err(error) => return Ok(error_response(&error)),
-    };
-    let body = match pad_to {
+        next_offset.map(encode_token)
+    }
+}
+
+fn ok_response(body: Vec<u8>, tweaks: &Tweaks) -> Response<FakeBody> {
+    let body = match tweaks.pad_to {
         Some(size) => FakeBody::padded(body, size),
         None => FakeBody::full(body.into()),
     };
-    Ok(json_response(StatusCode::OK, body))
+    json_response(StatusCode::OK, body)
+}
+
+/// `ListFHIRExportJobs` and `ListFHIRImportJobs`: same input shape, paging and faults.
+async fn list_jobs(
+    fake: &FakeHealthLake,
+    operation: Operation,
+    value: Value,
+    region: &str,
+) -> Result<Response<FakeBody>, Reply> {
+    let request = ListRequest::from_value(value)?;
+    let datastore_id = request.datastore_id()?;
+    let fault = fake.lock().fault(operation, datastore_id);
+    let tweaks = apply_fault(fault, operation).await?;
+    let query = request.query(tweaks.loop_token)?;
+    let body = if operation == Operation::ListImportJobs {
+        let page = fake.lock().list_imports(datastore_id, region, &query);
+        let page = page.ok_or_else(|| not_found(datastore_id))?;
+        import_list_body(
+            datastore_id,
+            region,
+            &page.items,
+            next_token(&tweaks, page.next_offset),
+        )?
+    } else {
+        let page = fake.lock().list_exports(datastore_id, region, &query);
+        let page = page.ok_or_else(|| not_found(datastore_id))?;
+        list_response_body(
+            datastore_id,
+            region,
+            &page.items,
+            next_token(&tweaks, page.next_offset),
+        )?
+    };
+    Ok(ok_response(body, &tweaks))
+}
+
+async fn describe_datastore(
+    fake: &FakeHealthLake,
+    value: Value,
+    region: &str,
+) -> Result<Response<FakeBody>, Reply> {
+    let request: DescribeRequest = from_value(value)?;
+    let datastore_id = request.datastore_id()?;
+    let fault = fake
+        .lock()
+        .fault(Operation::DescribeDatastore, datastore_id);
+    let tweaks = apply_fault(fault, Operation::DescribeDatastore).await?;
+    let datastore = fake.lock().describe(datastore_id, region);
+    let datastore = datastore.ok_or_else(|| not_found(datastore_id))?;
+    let body = describe_body(datastore_id, &datastore, region)?;
+    Ok(ok_response(body, &tweaks))
+}
+
+async fn list_datastores(
+    fake: &FakeHealthLake,
+    value: Value,
+    region: &str,
+) -> Result<Response<FakeBody>, Reply> {
+    let request: ListDatastoresRequest = from_value(value)?;
+    let fault = fake.lock().fault(Operation::ListDatastores, "");
+    let tweaks = apply_fault(fault, Operation::ListDatastores).await?;
+    let query = request.query(tweaks.loop_token)?;
+    let page = fake.lock().list_datastores(region, &query);
+    let body = datastore_list_body(region, &page.items, next_token(&tweaks, page.next_offset))?;
+    Ok(ok_response(body, &tweaks))
 }
 
 fn error_response(error: &ApiError) -> Response<FakeBody> {

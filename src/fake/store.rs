@@ -1,11 +1,11 @@
-//! State of the fake: datastores with their jobs, injected faults and the request log, plus the
-//! filter/paging logic of `ListFHIRExportJobs`.
+//! State of the fake: datastores with their properties, export and import jobs, injected faults
+//! and the request log, plus the filter/paging logic of the list operations.
 //!
 //! Kept free of I/O and async so the paging and filter edge cases can be unit tested directly.
 
 use std::collections::{HashMap, VecDeque};
 
-use super::{FakeJob, Fault, RecordedRequest, LIST_FHIR_EXPORT_JOBS_TARGET};
+use super::{FakeDatastore, FakeImportJob, FakeJob, FakeProgress, Fault, RecordedRequest};
 
 /// Page size used when a request has no `MaxResults` (the real default is undocumented; a small
 /// value makes clients that forget to page visibly wrong).
@@ -22,7 +22,50 @@ pub const MAX_RECORDED_REQUESTS: usize = 10_000;
 const TOKEN_PREFIX: &str = "fhl1";
 const TOKEN_MASK: u64 = 0x5bd1_e995_5bd1_e995;
 
-/// Filters and position of one listing, already validated.
+/// Namespace of every `X-Amz-Target` the service accepts.
+const TARGET_PREFIX: &str = "HealthLake.";
+
+/// The operations the fake implements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Operation {
+    ListExportJobs,
+    ListImportJobs,
+    DescribeDatastore,
+    ListDatastores,
+}
+
+impl Operation {
+    const ALL: [Self; 4] = [
+        Self::ListExportJobs,
+        Self::ListImportJobs,
+        Self::DescribeDatastore,
+        Self::ListDatastores,
+    ];
+
+    /// The model's operation name.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::ListExportJobs => "ListFHIRExportJobs",
+            Self::ListImportJobs => "ListFHIRImportJobs",
+            Self::DescribeDatastore => "DescribeFHIRDatastore",
+            Self::ListDatastores => "ListFHIRDatastores",
+        }
+    }
+
+    /// From an `X-Amz-Target` header value: exact `HealthLake.<Operation>` only, as on AWS.
+    pub(crate) fn from_header(target: &str) -> Option<Self> {
+        let name = target.strip_prefix(TARGET_PREFIX)?;
+        Self::ALL.into_iter().find(|op| op.name() == name)
+    }
+
+    /// From a name given to the test API: with or without the `HealthLake.` prefix.
+    pub(crate) fn from_name(target: &str) -> Option<Self> {
+        let name = target.strip_prefix(TARGET_PREFIX).unwrap_or(target);
+        Self::ALL.into_iter().find(|op| op.name() == name)
+    }
+}
+
+/// Filters and position of one job listing, already validated.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct ListQuery {
     pub(crate) page_size: usize,
@@ -34,42 +77,187 @@ pub(crate) struct ListQuery {
 }
 
 impl ListQuery {
-    fn matches(&self, job: &FakeJob) -> bool {
-        self.job_status.as_deref().is_none_or(|s| job.status == s)
+    fn matches<J: Job>(&self, job: &J) -> bool {
+        self.job_status.as_deref().is_none_or(|s| job.status() == s)
             && self
                 .job_name
                 .as_deref()
-                .is_none_or(|n| job.name.as_deref() == Some(n))
-            && self.submitted_after.is_none_or(|t| job.submit_time > t)
-            && self.submitted_before.is_none_or(|t| job.submit_time < t)
+                .is_none_or(|n| job.name() == Some(n))
+            && self.submitted_after.is_none_or(|t| job.submit_time() > t)
+            && self.submitted_before.is_none_or(|t| job.submit_time() < t)
+    }
+}
+
+/// Filters and position of one `ListFHIRDatastores` call, already validated.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct DatastoreQuery {
+    pub(crate) page_size: usize,
+    pub(crate) offset: usize,
+    /// Exact name (the model's filter is "by name", not by prefix).
+    pub(crate) name: Option<String>,
+    pub(crate) status: Option<String>,
+    pub(crate) created_after: Option<f64>,
+    pub(crate) created_before: Option<f64>,
+}
+
+impl DatastoreQuery {
+    fn matches(&self, ds: &FakeDatastore) -> bool {
+        self.name.as_deref().is_none_or(|n| ds.name == n)
+            && self.status.as_deref().is_none_or(|s| ds.status == s)
+            && self.created_after.is_none_or(|t| ds.created_at > t)
+            && self.created_before.is_none_or(|t| ds.created_at < t)
     }
 }
 
 /// One page of a listing.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Page {
-    pub(crate) jobs: Vec<FakeJob>,
+pub(crate) struct Page<T> {
+    pub(crate) items: Vec<T>,
     /// Offset of the next page, `None` on the last page.
     pub(crate) next_offset: Option<usize>,
 }
 
-/// Jobs of one datastore, kept sorted by [`order_key`] so listings need no sort.
-#[derive(Debug, Default)]
-struct Datastore {
-    jobs: Vec<FakeJob>,
+/// Skips to `offset` and takes one page. An offset past the end yields an empty last page
+/// (items may have been removed between pages).
+fn page_of<T: Clone>(items: impl Iterator<Item = T>, offset: usize, page_size: usize) -> Page<T> {
+    let page_size = page_size.max(1);
+    let mut items: Vec<T> = items
+        .skip(offset)
+        .take(page_size.saturating_add(1))
+        .collect();
+    let next_offset = if items.len() > page_size {
+        items.truncate(page_size);
+        Some(offset.saturating_add(page_size))
+    } else {
+        None
+    };
+    Page { items, next_offset }
 }
 
-impl Datastore {
-    fn position(&self, job_id: &str) -> Result<usize, usize> {
-        let key = order_key(job_id);
-        self.jobs.binary_search_by(|j| order_key(&j.id).cmp(&key))
+/// What the job listings need to know about a job, so export and import jobs share one code path.
+pub(crate) trait Job: Clone {
+    fn id(&self) -> &str;
+    fn name(&self) -> Option<&str>;
+    fn status(&self) -> &str;
+    fn submit_time(&self) -> f64;
+    fn set_status(&mut self, status: &str, end_time: Option<f64>);
+}
+
+macro_rules! impl_job {
+    ($t:ty) => {
+        impl Job for $t {
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn name(&self) -> Option<&str> {
+                self.name.as_deref()
+            }
+            fn status(&self) -> &str {
+                &self.status
+            }
+            fn submit_time(&self) -> f64 {
+                self.submit_time
+            }
+            fn set_status(&mut self, status: &str, end_time: Option<f64>) {
+                status.clone_into(&mut self.status);
+                self.end_time = end_time;
+            }
+        }
+    };
+}
+impl_job!(FakeJob);
+impl_job!(FakeImportJob);
+
+/// Jobs of one kind, kept sorted by [`order_key`] so listings need no sort.
+#[derive(Debug)]
+struct Jobs<J> {
+    sorted: Vec<J>,
+}
+
+impl<J> Default for Jobs<J> {
+    fn default() -> Self {
+        Self { sorted: Vec::new() }
     }
 }
 
-/// Listing order: by a hash of the job id, so it is stable but unrelated to submission order
-/// (the API promises no order and clients must not rely on one).
-fn order_key(job_id: &str) -> (u64, &str) {
-    (fnv1a(job_id.as_bytes()), job_id)
+impl<J: Job> Jobs<J> {
+    fn position(&self, job_id: &str) -> Result<usize, usize> {
+        let key = order_key(job_id);
+        self.sorted
+            .binary_search_by(|j| order_key(j.id()).cmp(&key))
+    }
+
+    fn insert(&mut self, job: J) {
+        match self.position(job.id()) {
+            Ok(i) => self.sorted[i] = job,
+            Err(i) => self.sorted.insert(i, job),
+        }
+    }
+
+    fn remove(&mut self, job_id: &str) -> bool {
+        match self.position(job_id) {
+            Ok(i) => {
+                self.sorted.remove(i);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn get_mut(&mut self, job_id: &str) -> Option<&mut J> {
+        let i = self.position(job_id).ok()?;
+        self.sorted.get_mut(i)
+    }
+
+    fn by_submit_time(&self) -> Vec<J> {
+        let mut jobs = self.sorted.clone();
+        jobs.sort_by(|a, b| {
+            a.submit_time()
+                .total_cmp(&b.submit_time())
+                .then_with(|| a.id().cmp(b.id()))
+        });
+        jobs
+    }
+
+    fn list(&self, query: &ListQuery) -> Page<J> {
+        page_of(
+            self.sorted.iter().filter(|j| query.matches(*j)).cloned(),
+            query.offset,
+            query.page_size,
+        )
+    }
+}
+
+/// One datastore: its properties and its jobs.
+#[derive(Debug)]
+struct Datastore {
+    properties: FakeDatastore,
+    exports: Jobs<FakeJob>,
+    imports: Jobs<FakeImportJob>,
+}
+
+impl Datastore {
+    fn new(properties: FakeDatastore) -> Self {
+        Self {
+            properties,
+            exports: Jobs::default(),
+            imports: Jobs::default(),
+        }
+    }
+
+    /// Whether a request signed for `region` can see this datastore.
+    fn visible_from(&self, region: &str) -> bool {
+        self.properties
+            .region
+            .as_deref()
+            .is_none_or(|own| own == region)
+    }
+}
+
+/// Listing order: by a hash of the id, so it is stable but unrelated to submission/creation
+/// order (the API promises no order and clients must not rely on one).
+fn order_key(id: &str) -> (u64, &str) {
+    (fnv1a(id.as_bytes()), id)
 }
 
 /// FNV-1a, chosen because it is deterministic across runs and Rust versions.
@@ -105,14 +293,51 @@ pub(crate) fn decode_token(token: &str) -> Option<usize> {
 #[derive(Debug, Default)]
 pub(crate) struct Store {
     datastores: HashMap<String, Datastore>,
+    /// Faults for every per-datastore operation, by datastore id.
     faults: HashMap<String, Fault>,
+    /// Faults for one operation on one datastore; win over `faults`.
+    operation_faults: HashMap<(Operation, String), Fault>,
+    list_datastores_fault: Option<Fault>,
     log: VecDeque<RecordedRequest>,
-    counts: HashMap<String, usize>,
+    /// Calls per operation and datastore id (`""` for `ListFHIRDatastores`).
+    counts: HashMap<(Operation, String), usize>,
 }
 
 impl Store {
     pub(crate) fn add_datastore(&mut self, datastore_id: &str) {
-        self.datastores.entry(datastore_id.to_owned()).or_default();
+        self.datastores
+            .entry(datastore_id.to_owned())
+            .or_insert_with(|| Datastore::new(FakeDatastore::new(datastore_id)));
+    }
+
+    fn datastore_mut(&mut self, datastore_id: &str) -> &mut Datastore {
+        self.datastores
+            .entry(datastore_id.to_owned())
+            .or_insert_with(|| Datastore::new(FakeDatastore::new(datastore_id)))
+    }
+
+    pub(crate) fn set_datastore(&mut self, datastore_id: &str, properties: FakeDatastore) {
+        self.datastore_mut(datastore_id).properties = properties;
+    }
+
+    pub(crate) fn datastore(&self, datastore_id: &str) -> Option<FakeDatastore> {
+        self.datastores
+            .get(datastore_id)
+            .map(|d| d.properties.clone())
+    }
+
+    pub(crate) fn update_datastore(
+        &mut self,
+        datastore_id: &str,
+        update: impl FnOnce(&mut FakeDatastore),
+    ) -> bool {
+        match self.datastores.get_mut(datastore_id) {
+            Some(ds) => {
+                update(&mut ds.properties);
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn remove_datastore(&mut self, datastore_id: &str) {
@@ -126,24 +351,13 @@ impl Store {
     }
 
     pub(crate) fn add_job(&mut self, datastore_id: &str, job: FakeJob) {
-        let ds = self.datastores.entry(datastore_id.to_owned()).or_default();
-        match ds.position(&job.id) {
-            Ok(i) => ds.jobs[i] = job,
-            Err(i) => ds.jobs.insert(i, job),
-        }
+        self.datastore_mut(datastore_id).exports.insert(job);
     }
 
     pub(crate) fn remove_job(&mut self, datastore_id: &str, job_id: &str) -> bool {
-        let Some(ds) = self.datastores.get_mut(datastore_id) else {
-            return false;
-        };
-        match ds.position(job_id) {
-            Ok(i) => {
-                ds.jobs.remove(i);
-                true
-            }
-            Err(_) => false,
-        }
+        self.datastores
+            .get_mut(datastore_id)
+            .is_some_and(|ds| ds.exports.remove(job_id))
     }
 
     pub(crate) fn set_job_status(
@@ -153,30 +367,62 @@ impl Store {
         status: &str,
         end_time: Option<f64>,
     ) -> bool {
-        let Some(ds) = self.datastores.get_mut(datastore_id) else {
-            return false;
-        };
-        let Ok(i) = ds.position(job_id) else {
-            return false;
-        };
-        let job = &mut ds.jobs[i];
-        status.clone_into(&mut job.status);
-        job.end_time = end_time;
-        true
+        self.datastores
+            .get_mut(datastore_id)
+            .and_then(|ds| ds.exports.get_mut(job_id))
+            .map(|job| job.set_status(status, end_time))
+            .is_some()
     }
 
     pub(crate) fn jobs(&self, datastore_id: &str) -> Vec<FakeJob> {
-        let mut jobs = self
-            .datastores
+        self.datastores
             .get(datastore_id)
-            .map(|ds| ds.jobs.clone())
-            .unwrap_or_default();
-        jobs.sort_by(|a, b| {
-            a.submit_time
-                .total_cmp(&b.submit_time)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        jobs
+            .map(|ds| ds.exports.by_submit_time())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn add_import_job(&mut self, datastore_id: &str, job: FakeImportJob) {
+        self.datastore_mut(datastore_id).imports.insert(job);
+    }
+
+    pub(crate) fn remove_import_job(&mut self, datastore_id: &str, job_id: &str) -> bool {
+        self.datastores
+            .get_mut(datastore_id)
+            .is_some_and(|ds| ds.imports.remove(job_id))
+    }
+
+    pub(crate) fn set_import_job_status(
+        &mut self,
+        datastore_id: &str,
+        job_id: &str,
+        status: &str,
+        end_time: Option<f64>,
+    ) -> bool {
+        self.datastores
+            .get_mut(datastore_id)
+            .and_then(|ds| ds.imports.get_mut(job_id))
+            .map(|job| job.set_status(status, end_time))
+            .is_some()
+    }
+
+    pub(crate) fn set_import_progress(
+        &mut self,
+        datastore_id: &str,
+        job_id: &str,
+        progress: FakeProgress,
+    ) -> bool {
+        self.datastores
+            .get_mut(datastore_id)
+            .and_then(|ds| ds.imports.get_mut(job_id))
+            .map(|job| job.progress = Some(progress))
+            .is_some()
+    }
+
+    pub(crate) fn import_jobs(&self, datastore_id: &str) -> Vec<FakeImportJob> {
+        self.datastores
+            .get(datastore_id)
+            .map(|ds| ds.imports.by_submit_time())
+            .unwrap_or_default()
     }
 
     pub(crate) fn set_fault(&mut self, datastore_id: &str, fault: Option<Fault>) {
@@ -190,15 +436,57 @@ impl Store {
         }
     }
 
-    pub(crate) fn fault(&self, datastore_id: &str) -> Option<Fault> {
-        self.faults.get(datastore_id).cloned()
+    pub(crate) fn set_fault_for(
+        &mut self,
+        target: &str,
+        datastore_id: &str,
+        fault: Option<Fault>,
+    ) -> bool {
+        let Some(op) = Operation::from_name(target).filter(|op| *op != Operation::ListDatastores)
+        else {
+            return false;
+        };
+        let key = (op, datastore_id.to_owned());
+        match fault {
+            Some(f) => {
+                self.operation_faults.insert(key, f);
+            }
+            None => {
+                self.operation_faults.remove(&key);
+            }
+        }
+        true
+    }
+
+    pub(crate) fn set_list_datastores_fault(&mut self, fault: Option<Fault>) {
+        self.list_datastores_fault = fault;
+    }
+
+    /// The fault for one call: the operation-specific one, else the datastore-wide one.
+    pub(crate) fn fault(&self, op: Operation, datastore_id: &str) -> Option<Fault> {
+        if op == Operation::ListDatastores {
+            return self.list_datastores_fault.clone();
+        }
+        self.operation_faults
+            .get(&(op, datastore_id.to_owned()))
+            .or_else(|| self.faults.get(datastore_id))
+            .cloned()
     }
 
     pub(crate) fn record(&mut self, request: RecordedRequest) {
-        if request.target == LIST_FHIR_EXPORT_JOBS_TARGET {
-            if let Some(id) = &request.datastore_id {
-                *self.counts.entry(id.clone()).or_default() += 1;
+        match Operation::from_header(&request.target) {
+            Some(Operation::ListDatastores) => {
+                *self
+                    .counts
+                    .entry((Operation::ListDatastores, String::new()))
+                    .or_default() += 1;
             }
+            Some(op) => {
+                if let Some(id) = &request.datastore_id {
+                    *self.counts.entry((op, id.clone())).or_default() += 1;
+                }
+            }
+            None => {}
         }
         if self.log.len() >= MAX_RECORDED_REQUESTS {
             self.log.pop_front();
@@ -210,8 +498,11 @@ impl Store {
         self.log.iter().cloned().collect()
     }
 
-    pub(crate) fn request_count(&self, datastore_id: &str) -> usize {
-        self.counts.get(datastore_id).copied().unwrap_or(0)
+    pub(crate) fn request_count(&self, target: &str, datastore_id: &str) -> usize {
+        Operation::from_name(target)
+            .and_then(|op| self.counts.get(&(op, datastore_id.to_owned())))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub(crate) fn clear_requests(&mut self) {
@@ -219,32 +510,63 @@ impl Store {
         self.counts.clear();
     }
 
-    /// Filters, then pages. `None` when the datastore does not exist. An offset past the end
-    /// yields an empty last page (jobs may have been removed between pages).
-    pub(crate) fn list(&self, datastore_id: &str, query: &ListQuery) -> Option<Page> {
-        let ds = self.datastores.get(datastore_id)?;
-        let page_size = query.page_size.max(1);
-        let mut jobs: Vec<FakeJob> = ds
-            .jobs
+    fn visible(&self, datastore_id: &str, region: &str) -> Option<&Datastore> {
+        self.datastores
+            .get(datastore_id)
+            .filter(|ds| ds.visible_from(region))
+    }
+
+    /// Export jobs: filters, then pages. `None` when the datastore does not exist (for `region`).
+    pub(crate) fn list_exports(
+        &self,
+        datastore_id: &str,
+        region: &str,
+        query: &ListQuery,
+    ) -> Option<Page<FakeJob>> {
+        Some(self.visible(datastore_id, region)?.exports.list(query))
+    }
+
+    /// Import jobs: filters, then pages. `None` when the datastore does not exist (for `region`).
+    pub(crate) fn list_imports(
+        &self,
+        datastore_id: &str,
+        region: &str,
+        query: &ListQuery,
+    ) -> Option<Page<FakeImportJob>> {
+        Some(self.visible(datastore_id, region)?.imports.list(query))
+    }
+
+    /// Properties of a datastore visible from `region`.
+    pub(crate) fn describe(&self, datastore_id: &str, region: &str) -> Option<FakeDatastore> {
+        Some(self.visible(datastore_id, region)?.properties.clone())
+    }
+
+    /// Datastores visible from `region`, filtered, in [`order_key`] order, then paged.
+    pub(crate) fn list_datastores(
+        &self,
+        region: &str,
+        query: &DatastoreQuery,
+    ) -> Page<(String, FakeDatastore)> {
+        let mut matching: Vec<(&String, &Datastore)> = self
+            .datastores
             .iter()
-            .filter(|j| query.matches(j))
-            .skip(query.offset)
-            .take(page_size.saturating_add(1))
-            .cloned()
+            .filter(|(_, ds)| ds.visible_from(region) && query.matches(&ds.properties))
             .collect();
-        let next_offset = if jobs.len() > page_size {
-            jobs.truncate(page_size);
-            Some(query.offset.saturating_add(page_size))
-        } else {
-            None
-        };
-        Some(Page { jobs, next_offset })
+        matching.sort_by(|a, b| order_key(a.0).cmp(&order_key(b.0)));
+        page_of(
+            matching
+                .into_iter()
+                .map(|(id, ds)| (id.clone(), ds.properties.clone())),
+            query.offset,
+            query.page_size,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::LIST_FHIR_EXPORT_JOBS_TARGET;
 
     fn store_with(n: usize) -> Store {
         let mut s = Store::default();
@@ -269,9 +591,9 @@ mod tests {
         let mut all = Vec::new();
         let mut pages = 0;
         loop {
-            let page = s.list("ds", &q).expect("datastore exists");
+            let page = s.list_exports("ds", "r", &q).expect("datastore exists");
             pages += 1;
-            all.extend(page.jobs);
+            all.extend(page.items);
             match page.next_offset {
                 Some(o) => q.offset = decode_token(&encode_token(o)).expect("round trip"),
                 None => return (all, pages),
@@ -281,14 +603,14 @@ mod tests {
 
     #[test]
     fn unknown_datastore_is_none() {
-        assert_eq!(Store::default().list("nope", &query(10)), None);
+        assert_eq!(Store::default().list_exports("nope", "r", &query(10)), None);
     }
 
     #[test]
     fn empty_datastore_gives_one_empty_last_page() {
         let s = store_with(0);
-        let page = s.list("ds", &query(10)).unwrap();
-        assert!(page.jobs.is_empty());
+        let page = s.list_exports("ds", "r", &query(10)).unwrap();
+        assert!(page.items.is_empty());
         assert_eq!(page.next_offset, None);
     }
 
@@ -326,8 +648,8 @@ mod tests {
             offset: 1_000,
             ..query(10)
         };
-        let page = s.list("ds", &q).unwrap();
-        assert!(page.jobs.is_empty());
+        let page = s.list_exports("ds", "r", &q).unwrap();
+        assert!(page.items.is_empty());
         assert_eq!(page.next_offset, None);
     }
 
@@ -338,7 +660,7 @@ mod tests {
             offset: usize::MAX,
             ..query(usize::MAX)
         };
-        assert_eq!(s.list("ds", &q).unwrap().jobs.len(), 0);
+        assert_eq!(s.list_exports("ds", "r", &q).unwrap().items.len(), 0);
     }
 
     #[test]
@@ -370,9 +692,9 @@ mod tests {
             ..query(100)
         };
         let mut times: Vec<f64> = s
-            .list("ds", &q)
+            .list_exports("ds", "r", &q)
             .unwrap()
-            .jobs
+            .items
             .iter()
             .map(|j| j.submit_time)
             .collect();
@@ -392,9 +714,9 @@ mod tests {
             job_name: Some("nightly".into()),
             ..query(100)
         };
-        let page = s.list("ds", &q).unwrap();
-        assert_eq!(page.jobs.len(), 1);
-        assert_eq!(page.jobs[0].id, "n1");
+        let page = s.list_exports("ds", "r", &q).unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert_eq!(page.items[0].id, "n1");
     }
 
     #[test]
@@ -457,8 +779,205 @@ mod tests {
             });
         }
         assert_eq!(s.requests().len(), MAX_RECORDED_REQUESTS);
-        assert_eq!(s.request_count("ds"), MAX_RECORDED_REQUESTS + 5);
+        assert_eq!(
+            s.request_count("ListFHIRExportJobs", "ds"),
+            MAX_RECORDED_REQUESTS + 5
+        );
         s.clear_requests();
-        assert_eq!((s.requests().len(), s.request_count("ds")), (0, 0));
+        assert_eq!(
+            (
+                s.requests().len(),
+                s.request_count("ListFHIRExportJobs", "ds")
+            ),
+            (0, 0)
+        );
+    }
+
+    fn ds_query(page_size: usize) -> DatastoreQuery {
+        DatastoreQuery {
+            page_size,
+            ..DatastoreQuery::default()
+        }
+    }
+
+    #[test]
+    fn add_datastore_defaults_and_keeps_existing_properties() {
+        let mut s = Store::default();
+        s.add_datastore("ds");
+        let d = s.datastore("ds").unwrap();
+        assert_eq!((d.name.as_str(), d.status.as_str()), ("ds", "ACTIVE"));
+        assert_eq!(d.created_at, crate::fake::DEFAULT_DATASTORE_CREATED_AT);
+        assert!(s.update_datastore("ds", |d| d.status = "UPDATING".into()));
+        s.add_datastore("ds");
+        assert_eq!(s.datastore("ds").unwrap().status, "UPDATING");
+        assert!(!s.update_datastore("nope", |d| d.status = "X".into()));
+        s.add_job("ds", FakeJob::new("j", "COMPLETED", 1.0));
+        s.set_datastore("ds", FakeDatastore::new("renamed"));
+        assert_eq!(s.jobs("ds").len(), 1, "jobs survive set_datastore");
+        assert_eq!(s.datastore("ds").unwrap().name, "renamed");
+    }
+
+    #[test]
+    fn import_jobs_are_separate_from_exports() {
+        let mut s = Store::default();
+        s.add_job("ds", FakeJob::new("same", "COMPLETED", 1.0));
+        s.add_import_job("ds", FakeImportJob::new("same", "IN_PROGRESS", 2.0));
+        assert_eq!(s.jobs("ds")[0].status, "COMPLETED");
+        assert_eq!(s.import_jobs("ds")[0].status, "IN_PROGRESS");
+        let progress = FakeProgress {
+            total_number_of_scanned_files: 3,
+            ..FakeProgress::default()
+        };
+        assert!(s.set_import_progress("ds", "same", progress.clone()));
+        assert!(s.set_import_job_status("ds", "same", "COMPLETED", Some(9.0)));
+        let job = &s.import_jobs("ds")[0];
+        assert_eq!(job.progress.as_ref(), Some(&progress));
+        assert_eq!(job.end_time, Some(9.0));
+        assert!(!s.set_import_progress("ds", "missing", FakeProgress::default()));
+        assert!(!s.set_import_job_status("nope", "same", "X", None));
+        let page = s.list_imports("ds", "r", &query(10)).unwrap();
+        assert_eq!(page.items.len(), 1);
+        assert!(s.remove_import_job("ds", "same"));
+        assert!(!s.remove_import_job("ds", "same"));
+        assert_eq!(s.jobs("ds").len(), 1);
+    }
+
+    #[test]
+    fn regional_datastores_are_invisible_elsewhere() {
+        let mut s = Store::default();
+        s.add_datastore("anywhere");
+        s.set_datastore("east", FakeDatastore::new("e").in_region("us-east-1"));
+        assert!(s.describe("east", "us-east-1").is_some());
+        assert!(s.describe("east", "us-west-2").is_none());
+        assert!(s.list_exports("east", "us-west-2", &query(5)).is_none());
+        assert!(s.list_imports("east", "us-west-2", &query(5)).is_none());
+        assert!(s.describe("anywhere", "eu-west-1").is_some());
+        let ids = |region| {
+            let mut ids: Vec<String> = s
+                .list_datastores(region, &ds_query(10))
+                .items
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            ids.sort();
+            ids
+        };
+        assert_eq!(ids("us-east-1"), ["anywhere", "east"]);
+        assert_eq!(ids("us-west-2"), ["anywhere"]);
+    }
+
+    #[test]
+    fn datastore_listing_filters_and_pages() {
+        let mut s = Store::default();
+        for i in 0..25 {
+            let status = if i % 5 == 0 { "CREATING" } else { "ACTIVE" };
+            s.set_datastore(
+                &format!("ds{i:02}"),
+                FakeDatastore::new(format!("name-{}", i % 3))
+                    .with_status(status)
+                    .created(1000.0 + f64::from(i)),
+            );
+        }
+        let mut q = ds_query(10);
+        let mut seen = Vec::new();
+        loop {
+            let page = s.list_datastores("r", &q);
+            seen.extend(page.items.into_iter().map(|(id, _)| id));
+            match page.next_offset {
+                Some(o) => q.offset = o,
+                None => break,
+            }
+        }
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), 25);
+        assert_ne!(seen, sorted, "listing order is not id order");
+        let count = |q: DatastoreQuery| s.list_datastores("r", &q).items.len();
+        let q = |f: fn(&mut DatastoreQuery)| {
+            let mut q = ds_query(100);
+            f(&mut q);
+            q
+        };
+        assert_eq!(count(q(|q| q.status = Some("CREATING".into()))), 5);
+        assert_eq!(count(q(|q| q.name = Some("name-1".into()))), 8);
+        assert_eq!(count(q(|q| q.name = Some("name".into()))), 0, "exact");
+        assert_eq!(count(q(|q| q.created_after = Some(1020.0))), 4, "strict");
+        assert_eq!(count(q(|q| q.created_before = Some(1002.0))), 2, "strict");
+        let page = s.list_datastores(
+            "r",
+            &DatastoreQuery {
+                offset: usize::MAX,
+                ..ds_query(usize::MAX)
+            },
+        );
+        assert!(page.items.is_empty() && page.next_offset.is_none());
+    }
+
+    #[test]
+    fn operation_faults_win_over_datastore_faults() {
+        let mut s = Store::default();
+        s.set_fault("ds", Some(Fault::Throttling));
+        assert!(s.set_fault_for("DescribeFHIRDatastore", "ds", Some(Fault::InternalError)));
+        assert!(s.set_fault_for(
+            "HealthLake.ListFHIRImportJobs",
+            "ds",
+            Some(Fault::AccessDenied)
+        ));
+        assert!(!s.set_fault_for("ListFHIRDatastores", "ds", Some(Fault::Hang)));
+        assert!(!s.set_fault_for("DeleteFHIRDatastore", "ds", Some(Fault::Hang)));
+        fn name(s: &Store, op: Operation, ds: &str) -> Option<String> {
+            s.fault(op, ds).map(|f| format!("{f:?}"))
+        }
+        assert_eq!(
+            name(&s, Operation::ListExportJobs, "ds").as_deref(),
+            Some("Throttling")
+        );
+        assert_eq!(
+            name(&s, Operation::ListImportJobs, "ds").as_deref(),
+            Some("AccessDenied")
+        );
+        assert_eq!(
+            name(&s, Operation::DescribeDatastore, "ds").as_deref(),
+            Some("InternalError")
+        );
+        assert_eq!(name(&s, Operation::ListDatastores, "ds"), None);
+        assert_eq!(name(&s, Operation::ListExportJobs, "other"), None);
+        s.set_list_datastores_fault(Some(Fault::Validation));
+        assert_eq!(
+            name(&s, Operation::ListDatastores, "").as_deref(),
+            Some("Validation")
+        );
+        s.set_fault("ds", None);
+        assert_eq!(name(&s, Operation::ListExportJobs, "ds"), None);
+        assert!(s.set_fault_for("ListFHIRImportJobs", "ds", None));
+        assert_eq!(name(&s, Operation::ListImportJobs, "ds"), None);
+    }
+
+    #[test]
+    fn counts_per_operation_and_datastore() {
+        let mut s = Store::default();
+        let req = |target: &str, ds: Option<&str>| RecordedRequest {
+            target: target.into(),
+            datastore_id: ds.map(Into::into),
+            region: None,
+            max_results: None,
+            next_token: None,
+            submitted_after: None,
+            job_status: None,
+        };
+        s.record(req("HealthLake.ListFHIRImportJobs", Some("ds")));
+        s.record(req("HealthLake.ListFHIRImportJobs", Some("ds")));
+        s.record(req("HealthLake.DescribeFHIRDatastore", Some("ds")));
+        s.record(req("HealthLake.ListFHIRDatastores", None));
+        s.record(req("Other.ListFHIRExportJobs", Some("ds")));
+        s.record(req("HealthLake.Nope", Some("ds")));
+        assert_eq!(s.request_count("ListFHIRImportJobs", "ds"), 2);
+        assert_eq!(s.request_count("HealthLake.ListFHIRImportJobs", "ds"), 2);
+        assert_eq!(s.request_count("DescribeFHIRDatastore", "ds"), 1);
+        assert_eq!(s.request_count("ListFHIRDatastores", ""), 1);
+        assert_eq!(s.request_count("ListFHIRExportJobs", "ds"), 0);
+        assert_eq!(s.request_count("Nope", "ds"), 0);
+        assert_eq!(s.requests().len(), 6);
     }
 }

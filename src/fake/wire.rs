@@ -1,13 +1,14 @@
 //! The awsJson 1.0 protocol as HealthLake speaks it: SigV4 credential-scope checks, request and
-//! response JSON shapes, and error bodies with their status codes.
+//! response JSON shapes (members, required ones and limits as in the `healthlake-2017-07-01`
+//! model), and error bodies with their status codes.
 //!
 //! Everything here is pure (no I/O) so malformed input can be unit tested without a server.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::store::{decode_token, ListQuery, DEFAULT_MAX_RESULTS, MAX_MAX_RESULTS};
-use super::{FakeJob, RecordedRequest};
+use super::store::{decode_token, DatastoreQuery, ListQuery, DEFAULT_MAX_RESULTS, MAX_MAX_RESULTS};
+use super::{FakeDatastore, FakeImportJob, FakeJob, FakeProgress, RecordedRequest};
 
 /// Request bodies above this size get 413 without being read further.
 pub const MAX_REQUEST_BODY_BYTES: usize = 1024 * 1024;
@@ -264,53 +265,76 @@ pub(crate) struct ListRequest {
     pub(crate) submitted_after: Option<f64>,
 }
 
-impl ListRequest {
-    /// Wrong member types (e.g. a string `MaxResults` or ISO timestamps) are serialization errors.
-    pub(crate) fn from_value(value: Value) -> Result<Self, ApiError> {
-        if !value.is_object() {
-            return Err(ApiError::new(
-                ErrorCode::Serialization,
-                "request body must be a JSON object",
-            ));
+/// Any request body: must be a JSON object whose members have the model's types. Wrong member
+/// types (e.g. a string `MaxResults` or ISO timestamps) are serialization errors.
+pub(crate) fn from_value<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::new(
+            ErrorCode::Serialization,
+            "request body must be a JSON object",
+        ));
+    }
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::new(ErrorCode::Serialization, format!("invalid request: {e}")))
+}
+
+/// A datastore id, checked against the model (required, 1..=32 characters).
+fn check_datastore_id(id: Option<&str>) -> Result<&str, ApiError> {
+    match id {
+        None => Err(validation("1 validation error detected: Value null at 'datastoreId' failed to satisfy constraint: Member must not be null")),
+        Some(id) if id.is_empty() || id.chars().count() > 32 => Err(validation(
+            "1 validation error detected: Value at 'datastoreId' failed to satisfy constraint: Member must have length between 1 and 32",
+        )),
+        Some(id) => Ok(id),
+    }
+}
+
+/// `MaxResults` and `NextToken` as `(page_size, offset)`. With `ignore_token` (the
+/// `NextTokenLoop` fault) the token is neither checked nor used.
+fn paging(
+    max_results: Option<i64>,
+    next_token: Option<&str>,
+    ignore_token: bool,
+) -> Result<(usize, usize), ApiError> {
+    let page_size = match max_results {
+        None => DEFAULT_MAX_RESULTS,
+        Some(n) => usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=MAX_MAX_RESULTS).contains(n))
+            .ok_or_else(|| {
+                validation(format!(
+                    "1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value between 1 and {MAX_MAX_RESULTS}"
+                ))
+            })?,
+    };
+    let offset = match (next_token, ignore_token) {
+        (Some(token), false) => {
+            if token.len() > 8192 {
+                return Err(validation("invalid NextToken: longer than 8192 characters"));
+            }
+            decode_token(token).ok_or_else(|| validation("invalid NextToken"))?
         }
-        serde_json::from_value(value)
-            .map_err(|e| ApiError::new(ErrorCode::Serialization, format!("invalid request: {e}")))
+        _ => 0,
+    };
+    Ok((page_size, offset))
+}
+
+impl ListRequest {
+    /// See [`from_value`].
+    pub(crate) fn from_value(value: Value) -> Result<Self, ApiError> {
+        from_value(value)
     }
 
     /// The datastore id, checked against the model (required, 1..=32 characters).
     pub(crate) fn datastore_id(&self) -> Result<&str, ApiError> {
-        match self.datastore_id.as_deref() {
-            None => Err(validation("1 validation error detected: Value null at 'datastoreId' failed to satisfy constraint: Member must not be null")),
-            Some(id) if id.is_empty() || id.chars().count() > 32 => Err(validation(
-                "1 validation error detected: Value at 'datastoreId' failed to satisfy constraint: Member must have length between 1 and 32",
-            )),
-            Some(id) => Ok(id),
-        }
+        check_datastore_id(self.datastore_id.as_deref())
     }
 
     /// Validates paging and filter members and turns them into a store query.
     /// With `ignore_token` (the `NextTokenLoop` fault) the token is neither checked nor used.
     pub(crate) fn query(&self, ignore_token: bool) -> Result<ListQuery, ApiError> {
-        let page_size = match self.max_results {
-            None => DEFAULT_MAX_RESULTS,
-            Some(n) => usize::try_from(n)
-                .ok()
-                .filter(|n| (1..=MAX_MAX_RESULTS).contains(n))
-                .ok_or_else(|| {
-                    validation(format!(
-                        "1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value between 1 and {MAX_MAX_RESULTS}"
-                    ))
-                })?,
-        };
-        let offset = match (&self.next_token, ignore_token) {
-            (Some(token), false) => {
-                if token.len() > 8192 {
-                    return Err(validation("invalid NextToken: longer than 8192 characters"));
-                }
-                decode_token(token).ok_or_else(|| validation("invalid NextToken"))?
-            }
-            _ => 0,
-        };
+        let (page_size, offset) =
+            paging(self.max_results, self.next_token.as_deref(), ignore_token)?;
         if let Some(name) = &self.job_name {
             if name.is_empty() || name.chars().count() > 64 {
                 return Err(validation(
@@ -328,6 +352,69 @@ impl ListRequest {
             job_status: self.job_status.clone(),
             submitted_after: self.submitted_after,
             submitted_before: self.submitted_before,
+        })
+    }
+}
+
+/// `DescribeFHIRDatastore` input.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct DescribeRequest {
+    pub(crate) datastore_id: Option<String>,
+}
+
+impl DescribeRequest {
+    /// The datastore id, checked against the model (required, 1..=32 characters).
+    pub(crate) fn datastore_id(&self) -> Result<&str, ApiError> {
+        check_datastore_id(self.datastore_id.as_deref())
+    }
+}
+
+/// `ListFHIRDatastores` input (no member is required).
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct ListDatastoresRequest {
+    pub(crate) filter: Option<DatastoreFilter>,
+    pub(crate) next_token: Option<String>,
+    pub(crate) max_results: Option<i64>,
+}
+
+/// `DatastoreFilter`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct DatastoreFilter {
+    pub(crate) datastore_name: Option<String>,
+    pub(crate) datastore_status: Option<String>,
+    pub(crate) created_before: Option<f64>,
+    pub(crate) created_after: Option<f64>,
+}
+
+impl ListDatastoresRequest {
+    /// Validates paging and filter members and turns them into a store query.
+    pub(crate) fn query(&self, ignore_token: bool) -> Result<DatastoreQuery, ApiError> {
+        let (page_size, offset) =
+            paging(self.max_results, self.next_token.as_deref(), ignore_token)?;
+        let filter = self.filter.as_ref();
+        let name = filter.and_then(|f| f.datastore_name.clone());
+        if name
+            .as_deref()
+            .is_some_and(|n| n.is_empty() || n.chars().count() > 256)
+        {
+            return Err(validation(
+                "1 validation error detected: Value at 'filter.datastoreName' failed to satisfy constraint: Member must have length between 1 and 256",
+            ));
+        }
+        let status = filter.and_then(|f| f.datastore_status.clone());
+        if status.as_deref() == Some("") {
+            return Err(validation("invalid DatastoreStatus: empty"));
+        }
+        Ok(DatastoreQuery {
+            page_size,
+            offset,
+            name,
+            status,
+            created_after: filter.and_then(|f| f.created_after),
+            created_before: filter.and_then(|f| f.created_before),
         })
     }
 }
@@ -361,6 +448,7 @@ struct ExportJobProperties<'a> {
     message: Option<&'a str>,
 }
 
+/// `OutputDataConfig` (a union: exactly one member).
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct OutputDataConfig {
@@ -374,6 +462,32 @@ struct S3Configuration {
     kms_key_id: String,
 }
 
+impl OutputDataConfig {
+    fn new(bucket: &str, datastore_id: &str, job_id: &str, region: &str) -> Self {
+        Self {
+            s3_configuration: S3Configuration {
+                s3_uri: format!("s3://{bucket}-{ACCOUNT_ID}/{datastore_id}/{job_id}/"),
+                kms_key_id: format!(
+                    "arn:aws:kms:{region}:{ACCOUNT_ID}:key/0f3d8c2e-7b1a-4c5d-9e6f-1a2b3c4d5e6f"
+                ),
+            },
+        }
+    }
+}
+
+fn role_arn(name: &str) -> String {
+    format!("arn:aws:iam::{ACCOUNT_ID}:role/{name}")
+}
+
+fn serialize<T: Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(value).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InternalServer,
+            format!("serialisation failed: {e}"),
+        )
+    })
+}
+
 /// Serialises one page. Timestamps are epoch-second JSON numbers, as the SDK expects.
 pub(crate) fn list_response_body(
     datastore_id: &str,
@@ -381,7 +495,7 @@ pub(crate) fn list_response_body(
     jobs: &[FakeJob],
     next_token: Option<String>,
 ) -> Result<Vec<u8>, ApiError> {
-    let response = ListResponse {
+    serialize(&ListResponse {
         export_job_properties_list: jobs
             .iter()
             .map(|job| ExportJobProperties {
@@ -391,28 +505,265 @@ pub(crate) fn list_response_body(
                 submit_time: job.submit_time,
                 end_time: job.end_time,
                 datastore_id,
-                output_data_config: OutputDataConfig {
-                    s3_configuration: S3Configuration {
-                        s3_uri: format!(
-                            "s3://healthlake-export-{ACCOUNT_ID}/{datastore_id}/{}/",
-                            job.id
-                        ),
-                        kms_key_id: format!(
-                            "arn:aws:kms:{region}:{ACCOUNT_ID}:key/0f3d8c2e-7b1a-4c5d-9e6f-1a2b3c4d5e6f"
-                        ),
-                    },
-                },
-                data_access_role_arn: format!("arn:aws:iam::{ACCOUNT_ID}:role/HealthLakeExportRole"),
+                output_data_config: OutputDataConfig::new(
+                    "healthlake-export",
+                    datastore_id,
+                    &job.id,
+                    region,
+                ),
+                data_access_role_arn: role_arn("HealthLakeExportRole"),
                 message: job.message.as_deref(),
             })
             .collect(),
         next_token,
-    };
-    serde_json::to_vec(&response).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InternalServer,
-            format!("serialisation failed: {e}"),
-        )
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImportListResponse<'a> {
+    import_job_properties_list: Vec<ImportJobProperties<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImportJobProperties<'a> {
+    job_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_name: Option<&'a str>,
+    job_status: &'a str,
+    submit_time: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time: Option<f64>,
+    datastore_id: &'a str,
+    input_data_config: InputDataConfig,
+    job_output_data_config: OutputDataConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_progress_report: Option<JobProgressReport>,
+    data_access_role_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    validation_level: Option<&'a str>,
+}
+
+/// `InputDataConfig` (a union: exactly one member).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct InputDataConfig {
+    s3_uri: String,
+}
+
+/// `JobProgressReport`; names spelled out because the model's `InMB` is not PascalCase of
+/// anything serde could derive.
+#[derive(Serialize)]
+struct JobProgressReport {
+    #[serde(rename = "TotalNumberOfScannedFiles")]
+    scanned_files: i64,
+    #[serde(rename = "TotalSizeOfScannedFilesInMB")]
+    scanned_size_mb: f64,
+    #[serde(rename = "TotalNumberOfImportedFiles")]
+    imported_files: i64,
+    #[serde(rename = "TotalNumberOfResourcesScanned")]
+    resources_scanned: i64,
+    #[serde(rename = "TotalNumberOfResourcesImported")]
+    resources_imported: i64,
+    #[serde(rename = "TotalNumberOfResourcesWithCustomerError")]
+    resources_with_customer_error: i64,
+    #[serde(rename = "TotalNumberOfFilesReadWithCustomerError")]
+    files_read_with_customer_error: i64,
+    #[serde(rename = "TotalNumberOfScannedNonFhirFiles")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scanned_non_fhir_files: Option<i64>,
+    #[serde(rename = "TotalSizeOfScannedNonFhirFilesInMB")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scanned_non_fhir_size_mb: Option<f64>,
+    #[serde(rename = "TotalNumberOfImportedNonFhirFiles")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    imported_non_fhir_files: Option<i64>,
+    #[serde(rename = "TotalNumberOfNonFhirResourcesScanned")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    non_fhir_resources_scanned: Option<i64>,
+    #[serde(rename = "TotalNumberOfNonFhirResourcesImported")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    non_fhir_resources_imported: Option<i64>,
+    #[serde(rename = "TotalNumberOfNonFhirResourcesWithCustomerError")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    non_fhir_resources_with_customer_error: Option<i64>,
+    #[serde(rename = "TotalNumberOfNonFhirFilesReadWithCustomerError")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    non_fhir_files_read_with_customer_error: Option<i64>,
+    #[serde(rename = "Throughput")]
+    throughput: f64,
+    #[serde(rename = "TotalFilesConverted")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    files_converted: Option<i64>,
+    #[serde(rename = "TotalResourcesGenerated")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resources_generated: Option<i64>,
+}
+
+impl From<&FakeProgress> for JobProgressReport {
+    fn from(p: &FakeProgress) -> Self {
+        Self {
+            scanned_files: p.total_number_of_scanned_files,
+            scanned_size_mb: p.total_size_of_scanned_files_in_mb,
+            imported_files: p.total_number_of_imported_files,
+            resources_scanned: p.total_number_of_resources_scanned,
+            resources_imported: p.total_number_of_resources_imported,
+            resources_with_customer_error: p.total_number_of_resources_with_customer_error,
+            files_read_with_customer_error: p.total_number_of_files_read_with_customer_error,
+            scanned_non_fhir_files: p.total_number_of_scanned_non_fhir_files,
+            scanned_non_fhir_size_mb: p.total_size_of_scanned_non_fhir_files_in_mb,
+            imported_non_fhir_files: p.total_number_of_imported_non_fhir_files,
+            non_fhir_resources_scanned: p.total_number_of_non_fhir_resources_scanned,
+            non_fhir_resources_imported: p.total_number_of_non_fhir_resources_imported,
+            non_fhir_resources_with_customer_error: p
+                .total_number_of_non_fhir_resources_with_customer_error,
+            non_fhir_files_read_with_customer_error: p
+                .total_number_of_non_fhir_files_read_with_customer_error,
+            throughput: p.throughput,
+            files_converted: p.total_files_converted,
+            resources_generated: p.total_resources_generated,
+        }
+    }
+}
+
+/// Serialises one page of `ListFHIRImportJobs`.
+pub(crate) fn import_list_body(
+    datastore_id: &str,
+    region: &str,
+    jobs: &[FakeImportJob],
+    next_token: Option<String>,
+) -> Result<Vec<u8>, ApiError> {
+    serialize(&ImportListResponse {
+        import_job_properties_list: jobs
+            .iter()
+            .map(|job| ImportJobProperties {
+                job_id: &job.id,
+                job_name: job.name.as_deref(),
+                job_status: &job.status,
+                submit_time: job.submit_time,
+                end_time: job.end_time,
+                datastore_id,
+                input_data_config: InputDataConfig {
+                    s3_uri: job.input_s3_uri.clone().unwrap_or_else(|| {
+                        format!(
+                            "s3://healthlake-import-{ACCOUNT_ID}/{datastore_id}/{}/",
+                            job.id
+                        )
+                    }),
+                },
+                job_output_data_config: OutputDataConfig::new(
+                    "healthlake-import-errors",
+                    datastore_id,
+                    &job.id,
+                    region,
+                ),
+                job_progress_report: job.progress.as_ref().map(JobProgressReport::from),
+                data_access_role_arn: role_arn("HealthLakeImportRole"),
+                message: job.message.as_deref(),
+                validation_level: job.validation_level.as_deref(),
+            })
+            .collect(),
+        next_token,
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeResponse<'a> {
+    datastore_properties: DatastoreProperties<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DatastoreListResponse<'a> {
+    datastore_properties_list: Vec<DatastoreProperties<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct DatastoreProperties<'a> {
+    datastore_id: &'a str,
+    datastore_arn: String,
+    datastore_name: &'a str,
+    datastore_status: &'a str,
+    created_at: f64,
+    datastore_type_version: &'a str,
+    datastore_endpoint: String,
+    sse_configuration: Value,
+    identity_provider_configuration: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_cause: Option<ErrorCause<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ErrorCause<'a> {
+    error_message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_category: Option<&'a str>,
+}
+
+impl<'a> DatastoreProperties<'a> {
+    /// ARN and endpoint use the datastore's own region if it has one, else the request's.
+    fn new(datastore_id: &'a str, ds: &'a FakeDatastore, request_region: &'a str) -> Self {
+        let region = ds.region.as_deref().unwrap_or(request_region);
+        Self {
+            datastore_id,
+            datastore_arn: format!(
+                "arn:aws:healthlake:{region}:{ACCOUNT_ID}:datastore/fhir/{datastore_id}"
+            ),
+            datastore_name: &ds.name,
+            datastore_status: &ds.status,
+            created_at: ds.created_at,
+            datastore_type_version: &ds.type_version,
+            datastore_endpoint: format!(
+                "https://healthlake.{region}.amazonaws.com/datastore/{datastore_id}/r4/"
+            ),
+            sse_configuration: serde_json::json!({
+                "KmsEncryptionConfig": { "CmkType": "AWS_OWNED_KMS_KEY" }
+            }),
+            identity_provider_configuration: serde_json::json!({
+                "AuthorizationStrategy": "AWS_AUTH",
+                "FineGrainedAuthorizationEnabled": false
+            }),
+            error_cause: ds.error_message.as_deref().map(|message| ErrorCause {
+                error_message: message,
+                error_category: ds.error_category.as_deref(),
+            }),
+        }
+    }
+}
+
+/// Serialises a `DescribeFHIRDatastore` answer.
+pub(crate) fn describe_body(
+    datastore_id: &str,
+    datastore: &FakeDatastore,
+    region: &str,
+) -> Result<Vec<u8>, ApiError> {
+    serialize(&DescribeResponse {
+        datastore_properties: DatastoreProperties::new(datastore_id, datastore, region),
+    })
+}
+
+/// Serialises one page of `ListFHIRDatastores`.
+pub(crate) fn datastore_list_body(
+    region: &str,
+    datastores: &[(String, FakeDatastore)],
+    next_token: Option<String>,
+) -> Result<Vec<u8>, ApiError> {
+    serialize(&DatastoreListResponse {
+        datastore_properties_list: datastores
+            .iter()
+            .map(|(id, ds)| DatastoreProperties::new(id, ds, region))
+            .collect(),
+        next_token,
     })
 }
 
@@ -604,5 +955,124 @@ mod tests {
         assert!(r
             .datastore_id
             .is_some_and(|d| d.len() <= MAX_RECORDED_FIELD_BYTES && d.starts_with('é')));
+    }
+
+    #[test]
+    fn import_body_uses_model_member_names() {
+        let progress = FakeProgress {
+            total_number_of_scanned_files: 7,
+            total_size_of_scanned_files_in_mb: 1.5,
+            throughput: 2.25,
+            total_files_converted: Some(3),
+            ..FakeProgress::default()
+        };
+        let jobs = [
+            FakeImportJob::new("i1", "IN_PROGRESS", 10.5).with_progress(progress),
+            FakeImportJob::new("i2", "SUBMITTED", 11.0).with_input("s3://bucket/in/"),
+        ];
+        let body = import_list_body("ds", "eu-west-1", &jobs, None).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let list = v["ImportJobPropertiesList"].as_array().unwrap();
+        let report = &list[0]["JobProgressReport"];
+        assert_eq!(report["TotalNumberOfScannedFiles"], 7);
+        assert_eq!(report["TotalSizeOfScannedFilesInMB"], 1.5);
+        assert_eq!(report["Throughput"], 2.25);
+        assert_eq!(report["TotalFilesConverted"], 3);
+        assert_eq!(report["TotalNumberOfResourcesWithCustomerError"], 0);
+        assert!(report.get("TotalSizeOfScannedNonFhirFilesInMB").is_none());
+        assert_eq!(list[0]["SubmitTime"].as_f64(), Some(10.5));
+        assert_eq!(
+            list[0]["InputDataConfig"]["S3Uri"],
+            "s3://healthlake-import-123456789012/ds/i1/"
+        );
+        assert!(
+            list[0]["JobOutputDataConfig"]["S3Configuration"]["KmsKeyId"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("arn:aws:kms:eu-west-1:"))
+        );
+        assert!(list[1].get("JobProgressReport").is_none());
+        assert!(list[1].get("ValidationLevel").is_none());
+        assert_eq!(list[1]["InputDataConfig"]["S3Uri"], "s3://bucket/in/");
+    }
+
+    #[test]
+    fn datastore_body_has_every_required_member() {
+        let ds = FakeDatastore::new("name").with_error("boom", "RETRYABLE_ERROR");
+        let v: Value =
+            serde_json::from_slice(&describe_body("abc", &ds, "us-west-2").unwrap()).unwrap();
+        let p = &v["DatastoreProperties"];
+        for member in [
+            "DatastoreId",
+            "DatastoreArn",
+            "DatastoreStatus",
+            "DatastoreTypeVersion",
+            "DatastoreEndpoint",
+        ] {
+            assert!(p[member].is_string(), "{member}");
+        }
+        assert_eq!(
+            p["DatastoreArn"],
+            "arn:aws:healthlake:us-west-2:123456789012:datastore/fhir/abc"
+        );
+        assert_eq!(
+            p["DatastoreEndpoint"],
+            "https://healthlake.us-west-2.amazonaws.com/datastore/abc/r4/"
+        );
+        assert!(p["CreatedAt"].is_f64());
+        assert_eq!(p["ErrorCause"]["ErrorCategory"], "RETRYABLE_ERROR");
+        let pinned = FakeDatastore::new("n").in_region("ap-south-1");
+        let body = datastore_list_body("us-west-2", &[("x".into(), pinned)], Some("t".into()));
+        let v: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+        let p = &v["DatastorePropertiesList"][0];
+        assert!(p["DatastoreArn"]
+            .as_str()
+            .is_some_and(|a| a.contains(":ap-south-1:")));
+        assert!(p.get("ErrorCause").is_none());
+        assert_eq!(v["NextToken"], "t");
+    }
+
+    #[test]
+    fn list_datastores_validation() {
+        let parse = |json: &str| -> Result<ListDatastoresRequest, ApiError> {
+            from_value(parse_body(json.as_bytes()).unwrap())
+        };
+        let code = |json: &str| parse(json).unwrap().query(false).unwrap_err().code;
+        assert_eq!(code(r#"{"MaxResults":0}"#), ErrorCode::Validation);
+        assert_eq!(code(r#"{"MaxResults":501}"#), ErrorCode::Validation);
+        assert_eq!(code(r#"{"NextToken":"x"}"#), ErrorCode::Validation);
+        assert_eq!(
+            code(r#"{"Filter":{"DatastoreName":""}}"#),
+            ErrorCode::Validation
+        );
+        let long = format!(r#"{{"Filter":{{"DatastoreName":"{}"}}}}"#, "é".repeat(257));
+        assert_eq!(code(&long), ErrorCode::Validation);
+        assert_eq!(
+            code(r#"{"Filter":{"DatastoreStatus":""}}"#),
+            ErrorCode::Validation
+        );
+        for bad in [
+            r#"{"Filter":"ACTIVE"}"#,
+            r#"{"Filter":{"CreatedAfter":"2024-01-01T00:00:00Z"}}"#,
+            r#"{"MaxResults":"5"}"#,
+        ] {
+            assert_eq!(parse(bad).unwrap_err().code, ErrorCode::Serialization);
+        }
+        let q = parse(r#"{"Filter":{"DatastoreName":"n","DatastoreStatus":"ACTIVE","CreatedAfter":1,"CreatedBefore":2.5},"MaxResults":500}"#)
+            .unwrap()
+            .query(false)
+            .unwrap();
+        assert_eq!(q.page_size, 500);
+        assert_eq!(q.name.as_deref(), Some("n"));
+        assert_eq!(q.status.as_deref(), Some("ACTIVE"));
+        assert_eq!((q.created_after, q.created_before), (Some(1.0), Some(2.5)));
+        assert_eq!(
+            parse("{}").unwrap().query(false).unwrap().page_size,
+            DEFAULT_MAX_RESULTS
+        );
+        let describe: DescribeRequest = from_value(parse_body(b"{}").unwrap()).unwrap();
+        assert_eq!(
+            describe.datastore_id().unwrap_err().code,
+            ErrorCode::Validation
+        );
     }
 }
