@@ -20,9 +20,9 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use healthlake_exporter::config::Config;
 use healthlake_exporter::healthlake::{ErrorReason, PollError};
-use healthlake_exporter::job::{Job, JobStatus};
+use healthlake_exporter::job::{Job, JobKind, JobStatus};
 use healthlake_exporter::metrics::{self, Format, MetricsCache};
-use healthlake_exporter::state::State;
+use healthlake_exporter::state::{Feed, State};
 
 const NOW: f64 = 1_800_000_000.0;
 const JOBS: usize = 2_000;
@@ -70,6 +70,7 @@ fn listing(d: usize, n: usize) -> Vec<Job> {
                 status,
                 submitted,
                 ended,
+                progress: None,
             }
         })
         .collect();
@@ -144,6 +145,7 @@ fn cached_render(state: &Arc<State>) {
         .warm_up_time(Duration::from_secs(1));
     let mut group = c.benchmark_group("render");
     let throttled = PollError::new(ErrorReason::Throttled, "bench");
+    let export = Feed::Jobs(JobKind::Export);
     for (label, format) in [
         ("prometheus", Format::Prometheus),
         ("openmetrics", Format::OpenMetrics),
@@ -169,7 +171,7 @@ fn cached_render(state: &Arc<State>) {
                 format!("cached_one_changed_50_datastores_limit_100_{label}_{encoding}"),
                 |b| {
                     b.iter(|| {
-                        state.datastores()[7].record_failure(&throttled, 0.1);
+                        state.datastores()[7].record_failure(export, &throttled, 0.1);
                         black_box(scrape(gzip))
                     })
                 },

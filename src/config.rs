@@ -45,8 +45,52 @@ const MAX_JOB_SERIES_LIMIT: usize = 10_000;
 pub struct Config {
     pub server: ServerConfig,
     pub polling: PollingConfig,
+    /// The datastores listed in the file (discovered ones are added at run time).
     pub datastores: Vec<DatastoreConfig>,
+    /// `[[discovery]]`: where to find more datastores with `ListFHIRDatastores`.
+    pub discovery: Vec<DiscoveryConfig>,
 }
+
+/// Which job lists a datastore's polls cover (`jobs = ["export", "import"]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct JobKinds {
+    pub export: bool,
+    pub import: bool,
+}
+
+impl Default for JobKinds {
+    /// Export jobs only: import polling needs `healthlake:ListFHIRImportJobs` and is opt-in.
+    fn default() -> Self {
+        JobKinds {
+            export: true,
+            import: false,
+        }
+    }
+}
+
+/// One `[[discovery]]` entry: datastores of one region (and role) found with `ListFHIRDatastores`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiscoveryConfig {
+    pub target: AwsTarget,
+    /// Only datastores whose name starts with this.
+    pub name_prefix: Option<String>,
+    /// Only datastores in this status (default ACTIVE).
+    pub status: String,
+    pub interval: Duration,
+}
+
+/// The DatastoreStatus values of the API model.
+pub const DATASTORE_STATUSES: [&str; 7] = [
+    "CREATING",
+    "ACTIVE",
+    "DELETING",
+    "DELETED",
+    "CREATE_FAILED",
+    "UPDATING",
+    "UPDATE_FAILED",
+];
+pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(600);
+pub const DEFAULT_DATASTORE_INTERVAL: Duration = Duration::from_secs(300);
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServerConfig {
@@ -117,6 +161,12 @@ pub struct PollingConfig {
     /// The part of `datastores` this replica polls (`polling.shard`, overridden by `--shard`);
     /// see `shard.rs`. The default, "0/1", polls every datastore.
     pub shard: Shard,
+    /// Job lists polled for every datastore that does not say otherwise.
+    pub jobs: JobKinds,
+    /// Poll `DescribeFHIRDatastore` for each datastore (off by default: it needs another IAM action).
+    pub datastore_health: bool,
+    /// How often `DescribeFHIRDatastore` is called per datastore.
+    pub datastore_interval: Duration,
 }
 
 /// One datastore to watch.
@@ -126,6 +176,7 @@ pub struct DatastoreConfig {
     /// The `datastore_name` label: the configured name, or the id.
     pub name: String,
     pub target: AwsTarget,
+    pub jobs: JobKinds,
 }
 
 /// Where and as whom a datastore is reached. Datastores with equal targets share one SDK client.
@@ -194,6 +245,7 @@ struct RawConfig {
     #[serde(default)]
     aws: RawTarget,
     datastores: Option<Spanned<Vec<RawDatastore>>>,
+    discovery: Option<Vec<RawDiscovery>>,
 }
 
 #[derive(Default, Deserialize)]
@@ -231,6 +283,20 @@ struct RawPolling {
     max_pages: Option<Spanned<i64>>,
     full_resync_interval: Option<Spanned<String>>,
     shard: Option<Spanned<String>>,
+    jobs: Option<Spanned<Vec<String>>>,
+    datastore_health: Option<bool>,
+    datastore_interval: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDiscovery {
+    region: Option<Spanned<String>>,
+    endpoint_url: Option<Spanned<String>>,
+    role_arn: Option<Spanned<String>>,
+    name_prefix: Option<Spanned<String>>,
+    status: Option<Spanned<String>>,
+    interval: Option<Spanned<String>>,
 }
 
 /// TOML has integers and floats; a rate may be written as either.
@@ -257,6 +323,7 @@ struct RawDatastore {
     region: Option<Spanned<String>>,
     endpoint_url: Option<Spanned<String>>,
     role_arn: Option<Spanned<String>>,
+    jobs: Option<Spanned<Vec<String>>>,
 }
 
 impl Config {
@@ -459,28 +526,46 @@ impl Validator<'_> {
                 DEFAULT_FULL_RESYNC_INTERVAL,
             )?,
             shard: self.shard(raw.polling.shard)?,
+            jobs: match raw.polling.jobs {
+                Some(kinds) => self.job_kinds(kinds, "polling.jobs")?,
+                None => JobKinds::default(),
+            },
+            datastore_health: raw.polling.datastore_health.unwrap_or(false),
+            datastore_interval: self.duration(
+                raw.polling.datastore_interval,
+                "polling.datastore_interval",
+                DEFAULT_DATASTORE_INTERVAL,
+            )?,
         };
 
         let defaults = self.target(&raw.aws, None, "aws")?;
 
-        let Some(datastores) = raw.datastores else {
-            return Err(self.error(
-                None,
-                "datastores",
-                "no datastores configured; add at least one [[datastores]] table with an `id`",
-            ));
-        };
-        if datastores.get_ref().is_empty() {
-            return Err(self.error(
-                Some(datastores.span()),
-                "datastores",
-                "the list is empty; add at least one [[datastores]] table with an `id`",
-            ));
+        let mut discovery = Vec::new();
+        for (index, entry) in raw.discovery.unwrap_or_default().into_iter().enumerate() {
+            discovery.push(self.discovery(entry, &defaults, index)?);
         }
+        let datastores = match raw.datastores {
+            Some(datastores) if datastores.get_ref().is_empty() && discovery.is_empty() => {
+                return Err(self.error(
+                    Some(datastores.span()),
+                    "datastores",
+                    "the list is empty; add at least one [[datastores]] table with an `id`, or a [[discovery]] table",
+                ));
+            }
+            Some(datastores) => datastores.into_inner(),
+            None if discovery.is_empty() => {
+                return Err(self.error(
+                    None,
+                    "datastores",
+                    "no datastores configured; add at least one [[datastores]] table with an `id`, or a [[discovery]] table",
+                ));
+            }
+            None => Vec::new(),
+        };
 
         let mut seen: HashMap<String, usize> = HashMap::new();
-        let mut out = Vec::with_capacity(datastores.get_ref().len());
-        for (index, ds) in datastores.into_inner().into_iter().enumerate() {
+        let mut out = Vec::with_capacity(datastores.len());
+        for (index, ds) in datastores.into_iter().enumerate() {
             let key = format!("datastores[{index}]");
             let id = ds.id.get_ref().clone();
             check_datastore_id(&id)
@@ -510,7 +595,16 @@ impl Validator<'_> {
                 role_arn: ds.role_arn,
             };
             let target = self.target(&own, Some(&defaults), &key)?;
-            out.push(DatastoreConfig { id, name, target });
+            let jobs = match ds.jobs {
+                Some(kinds) => self.job_kinds(kinds, &format!("{key}.jobs"))?,
+                None => polling.jobs,
+            };
+            out.push(DatastoreConfig {
+                id,
+                name,
+                target,
+                jobs,
+            });
         }
 
         Ok(Config {
@@ -522,6 +616,87 @@ impl Validator<'_> {
             )?,
             polling,
             datastores: out,
+            discovery,
+        })
+    }
+
+    fn job_kinds(&self, value: Spanned<Vec<String>>, key: &str) -> Result<JobKinds, ConfigError> {
+        let mut kinds = JobKinds {
+            export: false,
+            import: false,
+        };
+        for kind in value.get_ref() {
+            match kind.as_str() {
+                "export" => kinds.export = true,
+                "import" => kinds.import = true,
+                other => {
+                    return Err(self.error(
+                        Some(value.span()),
+                        key,
+                        format!("{other:?} is not a job kind; write [\"export\"], [\"import\"] or [\"export\", \"import\"]"),
+                    ))
+                }
+            }
+        }
+        if !kinds.export && !kinds.import {
+            return Err(self.error(
+                Some(value.span()),
+                key,
+                "is empty; list at least one of \"export\" and \"import\"",
+            ));
+        }
+        Ok(kinds)
+    }
+
+    fn discovery(
+        &self,
+        raw: RawDiscovery,
+        defaults: &AwsTarget,
+        index: usize,
+    ) -> Result<DiscoveryConfig, ConfigError> {
+        let key = format!("discovery[{index}]");
+        let own = RawTarget {
+            region: raw.region,
+            endpoint_url: raw.endpoint_url,
+            role_arn: raw.role_arn,
+        };
+        let target = self.target(&own, Some(defaults), &key)?;
+        let name_prefix = match raw.name_prefix {
+            Some(prefix) if prefix.get_ref().is_empty() => {
+                return Err(self.error(
+                    Some(prefix.span()),
+                    &format!("{key}.name_prefix"),
+                    "must not be empty; leave it out to discover every datastore",
+                ))
+            }
+            Some(prefix) => Some(prefix.into_inner()),
+            None => None,
+        };
+        let status = match raw.status {
+            Some(status) if !DATASTORE_STATUSES.contains(&status.get_ref().as_str()) => {
+                return Err(self.error(
+                    Some(status.span()),
+                    &format!("{key}.status"),
+                    format!(
+                        "{:?} is not a datastore status; use one of {}",
+                        status.get_ref(),
+                        DATASTORE_STATUSES.join(", ")
+                    ),
+                ))
+            }
+            Some(status) => status.into_inner(),
+            None => "ACTIVE".to_owned(),
+        };
+        let interval = self.duration(
+            raw.interval,
+            &format!("{key}.interval"),
+            DEFAULT_DISCOVERY_INTERVAL,
+        )?;
+        Ok(DiscoveryConfig {
+            target,
+            name_prefix,
+            status,
+            interval,
         })
     }
 

@@ -3,12 +3,13 @@
 //! with static demo keys, pointed at the fake through `endpoint_url`.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 
-use crate::config::{AwsTarget, Config, DatastoreConfig, PollingConfig, ServerConfig};
+use crate::config::Config;
 use crate::fake::{self, FakeHealthLake};
 use crate::healthlake::ClientOptions;
 use crate::poller::unix_now;
@@ -31,41 +32,24 @@ pub async fn run(listen_address: Option<SocketAddr>) -> Result<(), StartError> {
             source,
         })?;
     let datastores = fake::scenario::seed_demo(&fake, unix_now());
+    let listen = listen_address.map_or_else(|| DEMO_LISTEN_ADDRESS.to_owned(), |a| a.to_string());
+    let endpoint = server.endpoint_url();
+    let tick = DEMO_TICK.as_secs();
+    // The demo's configuration is written as a user would write it, so it goes through the same
+    // validation as a real file.
+    let mut text = format!(
+        "[server]\nlisten_address = \"{listen}\"\n\
+         [polling]\ninterval = \"{tick}s\"\ntimeout = \"{tick}s\"\n\
+         jobs = [\"export\", \"import\"]\ndatastore_health = true\ndatastore_interval = \"{tick}s\"\n\
+         [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n"
+    );
     let regions = ["us-east-1", "us-east-1", "us-west-2"];
-    let config = Config {
-        server: ServerConfig {
-            listen_address: listen_address.unwrap_or_else(|| {
-                DEMO_LISTEN_ADDRESS
-                    .parse()
-                    .expect("a literal socket address")
-            }),
-            ..ServerConfig::default()
-        },
-        polling: PollingConfig {
-            interval: DEMO_TICK,
-            timeout: DEMO_TICK,
-            concurrency: 8,
-            job_series_limit: 100,
-            max_attempts: crate::config::DEFAULT_MAX_ATTEMPTS,
-            max_requests_per_second: crate::config::DEFAULT_MAX_REQUESTS_PER_SECOND,
-            max_pages: crate::config::DEFAULT_MAX_PAGES,
-            full_resync_interval: crate::config::DEFAULT_FULL_RESYNC_INTERVAL,
-            shard: crate::shard::Shard::ALL,
-        },
-        datastores: datastores
-            .into_iter()
-            .zip(regions.iter().cycle())
-            .map(|((id, name), region)| DatastoreConfig {
-                id,
-                name,
-                target: AwsTarget {
-                    region: Some((*region).to_owned()),
-                    endpoint_url: Some(server.endpoint_url()),
-                    role_arn: None,
-                },
-            })
-            .collect(),
-    };
+    for ((id, name), region) in datastores.iter().zip(regions.iter().cycle()) {
+        text.push_str(&format!(
+            "[[datastores]]\nid = \"{id}\"\nname = \"{name}\"\nregion = \"{region}\"\n"
+        ));
+    }
+    let config = Config::parse(&text, Path::new("(demo)")).map_err(StartError::Config)?;
     let options = ClientOptions {
         credentials: Some(SharedCredentialsProvider::new(Credentials::new(
             "AKIDDEMOEXAMPLE",

@@ -13,19 +13,19 @@ use std::time::{Duration, Instant};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_healthlake::config::http::HttpResponse;
 use aws_sdk_healthlake::config::interceptors::BeforeDeserializationInterceptorContextMut;
 use aws_sdk_healthlake::config::retry::RetryConfig;
 use aws_sdk_healthlake::config::timeout::TimeoutConfig;
 use aws_sdk_healthlake::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_healthlake::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_healthlake::operation::list_fhir_export_jobs::ListFHIRExportJobsError;
 use aws_sdk_healthlake::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 use aws_smithy_types::body::SdkBody;
 use aws_smithy_types::DateTime;
 
 use crate::config::{AwsTarget, Config};
-use crate::job::{Job, JobStatus};
+use crate::job::{ImportProgress, Job, JobKind, JobStatus};
 
 /// HealthLake's largest page: fewer calls against a low per-account request quota.
 pub const PAGE_SIZE: i32 = 500;
@@ -103,10 +103,11 @@ impl PollError {
 /// What can stop the clients from being built at start-up.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error(
-        "no AWS region for datastore {datastore_id}: set `region` in [aws] or on the datastore, or set AWS_REGION"
-    )]
-    NoRegion { datastore_id: String },
+    #[error("no AWS region for {user}: set `region` in [aws] or on the entry, or set AWS_REGION")]
+    NoRegion {
+        /// "datastore ID" or "discovery[N]".
+        user: String,
+    },
 }
 
 /// Options that the daemon leaves at their defaults and the demo and tests set.
@@ -218,38 +219,46 @@ impl Clients {
         let mut base: Option<SdkConfig> = None;
         let mut budgets: HashMap<(String, String), Arc<RequestBudget>> = HashMap::new();
         let mut by_target = HashMap::new();
-        for ds in &config.datastores {
-            if by_target.contains_key(&ds.target) {
+        let users = config
+            .datastores
+            .iter()
+            .map(|d| (&d.target, format!("datastore {}", d.id)))
+            .chain(
+                config
+                    .discovery
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (&d.target, format!("discovery[{i}]"))),
+            );
+        for (target, user) in users {
+            if by_target.contains_key(target) {
                 continue;
             }
-            if let Some(kept) = previous.and_then(|p| p.by_target.get(&ds.target)) {
-                let key = budget_key(&ds.target, kept.client.config().region());
+            if let Some(kept) = previous.and_then(|p| p.by_target.get(target)) {
+                let key = budget_key(target, kept.client.config().region());
                 budgets.insert(key, Arc::clone(&kept.budget));
-                by_target.insert(ds.target.clone(), kept.clone());
+                by_target.insert(target.clone(), kept.clone());
                 continue;
             }
             let base = match base {
                 Some(ref base) => base,
                 None => base.insert(base_sdk_config(config, &settings, options).await),
             };
-            let region = ds
-                .target
+            let region = target
                 .region
                 .clone()
                 .map(Region::new)
                 .or_else(|| base.region().cloned())
-                .ok_or_else(|| ClientError::NoRegion {
-                    datastore_id: ds.id.clone(),
-                })?;
+                .ok_or_else(|| ClientError::NoRegion { user: user.clone() })?;
             let mut builder = aws_sdk_healthlake::config::Builder::from(base)
                 .region(region.clone())
                 .interceptor(ResponseSizeLimit {
                     max_bytes: MAX_RESPONSE_BYTES,
                 });
-            if let Some(url) = &ds.target.endpoint_url {
+            if let Some(url) = &target.endpoint_url {
                 builder = builder.endpoint_url(url);
             }
-            if let Some(role_arn) = &ds.target.role_arn {
+            if let Some(role_arn) = &target.role_arn {
                 let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
                     .session_name(SESSION_NAME)
                     .region(region.clone())
@@ -259,13 +268,13 @@ impl Clients {
                 builder = builder.credentials_provider(provider);
             }
             let budget = budgets
-                .entry(budget_key(&ds.target, Some(&region)))
+                .entry(budget_key(target, Some(&region)))
                 .or_insert_with(|| {
                     Arc::new(RequestBudget::per_second(settings.max_requests_per_second))
                 })
                 .clone();
             let client = Client::from_conf(builder.build());
-            by_target.insert(ds.target.clone(), Target { client, budget });
+            by_target.insert(target.clone(), Target { client, budget });
         }
         Ok(Clients {
             by_target,
@@ -335,57 +344,222 @@ async fn base_sdk_config(
     loader.load().await
 }
 
-/// Lists the export jobs of a datastore (all of them, or those submitted after a time), following
-/// `NextToken` to the end, each page paced by the target's request budget. More than `max_pages`
-/// pages, or a token seen twice, ends the poll as an error: a loop must not keep a poll (and the
-/// API quota) busy forever.
-pub async fn list_export_jobs(
+/// Lists the export or import jobs of a datastore (all of them, or those submitted after a time),
+/// following `NextToken` to the end, each page paced by the target's request budget. More than
+/// `max_pages` pages, or a token seen twice, ends the poll as an error: a loop must not keep a poll
+/// (and the API quota) busy forever.
+pub async fn list_jobs(
     target: &Target,
+    kind: JobKind,
     datastore_id: &str,
     submitted_after: Option<f64>,
     max_pages: usize,
 ) -> Result<Vec<Job>, PollError> {
     // Whole seconds, one early: the caller filters exactly, and no rounding on the way may hide a job.
     let submitted_after = submitted_after.map(|t| DateTime::from_secs(t.floor() as i64 - 1));
+    let operation = kind.operation();
     let mut jobs = Vec::new();
     let mut next_token: Option<String> = None;
     let mut seen_tokens = HashSet::new();
     for _page in 0..max_pages {
         target.budget.acquire().await;
-        let output = target
-            .client
-            .list_fhir_export_jobs()
-            .datastore_id(datastore_id)
-            .max_results(PAGE_SIZE)
-            .set_submitted_after(submitted_after)
-            .set_next_token(next_token.take())
-            .send()
-            .await
-            .map_err(classify)?;
-        jobs.extend(output.export_job_properties_list().iter().map(|p| Job {
-            id: p.job_id().to_owned(),
-            name: p.job_name().map(str::to_owned),
-            status: JobStatus::parse(p.job_status().as_str()),
-            submitted: p.submit_time().as_secs_f64(),
-            ended: p.end_time().map(|t| t.as_secs_f64()),
-        }));
-        match output.next_token() {
+        let page_token = match kind {
+            JobKind::Export => {
+                let output = target
+                    .client
+                    .list_fhir_export_jobs()
+                    .datastore_id(datastore_id)
+                    .max_results(PAGE_SIZE)
+                    .set_submitted_after(submitted_after)
+                    .set_next_token(next_token.take())
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                jobs.extend(output.export_job_properties_list().iter().map(|p| Job {
+                    id: p.job_id().to_owned(),
+                    name: p.job_name().map(str::to_owned),
+                    status: JobStatus::parse(p.job_status().as_str()),
+                    submitted: p.submit_time().as_secs_f64(),
+                    ended: p.end_time().map(|t| t.as_secs_f64()),
+                    progress: None,
+                }));
+                output.next_token
+            }
+            JobKind::Import => {
+                let output = target
+                    .client
+                    .list_fhir_import_jobs()
+                    .datastore_id(datastore_id)
+                    .max_results(PAGE_SIZE)
+                    .set_submitted_after(submitted_after)
+                    .set_next_token(next_token.take())
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                jobs.extend(output.import_job_properties_list().iter().map(|p| Job {
+                    id: p.job_id().to_owned(),
+                    name: p.job_name().map(str::to_owned),
+                    status: JobStatus::parse(p.job_status().as_str()),
+                    submitted: p.submit_time().as_secs_f64(),
+                    ended: p.end_time().map(|t| t.as_secs_f64()),
+                    progress: p.job_progress_report().map(|r| {
+                        Box::new(ImportProgress {
+                            files_scanned: r.total_number_of_scanned_files().unwrap_or(0) as f64,
+                            scanned_bytes: r.total_size_of_scanned_files_in_mb().unwrap_or(0.0)
+                                * 1_000_000.0,
+                            files_imported: r.total_number_of_imported_files().unwrap_or(0) as f64,
+                            resources_scanned: r.total_number_of_resources_scanned().unwrap_or(0)
+                                as f64,
+                            resources_imported: r.total_number_of_resources_imported().unwrap_or(0)
+                                as f64,
+                            resources_failed: r
+                                .total_number_of_resources_with_customer_error()
+                                .unwrap_or(0) as f64,
+                            files_failed: r
+                                .total_number_of_files_read_with_customer_error()
+                                .unwrap_or(0) as f64,
+                        })
+                    }),
+                }));
+                output.next_token
+            }
+        };
+        match page_token {
             Some(token) if !token.is_empty() => {
-                if !seen_tokens.insert(token.to_owned()) {
+                if !seen_tokens.insert(token.clone()) {
                     return Err(PollError::new(
                         ErrorReason::ServerError,
-                        "ListFHIRExportJobs returned a NextToken it had already returned (pagination loop)",
+                        format!("{operation} returned a NextToken it had already returned (pagination loop)"),
                     ));
                 }
-                next_token = Some(token.to_owned());
+                next_token = Some(token);
             }
             _ => return Ok(jobs),
         }
     }
     Err(PollError::new(
         ErrorReason::ServerError,
-        format!("ListFHIRExportJobs did not finish within polling.max_pages ({max_pages}) pages"),
+        format!("{operation} did not finish within polling.max_pages ({max_pages}) pages"),
     ))
+}
+
+/// A datastore as `DescribeFHIRDatastore` or `ListFHIRDatastores` reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatastoreInfo {
+    pub id: String,
+    pub name: Option<String>,
+    /// As HealthLake spells it (a newer API's value is kept as is).
+    pub status: String,
+    pub arn: String,
+    pub fhir_version: String,
+}
+
+impl DatastoreInfo {
+    fn from_sdk(p: &aws_sdk_healthlake::types::DatastoreProperties) -> DatastoreInfo {
+        DatastoreInfo {
+            id: p.datastore_id().to_owned(),
+            name: p.datastore_name().map(str::to_owned),
+            status: p.datastore_status().as_str().to_owned(),
+            arn: p.datastore_arn().to_owned(),
+            fhir_version: p.datastore_type_version().as_str().to_owned(),
+        }
+    }
+}
+
+/// `DescribeFHIRDatastore`: the datastore's status, ARN and FHIR version.
+pub async fn describe_datastore(
+    target: &Target,
+    datastore_id: &str,
+) -> Result<DatastoreInfo, PollError> {
+    target.budget.acquire().await;
+    let output = target
+        .client
+        .describe_fhir_datastore()
+        .datastore_id(datastore_id)
+        .send()
+        .await
+        .map_err(classify)?;
+    output
+        .datastore_properties()
+        .map(DatastoreInfo::from_sdk)
+        .ok_or_else(|| {
+            PollError::new(
+                ErrorReason::ServerError,
+                "DescribeFHIRDatastore answered without DatastoreProperties",
+            )
+        })
+}
+
+/// `ListFHIRDatastores` (all pages) filtered by status on the server; the name prefix is applied
+/// here, as the API only filters by exact name.
+pub async fn list_datastores(
+    target: &Target,
+    status: &str,
+    name_prefix: Option<&str>,
+    max_pages: usize,
+) -> Result<Vec<DatastoreInfo>, PollError> {
+    let filter = aws_sdk_healthlake::types::DatastoreFilter::builder()
+        .datastore_status(aws_sdk_healthlake::types::DatastoreStatus::from(status))
+        .build();
+    let mut found = Vec::new();
+    let mut next_token: Option<String> = None;
+    let mut seen_tokens = HashSet::new();
+    for _page in 0..max_pages {
+        target.budget.acquire().await;
+        let output = target
+            .client
+            .list_fhir_datastores()
+            .filter(filter.clone())
+            .max_results(PAGE_SIZE)
+            .set_next_token(next_token.take())
+            .send()
+            .await
+            .map_err(classify)?;
+        found.extend(
+            output
+                .datastore_properties_list()
+                .iter()
+                .map(DatastoreInfo::from_sdk)
+                .filter(|d| {
+                    name_prefix.is_none_or(|prefix| {
+                        d.name.as_deref().is_some_and(|n| n.starts_with(prefix))
+                    })
+                }),
+        );
+        match output.next_token {
+            Some(token) if !token.is_empty() => {
+                if !seen_tokens.insert(token.clone()) {
+                    return Err(PollError::new(
+                        ErrorReason::ServerError,
+                        "ListFHIRDatastores returned a NextToken it had already returned (pagination loop)",
+                    ));
+                }
+                next_token = Some(token);
+            }
+            _ => return Ok(found),
+        }
+    }
+    Err(PollError::new(
+        ErrorReason::ServerError,
+        format!("ListFHIRDatastores did not finish within polling.max_pages ({max_pages}) pages"),
+    ))
+}
+
+/// Lists export jobs: `list_jobs` for `JobKind::Export`.
+pub async fn list_export_jobs(
+    target: &Target,
+    datastore_id: &str,
+    submitted_after: Option<f64>,
+    max_pages: usize,
+) -> Result<Vec<Job>, PollError> {
+    list_jobs(
+        target,
+        JobKind::Export,
+        datastore_id,
+        submitted_after,
+        max_pages,
+    )
+    .await
 }
 
 /// Caps the size of a response body before the SDK reads it into memory.
@@ -430,7 +604,10 @@ impl Intercept for ResponseSizeLimit {
 }
 
 /// Sorts an SDK failure into one of our reasons, with a message fit for a log line.
-fn classify(error: SdkError<ListFHIRExportJobsError>) -> PollError {
+fn classify<E>(error: SdkError<E, HttpResponse>) -> PollError
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
     if find_source::<ResponseTooLarge>(&error).is_some()
         || find_source::<http_body_util::LengthLimitError>(&error).is_some()
     {
@@ -475,14 +652,8 @@ fn classify(error: SdkError<ListFHIRExportJobsError>) -> PollError {
             let inner = service.err();
             let code = inner.code().unwrap_or("");
             let message = inner.message().unwrap_or("no message");
-            let reason = match inner {
-                ListFHIRExportJobsError::ThrottlingException(_) => ErrorReason::Throttled,
-                ListFHIRExportJobsError::AccessDeniedException(_) => ErrorReason::AccessDenied,
-                ListFHIRExportJobsError::ResourceNotFoundException(_) => ErrorReason::NotFound,
-                ListFHIRExportJobsError::ValidationException(_) => ErrorReason::Validation,
-                ListFHIRExportJobsError::InternalServerException(_) => ErrorReason::ServerError,
-                _ => reason_for_code(code, status),
-            };
+            // Every operation's modelled errors carry their shape name as the code.
+            let reason = reason_for_code(code, status);
             let code = if code.is_empty() {
                 "no error code"
             } else {
@@ -509,6 +680,9 @@ fn reason_for_code(code: &str, status: u16) -> ErrorReason {
             ErrorReason::Throttled
         }
         "AccessDeniedException" => ErrorReason::AccessDenied,
+        "ResourceNotFoundException" => ErrorReason::NotFound,
+        "ValidationException" => ErrorReason::Validation,
+        "InternalServerException" => ErrorReason::ServerError,
         "ServiceUnavailableException" | "InternalFailure" | "ServiceUnavailable" => {
             ErrorReason::ServerError
         }

@@ -54,9 +54,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 
 use crate::config::ServerConfig;
+use crate::job::JobKind;
 use crate::metrics::{self, Format, MetricsCache};
 use crate::poller::unix_now;
-use crate::state::State;
+use crate::state::{Feed, State};
 use crate::{ReloadError, ReloadHandle};
 
 use self::auth::BasicAuth;
@@ -771,26 +772,31 @@ fn landing_page(state: &State) -> Response<Body> {
         env!("CARGO_PKG_VERSION"),
         "</h1>\n<p>Amazon HealthLake FHIR export jobs as Prometheus metrics.</p>\n",
         "<p><a href=\"/metrics\">/metrics</a> &middot; <a href=\"/healthz\">/healthz</a> &middot; <a href=\"/readyz\">/readyz</a></p>\n",
-        "<table border=\"1\" cellpadding=\"4\"><tr><th>datastore_id</th><th>datastore_name</th><th>up</th><th>last error</th></tr>\n"
+        "<table border=\"1\" cellpadding=\"4\"><tr><th>datastore_id</th><th>datastore_name</th>",
+        "<th>export jobs</th><th>import jobs</th><th>datastore</th></tr>\n"
     ));
     for ds in state.datastores().iter() {
         let record = ds.record();
-        let up = match (record.health.up, record.health.attempts) {
-            (_, 0) => "not polled yet",
-            (true, _) => "1",
-            (false, _) => "0",
+        let cell = |feed: Feed| match record.health(feed) {
+            None => "not polled".to_owned(),
+            Some(health) if health.attempts == 0 => "not polled yet".to_owned(),
+            Some(health) if health.up => "up".to_owned(),
+            Some(health) => format!(
+                "down: {}",
+                health.last_error.as_ref().map_or("", |e| e.reason.as_str())
+            ),
         };
-        let error = record
-            .health
-            .last_error
-            .as_ref()
-            .map(|e| e.reason.as_str())
-            .unwrap_or("");
+        let mut datastore = cell(Feed::Datastore);
+        if let Some(info) = record.datastore.as_ref().and_then(|d| d.info.as_ref()) {
+            datastore = format!("{datastore} ({})", escape(&info.status));
+        }
         let _ = writeln!(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{up}</td><td>{error}</td></tr>",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{datastore}</td></tr>",
             escape(&ds.id),
-            escape(&ds.name)
+            escape(&ds.name),
+            cell(Feed::Jobs(JobKind::Export)),
+            cell(Feed::Jobs(JobKind::Import)),
         );
     }
     html.push_str("</table></body></html>\n");

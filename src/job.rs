@@ -92,6 +92,45 @@ impl fmt::Display for JobStatus {
     }
 }
 
+/// The two job lists HealthLake keeps per datastore; they share every piece of state and metrics
+/// code, under their own metric names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    Export,
+    Import,
+}
+
+impl JobKind {
+    /// The word in metric names (`healthlake_export_jobs`, `healthlake_import_jobs`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobKind::Export => "export",
+            JobKind::Import => "import",
+        }
+    }
+
+    /// The API operation that lists this kind.
+    pub fn operation(self) -> &'static str {
+        match self {
+            JobKind::Export => "ListFHIRExportJobs",
+            JobKind::Import => "ListFHIRImportJobs",
+        }
+    }
+}
+
+/// An import job's `JobProgressReport`, in base units.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ImportProgress {
+    pub files_scanned: f64,
+    pub scanned_bytes: f64,
+    pub files_imported: f64,
+    pub resources_scanned: f64,
+    pub resources_imported: f64,
+    /// Resources that failed because of the input (HealthLake's "customer error").
+    pub resources_failed: f64,
+    pub files_failed: f64,
+}
+
 /// One HealthLake job as listed. Times are Unix epoch seconds, as on the wire.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Job {
@@ -100,6 +139,8 @@ pub struct Job {
     pub status: JobStatus,
     pub submitted: f64,
     pub ended: Option<f64>,
+    /// Import jobs only, when HealthLake reports it.
+    pub progress: Option<Box<ImportProgress>>,
 }
 
 impl Job {
@@ -142,6 +183,7 @@ mod tests {
             status: JobStatus::InProgress,
             submitted: 1000.0,
             ended: None,
+            progress: None,
         };
         assert_eq!(job.duration_seconds(1600.5), Some(600.5));
         job.status = JobStatus::Completed;

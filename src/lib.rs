@@ -24,8 +24,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, ConfigError};
-use crate::healthlake::{ClientError, ClientOptions, Clients};
+use crate::config::{Config, ConfigError, DatastoreConfig};
+use crate::healthlake::{ClientError, ClientOptions, Clients, DatastoreInfo, PollError};
 use crate::poller::unix_now;
 use crate::shard::Shard;
 use crate::state::State;
@@ -85,6 +85,13 @@ impl Overrides {
 /// A request to the supervisor task, which owns the configuration and the pollers.
 enum Control {
     Reload(oneshot::Sender<Result<(), ReloadError>>),
+    /// A discovery task's listing for entry `index`, made under configuration `generation`.
+    Discovered {
+        generation: u64,
+        index: usize,
+        result: Result<Vec<DatastoreInfo>, PollError>,
+        poll_seconds: f64,
+    },
 }
 
 /// Asks a running exporter to re-read its configuration file (cheap to clone).
@@ -95,7 +102,10 @@ pub struct ReloadHandle {
 
 impl std::fmt::Debug for Control {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Control::Reload")
+        match self {
+            Control::Reload(_) => f.write_str("Control::Reload"),
+            Control::Discovered { index, .. } => write!(f, "Control::Discovered({index})"),
+        }
     }
 }
 
@@ -153,14 +163,18 @@ impl Exporter {
     }
 
     async fn launch(
-        mut config: Config,
+        file: Config,
         config_path: Option<PathBuf>,
         overrides: Overrides,
         options: ClientOptions,
     ) -> Result<Exporter, StartError> {
-        // The one place a started exporter narrows its datastores to its shard (reloads: below).
+        // The one place a started exporter narrows its datastores to its shard (reloads and
+        // discoveries: `Supervisor::effective`).
+        let mut config = file.clone();
         let configured = config.retain_shard();
-        warn_if_shard_is_empty(&config, configured);
+        if config.discovery.is_empty() {
+            warn_if_shard_is_empty(&config, configured);
+        }
         let clients = Arc::new(Clients::build(&config, &options).await?);
         let address = config.server.listen_address;
         let listener = http::bind(address)
@@ -186,15 +200,22 @@ impl Exporter {
             interval = %humantime::format_duration(config.polling.interval),
             "healthlake-exporter started"
         );
-        let supervisor = Supervisor {
+        let discovered = vec![Vec::new(); file.discovery.len()];
+        let mut supervisor = Supervisor {
+            file,
+            discovered,
+            generation: 0,
             config,
             config_path,
             overrides,
             options,
             clients,
             pollers,
+            discoverers: tokio::task::JoinSet::new(),
+            control: reload.control.clone(),
             state: Arc::clone(&state),
         };
+        supervisor.spawn_discoverers();
         let supervisor = tokio::spawn(supervisor.run(requests));
         Ok(Exporter {
             local_addr,
@@ -263,33 +284,83 @@ impl Exporter {
     }
 }
 
-/// Owns the configuration, the clients and the polling tasks; applies reloads one at a time.
+/// Owns the configuration, the clients and the polling tasks; applies reloads and discovery
+/// results one at a time.
 struct Supervisor {
+    /// The configuration file as loaded (overrides applied, every datastore).
+    file: Config,
+    /// Per `[[discovery]]` entry, the datastores its last successful listing found.
+    discovered: Vec<Vec<DatastoreConfig>>,
+    /// Bumped by every reload, so that a listing made under an older configuration is ignored.
+    generation: u64,
+    /// What is being polled: the file's datastores and the discovered ones, narrowed to the shard.
     config: Config,
     config_path: Option<PathBuf>,
     overrides: Overrides,
     options: ClientOptions,
     clients: Arc<Clients>,
     pollers: tokio::task::JoinSet<()>,
+    discoverers: tokio::task::JoinSet<()>,
+    control: mpsc::Sender<Control>,
     state: Arc<State>,
 }
 
 impl Supervisor {
     async fn run(mut self, mut requests: mpsc::Receiver<Control>) {
-        while let Some(Control::Reload(reply)) = requests.recv().await {
-            let result = self.reload().await;
-            self.state
-                .reload_status()
-                .record(result.is_ok(), unix_now());
-            match &result {
-                Ok(()) => {}
-                Err(error) => {
-                    tracing::error!(%error, "configuration reload failed; the previous configuration keeps running")
+        while let Some(request) = requests.recv().await {
+            match request {
+                Control::Reload(reply) => {
+                    let result = self.reload().await;
+                    self.state
+                        .reload_status()
+                        .record(result.is_ok(), unix_now());
+                    if let Err(error) = &result {
+                        tracing::error!(%error, "configuration reload failed; the previous configuration keeps running");
+                    }
+                    let _ = reply.send(result);
+                }
+                Control::Discovered {
+                    generation,
+                    index,
+                    result,
+                    poll_seconds,
+                } if generation == self.generation => {
+                    self.discovered(index, result, poll_seconds).await;
+                }
+                Control::Discovered { .. } => {}
+            }
+        }
+        self.discoverers.shutdown().await;
+        self.pollers.shutdown().await;
+    }
+
+    /// The configuration to poll: the file's datastores, then discovered ones the file does not
+    /// list (a configured entry wins; among discoveries the first entry wins), narrowed to the shard.
+    fn effective(&self) -> (Config, usize) {
+        let mut config = self.file.clone();
+        let mut known: std::collections::HashSet<String> =
+            config.datastores.iter().map(|d| d.id.clone()).collect();
+        for found in &self.discovered {
+            for ds in found {
+                if known.insert(ds.id.clone()) {
+                    config.datastores.push(ds.clone());
                 }
             }
-            let _ = reply.send(result);
         }
+        let configured = config.retain_shard();
+        (config, configured)
+    }
+
+    /// Switches the pollers and State to `config`.
+    async fn apply(&mut self, config: Config) -> Result<(), ClientError> {
+        let clients =
+            Arc::new(Clients::rebuild(&config, &self.options, Some(&self.clients)).await?);
         self.pollers.shutdown().await;
+        self.state.apply(&config);
+        self.pollers = poller::spawn(&config, Arc::clone(&clients), &self.state);
+        self.config = config;
+        self.clients = clients;
+        Ok(())
     }
 
     async fn reload(&mut self) -> Result<(), ReloadError> {
@@ -297,41 +368,202 @@ impl Supervisor {
             .config_path
             .as_deref()
             .ok_or(ReloadError::NoConfigFile)?;
-        let mut config = Config::load(path)?;
-        self.overrides.apply(&mut config);
-        let configured = config.retain_shard();
-        let clients =
-            Arc::new(Clients::rebuild(&config, &self.options, Some(&self.clients)).await?);
-        if config.server != self.config.server {
+        let mut file = Config::load(path)?;
+        self.overrides.apply(&mut file);
+        if file.server != self.file.server {
             tracing::warn!("changes to [server] take effect after a restart; the other changes are applied now");
         }
-        let before: std::collections::HashSet<&str> = self
+        // Discovery entries that did not change keep what they found until they list again.
+        let discovered = file
+            .discovery
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| match self.file.discovery.get(i) {
+                Some(old) if old == entry => self.discovered[i]
+                    .iter()
+                    .map(|ds| DatastoreConfig {
+                        jobs: file.polling.jobs,
+                        ..ds.clone()
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let previous_file = std::mem::replace(&mut self.file, file);
+        let previous_discovered = std::mem::replace(&mut self.discovered, discovered);
+        let (config, configured) = self.effective();
+        let before: std::collections::HashSet<String> = self
             .config
             .datastores
             .iter()
-            .map(|d| d.id.as_str())
+            .map(|d| d.id.clone())
             .collect();
-        let after: std::collections::HashSet<&str> =
-            config.datastores.iter().map(|d| d.id.as_str()).collect();
+        let after: std::collections::HashSet<String> =
+            config.datastores.iter().map(|d| d.id.clone()).collect();
         let added = after.difference(&before).count();
         let removed = before.difference(&after).count();
-
-        self.pollers.shutdown().await;
-        self.state.apply(&config);
-        self.pollers = poller::spawn(&config, Arc::clone(&clients), &self.state);
-        warn_if_shard_is_empty(&config, configured);
+        if let Err(error) = self.apply(config).await {
+            self.file = previous_file;
+            self.discovered = previous_discovered;
+            return Err(error.into());
+        }
+        self.generation += 1;
+        self.state.follow_discovery(&self.file, true);
+        self.discoverers.shutdown().await;
+        self.spawn_discoverers();
+        if self.file.discovery.is_empty() {
+            warn_if_shard_is_empty(&self.config, configured);
+        }
         tracing::info!(
-            datastores = config.datastores.len(),
+            datastores = self.config.datastores.len(),
             configured,
-            shard = %config.polling.shard,
+            shard = %self.config.polling.shard,
             added,
             removed,
-            interval = %humantime::format_duration(config.polling.interval),
+            interval = %humantime::format_duration(self.config.polling.interval),
             "configuration reloaded"
         );
-        self.config = config;
-        self.clients = clients;
         Ok(())
+    }
+
+    /// Applies one discovery listing: datastores that appeared start polling, those that
+    /// disappeared stop and lose their series. A failed listing changes nothing but its status.
+    async fn discovered(
+        &mut self,
+        index: usize,
+        result: Result<Vec<DatastoreInfo>, PollError>,
+        poll_seconds: f64,
+    ) {
+        let Some(entry) = self.file.discovery.get(index) else {
+            return;
+        };
+        let region = entry
+            .target
+            .region
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        let found = match result {
+            Ok(found) => found,
+            Err(error) => {
+                if self
+                    .state
+                    .record_discovery(index, Err(&error), poll_seconds, unix_now())
+                {
+                    tracing::warn!(discovery = index, region, reason = %error.reason, error = %error.message, "datastore discovery failed; keeping the datastores found before");
+                }
+                return;
+            }
+        };
+        if self
+            .state
+            .record_discovery(index, Ok(found.len()), poll_seconds, unix_now())
+        {
+            tracing::info!(
+                discovery = index,
+                region,
+                found = found.len(),
+                "datastore discovery succeeded"
+            );
+        }
+        let datastores: Vec<DatastoreConfig> = found
+            .into_iter()
+            .map(|info| DatastoreConfig {
+                name: info.name.unwrap_or_else(|| info.id.clone()),
+                id: info.id,
+                target: entry.target.clone(),
+                jobs: self.file.polling.jobs,
+            })
+            .collect();
+        if self.discovered.get(index) == Some(&datastores) {
+            return;
+        }
+        let previous = std::mem::replace(&mut self.discovered[index], datastores);
+        let (config, _) = self.effective();
+        let before: std::collections::HashSet<String> = self
+            .config
+            .datastores
+            .iter()
+            .map(|d| d.id.clone())
+            .collect();
+        let after: std::collections::HashSet<String> =
+            config.datastores.iter().map(|d| d.id.clone()).collect();
+        let added: Vec<&String> = after.difference(&before).collect();
+        let removed: Vec<&String> = before.difference(&after).collect();
+        let (added, removed) = (
+            added
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+            removed
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+        match self.apply(config).await {
+            Ok(()) => tracing::info!(
+                discovery = index,
+                region,
+                added,
+                removed,
+                datastores = self.config.datastores.len(),
+                "discovered datastores changed"
+            ),
+            Err(error) => {
+                self.discovered[index] = previous;
+                tracing::error!(discovery = index, %error, "cannot poll the discovered datastores");
+            }
+        }
+    }
+
+    /// One task per `[[discovery]]` entry: list datastores now, then every `interval` (backing
+    /// off while it fails), and hand each result to the supervisor.
+    fn spawn_discoverers(&mut self) {
+        for (index, entry) in self.file.discovery.iter().enumerate() {
+            let Some(target) = self.clients.for_target(&entry.target).cloned() else {
+                continue;
+            };
+            let control = self.control.clone();
+            let generation = self.generation;
+            let entry = entry.clone();
+            let timeout = self.file.polling.timeout;
+            let max_pages = self.file.polling.max_pages;
+            self.discoverers.spawn(async move {
+                let mut failures = 0u32;
+                loop {
+                    let started = std::time::Instant::now();
+                    let result = tokio::time::timeout(
+                        timeout,
+                        healthlake::list_datastores(
+                            &target,
+                            &entry.status,
+                            entry.name_prefix.as_deref(),
+                            max_pages,
+                        ),
+                    )
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(PollError::new(
+                            healthlake::ErrorReason::Timeout,
+                            "ListFHIRDatastores took longer than polling.timeout",
+                        ))
+                    });
+                    failures = if result.is_ok() { 0 } else { failures + 1 };
+                    let message = Control::Discovered {
+                        generation,
+                        index,
+                        result,
+                        poll_seconds: started.elapsed().as_secs_f64(),
+                    };
+                    if control.send(message).await.is_err() {
+                        return;
+                    }
+                    let wait = poller::backoff(entry.interval, failures);
+                    tokio::time::sleep_until((started + wait).into()).await;
+                }
+            });
+        }
     }
 }
 

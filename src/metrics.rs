@@ -41,9 +41,10 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncod
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::healthlake::ErrorReason;
-use crate::job::JobStatus;
-use crate::state::{Datastore, Health, JobsView, State};
+use crate::config::DATASTORE_STATUSES;
+use crate::healthlake::{DatastoreInfo, ErrorReason};
+use crate::job::{ImportProgress, JobKind, JobStatus};
+use crate::state::{Datastore, DiscoveryStatus, Health, JobTrack, JobsView, Record, State};
 
 /// The exposition format a scraper asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,7 +80,7 @@ impl Format {
 }
 
 /// Every metric family name this exporter can emit (as scraped, with suffixes).
-pub const FAMILY_NAMES: [&str; 11] = [
+pub const FAMILY_NAMES: [&str; 31] = [
     "healthlake_export_jobs",
     "healthlake_export_job_duration_seconds",
     "healthlake_export_jobs_finished_total",
@@ -88,27 +89,112 @@ pub const FAMILY_NAMES: [&str; 11] = [
     "healthlake_poll_duration_seconds",
     "healthlake_last_successful_poll_timestamp_seconds",
     "healthlake_poll_errors_total",
+    "healthlake_import_jobs",
+    "healthlake_import_job_duration_seconds",
+    "healthlake_import_jobs_finished_total",
+    "healthlake_import_oldest_active_job_age_seconds",
+    "healthlake_import_up",
+    "healthlake_import_poll_errors_total",
+    "healthlake_import_job_scanned_files",
+    "healthlake_import_job_scanned_bytes",
+    "healthlake_import_job_imported_files",
+    "healthlake_import_job_scanned_resources",
+    "healthlake_import_job_imported_resources",
+    "healthlake_import_job_failed_resources",
+    "healthlake_import_job_failed_files",
+    "healthlake_datastore_status",
+    "healthlake_datastore_info",
+    "healthlake_datastore_describe_up",
+    "healthlake_datastore_describe_errors_total",
+    "healthlake_discovery_up",
+    "healthlake_discovery_datastores",
+    "healthlake_discovery_errors_total",
     "healthlake_exporter_build_info",
     "healthlake_exporter_config_last_reload_successful",
     "healthlake_exporter_config_last_reload_success_timestamp_seconds",
 ];
 
-/// The families with one or more samples per datastore: the first eight written, in this order.
-const DATASTORE_FAMILIES: usize = 8;
+/// The families with samples per datastore, written first: exports (8), imports (6 + 7 progress),
+/// the datastore itself (4).
+const DATASTORE_FAMILIES: usize = 25;
 
 const SOURCE: &str = "from the exporter's own polling of HealthLake ListFHIRExportJobs";
+const IMPORT_SOURCE: &str = "from the exporter's own polling of HealthLake ListFHIRImportJobs";
+
+/// The import progress families: name (unit appended), what it counts, unit, value.
+type ProgressValue = fn(&ImportProgress) -> f64;
+const PROGRESS: [(&str, &str, Option<Unit>, ProgressValue); 7] = [
+    (
+        "healthlake_import_job_scanned_files",
+        "Files scanned",
+        None,
+        |p| p.files_scanned,
+    ),
+    (
+        "healthlake_import_job_scanned",
+        "Size of the files scanned (from TotalSizeOfScannedFilesInMB, 1 MB = 10^6 bytes)",
+        Some(Unit::Bytes),
+        |p| p.scanned_bytes,
+    ),
+    (
+        "healthlake_import_job_imported_files",
+        "Files imported",
+        None,
+        |p| p.files_imported,
+    ),
+    (
+        "healthlake_import_job_scanned_resources",
+        "FHIR resources scanned",
+        None,
+        |p| p.resources_scanned,
+    ),
+    (
+        "healthlake_import_job_imported_resources",
+        "FHIR resources imported",
+        None,
+        |p| p.resources_imported,
+    ),
+    (
+        "healthlake_import_job_failed_resources",
+        "FHIR resources that failed because of their input (customer error)",
+        None,
+        |p| p.resources_failed,
+    ),
+    (
+        "healthlake_import_job_failed_files",
+        "Files that could not be read because of their input (customer error)",
+        None,
+        |p| p.files_failed,
+    ),
+];
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+        .unwrap_or_default()
+}
+
+/// Every reason of a feed's error counter, 0 included.
+fn errors(m: &mut Sink<'_, '_>, ds: Labels<'_, 2>, health: &Health) -> Fmt {
+    for reason in ErrorReason::ALL {
+        let count = health.errors.get(&reason).copied().unwrap_or(0);
+        m.counter(&(ds, [("reason", reason.as_str())]), count)?;
+    }
+    Ok(())
+}
 
 /// Encodes all of `state` as of `now` (Unix seconds) with prometheus-client, from scratch.
 ///
 /// The reference implementation: `/metrics` serves [`MetricsCache::render`], which must produce
 /// the same bytes.
 pub fn render_uncached(state: &Arc<State>, now: f64, format: Format) -> String {
-    let reload = state.reload_status();
     let collector = StateCollector {
         source: Source::State(Arc::clone(state)),
         now,
         datastore_families: true,
-        tail: Some((reload.last_successful(), reload.last_success_time())),
+        tail: Some(Tail::of(state)),
         marks: None,
     };
     // Writing to a String cannot fail, and our collector returns only the writer's errors.
@@ -139,11 +225,50 @@ type Labels<'a, const N: usize> = [(&'static str, &'a str); N];
 
 type Fmt = Result<(), std::fmt::Error>;
 
-/// What the per-datastore families read: one datastore's record, however it is held.
-struct View<'a> {
+/// What the per-datastore families read of one job track, however it is held.
+#[derive(Clone, Copy)]
+struct TrackView<'a> {
     jobs: Option<&'a JobsView>,
     finished: &'a BTreeMap<JobStatus, u64>,
     health: &'a Health,
+}
+
+/// What the per-datastore families read: one datastore's record, however it is held. A part the
+/// configuration does not poll is `None`, and its families have no sample for the datastore.
+struct View<'a> {
+    exports: Option<TrackView<'a>>,
+    imports: Option<TrackView<'a>>,
+    datastore: Option<(Option<&'a DatastoreInfo>, &'a Health)>,
+}
+
+impl<'a> View<'a> {
+    fn of(record: &'a Record) -> View<'a> {
+        View {
+            exports: record.exports.as_ref().map(TrackView::of),
+            imports: record.imports.as_ref().map(TrackView::of),
+            datastore: record
+                .datastore
+                .as_ref()
+                .map(|d| (d.info.as_ref(), &d.health)),
+        }
+    }
+
+    fn track(&self, kind: JobKind) -> Option<TrackView<'a>> {
+        match kind {
+            JobKind::Export => self.exports,
+            JobKind::Import => self.imports,
+        }
+    }
+}
+
+impl<'a> TrackView<'a> {
+    fn of(track: &'a JobTrack) -> TrackView<'a> {
+        TrackView {
+            jobs: track.jobs.as_ref(),
+            finished: &track.finished,
+            health: &track.health,
+        }
+    }
 }
 
 /// A copy of what the metrics show of one datastore, taken under its record lock and encoded after
@@ -153,21 +278,49 @@ struct Snapshot {
     id: String,
     name: String,
     version: u64,
+    exports: Option<TrackCopy>,
+    imports: Option<TrackCopy>,
+    datastore: Option<(Option<DatastoreInfo>, Health)>,
+}
+
+#[derive(Debug)]
+struct TrackCopy {
     jobs: Option<JobsView>,
     finished: BTreeMap<JobStatus, u64>,
     health: Health,
 }
 
+impl TrackCopy {
+    fn of(view: TrackView<'_>) -> TrackCopy {
+        TrackCopy {
+            jobs: view.jobs.cloned(),
+            finished: view.finished.clone(),
+            health: view.health.clone(),
+        }
+    }
+
+    fn view(&self) -> TrackView<'_> {
+        TrackView {
+            jobs: self.jobs.as_ref(),
+            finished: &self.finished,
+            health: &self.health,
+        }
+    }
+}
+
 impl Snapshot {
     fn take(ds: &Datastore) -> Snapshot {
         let record = ds.record();
+        let view = View::of(&record);
         Snapshot {
             id: ds.id.clone(),
             name: ds.name.clone(),
             version: record.version,
-            jobs: record.jobs.clone(),
-            finished: record.finished.clone(),
-            health: record.health.clone(),
+            exports: view.exports.map(TrackCopy::of),
+            imports: view.imports.map(TrackCopy::of),
+            datastore: view
+                .datastore
+                .map(|(info, health)| (info.cloned(), health.clone())),
         }
     }
 }
@@ -189,23 +342,21 @@ impl Source {
             Source::State(state) => {
                 for ds in state.datastores().iter() {
                     let record = ds.record();
-                    let view = View {
-                        jobs: record.jobs.as_ref(),
-                        finished: &record.finished,
-                        health: &record.health,
-                    };
                     f(
                         [("datastore_id", &ds.id), ("datastore_name", &ds.name)],
-                        &view,
+                        &View::of(&record),
                     )?;
                 }
                 Ok(())
             }
             Source::One(snapshot) => {
                 let view = View {
-                    jobs: snapshot.jobs.as_ref(),
-                    finished: &snapshot.finished,
-                    health: &snapshot.health,
+                    exports: snapshot.exports.as_ref().map(TrackCopy::view),
+                    imports: snapshot.imports.as_ref().map(TrackCopy::view),
+                    datastore: snapshot
+                        .datastore
+                        .as_ref()
+                        .map(|(info, health)| (info.as_ref(), health)),
                 };
                 f(
                     [
@@ -264,6 +415,25 @@ fn elapsed_value(now: f64, since: f64) -> f64 {
     (now - since).max(0.0)
 }
 
+/// The exporter-wide families' values: discovery and the last config reload.
+#[derive(Debug)]
+struct Tail {
+    discovery: Vec<DiscoveryStatus>,
+    reload_successful: bool,
+    reload_success_time: f64,
+}
+
+impl Tail {
+    fn of(state: &State) -> Tail {
+        let reload = state.reload_status();
+        Tail {
+            discovery: state.discovery(),
+            reload_successful: reload.last_successful(),
+            reload_success_time: reload.last_success_time(),
+        }
+    }
+}
+
 /// Encodes families of a [`Source`] (and the exporter-wide `tail`) for one encoding pass.
 #[derive(Debug)]
 struct StateCollector {
@@ -273,7 +443,7 @@ struct StateCollector {
     /// Write the eight per-datastore families (headers even with no datastore).
     datastore_families: bool,
     /// Write the exporter-wide families: the last reload's success and time, and build info.
-    tail: Option<(bool, f64)>,
+    tail: Option<Tail>,
     /// Where to note which samples depend on `now` (cached pieces only).
     marks: Option<Arc<Mutex<Marks>>>,
 }
@@ -306,16 +476,191 @@ impl StateCollector {
     }
 
     fn datastore_families(&self, e: &mut DescriptorEncoder) -> Fmt {
-        let now = self.now;
+        self.job_families(e, JobKind::Export)?;
 
         self.family(
             e,
-            "healthlake_export_jobs",
-            &format!("Export jobs in each status, as last listed; {SOURCE}."),
+            "healthlake_datastore_up",
+            "1 if the exporter's last poll of this datastore's export jobs succeeded, else 0.",
             None,
             MetricType::Gauge,
-            |m, ds, record| {
-                let Some(jobs) = record.jobs else {
+            |m, ds, view| match view.exports {
+                Some(t) => m.gauge(&ds, if t.health.up { 1.0 } else { 0.0 }),
+                None => Ok(()),
+            },
+        )?;
+
+        self.family(
+            e,
+            "healthlake_poll_duration",
+            "Wall time of the exporter's last poll of this datastore's export jobs (all pages, retries included).",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+            |m, ds, view| match view.exports.and_then(|t| t.health.last_poll_seconds) {
+                Some(seconds) => m.gauge(&ds, seconds),
+                None => Ok(()),
+            },
+        )?;
+
+        self.family(
+            e,
+            "healthlake_last_successful_poll_timestamp",
+            "Unix time at which the exporter's last successful poll of this datastore's export jobs ended.",
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+            |m, ds, view| match view.exports.and_then(|t| t.health.last_success) {
+                Some(at) => m.gauge(&ds, at),
+                None => Ok(()),
+            },
+        )?;
+
+        self.family(
+            e,
+            "healthlake_poll_errors",
+            "Failed polls of this datastore's export jobs by reason (one per poll, not per retry).",
+            None,
+            MetricType::Counter,
+            |m, ds, view| match view.exports {
+                Some(t) => errors(m, ds, t.health),
+                None => Ok(()),
+            },
+        )?;
+
+        self.job_families(e, JobKind::Import)?;
+
+        self.family(
+            e,
+            "healthlake_import_up",
+            "1 if the exporter's last poll of this datastore's import jobs succeeded, else 0 (only when import jobs are polled).",
+            None,
+            MetricType::Gauge,
+            |m, ds, view| match view.imports {
+                Some(t) => m.gauge(&ds, if t.health.up { 1.0 } else { 0.0 }),
+                None => Ok(()),
+            },
+        )?;
+
+        self.family(
+            e,
+            "healthlake_import_poll_errors",
+            "Failed polls of this datastore's import jobs by reason (one per poll, not per retry).",
+            None,
+            MetricType::Counter,
+            |m, ds, view| match view.imports {
+                Some(t) => errors(m, ds, t.health),
+                None => Ok(()),
+            },
+        )?;
+
+        for (name, help, unit, value) in PROGRESS {
+            self.family(
+                e,
+                name,
+                &format!("{help} of each running import job (JobProgressReport), among the most recently submitted jobs (polling.job_series_limit); {IMPORT_SOURCE}."),
+                unit.as_ref(),
+                MetricType::Gauge,
+                |m, ds, view| {
+                    let Some(jobs) = view.imports.and_then(|t| t.jobs) else {
+                        return Ok(());
+                    };
+                    for job in jobs.recent.iter().filter(|j| j.is_active()) {
+                        let Some(progress) = &job.progress else { continue };
+                        let labels = [
+                            ("job_id", job.id.as_str()),
+                            ("job_name", job.name.as_deref().unwrap_or("")),
+                        ];
+                        m.gauge(&(ds, labels), value(progress))?;
+                    }
+                    Ok(())
+                },
+            )?;
+        }
+
+        self.family(
+            e,
+            "healthlake_datastore_status",
+            "1 for the datastore's status as DescribeFHIRDatastore last reported it, 0 for every other status (only with polling.datastore_health).",
+            None,
+            MetricType::Gauge,
+            |m, ds, view| {
+                let Some((Some(info), _)) = view.datastore else {
+                    return Ok(());
+                };
+                for status in DATASTORE_STATUSES {
+                    let value = if info.status == status { 1.0 } else { 0.0 };
+                    m.gauge(&(ds, [("status", status)]), value)?;
+                }
+                if !DATASTORE_STATUSES.contains(&info.status.as_str()) {
+                    m.gauge(&(ds, [("status", info.status.as_str())]), 1.0)?;
+                }
+                Ok(())
+            },
+        )?;
+
+        self.family(
+            e,
+            "healthlake_datastore_info",
+            "Always 1; the labels say the datastore's FHIR version and ARN (only with polling.datastore_health).",
+            None,
+            MetricType::Gauge,
+            |m, ds, view| {
+                let Some((Some(info), _)) = view.datastore else {
+                    return Ok(());
+                };
+                let labels = [
+                    ("fhir_version", info.fhir_version.as_str()),
+                    ("arn", info.arn.as_str()),
+                ];
+                m.gauge(&(ds, labels), 1.0)
+            },
+        )?;
+
+        self.family(
+            e,
+            "healthlake_datastore_describe_up",
+            "1 if the exporter's last DescribeFHIRDatastore of this datastore succeeded, else 0.",
+            None,
+            MetricType::Gauge,
+            |m, ds, view| match view.datastore {
+                Some((_, health)) if health.attempts > 0 => {
+                    m.gauge(&ds, if health.up { 1.0 } else { 0.0 })
+                }
+                _ => Ok(()),
+            },
+        )?;
+
+        self.family(
+            e,
+            "healthlake_datastore_describe_errors",
+            "Failed DescribeFHIRDatastore calls for this datastore by reason.",
+            None,
+            MetricType::Counter,
+            |m, ds, view| match view.datastore {
+                Some((_, health)) => errors(m, ds, health),
+                None => Ok(()),
+            },
+        )
+    }
+
+    /// The four job families of `kind`: counts, durations, finished counter, oldest active age.
+    fn job_families(&self, e: &mut DescriptorEncoder, kind: JobKind) -> Fmt {
+        let now = self.now;
+        let (word, source) = match kind {
+            JobKind::Export => ("export", SOURCE),
+            JobKind::Import => ("import", IMPORT_SOURCE),
+        };
+
+        self.family(
+            e,
+            &format!("healthlake_{word}_jobs"),
+            &format!(
+                "{} jobs in each status, as last listed; {source}.",
+                capitalized(word)
+            ),
+            None,
+            MetricType::Gauge,
+            |m, ds, view| {
+                let Some(jobs) = view.track(kind).and_then(|t| t.jobs) else {
                     return Ok(());
                 };
                 for (status, count) in &jobs.counts {
@@ -328,14 +673,16 @@ impl StateCollector {
 
         self.family(
             e,
-            "healthlake_export_job_duration",
+            &format!("healthlake_{word}_job_duration"),
             &format!(
-                "EndTime - SubmitTime of ended export jobs; time since SubmitTime of unfinished ones, as of the scrape. Only the most recently submitted jobs (polling.job_series_limit); {SOURCE}."
+                "EndTime - SubmitTime of ended {word} jobs; time since SubmitTime of unfinished ones, as of the scrape. Only the most recently submitted jobs (polling.job_series_limit); {source}."
             ),
             Some(&Unit::Seconds),
             MetricType::Gauge,
-            |m, ds, record| {
-                let Some(jobs) = record.jobs else { return Ok(()) };
+            |m, ds, view| {
+                let Some(jobs) = view.track(kind).and_then(|t| t.jobs) else {
+                    return Ok(());
+                };
                 for job in &jobs.recent {
                     let Some(seconds) = job.duration_seconds(now) else { continue };
                     let job_labels = [
@@ -357,14 +704,18 @@ impl StateCollector {
 
         self.family(
             e,
-            "healthlake_export_jobs_finished",
+            &format!("healthlake_{word}_jobs_finished"),
             &format!(
-                "Export jobs seen entering a terminal status while the exporter runs (jobs already finished at its first poll are not counted); {SOURCE}."
+                "{} jobs seen entering a terminal status while the exporter runs (jobs already finished at its first poll are not counted); {source}.",
+                capitalized(word)
             ),
             None,
             MetricType::Counter,
-            |m, ds, record| {
-                for (status, count) in record.finished {
+            |m, ds, view| {
+                let Some(track) = view.track(kind) else {
+                    return Ok(());
+                };
+                for (status, count) in track.finished {
                     m.counter(&(ds, [("status", status.as_str())]), *count)?;
                 }
                 Ok(())
@@ -373,69 +724,68 @@ impl StateCollector {
 
         self.family(
             e,
-            "healthlake_export_oldest_active_job_age",
-            &format!("Seconds since the oldest unfinished export job was submitted, as of the scrape; 0 when none is running; {SOURCE}."),
+            &format!("healthlake_{word}_oldest_active_job_age"),
+            &format!("Seconds since the oldest unfinished {word} job was submitted, as of the scrape; 0 when none is running; {source}."),
             Some(&Unit::Seconds),
             MetricType::Gauge,
-            |m, ds, record| {
-                let Some(jobs) = record.jobs else { return Ok(()) };
+            |m, ds, view| {
+                let Some(jobs) = view.track(kind).and_then(|t| t.jobs) else {
+                    return Ok(());
+                };
                 match jobs.oldest_active_submitted {
                     Some(submitted) => m.elapsed(&ds, submitted, elapsed_value(now, submitted)),
                     None => m.gauge(&ds, 0.0),
                 }
             },
-        )?;
-
-        self.family(
-            e,
-            "healthlake_datastore_up",
-            "1 if the exporter's last poll of this datastore succeeded, else 0.",
-            None,
-            MetricType::Gauge,
-            |m, ds, record| m.gauge(&ds, if record.health.up { 1.0 } else { 0.0 }),
-        )?;
-
-        self.family(
-            e,
-            "healthlake_poll_duration",
-            "Wall time of the exporter's last poll of this datastore (all pages, retries included).",
-            Some(&Unit::Seconds),
-            MetricType::Gauge,
-            |m, ds, record| match record.health.last_poll_seconds {
-                Some(seconds) => m.gauge(&ds, seconds),
-                None => Ok(()),
-            },
-        )?;
-
-        self.family(
-            e,
-            "healthlake_last_successful_poll_timestamp",
-            "Unix time at which the exporter's last successful poll of this datastore ended.",
-            Some(&Unit::Seconds),
-            MetricType::Gauge,
-            |m, ds, record| match record.health.last_success {
-                Some(at) => m.gauge(&ds, at),
-                None => Ok(()),
-            },
-        )?;
-
-        self.family(
-            e,
-            "healthlake_poll_errors",
-            "Failed polls of this datastore by reason (one per poll, not per retry).",
-            None,
-            MetricType::Counter,
-            |m, ds, record| {
-                for reason in ErrorReason::ALL {
-                    let count = record.health.errors.get(&reason).copied().unwrap_or(0);
-                    m.counter(&(ds, [("reason", reason.as_str())]), count)?;
-                }
-                Ok(())
-            },
         )
     }
 
-    fn tail_families(e: &mut DescriptorEncoder, successful: bool, success_time: f64) -> Fmt {
+    fn tail_families(e: &mut DescriptorEncoder, tail: &Tail) -> Fmt {
+        let mut metric = e.encode_descriptor(
+            "healthlake_discovery_up",
+            "1 if the last ListFHIRDatastores of this [[discovery]] entry succeeded, else 0.",
+            None,
+            MetricType::Gauge,
+        )?;
+        let labels = |d: &DiscoveryStatus| (d.index.to_string(), d.region.clone());
+        for d in &tail.discovery {
+            let (index, region) = labels(d);
+            metric
+                .encode_family(&[("discovery", index.as_str()), ("region", region.as_str())])?
+                .encode_gauge(&if d.health.up { 1.0 } else { 0.0 })?;
+        }
+        let mut metric = e.encode_descriptor(
+            "healthlake_discovery_datastores",
+            "Datastores the last successful ListFHIRDatastores of this [[discovery]] entry found.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for d in &tail.discovery {
+            let (index, region) = labels(d);
+            metric
+                .encode_family(&[("discovery", index.as_str()), ("region", region.as_str())])?
+                .encode_gauge(&(d.found as f64))?;
+        }
+        let mut metric = e.encode_descriptor(
+            "healthlake_discovery_errors",
+            "Failed ListFHIRDatastores calls of this [[discovery]] entry by reason.",
+            None,
+            MetricType::Counter,
+        )?;
+        for d in &tail.discovery {
+            let (index, region) = labels(d);
+            for reason in ErrorReason::ALL {
+                let count = d.health.errors.get(&reason).copied().unwrap_or(0);
+                metric
+                    .encode_family(&[
+                        ("discovery", index.as_str()),
+                        ("region", region.as_str()),
+                        ("reason", reason.as_str()),
+                    ])?
+                    .encode_counter::<NoLabelSet, _, f64>(&count, None)?;
+            }
+        }
+        let (successful, success_time) = (tail.reload_successful, tail.reload_success_time);
         let mut metric = e.encode_descriptor(
             "healthlake_exporter_config_last_reload_successful",
             "1 if the last configuration (re)load succeeded, 0 if it failed and the previous configuration is still in use.",
@@ -468,8 +818,8 @@ impl Collector for StateCollector {
         if self.datastore_families {
             self.datastore_families(&mut encoder)?;
         }
-        if let Some((successful, success_time)) = self.tail {
-            Self::tail_families(&mut encoder, successful, success_time)?;
+        if let Some(tail) = &self.tail {
+            Self::tail_families(&mut encoder, tail)?;
         }
         Ok(())
     }
@@ -562,7 +912,7 @@ struct Inner {
     tail: [Option<(TailKey, Arc<Piece>)>; 2],
 }
 
-type TailKey = (bool, u64);
+type TailKey = (bool, u64, u64);
 
 #[derive(Debug)]
 struct Entry {
@@ -758,8 +1108,11 @@ impl MetricsCache {
         let list = state.datastores();
         let versions: Vec<u64> = list.iter().map(|ds| ds.record().version).collect();
         let reload = state.reload_status();
-        let tail_values = (reload.last_successful(), reload.last_success_time());
-        let tail_key = (tail_values.0, tail_values.1.to_bits());
+        let tail_key = (
+            reload.last_successful(),
+            reload.last_success_time().to_bits(),
+            state.discovery_version(),
+        );
 
         let (headers, tail, mut encoded, stale) = {
             let mut inner = self.lock();
@@ -805,7 +1158,7 @@ impl MetricsCache {
                     source: Source::Nothing,
                     now,
                     datastore_families: false,
-                    tail: Some(tail_values),
+                    tail: Some(Tail::of(state)),
                     marks: None,
                 };
                 let text = encode(collector, format)?;

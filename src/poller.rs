@@ -1,6 +1,7 @@
 //! Scheduling: when each datastore is polled, how many at once, and for how long at most.
 //!
-//! One task per datastore on the shared interval, with a semaphore bounding how many poll at once,
+//! One task per datastore and feed (export jobs, import jobs, the datastore's description) on its
+//! interval, with a semaphore bounding how many poll at once,
 //! a timeout bounding each whole poll, jitter so datastores do not hit the API in lockstep, and a
 //! capped backoff for a datastore that keeps failing. A slow or failing datastore only ever delays
 //! itself. Results go into State; the scrape path never waits on a poll.
@@ -12,9 +13,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::config::{Config, DatastoreConfig};
-use crate::healthlake::{list_export_jobs, Clients, ErrorReason, PollError, Target};
-use crate::job::JobStatus;
-use crate::state::{Datastore, Listing, PollOutcome, State};
+use crate::healthlake::{describe_datastore, list_jobs, Clients, ErrorReason, PollError, Target};
+use crate::job::{JobKind, JobStatus};
+use crate::state::{Datastore, Feed, Listing, PollOutcome, State};
 
 /// The first polls after start are spread over at most this long (or half the interval), so that
 /// a hundred datastores do not all call at once, yet the first data arrives within seconds.
@@ -24,23 +25,37 @@ const JITTER_FRACTION: f64 = 0.1;
 /// A datastore that keeps failing is polled at most this rarely (or at the interval, if longer).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-/// Starts one polling task per datastore of `state` (which follows `config`). Dropping or
-/// aborting the returned set stops polling.
+/// Starts one polling task per datastore and feed (export jobs, import jobs, the datastore's
+/// description) that `config` asks for, all sharing one concurrency bound. Dropping or aborting
+/// the returned set stops polling.
 pub fn spawn(config: &Config, clients: Arc<Clients>, state: &State) -> JoinSet<()> {
     let semaphore = Arc::new(Semaphore::new(config.polling.concurrency));
     let mut tasks = JoinSet::new();
     let datastores = state.datastores();
     for (ds_config, datastore) in config.datastores.iter().zip(datastores.iter()) {
         debug_assert_eq!(ds_config.id, datastore.id);
-        let task = DatastoreTask {
-            config: ds_config.clone(),
-            interval: config.polling.interval,
-            settings: PollSettings::of(config),
-            clients: Arc::clone(&clients),
-            datastore: Arc::clone(datastore),
-            semaphore: Arc::clone(&semaphore),
-        };
-        tasks.spawn(task.run());
+        let mut feeds = Vec::new();
+        if ds_config.jobs.export {
+            feeds.push((Feed::Jobs(JobKind::Export), config.polling.interval));
+        }
+        if ds_config.jobs.import {
+            feeds.push((Feed::Jobs(JobKind::Import), config.polling.interval));
+        }
+        if config.polling.datastore_health {
+            feeds.push((Feed::Datastore, config.polling.datastore_interval));
+        }
+        for (feed, interval) in feeds {
+            let task = FeedTask {
+                config: ds_config.clone(),
+                feed,
+                interval,
+                settings: PollSettings::of(config),
+                clients: Arc::clone(&clients),
+                datastore: Arc::clone(datastore),
+                semaphore: Arc::clone(&semaphore),
+            };
+            tasks.spawn(task.run());
+        }
     }
     tasks
 }
@@ -81,42 +96,42 @@ impl PollSettings {
 #[derive(Debug)]
 pub struct PollFailure {
     pub error: PollError,
-    /// The datastore was up, never polled, or failing for another reason: worth a log line.
+    /// The feed was up, never polled, or failing for another reason: worth a log line.
     pub news: bool,
 }
 
-/// One poll of one datastore: lists its jobs (all of them, or only the unsettled ones when a full
-/// listing is not due), within `settings.timeout`, and merges them into its record. A failure is
-/// recorded as such and returned.
-pub async fn poll_datastore(
+/// One poll of one datastore's `kind` jobs: lists them (all, or only the unsettled ones when a
+/// full listing is not due), within `settings.timeout`, and merges them into its record. A failure
+/// is recorded as such and returned.
+pub async fn poll_jobs(
     target: &Target,
     datastore: &Datastore,
+    kind: JobKind,
     settings: &PollSettings,
 ) -> Result<PollOutcome, PollFailure> {
-    datastore.record_attempt_start();
+    let feed = Feed::Jobs(kind);
+    datastore.record_attempt_start(feed);
     let started = Instant::now();
-    let listing = datastore.next_listing(settings.full_resync_interval);
+    let listing = datastore.next_listing(kind, settings.full_resync_interval);
     let submitted_after = match listing {
         Listing::Full => None,
         Listing::SubmittedAfter(after) => Some(after),
     };
-    let listed = tokio::time::timeout(
+    let listed = within(
         settings.timeout,
-        list_export_jobs(target, &datastore.id, submitted_after, settings.max_pages),
+        list_jobs(
+            target,
+            kind,
+            &datastore.id,
+            submitted_after,
+            settings.max_pages,
+        ),
     )
-    .await
-    .unwrap_or_else(|_| {
-        Err(PollError::new(
-            ErrorReason::Timeout,
-            format!(
-                "the poll took longer than polling.timeout ({})",
-                humantime::format_duration(settings.timeout)
-            ),
-        ))
-    });
+    .await;
     let poll_seconds = started.elapsed().as_secs_f64();
     match listed {
         Ok(jobs) => Ok(datastore.record_listing(
+            kind,
             listing,
             jobs,
             settings.job_series_limit,
@@ -124,14 +139,61 @@ pub async fn poll_datastore(
             unix_now(),
         )),
         Err(error) => {
-            let news = datastore.record_failure(&error, poll_seconds);
+            let news = datastore.record_failure(feed, &error, poll_seconds);
             Err(PollFailure { error, news })
         }
     }
 }
 
-struct DatastoreTask {
+/// One poll of export jobs (see [`poll_jobs`]).
+pub async fn poll_datastore(
+    target: &Target,
+    datastore: &Datastore,
+    settings: &PollSettings,
+) -> Result<PollOutcome, PollFailure> {
+    poll_jobs(target, datastore, JobKind::Export, settings).await
+}
+
+/// One `DescribeFHIRDatastore`; returns whether the feed recovered.
+pub async fn poll_description(
+    target: &Target,
+    datastore: &Datastore,
+    settings: &PollSettings,
+) -> Result<bool, PollFailure> {
+    datastore.record_attempt_start(Feed::Datastore);
+    let started = Instant::now();
+    let described = within(settings.timeout, describe_datastore(target, &datastore.id)).await;
+    let poll_seconds = started.elapsed().as_secs_f64();
+    match described {
+        Ok(info) => Ok(datastore.record_description(info, poll_seconds, unix_now())),
+        Err(error) => {
+            let news = datastore.record_failure(Feed::Datastore, &error, poll_seconds);
+            Err(PollFailure { error, news })
+        }
+    }
+}
+
+/// Bounds a whole poll (all pages, all retries) by `timeout`.
+async fn within<T>(
+    timeout: Duration,
+    poll: impl std::future::Future<Output = Result<T, PollError>>,
+) -> Result<T, PollError> {
+    tokio::time::timeout(timeout, poll)
+        .await
+        .unwrap_or_else(|_| {
+            Err(PollError::new(
+                ErrorReason::Timeout,
+                format!(
+                    "the poll took longer than polling.timeout ({})",
+                    humantime::format_duration(timeout)
+                ),
+            ))
+        })
+}
+
+struct FeedTask {
     config: DatastoreConfig,
+    feed: Feed,
     interval: Duration,
     settings: PollSettings,
     clients: Arc<Clients>,
@@ -139,10 +201,10 @@ struct DatastoreTask {
     semaphore: Arc<Semaphore>,
 }
 
-impl DatastoreTask {
+impl FeedTask {
     async fn run(self) {
         // A datastore carried over by a config reload keeps its rhythm; a new one starts soon.
-        let last_attempt = self.datastore().record().health.last_attempt;
+        let last_attempt = self.health(|h| h.last_attempt).flatten();
         let first = match last_attempt {
             Some(at) => at + self.wait_after_poll(),
             None => {
@@ -166,45 +228,53 @@ impl DatastoreTask {
         }
     }
 
-    fn wait_after_poll(&self) -> Duration {
-        let failures = self.datastore().record().health.consecutive_failures;
-        let jitter = 1.0 + JITTER_FRACTION * (2.0 * fastrand::f64() - 1.0);
-        backoff(self.interval, failures).mul_f64(jitter)
+    fn health<T>(&self, read: impl FnOnce(&crate::state::Health) -> T) -> Option<T> {
+        self.datastore.record().health(self.feed).map(read)
     }
 
-    fn datastore(&self) -> &Datastore {
-        &self.datastore
+    fn wait_after_poll(&self) -> Duration {
+        let failures = self.health(|h| h.consecutive_failures).unwrap_or(0);
+        let jitter = 1.0 + JITTER_FRACTION * (2.0 * fastrand::f64() - 1.0);
+        backoff(self.interval, failures).mul_f64(jitter)
     }
 
     async fn poll_once(&self) {
         let ds = &self.config;
         let region = ds.target.region.as_deref().unwrap_or("default");
+        let operation = self.feed.operation();
         let Some(target) = self.clients.for_target(&ds.target) else {
             // Clients are built for every configured target; this cannot happen, but must not panic.
             let error = PollError::new(ErrorReason::Other, "no client for this datastore");
-            self.datastore().record_failure(&error, 0.0);
+            self.datastore.record_failure(self.feed, &error, 0.0);
             return;
         };
-        match poll_datastore(target, self.datastore(), &self.settings).await {
-            Ok(outcome) => {
-                if outcome.recovered {
-                    tracing::info!(datastore_id = %ds.id, datastore_name = %ds.name, region, "datastore polled successfully");
-                } else {
-                    tracing::debug!(datastore_id = %ds.id, "datastore polled");
-                }
-                for (job_id, status) in outcome.finished {
-                    if status == JobStatus::Failed {
-                        tracing::warn!(datastore_id = %ds.id, datastore_name = %ds.name, job_id = %job_id, status = %status, "export job failed");
-                    } else {
-                        tracing::info!(datastore_id = %ds.id, datastore_name = %ds.name, job_id = %job_id, status = %status, "export job finished");
+        let result = match self.feed {
+            Feed::Jobs(kind) => poll_jobs(target, &self.datastore, kind, &self.settings)
+                .await
+                .map(|outcome| {
+                    for (job_id, status) in &outcome.finished {
+                        if *status == JobStatus::Failed {
+                            tracing::warn!(datastore_id = %ds.id, datastore_name = %ds.name, job_id = %job_id, status = %status, "{} job failed", kind.as_str());
+                        } else {
+                            tracing::info!(datastore_id = %ds.id, datastore_name = %ds.name, job_id = %job_id, status = %status, "{} job finished", kind.as_str());
+                        }
                     }
-                }
+                    outcome.recovered
+                }),
+            Feed::Datastore => {
+                poll_description(target, &self.datastore, &self.settings).await
             }
+        };
+        match result {
+            Ok(true) => {
+                tracing::info!(datastore_id = %ds.id, datastore_name = %ds.name, region, operation, "datastore polled successfully");
+            }
+            Ok(false) => tracing::debug!(datastore_id = %ds.id, operation, "datastore polled"),
             Err(PollFailure { error, news: true }) => {
-                tracing::warn!(datastore_id = %ds.id, datastore_name = %ds.name, region, reason = %error.reason, error = %error.message, "poll failed; keeping last-known values");
+                tracing::warn!(datastore_id = %ds.id, datastore_name = %ds.name, region, operation, reason = %error.reason, error = %error.message, "poll failed; keeping last-known values");
             }
             Err(PollFailure { error, news: false }) => {
-                tracing::debug!(datastore_id = %ds.id, reason = %error.reason, error = %error.message, "poll failed again");
+                tracing::debug!(datastore_id = %ds.id, operation, reason = %error.reason, error = %error.message, "poll failed again");
             }
         }
     }

@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
-use crate::healthlake::{ErrorReason, PollError};
-use crate::job::{Job, JobStatus};
+use crate::config::{Config, JobKinds};
+use crate::healthlake::{DatastoreInfo, ErrorReason, PollError};
+use crate::job::{Job, JobKind, JobStatus};
 
 /// Every datastore the config names, in config order, and how the last config reload went.
 /// A reload swaps the list; readers take a snapshot of it and never block a poll for long.
@@ -24,6 +24,22 @@ use crate::job::{Job, JobStatus};
 pub struct State {
     datastores: RwLock<Arc<[Arc<Datastore>]>>,
     reload: ReloadStatus,
+    /// One entry per `[[discovery]]` table, in config order.
+    discovery: Mutex<Vec<DiscoveryStatus>>,
+    /// Bumped on every change of `discovery`, like `Record::version`.
+    discovery_version: AtomicU64,
+}
+
+/// How one `[[discovery]]` entry is doing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DiscoveryStatus {
+    /// The entry's position in the file: the `discovery` label.
+    pub index: usize,
+    /// The entry's region (the `region` label), or "default" for the SDK's region chain.
+    pub region: String,
+    /// Datastores the last successful listing found.
+    pub found: usize,
+    pub health: Health,
 }
 
 /// The outcome of the last config reload.
@@ -67,19 +83,152 @@ pub struct Datastore {
     record: Mutex<Record>,
 }
 
-/// The mutable part of a datastore's state.
+/// The mutable part of a datastore's state: one track per thing polled. A track is `None` when
+/// the configuration does not poll it for this datastore.
 #[derive(Debug, Default)]
 pub struct Record {
+    pub exports: Option<JobTrack>,
+    pub imports: Option<JobTrack>,
+    /// `DescribeFHIRDatastore` results (`polling.datastore_health`).
+    pub datastore: Option<DatastoreTrack>,
+    /// Bumped on every change of this record: lets the metrics encoder reuse what it encoded
+    /// before when nothing changed.
+    pub version: u64,
+}
+
+/// What one job list (exports or imports) of a datastore shows.
+#[derive(Debug, Default)]
+pub struct JobTrack {
     /// `None` until the first successful poll: before it we know nothing about the jobs.
     pub jobs: Option<JobsView>,
     /// Jobs seen entering each terminal status while the exporter runs (all terminal statuses
     /// present, at 0, from the first successful poll).
     pub finished: BTreeMap<JobStatus, u64>,
     pub health: Health,
-    /// Bumped on every change of this record: lets the metrics encoder reuse what it encoded
-    /// before when nothing changed.
-    pub version: u64,
     history: History,
+}
+
+/// The datastore itself, as `DescribeFHIRDatastore` last described it.
+#[derive(Debug, Default)]
+pub struct DatastoreTrack {
+    pub info: Option<DatastoreInfo>,
+    pub health: Health,
+}
+
+/// What a poll asks HealthLake for: one of the job lists, or the datastore's own description.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Feed {
+    Jobs(JobKind),
+    Datastore,
+}
+
+impl Feed {
+    /// Export jobs: the feed of `healthlake_datastore_up` and `healthlake_poll_errors_total`.
+    pub const EXPORTS: Feed = Feed::Jobs(JobKind::Export);
+    pub const IMPORTS: Feed = Feed::Jobs(JobKind::Import);
+
+    pub fn operation(self) -> &'static str {
+        match self {
+            Feed::Jobs(kind) => kind.operation(),
+            Feed::Datastore => "DescribeFHIRDatastore",
+        }
+    }
+}
+
+impl Health {
+    /// A health with every error reason present at 0, so `increase()` works on the first error.
+    fn new() -> Health {
+        Health {
+            errors: ErrorReason::ALL.iter().map(|r| (*r, 0)).collect(),
+            ..Health::default()
+        }
+    }
+}
+
+impl JobTrack {
+    fn new() -> JobTrack {
+        JobTrack {
+            health: Health::new(),
+            ..JobTrack::default()
+        }
+    }
+}
+
+impl Record {
+    pub fn track(&self, kind: JobKind) -> Option<&JobTrack> {
+        match kind {
+            JobKind::Export => self.exports.as_ref(),
+            JobKind::Import => self.imports.as_ref(),
+        }
+    }
+
+    fn track_mut(&mut self, kind: JobKind) -> &mut JobTrack {
+        let track = match kind {
+            JobKind::Export => &mut self.exports,
+            JobKind::Import => &mut self.imports,
+        };
+        track.get_or_insert_with(JobTrack::new)
+    }
+
+    /// Every job list this record polls has had a poll attempted.
+    fn jobs_attempted(&self) -> bool {
+        [&self.exports, &self.imports]
+            .into_iter()
+            .flatten()
+            .all(|track| track.health.attempts > 0)
+    }
+
+    /// Polls of `feed` attempted so far (0 when the feed is not polled).
+    pub fn attempts(&self, feed: Feed) -> u64 {
+        self.health(feed).map_or(0, |h| h.attempts)
+    }
+
+    pub fn health(&self, feed: Feed) -> Option<&Health> {
+        match feed {
+            Feed::Jobs(kind) => self.track(kind).map(|t| &t.health),
+            Feed::Datastore => self.datastore.as_ref().map(|d| &d.health),
+        }
+    }
+
+    fn health_mut(&mut self, feed: Feed) -> &mut Health {
+        match feed {
+            Feed::Jobs(kind) => &mut self.track_mut(kind).health,
+            Feed::Datastore => {
+                &mut self
+                    .datastore
+                    .get_or_insert_with(|| DatastoreTrack {
+                        info: None,
+                        health: Health::new(),
+                    })
+                    .health
+            }
+        }
+    }
+
+    /// Makes the record poll what `config` says for this datastore: tracks switched off are dropped
+    /// (with their series), tracks switched on start empty, the others are kept.
+    fn follow(&mut self, jobs: JobKinds, datastore_health: bool) {
+        fn keep(track: &mut Option<JobTrack>, on: bool) {
+            match (on, track.is_some()) {
+                (true, false) => *track = Some(JobTrack::new()),
+                (false, true) => *track = None,
+                _ => {}
+            }
+        }
+        keep(&mut self.exports, jobs.export);
+        keep(&mut self.imports, jobs.import);
+        match (datastore_health, self.datastore.is_some()) {
+            (true, false) => {
+                self.datastore = Some(DatastoreTrack {
+                    info: None,
+                    health: Health::new(),
+                })
+            }
+            (false, true) => self.datastore = None,
+            _ => {}
+        }
+        self.version += 1;
+    }
 }
 
 /// The bookkeeping that lets a poll list only what can still change.
@@ -154,10 +303,80 @@ pub struct PollOutcome {
 impl State {
     /// The state for a config first loaded at `now` (Unix seconds).
     pub fn new(config: &Config, now: f64) -> State {
-        State {
+        let state = State {
             datastores: RwLock::new(build_datastores(config, &[])),
             reload: ReloadStatus::loaded_at(now),
+            discovery: Mutex::new(Vec::new()),
+            discovery_version: AtomicU64::new(0),
+        };
+        state.follow_discovery(config, false);
+        state
+    }
+
+    /// Sizes the discovery statuses to `config`'s entries; entries unchanged since `keep` keep
+    /// their status.
+    pub fn follow_discovery(&self, config: &Config, keep: bool) {
+        let mut statuses = self.discovery.lock().unwrap_or_else(|p| p.into_inner());
+        let next = config
+            .discovery
+            .iter()
+            .enumerate()
+            .map(|(index, entry)| {
+                let region = entry
+                    .target
+                    .region
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned());
+                match statuses.get(index) {
+                    Some(old) if keep && old.region == region => old.clone(),
+                    _ => DiscoveryStatus {
+                        index,
+                        region,
+                        found: 0,
+                        health: Health::new(),
+                    },
+                }
+            })
+            .collect();
+        *statuses = next;
+        self.discovery_version.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Changes whenever a discovery status changes.
+    pub fn discovery_version(&self) -> u64 {
+        self.discovery_version.load(Ordering::Relaxed)
+    }
+
+    /// Records the outcome of one discovery listing; returns whether a failure is news.
+    pub fn record_discovery(
+        &self,
+        index: usize,
+        outcome: Result<usize, &PollError>,
+        poll_seconds: f64,
+        now: f64,
+    ) -> bool {
+        let mut statuses = self.discovery.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(status) = statuses.get_mut(index) else {
+            return false;
+        };
+        self.discovery_version.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(found) => {
+                let recovered = !status.health.up;
+                status.found = found;
+                status.health.succeeded(poll_seconds, now);
+                recovered
+            }
+            Err(error) => status.health.failed(error, poll_seconds),
         }
+    }
+
+    /// The discovery entries' statuses, copied.
+    pub fn discovery(&self) -> Vec<DiscoveryStatus> {
+        self.discovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Switches to a reloaded `config`: datastores still listed keep their record (job data,
@@ -181,36 +400,43 @@ impl State {
     /// Ready once every datastore has had its first poll attempted, whatever its outcome: readiness
     /// must never depend on AWS, because a sidecar's readiness gates its whole pod.
     pub fn first_cycle_attempted(&self) -> bool {
-        self.datastores()
+        let discovered = self
+            .discovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .all(|ds| ds.record().health.attempts > 0)
+            .all(|d| d.health.attempts > 0);
+        discovered
+            && self
+                .datastores()
+                .iter()
+                .all(|ds| ds.record().jobs_attempted())
     }
 }
 
 fn build_datastores(config: &Config, previous: &[Arc<Datastore>]) -> Arc<[Arc<Datastore>]> {
     let mut old: HashMap<&str, &Arc<Datastore>> =
         previous.iter().map(|d| (d.id.as_str(), d)).collect();
+    let datastore_health = config.polling.datastore_health;
     config
         .datastores
         .iter()
-        .map(|ds| match old.remove(ds.id.as_str()) {
-            Some(kept) if kept.name == ds.name => Arc::clone(kept),
-            Some(renamed) => Arc::new(Datastore {
-                id: ds.id.clone(),
-                name: ds.name.clone(),
-                record: Mutex::new(std::mem::take(&mut *renamed.record())),
-            }),
-            None => Arc::new(Datastore {
-                id: ds.id.clone(),
-                name: ds.name.clone(),
-                record: Mutex::new(Record {
-                    health: Health {
-                        errors: ErrorReason::ALL.iter().map(|r| (*r, 0)).collect(),
-                        ..Health::default()
-                    },
-                    ..Record::default()
+        .map(|ds| {
+            let datastore = match old.remove(ds.id.as_str()) {
+                Some(kept) if kept.name == ds.name => Arc::clone(kept),
+                Some(renamed) => Arc::new(Datastore {
+                    id: ds.id.clone(),
+                    name: ds.name.clone(),
+                    record: Mutex::new(std::mem::take(&mut *renamed.record())),
                 }),
-            }),
+                None => Arc::new(Datastore {
+                    id: ds.id.clone(),
+                    name: ds.name.clone(),
+                    record: Mutex::new(Record::default()),
+                }),
+            };
+            datastore.record().follow(ds.jobs, datastore_health);
+            datastore
         })
         .collect()
 }
@@ -259,19 +485,22 @@ impl Datastore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Notes that a poll starts now.
-    pub fn record_attempt_start(&self) {
-        self.record().health.last_attempt = Some(Instant::now());
+    /// Notes that a poll of `feed` starts now.
+    pub fn record_attempt_start(&self, feed: Feed) {
+        self.record().health_mut(feed).last_attempt = Some(Instant::now());
     }
 
-    /// What the next poll should list: everything on the first poll and once `full_resync` has
-    /// passed since the last full listing, otherwise only the jobs that are not settled.
-    pub fn next_listing(&self, full_resync: Duration) -> Listing {
+    /// What the next poll of `kind` should list: everything on the first poll and once
+    /// `full_resync` has passed since the last full listing, otherwise only unsettled jobs.
+    pub fn next_listing(&self, kind: JobKind, full_resync: Duration) -> Listing {
         let record = self.record();
-        let history = &record.history;
+        let Some(track) = record.track(kind) else {
+            return Listing::Full;
+        };
+        let history = &track.history;
         match (history.settled, history.last_full) {
             (Some(settled), Some(last_full))
-                if record.jobs.is_some() && last_full.elapsed() < full_resync =>
+                if track.jobs.is_some() && last_full.elapsed() < full_resync =>
             {
                 Listing::SubmittedAfter(settled)
             }
@@ -279,7 +508,7 @@ impl Datastore {
         }
     }
 
-    /// Merges a full listing (see [`Datastore::record_listing`]).
+    /// Merges a full listing of export jobs (see [`Datastore::record_listing`]).
     pub fn record_success(
         &self,
         jobs: Vec<Job>,
@@ -287,14 +516,22 @@ impl Datastore {
         poll_seconds: f64,
         now: f64,
     ) -> PollOutcome {
-        self.record_listing(Listing::Full, jobs, job_series_limit, poll_seconds, now)
+        self.record_listing(
+            JobKind::Export,
+            Listing::Full,
+            jobs,
+            job_series_limit,
+            poll_seconds,
+            now,
+        )
     }
 
-    /// Merges a successful listing of the kind `listing`, taken `poll_seconds` long and ending at
-    /// `now` (Unix seconds). The result is the same as if every job had been listed: settled jobs
-    /// are counted from `settled_counts`, the others from the listing.
+    /// Merges a successful listing of `kind` jobs of the kind `listing`, taken `poll_seconds`
+    /// long and ending at `now` (Unix seconds). The result is the same as if every job had been
+    /// listed: settled jobs are counted from `settled_counts`, the others from the listing.
     pub fn record_listing(
         &self,
+        kind: JobKind,
         listing: Listing,
         jobs: Vec<Job>,
         job_series_limit: usize,
@@ -302,8 +539,69 @@ impl Datastore {
         now: f64,
     ) -> PollOutcome {
         let mut record = self.record();
-        let record = &mut *record;
         record.version += 1;
+        record
+            .track_mut(kind)
+            .merge(listing, jobs, job_series_limit, poll_seconds, now)
+    }
+
+    /// Records a successful `DescribeFHIRDatastore`. Returns whether the datastore was not up.
+    pub fn record_description(&self, info: DatastoreInfo, poll_seconds: f64, now: f64) -> bool {
+        let mut record = self.record();
+        record.version += 1;
+        let health = record.health_mut(Feed::Datastore);
+        let recovered = !health.up;
+        health.succeeded(poll_seconds, now);
+        if let Some(track) = record.datastore.as_mut() {
+            track.info = Some(info);
+        }
+        recovered
+    }
+
+    /// Records a failed poll of `feed`: health only, data untouched. Returns whether this is news
+    /// (the feed was up, never polled, or failing for another reason) so the poller logs once per
+    /// change rather than once per poll.
+    pub fn record_failure(&self, feed: Feed, error: &PollError, poll_seconds: f64) -> bool {
+        let mut record = self.record();
+        record.version += 1;
+        record.health_mut(feed).failed(error, poll_seconds)
+    }
+}
+
+impl Health {
+    fn succeeded(&mut self, poll_seconds: f64, now: f64) {
+        self.up = true;
+        self.attempts += 1;
+        self.last_poll_seconds = Some(poll_seconds);
+        self.last_success = Some(now);
+        self.last_error = None;
+        self.consecutive_failures = 0;
+    }
+
+    fn failed(&mut self, error: &PollError, poll_seconds: f64) -> bool {
+        let news = self.up
+            || self.attempts == 0
+            || self.last_error.as_ref().map(|e| e.reason) != Some(error.reason);
+        self.up = false;
+        self.attempts += 1;
+        self.last_poll_seconds = Some(poll_seconds);
+        *self.errors.entry(error.reason).or_insert(0) += 1;
+        self.last_error = Some(error.clone());
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        news
+    }
+}
+
+impl JobTrack {
+    fn merge(
+        &mut self,
+        listing: Listing,
+        jobs: Vec<Job>,
+        job_series_limit: usize,
+        poll_seconds: f64,
+        now: f64,
+    ) -> PollOutcome {
+        let record = self;
         let first_success = record.jobs.is_none();
         let recovered = !record.health.up;
         if first_success {
@@ -409,36 +707,11 @@ impl Datastore {
             recent,
             oldest_active_submitted: oldest_active,
         });
-        let health = &mut record.health;
-        health.up = true;
-        health.attempts += 1;
-        health.last_poll_seconds = Some(poll_seconds);
-        health.last_success = Some(now);
-        health.last_error = None;
-        health.consecutive_failures = 0;
+        record.health.succeeded(poll_seconds, now);
         PollOutcome {
             recovered,
             finished,
         }
-    }
-
-    /// Records a failed poll: health only, job data untouched. Returns whether this is news (the
-    /// datastore was up, never polled, or failing for another reason) so the poller logs once per
-    /// change rather than once per poll.
-    pub fn record_failure(&self, error: &PollError, poll_seconds: f64) -> bool {
-        let mut record = self.record();
-        record.version += 1;
-        let health = &mut record.health;
-        let news = health.up
-            || health.attempts == 0
-            || health.last_error.as_ref().map(|e| e.reason) != Some(error.reason);
-        health.up = false;
-        health.attempts += 1;
-        health.last_poll_seconds = Some(poll_seconds);
-        *health.errors.entry(error.reason).or_insert(0) += 1;
-        health.last_error = Some(error.clone());
-        health.consecutive_failures = health.consecutive_failures.saturating_add(1);
-        news
     }
 }
 
@@ -461,6 +734,7 @@ mod tests {
             status,
             submitted,
             ended,
+            progress: None,
         }
     }
 
@@ -481,7 +755,7 @@ mod tests {
             50.0,
         );
         let record = ds.record();
-        let view = record.jobs.as_ref().unwrap();
+        let view = record.exports.as_ref().unwrap().jobs.as_ref().unwrap();
         assert_eq!(view.counts.len(), 11);
         assert_eq!(view.counts[&JobStatus::Completed], 2);
         assert_eq!(view.counts[&JobStatus::Failed], 0);
@@ -506,8 +780,11 @@ mod tests {
         );
         assert!(first.recovered);
         assert!(first.finished.is_empty());
-        assert_eq!(ds.record().finished[&JobStatus::Failed], 0);
-        assert_eq!(ds.record().finished.len(), 5);
+        assert_eq!(
+            ds.record().exports.as_ref().unwrap().finished[&JobStatus::Failed],
+            0
+        );
+        assert_eq!(ds.record().exports.as_ref().unwrap().finished.len(), 5);
 
         let second = ds.record_success(
             vec![
@@ -540,9 +817,25 @@ mod tests {
         );
         assert!(third.finished.is_empty());
         let record = ds.record();
-        assert_eq!(record.finished[&JobStatus::Failed], 1);
-        assert_eq!(record.finished[&JobStatus::Completed], 1);
-        assert_eq!(record.jobs.as_ref().unwrap().oldest_active_submitted, None);
+        assert_eq!(
+            record.exports.as_ref().unwrap().finished[&JobStatus::Failed],
+            1
+        );
+        assert_eq!(
+            record.exports.as_ref().unwrap().finished[&JobStatus::Completed],
+            1
+        );
+        assert_eq!(
+            record
+                .exports
+                .as_ref()
+                .unwrap()
+                .jobs
+                .as_ref()
+                .unwrap()
+                .oldest_active_submitted,
+            None
+        );
     }
 
     #[test]
@@ -556,6 +849,9 @@ mod tests {
         ds.record_success(jobs, 3, 0.1, 10.0);
         let ids: Vec<String> = ds
             .record()
+            .exports
+            .as_ref()
+            .unwrap()
             .jobs
             .as_ref()
             .unwrap()
@@ -574,13 +870,18 @@ mod tests {
         assert!(!state.first_cycle_attempted());
         ds.record_success(vec![job("a", "COMPLETED", 1.0)], 100, 0.1, 10.0);
         assert!(state.first_cycle_attempted());
-        let before = ds.record().jobs.clone();
+        let before = ds.record().exports.as_ref().unwrap().jobs.clone();
 
         let throttled = PollError::new(ErrorReason::Throttled, "slow down");
-        assert!(ds.record_failure(&throttled, 0.2));
-        assert!(!ds.record_failure(&throttled, 0.2));
-        assert!(ds.record_failure(&PollError::new(ErrorReason::Timeout, "t"), 30.0));
-        let record = ds.record();
+        assert!(ds.record_failure(Feed::EXPORTS, &throttled, 0.2));
+        assert!(!ds.record_failure(Feed::EXPORTS, &throttled, 0.2));
+        assert!(ds.record_failure(
+            Feed::EXPORTS,
+            &PollError::new(ErrorReason::Timeout, "t"),
+            30.0
+        ));
+        let guard = ds.record();
+        let record = guard.exports.as_ref().unwrap();
         assert_eq!(record.jobs, before);
         assert!(!record.health.up);
         assert_eq!(record.health.errors[&ErrorReason::Throttled], 2);
@@ -588,7 +889,7 @@ mod tests {
         assert_eq!(record.health.errors[&ErrorReason::Network], 0);
         assert_eq!(record.health.last_success, Some(10.0));
         assert_eq!(record.health.consecutive_failures, 3);
-        drop(record);
+        drop(guard);
         assert!(ds.record_success(vec![], 100, 0.1, 40.0).recovered);
     }
 }
@@ -621,12 +922,18 @@ mod reload_tests {
         let ids: Vec<&str> = now.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids, ["new", "keep", "same"]);
         assert_eq!(now[1].name, "renamed");
-        assert_eq!(now[1].record().health.last_success, Some(5.0));
+        assert_eq!(
+            now[1].record().health(Feed::EXPORTS).unwrap().last_success,
+            Some(5.0)
+        );
         assert!(
             Arc::ptr_eq(&now[2], &same_before),
             "an unchanged datastore is the same entry"
         );
-        assert_eq!(now[0].record().health.attempts, 0);
-        assert_eq!(now[0].record().health.errors.len(), ErrorReason::ALL.len());
+        assert_eq!(now[0].record().attempts(Feed::EXPORTS), 0);
+        assert_eq!(
+            now[0].record().health(Feed::EXPORTS).unwrap().errors.len(),
+            ErrorReason::ALL.len()
+        );
     }
 }

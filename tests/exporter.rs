@@ -3,6 +3,8 @@
 
 mod common;
 
+use healthlake_exporter::state::Feed;
+
 use std::time::Duration;
 
 use common::*;
@@ -16,8 +18,7 @@ async fn polled(exporter: &Exporter, index: usize, polls: u64) {
     eventually(WAIT, "a poll", || async {
         (exporter.state().datastores()[index]
             .record()
-            .health
-            .attempts
+            .attempts(Feed::EXPORTS)
             >= polls)
             .then_some(())
     })
@@ -187,7 +188,9 @@ async fn durations_oldest_age_and_the_series_limit() {
 
     // A newer job pushes the oldest of the three out of the duration series.
     fake.add_job("ds", FakeJob::new("newest", "SUBMITTED", now()));
-    let attempts = exporter.state().datastores()[0].record().health.attempts;
+    let attempts = exporter.state().datastores()[0]
+        .record()
+        .attempts(Feed::EXPORTS);
     polled(&exporter, 0, attempts + 1).await;
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(metrics.series(name, &[]).len(), 3);
@@ -275,7 +278,9 @@ async fn finished_counter_ignores_history_and_counts_new_failures() {
     );
 
     // Further polls of the same history do not count it again.
-    let attempts = exporter.state().datastores()[0].record().health.attempts;
+    let attempts = exporter.state().datastores()[0]
+        .record()
+        .attempts(Feed::EXPORTS);
     polled(&exporter, 0, attempts + 2).await;
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(metrics.value(&finished("FAILED")), 1.0);
@@ -441,7 +446,9 @@ async fn last_known_values_stay_while_polls_fail_and_recover() {
     assert!((success_time - now()).abs() < 10.0);
 
     fake.set_fault("ds", Some(Fault::Throttling));
-    let attempts = exporter.state().datastores()[0].record().health.attempts;
+    let attempts = exporter.state().datastores()[0]
+        .record()
+        .attempts(Feed::EXPORTS);
     polled(&exporter, 0, attempts + 2).await;
     let bad = scrape(exporter.local_addr()).await;
     assert_eq!(
@@ -532,7 +539,12 @@ async fn a_slow_datastore_never_delays_a_healthy_one() {
     .replace("timeout = \"5s\"", "timeout = \"10s\"");
     let exporter = start_exporter(&text).await;
     polled(&exporter, 1, 3).await; // three fast polls while the slow one is still stuck in its first
-    assert_eq!(exporter.state().datastores()[0].record().health.attempts, 0);
+    assert_eq!(
+        exporter.state().datastores()[0]
+            .record()
+            .attempts(Feed::EXPORTS),
+        0
+    );
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(
         metrics.value(&key("healthlake_datastore_up", "fast", "fast", "")),

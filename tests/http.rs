@@ -57,7 +57,7 @@ async fn routes_answer_with_the_right_status_and_type() {
     assert!(head.contains("content-type: text/html"));
     assert!(body.contains("href=\"/metrics\""));
     assert!(
-        body.contains("<td>ds1</td><td>&lt;prod &amp; &#39;co&#39;&gt;</td><td>1</td>"),
+        body.contains("<td>ds1</td><td>&lt;prod &amp; &#39;co&#39;&gt;</td><td>up</td><td>not polled</td><td>not polled</td>"),
         "{body}"
     );
 

@@ -13,9 +13,9 @@ use flate2::read::{GzDecoder, MultiGzDecoder};
 use healthlake_exporter::config::Config;
 use healthlake_exporter::healthlake::{ErrorReason, PollError};
 use healthlake_exporter::http::{self, HttpContext};
-use healthlake_exporter::job::{Job, JobStatus};
+use healthlake_exporter::job::{Job, JobKind, JobStatus};
 use healthlake_exporter::metrics::{render_uncached, Format, MetricsCache};
-use healthlake_exporter::state::State;
+use healthlake_exporter::state::{Feed, State};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -28,6 +28,10 @@ fn config(datastores: &[(String, String)]) -> Config {
             "[[datastores]]\nid = \"{id}\"\nname = {}\n",
             toml_string(name)
         ));
+        // Some datastores poll import jobs only: they have no export series.
+        if name.ends_with("-imports") {
+            text.push_str("jobs = [\"import\"]\n");
+        }
     }
     Config::parse(&text, Path::new("t.toml")).expect("valid config")
 }
@@ -88,6 +92,7 @@ fn random_jobs(rng: &mut fastrand::Rng, now: f64) -> Vec<Job> {
                 status,
                 submitted,
                 ended,
+                progress: None,
             }
         })
         .collect()
@@ -134,7 +139,9 @@ fn datastore_list(rng: &mut fastrand::Rng, universe: usize) -> Vec<(String, Stri
     rng.shuffle(&mut ids);
     ids.into_iter()
         .map(|i| {
-            let name = if rng.u8(..5) == 0 {
+            let name = if rng.u8(..7) == 0 {
+                format!("store-{i}-imports")
+            } else if rng.u8(..5) == 0 {
                 // Names must not be empty in the config.
                 format!("{}{i}", NAMES[rng.usize(..NAMES.len())])
             } else {
@@ -163,7 +170,12 @@ fn cached_output_equals_a_fresh_encoding_through_changes_failures_and_reloads() 
                     }
                     2 => {
                         let reason = ErrorReason::ALL[rng.usize(..ErrorReason::ALL.len())];
-                        ds.record_failure(&PollError::new(reason, "boom"), rng.f64() * 30.0);
+                        let feed = match rng.u8(..3) {
+                            0 => Feed::Jobs(JobKind::Import),
+                            _ => Feed::Jobs(JobKind::Export),
+                        };
+                        let error = PollError::new(reason, "boom");
+                        ds.record_failure(feed, &error, rng.f64() * 30.0);
                     }
                     _ => {}
                 }
@@ -200,7 +212,8 @@ fn an_unchanged_state_is_not_encoded_again() {
     assert_eq!(cache.stats().encodes, after_first, "nothing changed");
 
     let datastores = state.datastores();
-    datastores[1].record_failure(&PollError::new(ErrorReason::Throttled, "slow"), 1.0);
+    let export = Feed::Jobs(JobKind::Export);
+    datastores[1].record_failure(export, &PollError::new(ErrorReason::Throttled, "slow"), 1.0);
     check(&cache, &state, 2500.0, "after a failure");
     assert_eq!(
         cache.stats().encodes,
@@ -236,6 +249,7 @@ fn a_large_state_compresses_well() {
                 },
                 submitted: now - (300 - k) as f64 * 3600.0,
                 ended: (k != 299).then_some(now - (300 - k) as f64 * 3600.0 + 900.0),
+                progress: None,
             })
             .collect();
         ds.record_success(jobs, 100, 0.1, now);
@@ -302,6 +316,7 @@ async fn metrics_over_http_are_gzipped_only_when_accepted() {
                 status: JobStatus::Completed,
                 submitted: 1000.0 + k as f64,
                 ended: Some(2000.0 + k as f64),
+                progress: None,
             })
             .collect();
         ds.record_success(jobs, 100, 0.25, 3000.0);

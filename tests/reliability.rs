@@ -3,6 +3,8 @@
 
 mod common;
 
+use healthlake_exporter::state::Feed;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -19,7 +21,7 @@ async fn attempts(exporter: &Exporter, id: &str) -> u64 {
         .datastores()
         .iter()
         .find(|d| d.id == id)
-        .map_or(0, |d| d.record().health.attempts)
+        .map_or(0, |d| d.record().attempts(Feed::EXPORTS))
 }
 
 async fn polled(exporter: &Exporter, id: &str, polls: u64) {
@@ -80,7 +82,8 @@ async fn a_nexttoken_loop_and_too_many_pages_end_the_poll_keeping_last_values() 
     );
     let message = exporter.state().datastores()[0]
         .record()
-        .health
+        .health(Feed::EXPORTS)
+        .unwrap()
         .last_error
         .clone()
         .unwrap()
@@ -111,7 +114,8 @@ async fn a_nexttoken_loop_and_too_many_pages_end_the_poll_keeping_last_values() 
     );
     let message = exporter.state().datastores()[1]
         .record()
-        .health
+        .health(Feed::EXPORTS)
+        .unwrap()
         .last_error
         .clone()
         .unwrap()
@@ -144,7 +148,8 @@ async fn an_oversized_response_is_refused_not_buffered() {
     );
     let message = exporter.state().datastores()[0]
         .record()
-        .health
+        .health(Feed::EXPORTS)
+        .unwrap()
         .last_error
         .clone()
         .unwrap()
