@@ -283,6 +283,9 @@ def steady_window(args, pid: int, fake: "Fake", seconds: float) -> dict:
         mem["rss_max"] = max(mem.get("rss_max", 0), mem_kib(pid)["VmRSS"])
     s1, c1, t1 = fake.stats(), cpu_seconds(pid), time.monotonic()
     elapsed = t1 - t0
+    if aligned and not 0.8 <= elapsed / max(rounds, 1) / args.interval <= 1.4:
+        # Quiet gaps inside a round (polls spread out) split it: rounds are not cycles here.
+        aligned = False
     calls = s1["list_calls"] - s0["list_calls"]
     first = s1["first_page_calls"] - s0["first_page_calls"]
     uncls = s1["unclassified_calls"] - s0["unclassified_calls"]
@@ -683,8 +686,9 @@ def main() -> int:
     ap.add_argument("--nginx-workers", default="auto")
     ap.add_argument("--probe-every", type=float, default=None,
                     help="seconds between first-poll probes of /metrics (default 0.25, 1 above 100 datastores)")
-    ap.add_argument("--quiet", type=float, default=1.0,
-                    help="seconds without API calls that end a poll round (window alignment)")
+    ap.add_argument("--quiet", type=float, default=None,
+                    help="seconds without API calls that end a poll round (window alignment; default"
+                         " interval/4, at least 1)")
     ap.add_argument("--first-poll-timeout", type=float, default=900)
     ap.add_argument("--repo", type=Path, default=REPO)
     ap.add_argument("--target-dir", type=Path, default=None)
@@ -695,6 +699,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write all figures here")
     args = ap.parse_args()
     args.sweep_datastores = args.sweep_datastores or args.datastores
+    if args.quiet is None:
+        args.quiet = max(1.0, args.interval / 4)
     if args.probe_every is None:
         args.probe_every = 0.25 if args.datastores <= 100 else 1.0
 

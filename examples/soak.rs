@@ -1,5 +1,6 @@
 //! Soak benchmark (not a test): the release exporter, as its own process, polls a fake HealthLake
-//! whose faults switch on and off and whose job history churns, while a client scrapes `/metrics`
+//! (export and import jobs, datastore health, incremental listings with a full resync every
+//! minute) whose faults switch on and off and whose job history churns, while a client scrapes `/metrics`
 //! continuously. Prints the exporter's memory at the start and end (and every report interval) and
 //! scrape latency percentiles. Memory must not grow with time.
 //!
@@ -133,7 +134,7 @@ async fn main() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let mut config = format!(
-        "[server]\nlisten_address = \"{addr}\"\n[polling]\ninterval = \"2s\"\ntimeout = \"3s\"\nconcurrency = 8\nmax_attempts = 2\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
+        "[server]\nlisten_address = \"{addr}\"\n[polling]\ninterval = \"2s\"\ntimeout = \"3s\"\nconcurrency = 8\nmax_attempts = 2\njobs = [\"export\", \"import\"]\ndatastore_health = true\ndatastore_interval = \"5s\"\nfull_resync_interval = \"1m\"\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n",
         server.endpoint_url()
     );
     for id in &ids {

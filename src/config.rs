@@ -398,6 +398,35 @@ impl Config {
             "aws requests     max_attempts {}, max_requests_per_second {} per account and region, max_pages {}",
             p.max_attempts, p.max_requests_per_second, p.max_pages
         );
+        let kinds = |k: JobKinds| match (k.export, k.import) {
+            (true, true) => "export, import",
+            (false, true) => "import",
+            _ => "export",
+        };
+        let _ = writeln!(
+            out,
+            "polls            jobs [{}], datastore_health {}{}",
+            kinds(p.jobs),
+            p.datastore_health,
+            if p.datastore_health {
+                format!(
+                    " every {}",
+                    humantime::format_duration(p.datastore_interval)
+                )
+            } else {
+                String::new()
+            }
+        );
+        for (i, d) in self.discovery.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "discovery[{i}]     region={} status={} name_prefix={} every {}",
+                d.target.region.as_deref().unwrap_or("(SDK default chain)"),
+                d.status,
+                d.name_prefix.as_deref().unwrap_or("(any)"),
+                humantime::format_duration(d.interval)
+            );
+        }
         let _ = writeln!(out, "datastores       {}", self.datastores.len());
         let shard = p.shard;
         if !shard.is_all() {

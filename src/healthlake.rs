@@ -490,17 +490,14 @@ pub async fn describe_datastore(
         })
 }
 
-/// `ListFHIRDatastores` (all pages) filtered by status on the server; the name prefix is applied
-/// here, as the API only filters by exact name.
+/// `ListFHIRDatastores` (all pages, every status) whose name starts with `name_prefix`; the prefix
+/// is applied here, as the API only filters by exact name. The caller filters by status, so that a
+/// datastore it already polls stays while it is, say, UPDATING.
 pub async fn list_datastores(
     target: &Target,
-    status: &str,
     name_prefix: Option<&str>,
     max_pages: usize,
 ) -> Result<Vec<DatastoreInfo>, PollError> {
-    let filter = aws_sdk_healthlake::types::DatastoreFilter::builder()
-        .datastore_status(aws_sdk_healthlake::types::DatastoreStatus::from(status))
-        .build();
     let mut found = Vec::new();
     let mut next_token: Option<String> = None;
     let mut seen_tokens = HashSet::new();
@@ -509,7 +506,6 @@ pub async fn list_datastores(
         let output = target
             .client
             .list_fhir_datastores()
-            .filter(filter.clone())
             .max_results(PAGE_SIZE)
             .set_next_token(next_token.take())
             .send()

@@ -770,7 +770,7 @@ fn landing_page(state: &State) -> Response<Body> {
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>healthlake-exporter</title></head>\n",
         "<body><h1>healthlake-exporter ",
         env!("CARGO_PKG_VERSION"),
-        "</h1>\n<p>Amazon HealthLake FHIR export jobs as Prometheus metrics.</p>\n",
+        "</h1>\n<p>Amazon HealthLake FHIR export and import jobs and datastores, as Prometheus metrics.</p>\n",
         "<p><a href=\"/metrics\">/metrics</a> &middot; <a href=\"/healthz\">/healthz</a> &middot; <a href=\"/readyz\">/readyz</a></p>\n",
         "<table border=\"1\" cellpadding=\"4\"><tr><th>datastore_id</th><th>datastore_name</th>",
         "<th>export jobs</th><th>import jobs</th><th>datastore</th></tr>\n"

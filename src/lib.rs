@@ -392,16 +392,8 @@ impl Supervisor {
         let previous_file = std::mem::replace(&mut self.file, file);
         let previous_discovered = std::mem::replace(&mut self.discovered, discovered);
         let (config, configured) = self.effective();
-        let before: std::collections::HashSet<String> = self
-            .config
-            .datastores
-            .iter()
-            .map(|d| d.id.clone())
-            .collect();
-        let after: std::collections::HashSet<String> =
-            config.datastores.iter().map(|d| d.id.clone()).collect();
-        let added = after.difference(&before).count();
-        let removed = before.difference(&after).count();
+        let (added, removed) = changed_ids(&self.config, &config);
+        let (added, removed) = (added.len(), removed.len());
         if let Err(error) = self.apply(config).await {
             self.file = previous_file;
             self.discovered = previous_discovered;
@@ -454,19 +446,16 @@ impl Supervisor {
                 return;
             }
         };
-        if self
-            .state
-            .record_discovery(index, Ok(found.len()), poll_seconds, unix_now())
-        {
-            tracing::info!(
-                discovery = index,
-                region,
-                found = found.len(),
-                "datastore discovery succeeded"
-            );
-        }
+        // A datastore joins when it is in the entry's status (ACTIVE by default) and stays, whatever
+        // its status, until it is deleted or gone: an UPDATING datastore keeps its series.
+        let known = &self.discovered[index];
         let datastores: Vec<DatastoreConfig> = found
             .into_iter()
+            .filter(|info| {
+                info.status == entry.status
+                    || (known.iter().any(|d| d.id == info.id)
+                        && !matches!(info.status.as_str(), "DELETING" | "DELETED"))
+            })
             .map(|info| DatastoreConfig {
                 name: info.name.unwrap_or_else(|| info.id.clone()),
                 id: info.id,
@@ -474,33 +463,24 @@ impl Supervisor {
                 jobs: self.file.polling.jobs,
             })
             .collect();
+        if self
+            .state
+            .record_discovery(index, Ok(datastores.len()), poll_seconds, unix_now())
+        {
+            tracing::info!(
+                discovery = index,
+                region,
+                found = datastores.len(),
+                "datastore discovery succeeded"
+            );
+        }
         if self.discovered.get(index) == Some(&datastores) {
             return;
         }
         let previous = std::mem::replace(&mut self.discovered[index], datastores);
         let (config, _) = self.effective();
-        let before: std::collections::HashSet<String> = self
-            .config
-            .datastores
-            .iter()
-            .map(|d| d.id.clone())
-            .collect();
-        let after: std::collections::HashSet<String> =
-            config.datastores.iter().map(|d| d.id.clone()).collect();
-        let added: Vec<&String> = after.difference(&before).collect();
-        let removed: Vec<&String> = before.difference(&after).collect();
-        let (added, removed) = (
-            added
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-            removed
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-        );
+        let (added, removed) = changed_ids(&self.config, &config);
+        let (added, removed) = (added.join(","), removed.join(","));
         match self.apply(config).await {
             Ok(()) => tracing::info!(
                 discovery = index,
@@ -537,7 +517,6 @@ impl Supervisor {
                         timeout,
                         healthlake::list_datastores(
                             &target,
-                            &entry.status,
                             entry.name_prefix.as_deref(),
                             max_pages,
                         ),
@@ -565,6 +544,18 @@ impl Supervisor {
             });
         }
     }
+}
+
+/// The datastore ids `after` adds to `before`, and those it removes, each sorted.
+fn changed_ids(before: &Config, after: &Config) -> (Vec<String>, Vec<String>) {
+    let ids = |c: &Config| -> std::collections::BTreeSet<String> {
+        c.datastores.iter().map(|d| d.id.clone()).collect()
+    };
+    let (before, after) = (ids(before), ids(after));
+    (
+        after.difference(&before).cloned().collect(),
+        before.difference(&after).cloned().collect(),
+    )
 }
 
 /// A replica whose shard owns nothing still runs (it stays ready and serves its own health

@@ -377,6 +377,24 @@ async fn discovery_adds_and_drops_datastores_and_configured_entries_win() {
         .series("healthlake_export_jobs", &[("datastore_id", "d-prod-a")])
         .is_empty());
 
+    // A discovered datastore that is UPDATING stays polled (it did not disappear).
+    fake.set_datastore_status("d-prod-b", "UPDATING");
+    let listed = fake.request_count_for("ListFHIRDatastores", "");
+    eventually(WAIT, "two more discovery listings", || async {
+        (fake.request_count_for("ListFHIRDatastores", "") >= listed + 2).then_some(())
+    })
+    .await;
+    let m = scrape(exporter.local_addr()).await;
+    assert_eq!(
+        up(&m, "d-prod-b", "prod-b"),
+        Some(1.0),
+        "UPDATING keeps its series"
+    );
+    assert_eq!(
+        m.value("healthlake_discovery_datastores{discovery=\"0\",region=\"us-east-1\"}"),
+        2.0
+    );
+
     // A discovery failure keeps what was found; it is counted under its reason.
     fake.set_list_datastores_fault(Some(Fault::Throttling));
     let m = eventually(WAIT, "the discovery failure", || async {

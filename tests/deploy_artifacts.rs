@@ -986,58 +986,126 @@ fn dockerfile_lints_clean_with_hadolint() {
     );
 }
 
+/// A policy's `Action` or `Resource`: one string or a list of strings.
+fn string_or_list(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .map(|x| x.as_str().expect("string").to_string())
+            .collect(),
+        other => panic!("expected string or list, got {other}"),
+    }
+}
+
+/// `arn:PARTITION:healthlake:REGION:ACCOUNT:datastore/fhir/ID` with a 32-character ID, or `*` as
+/// the ID when `wildcard_id` (discovered datastores are not known in advance).
+fn assert_datastore_arn(arn: &str, wildcard_id: bool) {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    assert_eq!(parts.len(), 6, "{arn}");
+    assert!(
+        parts[0] == "arn" && parts[1].starts_with("aws") && parts[2] == "healthlake",
+        "{arn}"
+    );
+    assert!(
+        !parts[3].is_empty()
+            && parts[3]
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+        "region in {arn}"
+    );
+    assert!(
+        parts[4].len() == 12 && parts[4].chars().all(|c| c.is_ascii_digit()),
+        "account in {arn}"
+    );
+    let id = parts[5]
+        .strip_prefix("datastore/fhir/")
+        .unwrap_or_else(|| panic!("datastore ARN: {arn}"));
+    assert!(
+        (id.len() == 32 && id.chars().all(|c| c.is_ascii_alphanumeric()))
+            || (wildcard_id && id == "*"),
+        "datastore id in {arn}"
+    );
+}
+
+fn policy_statements(file: &str) -> Vec<Value> {
+    let policy: Value = serde_json::from_str(&read(&deploy().join(file)))
+        .unwrap_or_else(|e| panic!("{file}: not valid JSON: {e}"));
+    assert_eq!(policy["Version"], "2012-10-17", "{file}");
+    let statements = policy["Statement"].as_array().expect("Statement array");
+    assert!(!statements.is_empty(), "{file}: no statements");
+    for st in statements {
+        assert_eq!(st["Effect"], "Allow", "{file}");
+        assert!(
+            st.get("NotAction").is_none() && st.get("NotResource").is_none(),
+            "{file}: NotAction / NotResource widen a policy"
+        );
+    }
+    statements.clone()
+}
+
 #[test]
 fn iam_policy_is_least_privilege() {
-    let policy: Value =
-        serde_json::from_str(&read(&deploy().join("iam-policy.json"))).expect("valid JSON");
-    assert_eq!(policy["Version"], "2012-10-17");
-    let statements = policy["Statement"].as_array().expect("Statement array");
-    assert!(!statements.is_empty());
-    let as_list = |v: &Value| -> Vec<String> {
-        match v {
-            Value::String(s) => vec![s.clone()],
-            Value::Array(a) => a
-                .iter()
-                .map(|x| x.as_str().expect("string").to_string())
-                .collect(),
-            other => panic!("expected string or list, got {other}"),
-        }
-    };
-    for st in statements {
-        assert_eq!(st["Effect"], "Allow");
-        assert!(st.get("NotAction").is_none() && st.get("NotResource").is_none());
+    for st in policy_statements("iam-policy.json") {
         assert_eq!(
-            as_list(&st["Action"]),
+            string_or_list(&st["Action"]),
             vec!["healthlake:ListFHIRExportJobs".to_string()]
         );
-        let resources = as_list(&st["Resource"]);
+        let resources = string_or_list(&st["Resource"]);
         assert!(!resources.is_empty());
         for arn in resources {
-            // arn:PARTITION:healthlake:REGION:ACCOUNT:datastore/fhir/ID (ID: 32 characters)
-            let parts: Vec<&str> = arn.splitn(6, ':').collect();
-            assert_eq!(parts.len(), 6, "{arn}");
-            assert!(
-                parts[0] == "arn" && parts[1].starts_with("aws") && parts[2] == "healthlake",
-                "{arn}"
-            );
-            assert!(
-                !parts[3].is_empty()
-                    && parts[3]
-                        .chars()
-                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
-                "region in {arn}"
-            );
-            assert!(
-                parts[4].len() == 12 && parts[4].chars().all(|c| c.is_ascii_digit()),
-                "account in {arn}"
-            );
-            let id = parts[5]
-                .strip_prefix("datastore/fhir/")
-                .unwrap_or_else(|| panic!("datastore ARN: {arn}"));
-            assert!(
-                id.len() == 32 && id.chars().all(|c| c.is_ascii_alphanumeric()),
-                "datastore id in {arn}"
-            );
+            assert_datastore_arn(&arn, false);
         }
     }
+}
+
+/// The policy for every optional feature: one statement (with its own Sid) per feature, each
+/// action exactly once; the datastore actions scoped to datastore ARNs, and only
+/// ListFHIRDatastores (which has no resource type in the service authorization reference) on `*`.
+#[test]
+fn iam_policy_for_all_features_scopes_each_action() {
+    let file = "iam-policy-all-features.json";
+    let statements = policy_statements(file);
+    let mut seen: Vec<String> = Vec::new();
+    let mut sids = BTreeSet::new();
+    for st in &statements {
+        let sid = st["Sid"].as_str().unwrap_or_default();
+        assert!(
+            !sid.is_empty() && sid.chars().all(|c| c.is_ascii_alphanumeric()),
+            "{file}: every statement needs an alphanumeric Sid: {st}"
+        );
+        assert!(sids.insert(sid.to_string()), "{file}: Sid {sid} twice");
+        let actions = string_or_list(&st["Action"]);
+        assert_eq!(actions.len(), 1, "{file}: one feature per statement: {st}");
+        let action = actions[0].clone();
+        let resources = string_or_list(&st["Resource"]);
+        assert!(!resources.is_empty(), "{file}: {sid}: no Resource");
+        match action.as_str() {
+            "healthlake:ListFHIRExportJobs"
+            | "healthlake:ListFHIRImportJobs"
+            | "healthlake:DescribeFHIRDatastore" => {
+                for arn in &resources {
+                    assert_datastore_arn(arn, true);
+                }
+            }
+            "healthlake:ListFHIRDatastores" => assert_eq!(
+                resources,
+                vec!["*".to_string()],
+                "{file}: ListFHIRDatastores cannot be scoped to a datastore"
+            ),
+            other => panic!("{file}: {sid}: the exporter never calls {other}"),
+        }
+        seen.push(action);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "healthlake:DescribeFHIRDatastore",
+            "healthlake:ListFHIRDatastores",
+            "healthlake:ListFHIRExportJobs",
+            "healthlake:ListFHIRImportJobs",
+        ],
+        "{file}: each action the exporter can call, exactly once"
+    );
 }
