@@ -441,6 +441,13 @@ fn build_datastores(config: &Config, previous: &[Arc<Datastore>]) -> Arc<[Arc<Da
         .collect()
 }
 
+/// Newest submitted first; ties by id, so the order is stable.
+fn newest_first(a: &Job, b: &Job) -> std::cmp::Ordering {
+    b.submitted
+        .total_cmp(&a.submitted)
+        .then_with(|| a.id.cmp(&b.id))
+}
+
 impl History {
     /// Moves the jobs that can no longer change out of the window into the settled counts: those
     /// submitted before both the oldest unfinished job and the late-job window behind the newest.
@@ -473,6 +480,8 @@ impl History {
                 true
             }
         });
+        // After a full listing the window held the whole history: give that memory back.
+        self.window.shrink_to_fit();
     }
 }
 
@@ -648,7 +657,12 @@ impl JobTrack {
                 history.settled_counts.clear();
                 history.settled = None;
                 history.last_full = Some(Instant::now());
-                recent = jobs.clone();
+                // Only the newest `job_series_limit` jobs are kept for their series: sort
+                // references and copy those, not the whole history.
+                let mut newest: Vec<&Job> = jobs.iter().collect();
+                newest.sort_unstable_by(|a, b| newest_first(a, b));
+                newest.truncate(job_series_limit);
+                recent = newest.into_iter().cloned().collect();
                 history.window = jobs.into_iter().map(|j| (j.id.clone(), j)).collect();
             }
             Listing::SubmittedAfter(after) => {
@@ -694,11 +708,7 @@ impl JobTrack {
         }
         counts.retain(|status, n| *n > 0 || !matches!(status, JobStatus::Unknown(_)));
 
-        recent.sort_unstable_by(|a, b| {
-            b.submitted
-                .total_cmp(&a.submitted)
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        recent.sort_unstable_by(newest_first);
         recent.truncate(job_series_limit);
         recent.shrink_to_fit();
 
