@@ -13,7 +13,12 @@ table (and writes Markdown/JSON on request). Every process it starts is stopped 
     bench/scale.py                                   # 50 x 2000, interval 15s, 3 cycles
     bench/scale.py --sweep 100,20000                 # + API calls per cycle at 100 and 20,000 jobs
     bench/scale.py --datastores 1000 --jobs 1000 --concurrency 32 --no-baseline --no-nginx
+    bench/scale.py --max-requests-per-second 5 --no-baseline   # the exporter's default request budget
     bench/scale.py --help
+
+polling.max_requests_per_second is 1000 by default here (effectively no pacing): the fake has no
+quota, and the benchmark measures the exporter, not AWS's quota. At the exporter's default (5/s)
+the first full poll of 50 x 2,000 takes ~40 s (200 pages at 5/s) by design.
 
 Needs: cargo, python3 >= 3.11, wrk and nginx (Debian: apt-get install wrk nginx-light), and a venv
 with boto3 + prometheus-client for the baseline (created in --venv when missing). Standard library
@@ -144,7 +149,8 @@ class Fake:
                "--datastores", str(datastores), "--jobs", str(jobs), "--seed", str(args.seed),
                "--config-out", str(self.config), "--exporter-listen", f"127.0.0.1:{exporter_port}",
                "--interval", f"{args.interval}s", "--timeout", f"{args.timeout}s",
-               "--concurrency", str(args.concurrency), "--job-series-limit", str(args.job_series_limit)]
+               "--concurrency", str(args.concurrency), "--job-series-limit", str(args.job_series_limit),
+               "--max-requests-per-second", f"{args.max_requests_per_second:g}"]
         if args.churn:
             cmd.append("--churn")
         self.logfile = workdir / f"fake-{tag}.log"
@@ -497,7 +503,8 @@ def build_report(args, results: dict) -> str:
     L = []
     L.append(f"Scale benchmark: {args.datastores} datastores x {args.jobs} jobs, interval {args.interval}s, "
              f"window {args.cycles} cycles, concurrency {args.concurrency}, job_series_limit "
-             f"{args.job_series_limit}, churn {'on' if args.churn else 'off'}; "
+             f"{args.job_series_limit}, max_requests_per_second {args.max_requests_per_second:g}, "
+             f"churn {'on' if args.churn else 'off'}; "
              f"wrk -t{args.wrk_threads} -c{args.wrk_connections} -d{args.wrk_duration}s --latency; "
              f"{time.strftime('%Y-%m-%d %H:%M')}")
     L.append(f"Machine: {machine()}; load average at start {results.get('load_start', '-')}, at end {results.get('load_end', '-')}")
@@ -671,6 +678,12 @@ def main() -> int:
     ap.add_argument("--warmup-cycles", type=float, default=1, help="wait after the first complete poll")
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--job-series-limit", type=int, default=100)
+    ap.add_argument("--max-requests-per-second", type=float, default=1000.0,
+                    help="polling.max_requests_per_second written into the config (default 1000:"
+                         " effectively no pacing). The exporter's own default is 5 per account and"
+                         " region (HealthLake's quota is 10); the fake has no quota and the benchmark"
+                         " measures the exporter, not AWS's quota, so by default the budget is lifted."
+                         " Pass 5 to see the first-poll time at the exporter's default budget.")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--churn", action="store_true", help="one job per datastore per minute changes status")
     ap.add_argument("--sweep", default="", help="comma-separated jobs per datastore, e.g. 100,20000")

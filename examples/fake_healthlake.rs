@@ -6,13 +6,15 @@
 //! cargo run --release --example fake_healthlake -- \
 //!     --listen 127.0.0.1:19470 --datastores 50 --jobs 2000 \
 //!     --config-out /tmp/bench.toml --exporter-listen 127.0.0.1:19469 \
-//!     --stats-listen 127.0.0.1:19471 [--churn] [--seed 1]
+//!     --stats-listen 127.0.0.1:19471 [--churn] [--seed 1] [--max-requests-per-second 1000]
 //! curl -s 127.0.0.1:19471/        # {"list_calls": …, "first_page_calls": …, …}
 //! curl -s 127.0.0.1:19471/calls   # just the total number of ListFHIRExportJobs calls
 //! ```
 //!
 //! The config file uses only keys that both healthlake-exporter and
-//! `../shared/bench/baseline_exporter.py` read, so both can be pointed at the same fake.
+//! `../shared/bench/baseline_exporter.py` read, so both can be pointed at the same fake; the one
+//! exception, `polling.max_requests_per_second` (only with `--max-requests-per-second`), is the
+//! exporter's request budget, which the baseline ignores (it has no pacing).
 //! When the fake is ready it prints one line starting with `READY` (with the bound addresses) on
 //! stdout; `bench/scale.py` waits for it. Everything listens on the addresses given (use loopback).
 
@@ -61,6 +63,12 @@ struct Args {
     /// `polling.job_series_limit` written into the config.
     #[arg(long, default_value_t = 100)]
     job_series_limit: usize,
+    /// `polling.max_requests_per_second` written into the config (the exporter's shared request
+    /// budget per account and region; its default is 5, HealthLake's real quota 10). Not written
+    /// when absent, so the exporter's default applies. The fake has no quota: `bench/scale.py`
+    /// passes 1000 (effectively no pacing) so that it measures the exporter, not the budget.
+    #[arg(long)]
+    max_requests_per_second: Option<f64>,
     /// `aws.region` written into the config.
     #[arg(long, default_value = "us-east-1")]
     region: String,
@@ -190,11 +198,16 @@ fn config_toml(args: &Args, endpoint_url: &str, ids: &[(String, Option<String>)]
         "[server]\nlisten_address = \"{}\"\n",
         args.exporter_listen
     );
-    let _ = writeln!(
+    let _ = write!(
         s,
         "[polling]\ninterval = \"{}\"\ntimeout = \"{}\"\nconcurrency = {}\njob_series_limit = {}\n",
         args.interval, args.timeout, args.concurrency, args.job_series_limit
     );
+    if let Some(rate) = args.max_requests_per_second {
+        // `{:?}` keeps a decimal point (1000.0), which TOML reads as a float like the exporter wants.
+        let _ = writeln!(s, "max_requests_per_second = {rate:?}");
+    }
+    s.push('\n');
     let _ = writeln!(
         s,
         "[aws]\nregion = \"{}\"\nendpoint_url = \"{endpoint_url}\"\n",
