@@ -12,6 +12,7 @@ pub mod fake;
 pub mod healthlake;
 pub mod http;
 pub mod job;
+pub mod memory;
 pub mod metrics;
 pub mod poller;
 pub mod shard;

@@ -32,6 +32,7 @@ const SDK_LOG_CAPS: &[&str] = &[
 ];
 
 fn main() -> ExitCode {
+    healthlake_exporter::memory::limit_arenas();
     let cli = Cli::parse();
     init_logging(cli.log_format);
 

@@ -130,14 +130,20 @@ pub async fn poll_jobs(
     .await;
     let poll_seconds = started.elapsed().as_secs_f64();
     match listed {
-        Ok(jobs) => Ok(datastore.record_listing(
-            kind,
-            listing,
-            jobs,
-            settings.job_series_limit,
-            poll_seconds,
-            unix_now(),
-        )),
+        Ok(jobs) => {
+            let outcome = datastore.record_listing(
+                kind,
+                listing,
+                jobs,
+                settings.job_series_limit,
+                poll_seconds,
+                unix_now(),
+            );
+            // A listing (the whole history, for a full one) was just in memory: hand what it
+            // took back to the system (rate-limited, so this stays cheap in steady state).
+            crate::memory::release_freed();
+            Ok(outcome)
+        }
         Err(error) => {
             let news = datastore.record_failure(feed, &error, poll_seconds);
             Err(PollFailure { error, news })
