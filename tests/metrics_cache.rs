@@ -377,3 +377,58 @@ async fn metrics_over_http_are_gzipped_only_when_accepted() {
     let _ = stop.send(());
     server.await.unwrap();
 }
+
+/// One scrape of `state` through `cache`, compared with the reference.
+fn check_one(cache: &MetricsCache, state: &Arc<State>, now: f64, format: Format, gzip: bool) {
+    let reference = render_uncached(state, now, format);
+    let body = cache
+        .render(state, now, format, gzip)
+        .expect("cache renders");
+    let body = if gzip {
+        gunzip(&body)
+    } else {
+        String::from_utf8(body).expect("utf-8")
+    };
+    assert_eq!(body, reference, "{format:?} gzip={gzip} at {now}");
+}
+
+#[test]
+fn plain_and_gzip_scrapes_in_any_order_equal_a_fresh_encoding() {
+    for seed in 1..=6 {
+        let mut rng = fastrand::Rng::with_seed(seed * 101);
+        let mut now = 1_700_000_000.0 + rng.f64() * 1000.0;
+        let state = Arc::new(State::new(&config(&datastore_list(&mut rng, 8)), now));
+        let cache = MetricsCache::new();
+        // Gzip-only scrapes first: the cache never holds a format's text; then a plain one.
+        for round in 0..30 {
+            for ds in state.datastores().iter() {
+                match rng.u8(..5) {
+                    0 => {
+                        let limit = rng.usize(0..25);
+                        ds.record_success(random_jobs(&mut rng, now), limit, rng.f64(), now);
+                    }
+                    1 => {
+                        let error = PollError::new(ErrorReason::Throttled, "slow");
+                        ds.record_failure(Feed::Jobs(JobKind::Export), &error, 1.0);
+                    }
+                    _ => {}
+                }
+            }
+            if rng.u8(..10) == 0 {
+                state.apply(&config(&datastore_list(&mut rng, 10)));
+            }
+            let scrapes = if round < 5 { 2 } else { rng.usize(1..4) };
+            for _ in 0..scrapes {
+                let format = FORMATS[rng.usize(..FORMATS.len())];
+                let gzip = round < 5 || rng.u8(..3) != 0;
+                check_one(&cache, &state, now, format, gzip);
+            }
+            if round == 5 {
+                for format in FORMATS {
+                    check_one(&cache, &state, now, format, false);
+                }
+            }
+            now += rng.f64() * 100.0;
+        }
+    }
+}
