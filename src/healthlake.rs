@@ -285,15 +285,6 @@ impl Clients {
     pub fn for_target(&self, target: &AwsTarget) -> Option<&Target> {
         self.by_target.get(target)
     }
-
-    /// How many SDK clients were built (one per distinct region, endpoint and role).
-    pub fn len(&self) -> usize {
-        self.by_target.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_target.is_empty()
-    }
 }
 
 /// HealthLake's quota is per account and region: the account is the role's, or the base identity's.
@@ -539,23 +530,6 @@ pub async fn list_datastores(
         ErrorReason::ServerError,
         format!("ListFHIRDatastores did not finish within polling.max_pages ({max_pages}) pages"),
     ))
-}
-
-/// Lists export jobs: `list_jobs` for `JobKind::Export`.
-pub async fn list_export_jobs(
-    target: &Target,
-    datastore_id: &str,
-    submitted_after: Option<f64>,
-    max_pages: usize,
-) -> Result<Vec<Job>, PollError> {
-    list_jobs(
-        target,
-        JobKind::Export,
-        datastore_id,
-        submitted_after,
-        max_pages,
-    )
-    .await
 }
 
 /// Caps the size of a response body before the SDK reads it into memory.

@@ -154,14 +154,6 @@ impl HttpContext {
         self.reload = Some(reload);
         self
     }
-
-    pub fn state(&self) -> &Arc<State> {
-        &self.state
-    }
-
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
 }
 
 /// Accepts connections on `listener` until `shutdown` resolves, then drains them.

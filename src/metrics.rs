@@ -212,11 +212,6 @@ pub fn render_uncached(state: &Arc<State>, now: f64, format: Format) -> String {
     result.unwrap_or_default()
 }
 
-/// Same as [`render_uncached`]: a whole-State encoding, for comparing States in tests.
-pub fn render(state: &Arc<State>, now: f64, format: Format) -> String {
-    render_uncached(state, now, format)
-}
-
 /// Why the cache could not render a scrape (a bug, not an input problem): the caller falls back
 /// to [`render_uncached`].
 #[derive(Debug, thiserror::Error)]

@@ -644,13 +644,12 @@ impl JobTrack {
                         None => newly_seen(job, None),
                     }
                 }
+                // They have no id on record, so they are counted, not named.
                 if !first_success {
-                    for (status, seen) in &settled_seen {
-                        let before = history.settled_counts.get(status).copied().unwrap_or(0);
-                        for _ in before..*seen {
-                            if status.is_terminal() {
-                                finished.push((String::new(), status.clone()));
-                            }
+                    for (status, seen) in settled_seen {
+                        let before = history.settled_counts.get(&status).copied().unwrap_or(0);
+                        if status.is_terminal() && seen > before {
+                            *record.finished.entry(status).or_insert(0) += seen - before;
                         }
                     }
                 }
@@ -686,10 +685,6 @@ impl JobTrack {
         for (_, status) in &finished {
             *record.finished.entry(status.clone()).or_insert(0) += 1;
         }
-        let finished: Vec<(String, JobStatus)> = finished
-            .into_iter()
-            .filter(|(id, _)| !id.is_empty())
-            .collect();
 
         history.settle();
         let oldest_active = history

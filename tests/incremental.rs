@@ -57,8 +57,8 @@ impl Pair {
         .unwrap_or_else(|e| panic!("{what}: incremental poll failed: {e:?}"));
         let requests = self.fake.request_count(DS) - before;
         let at = now();
-        let full = metrics::render(&self.full, at, Format::Prometheus);
-        let incremental = metrics::render(&self.incremental, at, Format::Prometheus);
+        let full = metrics::render_uncached(&self.full, at, Format::Prometheus);
+        let incremental = metrics::render_uncached(&self.incremental, at, Format::Prometheus);
         (comparable(&full), comparable(&incremental), requests)
     }
 
@@ -185,7 +185,7 @@ async fn incremental_polling_exports_exactly_what_a_full_listing_does() {
     assert_eq!(pair.step("a late job while nothing runs").await, 1);
 
     let counter = |state: &Arc<State>| {
-        metrics::render(state, now(), Format::Prometheus)
+        metrics::render_uncached(state, now(), Format::Prometheus)
             .lines()
             .find(|l| {
                 l.starts_with("healthlake_export_jobs_finished_total")
