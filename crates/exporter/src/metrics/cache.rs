@@ -20,6 +20,7 @@ use super::families::{
     elapsed_value, encode, split_families, Marks, StateCollector, DATASTORE_FAMILIES, EOF,
 };
 use super::gzip::{compressor, deflate, CrcPiece, Gzip};
+use super::process::ProcessStats;
 use super::view::{Fmt, Snapshot, Source, Tail};
 use super::{render_uncached, Format, RenderError};
 use crate::state::{Datastore, State};
@@ -36,6 +37,8 @@ pub struct MetricsCache {
     last_len: [[AtomicUsize; 2]; 2],
     /// Datastore pieces encoded since the start (one per datastore, format and change).
     encodes: AtomicU64,
+    /// Whether each body ends with the `process_*` families (read at scrape time).
+    process_metrics: bool,
 }
 
 /// What a [`MetricsCache`] holds and has done, for tests and benchmarks.
@@ -345,8 +348,18 @@ impl Encoded {
 }
 
 impl MetricsCache {
+    /// A cache whose bodies hold State's families only (what [`render_uncached`] writes).
     pub fn new() -> MetricsCache {
         MetricsCache::default()
+    }
+
+    /// A cache whose bodies also end with the `process_*` families of this process, read from
+    /// `/proc` at each scrape: what `/metrics` serves.
+    pub fn with_process_metrics() -> MetricsCache {
+        MetricsCache {
+            process_metrics: true,
+            ..MetricsCache::default()
+        }
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -413,12 +426,21 @@ impl MetricsCache {
         // A plain scrape of a format that gzip scrapes keep compressed only (rare: probes, curl)
         // is encoded from State anew: simpler than inflating the pieces, and faster (they are
         // small, so inflating them is mostly per-piece overhead).
+        let process = match self.process_metrics.then(ProcessStats::read).flatten() {
+            Some(stats) => stats.encode(format)?,
+            None => String::new(),
+        };
         let compressed = |e: &Arc<Encoded>| e.is_deflated();
         if !gzip
             && (encoded.iter().flatten().any(compressed)
                 || stale.iter().filter_map(|(_, p)| p.as_ref()).any(compressed))
         {
-            return Ok(render_uncached(state, now, format).into_bytes());
+            let mut body = render_uncached(state, now, format);
+            if !process.is_empty() {
+                let end = body.len() - if body.ends_with(EOF) { EOF.len() } else { 0 };
+                body.insert_str(end, &process);
+            }
+            return Ok(body.into_bytes());
         }
 
         // Encoding happens outside the cache lock: other scrapes go on meanwhile.
@@ -505,6 +527,7 @@ impl MetricsCache {
             headers: &headers,
             encoded: &encoded,
             tail: &tail,
+            process: &process,
         };
         let last_len = &self.last_len[f][usize::from(gzip)];
         let capacity = last_len.load(Ordering::Relaxed) + 4096;
@@ -574,6 +597,8 @@ pub(super) struct Parts<'a> {
     pub(super) headers: &'a [Piece; DATASTORE_FAMILIES],
     pub(super) encoded: &'a [Arc<Encoded>],
     pub(super) tail: &'a Piece,
+    /// The `process_*` families of this scrape (empty when not served).
+    pub(super) process: &'a str,
 }
 
 impl Parts<'_> {
@@ -596,6 +621,7 @@ impl Parts<'_> {
             }
         }
         out.extend_from_slice(self.tail.text.as_bytes());
+        out.extend_from_slice(self.process.as_bytes());
         if self.format == Format::OpenMetrics {
             out.extend_from_slice(EOF.as_bytes());
         }
@@ -637,6 +663,9 @@ impl Parts<'_> {
             }
         }
         gz.compressed(self.tail.text.len(), self.tail.crc, &self.tail.deflated);
+        if !self.process.is_empty() {
+            gz.stored(self.process.as_bytes());
+        }
         if self.format == Format::OpenMetrics {
             gz.stored(EOF.as_bytes());
         }

@@ -540,12 +540,16 @@ impl StateCollector {
 
         let mut build = e.encode_descriptor(
             "healthlake_exporter_build_info",
-            "Always 1; the version label says which healthlake-exporter is running.",
+            "Always 1; the labels say which healthlake-exporter is running: version, source revision and the rustc that built it.",
             None,
             MetricType::Gauge,
         )?;
         build
-            .encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?
+            .encode_family(&[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("revision", env!("HEALTHLAKE_EXPORTER_REVISION")),
+                ("rustc_version", env!("HEALTHLAKE_EXPORTER_RUSTC_VERSION")),
+            ])?
             .encode_gauge(&1.0)
     }
 }
@@ -564,8 +568,16 @@ impl Collector for StateCollector {
 
 /// One encoding pass of `collector` in `format`.
 pub(super) fn encode(collector: StateCollector, format: Format) -> Result<String, std::fmt::Error> {
+    encode_collector(Box::new(collector), format)
+}
+
+/// One encoding pass of any collector in `format` (OpenMetrics output ends with [`EOF`]).
+pub(super) fn encode_collector(
+    collector: Box<dyn Collector>,
+    format: Format,
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(collector));
+    registry.register_collector(collector);
     let mut out = String::with_capacity(16 * 1024);
     match format {
         Format::Prometheus => {

@@ -39,12 +39,14 @@
 mod cache;
 mod families;
 mod gzip;
+mod process;
 mod view;
 
 use std::sync::Arc;
 
 pub use cache::{CacheStats, MetricsCache};
 pub use families::FAMILY_NAMES;
+pub use process::PROCESS_FAMILY_NAMES;
 
 use crate::state::State;
 use families::{encode, StateCollector};

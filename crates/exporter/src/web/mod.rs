@@ -144,7 +144,7 @@ impl HttpContext {
             tls,
             auth,
             reload: None,
-            metrics: MetricsCache::new(),
+            metrics: MetricsCache::with_process_metrics(),
         })
     }
 
