@@ -94,7 +94,7 @@ impl Piece {
 #[derive(Debug)]
 pub(super) struct Encoded {
     pub(super) version: u64,
-    pub(super) families: [Family; DATASTORE_FAMILIES],
+    pub(super) families: [EncodedFamily; DATASTORE_FAMILIES],
     /// Every family's segments, family after family.
     pub(super) segments: Vec<Segment>,
     pub(super) body: Body,
@@ -112,7 +112,7 @@ pub(super) enum Body {
 }
 
 #[derive(Clone, Debug, Default)]
-pub(super) struct Family {
+pub(super) struct EncodedFamily {
     /// This family's part of [`Encoded::segments`].
     pub(super) segments: Range<u32>,
     /// A keyed hash of the family's static text and the times of its dynamic samples: compressed
@@ -174,7 +174,7 @@ impl Encoded {
         }
         let mut text = String::with_capacity(out.len());
         let mut segments = Vec::new();
-        let mut families: [Family; DATASTORE_FAMILIES] = Default::default();
+        let mut families: [EncodedFamily; DATASTORE_FAMILIES] = Default::default();
         for (((_, lines), marks), family) in split.iter().zip(&marks).zip(&mut families) {
             if lines.len() != marks.len() {
                 return Err(RenderError::Shape(
