@@ -14,7 +14,7 @@ use crate::model::{
 };
 
 /// HealthLake's largest page: fewer calls against a low per-account request quota.
-pub const PAGE_SIZE: i32 = 500;
+pub(crate) const PAGE_SIZE: i32 = 500;
 
 /// One page of a listing: its items and the token of the next page.
 type Page<T> = (Vec<T>, Option<String>);

@@ -11,7 +11,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncod
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::view::{Fmt, Labels, Source, Tail, View};
+use super::view::{ExporterValues, Fmt, Labels, Source, View};
 use super::{Format, RenderError};
 use crate::model::{ErrorReason, ImportProgress, JobKind, DATASTORE_STATUSES};
 use crate::state::{DiscoveryStatus, Health};
@@ -403,7 +403,7 @@ pub(super) struct StateCollector {
     /// Write the per-datastore families ([`DATASTORE`]; headers even with no datastore).
     pub(super) datastore_families: bool,
     /// Write the exporter-wide families ([`EXPORTER`]) with these values.
-    pub(super) tail: Option<Tail>,
+    pub(super) tail: Option<ExporterValues>,
     /// Where to note which samples depend on `now` (cached pieces only).
     pub(super) marks: Option<Arc<Mutex<Marks>>>,
 }
@@ -575,7 +575,11 @@ impl StateCollector {
     }
 
     /// Writes one exporter-wide family from `tail`.
-    fn exporter_family(encoder: &mut DescriptorEncoder, family: &Family, tail: &Tail) -> Fmt {
+    fn exporter_family(
+        encoder: &mut DescriptorEncoder,
+        family: &Family,
+        tail: &ExporterValues,
+    ) -> Fmt {
         let unit = family.unit();
         let mut metric = encoder.encode_descriptor(
             family.base_name(),
