@@ -11,9 +11,13 @@
 //! account-level `ListFHIRDatastores`, per fake, so tests can prove that a failure of one call
 //! stays isolated from the others.
 //!
+//! A crate of its own so that the exporter ships none of it: the exporter uses it as a
+//! dev-dependency and, for `--demo`, behind its default `demo` feature. Export and import jobs
+//! share one code path here too (`store::Job`), as in the exporter.
+//!
 //! Layout: `store` holds datastores, jobs, faults and the request log (pure, unit tested), `wire`
-//! knows the protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing and
-//! `scenario` scripts the demo.
+//! knows the protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing,
+//! `scenario` scripts the demo, and `main.rs` is the standalone fake the scale benchmark starts.
 
 pub mod scenario;
 mod server;

@@ -21,7 +21,7 @@ use super::families::{
 };
 use super::gzip::{compressor, deflate, CrcPiece, Gzip};
 use super::process::ProcessStats;
-use super::view::{Fmt, Snapshot, Source, Tail};
+use super::view::{ExporterValues, Fmt, Snapshot, Source};
 use super::{render_uncached, Format, RenderError};
 use crate::state::{Datastore, State};
 
@@ -59,10 +59,10 @@ pub(super) struct Inner {
     /// Per format: the per-datastore families' headers, written once.
     pub(super) headers: [Option<Arc<[Piece; DATASTORE_FAMILIES]>>; 2],
     /// Per format: the exporter-wide families, for the reload status they were encoded with.
-    pub(super) tail: [Option<(TailKey, Arc<Piece>)>; 2],
+    pub(super) tail: [Option<(ExporterValuesKey, Arc<Piece>)>; 2],
 }
 
-pub(super) type TailKey = (bool, u64, u64);
+pub(super) type ExporterValuesKey = (bool, u64, u64);
 
 #[derive(Debug)]
 pub(super) struct Entry {
@@ -97,12 +97,12 @@ pub(super) struct Encoded {
     pub(super) families: [EncodedFamily; DATASTORE_FAMILIES],
     /// Every family's segments, family after family.
     pub(super) segments: Vec<Segment>,
-    pub(super) body: Body,
+    pub(super) body: SegmentBytes,
 }
 
 /// The segments' static bytes: the sample lines without the values that depend on `now`.
 #[derive(Debug)]
-pub(super) enum Body {
+pub(super) enum SegmentBytes {
     /// As text, while only plain scrapes asked for this format.
     Text(String),
     /// Only compressed, each segment by itself (see [`deflate`]), once a gzip scrape needed it.
@@ -124,9 +124,9 @@ pub(super) struct EncodedFamily {
 /// Static text, then, for a sample whose value depends on `now`, that value and `\n`.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Segment {
-    /// Where the static text ends in [`Body::Text`] (it starts where the previous segment ends).
+    /// Where the static text ends in [`SegmentBytes::Text`] (it starts where the previous segment ends).
     pub(super) text_end: u32,
-    /// Where its compressed form ends in [`Body::Deflated`] (likewise).
+    /// Where its compressed form ends in [`SegmentBytes::Deflated`] (likewise).
     pub(super) deflated_end: u32,
     /// The CRC-32 of the static text: a gzip scrape extends its checksum without the text.
     pub(super) crc: CrcPiece,
@@ -222,7 +222,7 @@ impl Encoded {
             version,
             families,
             segments,
-            body: Body::Text(text),
+            body: SegmentBytes::Text(text),
         };
         if deflated {
             encoded.deflated(previous, compress)
@@ -235,7 +235,7 @@ impl Encoded {
         self.segments.get(usize::try_from(i).ok()?)
     }
 
-    /// Where segment `i`'s static text lies in [`Body::Text`].
+    /// Where segment `i`'s static text lies in [`SegmentBytes::Text`].
     pub(super) fn text_range(&self, i: u32) -> Range<usize> {
         let start = i
             .checked_sub(1)
@@ -245,7 +245,7 @@ impl Encoded {
         start..end
     }
 
-    /// Where segment `i`'s compressed text lies in [`Body::Deflated`].
+    /// Where segment `i`'s compressed text lies in [`SegmentBytes::Deflated`].
     pub(super) fn deflated_range(&self, i: u32) -> Range<usize> {
         let start = i
             .checked_sub(1)
@@ -256,7 +256,7 @@ impl Encoded {
     }
 
     pub(super) fn is_deflated(&self) -> bool {
-        matches!(self.body, Body::Deflated(_))
+        matches!(self.body, SegmentBytes::Deflated(_))
     }
 
     /// Family `f` of `self` and of `previous` are the same (same hash and shape), so `previous`'s
@@ -284,7 +284,7 @@ impl Encoded {
         previous: Option<&Encoded>,
         compress: &mut Option<Compress>,
     ) -> Result<Encoded, RenderError> {
-        let Body::Text(text) = &self.body else {
+        let SegmentBytes::Text(text) = &self.body else {
             return Err(RenderError::Shape("compressing a compressed encoding"));
         };
         let previous = previous.filter(|p| p.is_deflated());
@@ -294,7 +294,7 @@ impl Encoded {
             let reuse = previous.filter(|p| self.same_family(f, p));
             match reuse {
                 Some(previous) => {
-                    let (Body::Deflated(bytes), Some(old)) =
+                    let (SegmentBytes::Deflated(bytes), Some(old)) =
                         (&previous.body, previous.families.get(f))
                     else {
                         return Err(RenderError::Shape("a reused family"));
@@ -330,14 +330,14 @@ impl Encoded {
             version: self.version,
             families: self.families.clone(),
             segments,
-            body: Body::Deflated(out),
+            body: SegmentBytes::Deflated(out),
         })
     }
 
     /// Appends segment `i`'s static text to `out` (only kept while plain scrapes alone asked
     /// for this format: see [`MetricsCache::render`]).
     pub(super) fn write_text(&self, i: u32, out: &mut Vec<u8>) -> Result<(), RenderError> {
-        let Body::Text(text) = &self.body else {
+        let SegmentBytes::Text(text) = &self.body else {
             return Err(RenderError::Shape(
                 "a plain scrape of a compressed encoding",
             ));
@@ -460,7 +460,7 @@ impl MetricsCache {
                     source: Source::Nothing,
                     now,
                     datastore_families: false,
-                    tail: Some(Tail::of(state)),
+                    tail: Some(ExporterValues::of(state)),
                     marks: None,
                 };
                 let text = encode(collector, format)?;
@@ -521,7 +521,7 @@ impl MetricsCache {
             return Err(RenderError::Shape("a datastore was not encoded"));
         }
 
-        let parts = Parts {
+        let parts = Scrape {
             format,
             now,
             headers: &headers,
@@ -591,7 +591,7 @@ pub(super) fn encode_headers(
 }
 
 /// Everything one scrape writes, in order.
-pub(super) struct Parts<'a> {
+pub(super) struct Scrape<'a> {
     pub(super) format: Format,
     pub(super) now: f64,
     pub(super) headers: &'a [Piece; DATASTORE_FAMILIES],
@@ -601,7 +601,7 @@ pub(super) struct Parts<'a> {
     pub(super) process: &'a str,
 }
 
-impl Parts<'_> {
+impl Scrape<'_> {
     pub(super) fn plain(&self, capacity: usize) -> Result<Vec<u8>, RenderError> {
         let mut out = Vec::with_capacity(capacity);
         let mut value = String::new();
@@ -645,11 +645,11 @@ impl Parts<'_> {
                     };
                     let len = e.text_range(i).len();
                     match &e.body {
-                        Body::Deflated(bytes) => {
+                        SegmentBytes::Deflated(bytes) => {
                             let deflated = bytes.get(e.deflated_range(i)).unwrap_or_default();
                             gz.compressed(len, segment.crc, deflated);
                         }
-                        Body::Text(text) => {
+                        SegmentBytes::Text(text) => {
                             let text = text.as_bytes().get(e.text_range(i)).unwrap_or_default();
                             let deflated = deflate(compressor(compress), text);
                             gz.compressed(len, segment.crc, &deflated);
