@@ -11,12 +11,20 @@
 //! account-level `ListFHIRDatastores`, per fake, so tests can prove that a failure of one call
 //! stays isolated from the others.
 //!
+//! The same port also serves a fake Amazon SQS (`X-Amz-Target: AmazonSQS.*`, SigV4 scoped to
+//! `sqs`) for the exporter's event consumer; with event queues set, every job or datastore status
+//! change made through [`FakeHealthLake`] queues a HealthLake-shaped EventBridge event.
+//!
 //! Layout: `store` holds datastores, jobs, faults and the request log (pure, unit tested), `wire`
 //! knows the protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing and
-//! `scenario` scripts the demo.
+//! `scenario` scripts the demo; `sqs` holds the queues, `sqs_wire` speaks SQS's protocol and
+//! `events` builds the EventBridge events.
 
+pub mod events;
 pub mod scenario;
 mod server;
+pub mod sqs;
+mod sqs_wire;
 mod store;
 mod wire;
 
@@ -29,6 +37,9 @@ use tokio::task::JoinHandle;
 pub use store::{DEFAULT_MAX_RESULTS, MAX_MAX_RESULTS, MAX_RECORDED_REQUESTS};
 pub use wire::MAX_REQUEST_BODY_BYTES;
 
+use events::EventJobKind;
+use sqs::SqsShared;
+pub use sqs::{FakeMessage, FakeQueue, SqsOperation};
 use store::Store;
 
 /// Handle to the fake service state. Cheap to clone; all clones share the same store.
@@ -38,6 +49,8 @@ use store::Store;
 #[derive(Clone, Default)]
 pub struct FakeHealthLake {
     store: Arc<Mutex<Store>>,
+    /// The fake SQS on the same port (see `sqs`).
+    sqs: Arc<SqsShared>,
 }
 
 impl FakeHealthLake {
@@ -60,12 +73,16 @@ impl FakeHealthLake {
     /// Like the real service, requests are rejected with `ValidationException` when the id is
     /// longer than 32 characters, so such a datastore is unreachable over the wire.
     pub fn add_datastore(&self, datastore_id: &str) {
+        let before = self.datastore_status_for_events(datastore_id);
         self.lock().add_datastore(datastore_id);
+        self.datastore_changed(datastore_id, before);
     }
 
     /// Creates the datastore or replaces its properties; its jobs are kept.
     pub fn set_datastore(&self, datastore_id: &str, datastore: FakeDatastore) {
+        let before = self.datastore_status_for_events(datastore_id);
         self.lock().set_datastore(datastore_id, datastore);
+        self.datastore_changed(datastore_id, before);
     }
 
     /// Properties of a datastore, `None` if it does not exist.
@@ -76,8 +93,12 @@ impl FakeHealthLake {
     /// Sets a datastore's status (any string, also ones the SDK does not know, e.g. `ARCHIVED`).
     /// Returns `false` when the datastore does not exist.
     pub fn set_datastore_status(&self, datastore_id: &str, status: &str) -> bool {
-        self.lock()
-            .update_datastore(datastore_id, |d| status.clone_into(&mut d.status))
+        let before = self.datastore_status_for_events(datastore_id);
+        let found = self
+            .lock()
+            .update_datastore(datastore_id, |d| status.clone_into(&mut d.status));
+        self.datastore_changed(datastore_id, before);
+        found
     }
 
     /// Renames a datastore. Returns `false` when the datastore does not exist.
@@ -90,7 +111,9 @@ impl FakeHealthLake {
     /// Faults set for the id are kept until cleared with [`FakeHealthLake::set_fault`] /
     /// [`FakeHealthLake::set_fault_for`].
     pub fn remove_datastore(&self, datastore_id: &str) {
+        let before = self.datastore_status_for_events(datastore_id);
         self.lock().remove_datastore(datastore_id);
+        self.datastore_changed(datastore_id, before);
     }
 
     /// Ids of all datastores, sorted.
@@ -100,7 +123,15 @@ impl FakeHealthLake {
 
     /// Adds an export job, creating the datastore if missing. A job with the same id is replaced.
     pub fn add_job(&self, datastore_id: &str, job: FakeJob) {
+        let job_id = job.id.clone();
+        let before = self.job_status_for_events(EventJobKind::Export, datastore_id, &job_id);
         self.lock().add_job(datastore_id, job);
+        self.job_changed(
+            EventJobKind::Export,
+            datastore_id,
+            &job_id,
+            before.map(|b| b.0),
+        );
     }
 
     /// Removes an export job; returns whether it existed.
@@ -117,8 +148,17 @@ impl FakeHealthLake {
         status: &str,
         end_time: Option<f64>,
     ) -> bool {
-        self.lock()
-            .set_job_status(datastore_id, job_id, status, end_time)
+        let before = self.job_status_for_events(EventJobKind::Export, datastore_id, job_id);
+        let found = self
+            .lock()
+            .set_job_status(datastore_id, job_id, status, end_time);
+        self.job_changed(
+            EventJobKind::Export,
+            datastore_id,
+            job_id,
+            before.map(|b| b.0),
+        );
+        found
     }
 
     /// Export jobs of a datastore ordered by submit time, then id (empty if the datastore is
@@ -129,7 +169,15 @@ impl FakeHealthLake {
 
     /// Adds an import job, creating the datastore if missing. A job with the same id is replaced.
     pub fn add_import_job(&self, datastore_id: &str, job: FakeImportJob) {
+        let job_id = job.id.clone();
+        let before = self.job_status_for_events(EventJobKind::Import, datastore_id, &job_id);
         self.lock().add_import_job(datastore_id, job);
+        self.job_changed(
+            EventJobKind::Import,
+            datastore_id,
+            &job_id,
+            before.map(|b| b.0),
+        );
     }
 
     /// Removes an import job; returns whether it existed.
@@ -146,8 +194,17 @@ impl FakeHealthLake {
         status: &str,
         end_time: Option<f64>,
     ) -> bool {
-        self.lock()
-            .set_import_job_status(datastore_id, job_id, status, end_time)
+        let before = self.job_status_for_events(EventJobKind::Import, datastore_id, job_id);
+        let found = self
+            .lock()
+            .set_import_job_status(datastore_id, job_id, status, end_time);
+        self.job_changed(
+            EventJobKind::Import,
+            datastore_id,
+            job_id,
+            before.map(|b| b.0),
+        );
+        found
     }
 
     /// Replaces an import job's `JobProgressReport`. Returns `false` when the datastore or job
