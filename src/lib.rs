@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod events;
 pub mod fake;
 pub mod healthlake;
 pub mod http;
