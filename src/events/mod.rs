@@ -8,4 +8,5 @@
 //! deleted.
 
 pub mod coalesce;
+pub mod consumer;
 pub mod message;
