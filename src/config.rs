@@ -16,6 +16,9 @@ use toml::Spanned;
 
 use crate::shard::Shard;
 
+mod events;
+pub use events::{region_of_queue_url, EventsConfig, CALL_TIMEOUT_MARGIN, SHARD_PLACEHOLDER};
+
 /// Where the exporter listens when neither the file nor `--listen-address` says otherwise: 9469 is
 /// free in Prometheus' default port allocations list, so it does not collide with other exporters.
 pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9469";
@@ -49,6 +52,8 @@ pub struct Config {
     pub datastores: Vec<DatastoreConfig>,
     /// `[[discovery]]`: where to find more datastores with `ListFHIRDatastores`.
     pub discovery: Vec<DiscoveryConfig>,
+    /// `[events]`: HealthLake's EventBridge events through SQS (`None`: polling only).
+    pub events: Option<EventsConfig>,
 }
 
 /// Which job lists a datastore's polls cover (`jobs = ["export", "import"]`).
@@ -246,6 +251,7 @@ struct RawConfig {
     aws: RawTarget,
     datastores: Option<Spanned<Vec<RawDatastore>>>,
     discovery: Option<Vec<RawDiscovery>>,
+    events: Option<events::RawEvents>,
 }
 
 #[derive(Default, Deserialize)]
@@ -427,6 +433,26 @@ impl Config {
                 humantime::format_duration(d.interval)
             );
         }
+        match &self.events {
+            None => {
+                let _ = writeln!(out, "events           off (polling only)");
+            }
+            Some(e) => {
+                let _ = writeln!(
+                    out,
+                    "events           queue {} (this replica: {}), wait_time {}, region={}{}; polling.interval is the reconciliation interval",
+                    e.queue_url,
+                    e.queue_url_for(self.polling.shard),
+                    humantime::format_duration(e.wait_time),
+                    e.target.region.as_deref().unwrap_or("(SDK default chain)"),
+                    e.target
+                        .endpoint_url
+                        .as_deref()
+                        .map(|u| format!(" endpoint_url={u}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
         let _ = writeln!(out, "datastores       {}", self.datastores.len());
         let shard = p.shard;
         if !shard.is_all() {
@@ -568,6 +594,10 @@ impl Validator<'_> {
         };
 
         let defaults = self.target(&raw.aws, None, "aws")?;
+        let events = match raw.events {
+            Some(section) => Some(self.events(section, &defaults)?),
+            None => None,
+        };
 
         let mut discovery = Vec::new();
         for (index, entry) in raw.discovery.unwrap_or_default().into_iter().enumerate() {
@@ -646,6 +676,7 @@ impl Validator<'_> {
             polling,
             datastores: out,
             discovery,
+            events,
         })
     }
 
