@@ -135,6 +135,9 @@ impl fmt::Debug for ClientOptions {
 /// one request budget per account and region.
 pub struct Clients {
     by_target: HashMap<AwsTarget, Target>,
+    /// The shared HTTP client, credentials chain and retry settings the clients were built from
+    /// (`None` until a client needed it); the SQS client of `[events]` is built from it too.
+    base: Option<SdkConfig>,
     /// What the clients were built with: a reload with other values builds them anew.
     settings: ClientSettings,
 }
@@ -216,7 +219,7 @@ impl Clients {
     ) -> Result<Clients, ClientError> {
         let settings = ClientSettings::of(config, options);
         let previous = previous.filter(|p| p.settings == settings);
-        let mut base: Option<SdkConfig> = None;
+        let mut base: Option<SdkConfig> = previous.and_then(|p| p.base.clone());
         let mut budgets: HashMap<(String, String), Arc<RequestBudget>> = HashMap::new();
         let mut by_target = HashMap::new();
         let users = config
@@ -278,8 +281,18 @@ impl Clients {
         }
         Ok(Clients {
             by_target,
+            base,
             settings,
         })
+    }
+
+    /// The base SDK configuration (shared HTTP client and credentials chain), built now if no
+    /// HealthLake client needed it yet (a shard that owns no datastore).
+    pub async fn base_config(&self, config: &Config, options: &ClientOptions) -> SdkConfig {
+        match &self.base {
+            Some(base) => base.clone(),
+            None => base_sdk_config(config, &self.settings, options).await,
+        }
     }
 
     pub fn for_target(&self, target: &AwsTarget) -> Option<&Target> {
@@ -578,6 +591,14 @@ fn classify<E>(error: SdkError<E, HttpResponse>) -> PollError
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
+    classify_for("HealthLake", error)
+}
+
+/// [`classify`] for any AWS service's SDK (`service` names it in messages: "SQS").
+pub(crate) fn classify_for<E>(service_name: &str, error: SdkError<E, HttpResponse>) -> PollError
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
     if find_source::<ResponseTooLarge>(&error).is_some()
         || find_source::<http_body_util::LengthLimitError>(&error).is_some()
     {
@@ -604,17 +625,23 @@ where
         ),
         SdkError::DispatchFailure(_) => PollError::new(
             ErrorReason::Network,
-            format!("could not reach HealthLake: {}", one_line(&error)),
+            format!("could not reach {service_name}: {}", one_line(&error)),
         ),
         SdkError::ResponseError(_) => PollError::new(
             ErrorReason::ServerError,
-            format!("malformed response from HealthLake: {}", one_line(&error)),
+            format!(
+                "malformed response from {service_name}: {}",
+                one_line(&error)
+            ),
         ),
         SdkError::ServiceError(service) if service.raw().status().is_success() => {
             // A 2xx answer whose body could not be read as the model says: a malformed response.
             PollError::new(
                 ErrorReason::ServerError,
-                format!("malformed response from HealthLake: {}", one_line(&error)),
+                format!(
+                    "malformed response from {service_name}: {}",
+                    one_line(&error)
+                ),
             )
         }
         SdkError::ServiceError(service) => {
@@ -646,12 +673,20 @@ fn reason_for_code(code: &str, status: u16) -> ErrorReason {
         | "SignatureDoesNotMatch"
         | "MissingAuthenticationTokenException"
         | "IncompleteSignatureException" => ErrorReason::Credentials,
-        "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded" => {
-            ErrorReason::Throttled
+        "ThrottlingException"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded"
+        | "RequestThrottled"
+        | "KMS.ThrottlingException" => ErrorReason::Throttled,
+        "AccessDeniedException" | "AccessDenied" | "KMS.AccessDeniedException" => {
+            ErrorReason::AccessDenied
         }
-        "AccessDeniedException" => ErrorReason::AccessDenied,
-        "ResourceNotFoundException" => ErrorReason::NotFound,
-        "ValidationException" => ErrorReason::Validation,
+        "ResourceNotFoundException" | "AWS.SimpleQueueService.NonExistentQueue" => {
+            ErrorReason::NotFound
+        }
+        "ValidationException" | "InvalidParameterValue" | "MissingParameter" | "InvalidAddress" => {
+            ErrorReason::Validation
+        }
         "InternalServerException" => ErrorReason::ServerError,
         "ServiceUnavailableException" | "InternalFailure" | "ServiceUnavailable" => {
             ErrorReason::ServerError
@@ -715,6 +750,23 @@ mod tests {
         );
         assert_eq!(reason_for_code("SomethingNew", 429), ErrorReason::Throttled);
         assert_eq!(reason_for_code("SomethingNew", 400), ErrorReason::Other);
+        // SQS's query-compatible codes (the SDK reports them from x-amzn-query-error).
+        assert_eq!(
+            reason_for_code("RequestThrottled", 400),
+            ErrorReason::Throttled
+        );
+        assert_eq!(
+            reason_for_code("AWS.SimpleQueueService.NonExistentQueue", 400),
+            ErrorReason::NotFound
+        );
+        assert_eq!(
+            reason_for_code("AccessDenied", 403),
+            ErrorReason::AccessDenied
+        );
+        assert_eq!(
+            reason_for_code("InvalidParameterValue", 400),
+            ErrorReason::Validation
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod memory;
 pub mod metrics;
 pub mod poller;
 pub mod shard;
+pub mod sqs;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -41,6 +42,8 @@ pub enum StartError {
     Clients(#[from] ClientError),
     #[error(transparent)]
     Http(#[from] http::HttpError),
+    #[error("[events] queue_url {queue_url:?} has no {{shard}} but this replica is shard {shard}: replicas sharing one queue would take each other's events\n  hint: give each replica its own queue (deploy/aws/healthlake-events.yaml, ReplicaCount) and write {{shard}} in queue_url")]
+    SharedEventQueue { queue_url: String, shard: Shard },
     #[error("cannot listen on {address}: {source}\n  hint: pick another port with --listen-address or server.listen_address")]
     Bind {
         address: SocketAddr,
@@ -193,6 +196,12 @@ impl Exporter {
         let http = tokio::spawn(http::serve(listener, context, async {
             let _ = stopped.await;
         }));
+        let events = match &config.events {
+            Some(events) => {
+                Some(EventsRuntime::start(&config, events, &clients, &options, &state).await?)
+            }
+            None => None,
+        };
         let pollers = poller::spawn(&config, Arc::clone(&clients), &state);
         tracing::info!(
             listen_address = %local_addr,
@@ -216,6 +225,7 @@ impl Exporter {
             discoverers: tokio::task::JoinSet::new(),
             control: reload.control.clone(),
             state: Arc::clone(&state),
+            events,
         };
         supervisor.spawn_discoverers();
         let supervisor = tokio::spawn(supervisor.run(requests));
@@ -305,6 +315,77 @@ struct Supervisor {
     discoverers: tokio::task::JoinSet<()>,
     control: mpsc::Sender<Control>,
     state: Arc<State>,
+    /// The event consumer, with `[events]` (started once; a change of `[events]` needs a restart).
+    events: Option<EventsRuntime>,
+}
+
+/// The running event path: the consumer tasks, the refresher they call, and the signal that makes
+/// discovery list now.
+struct EventsRuntime {
+    refresher: Arc<events::refresh::StateRefresher>,
+    rediscover: Option<Arc<tokio::sync::watch::Sender<u64>>>,
+    consumer: tokio::task::JoinSet<()>,
+}
+
+impl EventsRuntime {
+    async fn start(
+        config: &Config,
+        settings: &config::EventsConfig,
+        clients: &Arc<Clients>,
+        options: &ClientOptions,
+        state: &Arc<State>,
+    ) -> Result<EventsRuntime, StartError> {
+        let shard = config.polling.shard;
+        if !shard.is_all() && !settings.per_shard() {
+            return Err(StartError::SharedEventQueue {
+                queue_url: settings.queue_url.clone(),
+                shard,
+            });
+        }
+        let queue_url = settings.queue_url_for(shard);
+        let queue = sqs::SqsQueue::build(config, settings, queue_url, clients, options).await?;
+        let stats = state.enable_events();
+        let rediscover =
+            (!config.discovery.is_empty()).then(|| Arc::new(tokio::sync::watch::channel(0u64).0));
+        let refresher = Arc::new(events::refresh::StateRefresher::new(
+            config,
+            Arc::clone(clients),
+            state,
+            rediscover.clone(),
+        ));
+        // The queue must hide a message longer than the refresh it causes can take; checked in
+        // the background so a slow or denied call never delays the start.
+        let check = queue.clone();
+        let minimum = config.polling.timeout * 2;
+        tokio::spawn(async move {
+            match check.visibility_timeout().await {
+                Ok(visibility) if visibility < minimum => tracing::warn!(
+                    queue_url = check.queue_url(),
+                    visibility_timeout = %humantime::format_duration(visibility),
+                    minimum = %humantime::format_duration(minimum),
+                    "the event queue's visibility timeout is shorter than 2 x polling.timeout: messages may be handled twice; raise VisibilityTimeout"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(
+                    queue_url = check.queue_url(),
+                    reason = %error.reason,
+                    error = %error.message,
+                    "cannot read the event queue's attributes (needs sqs:GetQueueAttributes); events are still consumed"
+                ),
+            }
+        });
+        tracing::info!(
+            queue_url = queue.queue_url(),
+            wait_time = %humantime::format_duration(settings.wait_time),
+            "consuming HealthLake events; polling.interval is now the reconciliation interval"
+        );
+        let consumer = events::consumer::spawn(Arc::new(queue), Arc::clone(&refresher), stats);
+        Ok(EventsRuntime {
+            refresher,
+            rediscover,
+            consumer,
+        })
+    }
 }
 
 impl Supervisor {
@@ -334,6 +415,9 @@ impl Supervisor {
         }
         self.discoverers.shutdown().await;
         self.pollers.shutdown().await;
+        if let Some(events) = &mut self.events {
+            events.consumer.shutdown().await;
+        }
     }
 
     /// The configuration to poll: the file's datastores, then discovered ones the file does not
@@ -359,6 +443,11 @@ impl Supervisor {
             Arc::new(Clients::rebuild(&config, &self.options, Some(&self.clients)).await?);
         self.pollers.shutdown().await;
         self.state.apply(&config);
+        if let Some(events) = &self.events {
+            events
+                .refresher
+                .update(&config, Arc::clone(&clients), &self.state);
+        }
         self.pollers = poller::spawn(&config, Arc::clone(&clients), &self.state);
         self.config = config;
         self.clients = clients;
@@ -374,6 +463,9 @@ impl Supervisor {
         self.overrides.apply(&mut file);
         if file.server != self.file.server {
             tracing::warn!("changes to [server] take effect after a restart; the other changes are applied now");
+        }
+        if file.events != self.file.events {
+            tracing::warn!("changes to [events] take effect after a restart; the other changes are applied now");
         }
         // Discovery entries that did not change keep what they found until they list again.
         let discovered = file
@@ -511,6 +603,11 @@ impl Supervisor {
             let entry = entry.clone();
             let timeout = self.file.polling.timeout;
             let max_pages = self.file.polling.max_pages;
+            let mut rediscover = self
+                .events
+                .as_ref()
+                .and_then(|e| e.rediscover.as_ref())
+                .map(|kick| kick.subscribe());
             self.discoverers.spawn(async move {
                 let mut failures = 0u32;
                 loop {
@@ -541,12 +638,29 @@ impl Supervisor {
                         return;
                     }
                     let wait = poller::backoff(entry.interval, failures);
-                    tokio::time::sleep_until((started + wait).into()).await;
+                    let sleep = tokio::time::sleep_until((started + wait).into());
+                    match rediscover.as_mut() {
+                        // A datastore event (created, deleted) lists now, at most every
+                        // MIN_REDISCOVER_GAP.
+                        Some(kick) => {
+                            kick.mark_unchanged();
+                            tokio::select! {
+                                () = sleep => {}
+                                _ = kick.changed() => {
+                                    tokio::time::sleep_until((started + MIN_REDISCOVER_GAP).into()).await;
+                                }
+                            }
+                        }
+                        None => sleep.await,
+                    }
                 }
             });
         }
     }
 }
+
+/// Datastore events make discovery list again, but never more often than this.
+const MIN_REDISCOVER_GAP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The datastore ids `after` adds to `before`, and those it removes, each sorted.
 fn changed_ids(before: &Config, after: &Config) -> (Vec<String>, Vec<String>) {

@@ -51,9 +51,13 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::config::DATASTORE_STATUSES;
+
+mod events;
 use crate::healthlake::{DatastoreInfo, ErrorReason};
 use crate::job::{ImportProgress, JobKind, JobStatus};
 use crate::state::{Datastore, DiscoveryStatus, Health, JobTrack, JobsView, Record, State};
+use events::EventsSnapshot;
+pub use events::EVENT_FAMILY_NAMES;
 
 /// The exposition format a scraper asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -425,6 +429,8 @@ struct Tail {
     discovery: Vec<DiscoveryStatus>,
     reload_successful: bool,
     reload_success_time: f64,
+    /// With `[events]`: the event path's values.
+    events: Option<EventsSnapshot>,
 }
 
 impl Tail {
@@ -434,6 +440,7 @@ impl Tail {
             discovery: state.discovery(),
             reload_successful: reload.last_successful(),
             reload_success_time: reload.last_success_time(),
+            events: state.event_stats().map(|s| EventsSnapshot::of(&s)),
         }
     }
 }
@@ -824,6 +831,9 @@ impl Collector for StateCollector {
         }
         if let Some(tail) = &self.tail {
             Self::tail_families(&mut encoder, tail)?;
+            if let Some(snapshot) = &tail.events {
+                events::families(&mut encoder, snapshot)?;
+            }
         }
         Ok(())
     }
@@ -916,7 +926,7 @@ struct Inner {
     tail: [Option<(TailKey, Arc<Piece>)>; 2],
 }
 
-type TailKey = (bool, u64, u64);
+type TailKey = (bool, u64, u64, Option<(u64, bool, u64)>);
 
 #[derive(Debug)]
 struct Entry {
@@ -1234,10 +1244,13 @@ impl MetricsCache {
         let list = state.datastores();
         let versions: Vec<u64> = list.iter().map(|ds| ds.record().version).collect();
         let reload = state.reload_status();
+        // Read once: the cached tail must hold the values its key was made from.
+        let events = state.event_stats().map(|s| EventsSnapshot::of(&s));
         let tail_key = (
             reload.last_successful(),
             reload.last_success_time().to_bits(),
             state.discovery_version(),
+            events.as_ref().map(EventsSnapshot::key),
         );
 
         let (headers, tail, mut encoded, stale) = {
@@ -1295,7 +1308,10 @@ impl MetricsCache {
                     source: Source::Nothing,
                     now,
                     datastore_families: false,
-                    tail: Some(Tail::of(state)),
+                    tail: Some(Tail {
+                        events,
+                        ..Tail::of(state)
+                    }),
                     marks: None,
                 };
                 let text = encode(collector, format)?;

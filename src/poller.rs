@@ -6,6 +6,7 @@
 //! capped backoff for a datastore that keeps failing. A slow or failing datastore only ever delays
 //! itself. Results go into State; the scrape path never waits on a poll.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,7 +16,7 @@ use tokio::task::JoinSet;
 use crate::config::{Config, DatastoreConfig};
 use crate::healthlake::{describe_datastore, list_jobs, Clients, ErrorReason, PollError, Target};
 use crate::job::{JobKind, JobStatus};
-use crate::state::{Datastore, Feed, Listing, PollOutcome, State};
+use crate::state::{Datastore, EventStats, Feed, Listing, PollOutcome, State};
 
 /// The first polls after start are spread over at most this long (or half the interval), so that
 /// a hundred datastores do not all call at once, yet the first data arrives within seconds.
@@ -32,6 +33,7 @@ pub fn spawn(config: &Config, clients: Arc<Clients>, state: &State) -> JoinSet<(
     let semaphore = Arc::new(Semaphore::new(config.polling.concurrency));
     let mut tasks = JoinSet::new();
     let datastores = state.datastores();
+    let events = state.event_stats();
     for (ds_config, datastore) in config.datastores.iter().zip(datastores.iter()) {
         debug_assert_eq!(ds_config.id, datastore.id);
         let mut feeds = Vec::new();
@@ -53,6 +55,7 @@ pub fn spawn(config: &Config, clients: Arc<Clients>, state: &State) -> JoinSet<(
                 clients: Arc::clone(&clients),
                 datastore: Arc::clone(datastore),
                 semaphore: Arc::clone(&semaphore),
+                events: events.clone(),
             };
             tasks.spawn(task.run());
         }
@@ -110,6 +113,7 @@ pub async fn poll_jobs(
     settings: &PollSettings,
 ) -> Result<PollOutcome, PollFailure> {
     let feed = Feed::Jobs(kind);
+    let _listing = datastore.feed_lock(feed).lock().await;
     datastore.record_attempt_start(feed);
     let started = Instant::now();
     let listing = datastore.next_listing(kind, settings.full_resync_interval);
@@ -166,6 +170,7 @@ pub async fn poll_description(
     datastore: &Datastore,
     settings: &PollSettings,
 ) -> Result<bool, PollFailure> {
+    let _listing = datastore.feed_lock(Feed::Datastore).lock().await;
     datastore.record_attempt_start(Feed::Datastore);
     let started = Instant::now();
     let described = within(settings.timeout, describe_datastore(target, &datastore.id)).await;
@@ -205,6 +210,8 @@ struct FeedTask {
     clients: Arc<Clients>,
     datastore: Arc<Datastore>,
     semaphore: Arc<Semaphore>,
+    /// With `[events]`: job changes a scheduled poll finds were not announced by an event.
+    events: Option<Arc<EventStats>>,
 }
 
 impl FeedTask {
@@ -258,6 +265,11 @@ impl FeedTask {
             Feed::Jobs(kind) => poll_jobs(target, &self.datastore, kind, &self.settings)
                 .await
                 .map(|outcome| {
+                    if let Some(events) = &self.events {
+                        events
+                            .unannounced_changes
+                            .fetch_add(outcome.finished.len() as u64, Ordering::Relaxed);
+                    }
                     for (job_id, status) in &outcome.finished {
                         if *status == JobStatus::Failed {
                             tracing::warn!(datastore_id = %ds.id, datastore_name = %ds.name, job_id = %job_id, status = %status, "{} job failed", kind.as_str());

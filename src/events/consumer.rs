@@ -11,12 +11,11 @@
 //! The queue and the refreshes are traits, so the loop is tested here without HTTP; the SQS
 //! implementation lives with the other AWS calls.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -24,6 +23,7 @@ use tokio::task::JoinSet;
 use super::coalesce::Coalescer;
 use super::message::{classify, Classified, Scope};
 use crate::healthlake::{ErrorReason, PollError};
+use crate::state::EventStats;
 
 /// A boxed future, for the object-safe traits below.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -63,65 +63,6 @@ pub trait Refresher: Send + Sync + 'static {
     fn refresh(&self, datastore_id: String, scope: Scope) -> BoxFuture<'static, ()>;
     /// Runs discovery soon (a datastore was created or deleted); `false` without discovery.
     fn rediscover(&self) -> bool;
-}
-
-/// What the consumer counts, read by the metrics encoder. Counters only grow.
-#[derive(Debug, Default)]
-pub struct EventStats {
-    pub received: AtomicU64,
-    /// Messages whose refreshes (or discovery) finished.
-    pub applied: AtomicU64,
-    /// HealthLake events naming no datastore this process follows.
-    pub ignored: AtomicU64,
-    /// Not an EventBridge event, or one from another source.
-    pub malformed: AtomicU64,
-    /// Messages deleted (after handling).
-    pub deleted: AtomicU64,
-    /// Refreshes run (one per datastore and coalesced group of events).
-    pub refreshes: AtomicU64,
-    /// The last `ReceiveMessage` succeeded.
-    pub up: AtomicBool,
-    /// `time` of the newest applied event, Unix seconds as `f64` bits (0: none yet).
-    newest_applied: AtomicU64,
-    /// Failed queue calls by reason.
-    errors: Mutex<BTreeMap<ErrorReason, u64>>,
-    /// Job changes a scheduled poll found that no event had announced (counted by the poller).
-    pub unannounced_changes: AtomicU64,
-}
-
-impl EventStats {
-    pub fn errors(&self) -> BTreeMap<ErrorReason, u64> {
-        self.errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn error(&self, reason: ErrorReason) {
-        *self
-            .errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(reason)
-            .or_insert(0) += 1;
-    }
-
-    /// `time` of the newest applied event (Unix seconds), if any.
-    pub fn newest_applied(&self) -> Option<f64> {
-        let bits = self.newest_applied.load(Ordering::Relaxed);
-        (bits != 0).then(|| f64::from_bits(bits))
-    }
-
-    fn applied_event_at(&self, time: SystemTime) {
-        let secs = time
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let _ = self
-            .newest_applied
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
-                (secs > f64::from_bits(old)).then_some(secs.to_bits())
-            });
-    }
 }
 
 /// Starts the consumer (a receiving task and a handling task). Abort the set to stop it.
@@ -301,7 +242,8 @@ async fn delete<Q: Queue>(queue: &Q, stats: &EventStats, receipts: Vec<String>) 
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{HashSet, VecDeque};
+    use std::collections::{BTreeMap, HashSet, VecDeque};
+    use std::sync::Mutex;
 
     use super::*;
 

@@ -10,3 +10,4 @@
 pub mod coalesce;
 pub mod consumer;
 pub mod message;
+pub mod refresh;
