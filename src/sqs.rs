@@ -106,13 +106,18 @@ impl SqsQueue {
             })
     }
 
-    async fn receive_messages(&self) -> Result<Vec<QueueMessage>, PollError> {
+    async fn receive_messages(&self, long_poll: bool) -> Result<Vec<QueueMessage>, PollError> {
+        let wait = if long_poll {
+            self.wait_time
+        } else {
+            Duration::ZERO
+        };
         let output = self
             .client
             .receive_message()
             .queue_url(&self.queue_url)
             .max_number_of_messages(MAX_MESSAGES)
-            .wait_time_seconds(self.wait_time.as_secs() as i32)
+            .wait_time_seconds(wait.as_secs() as i32)
             .send()
             .await
             .map_err(|e| classify_for("SQS", e))?;
@@ -164,8 +169,8 @@ impl SqsQueue {
 }
 
 impl Queue for SqsQueue {
-    fn receive(&self) -> BoxFuture<'_, Result<Vec<QueueMessage>, PollError>> {
-        Box::pin(self.receive_messages())
+    fn receive(&self, long_poll: bool) -> BoxFuture<'_, Result<Vec<QueueMessage>, PollError>> {
+        Box::pin(self.receive_messages(long_poll))
     }
 
     fn delete(&self, receipts: Vec<String>) -> BoxFuture<'_, Result<usize, PollError>> {

@@ -47,8 +47,10 @@ pub struct QueueMessage {
 
 /// The queue, as the consumer uses it.
 pub trait Queue: Send + Sync + 'static {
-    /// One long poll (up to 10 messages; none after the wait time).
-    fn receive(&self) -> BoxFuture<'_, Result<Vec<QueueMessage>, PollError>>;
+    /// One receive of up to 10 messages: a long poll (none after the configured wait time), or
+    /// with `long_poll = false` an immediate answer (the first call, and calls after a failure,
+    /// so that `up` tells the truth within a second).
+    fn receive(&self, long_poll: bool) -> BoxFuture<'_, Result<Vec<QueueMessage>, PollError>>;
     /// Deletes up to [`DELETE_BATCH_SIZE`] messages; returns how many could not be deleted.
     fn delete(&self, receipts: Vec<String>) -> BoxFuture<'_, Result<usize, PollError>>;
 }
@@ -96,7 +98,8 @@ async fn receive_loop<Q: Queue>(
         if room.wait_for(|has_room| *has_room).await.is_err() {
             return;
         }
-        match queue.receive().await {
+        let long_poll = stats.up.load(Ordering::Relaxed);
+        match queue.receive(long_poll).await {
             Ok(messages) => {
                 if !stats.up.swap(true, Ordering::Relaxed) {
                     tracing::info!("event queue: receiving");
@@ -256,7 +259,7 @@ mod tests {
     }
 
     impl Queue for MemoryQueue {
-        fn receive(&self) -> BoxFuture<'_, Result<Vec<QueueMessage>, PollError>> {
+        fn receive(&self, _long_poll: bool) -> BoxFuture<'_, Result<Vec<QueueMessage>, PollError>> {
             Box::pin(async move {
                 let next = self.batches.lock().unwrap().pop_front();
                 match next {
