@@ -147,3 +147,50 @@ pub(super) fn families(e: &mut DescriptorEncoder, s: &EventsSnapshot) -> Fmt {
         s.unannounced,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::*;
+
+    #[test]
+    fn every_event_family_is_listed_and_rendered() {
+        for name in EVENT_FAMILY_NAMES {
+            assert!(super::super::FAMILY_NAMES.contains(&name), "{name}");
+        }
+        let stats = EventStats::default();
+        stats.received.fetch_add(3, Ordering::Relaxed);
+        stats.error(ErrorReason::Throttled);
+        stats.applied_event_at(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+        );
+        let snapshot = EventsSnapshot::of(&stats);
+        let mut text = String::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        #[derive(Debug)]
+        struct One(EventsSnapshot);
+        impl prometheus_client::collector::Collector for One {
+            fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+                families(&mut e, &self.0)
+            }
+        }
+        registry.register_collector(Box::new(One(snapshot.clone())));
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for name in EVENT_FAMILY_NAMES {
+            assert!(
+                text.contains(&format!("\n{name}")),
+                "{name} missing in\n{text}"
+            );
+        }
+        assert!(
+            text.contains("healthlake_events_received_total 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("healthlake_events_errors_total{reason=\"throttled\"} 1\n"));
+        assert!(text.contains("healthlake_events_errors_total{reason=\"other\"} 0\n"));
+        // The key changes with any value.
+        stats.ignored.fetch_add(1, Ordering::Relaxed);
+        assert_ne!(EventsSnapshot::of(&stats).key(), snapshot.key());
+    }
+}

@@ -16,7 +16,7 @@ use crate::model::{ErrorReason, ImportProgress, JobKind, DATASTORE_STATUSES};
 use crate::state::{DiscoveryStatus, Health};
 
 /// Every metric family name this exporter can emit (as scraped, with suffixes).
-pub const FAMILY_NAMES: [&str; 31] = [
+pub const FAMILY_NAMES: [&str; 40] = [
     "healthlake_export_jobs",
     "healthlake_export_job_duration_seconds",
     "healthlake_export_jobs_finished_total",
@@ -48,6 +48,16 @@ pub const FAMILY_NAMES: [&str; 31] = [
     "healthlake_exporter_build_info",
     "healthlake_exporter_config_last_reload_successful",
     "healthlake_exporter_config_last_reload_success_timestamp_seconds",
+    // the event path, with [events] only (metrics/events.rs)
+    "healthlake_events_up",
+    "healthlake_events_received_total",
+    "healthlake_events_applied_total",
+    "healthlake_events_ignored_total",
+    "healthlake_events_malformed_total",
+    "healthlake_events_refreshes_total",
+    "healthlake_events_errors_total",
+    "healthlake_events_newest_applied_event_timestamp_seconds",
+    "healthlake_events_unannounced_changes_total",
 ];
 
 /// The families with samples per datastore, written first: exports (8), imports (6 + 7 progress),
