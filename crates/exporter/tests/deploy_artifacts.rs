@@ -144,7 +144,11 @@ fn prometheus_rules_cover_the_required_alerts() {
                 !summary.is_empty() && !description.is_empty(),
                 "{name}: summary and description"
             );
-            if expr.contains("healthlake_") && !expr.contains("absent(") {
+            // The event path's families are exporter-wide (no datastore labels).
+            if expr.contains("healthlake_")
+                && !expr.contains("absent(")
+                && !expr.contains("healthlake_events_")
+            {
                 assert!(
                     description.contains("$labels.datastore_name")
                         && description.contains("$labels.datastore_id"),
@@ -306,6 +310,7 @@ fn dashboard_is_importable_and_covers_the_exporter() {
             if expr.contains("healthlake_")
                 && !expr.contains("healthlake_exporter_")
                 && !expr.contains("healthlake_discovery_")
+                && !expr.contains("healthlake_events_")
             {
                 assert!(
                     expr.contains("$datastore"),
