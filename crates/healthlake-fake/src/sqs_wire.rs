@@ -127,7 +127,8 @@ impl From<QueueError> for SqsError {
 enum Reply {
     Sqs(SqsError),
     Api(ApiError),
-    Raw(Response<FakeBody>),
+    /// A fault's ready-made answer (boxed: responses are large, errors are the common case).
+    Raw(Box<Response<FakeBody>>),
     Drop,
 }
 
@@ -186,7 +187,7 @@ pub(crate) async fn handle(
         }
         Err(Reply::Sqs(error)) => Ok(error.response()),
         Err(Reply::Api(error)) => Ok(error_response(&error)),
-        Err(Reply::Raw(response)) => Ok(response),
+        Err(Reply::Raw(response)) => Ok(*response),
         Err(Reply::Drop) => Err(DropConnection),
     }
 }
@@ -235,10 +236,10 @@ async fn apply_fault(fault: Option<Fault>) -> Result<(), Reply> {
         }
         Some(Fault::Hang) => std::future::pending().await,
         Some(Fault::ConnectionReset) => Err(Reply::Drop),
-        Some(Fault::MalformedJson) => Err(Reply::Raw(json_response(
+        Some(Fault::MalformedJson) => Err(Reply::Raw(Box::new(json_response(
             StatusCode::OK,
             FakeBody::full(Bytes::from_static(b"{\"Messages\":[{\"MessageId\":\"tru")),
-        ))),
+        )))),
     }
 }
 
