@@ -1,6 +1,8 @@
 //! `--demo`: the fake HealthLake and the exporter wired together, so a new user sees live metrics
 //! without an AWS account. The exporter is the real one: real SDK client, real HTTP, SigV4-signed
-//! with static demo keys, pointed at the fake through `endpoint_url`.
+//! with static demo keys, pointed at the fake through `endpoint_url`. It runs as the README
+//! recommends for production: HealthLake events through SQS (the fake's queue on the same port)
+//! show each job change within a second, and polling only reconciles, every minute.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,8 +20,12 @@ use crate::supervisor::{termination_signal, Exporter, StartError};
 
 /// The demo listens on loopback only: it is for the person at this machine.
 pub(crate) const DEMO_LISTEN_ADDRESS: &str = "127.0.0.1:9469";
-/// How often the demo's jobs move and how often the exporter polls them.
+/// How often the demo's jobs move.
 const DEMO_TICK: Duration = Duration::from_secs(5);
+/// The reconciliation poll: events make changes show long before it.
+const DEMO_RECONCILIATION: &str = "60s";
+/// The fake's event queue, fed on every job and datastore change.
+const DEMO_QUEUE: &str = "healthlake-events";
 
 /// Starts the fake and the exporter and serves until SIGTERM/SIGINT.
 pub async fn run(listen_address: Option<SocketAddr>) -> Result<(), StartError> {
@@ -33,16 +39,20 @@ pub async fn run(listen_address: Option<SocketAddr>) -> Result<(), StartError> {
             source,
         })?;
     let datastores = fake::scenario::seed_demo(&fake, unix_now());
+    // From here on every change the script makes is also an EventBridge event in the queue.
+    fake.set_event_queues(&[DEMO_QUEUE]);
     let listen = listen_address.map_or_else(|| DEMO_LISTEN_ADDRESS.to_owned(), |a| a.to_string());
     let endpoint = server.endpoint_url();
     let tick = DEMO_TICK.as_secs();
+    let reconcile = DEMO_RECONCILIATION;
     // The demo's configuration is written as a user would write it, so it goes through the same
     // validation as a real file.
     let mut text = format!(
         "[server]\nlisten_address = \"{listen}\"\n\
-         [polling]\ninterval = \"{tick}s\"\ntimeout = \"{tick}s\"\n\
-         jobs = [\"export\", \"import\"]\ndatastore_health = true\ndatastore_interval = \"{tick}s\"\n\
-         [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n"
+         [polling]\ninterval = \"{reconcile}\"\ntimeout = \"{tick}s\"\n\
+         jobs = [\"export\", \"import\"]\ndatastore_health = true\ndatastore_interval = \"{reconcile}\"\n\
+         [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n\
+         [events]\nqueue_url = \"{endpoint}/123456789012/{DEMO_QUEUE}\"\nendpoint_url = \"{endpoint}\"\n"
     );
     let regions = ["us-east-1", "us-east-1", "us-west-2"];
     for ((id, name), region) in datastores.iter().zip(regions.iter().cycle()) {
@@ -66,7 +76,7 @@ pub async fn run(listen_address: Option<SocketAddr>) -> Result<(), StartError> {
     let address = exporter.local_addr();
     tracing::info!(
         fake_endpoint = %server.endpoint_url(),
-        "demo running: jobs change every {}s; try: curl http://{address}/metrics",
+        "demo running: jobs change every {}s and show within a second through HealthLake events (polling reconciles every {DEMO_RECONCILIATION}); try: curl http://{address}/metrics",
         DEMO_TICK.as_secs()
     );
     println!("healthlake-exporter demo: metrics at http://{address}/metrics (Ctrl-C to stop)");

@@ -8,7 +8,9 @@
 //!
 //! ```text
 //! supervisor          Exporter: start, reload, signals; owns the configuration and the pollers
-//! config  poll  web   the file and its checks · polling tasks and discovery · the HTTP endpoint
+//! config  poll  events  web
+//!                     the file and its checks · polling tasks and discovery · SQS event
+//!                     consumer (refreshes through poll) · the HTTP endpoint
 //! state  metrics  aws what is known per datastore · its exposition · the only SDK user
 //! model               the domain types every layer shares (a leaf)
 //! ```
@@ -22,6 +24,7 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod events;
 pub mod metrics;
 pub mod model;
 pub mod poll;

@@ -28,6 +28,8 @@ pub enum StartError {
     Clients(#[from] ClientError),
     #[error(transparent)]
     Http(#[from] web::HttpError),
+    #[error("[events] queue_url {queue_url:?} has no {{shard}} but this replica is shard {shard}: replicas sharing one queue would take each other's events\n  hint: give each replica its own queue (deploy/aws/healthlake-events.yaml, ReplicaCount) and write {{shard}} in queue_url")]
+    SharedEventQueue { queue_url: String, shard: Shard },
     #[error("cannot listen on {address}: {source}\n  hint: pick another port with --listen-address or server.listen_address")]
     Bind {
         address: SocketAddr,
@@ -196,6 +198,12 @@ impl Exporter {
         let http = tokio::spawn(web::serve(listener, context, async {
             let _ = stopped.await;
         }));
+        let events = match &config.events {
+            Some(events) => {
+                Some(EventsRuntime::start(&config, events, &clients, &options, &state).await?)
+            }
+            None => None,
+        };
         let pollers = crate::poll::spawn(&config, Arc::clone(&clients), &state);
         tracing::info!(
             listen_address = %local_addr,
@@ -219,6 +227,7 @@ impl Exporter {
             discoverers: tokio::task::JoinSet::new(),
             control: reload.control.clone(),
             state: Arc::clone(&state),
+            events,
         };
         supervisor.spawn_discoverers();
         let supervisor = tokio::spawn(supervisor.run(requests));
@@ -308,6 +317,78 @@ struct Supervisor {
     discoverers: tokio::task::JoinSet<()>,
     control: mpsc::Sender<Control>,
     state: Arc<State>,
+    /// The event consumer, with `[events]` (started once; a change of `[events]` needs a restart).
+    events: Option<EventsRuntime>,
+}
+
+/// The running event path: the consumer tasks, the refresher they call, and the signal that makes
+/// discovery list now.
+struct EventsRuntime {
+    refresher: Arc<crate::events::refresh::StateRefresher>,
+    rediscover: Option<Arc<tokio::sync::watch::Sender<u64>>>,
+    consumer: tokio::task::JoinSet<()>,
+}
+
+impl EventsRuntime {
+    async fn start(
+        config: &Config,
+        settings: &crate::config::EventsConfig,
+        clients: &Arc<Clients>,
+        options: &ClientOptions,
+        state: &Arc<State>,
+    ) -> Result<EventsRuntime, StartError> {
+        let shard = config.polling.shard;
+        if !shard.is_all() && !settings.per_shard() {
+            return Err(StartError::SharedEventQueue {
+                queue_url: settings.queue_url.clone(),
+                shard,
+            });
+        }
+        let queue =
+            crate::aws::sqs::SqsQueue::build(settings.queue_plan(shard), clients, options).await?;
+        let stats = state.enable_events();
+        let rediscover =
+            (!config.discovery.is_empty()).then(|| Arc::new(tokio::sync::watch::channel(0u64).0));
+        let refresher = Arc::new(crate::events::refresh::StateRefresher::new(
+            config,
+            Arc::clone(clients),
+            state,
+            rediscover.clone(),
+        ));
+        // The queue must hide a message longer than the refresh it causes can take; checked in
+        // the background so a slow or denied call never delays the start.
+        let check = queue.clone();
+        let minimum = config.polling.timeout * 2;
+        tokio::spawn(async move {
+            match check.visibility_timeout().await {
+                Ok(visibility) if visibility < minimum => tracing::warn!(
+                    queue_url = check.queue_url(),
+                    visibility_timeout = %humantime::format_duration(visibility),
+                    minimum = %humantime::format_duration(minimum),
+                    "the event queue's visibility timeout is shorter than 2 x polling.timeout: messages may be handled twice; raise VisibilityTimeout"
+                ),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(
+                    queue_url = check.queue_url(),
+                    reason = %error.reason,
+                    error = %error.message,
+                    "cannot read the event queue's attributes (needs sqs:GetQueueAttributes); events are still consumed"
+                ),
+            }
+        });
+        tracing::info!(
+            queue_url = queue.queue_url(),
+            wait_time = %humantime::format_duration(settings.wait_time),
+            "consuming HealthLake events; polling.interval is now the reconciliation interval"
+        );
+        let consumer =
+            crate::events::consumer::spawn(Arc::new(queue), Arc::clone(&refresher), stats);
+        Ok(EventsRuntime {
+            refresher,
+            rediscover,
+            consumer,
+        })
+    }
 }
 
 impl Supervisor {
@@ -332,6 +413,9 @@ impl Supervisor {
         }
         self.discoverers.shutdown().await;
         self.pollers.shutdown().await;
+        if let Some(events) = &mut self.events {
+            events.consumer.shutdown().await;
+        }
     }
 
     /// The configuration to poll: the file's datastores, then discovered ones the file does not
@@ -357,6 +441,11 @@ impl Supervisor {
             Arc::new(Clients::rebuild(&config, &self.options, Some(&self.clients)).await?);
         self.pollers.shutdown().await;
         self.state.apply(&config);
+        if let Some(events) = &self.events {
+            events
+                .refresher
+                .update(&config, Arc::clone(&clients), &self.state);
+        }
         self.pollers = crate::poll::spawn(&config, Arc::clone(&clients), &self.state);
         self.config = config;
         self.clients = clients;
@@ -372,6 +461,9 @@ impl Supervisor {
         self.overrides.apply(&mut file);
         if file.server != self.file.server {
             tracing::warn!("changes to [server] take effect after a restart; the other changes are applied now");
+        }
+        if file.events != self.file.events {
+            tracing::warn!("changes to [events] take effect after a restart; the other changes are applied now");
         }
         // Discovery entries that did not change keep what they found until they list again.
         let discovered = file
@@ -493,6 +585,7 @@ impl Supervisor {
             &self.clients,
             self.generation,
             self.control.clone(),
+            self.events.as_ref().and_then(|e| e.rediscover.as_deref()),
         );
     }
 }

@@ -231,6 +231,17 @@ fn demo_serves_live_metrics_without_aws() {
         .map(|(_, v)| v)
         .sum();
     assert!(failed >= 1.0, "the demo history has a failed job");
+    // The demo runs on HealthLake events: its job changes arrive through the fake's SQS queue.
+    let events = runtime.block_on(common::eventually(
+        Duration::from_secs(20),
+        "demo events applied",
+        || async {
+            let m = common::scrape(addr).await;
+            (m.get("healthlake_events_applied_total").unwrap_or(0.0) >= 1.0).then_some(m)
+        },
+    ));
+    assert_eq!(events.value("healthlake_events_up"), 1.0);
+    assert_eq!(events.value("healthlake_events_malformed_total"), 0.0);
     sigterm(child.id());
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }

@@ -146,7 +146,11 @@ fn prometheus_rules_cover_the_required_alerts() {
                 !summary.is_empty() && !description.is_empty(),
                 "{name}: summary and description"
             );
-            if expr.contains("healthlake_") && !expr.contains("absent(") {
+            // The event path's families are exporter-wide (no datastore labels).
+            if expr.contains("healthlake_")
+                && !expr.contains("absent(")
+                && !expr.contains("healthlake_events_")
+            {
                 assert!(
                     description.contains("$labels.datastore_name")
                         && description.contains("$labels.datastore_id"),
@@ -308,6 +312,7 @@ fn dashboard_is_importable_and_covers_the_exporter() {
             if expr.contains("healthlake_")
                 && !expr.contains("healthlake_exporter_")
                 && !expr.contains("healthlake_discovery_")
+                && !expr.contains("healthlake_events_")
             {
                 assert!(
                     expr.contains("$datastore"),
@@ -1078,10 +1083,30 @@ fn iam_policy_for_all_features_scopes_each_action() {
         );
         assert!(sids.insert(sid.to_string()), "{file}: Sid {sid} twice");
         let actions = string_or_list(&st["Action"]);
-        assert_eq!(actions.len(), 1, "{file}: one feature per statement: {st}");
-        let action = actions[0].clone();
         let resources = string_or_list(&st["Resource"]);
         assert!(!resources.is_empty(), "{file}: {sid}: no Resource");
+        if actions.iter().any(|a| a.starts_with("sqs:")) {
+            // The event consumer ([events]): its queue's three calls, on its queues only.
+            assert_eq!(
+                actions,
+                [
+                    "sqs:ReceiveMessage",
+                    "sqs:DeleteMessage",
+                    "sqs:GetQueueAttributes"
+                ],
+                "{file}: {sid}"
+            );
+            for arn in &resources {
+                assert!(
+                    arn.starts_with("arn:aws:sqs:") && !arn.ends_with(":*"),
+                    "{file}: {sid}: scope SQS to the event queues: {arn}"
+                );
+            }
+            seen.push("sqs (events)".to_string());
+            continue;
+        }
+        assert_eq!(actions.len(), 1, "{file}: one feature per statement: {st}");
+        let action = actions[0].clone();
         match action.as_str() {
             "healthlake:ListFHIRExportJobs"
             | "healthlake:ListFHIRImportJobs"
@@ -1107,6 +1132,7 @@ fn iam_policy_for_all_features_scopes_each_action() {
             "healthlake:ListFHIRDatastores",
             "healthlake:ListFHIRExportJobs",
             "healthlake:ListFHIRImportJobs",
+            "sqs (events)",
         ],
         "{file}: each action the exporter can call, exactly once"
     );

@@ -15,12 +15,20 @@
 //! dev-dependency and, for `--demo`, behind its default `demo` feature. Export and import jobs
 //! share one code path here too (`store::Job`), as in the exporter.
 //!
+//! The same port also serves a fake Amazon SQS (`X-Amz-Target: AmazonSQS.*`, SigV4 scoped to
+//! `sqs`) for the exporter's event consumer; with event queues set, every job or datastore status
+//! change made through [`FakeHealthLake`] queues a HealthLake-shaped EventBridge event.
+//!
 //! Layout: `store` holds datastores, jobs, faults and the request log (pure, unit tested), `wire`
-//! knows the protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing,
-//! `scenario` scripts the demo, and `main.rs` is the standalone fake the scale benchmark starts.
+//! knows the protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing and
+//! `scenario` scripts the demo, `main.rs` is the standalone fake the scale benchmark starts; `sqs` holds the queues, `sqs_wire` speaks SQS's protocol and
+//! `events` builds the EventBridge events.
 
+pub mod events;
 pub mod scenario;
 mod server;
+pub mod sqs;
+mod sqs_wire;
 mod store;
 mod wire;
 
@@ -33,6 +41,9 @@ use tokio::task::JoinHandle;
 pub use store::{DEFAULT_MAX_RESULTS, MAX_MAX_RESULTS, MAX_RECORDED_REQUESTS};
 pub use wire::MAX_REQUEST_BODY_BYTES;
 
+use events::EventJobKind;
+use sqs::SqsShared;
+pub use sqs::{FakeMessage, FakeQueue, SqsOperation};
 use store::{Job as _, Store};
 
 /// Handle to the fake service state. Cheap to clone; all clones share the same store.
@@ -42,6 +53,8 @@ use store::{Job as _, Store};
 #[derive(Clone, Default)]
 pub struct FakeHealthLake {
     store: Arc<Mutex<Store>>,
+    /// The fake SQS on the same port (see `sqs`).
+    sqs: Arc<SqsShared>,
 }
 
 impl FakeHealthLake {
@@ -64,12 +77,16 @@ impl FakeHealthLake {
     /// Like the real service, requests are rejected with `ValidationException` when the id is
     /// longer than 32 characters, so such a datastore is unreachable over the wire.
     pub fn add_datastore(&self, datastore_id: &str) {
+        let before = self.datastore_status_for_events(datastore_id);
         self.lock().add_datastore(datastore_id);
+        self.datastore_changed(datastore_id, before);
     }
 
     /// Creates the datastore or replaces its properties; its jobs are kept.
     pub fn set_datastore(&self, datastore_id: &str, datastore: FakeDatastore) {
+        let before = self.datastore_status_for_events(datastore_id);
         self.lock().set_datastore(datastore_id, datastore);
+        self.datastore_changed(datastore_id, before);
     }
 
     /// Properties of a datastore, `None` if it does not exist.
@@ -80,8 +97,12 @@ impl FakeHealthLake {
     /// Sets a datastore's status (any string, also ones the SDK does not know, e.g. `ARCHIVED`).
     /// Returns `false` when the datastore does not exist.
     pub fn set_datastore_status(&self, datastore_id: &str, status: &str) -> bool {
-        self.lock()
-            .update_datastore(datastore_id, |d| status.clone_into(&mut d.status))
+        let before = self.datastore_status_for_events(datastore_id);
+        let found = self
+            .lock()
+            .update_datastore(datastore_id, |d| status.clone_into(&mut d.status));
+        self.datastore_changed(datastore_id, before);
+        found
     }
 
     /// Renames a datastore. Returns `false` when the datastore does not exist.
@@ -94,7 +115,9 @@ impl FakeHealthLake {
     /// Faults set for the id are kept until cleared with [`FakeHealthLake::set_fault`] /
     /// [`FakeHealthLake::set_fault_for`].
     pub fn remove_datastore(&self, datastore_id: &str) {
+        let before = self.datastore_status_for_events(datastore_id);
         self.lock().remove_datastore(datastore_id);
+        self.datastore_changed(datastore_id, before);
     }
 
     /// Ids of all datastores, sorted.
@@ -104,7 +127,15 @@ impl FakeHealthLake {
 
     /// Adds an export job, creating the datastore if missing. A job with the same id is replaced.
     pub fn add_job(&self, datastore_id: &str, job: FakeJob) {
+        let job_id = job.id.clone();
+        let before = self.job_status_for_events(EventJobKind::Export, datastore_id, &job_id);
         self.lock().add(datastore_id, job);
+        self.job_changed(
+            EventJobKind::Export,
+            datastore_id,
+            &job_id,
+            before.map(|b| b.0),
+        );
     }
 
     /// Removes an export job; returns whether it existed.
@@ -121,10 +152,19 @@ impl FakeHealthLake {
         status: &str,
         end_time: Option<f64>,
     ) -> bool {
-        self.lock()
+        let before = self.job_status_for_events(EventJobKind::Export, datastore_id, job_id);
+        let found = self
+            .lock()
             .update(datastore_id, job_id, |job: &mut FakeJob| {
                 job.set_status(status, end_time)
-            })
+            });
+        self.job_changed(
+            EventJobKind::Export,
+            datastore_id,
+            job_id,
+            before.map(|b| b.0),
+        );
+        found
     }
 
     /// Export jobs of a datastore ordered by submit time, then id (empty if the datastore is
@@ -135,7 +175,15 @@ impl FakeHealthLake {
 
     /// Adds an import job, creating the datastore if missing. A job with the same id is replaced.
     pub fn add_import_job(&self, datastore_id: &str, job: FakeImportJob) {
+        let job_id = job.id.clone();
+        let before = self.job_status_for_events(EventJobKind::Import, datastore_id, &job_id);
         self.lock().add(datastore_id, job);
+        self.job_changed(
+            EventJobKind::Import,
+            datastore_id,
+            &job_id,
+            before.map(|b| b.0),
+        );
     }
 
     /// Removes an import job; returns whether it existed.
@@ -152,10 +200,19 @@ impl FakeHealthLake {
         status: &str,
         end_time: Option<f64>,
     ) -> bool {
-        self.lock()
+        let before = self.job_status_for_events(EventJobKind::Import, datastore_id, job_id);
+        let found = self
+            .lock()
             .update(datastore_id, job_id, |job: &mut FakeImportJob| {
                 job.set_status(status, end_time)
-            })
+            });
+        self.job_changed(
+            EventJobKind::Import,
+            datastore_id,
+            job_id,
+            before.map(|b| b.0),
+        );
+        found
     }
 
     /// Replaces an import job's `JobProgressReport`. Returns `false` when the datastore or job

@@ -29,7 +29,7 @@ use super::wire::{
     ErrorCode, ListDatastoresRequest, ListRequest, CONTENT_TYPE as AMZ_JSON,
     MAX_REQUEST_BODY_BYTES,
 };
-use super::{FakeHealthLake, FakeImportJob, FakeJob, FakeServer, Fault};
+use super::{sqs_wire, FakeHealthLake, FakeImportJob, FakeJob, FakeServer, Fault};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
@@ -126,6 +126,9 @@ async fn handle(
     let target = header("x-amz-target")
         .map(|t| String::from_utf8_lossy(t).into_owned())
         .unwrap_or_default();
+    if target.starts_with(sqs_wire::TARGET_PREFIX) {
+        return sqs_wire::handle(&fake, &target, &parts.headers, &body).await;
+    }
     let auth = check_authorization(header(AUTHORIZATION.as_str()));
     let parsed = parse_body(&body);
     fake.lock()
@@ -342,13 +345,13 @@ async fn list_datastores(
     Ok(ok_response(body, &tweaks))
 }
 
-fn error_response(error: &ApiError) -> Response<FakeBody> {
+pub(crate) fn error_response(error: &ApiError) -> Response<FakeBody> {
     let status =
         StatusCode::from_u16(error.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     json_response(status, FakeBody::full(error.body().into()))
 }
 
-fn json_response(status: StatusCode, body: FakeBody) -> Response<FakeBody> {
+pub(crate) fn json_response(status: StatusCode, body: FakeBody) -> Response<FakeBody> {
     let length = body.len();
     let mut response = Response::new(body);
     *response.status_mut() = status;
@@ -388,7 +391,7 @@ pub(crate) struct FakeBody {
 }
 
 impl FakeBody {
-    fn full(bytes: Bytes) -> Self {
+    pub(crate) fn full(bytes: Bytes) -> Self {
         let remaining = bytes.len() as u64;
         Self {
             head: Some(bytes),

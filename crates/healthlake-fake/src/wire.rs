@@ -123,6 +123,14 @@ pub(crate) struct SigningScope {
 /// `AWS4-HMAC-SHA256 Credential=<akid>/<yyyymmdd>/<region>/healthlake/aws4_request,
 /// SignedHeaders=..., Signature=<hex>`. `None` means the header is missing or not UTF-8-ish text.
 pub(crate) fn check_authorization(header: Option<&[u8]>) -> Result<SigningScope, ApiError> {
+    check_authorization_for(header, "healthlake")
+}
+
+/// [`check_authorization`] for another signing service (the fake's SQS checks for `sqs`).
+pub(crate) fn check_authorization_for(
+    header: Option<&[u8]>,
+    expected_service: &str,
+) -> Result<SigningScope, ApiError> {
     let Some(raw) = header else {
         return Err(ApiError::new(
             ErrorCode::MissingAuthenticationToken,
@@ -184,9 +192,9 @@ pub(crate) fn check_authorization(header: Option<&[u8]>) -> Result<SigningScope,
     {
         return Err(invalid("bad region in credential scope"));
     }
-    if *service != "healthlake" {
+    if *service != expected_service {
         return Err(invalid(&format!(
-            "credential should be scoped to correct service: 'healthlake', not '{service}'"
+            "credential should be scoped to correct service: '{expected_service}', not '{service}'"
         )));
     }
     if *terminator != "aws4_request" {

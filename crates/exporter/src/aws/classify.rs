@@ -61,6 +61,15 @@ pub(super) fn classify<E>(error: SdkError<E, HttpResponse>) -> PollError
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
+    classify_for("HealthLake", error)
+}
+
+/// [`classify`] for another service's SDK (`service_name` names it in messages: "SQS"). The
+/// SDKs share the error and response types, and SQS's codes are in [`reason_for_code`].
+pub(super) fn classify_for<E>(service_name: &str, error: SdkError<E, HttpResponse>) -> PollError
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
     if find_source::<ResponseTooLarge>(&error).is_some()
         || find_source::<http_body_util::LengthLimitError>(&error).is_some()
     {
@@ -87,17 +96,23 @@ where
         ),
         SdkError::DispatchFailure(_) => PollError::new(
             ErrorReason::Network,
-            format!("could not reach HealthLake: {}", one_line(&error)),
+            format!("could not reach {service_name}: {}", one_line(&error)),
         ),
         SdkError::ResponseError(_) => PollError::new(
             ErrorReason::ServerError,
-            format!("malformed response from HealthLake: {}", one_line(&error)),
+            format!(
+                "malformed response from {service_name}: {}",
+                one_line(&error)
+            ),
         ),
         SdkError::ServiceError(service) if service.raw().status().is_success() => {
             // A 2xx answer whose body could not be read as the model says: a malformed response.
             PollError::new(
                 ErrorReason::ServerError,
-                format!("malformed response from HealthLake: {}", one_line(&error)),
+                format!(
+                    "malformed response from {service_name}: {}",
+                    one_line(&error)
+                ),
             )
         }
         SdkError::ServiceError(service) => {
@@ -129,12 +144,21 @@ fn reason_for_code(code: &str, status: u16) -> ErrorReason {
         | "SignatureDoesNotMatch"
         | "MissingAuthenticationTokenException"
         | "IncompleteSignatureException" => ErrorReason::Credentials,
-        "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded" => {
-            ErrorReason::Throttled
+        "ThrottlingException"
+        | "TooManyRequestsException"
+        | "RequestLimitExceeded"
+        | "RequestThrottled"
+        | "KMS.ThrottlingException" => ErrorReason::Throttled,
+        "AccessDeniedException" | "AccessDenied" | "KMS.AccessDeniedException" => {
+            ErrorReason::AccessDenied
         }
-        "AccessDeniedException" => ErrorReason::AccessDenied,
-        "ResourceNotFoundException" => ErrorReason::NotFound,
-        "ValidationException" => ErrorReason::Validation,
+        // SQS's query-compatible codes (the SDK reports them from `x-amzn-query-error`).
+        "ResourceNotFoundException" | "AWS.SimpleQueueService.NonExistentQueue" => {
+            ErrorReason::NotFound
+        }
+        "ValidationException" | "InvalidParameterValue" | "MissingParameter" | "InvalidAddress" => {
+            ErrorReason::Validation
+        }
         "InternalServerException" => ErrorReason::ServerError,
         "ServiceUnavailableException" | "InternalFailure" | "ServiceUnavailable" => {
             ErrorReason::ServerError
@@ -198,5 +222,21 @@ mod tests {
         );
         assert_eq!(reason_for_code("SomethingNew", 429), ErrorReason::Throttled);
         assert_eq!(reason_for_code("SomethingNew", 400), ErrorReason::Other);
+        assert_eq!(
+            reason_for_code("RequestThrottled", 400),
+            ErrorReason::Throttled
+        );
+        assert_eq!(
+            reason_for_code("AWS.SimpleQueueService.NonExistentQueue", 400),
+            ErrorReason::NotFound
+        );
+        assert_eq!(
+            reason_for_code("AccessDenied", 403),
+            ErrorReason::AccessDenied
+        );
+        assert_eq!(
+            reason_for_code("InvalidParameterValue", 400),
+            ErrorReason::Validation
+        );
     }
 }

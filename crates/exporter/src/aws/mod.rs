@@ -3,11 +3,13 @@
 //! It turns configured targets into SDK clients (one per distinct region, endpoint and role, all on
 //! one shared HTTP connection pool and one credentials chain), paces requests per account and
 //! region (`budget`), follows `NextToken` to the end (`list`), and turns SDK results into our own
-//! types or a `PollError` with a short, stable `reason` (`classify`).
+//! types or a `PollError` with a short, stable `reason` (`classify`). `sqs` holds the event
+//! consumer's SQS calls, built on the same HTTP client and credentials chain.
 
 mod budget;
 mod classify;
 mod list;
+pub mod sqs;
 mod target;
 
 use std::collections::HashMap;
@@ -68,6 +70,11 @@ impl fmt::Debug for ClientOptions {
 /// one request budget per account and region.
 pub struct Clients {
     by_target: HashMap<AwsTarget, Target>,
+    /// The shared HTTP client, credentials chain and retry settings the clients were built from
+    /// (`None` until a client needed it); the SQS client of `[events]` is built from it too.
+    base: Option<SdkConfig>,
+    /// The plan's region (for building `base` later).
+    region: Option<String>,
     /// What the clients were built with: a reload with other values builds them anew.
     settings: ClientSettings,
 }
@@ -139,7 +146,7 @@ impl Clients {
         let plan = plan.into();
         let settings = ClientSettings::of(&plan, options);
         let previous = previous.filter(|p| p.settings == settings);
-        let mut base: Option<SdkConfig> = None;
+        let mut base: Option<SdkConfig> = previous.and_then(|p| p.base.clone());
         let mut budgets: HashMap<(String, String), Arc<RequestBudget>> = HashMap::new();
         let mut by_target = HashMap::new();
         for (target, user) in &plan.users {
@@ -154,7 +161,9 @@ impl Clients {
             }
             let base = match base {
                 Some(ref base) => base,
-                None => base.insert(base_sdk_config(&plan, &settings, options).await),
+                None => {
+                    base.insert(base_sdk_config(plan.region.as_deref(), &settings, options).await)
+                }
             };
             let region = target
                 .region
@@ -190,8 +199,19 @@ impl Clients {
         }
         Ok(Clients {
             by_target,
+            base,
+            region: plan.region.clone(),
             settings,
         })
+    }
+
+    /// The base SDK configuration (shared HTTP client and credentials chain), built now if no
+    /// HealthLake client needed it yet (a shard that owns no datastore).
+    pub async fn base_config(&self, options: &ClientOptions) -> SdkConfig {
+        match &self.base {
+            Some(base) => base.clone(),
+            None => base_sdk_config(self.region.as_deref(), &self.settings, options).await,
+        }
     }
 
     pub fn for_target(&self, target: &AwsTarget) -> Option<&Target> {
@@ -211,7 +231,7 @@ fn budget_key(target: &AwsTarget, region: Option<&Region>) -> (String, String) {
 }
 
 async fn base_sdk_config(
-    plan: &ClientPlan,
+    region: Option<&str>,
     settings: &ClientSettings,
     options: &ClientOptions,
 ) -> SdkConfig {
@@ -230,9 +250,9 @@ async fn base_sdk_config(
                 .build(),
         )
         .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts));
-    if let Some(region) = &plan.region {
+    if let Some(region) = region {
         // Every datastore names its region: skip the region chain (and its IMDS lookup).
-        loader = loader.region(Region::new(region.clone()));
+        loader = loader.region(Region::new(region.to_owned()));
     }
     if let Some(credentials) = &options.credentials {
         loader = loader.credentials_provider(credentials.clone());

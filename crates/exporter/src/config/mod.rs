@@ -4,6 +4,7 @@
 //! are known to be good. Every error names the file, the key and (where TOML tells us) the line,
 //! and says how to fix it: a typo must never pass silently and must never become a panic.
 
+mod events;
 mod raw;
 pub mod shard;
 mod summary;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 pub use crate::aws::AwsTarget;
 pub use crate::web::settings::ServerConfig;
+pub use events::{region_of_queue_url, EventsConfig, CALL_TIMEOUT_MARGIN, SHARD_PLACEHOLDER};
 
 use crate::aws::ClientPlan;
 use crate::model::JobKinds;
@@ -50,6 +52,8 @@ pub struct Config {
     pub datastores: Vec<DatastoreConfig>,
     /// `[[discovery]]`: where to find more datastores with `ListFHIRDatastores`.
     pub discovery: Vec<DiscoveryConfig>,
+    /// `[events]`: HealthLake's EventBridge events through SQS (`None`: polling only).
+    pub events: Option<EventsConfig>,
 }
 
 /// One `[[discovery]]` entry: datastores of one region (and role) found with `ListFHIRDatastores`.

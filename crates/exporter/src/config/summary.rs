@@ -74,6 +74,26 @@ impl Config {
                 humantime::format_duration(d.interval)
             );
         }
+        match &self.events {
+            None => {
+                let _ = writeln!(out, "events           off (polling only)");
+            }
+            Some(e) => {
+                let _ = writeln!(
+                    out,
+                    "events           queue {} (this replica: {}), wait_time {}, region={}{}; polling.interval is the reconciliation interval",
+                    e.queue_url,
+                    e.queue_url_for(self.polling.shard),
+                    humantime::format_duration(e.wait_time),
+                    e.target.region.as_deref().unwrap_or("(SDK default chain)"),
+                    e.target
+                        .endpoint_url
+                        .as_deref()
+                        .map(|u| format!(" endpoint_url={u}"))
+                        .unwrap_or_default()
+                );
+            }
+        }
         let _ = writeln!(out, "datastores       {}", self.datastores.len());
         let shard = p.shard;
         if !shard.is_all() {

@@ -55,7 +55,7 @@ pub(super) struct Validator<'a> {
 }
 
 impl Validator<'_> {
-    fn error(
+    pub(super) fn error(
         &self,
         span: Option<Range<usize>>,
         key: &str,
@@ -83,6 +83,10 @@ impl Validator<'_> {
 
         let polling = self.polling(raw.polling)?;
         let defaults = self.target(&raw.aws, None, "aws")?;
+        let events = match raw.events {
+            Some(section) => Some(self.events(section, &defaults)?),
+            None => None,
+        };
 
         let mut discovery = Vec::new();
         for (index, entry) in raw.discovery.unwrap_or_default().into_iter().enumerate() {
@@ -99,6 +103,7 @@ impl Validator<'_> {
             polling,
             datastores,
             discovery,
+            events,
         })
     }
 

@@ -16,6 +16,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use super::events::EventsSnapshot;
 use super::families::{
     elapsed_value, encode, split_families, Marks, StateCollector, DATASTORE_FAMILIES, EOF,
 };
@@ -62,7 +63,7 @@ pub(super) struct Inner {
     pub(super) tail: [Option<(ExporterValuesKey, Arc<Piece>)>; 2],
 }
 
-pub(super) type ExporterValuesKey = (bool, u64, u64);
+pub(super) type ExporterValuesKey = (bool, u64, u64, Option<(u64, bool, u64)>);
 
 #[derive(Debug)]
 pub(super) struct Entry {
@@ -390,10 +391,13 @@ impl MetricsCache {
         let list = state.datastores();
         let versions: Vec<u64> = list.iter().map(|ds| ds.record().version).collect();
         let reload = state.reload_status();
+        // Read once: the cached tail must hold the values its key was made from.
+        let events = state.event_stats().map(|s| EventsSnapshot::of(&s));
         let tail_key = (
             reload.last_successful(),
             reload.last_success_time().to_bits(),
             state.discovery_version(),
+            events.as_ref().map(EventsSnapshot::key),
         );
 
         let (headers, tail, mut encoded, stale) = {
@@ -460,7 +464,10 @@ impl MetricsCache {
                     source: Source::Nothing,
                     now,
                     datastore_families: false,
-                    tail: Some(ExporterValues::of(state)),
+                    tail: Some(ExporterValues {
+                        events,
+                        ..ExporterValues::of(state)
+                    }),
                     marks: None,
                 };
                 let text = encode(collector, format)?;

@@ -12,6 +12,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncod
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
+use super::events::EVENT_FAMILY_NAMES;
 use super::view::{ExporterValues, Fmt, Labels, Source, View};
 use super::{Format, RenderError};
 use crate::model::{ErrorReason, ImportProgress, JobKind, DATASTORE_STATUSES};
@@ -323,7 +324,7 @@ pub(super) const EXPORTER: &[Family] = &[
 /// How many families have samples per datastore (the cache keeps one piece per family).
 pub(super) const DATASTORE_FAMILIES: usize = DATASTORE.len();
 
-const FAMILY_COUNT: usize = DATASTORE.len() + EXPORTER.len();
+const FAMILY_COUNT: usize = DATASTORE.len() + EXPORTER.len() + EVENT_FAMILY_NAMES.len();
 
 /// Every metric family name this exporter can emit (as scraped, with suffixes).
 pub const FAMILY_NAMES: [&str; FAMILY_COUNT] = {
@@ -337,6 +338,12 @@ pub const FAMILY_NAMES: [&str; FAMILY_COUNT] = {
     while j < EXPORTER.len() {
         names[i + j] = EXPORTER[j].name;
         j += 1;
+    }
+    // The event path's families (`[events]` only) are written by `metrics::events`.
+    let mut k = 0;
+    while k < EVENT_FAMILY_NAMES.len() {
+        names[i + j + k] = EVENT_FAMILY_NAMES[k];
+        k += 1;
     }
     names
 };
@@ -642,6 +649,9 @@ impl Collector for StateCollector {
         if let Some(tail) = &self.tail {
             for family in EXPORTER {
                 Self::exporter_family(&mut encoder, family, tail)?;
+            }
+            if let Some(snapshot) = &tail.events {
+                super::events::families(&mut encoder, snapshot)?;
             }
         }
         Ok(())

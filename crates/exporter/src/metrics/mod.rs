@@ -37,6 +37,7 @@
 //! compressed (rare: probes, curl) is answered by [`render_uncached`].
 
 mod cache;
+mod events;
 mod families;
 mod gzip;
 mod process;
@@ -45,6 +46,7 @@ mod view;
 use std::sync::Arc;
 
 pub use cache::{CacheStats, MetricsCache};
+pub use events::EVENT_FAMILY_NAMES;
 pub use families::FAMILY_NAMES;
 pub use process::PROCESS_FAMILY_NAMES;
 

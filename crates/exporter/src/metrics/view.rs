@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::events::EventsSnapshot;
 use crate::model::{DatastoreInfo, JobKind, JobStatus};
 use crate::state::{Datastore, DiscoveryStatus, Health, JobTrack, JobsView, Record, State};
 
@@ -165,6 +166,8 @@ pub(super) struct ExporterValues {
     pub(super) discovery: Vec<DiscoveryStatus>,
     pub(super) reload_successful: bool,
     pub(super) reload_success_time: f64,
+    /// With `[events]`: the event path's values.
+    pub(super) events: Option<EventsSnapshot>,
 }
 
 impl ExporterValues {
@@ -174,6 +177,7 @@ impl ExporterValues {
             discovery: state.discovery(),
             reload_successful: reload.last_successful(),
             reload_success_time: reload.last_success_time(),
+            events: state.event_stats().map(|s| EventsSnapshot::of(&s)),
         }
     }
 }

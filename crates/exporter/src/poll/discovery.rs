@@ -4,9 +4,9 @@
 //! and hands each result to the supervisor, which owns the configuration and decides what is
 //! polled. [`datastores_to_poll`] says which datastores found an entry adds.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::backoff::backoff;
@@ -23,13 +23,18 @@ pub struct Discovered {
     pub poll_seconds: f64,
 }
 
+/// Datastore events make discovery list again, but never more often than this.
+const MIN_REDISCOVER_GAP: Duration = Duration::from_secs(5);
+
 /// Starts one listing task per `[[discovery]]` entry of `config`, each sending its results on
-/// `results` until the receiver is gone. Dropping or aborting the returned set stops them.
+/// `results` until the receiver is gone. Dropping or aborting the returned set stops them. A
+/// change of `rediscover` (a datastore event, with `[events]`) makes every entry list at once.
 pub fn spawn<C>(
     config: &Config,
     clients: &Clients,
     generation: u64,
     results: mpsc::Sender<C>,
+    rediscover: Option<&watch::Sender<u64>>,
 ) -> JoinSet<()>
 where
     C: From<Discovered> + Send + 'static,
@@ -43,6 +48,7 @@ where
         let entry = entry.clone();
         let timeout = config.polling.timeout;
         let max_pages = config.polling.max_pages;
+        let mut rediscover = rediscover.map(watch::Sender::subscribe);
         tasks.spawn(async move {
             let mut failures = 0u32;
             loop {
@@ -69,7 +75,19 @@ where
                     return;
                 }
                 let wait = backoff(entry.interval, failures);
-                tokio::time::sleep_until((started + wait).into()).await;
+                let sleep = tokio::time::sleep_until((started + wait).into());
+                match rediscover.as_mut() {
+                    Some(kick) => {
+                        kick.mark_unchanged();
+                        tokio::select! {
+                            () = sleep => {}
+                            _ = kick.changed() => {
+                                tokio::time::sleep_until((started + MIN_REDISCOVER_GAP).into()).await;
+                            }
+                        }
+                    }
+                    None => sleep.await,
+                }
             }
         });
     }

@@ -13,6 +13,7 @@ pub mod backoff;
 pub(crate) mod discovery;
 pub mod memory;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ pub use backoff::backoff;
 use crate::aws::{describe_datastore, list_jobs, Clients, Target};
 use crate::config::{Config, DatastoreConfig};
 use crate::model::{unix_now, ErrorReason, JobKind, JobStatus, PollError};
-use crate::state::{Datastore, Feed, Health, Listing, PollOutcome, State};
+use crate::state::{Datastore, EventStats, Feed, Health, Listing, PollOutcome, State};
 
 /// The first polls after start are spread over at most this long (or half the interval), so that
 /// a hundred datastores do not all call at once, yet the first data arrives within seconds.
@@ -37,6 +38,7 @@ pub fn spawn(config: &Config, clients: Arc<Clients>, state: &State) -> JoinSet<(
     let semaphore = Arc::new(Semaphore::new(config.polling.concurrency));
     let mut tasks = JoinSet::new();
     let datastores = state.datastores();
+    let events = state.event_stats();
     for (ds_config, datastore) in config.datastores.iter().zip(datastores.iter()) {
         debug_assert_eq!(ds_config.id, datastore.id);
         let mut feeds = Vec::new();
@@ -58,6 +60,7 @@ pub fn spawn(config: &Config, clients: Arc<Clients>, state: &State) -> JoinSet<(
                 clients: Arc::clone(&clients),
                 datastore: Arc::clone(datastore),
                 semaphore: Arc::clone(&semaphore),
+                events: events.clone(),
             };
             tasks.spawn(task.run());
         }
@@ -103,6 +106,7 @@ pub(crate) async fn poll_jobs(
     settings: &PollSettings,
 ) -> Result<PollOutcome, PollFailure> {
     let feed = Feed::Jobs(kind);
+    let _listing = datastore.feed_lock(feed).lock().await;
     datastore.record_attempt_start(feed);
     let started = Instant::now();
     let listing = datastore.next_listing(kind, settings.full_resync_interval);
@@ -159,6 +163,7 @@ pub(crate) async fn poll_description(
     datastore: &Datastore,
     settings: &PollSettings,
 ) -> Result<bool, PollFailure> {
+    let _listing = datastore.feed_lock(Feed::Datastore).lock().await;
     datastore.record_attempt_start(Feed::Datastore);
     let started = Instant::now();
     let described = within(settings.timeout, describe_datastore(target, &datastore.id)).await;
@@ -198,6 +203,8 @@ struct FeedTask {
     clients: Arc<Clients>,
     datastore: Arc<Datastore>,
     semaphore: Arc<Semaphore>,
+    /// With `[events]`: job changes a scheduled poll finds were not announced by an event.
+    events: Option<Arc<EventStats>>,
 }
 
 impl FeedTask {
@@ -250,6 +257,11 @@ impl FeedTask {
             Feed::Jobs(kind) => poll_jobs(target, &self.datastore, kind, &self.settings)
                 .await
                 .map(|outcome| {
+                    if let Some(events) = &self.events {
+                        events
+                            .unannounced_changes
+                            .fetch_add(outcome.finished.len() as u64, Ordering::Relaxed);
+                    }
                     for (job_id, status) in &outcome.finished {
                         if *status == JobStatus::Failed {
                             tracing::warn!(datastore_id = %ds.id, datastore_name = %ds.name, job_id = %job_id, status = %status, "{} job failed", kind.as_str());

@@ -22,6 +22,9 @@ use crate::model::{DatastoreInfo, Job, JobKind, JobKinds, PollError};
 pub use health::Health;
 pub use history::{JobTrack, JobsView, Listing, PollOutcome};
 
+mod events;
+pub use events::EventStats;
+
 /// Every datastore the config names, in config order, and how the last config reload went.
 /// A reload swaps the list; readers take a snapshot of it and never block a poll for long.
 #[derive(Debug)]
@@ -32,6 +35,8 @@ pub struct State {
     discovery: Mutex<Vec<DiscoveryStatus>>,
     /// Bumped on every change of `discovery`, like `Record::version`.
     discovery_version: AtomicU64,
+    /// The event consumer's counters, when `[events]` is configured.
+    events: RwLock<Option<Arc<EventStats>>>,
 }
 
 /// How one `[[discovery]]` entry is doing.
@@ -85,6 +90,9 @@ pub struct Datastore {
     pub id: String,
     pub name: String,
     record: Mutex<Record>,
+    /// One listing of a feed at a time: a scheduled poll and an event's refresh of the same feed
+    /// wait for each other, so an older listing can never be recorded over a newer one.
+    feeds: [tokio::sync::Mutex<()>; 3],
 }
 
 /// The mutable part of a datastore's state: one track per thing polled. A track is `None` when
@@ -226,6 +234,7 @@ impl State {
             reload: ReloadStatus::loaded_at(now),
             discovery: Mutex::new(Vec::new()),
             discovery_version: AtomicU64::new(0),
+            events: RwLock::new(None),
         };
         state.follow_discovery(&plan, false);
         state
@@ -304,6 +313,20 @@ impl State {
         &self.reload
     }
 
+    /// Turns the event path's counters on (idempotent) and returns them.
+    pub fn enable_events(&self) -> Arc<EventStats> {
+        let mut events = self.events.write().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(events.get_or_insert_with(Default::default))
+    }
+
+    /// The event path's counters, when `[events]` is configured.
+    pub fn event_stats(&self) -> Option<Arc<EventStats>> {
+        self.events
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The datastores as of now (a reload may replace the list afterwards).
     pub fn datastores(&self) -> Arc<[Arc<Datastore>]> {
         Arc::clone(&self.datastores.read().unwrap_or_else(|p| p.into_inner()))
@@ -338,11 +361,13 @@ fn build_datastores(plan: &Plan, previous: &[Arc<Datastore>]) -> Arc<[Arc<Datast
                     id: id.clone(),
                     name: name.clone(),
                     record: Mutex::new(std::mem::take(&mut *renamed.record())),
+                    feeds: Default::default(),
                 }),
                 None => Arc::new(Datastore {
                     id: id.clone(),
                     name: name.clone(),
                     record: Mutex::new(Record::default()),
+                    feeds: Default::default(),
                 }),
             };
             datastore.record().follow(*jobs, plan.datastore_health);
@@ -352,6 +377,15 @@ fn build_datastores(plan: &Plan, previous: &[Arc<Datastore>]) -> Arc<[Arc<Datast
 }
 
 impl Datastore {
+    /// Held while `feed` is listed (see the field).
+    pub fn feed_lock(&self, feed: Feed) -> &tokio::sync::Mutex<()> {
+        &self.feeds[match feed {
+            Feed::Jobs(JobKind::Export) => 0,
+            Feed::Jobs(JobKind::Import) => 1,
+            Feed::Datastore => 2,
+        }]
+    }
+
     /// Locks the record. A poisoned lock (a panic elsewhere while holding it) still yields the data:
     /// a scrape must keep answering.
     pub fn record(&self) -> MutexGuard<'_, Record> {

@@ -1,0 +1,400 @@
+//! The event path end to end (issue 12, point 6): the exporter's real `aws-sdk-sqs` and
+//! `aws-sdk-healthlake` clients against the fake (HealthLake and SQS on one port), with
+//! `polling.interval = "10m"` so that anything seen within seconds came through an event.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use healthlake_exporter::state::Feed;
+use healthlake_exporter::Exporter;
+use healthlake_fake::{FakeHealthLake, FakeJob, FakeServer, Fault, SqsOperation};
+
+const DS: &str = "0123456789abcdef0123456789abcdef";
+const OTHER: &str = "fedcba9876543210fedcba9876543210";
+const QUEUE: &str = "healthlake-events";
+const WAIT: Duration = Duration::from_secs(10);
+
+fn events_config(server: &FakeServer, extra_polling: &str, queue: &str, wait: &str) -> String {
+    let endpoint = server.endpoint_url();
+    let mut text = config_text(&endpoint, extra_polling, &[(DS, "main")])
+        .replace("interval = \"1s\"", "interval = \"10m\"");
+    text.push_str(&format!(
+        "[events]\nqueue_url = \"{endpoint}/123456789012/{queue}\"\nendpoint_url = \"{endpoint}\"\nwait_time = \"{wait}\"\n"
+    ));
+    text
+}
+
+async fn first_poll(exporter: &Exporter) {
+    eventually(WAIT, "the first poll", || async {
+        (exporter.state().datastores()[0]
+            .record()
+            .attempts(Feed::EXPORTS)
+            >= 1)
+            .then_some(())
+    })
+    .await;
+}
+
+fn count(metrics: &Metrics, status: &str) -> f64 {
+    metrics.value(&key(
+        "healthlake_export_jobs",
+        DS,
+        "main",
+        &format!("status=\"{status}\""),
+    ))
+}
+
+async fn seeded() -> (FakeHealthLake, FakeServer) {
+    let (fake, server) = start_fake().await;
+    fake.add_datastore(DS);
+    fake.add_job(DS, FakeJob::new("job-1", "IN_PROGRESS", now() - 120.0));
+    // Events from here on: the seeding above is history, not news.
+    fake.set_event_queues(&[QUEUE]);
+    (fake, server)
+}
+
+#[tokio::test]
+async fn failed_job_shows_within_two_seconds_with_ten_minute_polling() {
+    let (fake, server) = seeded().await;
+    let exporter = start_exporter(&events_config(&server, "", QUEUE, "20s")).await;
+    first_poll(&exporter).await;
+    let before = scrape(exporter.local_addr()).await;
+    assert_eq!(count(&before, "IN_PROGRESS"), 1.0);
+    assert_eq!(before.value("healthlake_events_up"), 1.0);
+    let lists_before = fake.request_count(DS);
+
+    let ended = now();
+    let failed_at = Instant::now();
+    assert!(fake.set_job_status(DS, "job-1", "FAILED", Some(ended)));
+    let metrics = eventually(
+        Duration::from_secs(2),
+        "the FAILED job in /metrics",
+        || async {
+            let metrics = scrape(exporter.local_addr()).await;
+            (count(&metrics, "FAILED") == 1.0).then_some(metrics)
+        },
+    )
+    .await;
+    let latency = failed_at.elapsed();
+    assert!(latency < Duration::from_secs(2), "{latency:?}");
+    assert_eq!(count(&metrics, "IN_PROGRESS"), 0.0);
+    assert_eq!(
+        metrics.value(&key(
+            "healthlake_export_jobs_finished_total",
+            DS,
+            "main",
+            "status=\"FAILED\""
+        )),
+        1.0
+    );
+    let duration = metrics.value(&key(
+        "healthlake_export_job_duration_seconds",
+        DS,
+        "main",
+        "job_id=\"job-1\",job_name=\"\",status=\"FAILED\"",
+    ));
+    assert!((119.0..=125.0).contains(&duration), "{duration}");
+
+    // One refresh for one event: one more listing, and the message is gone once it finished.
+    eventually(WAIT, "the message to be deleted", || async {
+        fake.queue_messages(QUEUE).is_empty().then_some(())
+    })
+    .await;
+    let metrics = eventually(WAIT, "the applied counter", || async {
+        let m = scrape(exporter.local_addr()).await;
+        (m.value("healthlake_events_applied_total") == 1.0).then_some(m)
+    })
+    .await;
+    assert_eq!(fake.request_count(DS), lists_before + 1);
+    assert_eq!(metrics.value("healthlake_events_received_total"), 1.0);
+    assert_eq!(metrics.value("healthlake_events_refreshes_total"), 1.0);
+    assert_eq!(metrics.value("healthlake_events_malformed_total"), 0.0);
+    assert_eq!(
+        metrics.value("healthlake_events_unannounced_changes_total"),
+        0.0
+    );
+    let newest = metrics.value("healthlake_events_newest_applied_event_timestamp_seconds");
+    assert!((newest - ended).abs() < 2.0, "{newest} vs {ended}");
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_queued_while_the_exporter_was_stopped_are_applied_after_start() {
+    let (fake, server) = seeded().await;
+    let config = events_config(&server, "", QUEUE, "1s");
+    let exporter = start_exporter(&config).await;
+    first_poll(&exporter).await;
+    exporter.shutdown().await;
+    // The fake (like SQS) may still answer the long poll the stopped exporter dropped, with any
+    // message that arrives meanwhile, which then stays hidden for the visibility timeout: let it
+    // end first (wait_time is 1s here).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // While it is down: the job fails, and the event waits in the queue.
+    assert!(fake.set_job_status(DS, "job-1", "FAILED", Some(now())));
+    fake.add_job(DS, FakeJob::new("job-2", "SUBMITTED", now()));
+    assert_eq!(fake.queue_messages(QUEUE).len(), 2);
+
+    let exporter = start_exporter(&config).await;
+    let metrics = eventually(WAIT, "both events applied", || async {
+        let m = scrape(exporter.local_addr()).await;
+        (m.value("healthlake_events_applied_total") == 2.0).then_some(m)
+    })
+    .await;
+    assert_eq!(count(&metrics, "FAILED"), 1.0);
+    assert_eq!(count(&metrics, "SUBMITTED"), 1.0);
+    eventually(WAIT, "the queue to be empty", || async {
+        fake.queue_messages(QUEUE).is_empty().then_some(())
+    })
+    .await;
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_foreign_and_unfollowed_messages_are_deleted_and_counted() {
+    let (fake, server) = seeded().await;
+    let exporter = start_exporter(&events_config(&server, "", QUEUE, "1s")).await;
+    first_poll(&exporter).await;
+    fake.send_message(QUEUE, "not json at all");
+    fake.send_message(
+        QUEUE,
+        r#"{"source":"aws.s3","detail-type":"Object Created","detail":{}}"#,
+    );
+    fake.send_message(QUEUE, r#"{"detail":{"datastoreId":"x"}}"#);
+    // A HealthLake event for a datastore this exporter does not follow.
+    fake.add_datastore(OTHER);
+    fake.add_job(OTHER, FakeJob::new("job-x", "FAILED", now()));
+    let metrics = eventually(WAIT, "every message handled", || async {
+        let m = scrape(exporter.local_addr()).await;
+        (m.value("healthlake_events_received_total") == 5.0
+            && fake.queue_messages(QUEUE).is_empty())
+        .then_some(m)
+    })
+    .await;
+    assert_eq!(metrics.value("healthlake_events_malformed_total"), 3.0);
+    // "Data Store Active" and "Export Job Failed" of the unfollowed datastore.
+    assert_eq!(metrics.value("healthlake_events_ignored_total"), 2.0);
+    assert_eq!(metrics.value("healthlake_events_applied_total"), 0.0);
+    assert_eq!(metrics.value("healthlake_events_refreshes_total"), 0.0);
+    assert_eq!(fake.request_count(OTHER), 0, "never listed");
+    assert_eq!(metrics.value("healthlake_events_up"), 1.0);
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn consumer_survives_sqs_throttling_and_errors() {
+    let (fake, server) = seeded().await;
+    let exporter = start_exporter(&events_config(&server, "", QUEUE, "1s")).await;
+    first_poll(&exporter).await;
+    let errors = |m: &Metrics, reason: &str| {
+        m.value(&format!(
+            "healthlake_events_errors_total{{reason=\"{reason}\"}}"
+        ))
+    };
+    for (fault, reason) in [
+        (Fault::Throttling, "throttled"),
+        (Fault::InternalError, "server_error"),
+        (Fault::ConnectionReset, "network"),
+    ] {
+        fake.set_sqs_fault_for(SqsOperation::ReceiveMessage, Some(fault));
+        let metrics = eventually(WAIT, reason, || async {
+            let m = scrape(exporter.local_addr()).await;
+            (errors(&m, reason) >= 1.0).then_some(m)
+        })
+        .await;
+        assert_eq!(metrics.value("healthlake_events_up"), 0.0, "{reason}");
+        // Polling is not affected.
+        assert_eq!(
+            metrics.value(&key("healthlake_datastore_up", DS, "main", "")),
+            1.0
+        );
+    }
+    fake.set_sqs_fault_for(SqsOperation::ReceiveMessage, None);
+    assert!(fake.set_job_status(DS, "job-1", "FAILED", Some(now())));
+    let metrics = eventually(
+        Duration::from_secs(40),
+        "recovery and the event applied",
+        || async {
+            let m = scrape(exporter.local_addr()).await;
+            (m.value("healthlake_events_up") == 1.0 && count(&m, "FAILED") == 1.0).then_some(m)
+        },
+    )
+    .await;
+    assert_eq!(
+        metrics.value("healthlake_events_unannounced_changes_total"),
+        0.0
+    );
+
+    // A failing delete: the message comes back later and is handled again, never lost.
+    fake.set_sqs_fault_for(SqsOperation::DeleteMessageBatch, Some(Fault::Throttling));
+    assert!(fake.set_job_status(DS, "job-1", "COMPLETED", Some(now())));
+    eventually(WAIT, "the delete error", || async {
+        let m = scrape(exporter.local_addr()).await;
+        (errors(&m, "throttled") >= 2.0 && count(&m, "COMPLETED") == 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(fake.queue_messages(QUEUE).len(), 1, "kept for a retry");
+    exporter.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_cancels_a_long_poll_in_flight() {
+    let (fake, server) = seeded().await;
+    let exporter = start_exporter(&events_config(&server, "", QUEUE, "20s")).await;
+    eventually(WAIT, "a long poll in flight", || async {
+        (fake.sqs_request_count(SqsOperation::ReceiveMessage) >= 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), exporter.shutdown())
+        .await
+        .expect("shutdown within 5 s with a 20 s long poll in flight");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn each_replica_reads_its_own_queue_and_ignores_other_shards() {
+    let (fake, server) = start_fake().await;
+    // Two datastores, one per shard of two.
+    let owner = |id: &str| healthlake_exporter::config::shard::owner(id, 2);
+    let candidates: Vec<String> = (0..64).map(|i| format!("{i:032x}")).collect();
+    let first = candidates
+        .iter()
+        .find(|c| owner(c) == 0)
+        .expect("an id on shard 0");
+    let second = candidates
+        .iter()
+        .find(|c| owner(c) == 1)
+        .expect("an id on shard 1");
+    let ids = [first.as_str(), second.as_str()];
+    for id in ids {
+        fake.add_datastore(id);
+        fake.add_job(id, FakeJob::new("job", "IN_PROGRESS", now() - 60.0));
+    }
+    fake.set_event_queues(&["events-0", "events-1"]);
+    let endpoint = server.endpoint_url();
+    let mut exporters = Vec::new();
+    for shard in 0..2 {
+        let mut text = config_text(
+            &endpoint,
+            &format!("shard = \"{shard}/2\""),
+            &[(ids[0], "a"), (ids[1], "b")],
+        )
+        .replace("interval = \"1s\"", "interval = \"10m\"");
+        text.push_str(&format!(
+            "[events]\nqueue_url = \"{endpoint}/123456789012/events-{{shard}}\"\nendpoint_url = \"{endpoint}\"\nwait_time = \"1s\"\n"
+        ));
+        exporters.push(start_exporter(&text).await);
+    }
+    for exporter in &exporters {
+        first_poll(exporter).await;
+    }
+    for id in ids {
+        assert!(fake.set_job_status(id, "job", "FAILED", Some(now())));
+    }
+    for exporter in &exporters {
+        let shard = exporters
+            .iter()
+            .position(|e| std::ptr::eq(e, exporter))
+            .unwrap();
+        let (own, own_name) = if owner(ids[0]) as usize == shard {
+            (ids[0], "a")
+        } else {
+            (ids[1], "b")
+        };
+        let metrics = eventually(WAIT, "own event applied, other ignored", || async {
+            let m = scrape(exporter.local_addr()).await;
+            (m.value("healthlake_events_applied_total") == 1.0
+                && m.value("healthlake_events_ignored_total") == 1.0)
+                .then_some(m)
+        })
+        .await;
+        assert_eq!(
+            metrics.value(&key(
+                "healthlake_export_jobs",
+                own,
+                own_name,
+                "status=\"FAILED\""
+            )),
+            1.0
+        );
+    }
+    for queue in ["events-0", "events-1"] {
+        eventually(WAIT, "every message deleted", || async {
+            fake.queue_messages(queue).is_empty().then_some(())
+        })
+        .await;
+    }
+    for exporter in exporters {
+        exporter.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_shared_queue_for_sharded_replicas_is_refused_at_start() {
+    let (_fake, server) = start_fake().await;
+    let endpoint = server.endpoint_url();
+    let mut text = config_text(&endpoint, "shard = \"1/2\"", &[(DS, "main")]);
+    text.push_str(&format!(
+        "[events]\nqueue_url = \"{endpoint}/123456789012/events\"\nendpoint_url = \"{endpoint}\"\n"
+    ));
+    let config = healthlake_exporter::config::Config::parse(&text, std::path::Path::new("t.toml"))
+        .expect("valid config");
+    let error = Exporter::start(config, test_options())
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        error.contains("has no {shard} but this replica is shard 1/2"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn datastore_events_refresh_the_datastore_status() {
+    let (fake, server) = seeded().await;
+    let exporter = start_exporter(&events_config(
+        &server,
+        "datastore_health = true\ndatastore_interval = \"10m\"",
+        QUEUE,
+        "1s",
+    ))
+    .await;
+    let status = |m: &Metrics, s: &str| {
+        m.value(&key(
+            "healthlake_datastore_status",
+            DS,
+            "main",
+            &format!("status=\"{s}\""),
+        ))
+    };
+    eventually(WAIT, "the first description", || async {
+        let m = scrape(exporter.local_addr()).await;
+        (m.get(&key(
+            "healthlake_datastore_status",
+            DS,
+            "main",
+            "status=\"ACTIVE\"",
+        )) == Some(1.0))
+        .then_some(())
+    })
+    .await;
+    let changed = Instant::now();
+    assert!(fake.set_datastore_status(DS, "DELETING"));
+    let metrics = eventually(Duration::from_secs(2), "DELETING in /metrics", || async {
+        let m = scrape(exporter.local_addr()).await;
+        (status(&m, "DELETING") == 1.0).then_some(m)
+    })
+    .await;
+    assert!(changed.elapsed() < Duration::from_secs(2));
+    assert_eq!(status(&metrics, "ACTIVE"), 0.0);
+    exporter.shutdown().await;
+}

@@ -1,0 +1,614 @@
+//! The fake's Amazon SQS: standard queues with visibility timeouts, receive counts, a dead-letter
+//! redrive and long polling, served on the fake HealthLake's port (see `sqs_wire` for the
+//! protocol). It exists so the exporter's event consumer runs against the real `aws-sdk-sqs`
+//! client, and so tests and the demo can queue HealthLake-shaped EventBridge events (by hand, or
+//! automatically whenever the fake's jobs or datastores change: [`FakeHealthLake::set_event_queues`]).
+//!
+//! The queue logic ([`Queues`]) is pure and takes `now` as an argument, so visibility and redrive
+//! are unit tested without sleeping.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::Notify;
+
+use super::{FakeHealthLake, Fault};
+
+/// A queue's default visibility timeout (SQS's own default).
+pub const DEFAULT_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most messages one `ReceiveMessage` returns (SQS's limit).
+pub const MAX_RECEIVE_MESSAGES: usize = 10;
+/// Longest `WaitTimeSeconds` SQS accepts.
+pub const MAX_WAIT_TIME: Duration = Duration::from_secs(20);
+/// Largest message body SQS accepts (256 KiB).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Fake AWS account in queue URLs (the same as in the fake's ARNs).
+pub const QUEUE_ACCOUNT_ID: &str = "123456789012";
+
+/// The SQS operations the fake implements (`X-Amz-Target: AmazonSQS.<name>`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SqsOperation {
+    ReceiveMessage,
+    DeleteMessage,
+    DeleteMessageBatch,
+    SendMessage,
+    GetQueueAttributes,
+    ChangeMessageVisibility,
+}
+
+impl SqsOperation {
+    /// Every implemented operation.
+    pub const ALL: [SqsOperation; 6] = [
+        SqsOperation::ReceiveMessage,
+        SqsOperation::DeleteMessage,
+        SqsOperation::DeleteMessageBatch,
+        SqsOperation::SendMessage,
+        SqsOperation::GetQueueAttributes,
+        SqsOperation::ChangeMessageVisibility,
+    ];
+
+    /// The operation's name (the part after `AmazonSQS.`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::ReceiveMessage => "ReceiveMessage",
+            Self::DeleteMessage => "DeleteMessage",
+            Self::DeleteMessageBatch => "DeleteMessageBatch",
+            Self::SendMessage => "SendMessage",
+            Self::GetQueueAttributes => "GetQueueAttributes",
+            Self::ChangeMessageVisibility => "ChangeMessageVisibility",
+        }
+    }
+
+    /// Parses `AmazonSQS.<name>` or `<name>`.
+    pub fn from_name(target: &str) -> Option<Self> {
+        let name = target.strip_prefix("AmazonSQS.").unwrap_or(target);
+        Self::ALL.into_iter().find(|op| op.name() == name)
+    }
+}
+
+/// How a queue is created with [`FakeHealthLake::create_queue_with`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeQueue {
+    /// `VisibilityTimeout`: how long a received message stays hidden unless deleted.
+    pub visibility_timeout: Duration,
+    /// `RedrivePolicy`: after this many receives a message moves to the named queue instead of
+    /// being delivered again (`maxReceiveCount`, dead-letter queue name).
+    pub dead_letter: Option<(String, u32)>,
+}
+
+impl Default for FakeQueue {
+    fn default() -> Self {
+        Self {
+            visibility_timeout: DEFAULT_VISIBILITY_TIMEOUT,
+            dead_letter: None,
+        }
+    }
+}
+
+/// One message as the fake holds it (a snapshot for tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FakeMessage {
+    /// `MessageId`.
+    pub id: String,
+    /// `Body`, verbatim.
+    pub body: String,
+    /// `ApproximateReceiveCount`.
+    pub receive_count: u32,
+    /// `false` while received and not yet deleted nor past its visibility timeout.
+    pub visible: bool,
+}
+
+#[derive(Clone, Debug)]
+struct Message {
+    id: String,
+    body: String,
+    sent_at: SystemTime,
+    first_received_at: Option<SystemTime>,
+    visible_at: Instant,
+    receive_count: u32,
+    /// The receipt handle of the newest receive: only that one deletes the message.
+    receipt: Option<String>,
+}
+
+#[derive(Debug)]
+struct Queue {
+    settings: FakeQueue,
+    messages: VecDeque<Message>,
+}
+
+/// A message as one `ReceiveMessage` hands it out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Received {
+    pub(crate) id: String,
+    pub(crate) receipt: String,
+    pub(crate) body: String,
+    pub(crate) sent_at: SystemTime,
+    pub(crate) first_received_at: SystemTime,
+    pub(crate) receive_count: u32,
+}
+
+/// Why a queue operation was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum QueueError {
+    NoSuchQueue,
+}
+
+/// Outcome of deleting one receipt handle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum DeleteOutcome {
+    /// The message is gone (or the handle was stale: SQS answers success and keeps the message).
+    Ok,
+    /// Not a receipt handle this fake issued.
+    InvalidHandle,
+}
+
+/// All queues, their messages and the SQS faults. Pure: time comes in as arguments.
+#[derive(Debug, Default)]
+pub(crate) struct Queues {
+    queues: BTreeMap<String, Queue>,
+    next_message: u64,
+    next_receipt: u64,
+    /// Faults for every SQS operation, then per operation (which win).
+    fault: Option<Fault>,
+    operation_faults: HashMap<SqsOperation, Fault>,
+    counts: HashMap<SqsOperation, usize>,
+    /// Queues that get an event whenever the fake's jobs or datastores change.
+    event_queues: Vec<String>,
+}
+
+impl Queues {
+    pub(crate) fn create(&mut self, name: &str, settings: FakeQueue) {
+        self.queues
+            .entry(name.to_owned())
+            .and_modify(|q| q.settings = settings.clone())
+            .or_insert_with(|| Queue {
+                settings,
+                messages: VecDeque::new(),
+            });
+    }
+
+    pub(crate) fn exists(&self, name: &str) -> bool {
+        self.queues.contains_key(name)
+    }
+
+    pub(crate) fn visibility_timeout(&self, name: &str) -> Result<Duration, QueueError> {
+        self.queues
+            .get(name)
+            .map(|q| q.settings.visibility_timeout)
+            .ok_or(QueueError::NoSuchQueue)
+    }
+
+    pub(crate) fn send(
+        &mut self,
+        name: &str,
+        body: String,
+        delay: Duration,
+        now: Instant,
+    ) -> Result<String, QueueError> {
+        let queue = self.queues.get_mut(name).ok_or(QueueError::NoSuchQueue)?;
+        self.next_message += 1;
+        let id = message_id(self.next_message);
+        queue.messages.push_back(Message {
+            id: id.clone(),
+            body,
+            sent_at: SystemTime::now(),
+            first_received_at: None,
+            visible_at: now + delay,
+            receive_count: 0,
+            receipt: None,
+        });
+        Ok(id)
+    }
+
+    /// Hands out up to `max` visible messages, oldest first, hiding each for `visibility` (the
+    /// queue's own timeout when `None`). Messages past their queue's `maxReceiveCount` move to
+    /// the dead-letter queue instead (when it exists).
+    pub(crate) fn receive(
+        &mut self,
+        name: &str,
+        max: usize,
+        visibility: Option<Duration>,
+        now: Instant,
+    ) -> Result<Vec<Received>, QueueError> {
+        let queue = self.queues.get_mut(name).ok_or(QueueError::NoSuchQueue)?;
+        let visibility = visibility.unwrap_or(queue.settings.visibility_timeout);
+        let redrive = queue.settings.dead_letter.clone();
+        let mut out = Vec::new();
+        let mut dead = Vec::new();
+        let mut index = 0;
+        while index < queue.messages.len() && out.len() < max {
+            let message = &mut queue.messages[index];
+            if message.visible_at > now {
+                index += 1;
+                continue;
+            }
+            if let Some((_, max_receives)) = &redrive {
+                if message.receive_count >= *max_receives {
+                    if let Some(message) = queue.messages.remove(index) {
+                        dead.push(message);
+                    }
+                    continue;
+                }
+            }
+            self.next_receipt += 1;
+            let receipt = receipt_handle(&message.id, self.next_receipt);
+            message.receive_count += 1;
+            message.visible_at = now + visibility;
+            message.receipt = Some(receipt.clone());
+            let first = *message
+                .first_received_at
+                .get_or_insert_with(SystemTime::now);
+            out.push(Received {
+                id: message.id.clone(),
+                receipt,
+                body: message.body.clone(),
+                sent_at: message.sent_at,
+                first_received_at: first,
+                receive_count: message.receive_count,
+            });
+            index += 1;
+        }
+        if let Some((dlq, _)) = redrive {
+            if let Some(dlq) = self.queues.get_mut(&dlq) {
+                for mut message in dead {
+                    message.receive_count = 0;
+                    message.receipt = None;
+                    message.visible_at = now;
+                    dlq.messages.push_back(message);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// When the next hidden message of the queue becomes visible again (`None`: none hidden).
+    pub(crate) fn next_visible(&self, name: &str, now: Instant) -> Option<Instant> {
+        self.queues
+            .get(name)?
+            .messages
+            .iter()
+            .map(|m| m.visible_at)
+            .filter(|t| *t > now)
+            .min()
+    }
+
+    pub(crate) fn delete(
+        &mut self,
+        name: &str,
+        receipt: &str,
+    ) -> Result<DeleteOutcome, QueueError> {
+        let queue = self.queues.get_mut(name).ok_or(QueueError::NoSuchQueue)?;
+        let Some(message_id) = message_id_of_receipt(receipt) else {
+            return Ok(DeleteOutcome::InvalidHandle);
+        };
+        if let Some(index) = queue
+            .messages
+            .iter()
+            .position(|m| m.id == message_id && m.receipt.as_deref() == Some(receipt))
+        {
+            queue.messages.remove(index);
+        }
+        Ok(DeleteOutcome::Ok)
+    }
+
+    pub(crate) fn change_visibility(
+        &mut self,
+        name: &str,
+        receipt: &str,
+        timeout: Duration,
+        now: Instant,
+    ) -> Result<DeleteOutcome, QueueError> {
+        let queue = self.queues.get_mut(name).ok_or(QueueError::NoSuchQueue)?;
+        match queue
+            .messages
+            .iter_mut()
+            .find(|m| m.receipt.as_deref() == Some(receipt))
+        {
+            Some(message) => {
+                message.visible_at = now + timeout;
+                Ok(DeleteOutcome::Ok)
+            }
+            None => Ok(DeleteOutcome::InvalidHandle),
+        }
+    }
+
+    /// `(visible, in flight)` message counts.
+    pub(crate) fn depth(&self, name: &str, now: Instant) -> Result<(usize, usize), QueueError> {
+        let queue = self.queues.get(name).ok_or(QueueError::NoSuchQueue)?;
+        let visible = queue
+            .messages
+            .iter()
+            .filter(|m| m.visible_at <= now)
+            .count();
+        Ok((visible, queue.messages.len() - visible))
+    }
+
+    fn messages(&self, name: &str, now: Instant) -> Vec<FakeMessage> {
+        self.queues
+            .get(name)
+            .map(|q| {
+                q.messages
+                    .iter()
+                    .map(|m| FakeMessage {
+                        id: m.id.clone(),
+                        body: m.body.clone(),
+                        receive_count: m.receive_count,
+                        visible: m.visible_at <= now,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn fault(&self, op: SqsOperation) -> Option<Fault> {
+        self.operation_faults
+            .get(&op)
+            .or(self.fault.as_ref())
+            .cloned()
+    }
+
+    pub(crate) fn count(&mut self, op: SqsOperation) {
+        *self.counts.entry(op).or_default() += 1;
+    }
+}
+
+fn message_id(n: u64) -> String {
+    // UUID layout like SQS's message ids; the sequence number keeps them unique.
+    format!(
+        "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+        super::store::fnv1a(&n.to_le_bytes()) as u32,
+        (n >> 16) & 0xffff,
+        n & 0xfff,
+        (n >> 12) & 0xfff,
+        n
+    )
+}
+
+/// Receipt handles are opaque to clients; this one is `<message id>.<receive sequence>` plus a
+/// check digest, so the fake can tell its own (possibly stale) handles from garbage.
+fn receipt_handle(message_id: &str, seq: u64) -> String {
+    let payload = format!("{message_id}.{seq}");
+    let check = super::store::fnv1a(payload.as_bytes());
+    format!("AQEB{payload}.{check:016x}")
+}
+
+fn message_id_of_receipt(receipt: &str) -> Option<&str> {
+    let rest = receipt.strip_prefix("AQEB")?;
+    let (payload, check) = rest.rsplit_once('.')?;
+    if format!("{:016x}", super::store::fnv1a(payload.as_bytes())) != check {
+        return None;
+    }
+    payload.rsplit_once('.').map(|(id, _)| id)
+}
+
+/// The SQS side of a [`FakeHealthLake`]: queues behind a mutex (held only for short synchronous
+/// sections) and a notifier that wakes long polls when a message is sent.
+#[derive(Debug, Default)]
+pub(crate) struct SqsShared {
+    queues: Mutex<Queues>,
+    pub(crate) sent: Notify,
+}
+
+impl SqsShared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Queues> {
+        self.queues.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// `http://<fake address>/123456789012/<name>` and `https://sqs.<region>.amazonaws.com/…/<name>`
+/// both name the queue `<name>`: the fake routes by the last path segment only.
+pub(crate) fn queue_name_of_url(url: &str) -> Option<&str> {
+    let path = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let (_, path) = path.split_once('/')?;
+    let name = path.trim_end_matches('/').rsplit('/').next()?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// SQS methods of the fake. They live here rather than next to the HealthLake ones so the
+/// protocol-specific state stays in one module.
+impl FakeHealthLake {
+    pub(crate) fn sqs_shared(&self) -> &Arc<SqsShared> {
+        &self.sqs
+    }
+
+    /// Creates a queue with default settings (30 s visibility, no dead-letter queue); an
+    /// existing queue keeps its messages.
+    pub fn create_queue(&self, name: &str) {
+        self.create_queue_with(name, FakeQueue::default());
+    }
+
+    /// Creates a queue, or changes an existing queue's settings (its messages are kept).
+    pub fn create_queue_with(&self, name: &str, settings: FakeQueue) {
+        self.sqs.lock().create(name, settings);
+    }
+
+    /// Sends a message as `SendMessage` would; `None` when the queue does not exist.
+    pub fn send_message(&self, queue: &str, body: impl Into<String>) -> Option<String> {
+        let id = self
+            .sqs
+            .lock()
+            .send(queue, body.into(), Duration::ZERO, Instant::now())
+            .ok()?;
+        self.sqs.sent.notify_waiters();
+        Some(id)
+    }
+
+    /// The queue's messages, oldest first (empty when the queue does not exist).
+    pub fn queue_messages(&self, queue: &str) -> Vec<FakeMessage> {
+        self.sqs.lock().messages(queue, Instant::now())
+    }
+
+    /// Routes HealthLake events to these queues (each gets a copy, like one EventBridge rule with
+    /// several targets or an SNS topic fanning out): from now on every change of a job's or a
+    /// datastore's status made through this handle sends a HealthLake-shaped EventBridge event
+    /// (see [`super::events`]). Statuses HealthLake sends no event for (cancellations) send none.
+    /// Missing queues are created. An empty list stops the events.
+    pub fn set_event_queues(&self, queues: &[&str]) {
+        let mut sqs = self.sqs.lock();
+        for name in queues {
+            if !sqs.exists(name) {
+                sqs.create(name, FakeQueue::default());
+            }
+        }
+        sqs.event_queues = queues.iter().map(|q| (*q).to_owned()).collect();
+    }
+
+    /// Sends one event body to every event queue (see [`FakeHealthLake::set_event_queues`]).
+    pub fn publish_event(&self, body: &str) {
+        let mut sqs = self.sqs.lock();
+        let now = Instant::now();
+        for queue in sqs.event_queues.clone() {
+            let _ = sqs.send(&queue, body.to_owned(), Duration::ZERO, now);
+        }
+        drop(sqs);
+        self.sqs.sent.notify_waiters();
+    }
+
+    pub(crate) fn events_enabled(&self) -> bool {
+        !self.sqs.lock().event_queues.is_empty()
+    }
+
+    /// Injects (or with `None` clears) a fault for every SQS operation. The HealthLake variants
+    /// map to SQS's own errors: `Throttling` → `RequestThrottled`, `InternalError` → 500
+    /// `InternalFailure`, `AccessDenied` → 403 `AccessDenied`, `NotFound` →
+    /// `QueueDoesNotExist`, `Validation` → `InvalidParameterValue`; `Delay`, `Hang`,
+    /// `MalformedJson`, `ConnectionReset`, `ExpiredToken` and `UnknownError` behave as for
+    /// HealthLake; `NextTokenLoop` and `Oversized` have no effect.
+    pub fn set_sqs_fault(&self, fault: Option<Fault>) {
+        self.sqs.lock().fault = fault;
+    }
+
+    /// Injects (or clears) a fault for one SQS operation; it wins over [`Self::set_sqs_fault`].
+    pub fn set_sqs_fault_for(&self, operation: SqsOperation, fault: Option<Fault>) {
+        let mut sqs = self.sqs.lock();
+        match fault {
+            Some(fault) => {
+                sqs.operation_faults.insert(operation, fault);
+            }
+            None => {
+                sqs.operation_faults.remove(&operation);
+            }
+        }
+    }
+
+    /// Calls of one SQS operation received so far (faulted and rejected ones included, once the
+    /// request is signed for `sqs`).
+    pub fn sqs_request_count(&self, operation: SqsOperation) -> usize {
+        self.sqs.lock().counts.get(&operation).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const Q: &str = "events";
+
+    fn queues() -> Queues {
+        let mut q = Queues::default();
+        q.create(Q, FakeQueue::default());
+        q
+    }
+
+    #[test]
+    fn received_message_hides_until_visibility_timeout() {
+        let mut q = queues();
+        let t0 = Instant::now();
+        q.send(Q, "a".into(), Duration::ZERO, t0).unwrap();
+        let first = q.receive(Q, 10, Some(Duration::from_secs(5)), t0).unwrap();
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].receive_count, 1);
+        assert!(q
+            .receive(Q, 10, None, t0 + Duration::from_secs(4))
+            .unwrap()
+            .is_empty());
+        assert_eq!(q.next_visible(Q, t0), Some(t0 + Duration::from_secs(5)));
+        let again = q.receive(Q, 10, None, t0 + Duration::from_secs(5)).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].receive_count, 2);
+        assert_ne!(again[0].receipt, first[0].receipt);
+    }
+
+    #[test]
+    fn only_newest_receipt_deletes_and_garbage_is_invalid() {
+        let mut q = queues();
+        let t0 = Instant::now();
+        q.send(Q, "a".into(), Duration::ZERO, t0).unwrap();
+        let old = q.receive(Q, 1, Some(Duration::ZERO), t0).unwrap().remove(0);
+        let new = q.receive(Q, 1, None, t0).unwrap().remove(0);
+        // A stale handle succeeds but deletes nothing, as on SQS.
+        assert_eq!(q.delete(Q, &old.receipt), Ok(DeleteOutcome::Ok));
+        assert_eq!(q.depth(Q, t0).unwrap(), (0, 1));
+        assert_eq!(q.delete(Q, "garbage"), Ok(DeleteOutcome::InvalidHandle));
+        let mut forged = new.receipt.clone();
+        forged.push('0');
+        assert_eq!(q.delete(Q, &forged), Ok(DeleteOutcome::InvalidHandle));
+        assert_eq!(q.delete(Q, &new.receipt), Ok(DeleteOutcome::Ok));
+        assert_eq!(q.depth(Q, t0).unwrap(), (0, 0));
+        assert_eq!(q.delete("nope", &new.receipt), Err(QueueError::NoSuchQueue));
+    }
+
+    #[test]
+    fn receive_is_oldest_first_and_capped() {
+        let mut q = queues();
+        let t0 = Instant::now();
+        for i in 0..15 {
+            q.send(Q, format!("m{i}"), Duration::ZERO, t0).unwrap();
+        }
+        let first = q.receive(Q, MAX_RECEIVE_MESSAGES, None, t0).unwrap();
+        let bodies: Vec<_> = first.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(
+            bodies,
+            ["m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9"]
+        );
+        assert_eq!(q.receive(Q, 10, None, t0).unwrap().len(), 5);
+        assert_eq!(q.depth(Q, t0).unwrap(), (0, 15));
+    }
+
+    #[test]
+    fn poison_message_moves_to_dead_letter_queue() {
+        let mut q = Queues::default();
+        q.create("dlq", FakeQueue::default());
+        q.create(
+            Q,
+            FakeQueue {
+                visibility_timeout: Duration::ZERO,
+                dead_letter: Some(("dlq".into(), 2)),
+            },
+        );
+        let t0 = Instant::now();
+        q.send(Q, "poison".into(), Duration::ZERO, t0).unwrap();
+        assert_eq!(q.receive(Q, 1, None, t0).unwrap().len(), 1);
+        assert_eq!(q.receive(Q, 1, None, t0).unwrap().len(), 1);
+        assert!(q.receive(Q, 1, None, t0).unwrap().is_empty());
+        assert_eq!(q.depth(Q, t0).unwrap(), (0, 0));
+        assert_eq!(q.messages("dlq", t0)[0].body, "poison");
+    }
+
+    #[test]
+    fn queue_url_names_the_queue() {
+        for url in [
+            "http://127.0.0.1:4566/123456789012/events",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/events/",
+            "127.0.0.1:1/000000000000/events",
+        ] {
+            assert_eq!(queue_name_of_url(url), Some("events"), "{url}");
+        }
+        for url in ["", "http://host", "http://host/", "events"] {
+            assert_eq!(queue_name_of_url(url), None, "{url}");
+        }
+    }
+
+    #[test]
+    fn operation_names_round_trip() {
+        for op in SqsOperation::ALL {
+            assert_eq!(SqsOperation::from_name(op.name()), Some(op));
+            assert_eq!(
+                SqsOperation::from_name(&format!("AmazonSQS.{}", op.name())),
+                Some(op)
+            );
+        }
+        assert_eq!(SqsOperation::from_name("AmazonSQS.PurgeQueue"), None);
+    }
+}

@@ -1,0 +1,349 @@
+//! Wire-level tests of the fake SQS: the real `aws-sdk-sqs` client over loopback HTTP, on the
+//! same port as the fake HealthLake. If these pass, the exporter's event consumer meets the same
+//! protocol (awsJson 1.0, query-compatible errors, long polling, visibility) as against AWS.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::config::retry::RetryConfig;
+use aws_sdk_sqs::config::{BehaviorVersion, Builder, Credentials, Region};
+use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+};
+use aws_sdk_sqs::Client;
+use healthlake_fake::{FakeHealthLake, FakeJob, FakeQueue, FakeServer, Fault, SqsOperation};
+
+const Q: &str = "healthlake-events";
+const DS: &str = "0123456789abcdef0123456789abcdef";
+
+async fn start() -> (FakeHealthLake, FakeServer) {
+    let fake = FakeHealthLake::new();
+    fake.create_queue(Q);
+    let server = fake
+        .serve("127.0.0.1:0".parse().expect("valid addr"))
+        .await
+        .expect("bind loopback");
+    (fake, server)
+}
+
+fn client(server: &FakeServer) -> Client {
+    let config = Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(server.endpoint_url())
+        .credentials_provider(Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            None,
+            None,
+            "test",
+        ))
+        .retry_config(RetryConfig::disabled())
+        .build();
+    Client::from_conf(config)
+}
+
+fn url(server: &FakeServer, queue: &str) -> String {
+    format!("{}/123456789012/{queue}", server.endpoint_url())
+}
+
+#[tokio::test]
+async fn send_receive_delete_round_trip() {
+    let (fake, server) = start().await;
+    let sqs = client(&server);
+    let queue = url(&server, Q);
+    let sent = sqs
+        .send_message()
+        .queue_url(&queue)
+        .message_body("hello")
+        .send()
+        .await
+        .expect("send");
+    let out = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .max_number_of_messages(10)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .expect("receive");
+    let messages = out.messages();
+    assert_eq!(messages.len(), 1);
+    assert_eq!(messages[0].body(), Some("hello"));
+    assert_eq!(messages[0].message_id(), sent.message_id());
+    let attributes = messages[0].attributes().expect("attributes requested");
+    assert_eq!(
+        attributes[&MessageSystemAttributeName::ApproximateReceiveCount],
+        "1"
+    );
+    let entries = vec![
+        DeleteMessageBatchRequestEntry::builder()
+            .id("0")
+            .receipt_handle(messages[0].receipt_handle().unwrap())
+            .build()
+            .unwrap(),
+        DeleteMessageBatchRequestEntry::builder()
+            .id("1")
+            .receipt_handle("not-a-handle")
+            .build()
+            .unwrap(),
+    ];
+    let deleted = sqs
+        .delete_message_batch()
+        .queue_url(&queue)
+        .set_entries(Some(entries))
+        .send()
+        .await
+        .expect("delete batch");
+    assert_eq!(deleted.successful().len(), 1);
+    assert_eq!(deleted.failed().len(), 1);
+    assert_eq!(deleted.failed()[0].code(), "ReceiptHandleIsInvalid");
+    assert!(fake.queue_messages(Q).is_empty());
+    assert_eq!(fake.sqs_request_count(SqsOperation::DeleteMessageBatch), 1);
+}
+
+#[tokio::test]
+async fn long_poll_returns_as_soon_as_a_message_arrives() {
+    let (fake, server) = start().await;
+    let sqs = client(&server);
+    let queue = url(&server, Q);
+    let started = Instant::now();
+    let sender = fake.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sender.send_message(Q, "late");
+    });
+    let out = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .wait_time_seconds(10)
+        .send()
+        .await
+        .expect("receive");
+    let waited = started.elapsed();
+    assert_eq!(out.messages().len(), 1);
+    assert!(waited >= Duration::from_millis(250), "{waited:?}");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+
+    // An empty queue makes a long poll wait the full time and answer with no messages.
+    let started = Instant::now();
+    let out = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .expect("receive");
+    assert!(out.messages().is_empty());
+    assert!(started.elapsed() >= Duration::from_millis(950));
+}
+
+#[tokio::test]
+async fn undeleted_message_comes_back_after_visibility_timeout() {
+    let (fake, server) = start().await;
+    fake.create_queue_with(
+        Q,
+        FakeQueue {
+            visibility_timeout: Duration::from_secs(1),
+            dead_letter: None,
+        },
+    );
+    let sqs = client(&server);
+    let queue = url(&server, Q);
+    fake.send_message(Q, "again");
+    let first = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.messages().len(), 1);
+    let hidden = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .send()
+        .await
+        .unwrap();
+    assert!(hidden.messages().is_empty());
+    // The long poll wakes when the message becomes visible again.
+    let started = Instant::now();
+    let second = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .wait_time_seconds(5)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.messages().len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(fake.queue_messages(Q)[0].receive_count, 2);
+}
+
+#[tokio::test]
+async fn errors_reach_the_sdk_with_sqs_codes() {
+    let (fake, server) = start().await;
+    let sqs = client(&server);
+    let missing = sqs
+        .receive_message()
+        .queue_url(url(&server, "nope"))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            missing.as_service_error(),
+            Some(ReceiveMessageError::QueueDoesNotExist(_))
+        ),
+        "{missing:?}"
+    );
+    let queue = url(&server, Q);
+    let bad = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .wait_time_seconds(21)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Some("InvalidParameterValue"));
+
+    fake.set_sqs_fault_for(SqsOperation::ReceiveMessage, Some(Fault::Throttling));
+    let throttled = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            throttled.as_service_error(),
+            Some(ReceiveMessageError::RequestThrottled(_))
+        ),
+        "{throttled:?}"
+    );
+    fake.set_sqs_fault(Some(Fault::InternalError));
+    fake.set_sqs_fault_for(SqsOperation::ReceiveMessage, None);
+    let internal = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(internal.code(), Some("InternalFailure"));
+    assert_eq!(
+        internal.raw_response().map(|r| r.status().as_u16()),
+        Some(500)
+    );
+    fake.set_sqs_fault(Some(Fault::AccessDenied));
+    let denied = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Some("AccessDenied"));
+    fake.set_sqs_fault(Some(Fault::ConnectionReset));
+    let reset = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(matches!(reset, SdkError::DispatchFailure(_)), "{reset:?}");
+    fake.set_sqs_fault(None);
+    assert!(sqs.receive_message().queue_url(&queue).send().await.is_ok());
+}
+
+#[tokio::test]
+async fn sdk_retries_throttling_like_on_aws() {
+    let (fake, server) = start().await;
+    let config = Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(server.endpoint_url())
+        .credentials_provider(Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            None,
+            None,
+            "test",
+        ))
+        .retry_config(RetryConfig::standard().with_max_attempts(3))
+        .build();
+    let sqs = Client::from_conf(config);
+    fake.set_sqs_fault(Some(Fault::Throttling));
+    let error = sqs
+        .get_queue_attributes()
+        .queue_url(url(&server, Q))
+        .attribute_names(QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Some("RequestThrottled"));
+    // Classified as throttling, so the SDK retried it.
+    assert_eq!(fake.sqs_request_count(SqsOperation::GetQueueAttributes), 3);
+}
+
+#[tokio::test]
+async fn requests_signed_for_another_service_are_refused() {
+    let (_fake, server) = start().await;
+    // A raw request signed for HealthLake (not `sqs`).
+    let body = format!(r#"{{"QueueUrl":"{}"}}"#, url(&server, Q));
+    let request = format!(
+        "POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-amz-json-1.0\r\nx-amz-target: AmazonSQS.ReceiveMessage\r\nauthorization: AWS4-HMAC-SHA256 Credential=AKID/20240115/us-east-1/healthlake/aws4_request, SignedHeaders=host, Signature=00\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains("'sqs', not 'healthlake'"), "{answer}");
+}
+
+#[tokio::test]
+async fn job_changes_publish_healthlake_events_to_every_queue() {
+    let (fake, server) = start().await;
+    fake.add_datastore(DS);
+    fake.set_event_queues(&["shard-0", "shard-1"]);
+    fake.add_job(DS, FakeJob::new("job1", "IN_PROGRESS", 1_700_000_000.0));
+    fake.set_job_status(DS, "job1", "FAILED", Some(1_700_000_100.0));
+    // Same status again, and a cancellation: no event.
+    fake.set_job_status(DS, "job1", "FAILED", Some(1_700_000_100.0));
+    fake.add_job(
+        DS,
+        FakeJob::new("job2", "CANCEL_SUBMITTED", 1_700_000_000.0),
+    );
+    fake.set_datastore_status(DS, "DELETING");
+    let sqs = client(&server);
+    for queue in ["shard-0", "shard-1"] {
+        let out = sqs
+            .receive_message()
+            .queue_url(url(&server, queue))
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        let types: Vec<String> = out
+            .messages()
+            .iter()
+            .map(|m| {
+                let v: serde_json::Value = serde_json::from_str(m.body().unwrap()).unwrap();
+                assert_eq!(v["source"], "aws.healthlake");
+                v["detail-type"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "Export Job In Progress",
+                "Export Job Failed",
+                "Data Store Deleting"
+            ],
+            "{queue}"
+        );
+    }
+}
