@@ -1611,6 +1611,111 @@ fn project_coordinates_are_used_everywhere() {
     assert!(helm.contains(&format!("image: {image}:")));
 }
 
+/// The shell commands of a README section's ```sh blocks, continuation lines joined.
+fn readme_commands(section: &str) -> Vec<String> {
+    let readme = read(&repo_root().join("README.md"));
+    let start = readme
+        .find(&format!("\n## {section}\n"))
+        .unwrap_or_else(|| panic!("README has no `## {section}` section"));
+    let body = &readme[start + 1..];
+    let body = &body[..body[3..].find("\n## ").map_or(body.len(), |e| e + 3)];
+    let mut commands = Vec::new();
+    let mut in_sh = false;
+    let mut pending = String::new();
+    for line in body.lines() {
+        if line.starts_with("```") {
+            in_sh = line == "```sh";
+            continue;
+        }
+        if !in_sh || line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        pending.push_str(line.trim_end_matches('\\').trim());
+        if line.ends_with('\\') {
+            pending.push(' ');
+        } else {
+            commands.push(std::mem::take(&mut pending));
+        }
+    }
+    commands
+}
+
+/// Every command of the README's "Deploy in 10 minutes" runs here when it can: the local ones
+/// (kubectl kustomize, kubernetes-validate, grep, promtool, the mixin renderer) as written, from
+/// the repository root; `kubectl apply -k DIR` as far as it goes without a cluster (DIR renders and
+/// validates). Only the AWS calls are left to the reader, and an unknown command fails the test,
+/// so a new one gets a check.
+#[test]
+fn readme_deploy_in_10_minutes_commands_run() {
+    let commands = readme_commands("Deploy in 10 minutes");
+    let (mut ran, mut applied, mut cloud) = (0, 0, 0);
+    for cmd in &commands {
+        let first = cmd.split_whitespace().next().unwrap();
+        if first == "aws" {
+            cloud += 1;
+            continue;
+        }
+        if let Some(rest) = cmd.strip_prefix("kubectl apply ") {
+            let Some(kubectl) = require_tool("kubectl", KUBECTL_HINT) else {
+                return;
+            };
+            let Some(kubeval) = require_tool("kubernetes-validate", KUBEVAL_HINT) else {
+                return;
+            };
+            let dir = rest
+                .split_whitespace()
+                .skip_while(|w| *w != "-k")
+                .nth(1)
+                .unwrap_or_else(|| panic!("README: `{cmd}` without -k DIR"));
+            let rendered = run_ok(command_in(&kubectl, &repo_root()).args(["kustomize", dir]));
+            validate_rendered(&kubeval, "readme-apply", &rendered);
+            applied += 1;
+            continue;
+        }
+        // Each stage of the pipeline needs its tool; the mixin renderer its Python modules.
+        for stage in cmd.split('|') {
+            let tool = stage.split_whitespace().next().unwrap();
+            let found = match tool {
+                "kubectl" => require_tool("kubectl", KUBECTL_HINT),
+                "kubernetes-validate" => require_tool("kubernetes-validate", KUBEVAL_HINT),
+                "promtool" => require_tool("promtool", PROMTOOL_HINT),
+                "python3" => require_python_modules(&["_jsonnet", "yaml"], JSONNET_HINT),
+                "grep" => require_tool("grep", "apt-get install grep"),
+                other => {
+                    panic!("README \"Deploy in 10 minutes\": no check for `{other}` in `{cmd}`")
+                }
+            };
+            if found.is_none() {
+                return;
+            }
+        }
+        let out = run(command_in("bash", &repo_root()).args(["-o", "pipefail", "-c", cmd]));
+        assert!(
+            out.status.success(),
+            "README \"Deploy in 10 minutes\": `{cmd}` failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if cmd.ends_with("grep -c hl-metrics") {
+            assert_eq!(
+                stdout.trim(),
+                "4",
+                "the README says 4: port, two probes, PodMonitor"
+            );
+        }
+        if cmd.contains("grep -c 'release:") {
+            assert_eq!(stdout.trim(), "2", "PodMonitor and PrometheusRule");
+        }
+        ran += 1;
+    }
+    assert!(
+        ran >= 6 && applied >= 1 && cloud >= 3,
+        "ran {ran}, applied {applied}, AWS {cloud} of {commands:?}"
+    );
+}
+
 /// A policy's `Action` or `Resource`: one string or a list of strings.
 fn string_or_list(v: &Value) -> Vec<String> {
     match v {
