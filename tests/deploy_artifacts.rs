@@ -61,7 +61,9 @@ fn runbook_base() -> String {
 }
 
 fn allowed_metric(name: &str) -> bool {
-    EXPORTER_METRICS.contains(&name) || PROMETHEUS_BUILTIN_METRICS.contains(&name)
+    EXPORTER_METRICS.contains(&name)
+        || PROMETHEUS_BUILTIN_METRICS.contains(&name)
+        || PROCESS_METRICS.contains(&name)
 }
 
 fn assert_only_known_metrics(source: &str, expr: &str) {
@@ -451,7 +453,7 @@ fn dashboard_is_importable_and_covers_the_exporter() {
     for t in ["timeseries", "table", "stat"] {
         assert!(types.contains(t), "dashboard has no {t} panel");
     }
-    for m in EXPORTER_METRICS {
+    for m in EXPORTER_METRICS.iter().chain(PROCESS_METRICS) {
         assert!(
             promql_metric_names(&all_exprs).iter().any(|n| n == m),
             "dashboard shows nothing of {m}"

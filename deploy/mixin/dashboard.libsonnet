@@ -294,6 +294,27 @@ local utils = import 'lib/utils.libsonnet';
                 target('B', 'sum by (discovery, region) (healthlake_discovery_datastores{%s})' % exporterSel, 'discovery {{discovery}} {{region}} datastores'),
                 target('C', 'sum by (discovery, region, reason) (rate(healthlake_discovery_errors_total{%s}[$__rate_interval]))' % exporterSel, 'discovery {{discovery}} {{region}} {{reason}}'),
               ]),
+
+        // The standard process_* families every Prometheus client exports.
+        row(29, 86, 'Exporter process'),
+        panel(30, 'timeseries', 'Exporter CPU and memory', 'CPU used by each exporter process (cores), and its resident and virtual memory.', [0, 87, 12, 7],
+              [
+                target('A', 'rate(process_cpu_seconds_total{%s}[$__rate_interval])' % exporterSel, 'CPU {{instance}}'),
+                target('B', 'process_resident_memory_bytes{%s}' % exporterSel, 'resident {{instance}}'),
+                target('C', 'process_virtual_memory_bytes{%s}' % exporterSel, 'virtual {{instance}}'),
+              ],
+              defaults={ unit: 'none' },
+              overrides=[
+                { matcher: { id: 'byFrameRefID', options: ref }, properties: [{ id: 'unit', value: 'bytes' }, { id: 'custom.axisPlacement', value: 'right' }] }
+                for ref in ['B', 'C']
+              ]),
+        panel(31, 'timeseries', 'Exporter file descriptors and uptime', 'Open file descriptors against their limit, and time since each exporter process started (a drop is a restart).', [12, 87, 12, 7],
+              [
+                target('A', 'process_open_fds{%s}' % exporterSel, 'open fds {{instance}}'),
+                target('B', 'process_max_fds{%s}' % exporterSel, 'max fds {{instance}}'),
+                target('C', 'time() - process_start_time_seconds{%s}' % exporterSel, 'uptime {{instance}}'),
+              ],
+              overrides=[{ matcher: { id: 'byFrameRefID', options: 'C' }, properties: [{ id: 'unit', value: 's' }, { id: 'custom.axisPlacement', value: 'right' }] }]),
       ],
     },
   },
