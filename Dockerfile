@@ -36,6 +36,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates/ crates/
 ARG TARGETARCH
+# The commit for healthlake_exporter_build_info{revision} (.git is not in the build context).
+ARG REVISION=unknown
 # Cache mounts keep the registry and target dir between builds (BuildKit); the binary is copied
 # out of the cached target dir in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
@@ -46,7 +48,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
       *) echo "unsupported TARGETARCH ${TARGETARCH}: build for linux/amd64 or linux/arm64" >&2; exit 1 ;; \
     esac \
     && rustup target add "${triple}" \
-    && cargo zigbuild --release --locked -p healthlake-exporter --target "${triple}.2.28" \
+    && HEALTHLAKE_EXPORTER_REVISION="${REVISION}" \
+       cargo zigbuild --release --locked -p healthlake-exporter --target "${triple}.2.28" \
     && install -D -m 0755 "target/${triple}/release/healthlake-exporter" /out/healthlake-exporter
 
 # ---- runtime (shared by both final stages) -----------------------------------------------------

@@ -308,11 +308,12 @@ local utils = import 'lib/utils.libsonnet';
                 { matcher: { id: 'byFrameRefID', options: ref }, properties: [{ id: 'unit', value: 'bytes' }, { id: 'custom.axisPlacement', value: 'right' }] }
                 for ref in ['B', 'C']
               ]),
-        panel(31, 'timeseries', 'Exporter file descriptors and uptime', 'Open file descriptors against their limit, and time since each exporter process started (a drop is a restart).', [12, 87, 12, 7],
+        panel(31, 'timeseries', 'Exporter file descriptors, threads and uptime', 'Open file descriptors against their limit, OS threads, and time since each exporter process started (a drop is a restart).', [12, 87, 12, 7],
               [
                 target('A', 'process_open_fds{%s}' % exporterSel, 'open fds {{instance}}'),
                 target('B', 'process_max_fds{%s}' % exporterSel, 'max fds {{instance}}'),
                 target('C', 'time() - process_start_time_seconds{%s}' % exporterSel, 'uptime {{instance}}'),
+                target('D', 'process_threads{%s}' % exporterSel, 'threads {{instance}}'),
               ],
               overrides=[{ matcher: { id: 'byFrameRefID', options: 'C' }, properties: [{ id: 'unit', value: 's' }, { id: 'custom.axisPlacement', value: 'right' }] }]),
       ],

@@ -62,8 +62,8 @@ fn runbook_base() -> String {
 
 fn allowed_metric(name: &str) -> bool {
     EXPORTER_METRICS.contains(&name)
-        || PROMETHEUS_BUILTIN_METRICS.contains(&name)
         || PROCESS_METRICS.contains(&name)
+        || PROMETHEUS_BUILTIN_METRICS.contains(&name)
 }
 
 fn assert_only_known_metrics(source: &str, expr: &str) {

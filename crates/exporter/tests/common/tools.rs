@@ -21,18 +21,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// `PROMETHEUS_BUILTIN_METRICS`).
 pub const EXPORTER_METRICS: &[&str] = &healthlake_exporter::metrics::FAMILY_NAMES;
 
+/// The standard `process_*` families the exporter also serves (rules and dashboards may name them;
+/// the dashboard need not show them).
+pub const PROCESS_METRICS: &[&str] = &healthlake_exporter::metrics::PROCESS_FAMILY_NAMES;
+
 /// Prometheus' own series that dashboards and rules may name besides the exporter's.
 pub const PROMETHEUS_BUILTIN_METRICS: &[&str] = &["up", "ALERTS", "ALERTS_FOR_STATE"];
-
-/// The standard process families of every Prometheus client library, which the dashboard shows.
-pub const PROCESS_METRICS: &[&str] = &[
-    "process_cpu_seconds_total",
-    "process_resident_memory_bytes",
-    "process_virtual_memory_bytes",
-    "process_open_fds",
-    "process_max_fds",
-    "process_start_time_seconds",
-];
 
 /// Env var that turns a missing tool into a test failure instead of a SKIP (set by `.ci/run`).
 pub const REQUIRE_ENV: &str = "HEALTHLAKE_EXPORTER_REQUIRE_TOOLS";
