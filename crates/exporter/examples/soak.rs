@@ -180,7 +180,7 @@ async fn main() {
                 churn_fake.remove_job(id, &oldest.id);
             }
             for running in jobs.iter().filter(|j| j.status == "IN_PROGRESS") {
-                let status = if counter % 5 == 0 {
+                let status = if counter.is_multiple_of(5) {
                     "FAILED"
                 } else {
                     "COMPLETED"
@@ -201,9 +201,9 @@ async fn main() {
                     healthlake_exporter::model::unix_now(),
                 ),
             );
-            if tick % 20 == 0 {
+            if tick.is_multiple_of(20) {
                 for (i, ds) in churn_ids.iter().enumerate() {
-                    let on = (i + tick / 20) % 3 == 0;
+                    let on = (i + tick / 20).is_multiple_of(3);
                     let fault = on.then(|| kinds[(i + tick / 20) % kinds.len()].clone());
                     churn_fake.set_fault(ds, fault);
                 }

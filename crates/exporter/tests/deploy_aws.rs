@@ -5,8 +5,8 @@
 //! that shard's rule send, and exactly the SQS actions the exporter calls.
 //!
 //! Needed on PATH: cfn-lint (pip: cfn-lint, pinned in .ci/requirements.txt), python3 with PyYAML.
-//! A missing tool fails the test with an install hint; HEALTHLAKE_EXPORTER_SKIP_TOOL_TESTS=1
-//! turns that into a SKIP.
+//! A missing tool prints a SKIP line with an install hint; HEALTHLAKE_EXPORTER_REQUIRE_TOOLS=1 (set by
+//! .ci/run) makes it a failure instead.
 
 #[path = "common/tools.rs"]
 mod tools;

@@ -7,8 +7,8 @@
 //! `HealthLakeExportJobFailed` fires, with the datastore's labels and annotations, once a running
 //! job FAILs.
 //!
-//! Everything listens on 127.0.0.1 only. A missing `prometheus` binary fails the test with an
-//! install hint, or skips it with HEALTHLAKE_EXPORTER_SKIP_TOOL_TESTS=1.
+//! Everything listens on 127.0.0.1 only. Without a `prometheus` binary the test prints a SKIP line
+//! with the install hint, or fails under HEALTHLAKE_EXPORTER_REQUIRE_TOOLS=1 (as in CI).
 
 mod common;
 

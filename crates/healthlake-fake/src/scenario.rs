@@ -53,7 +53,7 @@ pub fn seed_demo(fake: &FakeHealthLake, now: f64) -> Vec<(String, String)> {
             let mut job = FakeJob::new(job_id(day), "COMPLETED", submit)
                 .named(format!("nightly-export-d{day}"))
                 .ended(submit + duration);
-            if (day + n as u64) % 5 == 0 {
+            if (day + n as u64).is_multiple_of(5) {
                 job.status = "COMPLETED_WITH_ERRORS".to_owned();
                 job.message = Some("Export completed: 12 resources could not be exported".into());
             }

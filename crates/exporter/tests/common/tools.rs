@@ -1,8 +1,13 @@
 //! Helpers for tests that shell out to ecosystem tools (promtool, kubectl, kubernetes-validate,
-//! hadolint, python3 + PyYAML) and the list of metric names the exporter emits.
+//! hadolint, check-jsonschema, python3 with PyYAML and the jsonnet binding) and the list of metric
+//! names the exporter emits.
 //!
-//! A missing tool fails the test with an install hint, unless
-//! `HEALTHLAKE_EXPORTER_SKIP_TOOL_TESTS=1`, in which case the test prints a SKIP line and returns.
+//! A missing tool SKIPs the test by default, so that `cargo test` passes on a machine with only
+//! Rust: the test returns early after writing a `SKIP ... install: ...` line straight to the
+//! process's stderr, which libtest does not capture (it only captures `print!`/`eprint!`), so the
+//! line shows in the default `cargo test` output. CI sets `HEALTHLAKE_EXPORTER_REQUIRE_TOOLS=1`
+//! (`.ci/run`), and then a missing tool FAILS the test instead: these checks never skip silently
+//! there.
 #![allow(dead_code)]
 
 use std::env;
@@ -23,35 +28,50 @@ pub const PROCESS_METRICS: &[&str] = &healthlake_exporter::metrics::PROCESS_FAMI
 /// Prometheus' own series that dashboards and rules may name besides the exporter's.
 pub const PROMETHEUS_BUILTIN_METRICS: &[&str] = &["up", "ALERTS", "ALERTS_FOR_STATE"];
 
-/// Env var that turns a missing tool into a skipped test instead of a failure.
-pub const SKIP_ENV: &str = "HEALTHLAKE_EXPORTER_SKIP_TOOL_TESTS";
+/// Env var that turns a missing tool into a test failure instead of a SKIP (set by `.ci/run`).
+pub const REQUIRE_ENV: &str = "HEALTHLAKE_EXPORTER_REQUIRE_TOOLS";
 
 /// The repository root (where the workspace Cargo.toml, Dockerfile and deploy/ live).
 pub fn repo_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
 }
 
-fn skipping() -> bool {
+/// Whether `HEALTHLAKE_EXPORTER_REQUIRE_TOOLS` asks for every tool to be present.
+pub fn tools_required() -> bool {
     matches!(
-        env::var(SKIP_ENV).as_deref().map(str::trim),
+        env::var(REQUIRE_ENV).as_deref().map(str::trim),
         Ok("1") | Ok("true") | Ok("yes")
     )
 }
 
-/// Report a missing prerequisite: panic with the hint, or print SKIP and return `None` when
-/// `HEALTHLAKE_EXPORTER_SKIP_TOOL_TESTS=1`.
+/// The SKIP line for a missing prerequisite.
+pub fn skip_line(what: &str, install_hint: &str) -> String {
+    format!("SKIP: {what} not found, so this check did not run; install: {install_hint} ({REQUIRE_ENV}=1 makes this a failure, as in CI)")
+}
+
+/// Reports a missing prerequisite and returns `None` (the caller returns early): a SKIP line on
+/// stderr, past libtest's capture, or a panic with the install hint under
+/// `HEALTHLAKE_EXPORTER_REQUIRE_TOOLS=1`.
 pub fn missing<T>(what: &str, install_hint: &str) -> Option<T> {
-    if skipping() {
-        println!("SKIP: {what} not available ({SKIP_ENV}=1); install: {install_hint}");
-        eprintln!("SKIP: {what} not available ({SKIP_ENV}=1); install: {install_hint}");
-        None
-    } else {
+    if tools_required() {
         panic!(
-            "{what} is required by this test but was not found on PATH.\n\
-             Install it with: {install_hint}\n\
-             (or set {SKIP_ENV}=1 to skip tests that need external tools)"
+            "{what} is required by this test but was not found ({REQUIRE_ENV} is set).\n\
+             Install it with: {install_hint}"
         );
     }
+    use std::io::Write;
+    // `std::io::stderr()` directly, not `eprintln!`: libtest captures the macros' output of a
+    // passing test and would hide the SKIP.
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a test")
+        .to_string();
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "{test}: {}",
+        skip_line(what, install_hint)
+    );
+    None
 }
 
 /// Finds an executable on PATH.
@@ -75,8 +95,8 @@ fn is_executable(p: &Path) -> bool {
     p.is_file()
 }
 
-/// Locates `name` on PATH. Missing: panics with `install_hint`, or (with
-/// `HEALTHLAKE_EXPORTER_SKIP_TOOL_TESTS=1`) prints a SKIP line and returns `None`.
+/// Locates `name` on PATH. Missing: writes a SKIP line and returns `None`, or panics with
+/// `install_hint` under `HEALTHLAKE_EXPORTER_REQUIRE_TOOLS=1`.
 pub fn require_tool(name: &str, install_hint: &str) -> Option<PathBuf> {
     match find_in_path(name) {
         Some(p) => Some(p),
@@ -86,11 +106,18 @@ pub fn require_tool(name: &str, install_hint: &str) -> Option<PathBuf> {
 
 /// python3 that can `import yaml` (PyYAML), used to turn YAML into JSON for the checks.
 pub fn require_python_yaml() -> Option<PathBuf> {
-    const HINT: &str =
-        "apt-get install python3-yaml  (or: pip install PyYAML; kubernetes-validate pulls it in)";
-    let py = require_tool("python3", HINT)?;
+    require_python_modules(
+        &["yaml"],
+        "pip install -r .ci/requirements.txt  (PyYAML; or apt-get install python3-yaml)",
+    )
+}
+
+/// python3 that can import every module of `modules`.
+pub fn require_python_modules(modules: &[&str], install_hint: &str) -> Option<PathBuf> {
+    let py = require_tool("python3", install_hint)?;
+    let script = format!("import {}", modules.join(", "));
     let ok = Command::new(&py)
-        .args(["-c", "import yaml"])
+        .args(["-c", &script])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -99,7 +126,10 @@ pub fn require_python_yaml() -> Option<PathBuf> {
     if ok {
         Some(py)
     } else {
-        missing("python3 module `yaml` (PyYAML)", HINT)
+        missing(
+            &format!("python3 module(s) {}", modules.join(", ")),
+            install_hint,
+        )
     }
 }
 
