@@ -97,6 +97,11 @@ pub struct ServerConfig {
     pub listen_address: SocketAddr,
     /// Connections held open at once; see `http.rs` for what happens at the cap.
     pub max_connections: usize,
+    /// Connections one source address may hold at once; 0 = no per-address limit.
+    pub max_connections_per_ip: usize,
+    /// `POST /-/reload` re-reads the file (off by default: anyone who can reach the endpoint
+    /// could otherwise trigger reloads; SIGHUP always works).
+    pub enable_reload: bool,
     /// `None`: plain HTTP.
     pub tls: Option<TlsConfig>,
     /// `None`: no credentials asked for.
@@ -108,6 +113,8 @@ impl Default for ServerConfig {
         ServerConfig {
             listen_address: SocketAddr::from(([0, 0, 0, 0], 9469)),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS / 2,
+            enable_reload: false,
             tls: None,
             basic_auth: None,
         }
@@ -212,15 +219,14 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// An error at `span` of `source`: the location says file, line and column. No excerpt of the
+    /// line is shown: it may hold a secret (a bcrypt hash, or a password pasted by mistake), and
+    /// messages go to the terminal, the log and the `/-/reload` response alike.
     fn at(path: &Path, source: &str, span: Option<Range<usize>>, message: String) -> Self {
         let mut location = path.display().to_string();
-        let mut message = message;
         if let Some(span) = span {
             let (line, column) = line_and_column(source, span.start);
             let _ = write!(location, ":{line}:{column}");
-            if let Some(text) = source.lines().nth(line - 1) {
-                let _ = write!(message, "\n  {line} | {}", text.trim_end());
-            }
         }
         ConfigError::Invalid { location, message }
     }
@@ -231,6 +237,17 @@ fn line_and_column(source: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    String::from_utf8(bytes).map_err(|e| ConfigError::NotUtf8 {
+        path: path.to_owned(),
+        offset: e.utf8_error().valid_up_to(),
+    })
 }
 
 // ---- the file as written (every key optional but `datastores`, unknown keys rejected) ----
@@ -253,6 +270,8 @@ struct RawConfig {
 struct RawServer {
     listen_address: Option<Spanned<String>>,
     max_connections: Option<Spanned<i64>>,
+    max_connections_per_ip: Option<Spanned<i64>>,
+    enable_reload: Option<bool>,
     tls: Option<RawTls>,
     basic_auth: Option<RawBasicAuth>,
 }
@@ -329,24 +348,33 @@ struct RawDatastore {
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let text = String::from_utf8(bytes).map_err(|e| ConfigError::NotUtf8 {
-            path: path.to_owned(),
-            offset: e.utf8_error().valid_up_to(),
-        })?;
+        let text = read_text(path)?;
         Config::parse(&text, path)
     }
 
     /// Validates configuration text; `path` only names the file in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse_with(text, path, TlsFiles::Check)
+    }
+
+    /// Reads and validates the file at `path` for a reload: like [`Config::load`], except that
+    /// the `[server.tls]` files are left to the HTTP layer (see `HttpContext::prepare`).
+    pub fn load_for_reload(path: &Path) -> Result<Config, ConfigError> {
+        let text = read_text(path)?;
+        Config::parse_with(&text, path, TlsFiles::Defer)
+    }
+
+    fn parse_with(text: &str, path: &Path, tls_files: TlsFiles) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let message = describe_toml_error(text, &e);
             ConfigError::at(path, text, e.span(), message)
         })?;
-        Validator { path, text }.validate(raw)
+        Validator {
+            path,
+            text,
+            tls_files,
+        }
+        .validate(raw)
     }
 
     /// Keeps only the datastores `polling.shard` owns (all of them for "0/1") and returns how many
@@ -368,8 +396,13 @@ impl Config {
         let server = &self.server;
         let _ = writeln!(
             out,
-            "server           max_connections {}, tls {}, basic_auth {}",
+            "server           max_connections {} ({} per address), enable_reload {}, tls {}, basic_auth {}",
             server.max_connections,
+            match server.max_connections_per_ip {
+                0 => "no limit".to_owned(),
+                n => n.to_string(),
+            },
+            server.enable_reload,
             match &server.tls {
                 None => "off".to_owned(),
                 Some(t) if t.client_ca_file.is_some() => {
@@ -470,9 +503,10 @@ impl Config {
     }
 }
 
-/// serde's messages say what was wrong; add which key, taken from the line it points at.
+/// serde's messages say what was wrong; add which key, taken from the line it points at. Quoted
+/// values in the message are left out: a string in the wrong place may be a secret.
 fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
-    let message = error.message().trim_end().to_owned();
+    let message = redact_strings(error.message().trim_end());
     let Some(span) = error.span() else {
         return message;
     };
@@ -482,16 +516,66 @@ fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
         .nth(line - 1)
         .and_then(|l| l.split_once('='))
         .map(|(k, _)| k.trim())
-        .filter(|k| !k.is_empty() && !k.starts_with('['));
+        // Bare keys only: a quoted key may be anything, a pasted `user:password` included.
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        });
     match key {
         Some(key) if !message.contains(key) => format!("key `{key}`: {message}"),
         _ => message,
     }
 }
 
+/// `invalid type: string "hunter2", expected ...` → `invalid type: a string (value not shown),
+/// expected ...`. serde quotes strings with Rust's escapes, so an escaped quote does not end one.
+fn redact_strings(message: &str) -> String {
+    const MARK: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + MARK.len()..];
+        let mut escaped = false;
+        let mut end = None;
+        for (i, c) in after.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        out.push_str("a string (value not shown)");
+        match end {
+            Some(end) => rest = &after[end + 1..],
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 struct Validator<'a> {
     path: &'a Path,
     text: &'a str,
+    tls_files: TlsFiles,
+}
+
+/// Whether validation reads the `[server.tls]` files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TlsFiles {
+    /// Start and `--check-config`: the files must hold a usable pair now.
+    Check,
+    /// A reload: the HTTP layer loads them when the paths changed, and otherwise keeps the
+    /// certificate in service, which follows its files (a pair caught mid-rotation must not
+    /// refuse unrelated changes).
+    Defer,
 }
 
 impl Validator<'_> {
@@ -510,7 +594,7 @@ impl Validator<'_> {
     }
 
     fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let listen_address = match raw.server.listen_address {
+        let listen_address = match &raw.server.listen_address {
             None => DEFAULT_LISTEN_ADDRESS
                 .parse()
                 .expect("the default listen address parses"),
@@ -637,12 +721,7 @@ impl Validator<'_> {
         }
 
         Ok(Config {
-            server: self.server(
-                listen_address,
-                raw.server.max_connections,
-                raw.server.tls,
-                raw.server.basic_auth,
-            )?,
+            server: self.server(listen_address, raw.server)?,
             polling,
             datastores: out,
             discovery,
@@ -824,15 +903,27 @@ impl Validator<'_> {
     fn server(
         &self,
         listen_address: SocketAddr,
-        max_connections: Option<Spanned<i64>>,
-        tls: Option<RawTls>,
-        basic_auth: Option<RawBasicAuth>,
+        raw: RawServer,
     ) -> Result<ServerConfig, ConfigError> {
+        let RawServer {
+            max_connections,
+            max_connections_per_ip,
+            enable_reload,
+            tls,
+            basic_auth,
+            ..
+        } = raw;
         let max_connections = self.count(
             max_connections,
             "server.max_connections",
             DEFAULT_MAX_CONNECTIONS,
             1..=MAX_MAX_CONNECTIONS,
+        )?;
+        let max_connections_per_ip = self.count(
+            max_connections_per_ip,
+            "server.max_connections_per_ip",
+            max_connections / 2,
+            0..=MAX_MAX_CONNECTIONS,
         )?;
         let tls = match tls {
             None => None,
@@ -849,7 +940,11 @@ impl Validator<'_> {
                         None => None,
                     },
                 };
-                if let Err(e) = crate::http::tls::check_files(&config) {
+                let checked = match self.tls_files {
+                    TlsFiles::Check => crate::http::tls::check_files(&config),
+                    TlsFiles::Defer => Ok(()),
+                };
+                if let Err(e) = checked {
                     let span = match e.file_key() {
                         crate::http::tls::FileKey::Cert => raw.cert_file.span(),
                         crate::http::tls::FileKey::Key => raw.key_file.span(),
@@ -880,23 +975,23 @@ impl Validator<'_> {
                 }
                 let mut users = std::collections::BTreeMap::new();
                 for (name, hash) in raw.users.into_inner() {
-                    let key = format!("server.basic_auth.users.{name}");
                     if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
+                        // The name is not repeated: `user:password` pasted as a name is a secret.
+                        return Err(self.error(
+                            Some(hash.span()),
+                            "server.basic_auth.users",
+                            "the user name on this line is empty or contains `:` or control characters, which HTTP basic auth cannot carry (the name is not shown here, in case it holds a password)",
+                        ));
+                    }
+                    let key = format!("server.basic_auth.users.{name}");
+                    if let Err(problem) = crate::http::auth::check_bcrypt_hash(hash.get_ref()) {
                         return Err(self.error(
                             Some(hash.span()),
                             &key,
-                            "a user name must be non-empty and contain no `:` or control characters (HTTP basic auth cannot carry them)",
-                        ));
-                    }
-                    if let Err(problem) = crate::http::auth::check_bcrypt_hash(hash.get_ref()) {
-                        // No source excerpt: the value may be a password pasted by mistake.
-                        let (line, column) = line_and_column(self.text, hash.span().start);
-                        return Err(ConfigError::Invalid {
-                            location: format!("{}:{line}:{column}", self.path.display()),
-                            message: format!(
-                                "{key}: {problem}; make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'` (the value is not shown here, in case it is a password)"
+                            format!(
+                                "{problem}; make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'` (the value is not shown here, in case it is a password)"
                             ),
-                        });
+                        ));
                     }
                     users.insert(name, hash.into_inner());
                 }
@@ -906,6 +1001,8 @@ impl Validator<'_> {
         Ok(ServerConfig {
             listen_address,
             max_connections,
+            max_connections_per_ip,
+            enable_reload: enable_reload.unwrap_or(false),
             tls,
             basic_auth,
         })
@@ -1014,6 +1111,19 @@ fn check_region(region: &str) -> Result<(), String> {
 fn check_endpoint_url(url: &str) -> Result<(), String> {
     let hint =
         "write it like \"https://healthlake.us-east-1.amazonaws.com\" or \"http://127.0.0.1:4566\"";
+    // A user-info part (`user:password@`) is never repeated, and never accepted: the SDK signs
+    // requests with AWS credentials, so one there is a secret pasted by mistake.
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("");
+    if authority.contains('@') {
+        return Err(format!(
+            "must not contain a user name or password (`user:password@`); the URL is not shown here, in case it holds one. AWS credentials come from the SDK's chain; {hint}"
+        ));
+    }
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL ({e}); {hint}"))?;
@@ -1149,7 +1259,7 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
             ("", "test.toml: datastores: no datastores configured"),
             ("datastores = []\n", "test.toml:1:14: datastores: the list is empty"),
             ("[polling]\nintervl = \"60s\"\n", "test.toml:2:1: unknown field `intervl`"),
-            ("[polling]\nconcurrency = \"8\"\n", "test.toml:2:15: key `concurrency`: invalid type: string \"8\""),
+            ("[polling]\nconcurrency = \"8\"\n", "test.toml:2:15: key `concurrency`: invalid type: a string (value not shown), expected i64"),
             ("[polling]\nconcurrency = 0\n", "test.toml:2:15: polling.concurrency: 0 is out of range"),
             ("[polling]\njob_series_limit = -1\n", "polling.job_series_limit: -1 is out of range"),
             ("[polling]\nmax_attempts = 0\n", "polling.max_attempts: 0 is out of range; use a whole number from 1 to 10"),

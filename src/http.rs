@@ -31,19 +31,19 @@ use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{
     HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CACHE_CONTROL,
-    CONTENT_ENCODING, CONTENT_TYPE, VARY, WWW_AUTHENTICATE,
+    CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -60,7 +60,7 @@ use crate::poller::unix_now;
 use crate::state::{Feed, State};
 use crate::{ReloadError, ReloadHandle};
 
-use self::auth::BasicAuth;
+use self::auth::{BasicAuth, Verdict};
 use self::tls::Tls;
 
 /// How long a client may take to send a request head, and how long a kept-alive connection may
@@ -75,13 +75,21 @@ const BASIC_CHALLENGE: &str = "Basic realm=\"healthlake-exporter\"";
 
 type Body = Full<Bytes>;
 
+/// How long a new connection may handshake and send its first request head before it can be
+/// closed to make room for another.
+pub const DEFAULT_EVICTION_GRACE: Duration = Duration::from_secs(3);
+
 /// The server's limits. [`Limits::new`] gives the production values for a `[server]` section;
-/// tests shorten the timeouts to stay fast (the fields are deliberately not config keys).
+/// tests shorten the timeouts to stay fast (the timeouts are deliberately not config keys).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub write_timeout: Duration,
     pub max_connections: usize,
+    /// 0 = off.
+    pub max_connections_per_ip: usize,
+    /// See [`DEFAULT_EVICTION_GRACE`].
+    pub eviction_grace: Duration,
     /// How often, at most, TLS certificate files are looked at for a rotation.
     pub cert_check_interval: Duration,
 }
@@ -92,27 +100,41 @@ impl Limits {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_connections: server.max_connections.max(1),
+            max_connections_per_ip: server.max_connections_per_ip,
+            eviction_grace: DEFAULT_EVICTION_GRACE,
             cert_check_interval: tls::DEFAULT_CERT_CHECK_INTERVAL,
         }
     }
 }
 
-/// What can stop the HTTP endpoint from being set up (after the config validated: a TLS file
-/// changed or vanished in between).
+/// What can stop the HTTP endpoint from being set up or reconfigured.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("server.basic_auth.users: no users configured; add one or remove [server.basic_auth]")]
     NoUsers,
+    #[error("{key} changed: this takes a restart; the reload is refused (restore the previous value, or restart the exporter)")]
+    NeedsRestart { key: &'static str },
 }
+
+/// The settings a reload may change: `[server]` as last applied, with the TLS acceptor and the
+/// basic-auth users built from it. Each request takes the current one.
+struct Web {
+    server: ServerConfig,
+    tls: Option<Arc<Tls>>,
+    auth: Option<Arc<BasicAuth>>,
+}
+
+/// A reloaded `[server]` section, checked and built, ready to [`HttpContext::commit`].
+pub struct PreparedWeb(Web);
 
 /// Everything a request handler needs: the State it reads, the limits, TLS and basic auth.
 pub struct HttpContext {
     state: Arc<State>,
     limits: Limits,
-    tls: Option<Tls>,
-    auth: Option<BasicAuth>,
+    web: RwLock<Arc<Web>>,
+    slots: Arc<Slots>,
     /// `POST /-/reload` asks the supervisor through this; `None` answers 503.
     reload: Option<ReloadHandle>,
     /// What `/metrics` encoded before, reused until State changes.
@@ -125,25 +147,23 @@ impl HttpContext {
         HttpContext::with_limits(state, server, Limits::new(server))
     }
 
-    /// Like [`HttpContext::new`] with explicit limits (`server.max_connections` is ignored).
+    /// Like [`HttpContext::new`] with explicit limits (`server.max_connections` and
+    /// `max_connections_per_ip` are ignored until a reload changes them).
     pub fn with_limits(
         state: Arc<State>,
         server: &ServerConfig,
         limits: Limits,
     ) -> Result<HttpContext, HttpError> {
-        let tls = match &server.tls {
-            Some(config) => Some(Tls::new(config, limits.cert_check_interval)?),
-            None => None,
-        };
-        let auth = match &server.basic_auth {
-            Some(config) => Some(BasicAuth::new(config).ok_or(HttpError::NoUsers)?),
-            None => None,
-        };
+        let web = build_web(&state, server, None, limits.cert_check_interval)?;
         Ok(HttpContext {
+            slots: Arc::new(Slots::new(
+                limits.max_connections,
+                limits.max_connections_per_ip,
+                limits.eviction_grace,
+            )),
             state,
             limits,
-            tls,
-            auth,
+            web: RwLock::new(Arc::new(web)),
             reload: None,
             metrics: MetricsCache::new(),
         })
@@ -154,6 +174,96 @@ impl HttpContext {
         self.reload = Some(reload);
         self
     }
+
+    fn web(&self) -> Arc<Web> {
+        Arc::clone(&self.web.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Checks and builds a reloaded `[server]` section without applying it: a changed
+    /// `listen_address`, or TLS files that cannot be used under changed `[server.tls]` paths,
+    /// refuse the reload. Unchanged TLS paths keep the running certificate, which follows its
+    /// files on its own: a pair caught mid-rotation does not block the reload.
+    pub fn prepare(&self, server: &ServerConfig) -> Result<PreparedWeb, HttpError> {
+        let current = self.web();
+        if server.listen_address != current.server.listen_address {
+            return Err(HttpError::NeedsRestart {
+                key: "server.listen_address",
+            });
+        }
+        let web = build_web(
+            &self.state,
+            server,
+            Some(&current),
+            self.limits.cert_check_interval,
+        )?;
+        Ok(PreparedWeb(web))
+    }
+
+    /// Applies a prepared `[server]` section: new requests and handshakes use it at once.
+    pub fn commit(&self, prepared: PreparedWeb) {
+        let web = prepared.0;
+        let current = self.web();
+        if web.server != current.server {
+            let s = &web.server;
+            tracing::info!(
+                tls = web.tls.is_some(),
+                client_certificates = web.tls.as_ref().is_some_and(|t| t.client_auth()),
+                basic_auth = web.auth.is_some(),
+                max_connections = s.max_connections,
+                max_connections_per_ip = s.max_connections_per_ip,
+                enable_reload = s.enable_reload,
+                "HTTP settings reloaded"
+            );
+        }
+        self.slots.set_limits(
+            web.server.max_connections,
+            web.server.max_connections_per_ip,
+        );
+        self.state
+            .certificate_status()
+            .set(web.tls.as_ref().map(|t| t.refresh_now()));
+        *self.web.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(web);
+    }
+}
+
+/// TLS and basic auth for `server`. With `current`, unchanged parts are reused: the running TLS
+/// acceptor when the paths did not change, the basic-auth caches when the users did not.
+fn build_web(
+    state: &Arc<State>,
+    server: &ServerConfig,
+    current: Option<&Web>,
+    cert_check_interval: Duration,
+) -> Result<Web, HttpError> {
+    let tls = match (&server.tls, current) {
+        (None, _) => None,
+        (Some(config), Some(current))
+            if current.server.tls.as_ref() == Some(config) && current.tls.is_some() =>
+        {
+            current.tls.clone()
+        }
+        (Some(config), _) => Some(Arc::new(Tls::new(
+            config,
+            cert_check_interval,
+            Arc::clone(state),
+        )?)),
+    };
+    let auth = match (&server.basic_auth, current) {
+        (None, _) => None,
+        (Some(config), Some(current))
+            if current.server.basic_auth.as_ref() == Some(config) && current.auth.is_some() =>
+        {
+            current.auth.clone()
+        }
+        (Some(config), _) => Some(Arc::new(BasicAuth::new(config).ok_or(HttpError::NoUsers)?)),
+    };
+    if current.is_none() {
+        state.certificate_status().set(tls.as_ref().map(|_| true));
+    }
+    Ok(Web {
+        server: server.clone(),
+        tls,
+        auth,
+    })
 }
 
 /// Accepts connections on `listener` until `shutdown` resolves, then drains them.
@@ -162,19 +272,24 @@ pub async fn serve(
     context: Arc<HttpContext>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Slots::new(context.limits.max_connections));
+    let slots = Arc::clone(&context.slots);
     let (stop, stopped) = watch::channel(false);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(context.limits.header_read_timeout);
-    tracing::info!(
-        tls = context.tls.is_some(),
-        client_certificates = context.tls.as_ref().is_some_and(Tls::client_auth),
-        basic_auth = context.auth.is_some(),
-        max_connections = context.limits.max_connections,
-        "serving HTTP"
-    );
+    {
+        let web = context.web();
+        tracing::info!(
+            tls = web.tls.is_some(),
+            client_certificates = web.tls.as_ref().is_some_and(|t| t.client_auth()),
+            basic_auth = web.auth.is_some(),
+            max_connections = slots.max.load(Ordering::SeqCst),
+            max_connections_per_ip = slots.max_per_ip.load(Ordering::SeqCst),
+            enable_reload = web.server.enable_reload,
+            "serving HTTP"
+        );
+    }
     tokio::pin!(shutdown);
     'accept: loop {
         let (stream, peer) = tokio::select! {
@@ -191,15 +306,25 @@ pub async fn serve(
         };
         let slot = loop {
             let room = slots.room.notified();
-            if let Some(slot) = slots.admit() {
-                break slot;
+            match slots.admit(peer.ip(), Instant::now()) {
+                Ok(slot) => break Some(slot),
+                // Closed at once, so that one address flooding connections neither holds slots
+                // nor keeps other clients waiting in the accept backlog.
+                Err(Refusal::PerIp) => break None,
+                Err(Refusal::Full) => {}
             }
-            // Every held connection is mid-request: wait for one to finish (others queue in the
-            // kernel's backlog meanwhile).
+            // Every held connection is mid-request or in its grace period: wait for one to finish
+            // or to leave its grace period (others queue in the kernel's backlog meanwhile).
             tokio::select! {
                 () = room => {},
+                () = tokio::time::sleep(slots.grace / 4) => {},
                 () = &mut shutdown => break 'accept,
             }
+        };
+        let Some(slot) = slot else {
+            tracing::debug!(%peer, "server.max_connections_per_ip reached: connection closed");
+            drop(stream);
+            continue;
         };
         let context = Arc::clone(&context);
         let builder = builder.clone();
@@ -235,7 +360,7 @@ async fn connection(
 ) {
     let _ = stream.set_nodelay(true);
     let io = WriteTimeout::new(stream, context.limits.write_timeout);
-    let Some(tls) = &context.tls else {
+    let Some(tls) = context.web().tls.clone() else {
         drive(io, peer, false, &context, &slot, &mut stopped, &builder).await;
         return;
     };
@@ -342,18 +467,32 @@ fn is_probe(path: &str) -> bool {
 /// Where Prometheus' own lifecycle API reloads: tools that know one know the other.
 const RELOAD_PATH: &str = "/-/reload";
 
-/// `POST` (or `PUT`) `/-/reload`: re-read the configuration file; 200 when applied, 500 with the
-/// reason when rejected (the previous configuration keeps running).
-async fn reload(request: &Request<Incoming>, context: &HttpContext) -> Response<Body> {
-    if request.method() != Method::POST && request.method() != Method::PUT {
+/// `POST /-/reload`: re-read the configuration file; 200 when applied, 500 with the reason when
+/// rejected (the previous configuration keeps running). Off unless `server.enable_reload`
+/// (403 with a hint; SIGHUP always works), and refused when the request comes from another site
+/// (a browser tricked into posting here): credentials, when configured, were checked before.
+async fn reload(request: &Request<Incoming>, context: &HttpContext, web: &Web) -> Response<Body> {
+    if !web.server.enable_reload {
+        return text(
+            StatusCode::FORBIDDEN,
+            "forbidden: reloading over HTTP is off; set server.enable_reload = true, or send SIGHUP to the exporter\n",
+        );
+    }
+    if request.method() != Method::POST {
         let mut response = text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed: use POST to reload the configuration\n",
         );
         response
             .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("POST, PUT"));
+            .insert(ALLOW, HeaderValue::from_static("POST"));
         return response;
+    }
+    if is_cross_site(request.headers()) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "forbidden: a reload request from another site (Origin / Sec-Fetch-Site) is refused; send it without a browser, e.g. curl -X POST\n",
+        );
     }
     let Some(handle) = &context.reload else {
         return text(
@@ -373,11 +512,41 @@ async fn reload(request: &Request<Incoming>, context: &HttpContext) -> Response<
     };
     let mut response = Response::new(Body::new(Bytes::from(message)));
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Whether a browser says the request comes from another site: `Sec-Fetch-Site` other than
+/// `same-origin` or `none` (typed by the user), or an `Origin` whose host and port are not the
+/// `Host` the request was sent to (an opaque `null` origin counts as another site). Tools like
+/// curl send neither header.
+fn is_cross_site(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or("").trim();
+        if !site.eq_ignore_ascii_case("same-origin") && !site.eq_ignore_ascii_case("none") {
+            return true;
+        }
+    }
+    let Some(origin) = headers.get(hyper::header::ORIGIN) else {
+        return false;
+    };
+    let origin = origin.to_str().unwrap_or("").trim();
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    let host = headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::trim);
+    match (authority, host) {
+        (Some(authority), Some(host)) => !authority.eq_ignore_ascii_case(host),
+        _ => true,
+    }
 }
 
 async fn route(
@@ -386,29 +555,43 @@ async fn route(
     client_certificate: bool,
 ) -> Response<Body> {
     let path = request.uri().path();
+    let web = context.web();
     if !is_probe(path) {
-        if context.tls.as_ref().is_some_and(Tls::client_auth) && !client_certificate {
+        if web.tls.as_ref().is_some_and(|t| t.client_auth()) && !client_certificate {
             return text(
                 StatusCode::FORBIDDEN,
                 "forbidden: present a TLS client certificate signed by the CA in server.tls.client_ca_file\n",
             );
         }
-        if let Some(auth) = &context.auth {
-            if !auth.check(request.headers().get(AUTHORIZATION)).await {
-                let mut response = text(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized: send a user name and password configured in server.basic_auth (HTTP basic auth)\n",
-                );
-                response
-                    .headers_mut()
-                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
-                return response;
+        if let Some(auth) = &web.auth {
+            match auth.check(request.headers().get(AUTHORIZATION)).await {
+                Verdict::Allowed => {}
+                Verdict::Denied => {
+                    let mut response = text(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized: send a user name and password configured in server.basic_auth (HTTP basic auth)\n",
+                    );
+                    response
+                        .headers_mut()
+                        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
+                    return response;
+                }
+                Verdict::Busy => {
+                    let mut response = text(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many requests: too many password checks are waiting; retry shortly\n",
+                    );
+                    response
+                        .headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                    return response;
+                }
             }
         }
     }
     let state = &context.state;
     if path == RELOAD_PATH {
-        return reload(request, context).await;
+        return reload(request, context, &web).await;
     }
     let known = matches!(path, "/" | "/metrics" | "/healthz" | "/readyz");
     if !known {
@@ -466,8 +649,9 @@ fn metrics_response(context: &HttpContext, format: Format, gzip: bool) -> Respon
         CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
-    // Caches must not hand a gzip body to a client that did not ask for one, or the reverse.
-    headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    // The body depends on both: the format on Accept, the compression on Accept-Encoding. Caches
+    // must not hand one client's variant to another.
+    headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     if gzip {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
@@ -506,10 +690,25 @@ fn accepts_gzip(headers: &HeaderMap) -> bool {
 
 // ---- connection slots ----
 
-/// The connections held, for the cap and for choosing which idle one to close at the cap.
+/// Why a new connection cannot be admitted now.
+#[derive(Debug, PartialEq)]
+enum Refusal {
+    /// Its source address already holds `max_connections_per_ip`: closed at once.
+    PerIp,
+    /// Every slot is taken by a connection that may not be evicted: wait for room.
+    Full,
+}
+
+/// The connections held, for the caps and for choosing which one to close at the cap.
 struct Slots {
-    max: usize,
-    table: Mutex<HashMap<u64, Arc<Slot>>>,
+    /// `server.max_connections` (changed by a reload).
+    max: AtomicUsize,
+    /// `server.max_connections_per_ip`, 0 = off (changed by a reload).
+    max_per_ip: AtomicUsize,
+    /// How long a new connection is protected from eviction while it handshakes and sends its
+    /// first request head.
+    grace: Duration,
+    table: Mutex<Table>,
     next_id: AtomicU64,
     /// Orders "became idle" events; smaller means idle for longer.
     clock: AtomicU64,
@@ -517,9 +716,19 @@ struct Slots {
     room: Notify,
 }
 
+#[derive(Default)]
+struct Table {
+    slots: HashMap<u64, Arc<Slot>>,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
 struct Slot {
+    ip: IpAddr,
+    admitted: Instant,
     /// Requests in progress: from a parsed head until the response body is handed to hyper.
     busy: AtomicUsize,
+    /// Requests answered on this connection.
+    served: AtomicU64,
     idle_since: AtomicU64,
     evict: Notify,
 }
@@ -531,17 +740,26 @@ impl Slot {
 }
 
 impl Slots {
-    fn new(max: usize) -> Slots {
+    fn new(max: usize, max_per_ip: usize, grace: Duration) -> Slots {
         Slots {
-            max: max.max(1),
-            table: Mutex::new(HashMap::new()),
+            max: AtomicUsize::new(max.max(1)),
+            max_per_ip: AtomicUsize::new(max_per_ip),
+            grace,
+            table: Mutex::new(Table::default()),
             next_id: AtomicU64::new(0),
             clock: AtomicU64::new(0),
             room: Notify::new(),
         }
     }
 
-    fn table(&self) -> MutexGuard<'_, HashMap<u64, Arc<Slot>>> {
+    /// Applies reloaded caps; connections above a lowered cap end as they are evicted or finish.
+    fn set_limits(&self, max: usize, max_per_ip: usize) {
+        self.max.store(max.max(1), Ordering::SeqCst);
+        self.max_per_ip.store(max_per_ip, Ordering::SeqCst);
+        self.room.notify_one();
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
         // Entries are plain data; a panicking holder cannot leave them half-written.
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -550,28 +768,57 @@ impl Slots {
         self.clock.fetch_add(1, Ordering::SeqCst)
     }
 
-    /// A slot for a new connection: a free one, or the longest-idle connection's, which is told to
-    /// close. `None` when every held connection is mid-request.
-    fn admit(self: &Arc<Self>) -> Option<SlotGuard> {
+    /// A slot for a new connection from `ip`: a free one, or an evictable connection's, which is
+    /// told to close. Evictable are, first, idle keep-alive connections that already served a
+    /// request (longest idle first), then connections that sent no request within the grace
+    /// period (oldest first). A connection in its grace period (TLS handshake, first request
+    /// head) or mid-request is never cut.
+    fn admit(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<SlotGuard, Refusal> {
+        let ip = ip.to_canonical();
         let mut table = self.table();
-        if table.len() >= self.max {
-            let victim = table
+        let per_ip = self.max_per_ip.load(Ordering::SeqCst);
+        if per_ip > 0 && table.per_ip.get(&ip).copied().unwrap_or(0) >= per_ip {
+            return Err(Refusal::PerIp);
+        }
+        while table.slots.len() >= self.max.load(Ordering::SeqCst) {
+            let idle_served = table
+                .slots
                 .iter()
-                .filter(|(_, slot)| !slot.is_busy())
-                .min_by_key(|(_, slot)| slot.idle_since.load(Ordering::SeqCst))
-                .map(|(id, _)| *id)?;
-            if let Some(slot) = table.remove(&victim) {
+                .filter(|(_, s)| !s.is_busy() && s.served.load(Ordering::SeqCst) > 0)
+                .min_by_key(|(_, s)| s.idle_since.load(Ordering::SeqCst))
+                .map(|(id, _)| *id);
+            let stale_new = || {
+                table
+                    .slots
+                    .iter()
+                    .filter(|(_, s)| {
+                        !s.is_busy()
+                            && s.served.load(Ordering::SeqCst) == 0
+                            && now.saturating_duration_since(s.admitted) >= self.grace
+                    })
+                    .min_by_key(|(_, s)| s.admitted)
+                    .map(|(id, _)| *id)
+            };
+            let Some(victim) = idle_served.or_else(stale_new) else {
+                return Err(Refusal::Full);
+            };
+            if let Some(slot) = table.slots.remove(&victim) {
+                release_ip(&mut table.per_ip, slot.ip);
                 slot.evict.notify_one();
             }
         }
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let slot = Arc::new(Slot {
+            ip,
+            admitted: now,
             busy: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
             idle_since: AtomicU64::new(self.tick()),
             evict: Notify::new(),
         });
-        table.insert(id, Arc::clone(&slot));
-        Some(SlotGuard {
+        table.slots.insert(id, Arc::clone(&slot));
+        *table.per_ip.entry(ip).or_insert(0) += 1;
+        Ok(SlotGuard {
             slots: Arc::clone(self),
             id,
             slot,
@@ -582,10 +829,19 @@ impl Slots {
     async fn drained(&self) {
         loop {
             let room = self.room.notified();
-            if self.table().is_empty() {
+            if self.table().slots.is_empty() {
                 return;
             }
             room.await;
+        }
+    }
+}
+
+fn release_ip(per_ip: &mut HashMap<IpAddr, usize>, ip: IpAddr) {
+    if let Some(count) = per_ip.get_mut(&ip) {
+        *count -= 1;
+        if *count == 0 {
+            per_ip.remove(&ip);
         }
     }
 }
@@ -606,7 +862,12 @@ impl SlotGuard {
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        self.slots.table().remove(&self.id);
+        let mut table = self.slots.table();
+        // An evicted slot was already removed (and its address released) by `admit`.
+        if table.slots.remove(&self.id).is_some() {
+            release_ip(&mut table.per_ip, self.slot.ip);
+        }
+        drop(table);
         self.slots.room.notify_one();
     }
 }
@@ -626,6 +887,7 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
+        self.slot.served.fetch_add(1, Ordering::SeqCst);
         self.slot
             .idle_since
             .store(self.slots.tick(), Ordering::SeqCst);
@@ -825,6 +1087,41 @@ mod tests {
             headers.append(ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
         }
         accepts_gzip(&headers)
+    }
+
+    #[test]
+    fn cross_site_requests_are_recognised() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        assert!(
+            !is_cross_site(&headers(&[("host", "10.0.0.5:9469")])),
+            "curl"
+        );
+        assert!(!is_cross_site(&headers(&[
+            ("host", "10.0.0.5:9469"),
+            ("origin", "http://10.0.0.5:9469"),
+            ("sec-fetch-site", "same-origin"),
+        ])));
+        assert!(!is_cross_site(&headers(&[("sec-fetch-site", "none")])));
+        assert!(is_cross_site(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(is_cross_site(&headers(&[("sec-fetch-site", "same-site")])));
+        assert!(is_cross_site(&headers(&[
+            ("host", "10.0.0.5:9469"),
+            ("origin", "https://evil.example"),
+        ])));
+        assert!(is_cross_site(&headers(&[
+            ("host", "10.0.0.5:9469"),
+            ("origin", "null")
+        ])));
+        assert!(
+            is_cross_site(&headers(&[("origin", "http://10.0.0.5:9469")])),
+            "no Host"
+        );
     }
 
     #[test]

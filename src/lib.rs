@@ -56,6 +56,8 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Clients(#[from] ClientError),
+    #[error(transparent)]
+    Http(#[from] http::HttpError),
     #[error("the exporter is shutting down")]
     ShuttingDown,
 }
@@ -189,7 +191,7 @@ impl Exporter {
         let context = Arc::new(
             http::HttpContext::new(Arc::clone(&state), &config.server)?.with_reload(reload.clone()),
         );
-        let http = tokio::spawn(http::serve(listener, context, async {
+        let http = tokio::spawn(http::serve(listener, Arc::clone(&context), async {
             let _ = stopped.await;
         }));
         let pollers = poller::spawn(&config, Arc::clone(&clients), &state);
@@ -215,6 +217,7 @@ impl Exporter {
             discoverers: tokio::task::JoinSet::new(),
             control: reload.control.clone(),
             state: Arc::clone(&state),
+            web: context,
         };
         supervisor.spawn_discoverers();
         let supervisor = tokio::spawn(supervisor.run(requests));
@@ -304,6 +307,8 @@ struct Supervisor {
     discoverers: tokio::task::JoinSet<()>,
     control: mpsc::Sender<Control>,
     state: Arc<State>,
+    /// The HTTP endpoint, whose `[server]` settings a reload applies.
+    web: Arc<http::HttpContext>,
 }
 
 impl Supervisor {
@@ -369,11 +374,18 @@ impl Supervisor {
             .config_path
             .as_deref()
             .ok_or(ReloadError::NoConfigFile)?;
-        let mut file = Config::load(path)?;
+        let mut file = Config::load_for_reload(path)?;
         self.overrides.apply(&mut file);
-        if file.server != self.file.server {
-            tracing::warn!("changes to [server] take effect after a restart; the other changes are applied now");
+        if file == self.file {
+            // Nothing to do: pollers, clients and polls in flight stay as they are. The
+            // certificate files are looked at (they may have rotated under the same paths).
+            self.web.commit(self.web.prepare(&file.server)?);
+            tracing::info!("configuration reloaded: the file has not changed, nothing to apply");
+            return Ok(());
         }
+        // `[server]` first: a change that needs a restart, or TLS files that cannot be used under
+        // new paths, refuse the whole reload before anything else changes.
+        let web = self.web.prepare(&file.server)?;
         // Discovery entries that did not change keep what they found until they list again.
         let discovered = file
             .discovery
@@ -400,6 +412,7 @@ impl Supervisor {
             self.discovered = previous_discovered;
             return Err(error.into());
         }
+        self.web.commit(web);
         self.generation += 1;
         self.state.follow_discovery(&self.file, true);
         self.discoverers.shutdown().await;

@@ -89,7 +89,7 @@ impl Format {
 }
 
 /// Every metric family name this exporter can emit (as scraped, with suffixes).
-pub const FAMILY_NAMES: [&str; 31] = [
+pub const FAMILY_NAMES: [&str; 32] = [
     "healthlake_export_jobs",
     "healthlake_export_job_duration_seconds",
     "healthlake_export_jobs_finished_total",
@@ -121,6 +121,7 @@ pub const FAMILY_NAMES: [&str; 31] = [
     "healthlake_exporter_build_info",
     "healthlake_exporter_config_last_reload_successful",
     "healthlake_exporter_config_last_reload_success_timestamp_seconds",
+    "healthlake_exporter_tls_certificate_last_load_successful",
 ];
 
 /// The families with samples per datastore, written first: exports (8), imports (6 + 7 progress),
@@ -425,6 +426,7 @@ struct Tail {
     discovery: Vec<DiscoveryStatus>,
     reload_successful: bool,
     reload_success_time: f64,
+    certificate_loaded: Option<bool>,
 }
 
 impl Tail {
@@ -434,6 +436,7 @@ impl Tail {
             discovery: state.discovery(),
             reload_successful: reload.last_successful(),
             reload_success_time: reload.last_success_time(),
+            certificate_loaded: state.certificate_status().get(),
         }
     }
 }
@@ -804,6 +807,15 @@ impl StateCollector {
             MetricType::Gauge,
         )?;
         metric.encode_gauge(&success_time)?;
+        if let Some(loaded) = tail.certificate_loaded {
+            let mut metric = e.encode_descriptor(
+                "healthlake_exporter_tls_certificate_last_load_successful",
+                "1 if the TLS certificate files were last loaded successfully, 0 if they hold a pair that cannot be used (mid-rotation or broken; the previous certificate stays in service). Only with server.tls.",
+                None,
+                MetricType::Gauge,
+            )?;
+            metric.encode_gauge(&if loaded { 1.0 } else { 0.0 })?;
+        }
 
         let mut build = e.encode_descriptor(
             "healthlake_exporter_build_info",
@@ -916,7 +928,7 @@ struct Inner {
     tail: [Option<(TailKey, Arc<Piece>)>; 2],
 }
 
-type TailKey = (bool, u64, u64);
+type TailKey = (bool, u64, u64, Option<bool>);
 
 #[derive(Debug)]
 struct Entry {
@@ -1238,6 +1250,7 @@ impl MetricsCache {
             reload.last_successful(),
             reload.last_success_time().to_bits(),
             state.discovery_version(),
+            state.certificate_status().get(),
         );
 
         let (headers, tail, mut encoded, stale) = {

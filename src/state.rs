@@ -28,6 +28,33 @@ pub struct State {
     discovery: Mutex<Vec<DiscoveryStatus>>,
     /// Bumped on every change of `discovery`, like `Record::version`.
     discovery_version: AtomicU64,
+    certificate: CertificateStatus,
+}
+
+/// Whether the last load of the TLS certificate files worked (absent without TLS).
+#[derive(Debug, Default)]
+pub struct CertificateStatus {
+    /// 0: no TLS; 1: the last load failed (the previous certificate stays in service); 2: it worked.
+    value: std::sync::atomic::AtomicU8,
+}
+
+impl CertificateStatus {
+    pub fn set(&self, loaded: Option<bool>) {
+        let value = match loaded {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        };
+        self.value.store(value, Ordering::Relaxed);
+    }
+
+    /// `None` without TLS, else whether the last load of the files worked.
+    pub fn get(&self) -> Option<bool> {
+        match self.value.load(Ordering::Relaxed) {
+            0 => None,
+            v => Some(v == 2),
+        }
+    }
 }
 
 /// How one `[[discovery]]` entry is doing.
@@ -308,6 +335,7 @@ impl State {
             reload: ReloadStatus::loaded_at(now),
             discovery: Mutex::new(Vec::new()),
             discovery_version: AtomicU64::new(0),
+            certificate: CertificateStatus::default(),
         };
         state.follow_discovery(config, false);
         state
@@ -390,6 +418,10 @@ impl State {
 
     pub fn reload_status(&self) -> &ReloadStatus {
         &self.reload
+    }
+
+    pub fn certificate_status(&self) -> &CertificateStatus {
+        &self.certificate
     }
 
     /// The datastores as of now (a reload may replace the list afterwards).

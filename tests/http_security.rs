@@ -271,9 +271,15 @@ async fn is_closed(stream: &mut TcpStream) -> bool {
 async fn idle_and_slow_loris_connections_beyond_the_cap_never_delay_a_scrape() {
     // A long header timeout: scrapes must get through because idle holders are closed to make
     // room, not because the holders time out.
-    let server = serve_with(&plain_config("max_connections = 8"), |l| {
-        l.header_read_timeout = Duration::from_secs(60);
-    })
+    // All from one address: no per-address limit here, and a short grace period for new
+    // connections that send no request (the idle and slow-loris holders).
+    let server = serve_with(
+        &plain_config("max_connections = 8\nmax_connections_per_ip = 0"),
+        |l| {
+            l.header_read_timeout = Duration::from_secs(60);
+            l.eviction_grace = Duration::from_millis(100);
+        },
+    )
     .await;
     let addr = server.addr;
 
