@@ -46,11 +46,17 @@ pub enum ErrorReason {
     Timeout,
     Network,
     Credentials,
+    /// The poll was cut short by the exporter itself: a reload changed this datastore's polling
+    /// settings (or removed it) while the poll was in flight.
+    Interrupted,
+    /// No poll succeeded for 2 × interval + timeout, whatever held it up (counted once each time
+    /// the feed goes stale, not per poll).
+    Stale,
     Other,
 }
 
 impl ErrorReason {
-    pub const ALL: [ErrorReason; 9] = [
+    pub const ALL: [ErrorReason; 11] = [
         ErrorReason::Throttled,
         ErrorReason::AccessDenied,
         ErrorReason::NotFound,
@@ -59,6 +65,8 @@ impl ErrorReason {
         ErrorReason::Timeout,
         ErrorReason::Network,
         ErrorReason::Credentials,
+        ErrorReason::Interrupted,
+        ErrorReason::Stale,
         ErrorReason::Other,
     ];
 
@@ -72,6 +80,8 @@ impl ErrorReason {
             ErrorReason::Timeout => "timeout",
             ErrorReason::Network => "network",
             ErrorReason::Credentials => "credentials",
+            ErrorReason::Interrupted => "interrupted",
+            ErrorReason::Stale => "stale",
             ErrorReason::Other => "other",
         }
     }

@@ -194,7 +194,7 @@ impl Exporter {
         let http = tokio::spawn(http::serve(listener, Arc::clone(&context), async {
             let _ = stopped.await;
         }));
-        let pollers = poller::spawn(&config, Arc::clone(&clients), &state);
+        let pollers = poller::Pollers::start(&config, Arc::clone(&clients), &state);
         tracing::info!(
             listen_address = %local_addr,
             datastores = config.datastores.len(),
@@ -303,7 +303,7 @@ struct Supervisor {
     overrides: Overrides,
     options: ClientOptions,
     clients: Arc<Clients>,
-    pollers: tokio::task::JoinSet<()>,
+    pollers: poller::Pollers,
     discoverers: tokio::task::JoinSet<()>,
     control: mpsc::Sender<Control>,
     state: Arc<State>,
@@ -357,16 +357,18 @@ impl Supervisor {
         (config, configured)
     }
 
-    /// Switches the pollers and State to `config`.
-    async fn apply(&mut self, config: Config) -> Result<(), ClientError> {
+    /// Switches the pollers and State to `config`, restarting only the polling tasks whose
+    /// settings changed.
+    async fn apply(&mut self, config: Config) -> Result<poller::PollerChanges, ClientError> {
         let clients =
             Arc::new(Clients::rebuild(&config, &self.options, Some(&self.clients)).await?);
-        self.pollers.shutdown().await;
-        self.state.apply(&config);
-        self.pollers = poller::spawn(&config, Arc::clone(&clients), &self.state);
+        let changes = self
+            .pollers
+            .update(&config, Arc::clone(&clients), &self.state)
+            .await;
         self.config = config;
         self.clients = clients;
-        Ok(())
+        Ok(changes)
     }
 
     async fn reload(&mut self) -> Result<(), ReloadError> {
@@ -407,11 +409,14 @@ impl Supervisor {
         let (config, configured) = self.effective();
         let (added, removed) = changed_ids(&self.config, &config);
         let (added, removed) = (added.len(), removed.len());
-        if let Err(error) = self.apply(config).await {
-            self.file = previous_file;
-            self.discovered = previous_discovered;
-            return Err(error.into());
-        }
+        let pollers = match self.apply(config).await {
+            Ok(changes) => changes,
+            Err(error) => {
+                self.file = previous_file;
+                self.discovered = previous_discovered;
+                return Err(error.into());
+            }
+        };
         self.web.commit(web);
         self.generation += 1;
         self.state.follow_discovery(&self.file, true);
@@ -426,6 +431,9 @@ impl Supervisor {
             shard = %self.config.polling.shard,
             added,
             removed,
+            pollers_kept = pollers.kept,
+            pollers_restarted = pollers.started,
+            pollers_stopped = pollers.stopped,
             interval = %humantime::format_duration(self.config.polling.interval),
             "configuration reloaded"
         );
@@ -496,7 +504,7 @@ impl Supervisor {
         let (added, removed) = changed_ids(&self.config, &config);
         let (added, removed) = (added.join(","), removed.join(","));
         match self.apply(config).await {
-            Ok(()) => tracing::info!(
+            Ok(_) => tracing::info!(
                 discovery = index,
                 region,
                 added,

@@ -6,16 +6,62 @@
 //! capped backoff for a datastore that keeps failing. A slow or failing datastore only ever delays
 //! itself. Results go into State; the scrape path never waits on a poll.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 
-use crate::config::{Config, DatastoreConfig};
+use crate::config::{Config, DatastoreConfig, JobKinds};
 use crate::healthlake::{describe_datastore, list_jobs, Clients, ErrorReason, PollError, Target};
 use crate::job::{JobKind, JobStatus};
 use crate::state::{Datastore, Feed, Listing, PollOutcome, State};
+
+/// Records a poll in flight as failed (`interrupted`) if it is dropped before it finishes: a
+/// task stopped by a reload must not lose a poll silently.
+struct InFlight<'a> {
+    datastore: &'a Datastore,
+    feed: Feed,
+    started: Instant,
+    armed: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(datastore: &'a Datastore, feed: Feed) -> InFlight<'a> {
+        datastore.record_attempt_start(feed);
+        InFlight {
+            datastore,
+            feed,
+            started: Instant::now(),
+            armed: true,
+        }
+    }
+
+    fn done(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let error = PollError::new(
+            ErrorReason::Interrupted,
+            "the exporter stopped this poll while it was in flight (a configuration reload or discovery change altered or removed this datastore's polling)",
+        );
+        self.datastore
+            .record_failure(self.feed, &error, self.started.elapsed().as_secs_f64());
+        tracing::info!(
+            datastore_id = %self.datastore.id,
+            operation = self.feed.operation(),
+            reason = %error.reason,
+            "poll stopped in flight by a configuration change; counted as a failed poll"
+        );
+    }
+}
 
 /// The first polls after start are spread over at most this long (or half the interval), so that
 /// a hundred datastores do not all call at once, yet the first data arrives within seconds.
@@ -25,39 +71,223 @@ const JITTER_FRACTION: f64 = 0.1;
 /// A datastore that keeps failing is polled at most this rarely (or at the interval, if longer).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
-/// Starts one polling task per datastore and feed (export jobs, import jobs, the datastore's
-/// description) that `config` asks for, all sharing one concurrency bound. Dropping or aborting
-/// the returned set stops polling.
-pub fn spawn(config: &Config, clients: Arc<Clients>, state: &State) -> JoinSet<()> {
-    let semaphore = Arc::new(Semaphore::new(config.polling.concurrency));
-    let mut tasks = JoinSet::new();
-    let datastores = state.datastores();
-    for (ds_config, datastore) in config.datastores.iter().zip(datastores.iter()) {
-        debug_assert_eq!(ds_config.id, datastore.id);
+/// The polling tasks: one per datastore and feed (export jobs, import jobs, the datastore's
+/// description), all sharing one concurrency bound, each remembered with the settings it runs
+/// with, and a watchdog that marks feeds down when their data goes stale. A reload restarts only
+/// the tasks whose settings changed; the others, and their polls in flight, carry on. Dropping
+/// the set stops every task.
+pub struct Pollers {
+    tasks: HashMap<(String, Feed), (Spec, JoinHandle<()>)>,
+    semaphore: Arc<Semaphore>,
+    concurrency: usize,
+    /// Read at every poll, so a reload that rebuilds the SDK clients restarts no task.
+    clients: Arc<RwLock<Arc<Clients>>>,
+    watchdog: Option<JoinHandle<()>>,
+}
+
+/// What a polling task runs with: a change restarts it.
+#[derive(Clone, Debug, PartialEq)]
+struct Spec {
+    /// The datastore's settings, `jobs` left out (each feed is its own task).
+    config: DatastoreConfig,
+    interval: Duration,
+    settings: PollSettings,
+}
+
+/// How many polling tasks an update kept, started and stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollerChanges {
+    pub kept: usize,
+    pub started: usize,
+    pub stopped: usize,
+}
+
+impl Drop for Pollers {
+    fn drop(&mut self) {
+        for (_, task) in self.tasks.values() {
+            task.abort();
+        }
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.abort();
+        }
+    }
+}
+
+impl Pollers {
+    /// Starts polling what `config` asks for; `state` must already hold `config`'s datastores.
+    pub fn start(config: &Config, clients: Arc<Clients>, state: &Arc<State>) -> Pollers {
+        let mut pollers = Pollers {
+            tasks: HashMap::new(),
+            semaphore: Arc::new(Semaphore::new(config.polling.concurrency)),
+            concurrency: config.polling.concurrency,
+            clients: Arc::new(RwLock::new(clients)),
+            watchdog: None,
+        };
+        pollers.spawn_missing(config, state);
+        pollers
+    }
+
+    /// Switches State and the polling tasks to `config`: tasks whose settings did not change keep
+    /// running (a poll in flight finishes); changed and removed ones are stopped, and a poll they
+    /// had in flight is recorded as failed with reason `interrupted` before State moves on.
+    pub async fn update(
+        &mut self,
+        config: &Config,
+        clients: Arc<Clients>,
+        state: &Arc<State>,
+    ) -> PollerChanges {
+        *self.clients.write().unwrap_or_else(PoisonError::into_inner) = clients;
+        let wanted = specs(config);
+        // A new concurrency bound applies to everyone: every task restarts under it.
+        let restart_all = config.polling.concurrency != self.concurrency;
+        if restart_all {
+            self.concurrency = config.polling.concurrency;
+            self.semaphore = Arc::new(Semaphore::new(self.concurrency));
+        }
+        let mut changes = PollerChanges::default();
+        let mut stopping = Vec::new();
+        let keys: Vec<(String, Feed)> = self.tasks.keys().cloned().collect();
+        for key in keys {
+            let keep = !restart_all
+                && !self.tasks[&key].1.is_finished()
+                && wanted
+                    .iter()
+                    .any(|(k, spec)| *k == key && *spec == self.tasks[&key].0);
+            if keep {
+                changes.kept += 1;
+            } else if let Some((_, task)) = self.tasks.remove(&key) {
+                task.abort();
+                stopping.push(task);
+                changes.stopped += 1;
+            }
+        }
+        // Let the stopped tasks record their interrupted polls while their records are in place.
+        for task in stopping {
+            let _ = task.await;
+        }
+        state.apply(config);
+        changes.started = self.spawn_missing(config, state);
+        changes
+    }
+
+    /// Stops every task, waiting for them to finish.
+    pub async fn shutdown(mut self) {
+        let tasks: Vec<_> = self.tasks.drain().map(|(_, (_, task))| task).collect();
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Starts the tasks `config` asks for that are not running, and a new watchdog. Returns how
+    /// many tasks it started.
+    fn spawn_missing(&mut self, config: &Config, state: &Arc<State>) -> usize {
+        let datastores = state.datastores();
+        let mut started = 0;
+        for ((id, feed), spec) in specs(config) {
+            if self.tasks.contains_key(&(id.clone(), feed)) {
+                continue;
+            }
+            let Some(datastore) = datastores.iter().find(|d| d.id == id) else {
+                continue;
+            };
+            let task = FeedTask {
+                config: spec.config.clone(),
+                feed,
+                interval: spec.interval,
+                settings: spec.settings.clone(),
+                clients: Arc::clone(&self.clients),
+                datastore: Arc::clone(datastore),
+                semaphore: Arc::clone(&self.semaphore),
+            };
+            self.tasks
+                .insert((id, feed), (spec, tokio::spawn(task.run())));
+            started += 1;
+        }
+        if let Some(old) = self.watchdog.take() {
+            old.abort();
+        }
+        self.watchdog = Some(tokio::spawn(watchdog(
+            Arc::clone(state),
+            config.polling.interval,
+            config.polling.datastore_interval,
+            config.polling.timeout,
+        )));
+        started
+    }
+}
+
+/// Every task `config` asks for, with its settings.
+fn specs(config: &Config) -> Vec<((String, Feed), Spec)> {
+    let settings = PollSettings::of(config);
+    let mut out = Vec::new();
+    for ds in &config.datastores {
         let mut feeds = Vec::new();
-        if ds_config.jobs.export {
+        if ds.jobs.export {
             feeds.push((Feed::Jobs(JobKind::Export), config.polling.interval));
         }
-        if ds_config.jobs.import {
+        if ds.jobs.import {
             feeds.push((Feed::Jobs(JobKind::Import), config.polling.interval));
         }
         if config.polling.datastore_health {
             feeds.push((Feed::Datastore, config.polling.datastore_interval));
         }
         for (feed, interval) in feeds {
-            let task = FeedTask {
-                config: ds_config.clone(),
-                feed,
+            let spec = Spec {
+                config: DatastoreConfig {
+                    jobs: JobKinds::default(),
+                    ..ds.clone()
+                },
                 interval,
-                settings: PollSettings::of(config),
-                clients: Arc::clone(&clients),
-                datastore: Arc::clone(datastore),
-                semaphore: Arc::clone(&semaphore),
+                settings: settings.clone(),
             };
-            tasks.spawn(task.run());
+            out.push(((ds.id.clone(), feed), spec));
         }
     }
-    tasks
+    out
+}
+
+/// A feed whose last success is older than this is shown down: two polls missed, plus the
+/// longest a poll may take.
+pub fn stale_after(interval: Duration, timeout: Duration) -> Duration {
+    interval.saturating_mul(2).saturating_add(timeout)
+}
+
+/// How often the watchdog looks for stale feeds.
+const WATCHDOG_PERIOD: Duration = Duration::from_secs(1);
+
+/// Marks feeds down (`healthlake_datastore_up` 0 and the like) once their data is stale, whatever
+/// held their polls up: a reload storm, a hung API, too low a `polling.concurrency`.
+async fn watchdog(
+    state: Arc<State>,
+    interval: Duration,
+    datastore_interval: Duration,
+    timeout: Duration,
+) {
+    loop {
+        tokio::time::sleep(WATCHDOG_PERIOD).await;
+        let now = unix_now();
+        for ds in state.datastores().iter() {
+            for (feed, every) in [
+                (Feed::EXPORTS, interval),
+                (Feed::IMPORTS, interval),
+                (Feed::Datastore, datastore_interval),
+            ] {
+                let limit = stale_after(every, timeout);
+                if ds.check_stale(feed, limit, now) {
+                    tracing::warn!(
+                        datastore_id = %ds.id,
+                        operation = feed.operation(),
+                        reason = "stale",
+                        "no successful poll for {}: showing the datastore as down",
+                        humantime::format_duration(limit)
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// How long to wait after a poll that left `consecutive_failures` failures in a row: the interval,
@@ -110,7 +340,7 @@ pub async fn poll_jobs(
     settings: &PollSettings,
 ) -> Result<PollOutcome, PollFailure> {
     let feed = Feed::Jobs(kind);
-    datastore.record_attempt_start(feed);
+    let in_flight = InFlight::start(datastore, feed);
     let started = Instant::now();
     let listing = datastore.next_listing(kind, settings.full_resync_interval);
     let submitted_after = match listing {
@@ -128,6 +358,7 @@ pub async fn poll_jobs(
         ),
     )
     .await;
+    in_flight.done();
     let poll_seconds = started.elapsed().as_secs_f64();
     match listed {
         Ok(jobs) => {
@@ -166,9 +397,10 @@ pub async fn poll_description(
     datastore: &Datastore,
     settings: &PollSettings,
 ) -> Result<bool, PollFailure> {
-    datastore.record_attempt_start(Feed::Datastore);
+    let in_flight = InFlight::start(datastore, Feed::Datastore);
     let started = Instant::now();
     let described = within(settings.timeout, describe_datastore(target, &datastore.id)).await;
+    in_flight.done();
     let poll_seconds = started.elapsed().as_secs_f64();
     match described {
         Ok(info) => Ok(datastore.record_description(info, poll_seconds, unix_now())),
@@ -202,7 +434,7 @@ struct FeedTask {
     feed: Feed,
     interval: Duration,
     settings: PollSettings,
-    clients: Arc<Clients>,
+    clients: Arc<RwLock<Arc<Clients>>>,
     datastore: Arc<Datastore>,
     semaphore: Arc<Semaphore>,
 }
@@ -248,7 +480,8 @@ impl FeedTask {
         let ds = &self.config;
         let region = ds.target.region.as_deref().unwrap_or("default");
         let operation = self.feed.operation();
-        let Some(target) = self.clients.for_target(&ds.target) else {
+        let clients = Arc::clone(&self.clients.read().unwrap_or_else(PoisonError::into_inner));
+        let Some(target) = clients.for_target(&ds.target) else {
             // Clients are built for every configured target; this cannot happen, but must not panic.
             let error = PollError::new(ErrorReason::Other, "no client for this datastore");
             self.datastore.record_failure(self.feed, &error, 0.0);

@@ -599,6 +599,34 @@ impl Datastore {
         recovered
     }
 
+    /// Marks `feed` down when it is up but its last success is older than `stale_after` before
+    /// `now` (Unix seconds): data is stale only if the exporter says so. (A feed that never
+    /// succeeded is down already.) Returns whether it just went stale.
+    pub fn check_stale(&self, feed: Feed, stale_after: Duration, now: f64) -> bool {
+        let mut record = self.record();
+        let Some(health) = record.health(feed) else {
+            return false;
+        };
+        let Some(last) = health.last_success else {
+            return false;
+        };
+        if !health.up || now - last <= stale_after.as_secs_f64() {
+            return false;
+        }
+        record.version += 1;
+        let health = record.health_mut(feed);
+        health.up = false;
+        *health.errors.entry(ErrorReason::Stale).or_insert(0) += 1;
+        health.last_error = Some(PollError::new(
+            ErrorReason::Stale,
+            format!(
+                "no successful poll for {} (2 x interval + timeout)",
+                humantime::format_duration(Duration::from_secs(stale_after.as_secs()))
+            ),
+        ));
+        true
+    }
+
     /// Records a failed poll of `feed`: health only, data untouched. Returns whether this is news
     /// (the feed was up, never polled, or failing for another reason) so the poller logs once per
     /// change rather than once per poll.
