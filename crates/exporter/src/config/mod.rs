@@ -18,7 +18,7 @@ pub use crate::aws::AwsTarget;
 pub use crate::web::settings::ServerConfig;
 
 use crate::aws::ClientPlan;
-use crate::model::JobKinds;
+use crate::model::{JobKinds, JobNameLabel};
 use crate::state::Plan;
 use raw::RawConfig;
 use shard::Shard;
@@ -93,6 +93,8 @@ pub struct PollingConfig {
     pub datastore_health: bool,
     /// How often `DescribeFHIRDatastore` is called per datastore.
     pub datastore_interval: Duration,
+    /// What the `job_name` label carries: the name, a hash of it, or nothing.
+    pub job_name_label: JobNameLabel,
 }
 
 /// One datastore to watch.

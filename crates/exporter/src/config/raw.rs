@@ -59,6 +59,7 @@ pub(super) struct RawPolling {
     pub(super) jobs: Option<Spanned<Vec<String>>>,
     pub(super) datastore_health: Option<bool>,
     pub(super) datastore_interval: Option<Spanned<String>>,
+    pub(super) job_name_label: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -57,8 +57,9 @@ impl Config {
         };
         let _ = writeln!(
             out,
-            "polls            jobs [{}], datastore_health {}{}",
+            "polls            jobs [{}], job_name_label {}, datastore_health {}{}",
             kinds(p.jobs),
+            p.job_name_label.as_str(),
             p.datastore_health,
             if p.datastore_health {
                 format!(

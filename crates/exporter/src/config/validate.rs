@@ -20,7 +20,7 @@ use super::{
     MAX_JOB_SERIES_LIMIT, MAX_MAX_ATTEMPTS, MAX_MAX_PAGES,
 };
 use crate::aws::{check_endpoint_url, check_region, check_role_arn, AwsTarget};
-use crate::model::{JobKinds, DATASTORE_STATUSES};
+use crate::model::{JobKinds, JobNameLabel, DATASTORE_STATUSES};
 use crate::web::settings::{
     parse_listen_address, BasicAuthConfig, ServerConfig, TlsConfig, DEFAULT_LISTEN_ADDRESS,
     DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS,
@@ -193,6 +193,19 @@ impl Validator<'_> {
                 "polling.datastore_interval",
                 DEFAULT_DATASTORE_INTERVAL,
             )?,
+            job_name_label: match raw.job_name_label {
+                None => JobNameLabel::Keep,
+                Some(value) => JobNameLabel::parse(value.get_ref()).ok_or_else(|| {
+                    self.error(
+                        Some(value.span()),
+                        "polling.job_name_label",
+                        format!(
+                            "{:?} is not one of \"keep\", \"hash\" or \"drop\"",
+                            value.get_ref()
+                        ),
+                    )
+                })?,
+            },
         })
     }
 

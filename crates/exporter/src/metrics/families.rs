@@ -298,15 +298,16 @@ impl StateCollector {
                 unit.as_ref(),
                 MetricType::Gauge,
                 |m, ds, view| {
-                    let Some(jobs) = view.imports.and_then(|t| t.jobs) else {
+                    let Some(track) = view.imports else {
+                        return Ok(());
+                    };
+                    let Some(jobs) = track.jobs else {
                         return Ok(());
                     };
                     for job in jobs.recent.iter().filter(|j| j.is_active()) {
                         let Some(progress) = &job.progress else { continue };
-                        let labels = [
-                            ("job_id", job.id.as_str()),
-                            ("job_name", job.name.as_deref().unwrap_or("")),
-                        ];
+                        let name = track.job_name_label.label(job.name.as_deref());
+                        let labels = [("job_id", job.id.as_str()), ("job_name", name.as_ref())];
                         m.gauge(&(ds, labels), value(progress))?;
                     }
                     Ok(())
@@ -418,14 +419,18 @@ impl StateCollector {
             Some(&Unit::Seconds),
             MetricType::Gauge,
             |m, ds, view| {
-                let Some(jobs) = view.track(kind).and_then(|t| t.jobs) else {
+                let Some(track) = view.track(kind) else {
+                    return Ok(());
+                };
+                let Some(jobs) = track.jobs else {
                     return Ok(());
                 };
                 for job in &jobs.recent {
                     let Some(seconds) = job.duration_seconds(now) else { continue };
+                    let name = track.job_name_label.label(job.name.as_deref());
                     let job_labels = [
                         ("job_id", job.id.as_str()),
-                        ("job_name", job.name.as_deref().unwrap_or("")),
+                        ("job_name", name.as_ref()),
                         ("status", job.status.as_str()),
                     ];
                     // A job without an end time that has a duration is running: its value is

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::model::{DatastoreInfo, JobKind, JobStatus};
+use crate::model::{DatastoreInfo, JobKind, JobNameLabel, JobStatus};
 use crate::state::{Datastore, DiscoveryStatus, Health, JobTrack, JobsView, Record, State};
 
 /// Label sets are arrays of (name, value) pairs: borrowed, so encoding copies no strings.
@@ -19,6 +19,7 @@ pub(super) struct TrackView<'a> {
     pub(super) jobs: Option<&'a JobsView>,
     pub(super) finished: &'a BTreeMap<JobStatus, u64>,
     pub(super) health: &'a Health,
+    pub(super) job_name_label: JobNameLabel,
 }
 
 /// What the per-datastore families read: one datastore's record, however it is held. A part the
@@ -55,6 +56,7 @@ impl<'a> TrackView<'a> {
             jobs: track.jobs.as_ref(),
             finished: &track.finished,
             health: &track.health,
+            job_name_label: track.job_name_label,
         }
     }
 }
@@ -76,6 +78,7 @@ pub(super) struct TrackCopy {
     pub(super) jobs: Option<JobsView>,
     pub(super) finished: BTreeMap<JobStatus, u64>,
     pub(super) health: Health,
+    pub(super) job_name_label: JobNameLabel,
 }
 
 impl TrackCopy {
@@ -84,6 +87,7 @@ impl TrackCopy {
             jobs: view.jobs.cloned(),
             finished: view.finished.clone(),
             health: view.health.clone(),
+            job_name_label: view.job_name_label,
         }
     }
 
@@ -92,6 +96,7 @@ impl TrackCopy {
             jobs: self.jobs.as_ref(),
             finished: &self.finished,
             health: &self.health,
+            job_name_label: self.job_name_label,
         }
     }
 }

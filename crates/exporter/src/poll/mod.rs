@@ -24,7 +24,9 @@ pub use backoff::{backoff, MAX_BACKOFF};
 
 use crate::aws::{describe_datastore, list_jobs, Clients, Target};
 use crate::config::{Config, DatastoreConfig};
-use crate::model::{unix_now, ErrorReason, JobKind, JobKinds, JobStatus, PollError};
+use crate::model::{
+    bound_label, unix_now, ErrorReason, JobKind, JobKinds, JobNameLabel, JobStatus, PollError,
+};
 use crate::state::{Datastore, Feed, Health, Listing, PollOutcome, State};
 
 /// Records a poll in flight as failed (`interrupted`) if it is dropped before it finishes: a
@@ -299,6 +301,7 @@ async fn watchdog(
 #[derive(Clone, Debug, PartialEq)]
 pub struct PollSettings {
     pub timeout: Duration,
+    pub job_name_label: JobNameLabel,
     pub job_series_limit: usize,
     pub max_pages: usize,
     pub full_resync_interval: Duration,
@@ -308,6 +311,7 @@ impl PollSettings {
     pub fn of(config: &Config) -> PollSettings {
         PollSettings {
             timeout: config.polling.timeout,
+            job_name_label: config.polling.job_name_label,
             job_series_limit: config.polling.job_series_limit,
             max_pages: config.polling.max_pages,
             full_resync_interval: config.polling.full_resync_interval,
@@ -354,7 +358,9 @@ pub async fn poll_jobs(
     in_flight.done();
     let poll_seconds = started.elapsed().as_secs_f64();
     match listed {
-        Ok(jobs) => {
+        Ok(mut jobs) => {
+            bound_labels(&mut jobs);
+            datastore.set_job_name_label(kind, settings.job_name_label);
             let outcome = datastore.record_listing(
                 kind,
                 listing,
@@ -396,10 +402,37 @@ pub async fn poll_description(
     in_flight.done();
     let poll_seconds = started.elapsed().as_secs_f64();
     match described {
-        Ok(info) => Ok(datastore.record_description(info, poll_seconds, unix_now())),
+        Ok(mut info) => {
+            for value in [&mut info.status, &mut info.arn, &mut info.fhir_version] {
+                if let std::borrow::Cow::Owned(bounded) = bound_label(value) {
+                    *value = bounded;
+                }
+            }
+            Ok(datastore.record_description(info, poll_seconds, unix_now()))
+        }
         Err(error) => {
             let news = datastore.record_failure(Feed::Datastore, &error, poll_seconds);
             Err(PollFailure { error, news })
+        }
+    }
+}
+
+/// Truncates over-long ids, names and unknown statuses as listed (see [`bound_label`]), before
+/// they are kept or become labels.
+fn bound_labels(jobs: &mut [crate::model::Job]) {
+    for job in jobs {
+        if let std::borrow::Cow::Owned(id) = bound_label(&job.id) {
+            job.id = id;
+        }
+        if let Some(name) = &job.name {
+            if let std::borrow::Cow::Owned(bounded) = bound_label(name) {
+                job.name = Some(bounded);
+            }
+        }
+        if let JobStatus::Unknown(status) = &job.status {
+            if let std::borrow::Cow::Owned(bounded) = bound_label(status) {
+                job.status = JobStatus::Unknown(bounded);
+            }
         }
     }
 }

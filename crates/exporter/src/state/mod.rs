@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::model::{DatastoreInfo, ErrorReason, Job, JobKind, JobKinds, PollError};
+use crate::model::{DatastoreInfo, ErrorReason, Job, JobKind, JobKinds, JobNameLabel, PollError};
 
 pub use health::Health;
 pub use history::{JobTrack, JobsView, Listing, PollOutcome, LATE_JOB_WINDOW};
@@ -482,6 +482,19 @@ impl Datastore {
             ),
         ));
         true
+    }
+
+    /// Sets what the `job_name` label of `kind` jobs carries, before a listing is merged (so that
+    /// no scrape ever sees names under the wrong setting).
+    pub fn set_job_name_label(&self, kind: JobKind, label: JobNameLabel) {
+        let mut record = self.record();
+        if record
+            .track(kind)
+            .is_some_and(|t| t.job_name_label != label)
+        {
+            record.version += 1;
+            record.track_mut(kind).job_name_label = label;
+        }
     }
 
     /// Records a failed poll of `feed`: health only, data untouched. Returns whether this is news

@@ -451,3 +451,76 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for WriteTimeout<IO> {
         self.track(cx, poll)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
+    }
+
+    #[test]
+    fn one_address_cannot_take_more_than_its_share() {
+        let slots = Arc::new(Slots::new(8, 2, Duration::from_secs(3)));
+        let now = Instant::now();
+        let a1 = slots.admit(ip(1), now).unwrap();
+        let _a2 = slots.admit(ip(1), now).unwrap();
+        assert_eq!(slots.admit(ip(1), now).err(), Some(Refusal::PerIp));
+        // Another address is admitted, and IPv4-mapped IPv6 counts as the same address.
+        let _b = slots.admit(ip(2), now).unwrap();
+        let mapped = IpAddr::from(std::net::Ipv4Addr::new(10, 0, 0, 1).to_ipv6_mapped());
+        assert_eq!(slots.admit(mapped, now).err(), Some(Refusal::PerIp));
+        drop(a1);
+        assert!(
+            slots.admit(ip(1), now).is_ok(),
+            "a closed connection frees its address"
+        );
+        // 0 turns the per-address cap off.
+        slots.set_limits(8, 0);
+        assert!(slots.admit(ip(1), now).is_ok());
+    }
+
+    #[test]
+    fn new_connections_are_protected_during_their_grace_period() {
+        let grace = Duration::from_secs(3);
+        let slots = Arc::new(Slots::new(2, 0, grace));
+        let t0 = Instant::now();
+        let _probe = slots.admit(ip(1), t0).unwrap();
+        let _other = slots.admit(ip(2), t0).unwrap();
+        // Both are handshaking or sending their first head: nobody is cut for a newcomer.
+        let during = t0 + Duration::from_secs(1);
+        assert_eq!(slots.admit(ip(3), during).err(), Some(Refusal::Full));
+        assert_eq!(slots.table().slots.len(), 2);
+        // Past the grace period without a request, the oldest makes room.
+        let after = t0 + grace + Duration::from_millis(1);
+        let third = slots.admit(ip(3), after);
+        assert!(third.is_ok());
+        assert_eq!(slots.table().slots.len(), 2);
+    }
+
+    #[test]
+    fn idle_connections_that_served_a_request_go_first_and_busy_ones_never() {
+        let slots = Arc::new(Slots::new(2, 0, Duration::from_secs(3)));
+        let t0 = Instant::now();
+        let fresh = slots.admit(ip(1), t0).unwrap();
+        let served = slots.admit(ip(2), t0).unwrap();
+        // `served` answered a request and is idle (keep-alive): it is evicted even in its grace
+        // period, while `fresh`, which has not sent its first request yet, stays.
+        drop(Busy::new(Arc::clone(&slots), Arc::clone(&served.slot)));
+        let _newcomer = slots.admit(ip(3), t0).unwrap();
+        let table = slots.table();
+        assert!(table.slots.contains_key(&fresh.id));
+        assert!(!table.slots.contains_key(&served.id));
+        drop(table);
+        // A connection mid-request is never cut, however old.
+        let _busy = Busy::new(Arc::clone(&slots), Arc::clone(&fresh.slot));
+        let later = t0 + Duration::from_secs(60);
+        let newest = slots.admit(ip(4), later);
+        assert!(
+            newest.is_ok(),
+            "the unserved newcomer past its grace period makes room"
+        );
+        assert!(slots.table().slots.contains_key(&fresh.id));
+    }
+}
