@@ -101,8 +101,7 @@ async fn get(source: &str, addr: SocketAddr, path: &str, auth: Option<&str>) -> 
     let attempt = async {
         let mut stream = connect_from(source, addr).await.ok()?;
         let auth = auth.map_or(String::new(), |a| format!("Authorization: Basic {a}\r\n"));
-        let request =
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut answer = Vec::new();
         stream.read_to_end(&mut answer).await.ok()?;

@@ -697,8 +697,7 @@ fn kustomize_base_renders_and_validates() {
     let np = by_kind(&docs, "NetworkPolicy");
     assert_eq!(np.len(), 1);
     assert_eq!(
-        np[0]["spec"]["podSelector"]["matchLabels"],
-        pod["metadata"]["labels"],
+        np[0]["spec"]["podSelector"]["matchLabels"], pod["metadata"]["labels"],
         "the NetworkPolicy selects the exporter's pods"
     );
     let ingress = np[0]["spec"]["ingress"].as_array().unwrap();

@@ -533,6 +533,51 @@ mod tests {
     }
 
     #[test]
+    fn a_feed_without_a_success_for_too_long_goes_down_once() {
+        let state = state();
+        let datastores = state.datastores();
+        let ds = &datastores[0];
+        let limit = Duration::from_secs(150);
+        ds.record_success(vec![job("a", "COMPLETED", 1.0)], 100, 0.1, 1000.0);
+        assert!(!ds.check_stale(Feed::EXPORTS, limit, 1150.0), "not yet");
+        assert!(ds.record().health(Feed::EXPORTS).unwrap().up);
+        let version = ds.record().version;
+        assert!(ds.check_stale(Feed::EXPORTS, limit, 1150.5));
+        assert!(!ds.check_stale(Feed::EXPORTS, limit, 1200.0), "counted once");
+        let record = ds.record();
+        let health = record.health(Feed::EXPORTS).unwrap();
+        assert!(!health.up);
+        assert_eq!(health.errors[&ErrorReason::Stale], 1);
+        assert_eq!(health.last_error.as_ref().unwrap().reason, ErrorReason::Stale);
+        assert!(record.version > version, "the metrics cache sees the change");
+        assert!(record.exports.as_ref().unwrap().jobs.is_some(), "data kept");
+        drop(record);
+        // Not polled at all: nothing to mark.
+        assert!(!ds.check_stale(Feed::IMPORTS, limit, 99_999.0));
+    }
+
+    #[test]
+    fn unknown_statuses_beyond_ten_fold_into_one() {
+        let state = state();
+        let datastores = state.datastores();
+        let ds = &datastores[0];
+        let jobs = (0..25)
+            .map(|n| job(&format!("j{n}"), &format!("NEW_{n:02}"), f64::from(n)))
+            .collect();
+        ds.record_success(jobs, 100, 0.1, 10.0);
+        let record = ds.record();
+        let counts = &record.exports.as_ref().unwrap().jobs.as_ref().unwrap().counts;
+        let unknown: Vec<&str> = counts
+            .keys()
+            .filter(|s| matches!(s, JobStatus::Unknown(_)))
+            .map(JobStatus::as_str)
+            .collect();
+        assert_eq!(unknown.len(), 11, "{unknown:?}");
+        assert_eq!(counts[&JobStatus::Unknown("OTHER_UNKNOWN".into())], 15);
+        assert_eq!(counts[&JobStatus::Unknown("NEW_00".into())], 1);
+    }
+
+    #[test]
     fn counts_every_known_status_and_keeps_unknown_ones() {
         let state = state();
         let datastores = state.datastores();
