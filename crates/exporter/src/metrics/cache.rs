@@ -20,7 +20,8 @@ use super::families::{
     elapsed_value, encode, split_families, Marks, StateCollector, DATASTORE_FAMILIES, EOF,
 };
 use super::gzip::{compressor, deflate, CrcPiece, Gzip};
-use super::view::{Fmt, Snapshot, Source, Tail};
+use super::process::ProcessStats;
+use super::view::{ExporterValues, Fmt, Snapshot, Source};
 use super::{render_uncached, Format, RenderError};
 use crate::state::{Datastore, State};
 
@@ -36,6 +37,8 @@ pub struct MetricsCache {
     last_len: [[AtomicUsize; 2]; 2],
     /// Datastore pieces encoded since the start (one per datastore, format and change).
     encodes: AtomicU64,
+    /// Whether each body ends with the `process_*` families (read at scrape time).
+    process_metrics: bool,
 }
 
 /// What a [`MetricsCache`] holds and has done, for tests and benchmarks.
@@ -56,10 +59,10 @@ pub(super) struct Inner {
     /// Per format: the per-datastore families' headers, written once.
     pub(super) headers: [Option<Arc<[Piece; DATASTORE_FAMILIES]>>; 2],
     /// Per format: the exporter-wide families, for the reload status they were encoded with.
-    pub(super) tail: [Option<(TailKey, Arc<Piece>)>; 2],
+    pub(super) tail: [Option<(ExporterValuesKey, Arc<Piece>)>; 2],
 }
 
-pub(super) type TailKey = (bool, u64, u64, Option<bool>);
+pub(super) type ExporterValuesKey = (bool, u64, u64, Option<bool>);
 
 #[derive(Debug)]
 pub(super) struct Entry {
@@ -91,15 +94,15 @@ impl Piece {
 #[derive(Debug)]
 pub(super) struct Encoded {
     pub(super) version: u64,
-    pub(super) families: [Family; DATASTORE_FAMILIES],
+    pub(super) families: [EncodedFamily; DATASTORE_FAMILIES],
     /// Every family's segments, family after family.
     pub(super) segments: Vec<Segment>,
-    pub(super) body: Body,
+    pub(super) body: SegmentBytes,
 }
 
 /// The segments' static bytes: the sample lines without the values that depend on `now`.
 #[derive(Debug)]
-pub(super) enum Body {
+pub(super) enum SegmentBytes {
     /// As text, while only plain scrapes asked for this format.
     Text(String),
     /// Only compressed, each segment by itself (see [`deflate`]), once a gzip scrape needed it.
@@ -109,7 +112,7 @@ pub(super) enum Body {
 }
 
 #[derive(Clone, Debug, Default)]
-pub(super) struct Family {
+pub(super) struct EncodedFamily {
     /// This family's part of [`Encoded::segments`].
     pub(super) segments: Range<u32>,
     /// A keyed hash of the family's static text and the times of its dynamic samples: compressed
@@ -121,9 +124,9 @@ pub(super) struct Family {
 /// Static text, then, for a sample whose value depends on `now`, that value and `\n`.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Segment {
-    /// Where the static text ends in [`Body::Text`] (it starts where the previous segment ends).
+    /// Where the static text ends in [`SegmentBytes::Text`] (it starts where the previous segment ends).
     pub(super) text_end: u32,
-    /// Where its compressed form ends in [`Body::Deflated`] (likewise).
+    /// Where its compressed form ends in [`SegmentBytes::Deflated`] (likewise).
     pub(super) deflated_end: u32,
     /// The CRC-32 of the static text: a gzip scrape extends its checksum without the text.
     pub(super) crc: CrcPiece,
@@ -171,7 +174,7 @@ impl Encoded {
         }
         let mut text = String::with_capacity(out.len());
         let mut segments = Vec::new();
-        let mut families: [Family; DATASTORE_FAMILIES] = Default::default();
+        let mut families: [EncodedFamily; DATASTORE_FAMILIES] = Default::default();
         for (((_, lines), marks), family) in split.iter().zip(&marks).zip(&mut families) {
             if lines.len() != marks.len() {
                 return Err(RenderError::Shape(
@@ -219,7 +222,7 @@ impl Encoded {
             version,
             families,
             segments,
-            body: Body::Text(text),
+            body: SegmentBytes::Text(text),
         };
         if deflated {
             encoded.deflated(previous, compress)
@@ -232,7 +235,7 @@ impl Encoded {
         self.segments.get(usize::try_from(i).ok()?)
     }
 
-    /// Where segment `i`'s static text lies in [`Body::Text`].
+    /// Where segment `i`'s static text lies in [`SegmentBytes::Text`].
     pub(super) fn text_range(&self, i: u32) -> Range<usize> {
         let start = i
             .checked_sub(1)
@@ -242,7 +245,7 @@ impl Encoded {
         start..end
     }
 
-    /// Where segment `i`'s compressed text lies in [`Body::Deflated`].
+    /// Where segment `i`'s compressed text lies in [`SegmentBytes::Deflated`].
     pub(super) fn deflated_range(&self, i: u32) -> Range<usize> {
         let start = i
             .checked_sub(1)
@@ -253,7 +256,7 @@ impl Encoded {
     }
 
     pub(super) fn is_deflated(&self) -> bool {
-        matches!(self.body, Body::Deflated(_))
+        matches!(self.body, SegmentBytes::Deflated(_))
     }
 
     /// Family `f` of `self` and of `previous` are the same (same hash and shape), so `previous`'s
@@ -281,7 +284,7 @@ impl Encoded {
         previous: Option<&Encoded>,
         compress: &mut Option<Compress>,
     ) -> Result<Encoded, RenderError> {
-        let Body::Text(text) = &self.body else {
+        let SegmentBytes::Text(text) = &self.body else {
             return Err(RenderError::Shape("compressing a compressed encoding"));
         };
         let previous = previous.filter(|p| p.is_deflated());
@@ -291,7 +294,7 @@ impl Encoded {
             let reuse = previous.filter(|p| self.same_family(f, p));
             match reuse {
                 Some(previous) => {
-                    let (Body::Deflated(bytes), Some(old)) =
+                    let (SegmentBytes::Deflated(bytes), Some(old)) =
                         (&previous.body, previous.families.get(f))
                     else {
                         return Err(RenderError::Shape("a reused family"));
@@ -327,14 +330,14 @@ impl Encoded {
             version: self.version,
             families: self.families.clone(),
             segments,
-            body: Body::Deflated(out),
+            body: SegmentBytes::Deflated(out),
         })
     }
 
     /// Appends segment `i`'s static text to `out` (only kept while plain scrapes alone asked
     /// for this format: see [`MetricsCache::render`]).
     pub(super) fn write_text(&self, i: u32, out: &mut Vec<u8>) -> Result<(), RenderError> {
-        let Body::Text(text) = &self.body else {
+        let SegmentBytes::Text(text) = &self.body else {
             return Err(RenderError::Shape(
                 "a plain scrape of a compressed encoding",
             ));
@@ -345,8 +348,18 @@ impl Encoded {
 }
 
 impl MetricsCache {
+    /// A cache whose bodies hold State's families only (what [`render_uncached`] writes).
     pub fn new() -> MetricsCache {
         MetricsCache::default()
+    }
+
+    /// A cache whose bodies also end with the `process_*` families of this process, read from
+    /// `/proc` at each scrape: what `/metrics` serves.
+    pub fn with_process_metrics() -> MetricsCache {
+        MetricsCache {
+            process_metrics: true,
+            ..MetricsCache::default()
+        }
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -414,12 +427,21 @@ impl MetricsCache {
         // A plain scrape of a format that gzip scrapes keep compressed only (rare: probes, curl)
         // is encoded from State anew: simpler than inflating the pieces, and faster (they are
         // small, so inflating them is mostly per-piece overhead).
+        let process = match self.process_metrics.then(ProcessStats::read).flatten() {
+            Some(stats) => stats.encode(format)?,
+            None => String::new(),
+        };
         let compressed = |e: &Arc<Encoded>| e.is_deflated();
         if !gzip
             && (encoded.iter().flatten().any(compressed)
                 || stale.iter().filter_map(|(_, p)| p.as_ref()).any(compressed))
         {
-            return Ok(render_uncached(state, now, format).into_bytes());
+            let mut body = render_uncached(state, now, format);
+            if !process.is_empty() {
+                let end = body.len() - if body.ends_with(EOF) { EOF.len() } else { 0 };
+                body.insert_str(end, &process);
+            }
+            return Ok(body.into_bytes());
         }
 
         // Encoding happens outside the cache lock: other scrapes go on meanwhile.
@@ -439,7 +461,7 @@ impl MetricsCache {
                     source: Source::Nothing,
                     now,
                     datastore_families: false,
-                    tail: Some(Tail::of(state)),
+                    tail: Some(ExporterValues::of(state)),
                     marks: None,
                 };
                 let text = encode(collector, format)?;
@@ -500,12 +522,13 @@ impl MetricsCache {
             return Err(RenderError::Shape("a datastore was not encoded"));
         }
 
-        let parts = Parts {
+        let parts = Scrape {
             format,
             now,
             headers: &headers,
             encoded: &encoded,
             tail: &tail,
+            process: &process,
         };
         let last_len = &self.last_len[f][usize::from(gzip)];
         let capacity = last_len.load(Ordering::Relaxed) + 4096;
@@ -569,15 +592,17 @@ pub(super) fn encode_headers(
 }
 
 /// Everything one scrape writes, in order.
-pub(super) struct Parts<'a> {
+pub(super) struct Scrape<'a> {
     pub(super) format: Format,
     pub(super) now: f64,
     pub(super) headers: &'a [Piece; DATASTORE_FAMILIES],
     pub(super) encoded: &'a [Arc<Encoded>],
     pub(super) tail: &'a Piece,
+    /// The `process_*` families of this scrape (empty when not served).
+    pub(super) process: &'a str,
 }
 
-impl Parts<'_> {
+impl Scrape<'_> {
     pub(super) fn plain(&self, capacity: usize) -> Result<Vec<u8>, RenderError> {
         let mut out = Vec::with_capacity(capacity);
         let mut value = String::new();
@@ -597,6 +622,7 @@ impl Parts<'_> {
             }
         }
         out.extend_from_slice(self.tail.text.as_bytes());
+        out.extend_from_slice(self.process.as_bytes());
         if self.format == Format::OpenMetrics {
             out.extend_from_slice(EOF.as_bytes());
         }
@@ -620,11 +646,11 @@ impl Parts<'_> {
                     };
                     let len = e.text_range(i).len();
                     match &e.body {
-                        Body::Deflated(bytes) => {
+                        SegmentBytes::Deflated(bytes) => {
                             let deflated = bytes.get(e.deflated_range(i)).unwrap_or_default();
                             gz.compressed(len, segment.crc, deflated);
                         }
-                        Body::Text(text) => {
+                        SegmentBytes::Text(text) => {
                             let text = text.as_bytes().get(e.text_range(i)).unwrap_or_default();
                             let deflated = deflate(compressor(compress), text);
                             gz.compressed(len, segment.crc, &deflated);
@@ -638,6 +664,9 @@ impl Parts<'_> {
             }
         }
         gz.compressed(self.tail.text.len(), self.tail.crc, &self.tail.deflated);
+        if !self.process.is_empty() {
+            gz.stored(self.process.as_bytes());
+        }
         if self.format == Format::OpenMetrics {
             gz.stored(EOF.as_bytes());
         }

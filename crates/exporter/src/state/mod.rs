@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::model::{DatastoreInfo, ErrorReason, Job, JobKind, JobKinds, JobNameLabel, PollError};
 
 pub use health::Health;
-pub use history::{JobTrack, JobsView, Listing, PollOutcome, LATE_JOB_WINDOW};
+pub use history::{JobTrack, JobsView, Listing, PollOutcome};
 
 /// Every datastore the config names, in config order, and how the last config reload went.
 /// A reload swaps the list; readers take a snapshot of it and never block a poll for long.
@@ -261,7 +261,7 @@ impl State {
 
     /// Sizes the discovery statuses to `plan`'s entries; entries unchanged since `keep` keep
     /// their status.
-    pub fn follow_discovery(&self, plan: &Plan, keep: bool) {
+    pub(crate) fn follow_discovery(&self, plan: &Plan, keep: bool) {
         let mut statuses = self.discovery.lock().unwrap_or_else(|p| p.into_inner());
         let next = plan
             .discovery_regions
@@ -282,7 +282,7 @@ impl State {
     }
 
     /// Changes whenever a discovery status changes.
-    pub fn discovery_version(&self) -> u64 {
+    pub(crate) fn discovery_version(&self) -> u64 {
         self.discovery_version.load(Ordering::Relaxed)
     }
 
@@ -343,7 +343,7 @@ impl State {
 
     /// Ready once every datastore has had its first poll attempted, whatever its outcome: readiness
     /// must never depend on AWS, because a sidecar's readiness gates its whole pod.
-    pub fn first_cycle_attempted(&self) -> bool {
+    pub(crate) fn first_cycle_attempted(&self) -> bool {
         let discovered = self
             .discovery
             .lock()
@@ -393,13 +393,13 @@ impl Datastore {
     }
 
     /// Notes that a poll of `feed` starts now.
-    pub fn record_attempt_start(&self, feed: Feed) {
+    pub(crate) fn record_attempt_start(&self, feed: Feed) {
         self.record().health_mut(feed).last_attempt = Some(Instant::now());
     }
 
     /// What the next poll of `kind` should list: everything on the first poll and once
     /// `full_resync` has passed since the last full listing, otherwise only unsettled jobs.
-    pub fn next_listing(&self, kind: JobKind, full_resync: Duration) -> Listing {
+    pub(crate) fn next_listing(&self, kind: JobKind, full_resync: Duration) -> Listing {
         let record = self.record();
         record
             .track(kind)
@@ -543,13 +543,22 @@ mod tests {
         assert!(ds.record().health(Feed::EXPORTS).unwrap().up);
         let version = ds.record().version;
         assert!(ds.check_stale(Feed::EXPORTS, limit, 1150.5));
-        assert!(!ds.check_stale(Feed::EXPORTS, limit, 1200.0), "counted once");
+        assert!(
+            !ds.check_stale(Feed::EXPORTS, limit, 1200.0),
+            "counted once"
+        );
         let record = ds.record();
         let health = record.health(Feed::EXPORTS).unwrap();
         assert!(!health.up);
         assert_eq!(health.errors[&ErrorReason::Stale], 1);
-        assert_eq!(health.last_error.as_ref().unwrap().reason, ErrorReason::Stale);
-        assert!(record.version > version, "the metrics cache sees the change");
+        assert_eq!(
+            health.last_error.as_ref().unwrap().reason,
+            ErrorReason::Stale
+        );
+        assert!(
+            record.version > version,
+            "the metrics cache sees the change"
+        );
         assert!(record.exports.as_ref().unwrap().jobs.is_some(), "data kept");
         drop(record);
         // Not polled at all: nothing to mark.
@@ -566,7 +575,14 @@ mod tests {
             .collect();
         ds.record_success(jobs, 100, 0.1, 10.0);
         let record = ds.record();
-        let counts = &record.exports.as_ref().unwrap().jobs.as_ref().unwrap().counts;
+        let counts = &record
+            .exports
+            .as_ref()
+            .unwrap()
+            .jobs
+            .as_ref()
+            .unwrap()
+            .counts;
         let unknown: Vec<&str> = counts
             .keys()
             .filter(|s| matches!(s, JobStatus::Unknown(_)))
