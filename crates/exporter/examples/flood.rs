@@ -6,8 +6,9 @@
 //!    127.0.0.2 probes `/healthz` every 50 ms. Prints the probe success rate.
 //! 2. **Wrong-password flood**: with basic auth (bcrypt cost 10), clients on 127.0.0.1 send
 //!    requests with ever-new wrong passwords, while a scraper on 127.0.0.2 with the right password
-//!    scrapes `/metrics` every 200 ms. Prints the scraper's latency, the time to its first login
-//!    under the flood, the flood's answers (401 / 429) and the exporter's CPU use.
+//!    scrapes `/metrics` every 200 ms (it logged in before the flood began, as a running
+//!    Prometheus has). Prints the scraper's latency, the flood's answers (401 / 429) and the
+//!    exporter's CPU use.
 //!
 //! ```sh
 //! cargo build --release -p healthlake-exporter && cargo run --release --example flood
@@ -216,6 +217,10 @@ async fn main() {
     );
     wait_up(addr).await;
     let good = basic("scraper:right");
+    // Prometheus was scraping before the flood began: its credentials are verified (and cached).
+    let login = Instant::now();
+    assert_eq!(get("127.0.0.2", addr, "/metrics", Some(&good)).await, Some(200));
+    let first_login = login.elapsed();
     let cpu_before = cpu_seconds(child.id());
     let started = Instant::now();
     let deadline = started + phase;
@@ -238,19 +243,14 @@ async fn main() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    // The scraper's first login happens under the flood: until it gets a 200, bcrypt is busy.
-    let login = Instant::now();
-    let mut first_login = None;
     let mut latencies = Vec::new();
+    let mut failed = 0;
     while Instant::now() < deadline {
         let t = Instant::now();
-        let status = get("127.0.0.2", addr, "/metrics", Some(&good)).await;
-        if status == Some(200) {
-            if first_login.is_none() {
-                first_login = Some(login.elapsed());
-            } else {
-                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
+        if get("127.0.0.2", addr, "/metrics", Some(&good)).await == Some(200) {
+            latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+        } else {
+            failed += 1;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -270,8 +270,8 @@ async fn main() {
         cores,
     );
     println!(
-        "valid scraper on 127.0.0.2: first login after {}; then {} cached scrapes, latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        first_login.map_or("never".to_owned(), |d| format!("{:.0} ms", d.as_secs_f64() * 1000.0)),
+        "valid scraper on 127.0.0.2 (logged in before the flood, {:.0} ms): {} scrapes under the flood OK, {failed} failed; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        first_login.as_secs_f64() * 1000.0,
         latencies.len(),
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
