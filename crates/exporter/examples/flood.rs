@@ -219,7 +219,10 @@ async fn main() {
     let good = basic("scraper:right");
     // Prometheus was scraping before the flood began: its credentials are verified (and cached).
     let login = Instant::now();
-    assert_eq!(get("127.0.0.2", addr, "/metrics", Some(&good)).await, Some(200));
+    assert_eq!(
+        get("127.0.0.2", addr, "/metrics", Some(&good)).await,
+        Some(200)
+    );
     let first_login = login.elapsed();
     let cpu_before = cpu_seconds(child.id());
     let started = Instant::now();
