@@ -4,8 +4,11 @@
 //! Everything past the AWS client module speaks these types, never the SDK's, so that state,
 //! metrics and tests do not change when the SDK does, and export and import jobs share one model.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
 
 /// A job's status as HealthLake reports it. Keeps status strings this version does not know, so a
 /// newer API value is counted under its own name instead of being dropped.
@@ -191,11 +194,17 @@ pub enum ErrorReason {
     Timeout,
     Network,
     Credentials,
+    /// The poll was cut short by the exporter itself: a reload changed this datastore's polling
+    /// settings (or removed it) while the poll was in flight.
+    Interrupted,
+    /// No poll succeeded for 2 × interval + timeout, whatever held it up (counted once each time
+    /// the feed goes stale, not per poll).
+    Stale,
     Other,
 }
 
 impl ErrorReason {
-    pub const ALL: [ErrorReason; 9] = [
+    pub const ALL: [ErrorReason; 11] = [
         ErrorReason::Throttled,
         ErrorReason::AccessDenied,
         ErrorReason::NotFound,
@@ -204,6 +213,8 @@ impl ErrorReason {
         ErrorReason::Timeout,
         ErrorReason::Network,
         ErrorReason::Credentials,
+        ErrorReason::Interrupted,
+        ErrorReason::Stale,
         ErrorReason::Other,
     ];
 
@@ -217,6 +228,8 @@ impl ErrorReason {
             ErrorReason::Timeout => "timeout",
             ErrorReason::Network => "network",
             ErrorReason::Credentials => "credentials",
+            ErrorReason::Interrupted => "interrupted",
+            ErrorReason::Stale => "stale",
             ErrorReason::Other => "other",
         }
     }
@@ -312,5 +325,122 @@ mod tests {
         let labels: std::collections::HashSet<_> =
             ErrorReason::ALL.iter().map(|r| r.as_str()).collect();
         assert_eq!(labels.len(), ErrorReason::ALL.len());
+    }
+}
+
+// ---- label bounds ----
+
+/// Label values from the API (job ids, names, statuses, ARNs) longer than this many bytes are
+/// truncated: a 200 KB job name must not become a 200 KB label on every scrape.
+pub const MAX_LABEL_BYTES: usize = 128;
+/// Per datastore and job kind, at most this many statuses outside the API model get their own
+/// `status` series; the others are counted together under [`OTHER_STATUS`].
+pub const MAX_UNKNOWN_STATUSES: usize = 10;
+/// The `status` of jobs in unknown statuses beyond [`MAX_UNKNOWN_STATUSES`].
+pub const OTHER_STATUS: &str = "OTHER_UNKNOWN";
+
+/// `value`, or, when longer than [`MAX_LABEL_BYTES`], its first bytes (on a character boundary)
+/// followed by `…[truncated:` and 8 hex digits of its SHA-256 `]`, so that two long values that
+/// share a prefix stay distinct.
+pub fn bound_label(value: &str) -> Cow<'_, str> {
+    if value.len() <= MAX_LABEL_BYTES {
+        return Cow::Borrowed(value);
+    }
+    let mut end = MAX_LABEL_BYTES - 32;
+    while !value.is_char_boundary(end) {
+        end -= 1;
+    }
+    let digest = Sha256::digest(value.as_bytes());
+    Cow::Owned(format!(
+        "{}…[truncated:{:02x}{:02x}{:02x}{:02x}]",
+        &value[..end],
+        digest[0],
+        digest[1],
+        digest[2],
+        digest[3]
+    ))
+}
+
+/// How job names appear in the `job_name` label (`polling.job_name_label`). Job names are free
+/// text chosen by whoever starts a job and may carry patient or project identifiers, while the
+/// monitoring stack often sits outside the HIPAA boundary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum JobNameLabel {
+    /// The name as HealthLake lists it (bounded by [`MAX_LABEL_BYTES`]).
+    #[default]
+    Keep,
+    /// `sha256:` and the first 16 hex digits of the name's SHA-256: jobs stay tellable apart and
+    /// a known name can be looked up, but the label does not carry the text. A short or guessable
+    /// name can be recovered by trying candidates: use `drop` when that matters.
+    Hash,
+    /// An empty `job_name` (Prometheus treats an empty label as absent).
+    Drop,
+}
+
+impl JobNameLabel {
+    pub fn parse(text: &str) -> Option<JobNameLabel> {
+        match text {
+            "keep" => Some(JobNameLabel::Keep),
+            "hash" => Some(JobNameLabel::Hash),
+            "drop" => Some(JobNameLabel::Drop),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobNameLabel::Keep => "keep",
+            JobNameLabel::Hash => "hash",
+            JobNameLabel::Drop => "drop",
+        }
+    }
+
+    /// The `job_name` label value for a job named `name`.
+    pub fn label(self, name: Option<&str>) -> Cow<'_, str> {
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
+            return Cow::Borrowed("");
+        };
+        match self {
+            JobNameLabel::Keep => bound_label(name),
+            JobNameLabel::Drop => Cow::Borrowed(""),
+            JobNameLabel::Hash => {
+                let digest = Sha256::digest(name.as_bytes());
+                let mut out = String::from("sha256:");
+                for byte in &digest[..8] {
+                    out.push_str(&format!("{byte:02x}"));
+                }
+                Cow::Owned(out)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    #[test]
+    fn long_values_are_truncated_with_a_marker_and_stay_distinct() {
+        assert_eq!(bound_label("short"), "short");
+        let a = "é".repeat(100_000);
+        let b = format!("{}x", "é".repeat(100_000));
+        let (ta, tb) = (bound_label(&a), bound_label(&b));
+        assert!(ta.len() <= MAX_LABEL_BYTES, "{}", ta.len());
+        assert!(ta.contains("…[truncated:"), "{ta}");
+        assert_ne!(ta, tb);
+    }
+
+    #[test]
+    fn job_names_are_kept_hashed_or_dropped() {
+        let name = Some("patient-1234-export");
+        assert_eq!(JobNameLabel::Keep.label(name), "patient-1234-export");
+        assert_eq!(JobNameLabel::Drop.label(name), "");
+        let hashed = JobNameLabel::Hash.label(name);
+        assert!(
+            hashed.starts_with("sha256:") && hashed.len() == 7 + 16,
+            "{hashed}"
+        );
+        assert!(!hashed.contains("1234"));
+        assert_eq!(JobNameLabel::Hash.label(None), "");
     }
 }

@@ -16,6 +16,7 @@ use crate::config::shard::Shard;
 use crate::config::{Config, ConfigError, DatastoreConfig};
 use crate::model::{unix_now, DatastoreInfo, PollError};
 use crate::poll::discovery::{self, Discovered};
+use crate::poll::{PollerChanges, Pollers};
 use crate::state::{Plan, State};
 use crate::web::{self, HttpContext, ReloadOutcome};
 
@@ -46,6 +47,8 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Clients(#[from] ClientError),
+    #[error(transparent)]
+    Http(#[from] web::HttpError),
     #[error("the exporter is shutting down")]
     ShuttingDown,
 }
@@ -195,7 +198,7 @@ impl Exporter {
         let context = Arc::new(
             HttpContext::new(Arc::clone(&state), &config.server)?.with_reload(reload.clone()),
         );
-        let http = tokio::spawn(web::serve(listener, context, async {
+        let http = tokio::spawn(web::serve(listener, Arc::clone(&context), async {
             let _ = stopped.await;
         }));
         let events = match &config.events {
@@ -204,7 +207,7 @@ impl Exporter {
             }
             None => None,
         };
-        let pollers = crate::poll::spawn(&config, Arc::clone(&clients), &state);
+        let pollers = Pollers::start(&config, Arc::clone(&clients), &state);
         tracing::info!(
             listen_address = %local_addr,
             datastores = config.datastores.len(),
@@ -228,6 +231,7 @@ impl Exporter {
             control: reload.control.clone(),
             state: Arc::clone(&state),
             events,
+            web: context,
         };
         supervisor.spawn_discoverers();
         let supervisor = tokio::spawn(supervisor.run(requests));
@@ -313,12 +317,14 @@ struct Supervisor {
     overrides: Overrides,
     options: ClientOptions,
     clients: Arc<Clients>,
-    pollers: tokio::task::JoinSet<()>,
+    pollers: Pollers,
     discoverers: tokio::task::JoinSet<()>,
     control: mpsc::Sender<Control>,
     state: Arc<State>,
     /// The event consumer, with `[events]` (started once; a change of `[events]` needs a restart).
     events: Option<EventsRuntime>,
+    /// The HTTP endpoint, whose `[server]` settings a reload applies.
+    web: Arc<HttpContext>,
 }
 
 /// The running event path: the consumer tasks, the refresher they call, and the signal that makes
@@ -435,21 +441,23 @@ impl Supervisor {
         (config, configured)
     }
 
-    /// Switches the pollers and State to `config`.
-    async fn apply(&mut self, config: Config) -> Result<(), ClientError> {
+    /// Switches the pollers and State to `config`, restarting only the polling tasks whose
+    /// settings changed.
+    async fn apply(&mut self, config: Config) -> Result<PollerChanges, ClientError> {
         let clients =
             Arc::new(Clients::rebuild(&config, &self.options, Some(&self.clients)).await?);
-        self.pollers.shutdown().await;
-        self.state.apply(&config);
+        let changes = self
+            .pollers
+            .update(&config, Arc::clone(&clients), &self.state)
+            .await;
         if let Some(events) = &self.events {
             events
                 .refresher
                 .update(&config, Arc::clone(&clients), &self.state);
         }
-        self.pollers = crate::poll::spawn(&config, Arc::clone(&clients), &self.state);
         self.config = config;
         self.clients = clients;
-        Ok(())
+        Ok(changes)
     }
 
     async fn reload(&mut self) -> Result<(), ReloadError> {
@@ -457,11 +465,18 @@ impl Supervisor {
             .config_path
             .as_deref()
             .ok_or(ReloadError::NoConfigFile)?;
-        let mut file = Config::load(path)?;
+        let mut file = Config::load_for_reload(path)?;
         self.overrides.apply(&mut file);
-        if file.server != self.file.server {
-            tracing::warn!("changes to [server] take effect after a restart; the other changes are applied now");
+        if file == self.file {
+            // Nothing to do: pollers, clients and polls in flight stay as they are. The
+            // certificate files are looked at (they may have rotated under the same paths).
+            self.web.commit(self.web.prepare(&file.server)?);
+            tracing::info!("configuration reloaded: the file has not changed, nothing to apply");
+            return Ok(());
         }
+        // `[server]` first: a change that needs a restart, or TLS files that cannot be used under
+        // new paths, refuse the whole reload before anything else changes.
+        let web = self.web.prepare(&file.server)?;
         if file.events != self.file.events {
             tracing::warn!("changes to [events] take effect after a restart; the other changes are applied now");
         }
@@ -486,11 +501,15 @@ impl Supervisor {
         let (config, configured) = self.effective();
         let (added, removed) = changed_ids(&self.config, &config);
         let (added, removed) = (added.len(), removed.len());
-        if let Err(error) = self.apply(config).await {
-            self.file = previous_file;
-            self.discovered = previous_discovered;
-            return Err(error.into());
-        }
+        let pollers = match self.apply(config).await {
+            Ok(changes) => changes,
+            Err(error) => {
+                self.file = previous_file;
+                self.discovered = previous_discovered;
+                return Err(error.into());
+            }
+        };
+        self.web.commit(web);
         self.generation += 1;
         self.state.follow_discovery(&Plan::from(&self.file), true);
         self.discoverers.shutdown().await;
@@ -504,6 +523,9 @@ impl Supervisor {
             shard = %self.config.polling.shard,
             added,
             removed,
+            pollers_kept = pollers.kept,
+            pollers_restarted = pollers.started,
+            pollers_stopped = pollers.stopped,
             interval = %humantime::format_duration(self.config.polling.interval),
             "configuration reloaded"
         );
@@ -563,7 +585,7 @@ impl Supervisor {
         let (added, removed) = changed_ids(&self.config, &config);
         let (added, removed) = (added.join(","), removed.join(","));
         match self.apply(config).await {
-            Ok(()) => tracing::info!(
+            Ok(_) => tracing::info!(
                 discovery = index,
                 region,
                 added,

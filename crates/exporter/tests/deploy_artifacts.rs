@@ -897,6 +897,26 @@ fn kustomize_base_renders_and_validates() {
         "the Deployment mounts the generated ConfigMap {cm_name}"
     );
 
+    // Only Prometheus may scrape, on the metrics port; egress only to DNS and HTTPS.
+    let np = by_kind(&docs, "NetworkPolicy");
+    assert_eq!(np.len(), 1);
+    assert_eq!(
+        np[0]["spec"]["podSelector"]["matchLabels"], pod["metadata"]["labels"],
+        "the NetworkPolicy selects the exporter's pods"
+    );
+    let ingress = np[0]["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(ingress[0]["ports"][0]["port"], "metrics");
+    assert!(ingress[0]["from"][0]["podSelector"].is_object());
+    let egress_ports: Vec<u64> = np[0]["spec"]["egress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|rule| rule["ports"].as_array().unwrap().clone())
+        .map(|p| p["port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(egress_ports, [53, 53, 443]);
+
     let svc = by_kind(&docs, "Service");
     assert_eq!(svc.len(), 1);
     let port = &svc[0]["spec"]["ports"][0];

@@ -414,7 +414,7 @@ async fn every_error_reason_is_classified_and_isolated() {
             metrics
                 .series("healthlake_poll_errors_total", &[("datastore_id", id)])
                 .len(),
-            9
+            healthlake_exporter::model::ErrorReason::ALL.len()
         );
         // Never polled successfully: no job series yet, rather than made-up zeros.
         assert!(metrics

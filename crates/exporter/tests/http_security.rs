@@ -271,9 +271,15 @@ async fn is_closed(stream: &mut TcpStream) -> bool {
 async fn idle_and_slow_loris_connections_beyond_the_cap_never_delay_a_scrape() {
     // A long header timeout: scrapes must get through because idle holders are closed to make
     // room, not because the holders time out.
-    let server = serve_with(&plain_config("max_connections = 8"), |l| {
-        l.header_read_timeout = Duration::from_secs(60);
-    })
+    // All from one address: no per-address limit here, and a short grace period for new
+    // connections that send no request (the idle and slow-loris holders).
+    let server = serve_with(
+        &plain_config("max_connections = 8\nmax_connections_per_ip = 0"),
+        |l| {
+            l.header_read_timeout = Duration::from_secs(60);
+            l.eviction_grace = Duration::from_millis(100);
+        },
+    )
     .await;
     let addr = server.addr;
 
@@ -520,6 +526,68 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_client_ca() 
         error.contains("UnknownCA") || error.contains("unknown") || error.contains("read"),
         "{error}"
     );
+    exporter.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_reload_during_a_certificate_rotation_applies_the_other_changes() {
+    let dir = temp_dir("rotation-reload");
+    let authority = ca("reload CA");
+    let first = leaf(&authority, "first", 11, true);
+    write(&dir.join("tls.crt"), &first.cert_pem);
+    write(&dir.join("tls.key"), &first.key_pem);
+    let path = dir.join("config.toml");
+    let config = |limit: usize| {
+        tls_config(&dir, "").replace(
+            "[aws]",
+            &format!("[polling]\njob_series_limit = {limit}\n[aws]"),
+        )
+    };
+    write(&path, &config(100));
+    let exporter = healthlake_exporter::Exporter::start_from_file(&path, None, test_options())
+        .await
+        .unwrap();
+    let addr = exporter.local_addr();
+    let client = client_config(&authority, None);
+    let gauge = |body: &str| {
+        Metrics::parse(body).value("healthlake_exporter_tls_certificate_last_load_successful")
+    };
+    let answer = tls_get(addr, Arc::clone(&client), "/metrics", &[])
+        .await
+        .unwrap();
+    assert_eq!(gauge(&answer.body), 1.0);
+
+    // cert-manager has written the new certificate but not yet its key, and the operator reloads
+    // an unrelated change at that moment: the reload succeeds, the old pair stays in service,
+    // and the gauge says the files cannot be used.
+    let second = leaf(&authority, "second", 12, true);
+    write(&dir.join("tls.crt"), &second.cert_pem);
+    write(&path, &config(7));
+    exporter
+        .reload_handle()
+        .reload()
+        .await
+        .expect("the unrelated change applies");
+    let answer = tls_get(addr, Arc::clone(&client), "/metrics", &[])
+        .await
+        .unwrap();
+    assert_served(&answer.server_cert, &first, "first", 11);
+    let metrics = Metrics::parse(&answer.body);
+    assert_eq!(
+        metrics.value("healthlake_exporter_config_last_reload_successful"),
+        1.0
+    );
+    assert_eq!(gauge(&answer.body), 0.0);
+
+    // The key arrives: the next reload (even of an unchanged file) or handshake picks it up.
+    write(&dir.join("tls.key"), &second.key_pem);
+    exporter.reload_handle().reload().await.unwrap();
+    let answer = tls_get(addr, Arc::clone(&client), "/metrics", &[])
+        .await
+        .unwrap();
+    assert_served(&answer.server_cert, &second, "second", 12);
+    assert_eq!(gauge(&answer.body), 1.0);
     exporter.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -373,14 +373,14 @@ async fn metrics_over_http_are_gzipped_only_when_accepted() {
     let (status, head, plain) = request(addr, "GET", &[]).await;
     assert_eq!(status, 200);
     assert!(!head.contains("content-encoding"), "{head}");
-    assert!(head.contains("vary: accept-encoding"), "{head}");
+    assert!(head.contains("vary: accept, accept-encoding"), "{head}");
     let plain = without_process_families(&String::from_utf8(plain).unwrap());
     assert_eq!(plain, render_uncached(&state, 0.0, Format::Prometheus));
 
     let (status, head, body) = request(addr, "GET", &[("Accept-Encoding", "gzip")]).await;
     assert_eq!(status, 200);
     assert!(head.contains("content-encoding: gzip"), "{head}");
-    assert!(head.contains("vary: accept-encoding"), "{head}");
+    assert!(head.contains("vary: accept, accept-encoding"), "{head}");
     assert!(
         head.contains("content-type: text/plain; version=0.0.4"),
         "{head}"

@@ -402,11 +402,34 @@ async fn reload_applies_a_good_file_and_rejects_a_bad_one() {
         1.0
     );
 
-    // Fixing the file and asking over HTTP, as Prometheus users do, recovers.
-    std::fs::write(&path, config_text(&endpoint, "", &[("keep", "kept")])).unwrap();
+    // Over HTTP, reloading is off unless the running configuration enables it.
+    let fixed = config_text(&endpoint, "", &[("keep", "kept")])
+        .replace("[server]\n", "[server]\nenable_reload = true\n");
+    std::fs::write(&path, &fixed).unwrap();
+    let (status, _, body) = http_request(
+        exporter.local_addr(),
+        "POST",
+        "/-/reload",
+        &[("Content-Length", "0")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        body.contains("set server.enable_reload = true, or send SIGHUP"),
+        "{body}"
+    );
+    // Fixing the file (and enabling HTTP reloads) by the reload handle, as SIGHUP does...
+    exporter
+        .reload_handle()
+        .reload()
+        .await
+        .expect("the fixed file loads");
+    // ... then asking over HTTP, as Prometheus users do: POST only.
     let (status, head, _) = http_request(exporter.local_addr(), "GET", "/-/reload", &[]).await;
     assert_eq!(status, 405);
-    assert!(head.contains("allow: post, put"));
+    assert!(head.contains("allow: post"), "{head}");
+    let (status, _, _) = http_request(exporter.local_addr(), "PUT", "/-/reload", &[]).await;
+    assert_eq!(status, 405);
     let (status, _, body) = http_request(
         exporter.local_addr(),
         "POST",
@@ -415,6 +438,15 @@ async fn reload_applies_a_good_file_and_rejects_a_bad_one() {
     )
     .await;
     assert_eq!((status, body.as_str()), (200, "configuration reloaded\n"));
+    // A browser on another site cannot reload.
+    let (status, _, _) = http_request(
+        exporter.local_addr(),
+        "POST",
+        "/-/reload",
+        &[("Content-Length", "0"), ("Origin", "https://evil.example")],
+    )
+    .await;
+    assert_eq!(status, 403);
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(
         metrics.value("healthlake_exporter_config_last_reload_successful"),

@@ -30,6 +30,19 @@ pub(crate) fn check_region(region: &str) -> Result<(), String> {
 pub(crate) fn check_endpoint_url(url: &str) -> Result<(), String> {
     let hint =
         "write it like \"https://healthlake.us-east-1.amazonaws.com\" or \"http://127.0.0.1:4566\"";
+    // A user-info part (`user:password@`) is never repeated, and never accepted: the SDK signs
+    // requests with AWS credentials, so one there is a secret pasted by mistake.
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("");
+    if authority.contains('@') {
+        return Err(format!(
+            "must not contain a user name or password (`user:password@`); the URL is not shown here, in case it holds one. AWS credentials come from the SDK's chain; {hint}"
+        ));
+    }
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| format!("{url:?} is not a URL ({e}); {hint}"))?;

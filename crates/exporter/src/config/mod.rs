@@ -20,11 +20,11 @@ pub use crate::web::settings::ServerConfig;
 pub use events::{region_of_queue_url, EventsConfig, CALL_TIMEOUT_MARGIN, SHARD_PLACEHOLDER};
 
 use crate::aws::ClientPlan;
-use crate::model::JobKinds;
+use crate::model::{JobKinds, JobNameLabel};
 use crate::state::Plan;
 use raw::RawConfig;
 use shard::Shard;
-use validate::{describe_toml_error, Validator};
+use validate::{describe_toml_error, TlsFiles, Validator};
 
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -97,6 +97,8 @@ pub struct PollingConfig {
     pub datastore_health: bool,
     /// How often `DescribeFHIRDatastore` is called per datastore.
     pub datastore_interval: Duration,
+    /// What the `job_name` label carries: the name, a hash of it, or nothing.
+    pub job_name_label: JobNameLabel,
 }
 
 /// One datastore to watch.
@@ -132,6 +134,9 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
+    /// An error at `span` of `source`: the location says file, line and column. No excerpt of the
+    /// line is shown: it may hold a secret (a bcrypt hash, or a password pasted by mistake), and
+    /// messages go to the terminal, the log and the `/-/reload` response alike.
     pub(crate) fn at(
         path: &Path,
         source: &str,
@@ -139,13 +144,9 @@ impl ConfigError {
         message: String,
     ) -> Self {
         let mut location = path.display().to_string();
-        let mut message = message;
         if let Some(span) = span {
             let (line, column) = line_and_column(source, span.start);
             let _ = write!(location, ":{line}:{column}");
-            if let Some(text) = source.lines().nth(line - 1) {
-                let _ = write!(message, "\n  {line} | {}", text.trim_end());
-            }
         }
         ConfigError::Invalid { location, message }
     }
@@ -158,28 +159,47 @@ pub(crate) fn line_and_column(source: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-// ---- the file as written (every key optional but `datastores`, unknown keys rejected) ----
+fn read_text(path: &Path) -> Result<String, ConfigError> {
+    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    String::from_utf8(bytes).map_err(|e| ConfigError::NotUtf8 {
+        path: path.to_owned(),
+        offset: e.utf8_error().valid_up_to(),
+    })
+}
+
 impl Config {
     /// Reads and validates the file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let text = String::from_utf8(bytes).map_err(|e| ConfigError::NotUtf8 {
-            path: path.to_owned(),
-            offset: e.utf8_error().valid_up_to(),
-        })?;
+        let text = read_text(path)?;
         Config::parse(&text, path)
     }
 
     /// Validates configuration text; `path` only names the file in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse_with(text, path, TlsFiles::Check)
+    }
+
+    /// Reads and validates the file at `path` for a reload: like [`Config::load`], except that
+    /// the `[server.tls]` files are left to the web module (see `web::Web::prepare`).
+    pub fn load_for_reload(path: &Path) -> Result<Config, ConfigError> {
+        let text = read_text(path)?;
+        Config::parse_with(&text, path, TlsFiles::Defer)
+    }
+
+    fn parse_with(text: &str, path: &Path, tls_files: TlsFiles) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| {
             let message = describe_toml_error(text, &e);
             ConfigError::at(path, text, e.span(), message)
         })?;
-        Validator { path, text }.validate(raw)
+        Validator {
+            path,
+            text,
+            tls_files,
+        }
+        .validate(raw)
     }
 
     /// Keeps only the datastores `polling.shard` owns (all of them for "0/1") and returns how many
@@ -342,7 +362,7 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
             ("", "test.toml: datastores: no datastores configured"),
             ("datastores = []\n", "test.toml:1:14: datastores: the list is empty"),
             ("[polling]\nintervl = \"60s\"\n", "test.toml:2:1: unknown field `intervl`"),
-            ("[polling]\nconcurrency = \"8\"\n", "test.toml:2:15: key `concurrency`: invalid type: string \"8\""),
+            ("[polling]\nconcurrency = \"8\"\n", "test.toml:2:15: key `concurrency`: invalid type: a string (value not shown), expected i64"),
             ("[polling]\nconcurrency = 0\n", "test.toml:2:15: polling.concurrency: 0 is out of range"),
             ("[polling]\njob_series_limit = -1\n", "polling.job_series_limit: -1 is out of range"),
             ("[polling]\nmax_attempts = 0\n", "polling.max_attempts: 0 is out of range; use a whole number from 1 to 10"),

@@ -25,6 +25,8 @@ pub(super) struct RawConfig {
 pub(super) struct RawServer {
     pub(super) listen_address: Option<Spanned<String>>,
     pub(super) max_connections: Option<Spanned<i64>>,
+    pub(super) max_connections_per_ip: Option<Spanned<i64>>,
+    pub(super) enable_reload: Option<bool>,
     pub(super) tls: Option<RawTls>,
     pub(super) basic_auth: Option<RawBasicAuth>,
 }
@@ -58,6 +60,7 @@ pub(super) struct RawPolling {
     pub(super) jobs: Option<Spanned<Vec<String>>>,
     pub(super) datastore_health: Option<bool>,
     pub(super) datastore_interval: Option<Spanned<String>>,
+    pub(super) job_name_label: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

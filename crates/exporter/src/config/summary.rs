@@ -15,8 +15,13 @@ impl Config {
         let server = &self.server;
         let _ = writeln!(
             out,
-            "server           max_connections {}, tls {}, basic_auth {}",
+            "server           max_connections {} ({} per address), enable_reload {}, tls {}, basic_auth {}",
             server.max_connections,
+            match server.max_connections_per_ip {
+                0 => "no limit".to_owned(),
+                n => n.to_string(),
+            },
+            server.enable_reload,
             match &server.tls {
                 None => "off".to_owned(),
                 Some(t) if t.client_ca_file.is_some() => {
@@ -52,8 +57,9 @@ impl Config {
         };
         let _ = writeln!(
             out,
-            "polls            jobs [{}], datastore_health {}{}",
+            "polls            jobs [{}], job_name_label {}, datastore_health {}{}",
             kinds(p.jobs),
+            p.job_name_label.as_str(),
             p.datastore_health,
             if p.datastore_health {
                 format!(

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{
-    Number, RawBasicAuth, RawConfig, RawDatastore, RawDiscovery, RawPolling, RawTarget, RawTls,
-};
+use super::raw::{Number, RawConfig, RawDatastore, RawDiscovery, RawPolling, RawServer, RawTarget};
 use super::shard::{Shard, ShardError};
 use super::{
     line_and_column, Config, ConfigError, DatastoreConfig, DiscoveryConfig, PollingConfig,
@@ -22,16 +20,17 @@ use super::{
     MAX_JOB_SERIES_LIMIT, MAX_MAX_ATTEMPTS, MAX_MAX_PAGES,
 };
 use crate::aws::{check_endpoint_url, check_region, check_role_arn, AwsTarget};
-use crate::model::{JobKinds, DATASTORE_STATUSES};
+use crate::model::{JobKinds, JobNameLabel, DATASTORE_STATUSES};
 use crate::web::settings::{
     parse_listen_address, BasicAuthConfig, ServerConfig, TlsConfig, DEFAULT_LISTEN_ADDRESS,
     DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS,
 };
 use crate::web::{auth, tls};
 
-/// serde's messages say what was wrong; add which key, taken from the line it points at.
+/// serde's messages say what was wrong; add which key, taken from the line it points at. Quoted
+/// values in the message are left out: a string in the wrong place may be a secret.
 pub(super) fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
-    let message = error.message().trim_end().to_owned();
+    let message = redact_strings(error.message().trim_end());
     let Some(span) = error.span() else {
         return message;
     };
@@ -41,17 +40,65 @@ pub(super) fn describe_toml_error(text: &str, error: &toml::de::Error) -> String
         .nth(line - 1)
         .and_then(|l| l.split_once('='))
         .map(|(k, _)| k.trim())
-        .filter(|k| !k.is_empty() && !k.starts_with('['));
+        // Bare keys only: a quoted key may be anything, a pasted `user:password` included.
+        .filter(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        });
     match key {
         Some(key) if !message.contains(key) => format!("key `{key}`: {message}"),
         _ => message,
     }
 }
 
+/// `invalid type: string "hunter2", expected ...` → `invalid type: a string (value not shown),
+/// expected ...`. serde quotes strings with Rust's escapes, so an escaped quote does not end one.
+fn redact_strings(message: &str) -> String {
+    const MARK: &str = "string \"";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(MARK) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + MARK.len()..];
+        let mut escaped = false;
+        let mut end = None;
+        for (i, c) in after.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    end = Some(i);
+                    break;
+                }
+                _ => escaped = false,
+            }
+        }
+        out.push_str("a string (value not shown)");
+        rest = match end {
+            Some(end) => &after[end + 1..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Checks one file's raw sections; knows the file's path and text for error locations.
 pub(super) struct Validator<'a> {
     pub(super) path: &'a Path,
     pub(super) text: &'a str,
+    pub(super) tls_files: TlsFiles,
+}
+
+/// Whether validation reads the `[server.tls]` files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum TlsFiles {
+    /// Start and `--check-config`: the files must hold a usable pair now.
+    Check,
+    /// A reload: the web module loads them when the paths changed, and otherwise keeps the
+    /// certificate in service, which follows its files (a pair caught mid-rotation must not
+    /// refuse unrelated changes).
+    Defer,
 }
 
 impl Validator<'_> {
@@ -73,7 +120,7 @@ impl Validator<'_> {
     /// `[aws]`, `[[discovery]]`, `[[datastores]]`, the rest of `[server]`), so a file with several
     /// mistakes always reports the same one first.
     pub(super) fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let listen_address = match raw.server.listen_address {
+        let listen_address = match &raw.server.listen_address {
             None => DEFAULT_LISTEN_ADDRESS
                 .parse()
                 .expect("the default listen address parses"),
@@ -94,12 +141,7 @@ impl Validator<'_> {
         }
         let datastores = self.datastores(raw.datastores, &discovery, &defaults, polling.jobs)?;
         Ok(Config {
-            server: self.server(
-                listen_address,
-                raw.server.max_connections,
-                raw.server.tls,
-                raw.server.basic_auth,
-            )?,
+            server: self.server(listen_address, raw.server)?,
             polling,
             datastores,
             discovery,
@@ -156,6 +198,19 @@ impl Validator<'_> {
                 "polling.datastore_interval",
                 DEFAULT_DATASTORE_INTERVAL,
             )?,
+            job_name_label: match raw.job_name_label {
+                None => JobNameLabel::Keep,
+                Some(value) => JobNameLabel::parse(value.get_ref()).ok_or_else(|| {
+                    self.error(
+                        Some(value.span()),
+                        "polling.job_name_label",
+                        format!(
+                            "{:?} is not one of \"keep\", \"hash\" or \"drop\"",
+                            value.get_ref()
+                        ),
+                    )
+                })?,
+            },
         })
     }
 
@@ -406,15 +461,27 @@ impl Validator<'_> {
     fn server(
         &self,
         listen_address: SocketAddr,
-        max_connections: Option<Spanned<i64>>,
-        tls: Option<RawTls>,
-        basic_auth: Option<RawBasicAuth>,
+        raw: RawServer,
     ) -> Result<ServerConfig, ConfigError> {
+        let RawServer {
+            max_connections,
+            max_connections_per_ip,
+            enable_reload,
+            tls,
+            basic_auth,
+            ..
+        } = raw;
         let max_connections = self.count(
             max_connections,
             "server.max_connections",
             DEFAULT_MAX_CONNECTIONS,
             1..=MAX_MAX_CONNECTIONS,
+        )?;
+        let max_connections_per_ip = self.count(
+            max_connections_per_ip,
+            "server.max_connections_per_ip",
+            max_connections / 2,
+            0..=MAX_MAX_CONNECTIONS,
         )?;
         let tls = match tls {
             None => None,
@@ -431,7 +498,11 @@ impl Validator<'_> {
                         None => None,
                     },
                 };
-                if let Err(e) = tls::check_files(&config) {
+                let checked = match self.tls_files {
+                    TlsFiles::Check => tls::check_files(&config),
+                    TlsFiles::Defer => Ok(()),
+                };
+                if let Err(e) = checked {
                     let span = match e.file_key() {
                         tls::FileKey::Cert => raw.cert_file.span(),
                         tls::FileKey::Key => raw.key_file.span(),
@@ -462,23 +533,23 @@ impl Validator<'_> {
                 }
                 let mut users = std::collections::BTreeMap::new();
                 for (name, hash) in raw.users.into_inner() {
-                    let key = format!("server.basic_auth.users.{name}");
                     if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
+                        // The name is not repeated: `user:password` pasted as a name is a secret.
+                        return Err(self.error(
+                            Some(hash.span()),
+                            "server.basic_auth.users",
+                            "the user name on this line is empty or contains `:` or control characters, which HTTP basic auth cannot carry (the name is not shown here, in case it holds a password)",
+                        ));
+                    }
+                    let key = format!("server.basic_auth.users.{name}");
+                    if let Err(problem) = auth::check_bcrypt_hash(hash.get_ref()) {
                         return Err(self.error(
                             Some(hash.span()),
                             &key,
-                            "a user name must be non-empty and contain no `:` or control characters (HTTP basic auth cannot carry them)",
-                        ));
-                    }
-                    if let Err(problem) = auth::check_bcrypt_hash(hash.get_ref()) {
-                        // No source excerpt: the value may be a password pasted by mistake.
-                        let (line, column) = line_and_column(self.text, hash.span().start);
-                        return Err(ConfigError::Invalid {
-                            location: format!("{}:{line}:{column}", self.path.display()),
-                            message: format!(
-                                "{key}: {problem}; make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'` (the value is not shown here, in case it is a password)"
+                            format!(
+                                "{problem}; make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'` (the value is not shown here, in case it is a password)"
                             ),
-                        });
+                        ));
                     }
                     users.insert(name, hash.into_inner());
                 }
@@ -488,6 +559,8 @@ impl Validator<'_> {
         Ok(ServerConfig {
             listen_address,
             max_connections,
+            max_connections_per_ip,
+            enable_reload: enable_reload.unwrap_or(false),
             tls,
             basic_auth,
         })

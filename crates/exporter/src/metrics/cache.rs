@@ -63,7 +63,7 @@ pub(super) struct Inner {
     pub(super) tail: [Option<(ExporterValuesKey, Arc<Piece>)>; 2],
 }
 
-pub(super) type ExporterValuesKey = (bool, u64, u64, Option<(u64, bool, u64)>);
+pub(super) type ExporterValuesKey = (bool, u64, u64, Option<(u64, bool, u64)>, Option<bool>);
 
 #[derive(Debug)]
 pub(super) struct Entry {
@@ -398,6 +398,7 @@ impl MetricsCache {
             reload.last_success_time().to_bits(),
             state.discovery_version(),
             events.as_ref().map(EventsSnapshot::key),
+            state.certificate_status().get(),
         );
 
         let (headers, tail, mut encoded, stale) = {

@@ -65,6 +65,7 @@ pub(super) enum Samples {
     DiscoveryErrors,
     ReloadSuccessful,
     ReloadSuccessTime,
+    CertificateLoaded,
     BuildInfo,
 }
 
@@ -313,6 +314,13 @@ pub(super) const EXPORTER: &[Family] = &[
         samples: Samples::ReloadSuccessTime,
     },
     Family {
+        name: "healthlake_exporter_tls_certificate_last_load_successful",
+        help: "1 if the TLS certificate files were last loaded successfully, 0 if they hold a pair that cannot be used (mid-rotation or broken; the previous certificate stays in service). Only with server.tls.",
+        unit: None,
+        metric_type: MetricType::Gauge,
+        samples: Samples::CertificateLoaded,
+    },
+    Family {
         name: "healthlake_exporter_build_info",
         help: "Always 1; the labels say which healthlake-exporter is running: version, source revision and the rustc that built it.",
         unit: None,
@@ -461,16 +469,20 @@ impl StateCollector {
                 Ok(())
             }
             Samples::JobDurations(kind) => {
-                let Some(jobs) = view.track(kind).and_then(|t| t.jobs) else {
+                let Some(track) = view.track(kind) else {
+                    return Ok(());
+                };
+                let Some(jobs) = track.jobs else {
                     return Ok(());
                 };
                 for job in &jobs.recent {
                     let Some(seconds) = job.duration_seconds(now) else {
                         continue;
                     };
+                    let name = track.job_name_label.label(job.name.as_deref());
                     let job_labels = [
                         ("job_id", job.id.as_str()),
-                        ("job_name", job.name.as_deref().unwrap_or("")),
+                        ("job_name", name.as_ref()),
                         ("status", job.status.as_str()),
                     ];
                     // A job without an end time that has a duration is running: its value is
@@ -522,17 +534,18 @@ impl StateCollector {
                 None => Ok(()),
             },
             Samples::Progress(value) => {
-                let Some(jobs) = view.track(JobKind::Import).and_then(|t| t.jobs) else {
+                let Some(track) = view.track(JobKind::Import) else {
+                    return Ok(());
+                };
+                let Some(jobs) = track.jobs else {
                     return Ok(());
                 };
                 for job in jobs.recent.iter().filter(|j| j.is_active()) {
                     let Some(progress) = &job.progress else {
                         continue;
                     };
-                    let labels = [
-                        ("job_id", job.id.as_str()),
-                        ("job_name", job.name.as_deref().unwrap_or("")),
-                    ];
+                    let name = track.job_name_label.label(job.name.as_deref());
+                    let labels = [("job_id", job.id.as_str()), ("job_name", name.as_ref())];
                     m.gauge(&(ds, labels), value(progress))?;
                 }
                 Ok(())
@@ -576,6 +589,7 @@ impl StateCollector {
             | Samples::DiscoveryErrors
             | Samples::ReloadSuccessful
             | Samples::ReloadSuccessTime
+            | Samples::CertificateLoaded
             | Samples::BuildInfo => Ok(()),
         }
     }
@@ -626,6 +640,10 @@ impl StateCollector {
                 metric.encode_gauge(&if tail.reload_successful { 1.0 } else { 0.0 })
             }
             Samples::ReloadSuccessTime => metric.encode_gauge(&tail.reload_success_time),
+            Samples::CertificateLoaded => match tail.certificate_loaded {
+                Some(loaded) => metric.encode_gauge(&if loaded { 1.0 } else { 0.0 }),
+                None => Ok(()),
+            },
             Samples::BuildInfo => metric
                 .encode_family(&[
                     ("version", env!("CARGO_PKG_VERSION")),

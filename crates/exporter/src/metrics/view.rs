@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::events::EventsSnapshot;
-use crate::model::{DatastoreInfo, JobKind, JobStatus};
+use crate::model::{DatastoreInfo, JobKind, JobNameLabel, JobStatus};
 use crate::state::{Datastore, DiscoveryStatus, Health, JobTrack, JobsView, Record, State};
 
 /// Label sets are arrays of (name, value) pairs: borrowed, so encoding copies no strings.
@@ -20,6 +20,7 @@ pub(super) struct TrackView<'a> {
     pub(super) jobs: Option<&'a JobsView>,
     pub(super) finished: &'a BTreeMap<JobStatus, u64>,
     pub(super) health: &'a Health,
+    pub(super) job_name_label: JobNameLabel,
 }
 
 /// What the per-datastore families read: one datastore's record, however it is held. A part the
@@ -56,6 +57,7 @@ impl<'a> TrackView<'a> {
             jobs: track.jobs.as_ref(),
             finished: &track.finished,
             health: &track.health,
+            job_name_label: track.job_name_label,
         }
     }
 }
@@ -77,6 +79,7 @@ pub(super) struct TrackCopy {
     pub(super) jobs: Option<JobsView>,
     pub(super) finished: BTreeMap<JobStatus, u64>,
     pub(super) health: Health,
+    pub(super) job_name_label: JobNameLabel,
 }
 
 impl TrackCopy {
@@ -85,6 +88,7 @@ impl TrackCopy {
             jobs: view.jobs.cloned(),
             finished: view.finished.clone(),
             health: view.health.clone(),
+            job_name_label: view.job_name_label,
         }
     }
 
@@ -93,6 +97,7 @@ impl TrackCopy {
             jobs: self.jobs.as_ref(),
             finished: &self.finished,
             health: &self.health,
+            job_name_label: self.job_name_label,
         }
     }
 }
@@ -168,6 +173,7 @@ pub(super) struct ExporterValues {
     pub(super) reload_success_time: f64,
     /// With `[events]`: the event path's values.
     pub(super) events: Option<EventsSnapshot>,
+    pub(super) certificate_loaded: Option<bool>,
 }
 
 impl ExporterValues {
@@ -178,6 +184,7 @@ impl ExporterValues {
             reload_successful: reload.last_successful(),
             reload_success_time: reload.last_success_time(),
             events: state.event_stats().map(|s| EventsSnapshot::of(&s)),
+            certificate_loaded: state.certificate_status().get(),
         }
     }
 }

@@ -13,65 +13,297 @@ pub mod backoff;
 pub(crate) mod discovery;
 pub mod memory;
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
+use tokio::task::JoinHandle;
 
 pub use backoff::backoff;
 
 use crate::aws::{describe_datastore, list_jobs, Clients, Target};
 use crate::config::{Config, DatastoreConfig};
-use crate::model::{unix_now, ErrorReason, JobKind, JobStatus, PollError};
+use crate::model::{
+    bound_label, unix_now, ErrorReason, JobKind, JobKinds, JobNameLabel, JobStatus, PollError,
+};
 use crate::state::{Datastore, EventStats, Feed, Health, Listing, PollOutcome, State};
+
+/// Records a poll in flight as failed (`interrupted`) if it is dropped before it finishes: a
+/// task stopped by a reload must not lose a poll silently.
+struct InFlight<'a> {
+    datastore: &'a Datastore,
+    feed: Feed,
+    started: Instant,
+    armed: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(datastore: &'a Datastore, feed: Feed) -> InFlight<'a> {
+        datastore.record_attempt_start(feed);
+        InFlight {
+            datastore,
+            feed,
+            started: Instant::now(),
+            armed: true,
+        }
+    }
+
+    fn done(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let error = PollError::new(
+            ErrorReason::Interrupted,
+            "the exporter stopped this poll while it was in flight (a configuration reload or discovery change altered or removed this datastore's polling)",
+        );
+        self.datastore
+            .record_failure(self.feed, &error, self.started.elapsed().as_secs_f64());
+        tracing::info!(
+            datastore_id = %self.datastore.id,
+            operation = self.feed.operation(),
+            reason = %error.reason,
+            "poll stopped in flight by a configuration change; counted as a failed poll"
+        );
+    }
+}
 
 /// The first polls after start are spread over at most this long (or half the interval), so that
 /// a hundred datastores do not all call at once, yet the first data arrives within seconds.
 const MAX_START_SPREAD: Duration = Duration::from_secs(5);
 
-/// Starts one polling task per datastore and feed (export jobs, import jobs, the datastore's
-/// description) that `config` asks for, all sharing one concurrency bound. Dropping or aborting
-/// the returned set stops polling.
-pub fn spawn(config: &Config, clients: Arc<Clients>, state: &State) -> JoinSet<()> {
-    let semaphore = Arc::new(Semaphore::new(config.polling.concurrency));
-    let mut tasks = JoinSet::new();
-    let datastores = state.datastores();
-    let events = state.event_stats();
-    for (ds_config, datastore) in config.datastores.iter().zip(datastores.iter()) {
-        debug_assert_eq!(ds_config.id, datastore.id);
+/// The polling tasks: one per datastore and feed (export jobs, import jobs, the datastore's
+/// description), all sharing one concurrency bound, each remembered with the settings it runs
+/// with, and a watchdog that marks feeds down when their data goes stale. A reload restarts only
+/// the tasks whose settings changed; the others, and their polls in flight, carry on. Dropping
+/// the set stops every task.
+pub struct Pollers {
+    tasks: HashMap<(String, Feed), (Spec, JoinHandle<()>)>,
+    semaphore: Arc<Semaphore>,
+    concurrency: usize,
+    /// Read at every poll, so a reload that rebuilds the SDK clients restarts no task.
+    clients: Arc<RwLock<Arc<Clients>>>,
+    watchdog: Option<JoinHandle<()>>,
+}
+
+/// What a polling task runs with: a change restarts it.
+#[derive(Clone, Debug, PartialEq)]
+struct Spec {
+    /// The datastore's settings, `jobs` left out (each feed is its own task).
+    config: DatastoreConfig,
+    interval: Duration,
+    settings: PollSettings,
+}
+
+/// How many polling tasks an update kept, started and stopped.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollerChanges {
+    pub kept: usize,
+    pub started: usize,
+    pub stopped: usize,
+}
+
+impl Drop for Pollers {
+    fn drop(&mut self) {
+        for (_, task) in self.tasks.values() {
+            task.abort();
+        }
+        if let Some(watchdog) = &self.watchdog {
+            watchdog.abort();
+        }
+    }
+}
+
+impl Pollers {
+    /// Starts polling what `config` asks for; `state` must already hold `config`'s datastores.
+    pub fn start(config: &Config, clients: Arc<Clients>, state: &Arc<State>) -> Pollers {
+        let mut pollers = Pollers {
+            tasks: HashMap::new(),
+            semaphore: Arc::new(Semaphore::new(config.polling.concurrency)),
+            concurrency: config.polling.concurrency,
+            clients: Arc::new(RwLock::new(clients)),
+            watchdog: None,
+        };
+        pollers.spawn_missing(config, state);
+        pollers
+    }
+
+    /// Switches State and the polling tasks to `config`: tasks whose settings did not change keep
+    /// running (a poll in flight finishes); changed and removed ones are stopped, and a poll they
+    /// had in flight is recorded as failed with reason `interrupted` before State moves on.
+    pub async fn update(
+        &mut self,
+        config: &Config,
+        clients: Arc<Clients>,
+        state: &Arc<State>,
+    ) -> PollerChanges {
+        *self.clients.write().unwrap_or_else(PoisonError::into_inner) = clients;
+        let wanted = specs(config);
+        // A new concurrency bound applies to everyone: every task restarts under it.
+        let restart_all = config.polling.concurrency != self.concurrency;
+        if restart_all {
+            self.concurrency = config.polling.concurrency;
+            self.semaphore = Arc::new(Semaphore::new(self.concurrency));
+        }
+        let mut changes = PollerChanges::default();
+        let mut stopping = Vec::new();
+        let keys: Vec<(String, Feed)> = self.tasks.keys().cloned().collect();
+        for key in keys {
+            let keep = !restart_all
+                && !self.tasks[&key].1.is_finished()
+                && wanted
+                    .iter()
+                    .any(|(k, spec)| *k == key && *spec == self.tasks[&key].0);
+            if keep {
+                changes.kept += 1;
+            } else if let Some((_, task)) = self.tasks.remove(&key) {
+                task.abort();
+                stopping.push(task);
+                changes.stopped += 1;
+            }
+        }
+        // Let the stopped tasks record their interrupted polls while their records are in place.
+        for task in stopping {
+            let _ = task.await;
+        }
+        state.apply(config);
+        changes.started = self.spawn_missing(config, state);
+        changes
+    }
+
+    /// Stops every task, waiting for them to finish.
+    pub async fn shutdown(mut self) {
+        let tasks: Vec<_> = self.tasks.drain().map(|(_, (_, task))| task).collect();
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Starts the tasks `config` asks for that are not running, and a new watchdog. Returns how
+    /// many tasks it started.
+    fn spawn_missing(&mut self, config: &Config, state: &Arc<State>) -> usize {
+        let datastores = state.datastores();
+        let mut started = 0;
+        for ((id, feed), spec) in specs(config) {
+            if self.tasks.contains_key(&(id.clone(), feed)) {
+                continue;
+            }
+            let Some(datastore) = datastores.iter().find(|d| d.id == id) else {
+                continue;
+            };
+            let task = FeedTask {
+                config: spec.config.clone(),
+                feed,
+                interval: spec.interval,
+                settings: spec.settings.clone(),
+                clients: Arc::clone(&self.clients),
+                datastore: Arc::clone(datastore),
+                semaphore: Arc::clone(&self.semaphore),
+                events: state.event_stats(),
+            };
+            self.tasks
+                .insert((id, feed), (spec, tokio::spawn(task.run())));
+            started += 1;
+        }
+        if let Some(old) = self.watchdog.take() {
+            old.abort();
+        }
+        self.watchdog = Some(tokio::spawn(watchdog(
+            Arc::clone(state),
+            config.polling.interval,
+            config.polling.datastore_interval,
+            config.polling.timeout,
+        )));
+        started
+    }
+}
+
+/// Every task `config` asks for, with its settings.
+fn specs(config: &Config) -> Vec<((String, Feed), Spec)> {
+    let settings = PollSettings::of(config);
+    let mut out = Vec::new();
+    for ds in &config.datastores {
         let mut feeds = Vec::new();
-        if ds_config.jobs.export {
+        if ds.jobs.export {
             feeds.push((Feed::Jobs(JobKind::Export), config.polling.interval));
         }
-        if ds_config.jobs.import {
+        if ds.jobs.import {
             feeds.push((Feed::Jobs(JobKind::Import), config.polling.interval));
         }
         if config.polling.datastore_health {
             feeds.push((Feed::Datastore, config.polling.datastore_interval));
         }
         for (feed, interval) in feeds {
-            let task = FeedTask {
-                config: ds_config.clone(),
-                feed,
+            let spec = Spec {
+                config: DatastoreConfig {
+                    jobs: JobKinds::default(),
+                    ..ds.clone()
+                },
                 interval,
-                settings: PollSettings::of(config),
-                clients: Arc::clone(&clients),
-                datastore: Arc::clone(datastore),
-                semaphore: Arc::clone(&semaphore),
-                events: events.clone(),
+                settings: settings.clone(),
             };
-            tasks.spawn(task.run());
+            out.push(((ds.id.clone(), feed), spec));
         }
     }
-    tasks
+    out
+}
+
+/// A feed whose last success is older than this is shown down: two polls missed, plus the
+/// longest a poll may take.
+pub fn stale_after(interval: Duration, timeout: Duration) -> Duration {
+    interval.saturating_mul(2).saturating_add(timeout)
+}
+
+/// How often the watchdog looks for stale feeds.
+const WATCHDOG_PERIOD: Duration = Duration::from_secs(1);
+
+/// Marks feeds down (`healthlake_datastore_up` 0 and the like) once their data is stale, whatever
+/// held their polls up: a reload storm, a hung API, too low a `polling.concurrency`.
+async fn watchdog(
+    state: Arc<State>,
+    interval: Duration,
+    datastore_interval: Duration,
+    timeout: Duration,
+) {
+    loop {
+        tokio::time::sleep(WATCHDOG_PERIOD).await;
+        let now = unix_now();
+        for ds in state.datastores().iter() {
+            for (feed, every) in [
+                (Feed::EXPORTS, interval),
+                (Feed::IMPORTS, interval),
+                (Feed::Datastore, datastore_interval),
+            ] {
+                let limit = stale_after(every, timeout);
+                if ds.check_stale(feed, limit, now) {
+                    tracing::warn!(
+                        datastore_id = %ds.id,
+                        operation = feed.operation(),
+                        reason = "stale",
+                        "no successful poll for {}: showing the datastore as down",
+                        humantime::format_duration(limit)
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// What one poll needs to know from `[polling]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PollSettings {
     pub timeout: Duration,
+    pub job_name_label: JobNameLabel,
     pub job_series_limit: usize,
     pub max_pages: usize,
     pub full_resync_interval: Duration,
@@ -81,6 +313,7 @@ impl PollSettings {
     pub fn of(config: &Config) -> PollSettings {
         PollSettings {
             timeout: config.polling.timeout,
+            job_name_label: config.polling.job_name_label,
             job_series_limit: config.polling.job_series_limit,
             max_pages: config.polling.max_pages,
             full_resync_interval: config.polling.full_resync_interval,
@@ -107,7 +340,7 @@ pub(crate) async fn poll_jobs(
 ) -> Result<PollOutcome, PollFailure> {
     let feed = Feed::Jobs(kind);
     let _listing = datastore.feed_lock(feed).lock().await;
-    datastore.record_attempt_start(feed);
+    let in_flight = InFlight::start(datastore, feed);
     let started = Instant::now();
     let listing = datastore.next_listing(kind, settings.full_resync_interval);
     let submitted_after = match listing {
@@ -125,9 +358,12 @@ pub(crate) async fn poll_jobs(
         ),
     )
     .await;
+    in_flight.done();
     let poll_seconds = started.elapsed().as_secs_f64();
     match listed {
-        Ok(jobs) => {
+        Ok(mut jobs) => {
+            bound_labels(&mut jobs);
+            datastore.set_job_name_label(kind, settings.job_name_label);
             let outcome = datastore.record_listing(
                 kind,
                 listing,
@@ -164,15 +400,43 @@ pub(crate) async fn poll_description(
     settings: &PollSettings,
 ) -> Result<bool, PollFailure> {
     let _listing = datastore.feed_lock(Feed::Datastore).lock().await;
-    datastore.record_attempt_start(Feed::Datastore);
+    let in_flight = InFlight::start(datastore, Feed::Datastore);
     let started = Instant::now();
     let described = within(settings.timeout, describe_datastore(target, &datastore.id)).await;
+    in_flight.done();
     let poll_seconds = started.elapsed().as_secs_f64();
     match described {
-        Ok(info) => Ok(datastore.record_description(info, poll_seconds, unix_now())),
+        Ok(mut info) => {
+            for value in [&mut info.status, &mut info.arn, &mut info.fhir_version] {
+                if let std::borrow::Cow::Owned(bounded) = bound_label(value) {
+                    *value = bounded;
+                }
+            }
+            Ok(datastore.record_description(info, poll_seconds, unix_now()))
+        }
         Err(error) => {
             let news = datastore.record_failure(Feed::Datastore, &error, poll_seconds);
             Err(PollFailure { error, news })
+        }
+    }
+}
+
+/// Truncates over-long ids, names and unknown statuses as listed (see [`bound_label`]), before
+/// they are kept or become labels.
+fn bound_labels(jobs: &mut [crate::model::Job]) {
+    for job in jobs {
+        if let std::borrow::Cow::Owned(id) = bound_label(&job.id) {
+            job.id = id;
+        }
+        if let Some(name) = &job.name {
+            if let std::borrow::Cow::Owned(bounded) = bound_label(name) {
+                job.name = Some(bounded);
+            }
+        }
+        if let JobStatus::Unknown(status) = &job.status {
+            if let std::borrow::Cow::Owned(bounded) = bound_label(status) {
+                job.status = JobStatus::Unknown(bounded);
+            }
         }
     }
 }
@@ -200,7 +464,7 @@ struct FeedTask {
     feed: Feed,
     interval: Duration,
     settings: PollSettings,
-    clients: Arc<Clients>,
+    clients: Arc<RwLock<Arc<Clients>>>,
     datastore: Arc<Datastore>,
     semaphore: Arc<Semaphore>,
     /// With `[events]`: job changes a scheduled poll finds were not announced by an event.
@@ -247,7 +511,8 @@ impl FeedTask {
         let ds = &self.config;
         let region = ds.target.region.as_deref().unwrap_or("default");
         let operation = self.feed.operation();
-        let Some(target) = self.clients.for_target(&ds.target) else {
+        let clients = Arc::clone(&self.clients.read().unwrap_or_else(PoisonError::into_inner));
+        let Some(target) = clients.for_target(&ds.target) else {
             // Clients are built for every configured target; this cannot happen, but must not panic.
             let error = PollError::new(ErrorReason::Other, "no client for this datastore");
             self.datastore.record_failure(self.feed, &error, 0.0);

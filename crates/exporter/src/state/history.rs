@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use super::health::Health;
-use crate::model::{Job, JobStatus};
+use crate::model::{Job, JobNameLabel, JobStatus, MAX_UNKNOWN_STATUSES, OTHER_STATUS};
 
 /// What one job list (exports or imports) of a datastore shows.
 #[derive(Debug, Default)]
@@ -17,6 +17,8 @@ pub struct JobTrack {
     /// present, at 0, from the first successful poll).
     pub finished: BTreeMap<JobStatus, u64>,
     pub health: Health,
+    /// What the `job_name` label of this track's jobs carries (`polling.job_name_label`).
+    pub job_name_label: JobNameLabel,
     history: History,
 }
 
@@ -235,6 +237,7 @@ impl JobTrack {
             *counts.entry(job.status.clone()).or_insert(0) += 1;
         }
         counts.retain(|status, n| *n > 0 || !matches!(status, JobStatus::Unknown(_)));
+        fold_unknown_statuses(&mut counts);
 
         recent.sort_unstable_by(newest_first);
         recent.truncate(job_series_limit);
@@ -251,4 +254,26 @@ impl JobTrack {
             finished,
         }
     }
+}
+
+/// Keeps the first [`MAX_UNKNOWN_STATUSES`] statuses outside the API model (in name order, so the
+/// choice is stable) and counts the jobs of any further ones under [`OTHER_STATUS`]: however
+/// many statuses a listing holds, a datastore has a bounded number of `status` series.
+fn fold_unknown_statuses(counts: &mut BTreeMap<JobStatus, u64>) {
+    let extra: Vec<JobStatus> = counts
+        .keys()
+        .filter(|s| matches!(s, JobStatus::Unknown(_)))
+        .skip(MAX_UNKNOWN_STATUSES)
+        .cloned()
+        .collect();
+    if extra.is_empty() {
+        return;
+    }
+    let mut folded = 0;
+    for status in extra {
+        folded += counts.remove(&status).unwrap_or(0);
+    }
+    *counts
+        .entry(JobStatus::Unknown(OTHER_STATUS.to_owned()))
+        .or_insert(0) += folded;
 }

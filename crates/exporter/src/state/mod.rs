@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use crate::model::{DatastoreInfo, Job, JobKind, JobKinds, PollError};
+use crate::model::{DatastoreInfo, ErrorReason, Job, JobKind, JobKinds, JobNameLabel, PollError};
 
 pub use health::Health;
 pub use history::{JobTrack, JobsView, Listing, PollOutcome};
@@ -37,6 +37,33 @@ pub struct State {
     discovery_version: AtomicU64,
     /// The event consumer's counters, when `[events]` is configured.
     events: RwLock<Option<Arc<EventStats>>>,
+    certificate: CertificateStatus,
+}
+
+/// Whether the last load of the TLS certificate files worked (absent without TLS).
+#[derive(Debug, Default)]
+pub struct CertificateStatus {
+    /// 0: no TLS; 1: the last load failed (the previous certificate stays in service); 2: it worked.
+    value: std::sync::atomic::AtomicU8,
+}
+
+impl CertificateStatus {
+    pub fn set(&self, loaded: Option<bool>) {
+        let value = match loaded {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        };
+        self.value.store(value, Ordering::Relaxed);
+    }
+
+    /// `None` without TLS, else whether the last load of the files worked.
+    pub fn get(&self) -> Option<bool> {
+        match self.value.load(Ordering::Relaxed) {
+            0 => None,
+            v => Some(v == 2),
+        }
+    }
 }
 
 /// How one `[[discovery]]` entry is doing.
@@ -235,6 +262,7 @@ impl State {
             discovery: Mutex::new(Vec::new()),
             discovery_version: AtomicU64::new(0),
             events: RwLock::new(None),
+            certificate: CertificateStatus::default(),
         };
         state.follow_discovery(&plan, false);
         state
@@ -325,6 +353,10 @@ impl State {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    pub fn certificate_status(&self) -> &CertificateStatus {
+        &self.certificate
     }
 
     /// The datastores as of now (a reload may replace the list afterwards).
@@ -458,6 +490,47 @@ impl Datastore {
         recovered
     }
 
+    /// Marks `feed` down when it is up but its last success is older than `stale_after` before
+    /// `now` (Unix seconds): data is stale only if the exporter says so. (A feed that never
+    /// succeeded is down already.) Returns whether it just went stale.
+    pub fn check_stale(&self, feed: Feed, stale_after: Duration, now: f64) -> bool {
+        let mut record = self.record();
+        let Some(health) = record.health(feed) else {
+            return false;
+        };
+        let Some(last) = health.last_success else {
+            return false;
+        };
+        if !health.up || now - last <= stale_after.as_secs_f64() {
+            return false;
+        }
+        record.version += 1;
+        let health = record.health_mut(feed);
+        health.up = false;
+        *health.errors.entry(ErrorReason::Stale).or_insert(0) += 1;
+        health.last_error = Some(PollError::new(
+            ErrorReason::Stale,
+            format!(
+                "no successful poll for {} (2 x interval + timeout)",
+                humantime::format_duration(Duration::from_secs(stale_after.as_secs()))
+            ),
+        ));
+        true
+    }
+
+    /// Sets what the `job_name` label of `kind` jobs carries, before a listing is merged (so that
+    /// no scrape ever sees names under the wrong setting).
+    pub fn set_job_name_label(&self, kind: JobKind, label: JobNameLabel) {
+        let mut record = self.record();
+        if record
+            .track(kind)
+            .is_some_and(|t| t.job_name_label != label)
+        {
+            record.version += 1;
+            record.track_mut(kind).job_name_label = label;
+        }
+    }
+
     /// Records a failed poll of `feed`: health only, data untouched. Returns whether this is news
     /// (the feed was up, never polled, or failing for another reason) so the poller logs once per
     /// change rather than once per poll.
@@ -491,6 +564,67 @@ mod tests {
             ended,
             progress: None,
         }
+    }
+
+    #[test]
+    fn a_feed_without_a_success_for_too_long_goes_down_once() {
+        let state = state();
+        let datastores = state.datastores();
+        let ds = &datastores[0];
+        let limit = Duration::from_secs(150);
+        ds.record_success(vec![job("a", "COMPLETED", 1.0)], 100, 0.1, 1000.0);
+        assert!(!ds.check_stale(Feed::EXPORTS, limit, 1150.0), "not yet");
+        assert!(ds.record().health(Feed::EXPORTS).unwrap().up);
+        let version = ds.record().version;
+        assert!(ds.check_stale(Feed::EXPORTS, limit, 1150.5));
+        assert!(
+            !ds.check_stale(Feed::EXPORTS, limit, 1200.0),
+            "counted once"
+        );
+        let record = ds.record();
+        let health = record.health(Feed::EXPORTS).unwrap();
+        assert!(!health.up);
+        assert_eq!(health.errors[&ErrorReason::Stale], 1);
+        assert_eq!(
+            health.last_error.as_ref().unwrap().reason,
+            ErrorReason::Stale
+        );
+        assert!(
+            record.version > version,
+            "the metrics cache sees the change"
+        );
+        assert!(record.exports.as_ref().unwrap().jobs.is_some(), "data kept");
+        drop(record);
+        // Not polled at all: nothing to mark.
+        assert!(!ds.check_stale(Feed::IMPORTS, limit, 99_999.0));
+    }
+
+    #[test]
+    fn unknown_statuses_beyond_ten_fold_into_one() {
+        let state = state();
+        let datastores = state.datastores();
+        let ds = &datastores[0];
+        let jobs = (0..25)
+            .map(|n| job(&format!("j{n}"), &format!("NEW_{n:02}"), f64::from(n)))
+            .collect();
+        ds.record_success(jobs, 100, 0.1, 10.0);
+        let record = ds.record();
+        let counts = &record
+            .exports
+            .as_ref()
+            .unwrap()
+            .jobs
+            .as_ref()
+            .unwrap()
+            .counts;
+        let unknown: Vec<&str> = counts
+            .keys()
+            .filter(|s| matches!(s, JobStatus::Unknown(_)))
+            .map(JobStatus::as_str)
+            .collect();
+        assert_eq!(unknown.len(), 11, "{unknown:?}");
+        assert_eq!(counts[&JobStatus::Unknown("OTHER_UNKNOWN".into())], 15);
+        assert_eq!(counts[&JobStatus::Unknown("NEW_00".into())], 1);
     }
 
     #[test]

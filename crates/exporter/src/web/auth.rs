@@ -1,19 +1,25 @@
 //! Optional HTTP basic auth, on the model of Prometheus' exporter-toolkit web config: users with
 //! bcrypt hashes in the config, so the file never holds a password.
 //!
-//! bcrypt is slow on purpose (a quarter of a second at cost 12), which shapes the rest:
-//! - a successful check is cached, keyed by a SHA-256 of user, password and hash, so Prometheus
-//!   scraping every 15 s pays bcrypt once, not per scrape; only successes are cached, so the cache
-//!   cannot be filled by guessing, and it is bounded all the same;
-//! - bcrypt runs on the blocking pool, never on the async workers that answer scrapes, and at most
-//!   a few at once, so a flood of wrong passwords queues up instead of taking every core;
+//! bcrypt is slow on purpose (a quarter of a second at cost 12), which makes it a CPU lever for
+//! anyone who can reach the endpoint. So:
+//! - **one verification at a time**, on the blocking pool, never on the async workers that answer
+//!   scrapes: a flood of wrong passwords costs at most one core;
+//! - **a short queue, then 429**: at most [`MAX_WAITING`] requests wait for the bcrypt slot; the
+//!   next ones are answered `429 Too Many Requests` at once instead of piling up;
+//! - **outcomes are cached**, keyed by a SHA-256 of user, password and configured hash (never the
+//!   password itself): a success for [`SUCCESS_TTL`], a failure for [`FAILURE_TTL`], each map
+//!   bounded. A scrape whose credentials were verified before never waits behind bcrypt, and a
+//!   client repeating one wrong password pays for it once, not per request;
 //! - an unknown user is checked against a real configured hash too (and refused whatever the
 //!   result), so response times do not tell which user names exist.
 //!
 //! Credentials are never logged: not the header, not the user name of a failed attempt.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use hyper::header::HeaderValue;
@@ -23,7 +29,17 @@ use tokio::sync::Semaphore;
 use super::settings::BasicAuthConfig;
 
 /// Distinct successful (user, password) pairs remembered; a handful of users need a handful.
-const CACHE_CAPACITY: usize = 256;
+const SUCCESS_CAPACITY: usize = 256;
+/// Distinct failed (user, password) pairs remembered.
+const FAILURE_CAPACITY: usize = 4096;
+/// How long a verified password is trusted without bcrypt (a reload starts a fresh cache, so a
+/// removed user loses access at once).
+pub const SUCCESS_TTL: Duration = Duration::from_secs(15 * 60);
+/// How long a wrong password is refused without bcrypt: short, so that a user who just fixed a
+/// password is not locked out for long.
+pub const FAILURE_TTL: Duration = Duration::from_secs(30);
+/// Requests that may wait for the bcrypt slot; more are answered 429 at once.
+pub const MAX_WAITING: usize = 8;
 
 /// Checks that `hash` is a bcrypt hash this exporter can verify: `$2a$`, `$2b$` or `$2y$`, a cost
 /// from 04 to 31, and 53 characters of salt and hash. The message never repeats the value.
@@ -37,8 +53,9 @@ pub(crate) fn check_bcrypt_hash(hash: &str) -> Result<(), String> {
                 .to_owned(),
         );
     }
-    let parts: bcrypt::HashParts = hash.parse().map_err(|e| {
-        format!("is not a well-formed bcrypt hash ({e}); a bcrypt hash has 60 characters")
+    // The parser's own message may quote the value: say only what is wrong with its shape.
+    let parts: bcrypt::HashParts = hash.parse().map_err(|_| {
+        "is not a well-formed bcrypt hash; a bcrypt hash has 60 characters".to_owned()
     })?;
     let cost = parts.get_cost();
     if !(4..=31).contains(&cost) {
@@ -49,13 +66,28 @@ pub(crate) fn check_bcrypt_hash(hash: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The configured users and the cache of recent successful checks.
+/// The outcome of a credentials check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// A configured user and its password.
+    Allowed,
+    /// Missing, malformed or wrong credentials: 401.
+    Denied,
+    /// Not checked: too many requests already wait for bcrypt. 429, try again shortly.
+    Busy,
+}
+
+/// The configured users and the caches of recent checks.
 pub struct BasicAuth {
     users: BTreeMap<String, String>,
     /// A configured hash that unknown users are checked against, for equal timing.
     decoy: String,
-    verified: Mutex<HashSet<[u8; 32]>>,
-    bcrypt_slots: Arc<Semaphore>,
+    successes: Mutex<HashMap<[u8; 32], Instant>>,
+    failures: Mutex<HashMap<[u8; 32], Instant>>,
+    /// One permit: one bcrypt verification at a time.
+    bcrypt_slot: Arc<Semaphore>,
+    /// Requests waiting for (or holding) the bcrypt slot.
+    waiting: AtomicUsize,
 }
 
 impl std::fmt::Debug for BasicAuth {
@@ -66,59 +98,124 @@ impl std::fmt::Debug for BasicAuth {
     }
 }
 
+/// Decrements the waiting count however the check ends (the request may be dropped mid-wait).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The maps are valid whatever a panicking holder did; at worst they forget an entry.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl BasicAuth {
     /// `None` when the config has no users (validation refuses that, so this is a guard).
     pub fn new(config: &BasicAuthConfig) -> Option<BasicAuth> {
         let decoy = config.users.values().next()?.clone();
-        let parallel = std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(1)
-            .clamp(1, 4);
         Some(BasicAuth {
             users: config.users.clone(),
             decoy,
-            verified: Mutex::new(HashSet::new()),
-            bcrypt_slots: Arc::new(Semaphore::new(parallel)),
+            successes: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+            bcrypt_slot: Arc::new(Semaphore::new(1)),
+            waiting: AtomicUsize::new(0),
         })
     }
 
     /// Whether the `Authorization` header carries a configured user and its password.
-    pub async fn check(&self, authorization: Option<&HeaderValue>) -> bool {
+    pub async fn check(&self, authorization: Option<&HeaderValue>) -> Verdict {
         let Some((user, password)) = authorization.and_then(parse_basic) else {
-            return false;
+            return Verdict::Denied;
         };
         let (hash, known) = match self.users.get(&user) {
             Some(hash) => (hash.clone(), true),
             None => (self.decoy.clone(), false),
         };
         let key = cache_key(&user, &password, &hash);
-        if known && self.cache().contains(&key) {
-            return true;
+        let now = Instant::now();
+        if known && fresh(&lock(&self.successes), &key, now, SUCCESS_TTL) {
+            return Verdict::Allowed;
         }
-        let Ok(_slot) = Arc::clone(&self.bcrypt_slots).acquire_owned().await else {
-            return false;
+        if fresh(&lock(&self.failures), &key, now, FAILURE_TTL) {
+            return Verdict::Denied;
+        }
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Verdict::Busy;
+        }
+        let _waiting = Waiting(&self.waiting);
+        let Ok(permit) = Arc::clone(&self.bcrypt_slot).acquire_owned().await else {
+            return Verdict::Denied;
         };
-        let matched =
-            tokio::task::spawn_blocking(move || bcrypt::verify(&password, &hash).unwrap_or(false))
-                .await
-                .unwrap_or(false);
-        let ok = known && matched;
-        if ok {
-            let mut cache = self.cache();
-            if cache.len() >= CACHE_CAPACITY {
-                cache.clear();
-            }
-            cache.insert(key);
+        // Another request may have verified the same credentials while this one waited.
+        let now = Instant::now();
+        if known && fresh(&lock(&self.successes), &key, now, SUCCESS_TTL) {
+            return Verdict::Allowed;
         }
-        ok
+        if fresh(&lock(&self.failures), &key, now, FAILURE_TTL) {
+            return Verdict::Denied;
+        }
+        // The permit goes with the computation: a request dropped mid-check (client gone) does
+        // not free the slot while bcrypt still runs.
+        let matched = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            bcrypt::verify(&password, &hash).unwrap_or(false)
+        })
+        .await
+        .unwrap_or(false);
+        let ok = known && matched;
+        let now = Instant::now();
+        if ok {
+            remember(
+                &mut lock(&self.successes),
+                key,
+                now,
+                SUCCESS_TTL,
+                SUCCESS_CAPACITY,
+            );
+            Verdict::Allowed
+        } else {
+            remember(
+                &mut lock(&self.failures),
+                key,
+                now,
+                FAILURE_TTL,
+                FAILURE_CAPACITY,
+            );
+            Verdict::Denied
+        }
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashSet<[u8; 32]>> {
-        // The set is valid whatever a panicking holder did; at worst it forgets an entry.
-        self.verified
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    #[cfg(test)]
+    fn cached(&self) -> (usize, usize) {
+        (lock(&self.successes).len(), lock(&self.failures).len())
     }
+}
+
+fn fresh(map: &HashMap<[u8; 32], Instant>, key: &[u8; 32], now: Instant, ttl: Duration) -> bool {
+    map.get(key).is_some_and(|at| now.duration_since(*at) < ttl)
+}
+
+/// Inserts `key`, first dropping expired entries when the map is full, and everything when it is
+/// still full: the bound holds whatever a client sends.
+fn remember(
+    map: &mut HashMap<[u8; 32], Instant>,
+    key: [u8; 32],
+    now: Instant,
+    ttl: Duration,
+    capacity: usize,
+) {
+    if map.len() >= capacity {
+        map.retain(|_, at| now.duration_since(*at) < ttl);
+        if map.len() >= capacity {
+            map.clear();
+        }
+    }
+    map.insert(key, now);
 }
 
 /// `Basic base64(user:password)` → (user, password). The scheme is case-insensitive (RFC 9110);
@@ -191,7 +288,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn verifies_and_caches() {
+    async fn verifies_and_caches_successes_and_failures() {
         let hash = bcrypt::hash("s3cret", 4).unwrap();
         let auth = BasicAuth::new(&BasicAuthConfig {
             users: BTreeMap::from([("alice".to_owned(), hash)]),
@@ -201,15 +298,91 @@ mod tests {
             let encoded = base64::engine::general_purpose::STANDARD.encode(s);
             HeaderValue::from_str(&format!("Basic {encoded}")).unwrap()
         };
-        assert!(auth.check(Some(&basic("alice:s3cret"))).await);
-        assert_eq!(auth.cache().len(), 1);
-        assert!(auth.check(Some(&basic("alice:s3cret"))).await, "cached");
-        assert!(!auth.check(Some(&basic("alice:wrong"))).await);
-        assert!(
-            !auth.check(Some(&basic("bob:s3cret"))).await,
+        assert_eq!(
+            auth.check(Some(&basic("alice:s3cret"))).await,
+            Verdict::Allowed
+        );
+        assert_eq!(auth.cached(), (1, 0));
+        assert_eq!(
+            auth.check(Some(&basic("alice:s3cret"))).await,
+            Verdict::Allowed
+        );
+        assert_eq!(
+            auth.check(Some(&basic("alice:wrong"))).await,
+            Verdict::Denied
+        );
+        assert_eq!(auth.cached(), (1, 1));
+        assert_eq!(
+            auth.check(Some(&basic("alice:wrong"))).await,
+            Verdict::Denied
+        );
+        assert_eq!(
+            auth.cached(),
+            (1, 1),
+            "a repeated failure is answered from the cache"
+        );
+        assert_eq!(
+            auth.check(Some(&basic("bob:s3cret"))).await,
+            Verdict::Denied,
             "unknown user, same password"
         );
-        assert!(!auth.check(None).await);
-        assert_eq!(auth.cache().len(), 1, "failures are not cached");
+        assert_eq!(auth.check(None).await, Verdict::Denied);
+        assert_eq!(auth.cached(), (1, 2));
+    }
+
+    #[test]
+    fn the_caches_stay_bounded() {
+        let mut map = HashMap::new();
+        let now = Instant::now();
+        for i in 0..(3 * FAILURE_CAPACITY as u32) {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_be_bytes());
+            remember(&mut map, key, now, FAILURE_TTL, FAILURE_CAPACITY);
+            assert!(map.len() <= FAILURE_CAPACITY);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_gets_429_and_a_verified_scraper_never_waits() {
+        let hash = bcrypt::hash("s3cret", 10).unwrap();
+        let auth = Arc::new(
+            BasicAuth::new(&BasicAuthConfig {
+                users: BTreeMap::from([("alice".to_owned(), hash)]),
+            })
+            .unwrap(),
+        );
+        let basic = |s: &str| {
+            let encoded = base64::engine::general_purpose::STANDARD.encode(s);
+            HeaderValue::from_str(&format!("Basic {encoded}")).unwrap()
+        };
+        let good = basic("alice:s3cret");
+        assert_eq!(auth.check(Some(&good)).await, Verdict::Allowed);
+        // Distinct wrong passwords: none is cached, each needs bcrypt.
+        let flood: Vec<_> = (0..(MAX_WAITING + 24))
+            .map(|i| {
+                let auth = Arc::clone(&auth);
+                let header = basic(&format!("alice:wrong{i}"));
+                tokio::spawn(async move { auth.check(Some(&header)).await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        // The cached scraper is answered without joining the queue.
+        let started = Instant::now();
+        assert_eq!(auth.check(Some(&good)).await, Verdict::Allowed);
+        assert!(auth.waiting.load(Ordering::SeqCst) <= MAX_WAITING);
+        let waited = started.elapsed();
+        let mut busy = 0;
+        for task in flood {
+            match task.await.unwrap() {
+                Verdict::Busy => busy += 1,
+                verdict => assert_eq!(verdict, Verdict::Denied),
+            }
+        }
+        assert!(
+            busy >= 24,
+            "{busy} of {} refused with 429",
+            MAX_WAITING + 24
+        );
+        assert!(waited < Duration::from_millis(50), "{waited:?}");
     }
 }

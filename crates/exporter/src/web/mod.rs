@@ -10,18 +10,28 @@
 //!   The TLS handshake gets the same bound, which hyper cannot see.
 //! - **Write-stall timeout.** A response write that makes no progress for `write_timeout` (a
 //!   client that stopped reading) ends the connection.
-//! - **Connection cap.** At most `server.max_connections` connections are held. When a new one
-//!   arrives at the cap, the connection that has waited longest *without a request in progress*
-//!   (idle keep-alive, slow loris, stalled TLS handshake) is closed to make room, as nginx reuses
-//!   idle keep-alive connections when it runs out. So connections that only hold a slot can never
-//!   lock a scrape out, whatever their number, and a connection serving a request is never cut.
-//!   Only when every held connection is mid-request (each takes microseconds, a response being
-//!   rendered) does a new one wait, in the kernel's accept backlog, until one finishes.
+//! - **Connection caps.** At most `server.max_connections` connections are held, and at most
+//!   `server.max_connections_per_ip` from one source address (0 = no per-address cap; by default
+//!   half of `max_connections`): a connection beyond the per-address cap is closed at once, so
+//!   one address flooding connects neither holds the slots nor keeps others waiting in the accept
+//!   backlog. When a new connection arrives at the global cap, a connection *without a request in
+//!   progress* is closed to make room: first the keep-alive connection that has been idle longest
+//!   after serving a request, then the oldest that sent no request within its grace period
+//!   ([`DEFAULT_EVICTION_GRACE`], for the TLS handshake and the first request head). A connection
+//!   in its grace period or mid-request is never cut, so a probe cannot lose its connection to a
+//!   flood of newer ones. Only when every held connection is protected does a new one wait, in
+//!   the kernel's accept backlog, until one finishes or leaves its grace period.
+//!   Behind a service mesh sidecar every connection, kubelet probes included, arrives from
+//!   loopback: there the per-address cap applies to all clients together.
 //! - **No request bodies.** No route reads one; hyper discards an unread body by closing the
 //!   connection after the response, so nothing is ever buffered. Read routes take GET and HEAD.
 //! - **Credentials.** With TLS client certificates or basic auth configured, every route but the
 //!   probes `/healthz` and `/readyz` asks for them: kubelet probes cannot carry credentials, and the
-//!   probes reveal nothing but "alive" and "ready".
+//!   probes reveal nothing but "alive" and "ready". bcrypt runs one check at a time behind a short
+//!   queue (see [`auth`]).
+//! - **Reload.** `POST /-/reload` works only with `server.enable_reload` (403 otherwise), after
+//!   the credentials above, and never for a request a browser marks as coming from another site.
+//!   A reload applies `[server]` too: TLS, basic auth and the caps ([`HttpContext::prepare`]).
 //!
 //! The module owns its settings (`settings`: `[server]`, TLS files, basic auth users) and their
 //! checks; the config module reads them from the file and calls those checks, never the reverse.
@@ -36,8 +46,9 @@ pub(crate) mod tls;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
@@ -45,7 +56,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use self::auth::BasicAuth;
-use self::connection::{connection, Slots};
+use self::connection::{connection, Refusal, Slots};
 use self::settings::ServerConfig;
 use self::tls::Tls;
 use crate::metrics::MetricsCache;
@@ -59,13 +70,21 @@ pub(crate) const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for responses in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a new connection may handshake and send its first request head before it can be
+/// closed to make room for another.
+pub const DEFAULT_EVICTION_GRACE: Duration = Duration::from_secs(3);
+
 /// The server's limits. [`Limits::new`] gives the production values for a `[server]` section;
-/// tests shorten the timeouts to stay fast (the fields are deliberately not config keys).
+/// tests shorten the timeouts to stay fast (the timeouts are deliberately not config keys).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Limits {
     pub header_read_timeout: Duration,
     pub write_timeout: Duration,
     pub max_connections: usize,
+    /// 0 = off.
+    pub max_connections_per_ip: usize,
+    /// See [`DEFAULT_EVICTION_GRACE`].
+    pub eviction_grace: Duration,
     /// How often, at most, TLS certificate files are looked at for a rotation.
     pub cert_check_interval: Duration,
 }
@@ -76,20 +95,34 @@ impl Limits {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             max_connections: server.max_connections.max(1),
+            max_connections_per_ip: server.max_connections_per_ip,
+            eviction_grace: DEFAULT_EVICTION_GRACE,
             cert_check_interval: tls::DEFAULT_CERT_CHECK_INTERVAL,
         }
     }
 }
 
-/// What can stop the HTTP endpoint from being set up (after the config validated: a TLS file
-/// changed or vanished in between).
+/// What can stop the HTTP endpoint from being set up or reconfigured.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("server.basic_auth.users: no users configured; add one or remove [server.basic_auth]")]
     NoUsers,
+    #[error("{key} changed: this takes a restart; the reload is refused (restore the previous value, or restart the exporter)")]
+    NeedsRestart { key: &'static str },
 }
+
+/// The settings a reload may change: `[server]` as last applied, with the TLS acceptor and the
+/// basic-auth users built from it. Each request takes the current one.
+pub(crate) struct Web {
+    server: ServerConfig,
+    tls: Option<Arc<Tls>>,
+    auth: Option<Arc<BasicAuth>>,
+}
+
+/// A reloaded `[server]` section, checked and built, ready to [`HttpContext::commit`].
+pub struct PreparedWeb(Web);
 
 /// How `POST /-/reload` asks for the configuration file to be re-read (the supervisor answers).
 pub trait Reload: Send + Sync + 'static {
@@ -110,8 +143,8 @@ pub enum ReloadOutcome {
 pub struct HttpContext {
     state: Arc<State>,
     limits: Limits,
-    tls: Option<Tls>,
-    auth: Option<BasicAuth>,
+    web: RwLock<Arc<Web>>,
+    slots: Arc<Slots>,
     /// `POST /-/reload` asks the supervisor through this; `None` answers 503.
     reload: Option<Box<dyn Reload>>,
     /// What `/metrics` encoded before, reused until State changes.
@@ -124,25 +157,23 @@ impl HttpContext {
         HttpContext::with_limits(state, server, Limits::new(server))
     }
 
-    /// Like [`HttpContext::new`] with explicit limits (`server.max_connections` is ignored).
+    /// Like [`HttpContext::new`] with explicit limits (`server.max_connections` and
+    /// `max_connections_per_ip` are ignored until a reload changes them).
     pub fn with_limits(
         state: Arc<State>,
         server: &ServerConfig,
         limits: Limits,
     ) -> Result<HttpContext, HttpError> {
-        let tls = match &server.tls {
-            Some(config) => Some(Tls::new(config, limits.cert_check_interval)?),
-            None => None,
-        };
-        let auth = match &server.basic_auth {
-            Some(config) => Some(BasicAuth::new(config).ok_or(HttpError::NoUsers)?),
-            None => None,
-        };
+        let web = build_web(&state, server, None, limits.cert_check_interval)?;
         Ok(HttpContext {
+            slots: Arc::new(Slots::new(
+                limits.max_connections,
+                limits.max_connections_per_ip,
+                limits.eviction_grace,
+            )),
             state,
             limits,
-            tls,
-            auth,
+            web: RwLock::new(Arc::new(web)),
             reload: None,
             metrics: MetricsCache::with_process_metrics(),
         })
@@ -153,6 +184,96 @@ impl HttpContext {
         self.reload = Some(Box::new(reload));
         self
     }
+
+    pub(crate) fn web(&self) -> Arc<Web> {
+        Arc::clone(&self.web.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Checks and builds a reloaded `[server]` section without applying it: a changed
+    /// `listen_address`, or TLS files that cannot be used under changed `[server.tls]` paths,
+    /// refuse the reload. Unchanged TLS paths keep the running certificate, which follows its
+    /// files on its own: a pair caught mid-rotation does not block the reload.
+    pub fn prepare(&self, server: &ServerConfig) -> Result<PreparedWeb, HttpError> {
+        let current = self.web();
+        if server.listen_address != current.server.listen_address {
+            return Err(HttpError::NeedsRestart {
+                key: "server.listen_address",
+            });
+        }
+        let web = build_web(
+            &self.state,
+            server,
+            Some(&current),
+            self.limits.cert_check_interval,
+        )?;
+        Ok(PreparedWeb(web))
+    }
+
+    /// Applies a prepared `[server]` section: new requests and handshakes use it at once.
+    pub fn commit(&self, prepared: PreparedWeb) {
+        let web = prepared.0;
+        let current = self.web();
+        if web.server != current.server {
+            let s = &web.server;
+            tracing::info!(
+                tls = web.tls.is_some(),
+                client_certificates = web.tls.as_ref().is_some_and(|t| t.client_auth()),
+                basic_auth = web.auth.is_some(),
+                max_connections = s.max_connections,
+                max_connections_per_ip = s.max_connections_per_ip,
+                enable_reload = s.enable_reload,
+                "HTTP settings reloaded"
+            );
+        }
+        self.slots.set_limits(
+            web.server.max_connections,
+            web.server.max_connections_per_ip,
+        );
+        self.state
+            .certificate_status()
+            .set(web.tls.as_ref().map(|t| t.refresh_now()));
+        *self.web.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(web);
+    }
+}
+
+/// TLS and basic auth for `server`. With `current`, unchanged parts are reused: the running TLS
+/// acceptor when the paths did not change, the basic-auth caches when the users did not.
+fn build_web(
+    state: &Arc<State>,
+    server: &ServerConfig,
+    current: Option<&Web>,
+    cert_check_interval: Duration,
+) -> Result<Web, HttpError> {
+    let tls = match (&server.tls, current) {
+        (None, _) => None,
+        (Some(config), Some(current))
+            if current.server.tls.as_ref() == Some(config) && current.tls.is_some() =>
+        {
+            current.tls.clone()
+        }
+        (Some(config), _) => Some(Arc::new(Tls::new(
+            config,
+            cert_check_interval,
+            Arc::clone(state),
+        )?)),
+    };
+    let auth = match (&server.basic_auth, current) {
+        (None, _) => None,
+        (Some(config), Some(current))
+            if current.server.basic_auth.as_ref() == Some(config) && current.auth.is_some() =>
+        {
+            current.auth.clone()
+        }
+        (Some(config), _) => Some(Arc::new(BasicAuth::new(config).ok_or(HttpError::NoUsers)?)),
+    };
+    if current.is_none() {
+        state.certificate_status().set(tls.as_ref().map(|_| true));
+    }
+    Ok(Web {
+        server: server.clone(),
+        tls,
+        auth,
+    })
 }
 
 /// Accepts connections on `listener` until `shutdown` resolves, then drains them.
@@ -161,19 +282,24 @@ pub async fn serve(
     context: Arc<HttpContext>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let slots = Arc::new(Slots::new(context.limits.max_connections));
+    let slots = Arc::clone(&context.slots);
     let (stop, stopped) = watch::channel(false);
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(context.limits.header_read_timeout);
-    tracing::info!(
-        tls = context.tls.is_some(),
-        client_certificates = context.tls.as_ref().is_some_and(Tls::client_auth),
-        basic_auth = context.auth.is_some(),
-        max_connections = context.limits.max_connections,
-        "serving HTTP"
-    );
+    {
+        let web = context.web();
+        tracing::info!(
+            tls = web.tls.is_some(),
+            client_certificates = web.tls.as_ref().is_some_and(|t| t.client_auth()),
+            basic_auth = web.auth.is_some(),
+            max_connections = slots.max.load(Ordering::SeqCst),
+            max_connections_per_ip = slots.max_per_ip.load(Ordering::SeqCst),
+            enable_reload = web.server.enable_reload,
+            "serving HTTP"
+        );
+    }
     tokio::pin!(shutdown);
     'accept: loop {
         let (stream, peer) = tokio::select! {
@@ -190,15 +316,25 @@ pub async fn serve(
         };
         let slot = loop {
             let room = slots.room.notified();
-            if let Some(slot) = slots.admit() {
-                break slot;
+            match slots.admit(peer.ip(), Instant::now()) {
+                Ok(slot) => break Some(slot),
+                // Closed at once, so that one address flooding connections neither holds slots
+                // nor keeps other clients waiting in the accept backlog.
+                Err(Refusal::PerIp) => break None,
+                Err(Refusal::Full) => {}
             }
-            // Every held connection is mid-request: wait for one to finish (others queue in the
-            // kernel's backlog meanwhile).
+            // Every held connection is mid-request or in its grace period: wait for one to finish
+            // or to leave its grace period (others queue in the kernel's backlog meanwhile).
             tokio::select! {
                 () = room => {},
+                () = tokio::time::sleep(slots.grace / 4) => {},
                 () = &mut shutdown => break 'accept,
             }
+        };
+        let Some(slot) = slot else {
+            tracing::debug!(%peer, "server.max_connections_per_ip reached: connection closed");
+            drop(stream);
+            continue;
         };
         let context = Arc::clone(&context);
         let builder = builder.clone();

@@ -6,13 +6,13 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
     HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CACHE_CONTROL,
-    CONTENT_ENCODING, CONTENT_TYPE, VARY, WWW_AUTHENTICATE,
+    CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 
+use super::auth::Verdict;
 use super::landing::landing_page;
-use super::tls::Tls;
-use super::{HttpContext, ReloadOutcome};
+use super::{HttpContext, ReloadOutcome, Web};
 use crate::metrics::{self, Format};
 use crate::model::unix_now;
 
@@ -29,18 +29,36 @@ pub(super) fn is_probe(path: &str) -> bool {
 /// Where Prometheus' own lifecycle API reloads: tools that know one know the other.
 pub(super) const RELOAD_PATH: &str = "/-/reload";
 
-/// `POST` (or `PUT`) `/-/reload`: re-read the configuration file; 200 when applied, 500 with the
-/// reason when rejected (the previous configuration keeps running).
-pub(super) async fn reload(request: &Request<Incoming>, context: &HttpContext) -> Response<Body> {
-    if request.method() != Method::POST && request.method() != Method::PUT {
+/// `POST /-/reload`: re-read the configuration file; 200 when applied, 500 with the reason when
+/// rejected (the previous configuration keeps running). Off unless `server.enable_reload`
+/// (403 with a hint; SIGHUP always works), and refused when the request comes from another site
+/// (a browser tricked into posting here): credentials, when configured, were checked before.
+pub(super) async fn reload(
+    request: &Request<Incoming>,
+    context: &HttpContext,
+    web: &Web,
+) -> Response<Body> {
+    if !web.server.enable_reload {
+        return text(
+            StatusCode::FORBIDDEN,
+            "forbidden: reloading over HTTP is off; set server.enable_reload = true, or send SIGHUP to the exporter\n",
+        );
+    }
+    if request.method() != Method::POST {
         let mut response = text(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed: use POST to reload the configuration\n",
         );
         response
             .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("POST, PUT"));
+            .insert(ALLOW, HeaderValue::from_static("POST"));
         return response;
+    }
+    if is_cross_site(request.headers()) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "forbidden: a reload request from another site (Origin / Sec-Fetch-Site) is refused; send it without a browser, e.g. curl -X POST\n",
+        );
     }
     let Some(handle) = &context.reload else {
         return text(
@@ -60,11 +78,41 @@ pub(super) async fn reload(request: &Request<Incoming>, context: &HttpContext) -
     };
     let mut response = Response::new(Body::new(Bytes::from(message)));
     *response.status_mut() = status;
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Whether a browser says the request comes from another site: `Sec-Fetch-Site` other than
+/// `same-origin` or `none` (typed by the user), or an `Origin` whose host and port are not the
+/// `Host` the request was sent to (an opaque `null` origin counts as another site). Tools like
+/// curl send neither header.
+fn is_cross_site(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        let site = site.to_str().unwrap_or("").trim();
+        if !site.eq_ignore_ascii_case("same-origin") && !site.eq_ignore_ascii_case("none") {
+            return true;
+        }
+    }
+    let Some(origin) = headers.get(hyper::header::ORIGIN) else {
+        return false;
+    };
+    let origin = origin.to_str().unwrap_or("").trim();
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"));
+    let host = headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::trim);
+    match (authority, host) {
+        (Some(authority), Some(host)) => !authority.eq_ignore_ascii_case(host),
+        _ => true,
+    }
 }
 
 pub(super) async fn route(
@@ -73,29 +121,43 @@ pub(super) async fn route(
     client_certificate: bool,
 ) -> Response<Body> {
     let path = request.uri().path();
+    let web = context.web();
     if !is_probe(path) {
-        if context.tls.as_ref().is_some_and(Tls::client_auth) && !client_certificate {
+        if web.tls.as_ref().is_some_and(|t| t.client_auth()) && !client_certificate {
             return text(
                 StatusCode::FORBIDDEN,
                 "forbidden: present a TLS client certificate signed by the CA in server.tls.client_ca_file\n",
             );
         }
-        if let Some(auth) = &context.auth {
-            if !auth.check(request.headers().get(AUTHORIZATION)).await {
-                let mut response = text(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized: send a user name and password configured in server.basic_auth (HTTP basic auth)\n",
-                );
-                response
-                    .headers_mut()
-                    .insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
-                return response;
+        if let Some(auth) = &web.auth {
+            match auth.check(request.headers().get(AUTHORIZATION)).await {
+                Verdict::Allowed => {}
+                Verdict::Denied => {
+                    let mut response = text(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized: send a user name and password configured in server.basic_auth (HTTP basic auth)\n",
+                    );
+                    response
+                        .headers_mut()
+                        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
+                    return response;
+                }
+                Verdict::Busy => {
+                    let mut response = text(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many requests: too many password checks are waiting; retry shortly\n",
+                    );
+                    response
+                        .headers_mut()
+                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                    return response;
+                }
             }
         }
     }
     let state = &context.state;
     if path == RELOAD_PATH {
-        return reload(request, context).await;
+        return reload(request, context, &web).await;
     }
     let known = matches!(path, "/" | "/metrics" | "/healthz" | "/readyz");
     if !known {
@@ -157,8 +219,9 @@ pub(super) fn metrics_response(
         CONTENT_TYPE,
         HeaderValue::from_static(format.content_type()),
     );
-    // Caches must not hand a gzip body to a client that did not ask for one, or the reverse.
-    headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    // The body depends on both: the format on Accept, the compression on Accept-Encoding. Caches
+    // must not hand one client's variant to another.
+    headers.insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
     if gzip {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
@@ -217,6 +280,41 @@ mod tests {
             headers.append(ACCEPT_ENCODING, HeaderValue::from_str(value).unwrap());
         }
         accepts_gzip(&headers)
+    }
+
+    #[test]
+    fn cross_site_requests_are_recognised() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        assert!(
+            !is_cross_site(&headers(&[("host", "10.0.0.5:9469")])),
+            "curl"
+        );
+        assert!(!is_cross_site(&headers(&[
+            ("host", "10.0.0.5:9469"),
+            ("origin", "http://10.0.0.5:9469"),
+            ("sec-fetch-site", "same-origin"),
+        ])));
+        assert!(!is_cross_site(&headers(&[("sec-fetch-site", "none")])));
+        assert!(is_cross_site(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(is_cross_site(&headers(&[("sec-fetch-site", "same-site")])));
+        assert!(is_cross_site(&headers(&[
+            ("host", "10.0.0.5:9469"),
+            ("origin", "https://evil.example"),
+        ])));
+        assert!(is_cross_site(&headers(&[
+            ("host", "10.0.0.5:9469"),
+            ("origin", "null")
+        ])));
+        assert!(
+            is_cross_site(&headers(&[("origin", "http://10.0.0.5:9469")])),
+            "no Host"
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The `[server]` settings the web module serves with: listen address, connection cap, TLS files and
-//! basic auth users. The config module builds them from the file and checks them with the checks
+//! The `[server]` settings the web module serves with: listen address, connection caps, reload
+//! switch, TLS files and basic auth users. The config module builds them from the file and checks them with the checks
 //! the web module owns (`tls::check_files`, `auth::check_bcrypt_hash`, [`parse_listen_address`]).
 
 use std::net::SocketAddr;
@@ -19,6 +19,11 @@ pub struct ServerConfig {
     pub listen_address: SocketAddr,
     /// Connections held open at once; see the `web` module docs for what happens at the cap.
     pub max_connections: usize,
+    /// Connections one source address may hold at once; 0 = no per-address limit.
+    pub max_connections_per_ip: usize,
+    /// `POST /-/reload` re-reads the file (off by default: anyone who can reach the endpoint
+    /// could otherwise trigger reloads; SIGHUP always works).
+    pub enable_reload: bool,
     /// `None`: plain HTTP.
     pub tls: Option<TlsConfig>,
     /// `None`: no credentials asked for.
@@ -30,6 +35,8 @@ impl Default for ServerConfig {
         ServerConfig {
             listen_address: SocketAddr::from(([0, 0, 0, 0], 9469)),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS / 2,
+            enable_reload: false,
             tls: None,
             basic_auth: None,
         }

@@ -30,6 +30,7 @@ use sha2::{Digest, Sha256};
 use tokio_rustls::TlsAcceptor;
 
 use super::settings::TlsConfig;
+use crate::state::State;
 
 /// How often, at most, the certificate files are looked at again (only when a handshake happens).
 pub(crate) const DEFAULT_CERT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
@@ -135,6 +136,7 @@ pub(crate) fn check_files(config: &TlsConfig) -> Result<(), TlsError> {
 pub struct Tls {
     acceptor: TlsAcceptor,
     client_auth: bool,
+    cert: Arc<ReloadingCert>,
 }
 
 impl fmt::Debug for Tls {
@@ -148,14 +150,20 @@ impl fmt::Debug for Tls {
 impl Tls {
     /// Loads the certificate, key and client CA; `check_interval` bounds how often the
     /// certificate files are looked at again.
-    pub fn new(config: &TlsConfig, check_interval: Duration) -> Result<Tls, TlsError> {
+    /// Every load of the certificate files is noted in `state`'s certificate status.
+    pub fn new(
+        config: &TlsConfig,
+        check_interval: Duration,
+        state: Arc<State>,
+    ) -> Result<Tls, TlsError> {
         let provider = provider();
-        let resolver = ReloadingCert::new(
+        let resolver = Arc::new(ReloadingCert::new(
             config.cert_file.clone(),
             config.key_file.clone(),
             check_interval,
             Arc::clone(&provider),
-        )?;
+            Some(state),
+        )?);
         let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Setup(e.to_string()))?;
@@ -175,12 +183,19 @@ impl Tls {
                 builder.with_client_cert_verifier(verifier)
             }
         };
-        let mut server = builder.with_cert_resolver(Arc::new(resolver));
+        let mut server = builder.with_cert_resolver(Arc::clone(&resolver) as _);
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Tls {
             acceptor: TlsAcceptor::from(Arc::new(server)),
             client_auth: config.client_ca_file.is_some(),
+            cert: resolver,
         })
+    }
+
+    /// Looks at the certificate files now (a reload): returns whether the pair in service is the
+    /// files' current content, i.e. false while the files hold a pair that cannot be used.
+    pub(crate) fn refresh_now(&self) -> bool {
+        self.cert.refresh_now()
     }
 
     pub(crate) fn acceptor(&self) -> &TlsAcceptor {
@@ -247,9 +262,10 @@ fn parse_pair(
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::NoKey {
         key: FileKey::Key,
         path: key_path.to_owned(),
+        // The PEM parser's detail may quote a line of the key file: say only that it is damaged.
         detail: match e {
             rustls::pki_types::pem::Error::NoItemsFound => String::new(),
-            other => pem_detail(Some(other)),
+            _ => ": the PEM is damaged".to_owned(),
         },
     })?;
     CertifiedKey::from_der(certs, key, provider).map_err(|e| match e {
@@ -306,6 +322,7 @@ pub struct ReloadingCert {
     check_interval: Duration,
     provider: Arc<CryptoProvider>,
     current: Mutex<Current>,
+    state: Option<Arc<State>>,
 }
 
 struct Current {
@@ -315,6 +332,13 @@ struct Current {
     checked: Instant,
     /// The last problem logged, so that a broken pair is reported once, not per handshake.
     reported: Option<String>,
+}
+
+/// Notes each load of the files (`healthlake_exporter_tls_certificate_load_successful`).
+fn note(state: Option<&Arc<State>>, ok: bool) {
+    if let Some(state) = state {
+        state.certificate_status().set(Some(ok));
+    }
 }
 
 impl fmt::Debug for ReloadingCert {
@@ -332,6 +356,7 @@ impl ReloadingCert {
         key_path: PathBuf,
         check_interval: Duration,
         provider: Arc<CryptoProvider>,
+        state: Option<Arc<State>>,
     ) -> Result<Self, TlsError> {
         let cert_pem = read(FileKey::Cert, &cert_path)?;
         let key_pem = read(FileKey::Key, &key_path)?;
@@ -347,7 +372,18 @@ impl ReloadingCert {
             key_path,
             check_interval,
             provider,
+            state,
         })
+    }
+
+    /// Looks at the files now, whatever the check interval; true when they hold the pair served.
+    pub fn refresh_now(&self) -> bool {
+        let mut current = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        current.checked = Instant::now();
+        self.refresh(&mut current)
     }
 
     /// The certificate to serve now, after looking at the files if they are due a look.
@@ -364,7 +400,7 @@ impl ReloadingCert {
         Arc::clone(&current.key)
     }
 
-    fn refresh(&self, current: &mut Current) {
+    fn refresh(&self, current: &mut Current) -> bool {
         let read_both = read(FileKey::Cert, &self.cert_path)
             .and_then(|cert| read(FileKey::Key, &self.key_path).map(|key| (cert, key)));
         let outcome = read_both.and_then(|(cert_pem, key_pem)| {
@@ -382,7 +418,12 @@ impl ReloadingCert {
             .map(|key| Some((key, print)))
         });
         match outcome {
-            Ok(None) => {}
+            Ok(None) => {
+                // The files hold the pair in service (again).
+                current.reported = None;
+                note(self.state.as_ref(), true);
+                true
+            }
             Ok(Some((key, print))) => {
                 current.key = Arc::new(key);
                 current.loaded = print;
@@ -392,6 +433,8 @@ impl ReloadingCert {
                     key_file = %self.key_path.display(),
                     "TLS certificate files changed: serving the new certificate"
                 );
+                note(self.state.as_ref(), true);
+                true
             }
             Err(error) => {
                 let message = error.to_string();
@@ -402,6 +445,8 @@ impl ReloadingCert {
                     );
                     current.reported = Some(message);
                 }
+                note(self.state.as_ref(), false);
+                false
             }
         }
     }
