@@ -73,7 +73,56 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// `WWW-Authenticate` for a 401.
 const BASIC_CHALLENGE: &str = "Basic realm=\"healthlake-exporter\"";
 
-type Body = Full<Bytes>;
+/// A response body: one buffer, or `/metrics` streamed from the cache.
+enum Body {
+    Full(Full<Bytes>),
+    Metrics(metrics::MetricsBody),
+}
+
+impl Body {
+    fn new(bytes: Bytes) -> Body {
+        Body::Full(Full::new(bytes))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Body::Full(full) => Pin::new(full).poll_frame(cx),
+            // Each chunk is made from memory, in well under a millisecond: no need to yield.
+            Body::Metrics(body) => Poll::Ready(match body.next() {
+                Some(Ok(chunk)) => Some(Ok(Frame::data(chunk))),
+                Some(Err(error)) => {
+                    // Too late for an error status: end the body short, so the client sees a
+                    // truncated response (its length was announced) rather than wrong data.
+                    tracing::error!(%error, "streaming /metrics failed; closing the response");
+                    None
+                }
+                None => None,
+            }),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(full) => full.is_end_stream(),
+            Body::Metrics(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(full) => full.size_hint(),
+            Body::Metrics(body) => SizeHint::with_exact(body.len()),
+        }
+    }
+}
 
 /// The server's limits. [`Limits::new`] gives the production values for a `[server]` section;
 /// tests shorten the timeouts to stay fast (the fields are deliberately not config keys).
@@ -452,15 +501,15 @@ async fn route(
 /// (a bug), the uncached encoder answers, uncompressed, so scrapes keep working.
 fn metrics_response(context: &HttpContext, format: Format, gzip: bool) -> Response<Body> {
     let now = unix_now();
-    let (body, gzip) = match context.metrics.render(&context.state, now, format, gzip) {
-        Ok(body) => (body, gzip),
+    let (body, gzip) = match context.metrics.body(&context.state, now, format, gzip) {
+        Ok(body) => (Body::Metrics(body), gzip),
         Err(error) => {
             tracing::warn!(%error, "cached metrics encoding failed; encoding without the cache");
             let body = metrics::render_uncached(&context.state, now, format);
-            (body.into_bytes(), false)
+            (Body::new(Bytes::from(body)), false)
         }
     };
-    let mut response = Response::new(Body::new(Bytes::from(body)));
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,

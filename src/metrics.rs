@@ -22,29 +22,32 @@
 //! scrape writes `now − submitted` with the library's float formatter (`dtoa`).
 //!
 //! gzip: compressing ~1.5 MB on every scrape would cost more than everything else together. Each
-//! static piece is instead compressed once, on the first gzip scrape after it changed, into a raw
-//! DEFLATE stream ended by a sync flush (byte-aligned, not final). Such streams concatenate into one
-//! valid DEFLATE stream (as pigz does), so a gzip scrape is: a gzip header, the cached compressed
-//! pieces with the few dynamic values between them as stored (uncompressed) blocks, a final empty
-//! block, and the CRC-32 of the uncompressed bytes. The result is one ordinary gzip member that any
-//! decoder reads, not a multi-member stream that some (curl) stop reading after the first member.
+//! static piece is instead compressed once, when it is encoded, into a raw DEFLATE stream ended by
+//! a sync flush (byte-aligned, not final). Such streams concatenate into one valid DEFLATE stream
+//! (as pigz does), so a gzip scrape is: a gzip header, the cached compressed pieces with the few
+//! dynamic values between them as stored (uncompressed) blocks, a final empty block, and the CRC-32
+//! of the uncompressed bytes, combined from each piece's CRC-32 and length (one multiplication
+//! modulo the CRC polynomial per piece, as zlib's `crc32_combine`). The result is one ordinary gzip
+//! member that any decoder reads, not a multi-member stream that some (curl) stop reading after the
+//! first member.
 //!
-//! Memory: once a gzip scrape needed a datastore's pieces, only their compressed form is kept, with
-//! each piece's CRC-32 and length; the trailer's CRC is combined from those (one multiplication
-//! modulo the CRC polynomial per piece, as zlib's `crc32_combine`) and the dynamic values' bytes,
-//! without the text. (At 1,000 datastores × 100 job series: 24 MB of text, ~4 MB compressed.) Text
-//! is kept only for formats that plain scrapes alone asked for; a plain scrape of a format kept
-//! compressed (rare: probes, curl) is answered by [`render_uncached`].
+//! Memory: a piece is kept in one form only, compressed (at 1,000 datastores × 100 job series:
+//! 24 MB of text, ~4 MB compressed). A plain scrape inflates the same pieces, which form one DEFLATE
+//! stream, as it goes. Neither kind of scrape assembles its body: [`MetricsBody`] writes it chunk
+//! by chunk while the client reads, so a scrape holds one chunk and references to the shared
+//! pieces, and concurrent scrapes cannot multiply the body. One scrape per format encodes what
+//! changed; a concurrent one waits for it and shares the result.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
-use flate2::{Compress, Compression, FlushCompress};
+use bytes::Bytes;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
@@ -884,13 +887,14 @@ fn split_families(text: &str) -> Result<Vec<FamilyLines>, RenderError> {
 /// Where a scrape's bytes for one datastore come from, kept until its record changes.
 ///
 /// Holds the datastores seen by the last scrape, and for each the encoded pieces of the formats
-/// scraped since its last change. Entries of datastores no longer in State are dropped when the
-/// datastore list changes (a reload). One per server, shared by its connections.
+/// scraped since its last change, compressed only. Entries of datastores no longer in State are
+/// dropped when the datastore list changes (a reload). One per server, shared by its connections.
 #[derive(Debug, Default)]
 pub struct MetricsCache {
     inner: Mutex<Inner>,
-    /// The last body length per format and encoding: the next body's capacity.
-    last_len: [[AtomicUsize; 2]; 2],
+    /// Per format, held while a scrape encodes the datastores that changed: a concurrent scrape
+    /// waits and then shares those encodings instead of making (and holding) copies of its own.
+    encoding: [Mutex<()>; 2],
     /// Datastore pieces encoded since the start (one per datastore, format and change).
     encodes: AtomicU64,
 }
@@ -902,6 +906,8 @@ pub struct CacheStats {
     pub datastores: usize,
     /// Datastore pieces encoded since the start (one per datastore, format and change).
     pub encodes: u64,
+    /// Bytes the cached pieces and their tables take (compressed text, segment tables).
+    pub bytes: usize,
 }
 
 #[derive(Debug, Default)]
@@ -924,23 +930,21 @@ struct Entry {
     formats: [Option<Arc<Encoded>>; 2],
 }
 
-/// Static text, its compressed form and its CRC-32.
+/// Static text, kept only compressed (see [`deflate`]), with its length and CRC-32.
 #[derive(Debug)]
 struct Piece {
-    text: String,
-    deflated: Vec<u8>,
+    deflated: Box<[u8]>,
+    len: u32,
     crc: CrcPiece,
 }
 
 impl Piece {
-    fn new(text: String, compress: &mut Option<Compress>) -> Piece {
-        let deflated = deflate(compressor(compress), text.as_bytes());
-        let crc = CrcPiece::of(text.as_bytes());
-        Piece {
-            text,
-            deflated,
-            crc,
-        }
+    fn new(text: &str, compress: &mut Option<Compress>) -> Result<Piece, RenderError> {
+        Ok(Piece {
+            deflated: deflate(compressor(compress), text.as_bytes()).into_boxed_slice(),
+            len: offset(text.len())?,
+            crc: CrcPiece::of(text.as_bytes()),
+        })
     }
 }
 
@@ -950,19 +954,11 @@ struct Encoded {
     version: u64,
     families: [Family; DATASTORE_FAMILIES],
     /// Every family's segments, family after family.
-    segments: Vec<Segment>,
-    body: Body,
-}
-
-/// The segments' static bytes: the sample lines without the values that depend on `now`.
-#[derive(Debug)]
-enum Body {
-    /// As text, while only plain scrapes asked for this format.
-    Text(String),
-    /// Only compressed, each segment by itself (see [`deflate`]), once a gzip scrape needed it.
-    /// Plain scrapes are rare (probes, curl), gzip ones the norm (Prometheus): keeping the text
-    /// too would more than double the cache. A plain scrape then encodes State anew.
-    Deflated(Vec<u8>),
+    segments: Box<[Segment]>,
+    /// The segments' static text, each segment compressed by itself (see [`deflate`]). The text
+    /// itself is not kept: plain scrapes inflate these while they stream (one representation,
+    /// whatever the scrapes ask for).
+    deflated: Box<[u8]>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -978,9 +974,10 @@ struct Family {
 /// Static text, then, for a sample whose value depends on `now`, that value and `\n`.
 #[derive(Clone, Copy, Debug)]
 struct Segment {
-    /// Where the static text ends in [`Body::Text`] (it starts where the previous segment ends).
-    text_end: u32,
-    /// Where its compressed form ends in [`Body::Deflated`] (likewise).
+    /// The length of the static text.
+    len: u32,
+    /// Where its compressed form ends in [`Encoded::deflated`] (it starts where the previous
+    /// segment's ends).
     deflated_end: u32,
     /// The CRC-32 of the static text: a gzip scrape extends its checksum without the text.
     crc: CrcPiece,
@@ -998,15 +995,13 @@ fn offset(n: usize) -> Result<u32, RenderError> {
 }
 
 impl Encoded {
-    /// Encodes one datastore with prometheus-client and cuts the output into families and
-    /// segments. Keeps it compressed when `deflated`, reusing the compressed segments of families
-    /// equal to `previous`'s.
+    /// Encodes one datastore with prometheus-client, cuts the output into families and segments
+    /// and compresses them, reusing the compressed segments of families equal to `previous`'s.
     fn new(
         snapshot: Snapshot,
         now: f64,
         format: Format,
         previous: Option<&Encoded>,
-        deflated: bool,
         compress: &mut Option<Compress>,
     ) -> Result<Encoded, RenderError> {
         let version = snapshot.version;
@@ -1026,8 +1021,10 @@ impl Encoded {
         if split.len() != DATASTORE_FAMILIES || marks.len() != DATASTORE_FAMILIES {
             return Err(RenderError::Shape("a datastore's families"));
         }
+        // Each segment's static text, as ranges of `text`.
         let mut text = String::with_capacity(out.len());
         let mut segments = Vec::new();
+        let mut ranges: Vec<Range<usize>> = Vec::new();
         let mut families: [Family; DATASTORE_FAMILIES] = Default::default();
         for (((_, lines), marks), family) in split.iter().zip(&marks).zip(&mut families) {
             if lines.len() != marks.len() {
@@ -1043,11 +1040,12 @@ impl Encoded {
                 hasher.write(static_text.as_bytes());
                 hasher.write_u64(since.map_or(u64::MAX, f64::to_bits));
                 segments.push(Segment {
-                    text_end: offset(text.len())?,
+                    len: offset(static_text.len())?,
                     deflated_end: 0,
                     crc: CrcPiece::of(static_text.as_bytes()),
                     since,
                 });
+                ranges.push(*run..text.len());
                 *run = text.len();
                 Ok::<(), RenderError>(())
             };
@@ -1071,35 +1069,61 @@ impl Encoded {
             family.segments = first..offset(segments.len())?;
             family.hash = hasher.finish();
         }
-        segments.shrink_to_fit();
-        let encoded = Encoded {
+        drop(out);
+        let mut encoded = Encoded {
             version,
             families,
-            segments,
-            body: Body::Text(text),
+            segments: segments.into_boxed_slice(),
+            deflated: Box::default(),
         };
-        if deflated {
-            encoded.deflated(previous, compress)
-        } else {
-            Ok(encoded)
+        let previous = previous.filter(|p| !p.deflated.is_empty() || p.segments.is_empty());
+        let mut deflated = Vec::with_capacity(text.len() / 6 + 64);
+        for f in 0..DATASTORE_FAMILIES {
+            let Some(family) = encoded.families.get(f).cloned() else {
+                continue;
+            };
+            match previous.filter(|p| encoded.same_family(f, p)) {
+                Some(previous) => {
+                    let old = previous.families.get(f).map_or(0..0, |o| o.segments.clone());
+                    for (i, j) in family.segments.clone().zip(old) {
+                        deflated.extend_from_slice(
+                            previous
+                                .deflated
+                                .get(previous.deflated_range(j))
+                                .unwrap_or_default(),
+                        );
+                        let end = offset(deflated.len())?;
+                        if let Some(segment) = encoded.segment_mut(i) {
+                            segment.deflated_end = end;
+                        }
+                    }
+                }
+                None => {
+                    for i in family.segments.clone() {
+                        let range = ranges.get(i as usize).cloned().unwrap_or_default();
+                        let static_text = text.as_bytes().get(range).unwrap_or_default();
+                        deflated.extend_from_slice(&deflate(compressor(compress), static_text));
+                        let end = offset(deflated.len())?;
+                        if let Some(segment) = encoded.segment_mut(i) {
+                            segment.deflated_end = end;
+                        }
+                    }
+                }
+            }
         }
+        encoded.deflated = deflated.into_boxed_slice();
+        Ok(encoded)
     }
 
     fn segment(&self, i: u32) -> Option<&Segment> {
         self.segments.get(usize::try_from(i).ok()?)
     }
 
-    /// Where segment `i`'s static text lies in [`Body::Text`].
-    fn text_range(&self, i: u32) -> Range<usize> {
-        let start = i
-            .checked_sub(1)
-            .and_then(|p| self.segment(p))
-            .map_or(0, |p| p.text_end as usize);
-        let end = self.segment(i).map_or(start, |s| s.text_end as usize);
-        start..end
+    fn segment_mut(&mut self, i: u32) -> Option<&mut Segment> {
+        self.segments.get_mut(usize::try_from(i).ok()?)
     }
 
-    /// Where segment `i`'s compressed text lies in [`Body::Deflated`].
+    /// Where segment `i`'s compressed text lies in [`Encoded::deflated`].
     fn deflated_range(&self, i: u32) -> Range<usize> {
         let start = i
             .checked_sub(1)
@@ -1107,10 +1131,6 @@ impl Encoded {
             .map_or(0, |p| p.deflated_end as usize);
         let end = self.segment(i).map_or(start, |s| s.deflated_end as usize);
         start..end
-    }
-
-    fn is_deflated(&self) -> bool {
-        matches!(self.body, Body::Deflated(_))
     }
 
     /// Family `f` of `self` and of `previous` are the same (same hash and shape), so `previous`'s
@@ -1124,80 +1144,17 @@ impl Encoded {
             && a.segments.clone().zip(b.segments.clone()).all(|(i, j)| {
                 let (x, y) = (self.segment(i), previous.segment(j));
                 x.zip(y).is_some_and(|(x, y)| {
-                    self.text_range(i).len() == previous.text_range(j).len()
-                        && x.crc.crc == y.crc.crc
+                    x.len == y.len
+                        && x.crc == y.crc
                         && x.since.map(f64::to_bits) == y.since.map(f64::to_bits)
                 })
             })
     }
 
-    /// This encoding with its text compressed and dropped. Segments of families equal to
-    /// `previous`'s (when that is compressed) reuse its compressed bytes.
-    fn deflated(
-        &self,
-        previous: Option<&Encoded>,
-        compress: &mut Option<Compress>,
-    ) -> Result<Encoded, RenderError> {
-        let Body::Text(text) = &self.body else {
-            return Err(RenderError::Shape("compressing a compressed encoding"));
-        };
-        let previous = previous.filter(|p| p.is_deflated());
-        let mut out = Vec::with_capacity(text.len() / 4 + 64);
-        let mut segments = Vec::with_capacity(self.segments.len());
-        for (f, family) in self.families.iter().enumerate() {
-            let reuse = previous.filter(|p| self.same_family(f, p));
-            match reuse {
-                Some(previous) => {
-                    let (Body::Deflated(bytes), Some(old)) =
-                        (&previous.body, previous.families.get(f))
-                    else {
-                        return Err(RenderError::Shape("a reused family"));
-                    };
-                    for j in old.segments.clone() {
-                        out.extend_from_slice(
-                            bytes.get(previous.deflated_range(j)).unwrap_or_default(),
-                        );
-                        let i = family.segments.start + (j - old.segments.start);
-                        let segment = self.segment(i).ok_or(RenderError::Shape("a segment"))?;
-                        segments.push(Segment {
-                            deflated_end: offset(out.len())?,
-                            ..*segment
-                        });
-                    }
-                }
-                None => {
-                    for i in family.segments.clone() {
-                        let static_text =
-                            text.as_bytes().get(self.text_range(i)).unwrap_or_default();
-                        out.extend_from_slice(&deflate(compressor(compress), static_text));
-                        let segment = self.segment(i).ok_or(RenderError::Shape("a segment"))?;
-                        segments.push(Segment {
-                            deflated_end: offset(out.len())?,
-                            ..*segment
-                        });
-                    }
-                }
-            }
-        }
-        out.shrink_to_fit();
-        Ok(Encoded {
-            version: self.version,
-            families: self.families.clone(),
-            segments,
-            body: Body::Deflated(out),
-        })
-    }
-
-    /// Appends segment `i`'s static text to `out` (only kept while plain scrapes alone asked
-    /// for this format: see [`MetricsCache::render`]).
-    fn write_text(&self, i: u32, out: &mut Vec<u8>) -> Result<(), RenderError> {
-        let Body::Text(text) = &self.body else {
-            return Err(RenderError::Shape(
-                "a plain scrape of a compressed encoding",
-            ));
-        };
-        out.extend_from_slice(text.as_bytes().get(self.text_range(i)).unwrap_or_default());
-        Ok(())
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Encoded>()
+            + self.deflated.len()
+            + std::mem::size_of_val::<[Segment]>(&self.segments)
     }
 }
 
@@ -1207,9 +1164,31 @@ impl MetricsCache {
     }
 
     pub fn stats(&self) -> CacheStats {
+        let inner = self.lock();
+        let pieces = |p: &Piece| p.deflated.len() + std::mem::size_of::<Piece>();
+        let bytes = inner
+            .entries
+            .values()
+            .flat_map(|e| e.formats.iter().flatten())
+            .map(|e| e.bytes())
+            .sum::<usize>()
+            + inner
+                .headers
+                .iter()
+                .flatten()
+                .flat_map(|h| h.iter())
+                .map(pieces)
+                .sum::<usize>()
+            + inner
+                .tail
+                .iter()
+                .flatten()
+                .map(|(_, p)| pieces(p))
+                .sum::<usize>();
         CacheStats {
-            datastores: self.lock().entries.len(),
+            datastores: inner.entries.len(),
             encodes: self.encodes.load(Ordering::Relaxed),
+            bytes,
         }
     }
 
@@ -1218,11 +1197,9 @@ impl MetricsCache {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The `/metrics` body for `state` as of `now`, gzip-compressed when `gzip`; the same bytes
-    /// as [`render_uncached`] (after decompression).
-    ///
-    /// Takes each datastore's record lock once, briefly, to read its version (and to copy it when
-    /// it changed); encodes only the datastores that changed since the last scrape of `format`.
+    /// The `/metrics` body for `state` as of `now`, gzip-compressed when `gzip`, in one piece: the
+    /// same bytes as [`render_uncached`] (after decompression). For tests and benchmarks; the
+    /// server streams [`MetricsCache::body`].
     pub fn render(
         &self,
         state: &Arc<State>,
@@ -1230,61 +1207,133 @@ impl MetricsCache {
         format: Format,
         gzip: bool,
     ) -> Result<Vec<u8>, RenderError> {
+        let body = self.body(state, now, format, gzip)?;
+        let mut out = Vec::with_capacity(usize::try_from(body.len()).unwrap_or(0));
+        for chunk in body {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    /// The `/metrics` body for `state` as of `now`, gzip-compressed when `gzip`, as a stream of
+    /// chunks of about [`CHUNK`] bytes made from the cached pieces as the client reads them. What
+    /// one scrape holds of its own is a chunk, the time-dependent values being written and
+    /// references to the shared pieces, whatever the body's size and however many scrapes run.
+    ///
+    /// Takes each datastore's record lock once, briefly, to read its version (and to copy it when
+    /// it changed); encodes only the datastores that changed since the last scrape of `format`.
+    pub fn body(
+        &self,
+        state: &Arc<State>,
+        now: f64,
+        format: Format,
+        gzip: bool,
+    ) -> Result<MetricsBody, RenderError> {
         let f = format.index();
         let list = state.datastores();
-        let versions: Vec<u64> = list.iter().map(|ds| ds.record().version).collect();
         let reload = state.reload_status();
         let tail_key = (
             reload.last_successful(),
             reload.last_success_time().to_bits(),
             state.discovery_version(),
         );
-
-        let (headers, tail, mut encoded, stale) = {
-            let mut inner = self.lock();
-            if !inner.list.as_ref().is_some_and(|l| Arc::ptr_eq(l, &list)) {
-                inner.adopt(&list);
-            }
-            let tail = match &inner.tail[f] {
-                Some((key, piece)) if *key == tail_key => Some(Arc::clone(piece)),
-                _ => None,
-            };
-            let mut encoded = Vec::with_capacity(list.len());
-            let mut stale = Vec::new();
-            for (i, (ds, version)) in list.iter().zip(&versions).enumerate() {
-                let cached = inner
-                    .entries
-                    .get(&key(ds))
-                    .and_then(|entry| entry.formats[f].clone());
-                match cached {
-                    Some(e) if e.version == *version => encoded.push(Some(e)),
-                    previous => {
-                        encoded.push(None);
-                        stale.push((i, previous));
-                    }
+        let mut compress = None;
+        let (headers, tail, encoded) = match self.cached(&list, f, tail_key) {
+            Ok(done) => done,
+            Err(_) => {
+                // One scrape per format encodes what changed; the others wait for it and share.
+                let _encoding = self
+                    .encoding
+                    .get(f)
+                    .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner));
+                match self.cached(&list, f, tail_key) {
+                    Ok(done) => done,
+                    Err((headers, tail, encoded, stale)) => self.encode_stale(
+                        state,
+                        &list,
+                        now,
+                        format,
+                        (headers, tail, encoded, stale),
+                        tail_key,
+                        &mut compress,
+                    )?,
                 }
             }
-            (inner.headers[f].clone(), tail, encoded, stale)
         };
+        Ok(MetricsBody::new(
+            Parts {
+                format,
+                now,
+                headers,
+                encoded,
+                tail,
+            },
+            gzip,
+        ))
+    }
 
-        // A plain scrape of a format that gzip scrapes keep compressed only (rare: probes, curl)
-        // is encoded from State anew: simpler than inflating the pieces, and faster (they are
-        // small, so inflating them is mostly per-piece overhead).
-        let compressed = |e: &Arc<Encoded>| e.is_deflated();
-        if !gzip
-            && (encoded.iter().flatten().any(compressed)
-                || stale.iter().filter_map(|(_, p)| p.as_ref()).any(compressed))
-        {
-            return Ok(render_uncached(state, now, format).into_bytes());
+    /// What the cache holds for `list` in format `f`: everything (`Ok`), or what it holds and the
+    /// datastores (index, previous encoding) that need encoding (`Err`).
+    fn cached(
+        &self,
+        list: &Arc<[Arc<Datastore>]>,
+        f: usize,
+        tail_key: TailKey,
+    ) -> Result<Cached, Partial> {
+        let versions: Vec<u64> = list.iter().map(|ds| ds.record().version).collect();
+        let mut inner = self.lock();
+        if !inner.list.as_ref().is_some_and(|l| Arc::ptr_eq(l, list)) {
+            inner.adopt(list);
         }
+        let tail = match inner.tail.get(f) {
+            Some(Some((key, piece))) if *key == tail_key => Some(Arc::clone(piece)),
+            _ => None,
+        };
+        let mut encoded = Vec::with_capacity(list.len());
+        let mut stale = Vec::new();
+        for (i, (ds, version)) in list.iter().zip(&versions).enumerate() {
+            let cached = inner
+                .entries
+                .get(&key(ds))
+                .and_then(|entry| entry.formats.get(f).cloned().flatten());
+            match cached {
+                Some(e) if e.version == *version => encoded.push(Some(e)),
+                previous => {
+                    encoded.push(None);
+                    stale.push((i, previous));
+                }
+            }
+        }
+        let headers = inner.headers.get(f).cloned().flatten();
+        match (headers, tail) {
+            (Some(headers), Some(tail)) if stale.is_empty() => {
+                Ok((headers, tail, encoded.into_iter().flatten().collect()))
+            }
+            (headers, tail) => Err((headers, tail, encoded, stale)),
+        }
+    }
 
-        // Encoding happens outside the cache lock: other scrapes go on meanwhile.
-        let mut compress = None;
+    /// Encodes what [`MetricsCache::cached`] found missing and keeps it.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_stale(
+        &self,
+        state: &Arc<State>,
+        list: &Arc<[Arc<Datastore>]>,
+        now: f64,
+        format: Format,
+        (headers, tail, mut encoded, stale): Partial,
+        tail_key: TailKey,
+        compress: &mut Option<Compress>,
+    ) -> Result<Cached, RenderError> {
+        let f = format.index();
+        // Encoding happens outside the cache lock: scrapes of what is cached go on meanwhile.
         let headers = match headers {
             Some(headers) => headers,
             None => {
-                let headers = Arc::new(encode_headers(format, now, &mut compress)?);
-                self.lock().headers[f] = Some(Arc::clone(&headers));
+                let headers = Arc::new(encode_headers(format, now, compress)?);
+                if let Some(slot) = self.lock().headers.get_mut(f) {
+                    *slot = Some(Arc::clone(&headers));
+                }
                 headers
             }
         };
@@ -1299,55 +1348,32 @@ impl MetricsCache {
                     marks: None,
                 };
                 let text = encode(collector, format)?;
-                let text = text.strip_suffix(EOF).unwrap_or(&text).to_owned();
-                let piece = Arc::new(Piece::new(text, &mut compress));
-                self.lock().tail[f] = Some((tail_key, Arc::clone(&piece)));
+                let piece = Arc::new(Piece::new(text.strip_suffix(EOF).unwrap_or(&text), compress)?);
+                if let Some(slot) = self.lock().tail.get_mut(f) {
+                    *slot = Some((tail_key, Arc::clone(&piece)));
+                }
                 piece
             }
         };
-        let mut fresh = Vec::new();
+        // Kept as they are made, so a scrape waiting on this one finds them.
         for (i, previous) in stale {
             let Some(ds) = list.get(i) else { continue };
-            // Kept compressed only (no text) when a gzip scrape asks.
-            let deflated = gzip;
             let e = Arc::new(Encoded::new(
                 Snapshot::take(ds),
                 now,
                 format,
                 previous.as_deref(),
-                deflated,
-                &mut compress,
+                compress,
             )?);
+            drop(previous);
             self.encodes.fetch_add(1, Ordering::Relaxed);
             if let Some(slot) = encoded.get_mut(i) {
                 *slot = Some(Arc::clone(&e));
             }
-            fresh.push((key(ds), e, None));
-        }
-        if gzip {
-            // Encodings made by plain scrapes are compressed now, and their text dropped.
-            for (i, slot) in encoded.iter_mut().enumerate() {
-                let Some(e) = slot.as_ref().filter(|e| !e.is_deflated()) else {
-                    continue;
-                };
-                let Some(ds) = list.get(i) else { continue };
-                let deflated = Arc::new(e.deflated(None, &mut compress)?);
-                let old = slot.replace(Arc::clone(&deflated));
-                fresh.push((key(ds), deflated, old));
-            }
-        }
-        if !fresh.is_empty() {
-            let mut inner = self.lock();
-            for (key, e, replaces) in fresh {
-                // Absent when a reload removed the datastore meanwhile: then it is not kept.
-                let Some(entry) = inner.entries.get_mut(&key) else {
-                    continue;
-                };
-                // A compressed copy replaces only the encoding it was made from.
-                let current = &entry.formats[f];
-                if replaces.is_none_or(|old| current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &old)))
-                {
-                    entry.formats[f] = Some(e);
+            // Absent when a reload removed the datastore meanwhile: then it is not kept.
+            if let Some(entry) = self.lock().entries.get_mut(&key(ds)) {
+                if let Some(slot) = entry.formats.get_mut(f) {
+                    *slot = Some(e);
                 }
             }
         }
@@ -1355,25 +1381,19 @@ impl MetricsCache {
         if encoded.len() != list.len() {
             return Err(RenderError::Shape("a datastore was not encoded"));
         }
-
-        let parts = Parts {
-            format,
-            now,
-            headers: &headers,
-            encoded: &encoded,
-            tail: &tail,
-        };
-        let last_len = &self.last_len[f][usize::from(gzip)];
-        let capacity = last_len.load(Ordering::Relaxed) + 4096;
-        let body = if gzip {
-            parts.gzip(capacity, &mut compress)
-        } else {
-            parts.plain(capacity)?
-        };
-        last_len.store(body.len(), Ordering::Relaxed);
-        Ok(body)
+        Ok((headers, tail, encoded))
     }
 }
+
+/// Everything a scrape needs from the cache, in order: headers, datastores, tail.
+type Cached = (Arc<[Piece; DATASTORE_FAMILIES]>, Arc<Piece>, Vec<Arc<Encoded>>);
+/// What the cache holds, and what it lacks: (index in the list, previous encoding).
+type Partial = (
+    Option<Arc<[Piece; DATASTORE_FAMILIES]>>,
+    Option<Arc<Piece>>,
+    Vec<Option<Arc<Encoded>>>,
+    Vec<(usize, Option<Arc<Encoded>>)>,
+);
 
 impl Inner {
     /// Switches to a new datastore list: keeps the entries of datastores still in it, drops the
@@ -1412,93 +1432,317 @@ fn encode_headers(
     };
     let text = encode(collector, format)?;
     let split = split_families(&text)?;
-    let headers: Vec<Piece> = split
+    let headers = split
         .into_iter()
-        .map(|(header, _)| {
-            let header = text.get(header).unwrap_or_default().to_owned();
-            Piece::new(header, compress)
-        })
-        .collect();
+        .map(|(header, _)| Piece::new(text.get(header).unwrap_or_default(), compress))
+        .collect::<Result<Vec<Piece>, RenderError>>()?;
     headers
         .try_into()
         .map_err(|_| RenderError::Shape("the per-datastore families' headers"))
 }
 
-/// Everything one scrape writes, in order.
-struct Parts<'a> {
+/// Everything one scrape writes, in order: references to the cached pieces.
+struct Parts {
     format: Format,
     now: f64,
-    headers: &'a [Piece; DATASTORE_FAMILIES],
-    encoded: &'a [Arc<Encoded>],
-    tail: &'a Piece,
+    headers: Arc<[Piece; DATASTORE_FAMILIES]>,
+    encoded: Vec<Arc<Encoded>>,
+    tail: Arc<Piece>,
 }
 
-impl Parts<'_> {
-    fn plain(&self, capacity: usize) -> Result<Vec<u8>, RenderError> {
-        let mut out = Vec::with_capacity(capacity);
-        let mut value = String::new();
-        for (f, header) in self.headers.iter().enumerate() {
-            out.extend_from_slice(header.text.as_bytes());
-            for e in self.encoded {
-                let Some(family) = e.families.get(f) else {
-                    continue;
-                };
-                for i in family.segments.clone() {
-                    e.write_text(i, &mut out)?;
-                    if let Some(since) = e.segment(i).and_then(|s| s.since) {
-                        dynamic_value(&mut value, self.format, elapsed_value(self.now, since));
-                        out.extend_from_slice(value.as_bytes());
-                    }
-                }
+/// One step of a scrape's body.
+enum Part<'a> {
+    /// Static text of `len` bytes with checksum `crc`, compressed.
+    Compressed {
+        deflated: &'a [u8],
+        len: u32,
+        crc: CrcPiece,
+    },
+    /// The value of a sample that depends on `now`: `now − since`.
+    Elapsed(f64),
+    /// OpenMetrics' last line.
+    Eof,
+}
+
+/// Where a scrape is in its [`Parts`]: family `family`'s header, then its samples of each
+/// datastore in order, segment by segment, then the tail.
+#[derive(Clone, Copy, Debug, Default)]
+struct Cursor {
+    family: usize,
+    /// `None`: the family's header is next.
+    datastore: Option<usize>,
+    /// The next segment of the datastore's family (absolute index).
+    segment: u32,
+    /// The previous segment's dynamic value is still to come.
+    pending: Option<f64>,
+    tail_done: bool,
+    eof_done: bool,
+}
+
+impl Parts {
+    /// The part at `cursor`, moving it on; `None` at the end.
+    fn next<'a>(&'a self, cursor: &mut Cursor) -> Option<Part<'a>> {
+        if let Some(since) = cursor.pending.take() {
+            return Some(Part::Elapsed(since));
+        }
+        while cursor.family < DATASTORE_FAMILIES {
+            let f = cursor.family;
+            let Some(d) = cursor.datastore else {
+                cursor.datastore = Some(0);
+                cursor.segment = self.first_segment(0, f);
+                let header = self.headers.get(f)?;
+                return Some(header.part());
+            };
+            let Some(e) = self.encoded.get(d) else {
+                cursor.family += 1;
+                cursor.datastore = None;
+                continue;
+            };
+            let end = e.families.get(f).map_or(0, |family| family.segments.end);
+            if cursor.segment >= end {
+                cursor.datastore = Some(d + 1);
+                cursor.segment = self.first_segment(d + 1, f);
+                continue;
             }
+            let i = cursor.segment;
+            cursor.segment += 1;
+            let segment = e.segment(i)?;
+            cursor.pending = segment.since;
+            return Some(Part::Compressed {
+                deflated: e.deflated.get(e.deflated_range(i)).unwrap_or_default(),
+                len: segment.len,
+                crc: segment.crc,
+            });
         }
-        out.extend_from_slice(self.tail.text.as_bytes());
-        if self.format == Format::OpenMetrics {
-            out.extend_from_slice(EOF.as_bytes());
+        if !cursor.tail_done {
+            cursor.tail_done = true;
+            return Some(self.tail.part());
         }
-        Ok(out)
+        if self.format == Format::OpenMetrics && !cursor.eof_done {
+            cursor.eof_done = true;
+            return Some(Part::Eof);
+        }
+        None
     }
 
-    /// Expects every datastore's encoding compressed (see [`MetricsCache::render`]); compresses
-    /// the text of any that is not, without keeping the result.
-    fn gzip(&self, capacity: usize, compress: &mut Option<Compress>) -> Vec<u8> {
-        let mut gz = Gzip::new(capacity);
+    fn first_segment(&self, d: usize, f: usize) -> u32 {
+        self.encoded
+            .get(d)
+            .and_then(|e| e.families.get(f))
+            .map_or(0, |family| family.segments.start)
+    }
+}
+
+impl Piece {
+    fn part(&self) -> Part<'_> {
+        Part::Compressed {
+            deflated: &self.deflated,
+            len: self.len,
+            crc: self.crc,
+        }
+    }
+}
+
+/// About how many bytes a [`MetricsBody`] chunk holds (a chunk ends after the part that fills it).
+pub const CHUNK: usize = 64 * 1024;
+
+/// A `/metrics` body made chunk by chunk from the cached pieces as the client reads it: for gzip,
+/// the compressed pieces with the time-dependent values between them as stored blocks, in one
+/// gzip member; for plain text, the pieces inflated one after the other (they form one DEFLATE
+/// stream) with the values between them. Its length is known from the start.
+pub struct MetricsBody {
+    parts: Parts,
+    cursor: Cursor,
+    /// The gzip member being written, or the inflater of a plain body.
+    mode: Mode,
+    len: u64,
+    done: bool,
+}
+
+enum Mode {
+    Gzip { crc: u32, len: u32, started: bool },
+    Plain(Box<Decompress>),
+}
+
+impl std::fmt::Debug for MetricsBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsBody")
+            .field("len", &self.len)
+            .field("gzip", &matches!(self.mode, Mode::Gzip { .. }))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Gzip header: ID1 ID2, CM = deflate, no flags, no mtime, no extra flags, OS unknown.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+/// A final, empty DEFLATE block with fixed Huffman codes.
+const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
+
+/// The size of `n` bytes as DEFLATE stored blocks (see [`stored_blocks`]).
+fn stored_len(n: usize) -> u64 {
+    let blocks = n.div_ceil(usize::from(u16::MAX));
+    (n + 5 * blocks) as u64
+}
+
+impl MetricsBody {
+    fn new(parts: Parts, gzip: bool) -> MetricsBody {
+        // The exact length, from one pass over the parts (the dynamic values are formatted twice:
+        // a few per datastore).
         let mut value = String::new();
-        for (f, header) in self.headers.iter().enumerate() {
-            gz.compressed(header.text.len(), header.crc, &header.deflated);
-            for e in self.encoded {
-                let Some(family) = e.families.get(f) else {
-                    continue;
-                };
-                for i in family.segments.clone() {
-                    let Some(segment) = e.segment(i) else {
-                        continue;
-                    };
-                    let len = e.text_range(i).len();
-                    match &e.body {
-                        Body::Deflated(bytes) => {
-                            let deflated = bytes.get(e.deflated_range(i)).unwrap_or_default();
-                            gz.compressed(len, segment.crc, deflated);
-                        }
-                        Body::Text(text) => {
-                            let text = text.as_bytes().get(e.text_range(i)).unwrap_or_default();
-                            let deflated = deflate(compressor(compress), text);
-                            gz.compressed(len, segment.crc, &deflated);
-                        }
-                    }
-                    if let Some(since) = segment.since {
-                        dynamic_value(&mut value, self.format, elapsed_value(self.now, since));
-                        gz.stored(value.as_bytes());
+        let mut cursor = Cursor::default();
+        let mut len: u64 = if gzip {
+            (GZIP_HEADER.len() + FINAL_BLOCK.len() + 8) as u64
+        } else {
+            0
+        };
+        while let Some(part) = parts.next(&mut cursor) {
+            len += match part {
+                Part::Compressed { deflated, .. } if gzip => deflated.len() as u64,
+                Part::Compressed { len, .. } => u64::from(len),
+                Part::Elapsed(since) => {
+                    dynamic_value(&mut value, parts.format, elapsed_value(parts.now, since));
+                    if gzip {
+                        stored_len(value.len())
+                    } else {
+                        value.len() as u64
                     }
                 }
+                Part::Eof if gzip => stored_len(EOF.len()),
+                Part::Eof => EOF.len() as u64,
+            };
+        }
+        let mode = if gzip {
+            Mode::Gzip {
+                crc: 0,
+                len: 0,
+                started: false,
+            }
+        } else {
+            Mode::Plain(Box::new(Decompress::new(false)))
+        };
+        MetricsBody {
+            parts,
+            cursor: Cursor::default(),
+            mode,
+            len,
+            done: false,
+        }
+    }
+
+    /// The body's length in bytes, as it will be sent.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The next chunk: at least [`CHUNK`] bytes but for the last.
+    fn chunk(&mut self) -> Result<Option<Bytes>, RenderError> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut out = Vec::with_capacity(CHUNK + 1024);
+        let mut value = String::new();
+        let (format, now) = (self.parts.format, self.parts.now);
+        if let Mode::Gzip { started, .. } = &mut self.mode {
+            if !*started {
+                *started = true;
+                out.extend_from_slice(&GZIP_HEADER);
             }
         }
-        gz.compressed(self.tail.text.len(), self.tail.crc, &self.tail.deflated);
-        if self.format == Format::OpenMetrics {
-            gz.stored(EOF.as_bytes());
+        while out.len() < CHUNK {
+            let Some(part) = self.parts.next(&mut self.cursor) else {
+                self.done = true;
+                if let Mode::Gzip { crc, len, .. } = &self.mode {
+                    out.extend_from_slice(&FINAL_BLOCK);
+                    out.extend_from_slice(&crc.to_le_bytes());
+                    out.extend_from_slice(&len.to_le_bytes());
+                }
+                break;
+            };
+            let dynamic = match part {
+                Part::Compressed { deflated, len, crc } => {
+                    match &mut self.mode {
+                        Mode::Gzip {
+                            crc: running,
+                            len: total,
+                            ..
+                        } => {
+                            out.extend_from_slice(deflated);
+                            if len > 0 {
+                                *running = crc32::combine(*running, crc);
+                                *total = total.wrapping_add(len);
+                            }
+                        }
+                        Mode::Plain(inflater) => inflate(inflater, deflated, len, &mut out)?,
+                    }
+                    continue;
+                }
+                Part::Elapsed(since) => {
+                    dynamic_value(&mut value, format, elapsed_value(now, since));
+                    value.as_bytes()
+                }
+                Part::Eof => EOF.as_bytes(),
+            };
+            match &mut self.mode {
+                Mode::Gzip { crc, len, .. } => {
+                    stored_blocks(&mut out, dynamic);
+                    let mut hasher = crc32fast::Hasher::new_with_initial(*crc);
+                    hasher.update(dynamic);
+                    *crc = hasher.finalize();
+                    *len = len.wrapping_add(dynamic.len() as u32);
+                }
+                Mode::Plain(_) => out.extend_from_slice(dynamic),
+            }
         }
-        gz.finish()
+        Ok((!out.is_empty()).then(|| Bytes::from(out)))
     }
+}
+
+impl Iterator for MetricsBody {
+    type Item = Result<Bytes, RenderError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.chunk() {
+            Ok(chunk) => chunk.map(Ok),
+            Err(error) => {
+                self.done = true;
+                Some(Err(error))
+            }
+        }
+    }
+}
+
+/// Appends the `len` bytes that `deflated` (the next piece of one continuous raw DEFLATE stream,
+/// ended by a sync flush) inflates to.
+fn inflate(
+    inflater: &mut Decompress,
+    mut deflated: &[u8],
+    len: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), RenderError> {
+    let target = out.len() + len as usize;
+    out.reserve(len as usize + 64);
+    while out.len() < target || !deflated.is_empty() {
+        if out.capacity() == out.len() {
+            out.reserve(1024);
+        }
+        let (read, written) = (inflater.total_in(), inflater.total_out());
+        inflater
+            .decompress_vec(deflated, out, FlushDecompress::None)
+            .map_err(|_| RenderError::Shape("a cached piece does not inflate"))?;
+        let consumed = usize::try_from(inflater.total_in() - read).unwrap_or(usize::MAX);
+        deflated = deflated.get(consumed..).unwrap_or_default();
+        if consumed == 0 && inflater.total_out() == written {
+            return Err(RenderError::Shape("a cached piece ends early"));
+        }
+    }
+    if out.len() != target {
+        return Err(RenderError::Shape("a cached piece inflates to another length"));
+    }
+    Ok(())
 }
 
 /// Writes `value` and a newline into `out` as prometheus-client writes a gauge value in `format`.
@@ -1663,57 +1907,57 @@ mod crc32 {
     }
 }
 
-/// One gzip member (RFC 1952) assembled from DEFLATE pieces.
-struct Gzip {
-    out: Vec<u8>,
-    /// The CRC-32 and length (mod 2^32) of the uncompressed bytes so far.
-    crc: u32,
-    len: u32,
-}
-
-impl Gzip {
-    fn new(capacity: usize) -> Gzip {
-        let mut out = Vec::with_capacity(capacity);
-        // ID1 ID2, CM = deflate, no flags, no mtime, no extra flags, OS unknown.
-        out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-        Gzip {
-            out,
-            crc: 0,
-            len: 0,
-        }
-    }
-
-    /// `len` bytes with checksum `crc`, already compressed as `deflated` by [`deflate`].
-    fn compressed(&mut self, len: usize, crc: CrcPiece, deflated: &[u8]) {
-        self.out.extend_from_slice(deflated);
-        if len > 0 {
-            self.crc = crc32::combine(self.crc, crc);
-            self.len = self.len.wrapping_add(len as u32);
-        }
-    }
-
-    fn stored(&mut self, data: &[u8]) {
-        stored_blocks(&mut self.out, data);
-        let mut hasher = crc32fast::Hasher::new_with_initial(self.crc);
-        hasher.update(data);
-        self.crc = hasher.finalize();
-        self.len = self.len.wrapping_add(data.len() as u32);
-    }
-
-    fn finish(mut self) -> Vec<u8> {
-        // A final, empty block with fixed Huffman codes, then CRC-32 and length mod 2^32.
-        self.out.extend_from_slice(&[0x03, 0x00]);
-        self.out.extend_from_slice(&self.crc.to_le_bytes());
-        self.out.extend_from_slice(&self.len.to_le_bytes());
-        self.out
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use flate2::read::{DeflateDecoder, GzDecoder, MultiGzDecoder};
     use std::io::Read;
+
+/// One gzip member (RFC 1952) assembled from DEFLATE pieces.
+    struct Gzip {
+        out: Vec<u8>,
+        /// The CRC-32 and length (mod 2^32) of the uncompressed bytes so far.
+        crc: u32,
+        len: u32,
+    }
+    
+    impl Gzip {
+        fn new(capacity: usize) -> Gzip {
+            let mut out = Vec::with_capacity(capacity);
+            // ID1 ID2, CM = deflate, no flags, no mtime, no extra flags, OS unknown.
+            out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+            Gzip {
+                out,
+                crc: 0,
+                len: 0,
+            }
+        }
+    
+        /// `len` bytes with checksum `crc`, already compressed as `deflated` by [`deflate`].
+        fn compressed(&mut self, len: usize, crc: CrcPiece, deflated: &[u8]) {
+            self.out.extend_from_slice(deflated);
+            if len > 0 {
+                self.crc = crc32::combine(self.crc, crc);
+                self.len = self.len.wrapping_add(len as u32);
+            }
+        }
+    
+        fn stored(&mut self, data: &[u8]) {
+            stored_blocks(&mut self.out, data);
+            let mut hasher = crc32fast::Hasher::new_with_initial(self.crc);
+            hasher.update(data);
+            self.crc = hasher.finalize();
+            self.len = self.len.wrapping_add(data.len() as u32);
+        }
+    
+        fn finish(mut self) -> Vec<u8> {
+            // A final, empty block with fixed Huffman codes, then CRC-32 and length mod 2^32.
+            self.out.extend_from_slice(&[0x03, 0x00]);
+            self.out.extend_from_slice(&self.crc.to_le_bytes());
+            self.out.extend_from_slice(&self.len.to_le_bytes());
+            self.out
+        }
+    }
 
     fn gunzip_single(bytes: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
