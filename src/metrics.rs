@@ -573,8 +573,8 @@ impl StateCollector {
                     for job in jobs.recent.iter().filter(|j| j.is_active()) {
                         let Some(progress) = &job.progress else { continue };
                         let labels = [
-                            ("job_id", job.id.as_str()),
-                            ("job_name", job.name.as_deref().unwrap_or("")),
+                            ("job_id", job.id()),
+                            ("job_name", job.name().unwrap_or("")),
                         ];
                         m.gauge(&(ds, labels), value(progress))?;
                     }
@@ -693,8 +693,8 @@ impl StateCollector {
                 for job in &jobs.recent {
                     let Some(seconds) = job.duration_seconds(now) else { continue };
                     let job_labels = [
-                        ("job_id", job.id.as_str()),
-                        ("job_name", job.name.as_deref().unwrap_or("")),
+                        ("job_id", job.id()),
+                        ("job_name", job.name().unwrap_or("")),
                         ("status", job.status.as_str()),
                     ];
                     // A job without an end time that has a duration is running: its value is
@@ -1084,7 +1084,10 @@ impl Encoded {
             };
             match previous.filter(|p| encoded.same_family(f, p)) {
                 Some(previous) => {
-                    let old = previous.families.get(f).map_or(0..0, |o| o.segments.clone());
+                    let old = previous
+                        .families
+                        .get(f)
+                        .map_or(0..0, |o| o.segments.clone());
                     for (i, j) in family.segments.clone().zip(old) {
                         deflated.extend_from_slice(
                             previous
@@ -1348,7 +1351,10 @@ impl MetricsCache {
                     marks: None,
                 };
                 let text = encode(collector, format)?;
-                let piece = Arc::new(Piece::new(text.strip_suffix(EOF).unwrap_or(&text), compress)?);
+                let piece = Arc::new(Piece::new(
+                    text.strip_suffix(EOF).unwrap_or(&text),
+                    compress,
+                )?);
                 if let Some(slot) = self.lock().tail.get_mut(f) {
                     *slot = Some((tail_key, Arc::clone(&piece)));
                 }
@@ -1386,7 +1392,11 @@ impl MetricsCache {
 }
 
 /// Everything a scrape needs from the cache, in order: headers, datastores, tail.
-type Cached = (Arc<[Piece; DATASTORE_FAMILIES]>, Arc<Piece>, Vec<Arc<Encoded>>);
+type Cached = (
+    Arc<[Piece; DATASTORE_FAMILIES]>,
+    Arc<Piece>,
+    Vec<Arc<Encoded>>,
+);
 /// What the cache holds, and what it lacks: (index in the list, previous encoding).
 type Partial = (
     Option<Arc<[Piece; DATASTORE_FAMILIES]>>,
@@ -1740,7 +1750,9 @@ fn inflate(
         }
     }
     if out.len() != target {
-        return Err(RenderError::Shape("a cached piece inflates to another length"));
+        return Err(RenderError::Shape(
+            "a cached piece inflates to another length",
+        ));
     }
     Ok(())
 }
@@ -1913,14 +1925,14 @@ mod tests {
     use flate2::read::{DeflateDecoder, GzDecoder, MultiGzDecoder};
     use std::io::Read;
 
-/// One gzip member (RFC 1952) assembled from DEFLATE pieces.
+    /// One gzip member (RFC 1952) assembled from DEFLATE pieces.
     struct Gzip {
         out: Vec<u8>,
         /// The CRC-32 and length (mod 2^32) of the uncompressed bytes so far.
         crc: u32,
         len: u32,
     }
-    
+
     impl Gzip {
         fn new(capacity: usize) -> Gzip {
             let mut out = Vec::with_capacity(capacity);
@@ -1932,7 +1944,7 @@ mod tests {
                 len: 0,
             }
         }
-    
+
         /// `len` bytes with checksum `crc`, already compressed as `deflated` by [`deflate`].
         fn compressed(&mut self, len: usize, crc: CrcPiece, deflated: &[u8]) {
             self.out.extend_from_slice(deflated);
@@ -1941,7 +1953,7 @@ mod tests {
                 self.len = self.len.wrapping_add(len as u32);
             }
         }
-    
+
         fn stored(&mut self, data: &[u8]) {
             stored_blocks(&mut self.out, data);
             let mut hasher = crc32fast::Hasher::new_with_initial(self.crc);
@@ -1949,7 +1961,7 @@ mod tests {
             self.crc = hasher.finalize();
             self.len = self.len.wrapping_add(data.len() as u32);
         }
-    
+
         fn finish(mut self) -> Vec<u8> {
             // A final, empty block with fixed Huffman codes, then CRC-32 and length mod 2^32.
             self.out.extend_from_slice(&[0x03, 0x00]);

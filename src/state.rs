@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{Config, JobKinds};
 use crate::healthlake::{DatastoreInfo, ErrorReason, PollError};
-use crate::job::{Job, JobKind, JobStatus};
+use crate::job::{Job, JobKind, JobStatus, KeptJob};
 
 /// Every datastore the config names, in config order, and how the last config reload went.
 /// A reload swaps the list; readers take a snapshot of it and never block a poll for long.
@@ -265,7 +265,7 @@ pub struct JobsView {
     /// Jobs per status: the ten known statuses always (0 when none), unknown ones when seen.
     pub counts: BTreeMap<JobStatus, u64>,
     /// The most recently submitted jobs (up to `job_series_limit`), newest first.
-    pub recent: Vec<Job>,
+    pub recent: Vec<KeptJob>,
     /// Submit time of the oldest job still running, if any.
     pub oldest_active_submitted: Option<f64>,
 }
@@ -442,10 +442,13 @@ fn build_datastores(config: &Config, previous: &[Arc<Datastore>]) -> Arc<[Arc<Da
 }
 
 /// Newest submitted first; ties by id, so the order is stable.
-fn newest_first(a: &Job, b: &Job) -> std::cmp::Ordering {
-    b.submitted
-        .total_cmp(&a.submitted)
-        .then_with(|| a.id.cmp(&b.id))
+fn newest_first(
+    (a_submitted, a_id): (f64, &str),
+    (b_submitted, b_id): (f64, &str),
+) -> std::cmp::Ordering {
+    b_submitted
+        .total_cmp(&a_submitted)
+        .then_with(|| a_id.cmp(b_id))
 }
 
 impl History {
@@ -629,7 +632,7 @@ impl JobTrack {
             }
         };
 
-        let mut recent: Vec<Job>;
+        let mut recent: Vec<KeptJob>;
         match listing {
             Listing::Full => {
                 // Settled jobs are known only as counts: a settled job listed now that was not
@@ -659,9 +662,11 @@ impl JobTrack {
                 // Only the newest `job_series_limit` jobs are kept for their series: sort
                 // references and copy those, not the whole history.
                 let mut newest: Vec<&Job> = jobs.iter().collect();
-                newest.sort_unstable_by(|a, b| newest_first(a, b));
+                newest.sort_unstable_by(|a, b| {
+                    newest_first((a.submitted, &a.id), (b.submitted, &b.id))
+                });
                 newest.truncate(job_series_limit);
-                recent = newest.into_iter().cloned().collect();
+                recent = newest.into_iter().map(KeptJob::from).collect();
                 history.window = jobs.into_iter().map(|j| (j.id.clone(), j)).collect();
             }
             Listing::SubmittedAfter(after) => {
@@ -676,9 +681,9 @@ impl JobTrack {
                 // The newest jobs: settled ones from before, plus the window as listed now.
                 recent = old_recent
                     .into_iter()
-                    .filter(|j| !old_window.contains_key(&j.id) && !window.contains_key(&j.id))
+                    .filter(|j| !old_window.contains_key(j.id()) && !window.contains_key(j.id()))
                     .collect();
-                recent.extend(window.values().cloned());
+                recent.extend(window.values().map(KeptJob::from));
                 history.window = window;
             }
         }
@@ -703,7 +708,7 @@ impl JobTrack {
         }
         counts.retain(|status, n| *n > 0 || !matches!(status, JobStatus::Unknown(_)));
 
-        recent.sort_unstable_by(newest_first);
+        recent.sort_unstable_by(|a, b| newest_first((a.submitted, a.id()), (b.submitted, b.id())));
         recent.truncate(job_series_limit);
         recent.shrink_to_fit();
 
@@ -862,7 +867,7 @@ mod tests {
             .unwrap()
             .recent
             .iter()
-            .map(|j| j.id.clone())
+            .map(|j| j.id().to_owned())
             .collect();
         assert_eq!(ids, ["j9", "j8", "j7"]);
     }

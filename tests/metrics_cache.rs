@@ -389,7 +389,11 @@ fn check_one(cache: &MetricsCache, state: &Arc<State>, now: f64, format: Format,
         assert!(!chunk.is_empty());
         body.extend_from_slice(&chunk);
     }
-    assert_eq!(body.len() as u64, announced, "the announced length is exact");
+    assert_eq!(
+        body.len() as u64,
+        announced,
+        "the announced length is exact"
+    );
     let body = if gzip {
         gunzip(&body)
     } else {
@@ -468,7 +472,10 @@ fn concurrent_scrapes_share_one_encoding() {
     });
     assert_eq!(cache.stats().encodes, 20, "each datastore encoded once");
     let cached = cache.stats().bytes;
-    assert!(cached > 0 && cached < reference.len(), "{cached} bytes cached");
+    assert!(
+        cached > 0 && cached < reference.len(),
+        "{cached} bytes cached"
+    );
     for (i, body) in bodies.into_iter().enumerate() {
         let mut bytes = Vec::new();
         for chunk in body {
