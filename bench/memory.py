@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Memory figures of healthlake-exporter (issue 14), one command per figure, everything on 127.0.0.1.
 
-Each figure starts the fake HealthLake (examples/fake_healthlake.rs) with a history shape, starts the
+Each figure starts the fake HealthLake (crates/healthlake-fake) with a history shape, starts the
 release exporter against it and scrapes /metrics the way the figure says, from the exporter's start:
 Prometheus-style gzip scrapes every 15 s, optionally plain scrapes mixed in, optionally a burst of
 concurrent plain scrapes at the end. It samples VmRSS every 100 ms and reads VmHWM (the kernel's
@@ -26,7 +26,7 @@ interval past the first complete poll), "end" the VmRSS when the window ends, "p
 exporter's whole life (first full poll included). For the concurrent figure the peak is reset
 (/proc/PID/clear_refs) before the burst, so it is the burst's own peak.
 
-Builds `cargo build --release --bin healthlake-exporter --example fake_healthlake` first unless
+Builds `cargo build --release -p healthlake-exporter -p healthlake-fake` first unless
 --no-build. Standard library only. Prints the machine's load average at the start and the end.
 """
 from __future__ import annotations
@@ -161,13 +161,15 @@ def polled(body: bytes, datastores: int) -> bool:
 def build(args) -> None:
     target = Path(args.target_dir or os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
     args.exporter_bin = target / "release" / "healthlake-exporter"
-    args.fake_bin = target / "release" / "examples" / "fake_healthlake"
+    args.fake_bin = target / "release" / "healthlake-fake"
     if not args.no_build:
-        log("cargo build --release --bin healthlake-exporter --example fake_healthlake")
-        cmd = ["cargo", "build", "--release", "--bin", "healthlake-exporter", "--example", "fake_healthlake"]
+        log("cargo build --release -p healthlake-exporter -p healthlake-fake")
+        cmd = ["cargo", "build", "--release", "-p", "healthlake-exporter", "-p", "healthlake-fake"]
         if args.target_dir:
             cmd += ["--target-dir", str(args.target_dir)]
         subprocess.run(cmd, cwd=REPO, check=True)
+    if args.exporter:
+        args.exporter_bin = args.exporter
     for b in (args.exporter_bin, args.fake_bin):
         if not b.exists():
             raise SystemExit(f"missing {b}: build first or drop --no-build")
@@ -210,10 +212,12 @@ def run_figure(args, name: str) -> dict:
     sampler.start()
     first_poll = None
     n_scrapes = {"gzip": 0, "plain": 0}
-    # Prometheus-style: one gzip scrape every 15 s from the start (alternating the two formats,
-    # as two Prometheus servers of different versions would), plain scrapes 7 s after each when mixed.
+    # Prometheus-style: one gzip OpenMetrics scrape every 15 s from the start (what Prometheus
+    # sends). Mixed: 7.5 s after each, one more scrape, in turn plain OpenMetrics, plain Prometheus
+    # text and gzip Prometheus text (curl, probes, older scrapers), so both formats are cached.
     window = args.window if name != "demo" else 45
     tick, end = 0, None
+    extra = [(False, True), (False, False), (True, False)]
     while True:
         at = t0 + 1 + tick * args.scrape_interval
         now = time.monotonic()
@@ -223,7 +227,7 @@ def run_figure(args, name: str) -> dict:
             raise SystemExit(f"the exporter exited; see {workdir / 'exporter.log'}")
         time.sleep(max(0.0, at - now))
         try:
-            body = scrape(port, True, tick % 2 == 1)
+            body = scrape(port, True, True)
             n_scrapes["gzip"] += 1
             if first_poll is None and polled(body, ds):
                 first_poll = time.monotonic() - t0
@@ -231,8 +235,9 @@ def run_figure(args, name: str) -> dict:
                 log(f"{name}: every datastore polled after {first_poll:.1f} s; window {window:.0f} s")
             if mixed and first_poll is not None:
                 time.sleep(args.scrape_interval / 2)
-                scrape(port, False, tick % 2 == 0)
-                n_scrapes["plain"] += 1
+                gzip_on, openmetrics = extra[tick % len(extra)]
+                scrape(port, gzip_on, openmetrics)
+                n_scrapes["gzip" if gzip_on else "plain"] += 1
         except (OSError, RuntimeError, http.client.HTTPException) as e:
             log(f"{name}: scrape failed ({e}); retrying at the next tick")
         tick += 1
@@ -314,6 +319,8 @@ def main() -> int:
     ap.add_argument("--first-poll-timeout", type=float, default=600)
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--target-dir", type=Path, default=None)
+    ap.add_argument("--exporter", type=Path, default=None,
+                    help="measure this exporter binary instead (e.g. one built from an older commit)")
     args = ap.parse_args()
     atexit.register(cleanup)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
