@@ -17,7 +17,7 @@ use crate::model::unix_now;
 use crate::supervisor::{termination_signal, Exporter, StartError};
 
 /// The demo listens on loopback only: it is for the person at this machine.
-pub const DEMO_LISTEN_ADDRESS: &str = "127.0.0.1:9469";
+pub(crate) const DEMO_LISTEN_ADDRESS: &str = "127.0.0.1:9469";
 /// How often the demo's jobs move and how often the exporter polls them.
 const DEMO_TICK: Duration = Duration::from_secs(5);
 

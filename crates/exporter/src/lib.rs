@@ -26,7 +26,7 @@ pub mod metrics;
 pub mod model;
 pub mod poll;
 pub mod state;
-pub mod supervisor;
+mod supervisor;
 pub mod web;
 
 pub use supervisor::{

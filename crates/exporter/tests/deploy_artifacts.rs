@@ -36,7 +36,9 @@ fn read(path: &Path) -> String {
 }
 
 fn allowed_metric(name: &str) -> bool {
-    EXPORTER_METRICS.contains(&name) || PROMETHEUS_BUILTIN_METRICS.contains(&name)
+    EXPORTER_METRICS.contains(&name)
+        || PROCESS_METRICS.contains(&name)
+        || PROMETHEUS_BUILTIN_METRICS.contains(&name)
 }
 
 fn assert_only_known_metrics(source: &str, expr: &str) {

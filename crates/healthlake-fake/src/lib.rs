@@ -11,9 +11,13 @@
 //! account-level `ListFHIRDatastores`, per fake, so tests can prove that a failure of one call
 //! stays isolated from the others.
 //!
+//! A crate of its own so that the exporter ships none of it: the exporter uses it as a
+//! dev-dependency and, for `--demo`, behind its default `demo` feature. Export and import jobs
+//! share one code path here too (`store::Job`), as in the exporter.
+//!
 //! Layout: `store` holds datastores, jobs, faults and the request log (pure, unit tested), `wire`
-//! knows the protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing and
-//! `scenario` scripts the demo.
+//! knows the protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing,
+//! `scenario` scripts the demo, and `main.rs` is the standalone fake the scale benchmark starts.
 
 pub mod scenario;
 mod server;
@@ -29,7 +33,7 @@ use tokio::task::JoinHandle;
 pub use store::{DEFAULT_MAX_RESULTS, MAX_MAX_RESULTS, MAX_RECORDED_REQUESTS};
 pub use wire::MAX_REQUEST_BODY_BYTES;
 
-use store::Store;
+use store::{Job as _, Store};
 
 /// Handle to the fake service state. Cheap to clone; all clones share the same store.
 ///
@@ -100,12 +104,12 @@ impl FakeHealthLake {
 
     /// Adds an export job, creating the datastore if missing. A job with the same id is replaced.
     pub fn add_job(&self, datastore_id: &str, job: FakeJob) {
-        self.lock().add_job(datastore_id, job);
+        self.lock().add(datastore_id, job);
     }
 
     /// Removes an export job; returns whether it existed.
     pub fn remove_job(&self, datastore_id: &str, job_id: &str) -> bool {
-        self.lock().remove_job(datastore_id, job_id)
+        self.lock().remove::<FakeJob>(datastore_id, job_id)
     }
 
     /// Sets an export job's status (any string, also ones the SDK does not know) and its end time
@@ -118,23 +122,25 @@ impl FakeHealthLake {
         end_time: Option<f64>,
     ) -> bool {
         self.lock()
-            .set_job_status(datastore_id, job_id, status, end_time)
+            .update(datastore_id, job_id, |job: &mut FakeJob| {
+                job.set_status(status, end_time)
+            })
     }
 
     /// Export jobs of a datastore ordered by submit time, then id (empty if the datastore is
     /// unknown). This is *not* the order in which the wire API returns them.
     pub fn jobs(&self, datastore_id: &str) -> Vec<FakeJob> {
-        self.lock().jobs(datastore_id)
+        self.lock().all(datastore_id)
     }
 
     /// Adds an import job, creating the datastore if missing. A job with the same id is replaced.
     pub fn add_import_job(&self, datastore_id: &str, job: FakeImportJob) {
-        self.lock().add_import_job(datastore_id, job);
+        self.lock().add(datastore_id, job);
     }
 
     /// Removes an import job; returns whether it existed.
     pub fn remove_import_job(&self, datastore_id: &str, job_id: &str) -> bool {
-        self.lock().remove_import_job(datastore_id, job_id)
+        self.lock().remove::<FakeImportJob>(datastore_id, job_id)
     }
 
     /// Sets an import job's status (any string) and end time (`None` clears it). Returns `false`
@@ -147,7 +153,9 @@ impl FakeHealthLake {
         end_time: Option<f64>,
     ) -> bool {
         self.lock()
-            .set_import_job_status(datastore_id, job_id, status, end_time)
+            .update(datastore_id, job_id, |job: &mut FakeImportJob| {
+                job.set_status(status, end_time)
+            })
     }
 
     /// Replaces an import job's `JobProgressReport`. Returns `false` when the datastore or job
@@ -159,13 +167,15 @@ impl FakeHealthLake {
         progress: FakeProgress,
     ) -> bool {
         self.lock()
-            .set_import_progress(datastore_id, job_id, progress)
+            .update(datastore_id, job_id, |job: &mut FakeImportJob| {
+                job.progress = Some(progress)
+            })
     }
 
     /// Import jobs of a datastore ordered by submit time, then id (empty if the datastore is
     /// unknown). This is *not* the order in which the wire API returns them.
     pub fn import_jobs(&self, datastore_id: &str) -> Vec<FakeImportJob> {
-        self.lock().import_jobs(datastore_id)
+        self.lock().all(datastore_id)
     }
 
     /// Injects (or with `None` clears) a fault for every operation naming this datastore
@@ -288,25 +298,34 @@ impl FakeJob {
             message: None,
         }
     }
-
-    /// Sets the job name.
-    pub fn named(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Sets the end time (epoch seconds).
-    pub fn ended(mut self, end_time: f64) -> Self {
-        self.end_time = Some(end_time);
-        self
-    }
-
-    /// Sets the message.
-    pub fn with_message(mut self, message: impl Into<String>) -> Self {
-        self.message = Some(message.into());
-        self
-    }
 }
+
+/// The builder methods export and import jobs share (one definition for both kinds).
+macro_rules! job_builders {
+    ($t:ty) => {
+        impl $t {
+            /// Sets the job name.
+            pub fn named(mut self, name: impl Into<String>) -> Self {
+                self.name = Some(name.into());
+                self
+            }
+
+            /// Sets the end time (epoch seconds).
+            pub fn ended(mut self, end_time: f64) -> Self {
+                self.end_time = Some(end_time);
+                self
+            }
+
+            /// Sets the message.
+            pub fn with_message(mut self, message: impl Into<String>) -> Self {
+                self.message = Some(message.into());
+                self
+            }
+        }
+    };
+}
+job_builders!(FakeJob);
+job_builders!(FakeImportJob);
 
 /// `CreatedAt` of datastores registered with [`FakeHealthLake::add_datastore`] (2023-11-14).
 pub const DEFAULT_DATASTORE_CREATED_AT: f64 = 1_700_000_000.0;
@@ -456,24 +475,6 @@ impl FakeImportJob {
             input_s3_uri: None,
             validation_level: None,
         }
-    }
-
-    /// Sets the job name.
-    pub fn named(mut self, name: impl Into<String>) -> Self {
-        self.name = Some(name.into());
-        self
-    }
-
-    /// Sets the end time (epoch seconds).
-    pub fn ended(mut self, end_time: f64) -> Self {
-        self.end_time = Some(end_time);
-        self
-    }
-
-    /// Sets the message.
-    pub fn with_message(mut self, message: impl Into<String>) -> Self {
-        self.message = Some(message.into());
-        self
     }
 
     /// Sets the progress report.

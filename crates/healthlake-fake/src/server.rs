@@ -29,7 +29,7 @@ use super::wire::{
     ErrorCode, ListDatastoresRequest, ListRequest, CONTENT_TYPE as AMZ_JSON,
     MAX_REQUEST_BODY_BYTES,
 };
-use super::{FakeHealthLake, FakeServer, Fault};
+use super::{FakeHealthLake, FakeImportJob, FakeJob, FakeServer, Fault};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
@@ -288,7 +288,9 @@ async fn list_jobs(
     let tweaks = apply_fault(fault, operation).await?;
     let query = request.query(tweaks.loop_token)?;
     let body = if operation == Operation::ListImportJobs {
-        let page = fake.lock().list_imports(datastore_id, region, &query);
+        let page = fake
+            .lock()
+            .list::<FakeImportJob>(datastore_id, region, &query);
         let page = page.ok_or_else(|| not_found(datastore_id))?;
         import_list_body(
             datastore_id,
@@ -297,7 +299,7 @@ async fn list_jobs(
             next_token(&tweaks, page.next_offset),
         )?
     } else {
-        let page = fake.lock().list_exports(datastore_id, region, &query);
+        let page = fake.lock().list::<FakeJob>(datastore_id, region, &query);
         let page = page.ok_or_else(|| not_found(datastore_id))?;
         list_response_body(
             datastore_id,

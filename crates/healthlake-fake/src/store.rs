@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::{FakeDatastore, FakeImportJob, FakeJob, FakeProgress, Fault, RecordedRequest};
+use super::{FakeDatastore, FakeImportJob, FakeJob, Fault, RecordedRequest};
 
 /// Page size used when a request has no `MaxResults` (the real default is undocumented; a small
 /// value makes clients that forget to page visibly wrong).
@@ -140,11 +140,15 @@ pub(crate) trait Job: Clone {
     fn name(&self) -> Option<&str>;
     fn status(&self) -> &str;
     fn submit_time(&self) -> f64;
+    fn end_time(&self) -> Option<f64>;
     fn set_status(&mut self, status: &str, end_time: Option<f64>);
+    /// This kind's jobs of a datastore.
+    fn of(datastore: &Datastore) -> &Jobs<Self>;
+    fn of_mut(datastore: &mut Datastore) -> &mut Jobs<Self>;
 }
 
 macro_rules! impl_job {
-    ($t:ty) => {
+    ($t:ty, $field:ident) => {
         impl Job for $t {
             fn id(&self) -> &str {
                 &self.id
@@ -158,19 +162,28 @@ macro_rules! impl_job {
             fn submit_time(&self) -> f64 {
                 self.submit_time
             }
+            fn end_time(&self) -> Option<f64> {
+                self.end_time
+            }
             fn set_status(&mut self, status: &str, end_time: Option<f64>) {
                 status.clone_into(&mut self.status);
                 self.end_time = end_time;
             }
+            fn of(datastore: &Datastore) -> &Jobs<Self> {
+                &datastore.$field
+            }
+            fn of_mut(datastore: &mut Datastore) -> &mut Jobs<Self> {
+                &mut datastore.$field
+            }
         }
     };
 }
-impl_job!(FakeJob);
-impl_job!(FakeImportJob);
+impl_job!(FakeJob, exports);
+impl_job!(FakeImportJob, imports);
 
 /// Jobs of one kind, kept sorted by [`order_key`] so listings need no sort.
 #[derive(Debug)]
-struct Jobs<J> {
+pub(crate) struct Jobs<J> {
     sorted: Vec<J>,
 }
 
@@ -230,7 +243,7 @@ impl<J: Job> Jobs<J> {
 
 /// One datastore: its properties and its jobs.
 #[derive(Debug)]
-struct Datastore {
+pub(crate) struct Datastore {
     properties: FakeDatastore,
     exports: Jobs<FakeJob>,
     imports: Jobs<FakeImportJob>,
@@ -350,78 +363,38 @@ impl Store {
         ids
     }
 
-    pub(crate) fn add_job(&mut self, datastore_id: &str, job: FakeJob) {
-        self.datastore_mut(datastore_id).exports.insert(job);
+    /// Adds a job of its kind, creating the datastore if missing; a job with the same id is
+    /// replaced.
+    pub(crate) fn add<J: Job>(&mut self, datastore_id: &str, job: J) {
+        J::of_mut(self.datastore_mut(datastore_id)).insert(job);
     }
 
-    pub(crate) fn remove_job(&mut self, datastore_id: &str, job_id: &str) -> bool {
+    /// Removes a `J` job; returns whether it existed.
+    pub(crate) fn remove<J: Job>(&mut self, datastore_id: &str, job_id: &str) -> bool {
         self.datastores
             .get_mut(datastore_id)
-            .is_some_and(|ds| ds.exports.remove(job_id))
+            .is_some_and(|ds| J::of_mut(ds).remove(job_id))
     }
 
-    pub(crate) fn set_job_status(
+    /// Changes a `J` job; returns `false` when the datastore or job does not exist.
+    pub(crate) fn update<J: Job>(
         &mut self,
         datastore_id: &str,
         job_id: &str,
-        status: &str,
-        end_time: Option<f64>,
+        change: impl FnOnce(&mut J),
     ) -> bool {
         self.datastores
             .get_mut(datastore_id)
-            .and_then(|ds| ds.exports.get_mut(job_id))
-            .map(|job| job.set_status(status, end_time))
+            .and_then(|ds| J::of_mut(ds).get_mut(job_id))
+            .map(change)
             .is_some()
     }
 
-    pub(crate) fn jobs(&self, datastore_id: &str) -> Vec<FakeJob> {
+    /// The `J` jobs of a datastore by submit time, then id (empty if the datastore is unknown).
+    pub(crate) fn all<J: Job>(&self, datastore_id: &str) -> Vec<J> {
         self.datastores
             .get(datastore_id)
-            .map(|ds| ds.exports.by_submit_time())
-            .unwrap_or_default()
-    }
-
-    pub(crate) fn add_import_job(&mut self, datastore_id: &str, job: FakeImportJob) {
-        self.datastore_mut(datastore_id).imports.insert(job);
-    }
-
-    pub(crate) fn remove_import_job(&mut self, datastore_id: &str, job_id: &str) -> bool {
-        self.datastores
-            .get_mut(datastore_id)
-            .is_some_and(|ds| ds.imports.remove(job_id))
-    }
-
-    pub(crate) fn set_import_job_status(
-        &mut self,
-        datastore_id: &str,
-        job_id: &str,
-        status: &str,
-        end_time: Option<f64>,
-    ) -> bool {
-        self.datastores
-            .get_mut(datastore_id)
-            .and_then(|ds| ds.imports.get_mut(job_id))
-            .map(|job| job.set_status(status, end_time))
-            .is_some()
-    }
-
-    pub(crate) fn set_import_progress(
-        &mut self,
-        datastore_id: &str,
-        job_id: &str,
-        progress: FakeProgress,
-    ) -> bool {
-        self.datastores
-            .get_mut(datastore_id)
-            .and_then(|ds| ds.imports.get_mut(job_id))
-            .map(|job| job.progress = Some(progress))
-            .is_some()
-    }
-
-    pub(crate) fn import_jobs(&self, datastore_id: &str) -> Vec<FakeImportJob> {
-        self.datastores
-            .get(datastore_id)
-            .map(|ds| ds.imports.by_submit_time())
+            .map(|ds| J::of(ds).by_submit_time())
             .unwrap_or_default()
     }
 
@@ -516,24 +489,14 @@ impl Store {
             .filter(|ds| ds.visible_from(region))
     }
 
-    /// Export jobs: filters, then pages. `None` when the datastore does not exist (for `region`).
-    pub(crate) fn list_exports(
+    /// `J` jobs: filters, then pages. `None` when the datastore does not exist (for `region`).
+    pub(crate) fn list<J: Job>(
         &self,
         datastore_id: &str,
         region: &str,
         query: &ListQuery,
-    ) -> Option<Page<FakeJob>> {
-        Some(self.visible(datastore_id, region)?.exports.list(query))
-    }
-
-    /// Import jobs: filters, then pages. `None` when the datastore does not exist (for `region`).
-    pub(crate) fn list_imports(
-        &self,
-        datastore_id: &str,
-        region: &str,
-        query: &ListQuery,
-    ) -> Option<Page<FakeImportJob>> {
-        Some(self.visible(datastore_id, region)?.imports.list(query))
+    ) -> Option<Page<J>> {
+        Some(J::of(self.visible(datastore_id, region)?).list(query))
     }
 
     /// Properties of a datastore visible from `region`.
@@ -566,13 +529,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::LIST_FHIR_EXPORT_JOBS_TARGET;
+    use crate::{FakeProgress, LIST_FHIR_EXPORT_JOBS_TARGET};
 
     fn store_with(n: usize) -> Store {
         let mut s = Store::default();
         s.add_datastore("ds");
         for i in 0..n {
-            s.add_job(
+            s.add(
                 "ds",
                 FakeJob::new(format!("job-{i:04}"), "COMPLETED", i as f64),
             );
@@ -591,7 +554,7 @@ mod tests {
         let mut all = Vec::new();
         let mut pages = 0;
         loop {
-            let page = s.list_exports("ds", "r", &q).expect("datastore exists");
+            let page = s.list::<FakeJob>("ds", "r", &q).expect("datastore exists");
             pages += 1;
             all.extend(page.items);
             match page.next_offset {
@@ -603,13 +566,16 @@ mod tests {
 
     #[test]
     fn unknown_datastore_is_none() {
-        assert_eq!(Store::default().list_exports("nope", "r", &query(10)), None);
+        assert_eq!(
+            Store::default().list::<FakeJob>("nope", "r", &query(10)),
+            None
+        );
     }
 
     #[test]
     fn empty_datastore_gives_one_empty_last_page() {
         let s = store_with(0);
-        let page = s.list_exports("ds", "r", &query(10)).unwrap();
+        let page = s.list::<FakeJob>("ds", "r", &query(10)).unwrap();
         assert!(page.items.is_empty());
         assert_eq!(page.next_offset, None);
     }
@@ -648,7 +614,7 @@ mod tests {
             offset: 1_000,
             ..query(10)
         };
-        let page = s.list_exports("ds", "r", &q).unwrap();
+        let page = s.list::<FakeJob>("ds", "r", &q).unwrap();
         assert!(page.items.is_empty());
         assert_eq!(page.next_offset, None);
     }
@@ -660,7 +626,7 @@ mod tests {
             offset: usize::MAX,
             ..query(usize::MAX)
         };
-        assert_eq!(s.list_exports("ds", "r", &q).unwrap().items.len(), 0);
+        assert_eq!(s.list::<FakeJob>("ds", "r", &q).unwrap().items.len(), 0);
     }
 
     #[test]
@@ -668,7 +634,7 @@ mod tests {
         let mut s = store_with(0);
         for i in 0..30 {
             let status = if i % 3 == 0 { "FAILED" } else { "COMPLETED" };
-            s.add_job(
+            s.add(
                 "ds",
                 FakeJob::new(format!("j{i}"), status, 100.0 + i as f64),
             );
@@ -692,7 +658,7 @@ mod tests {
             ..query(100)
         };
         let mut times: Vec<f64> = s
-            .list_exports("ds", "r", &q)
+            .list::<FakeJob>("ds", "r", &q)
             .unwrap()
             .items
             .iter()
@@ -705,8 +671,8 @@ mod tests {
     #[test]
     fn name_filter_is_exact_and_skips_unnamed() {
         let mut s = store_with(3);
-        s.add_job("ds", FakeJob::new("n1", "COMPLETED", 1.0).named("nightly"));
-        s.add_job(
+        s.add("ds", FakeJob::new("n1", "COMPLETED", 1.0).named("nightly"));
+        s.add(
             "ds",
             FakeJob::new("n2", "COMPLETED", 1.0).named("nightly-2"),
         );
@@ -714,7 +680,7 @@ mod tests {
             job_name: Some("nightly".into()),
             ..query(100)
         };
-        let page = s.list_exports("ds", "r", &q).unwrap();
+        let page = s.list::<FakeJob>("ds", "r", &q).unwrap();
         assert_eq!(page.items.len(), 1);
         assert_eq!(page.items[0].id, "n1");
     }
@@ -722,22 +688,27 @@ mod tests {
     #[test]
     fn add_job_replaces_same_id_and_set_status_works() {
         let mut s = store_with(0);
-        s.add_job("ds", FakeJob::new("a", "SUBMITTED", 1.0));
-        s.add_job("ds", FakeJob::new("a", "QUEUED", 1.0));
-        assert_eq!(s.jobs("ds").len(), 1);
-        assert!(s.set_job_status("ds", "a", "ARCHIVED", Some(5.5)));
-        assert_eq!(s.jobs("ds")[0].status, "ARCHIVED");
-        assert_eq!(s.jobs("ds")[0].end_time, Some(5.5));
-        assert!(!s.set_job_status("ds", "missing", "X", None));
-        assert!(!s.set_job_status("other", "a", "X", None));
-        assert!(s.remove_job("ds", "a"));
-        assert!(!s.remove_job("ds", "a"));
+        s.add("ds", FakeJob::new("a", "SUBMITTED", 1.0));
+        s.add("ds", FakeJob::new("a", "QUEUED", 1.0));
+        assert_eq!(s.all::<FakeJob>("ds").len(), 1);
+        assert!(s.update("ds", "a", |j: &mut FakeJob| j
+            .set_status("ARCHIVED", Some(5.5))));
+        assert_eq!(s.all::<FakeJob>("ds")[0].status, "ARCHIVED");
+        assert_eq!(s.all::<FakeJob>("ds")[0].end_time, Some(5.5));
+        assert!(!s.update("ds", "missing", |j: &mut FakeJob| j.set_status("X", None)));
+        assert!(!s.update("other", "a", |j: &mut FakeJob| j.set_status("X", None)));
+        assert!(s.remove::<FakeJob>("ds", "a"));
+        assert!(!s.remove::<FakeJob>("ds", "a"));
     }
 
     #[test]
     fn jobs_are_returned_in_submission_order() {
         let s = store_with(50);
-        let times: Vec<f64> = s.jobs("ds").iter().map(|j| j.submit_time).collect();
+        let times: Vec<f64> = s
+            .all::<FakeJob>("ds")
+            .iter()
+            .map(|j| j.submit_time)
+            .collect();
         assert!(times.windows(2).all(|w| w[0] <= w[1]));
     }
 
@@ -811,35 +782,45 @@ mod tests {
         s.add_datastore("ds");
         assert_eq!(s.datastore("ds").unwrap().status, "UPDATING");
         assert!(!s.update_datastore("nope", |d| d.status = "X".into()));
-        s.add_job("ds", FakeJob::new("j", "COMPLETED", 1.0));
+        s.add("ds", FakeJob::new("j", "COMPLETED", 1.0));
         s.set_datastore("ds", FakeDatastore::new("renamed"));
-        assert_eq!(s.jobs("ds").len(), 1, "jobs survive set_datastore");
+        assert_eq!(
+            s.all::<FakeJob>("ds").len(),
+            1,
+            "jobs survive set_datastore"
+        );
         assert_eq!(s.datastore("ds").unwrap().name, "renamed");
     }
 
     #[test]
     fn import_jobs_are_separate_from_exports() {
         let mut s = Store::default();
-        s.add_job("ds", FakeJob::new("same", "COMPLETED", 1.0));
-        s.add_import_job("ds", FakeImportJob::new("same", "IN_PROGRESS", 2.0));
-        assert_eq!(s.jobs("ds")[0].status, "COMPLETED");
-        assert_eq!(s.import_jobs("ds")[0].status, "IN_PROGRESS");
+        s.add("ds", FakeJob::new("same", "COMPLETED", 1.0));
+        s.add("ds", FakeImportJob::new("same", "IN_PROGRESS", 2.0));
+        assert_eq!(s.all::<FakeJob>("ds")[0].status, "COMPLETED");
+        assert_eq!(s.all::<FakeImportJob>("ds")[0].status, "IN_PROGRESS");
         let progress = FakeProgress {
             total_number_of_scanned_files: 3,
             ..FakeProgress::default()
         };
-        assert!(s.set_import_progress("ds", "same", progress.clone()));
-        assert!(s.set_import_job_status("ds", "same", "COMPLETED", Some(9.0)));
-        let job = &s.import_jobs("ds")[0];
+        assert!(s.update("ds", "same", |j: &mut FakeImportJob| j.progress =
+            Some(progress.clone())));
+        assert!(s.update("ds", "same", |j: &mut FakeImportJob| j
+            .set_status("COMPLETED", Some(9.0))));
+        let job = &s.all::<FakeImportJob>("ds")[0];
         assert_eq!(job.progress.as_ref(), Some(&progress));
         assert_eq!(job.end_time, Some(9.0));
-        assert!(!s.set_import_progress("ds", "missing", FakeProgress::default()));
-        assert!(!s.set_import_job_status("nope", "same", "X", None));
-        let page = s.list_imports("ds", "r", &query(10)).unwrap();
+        assert!(
+            !s.update("ds", "missing", |j: &mut FakeImportJob| j.progress =
+                Some(FakeProgress::default()))
+        );
+        assert!(!s.update("nope", "same", |j: &mut FakeImportJob| j
+            .set_status("X", None)));
+        let page = s.list::<FakeImportJob>("ds", "r", &query(10)).unwrap();
         assert_eq!(page.items.len(), 1);
-        assert!(s.remove_import_job("ds", "same"));
-        assert!(!s.remove_import_job("ds", "same"));
-        assert_eq!(s.jobs("ds").len(), 1);
+        assert!(s.remove::<FakeImportJob>("ds", "same"));
+        assert!(!s.remove::<FakeImportJob>("ds", "same"));
+        assert_eq!(s.all::<FakeJob>("ds").len(), 1);
     }
 
     #[test]
@@ -849,8 +830,10 @@ mod tests {
         s.set_datastore("east", FakeDatastore::new("e").in_region("us-east-1"));
         assert!(s.describe("east", "us-east-1").is_some());
         assert!(s.describe("east", "us-west-2").is_none());
-        assert!(s.list_exports("east", "us-west-2", &query(5)).is_none());
-        assert!(s.list_imports("east", "us-west-2", &query(5)).is_none());
+        assert!(s.list::<FakeJob>("east", "us-west-2", &query(5)).is_none());
+        assert!(s
+            .list::<FakeImportJob>("east", "us-west-2", &query(5))
+            .is_none());
         assert!(s.describe("anywhere", "eu-west-1").is_some());
         let ids = |region| {
             let mut ids: Vec<String> = s

@@ -7,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::store::{decode_token, DatastoreQuery, ListQuery, DEFAULT_MAX_RESULTS, MAX_MAX_RESULTS};
+use super::store::{
+    decode_token, DatastoreQuery, Job, ListQuery, DEFAULT_MAX_RESULTS, MAX_MAX_RESULTS,
+};
 use super::{FakeDatastore, FakeImportJob, FakeJob, FakeProgress, RecordedRequest};
 
 /// Request bodies above this size get 413 without being read further.
@@ -434,6 +436,18 @@ struct ListResponse<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct ExportJobProperties<'a> {
+    #[serde(flatten)]
+    common: JobCommon<'a>,
+    output_data_config: OutputDataConfig,
+    data_access_role_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+}
+
+/// What every listed job says first, export or import (the models share these members).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct JobCommon<'a> {
     job_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     job_name: Option<&'a str>,
@@ -442,10 +456,19 @@ struct ExportJobProperties<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     end_time: Option<f64>,
     datastore_id: &'a str,
-    output_data_config: OutputDataConfig,
-    data_access_role_arn: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<&'a str>,
+}
+
+impl<'a> JobCommon<'a> {
+    fn of<J: Job>(job: &'a J, datastore_id: &'a str) -> Self {
+        Self {
+            job_id: job.id(),
+            job_name: job.name(),
+            job_status: job.status(),
+            submit_time: job.submit_time(),
+            end_time: job.end_time(),
+            datastore_id,
+        }
+    }
 }
 
 /// `OutputDataConfig` (a union: exactly one member).
@@ -499,12 +522,7 @@ pub(crate) fn list_response_body(
         export_job_properties_list: jobs
             .iter()
             .map(|job| ExportJobProperties {
-                job_id: &job.id,
-                job_name: job.name.as_deref(),
-                job_status: &job.status,
-                submit_time: job.submit_time,
-                end_time: job.end_time,
-                datastore_id,
+                common: JobCommon::of(job, datastore_id),
                 output_data_config: OutputDataConfig::new(
                     "healthlake-export",
                     datastore_id,
@@ -530,14 +548,8 @@ struct ImportListResponse<'a> {
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct ImportJobProperties<'a> {
-    job_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    job_name: Option<&'a str>,
-    job_status: &'a str,
-    submit_time: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    end_time: Option<f64>,
-    datastore_id: &'a str,
+    #[serde(flatten)]
+    common: JobCommon<'a>,
     input_data_config: InputDataConfig,
     job_output_data_config: OutputDataConfig,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -642,12 +654,7 @@ pub(crate) fn import_list_body(
         import_job_properties_list: jobs
             .iter()
             .map(|job| ImportJobProperties {
-                job_id: &job.id,
-                job_name: job.name.as_deref(),
-                job_status: &job.status,
-                submit_time: job.submit_time,
-                end_time: job.end_time,
-                datastore_id,
+                common: JobCommon::of(job, datastore_id),
                 input_data_config: InputDataConfig {
                     s3_uri: job.input_s3_uri.clone().unwrap_or_else(|| {
                         format!(

@@ -13,7 +13,7 @@ pub struct RequestBudget {
 }
 
 impl RequestBudget {
-    pub fn per_second(rate: f64) -> RequestBudget {
+    pub(crate) fn per_second(rate: f64) -> RequestBudget {
         RequestBudget {
             spacing: Duration::from_secs_f64(1.0 / rate),
             next_slot: Mutex::new(None),
@@ -21,7 +21,7 @@ impl RequestBudget {
     }
 
     /// Waits for this request's slot.
-    pub async fn acquire(&self) {
+    pub(crate) async fn acquire(&self) {
         let slot = {
             let mut next = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
             let now = Instant::now();

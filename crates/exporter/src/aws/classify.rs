@@ -13,7 +13,7 @@ use aws_smithy_types::body::SdkBody;
 use crate::model::{ErrorReason, PollError};
 
 /// A page of 500 jobs is a few hundred KiB; anything past this is not a HealthLake answer.
-pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Caps the size of a response body before the SDK reads it into memory.
 #[derive(Debug)]

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 
+use aws_sdk_healthlake::types::{ExportJobProperties, ImportJobProperties};
 use aws_smithy_types::DateTime;
 
 use super::classify::classify;
@@ -14,7 +15,7 @@ use crate::model::{
 };
 
 /// HealthLake's largest page: fewer calls against a low per-account request quota.
-pub const PAGE_SIZE: i32 = 500;
+pub(crate) const PAGE_SIZE: i32 = 500;
 
 /// One page of a listing: its items and the token of the next page.
 type Page<T> = (Vec<T>, Option<String>);
@@ -70,80 +71,51 @@ pub async fn list_jobs(
     // Whole seconds, one early: the caller filters exactly, and no rounding on the way may hide a job.
     let submitted_after = submitted_after.map(|t| DateTime::from_secs(t.floor() as i64 - 1));
     let client = &target.client;
+    // The two operations have the same input and output shapes under other type names: one
+    // request-and-convert path, spelled once, for both.
+    macro_rules! page {
+        ($request:expr, $next_token:expr, $list:ident, $progress:expr) => {{
+            let output = $request
+                .datastore_id(datastore_id)
+                .max_results(PAGE_SIZE)
+                .set_submitted_after(submitted_after)
+                .set_next_token($next_token)
+                .send()
+                .await
+                .map_err(classify)?;
+            let jobs = output.$list().iter().map(|p| Job {
+                id: p.job_id().to_owned(),
+                name: p.job_name().map(str::to_owned),
+                status: JobStatus::parse(p.job_status().as_str()),
+                submitted: p.submit_time().as_secs_f64(),
+                ended: p.end_time().map(DateTime::as_secs_f64),
+                progress: $progress(p).map(Box::new),
+            });
+            Ok((jobs.collect(), output.next_token))
+        }};
+    }
     paginate(
         target,
         kind.operation(),
         max_pages,
         |next_token| async move {
             match kind {
-                JobKind::Export => {
-                    let output = client
-                        .list_fhir_export_jobs()
-                        .datastore_id(datastore_id)
-                        .max_results(PAGE_SIZE)
-                        .set_submitted_after(submitted_after)
-                        .set_next_token(next_token)
-                        .send()
-                        .await
-                        .map_err(classify)?;
-                    let jobs = output.export_job_properties_list().iter().map(|p| {
-                        job(
-                            p.job_id(),
-                            p.job_name(),
-                            p.job_status().as_str(),
-                            p.submit_time(),
-                            p.end_time(),
-                            None,
-                        )
-                    });
-                    Ok((jobs.collect(), output.next_token))
-                }
-                JobKind::Import => {
-                    let output = client
-                        .list_fhir_import_jobs()
-                        .datastore_id(datastore_id)
-                        .max_results(PAGE_SIZE)
-                        .set_submitted_after(submitted_after)
-                        .set_next_token(next_token)
-                        .send()
-                        .await
-                        .map_err(classify)?;
-                    let jobs = output.import_job_properties_list().iter().map(|p| {
-                        let progress = p.job_progress_report().map(import_progress);
-                        job(
-                            p.job_id(),
-                            p.job_name(),
-                            p.job_status().as_str(),
-                            p.submit_time(),
-                            p.end_time(),
-                            progress,
-                        )
-                    });
-                    Ok((jobs.collect(), output.next_token))
-                }
+                JobKind::Export => page!(
+                    client.list_fhir_export_jobs(),
+                    next_token,
+                    export_job_properties_list,
+                    |_: &ExportJobProperties| None
+                ),
+                JobKind::Import => page!(
+                    client.list_fhir_import_jobs(),
+                    next_token,
+                    import_job_properties_list,
+                    |p: &ImportJobProperties| p.job_progress_report().map(import_progress)
+                ),
             }
         },
     )
     .await
-}
-
-/// One listed job of either kind, in our own terms.
-fn job(
-    id: &str,
-    name: Option<&str>,
-    status: &str,
-    submitted: &DateTime,
-    ended: Option<&DateTime>,
-    progress: Option<ImportProgress>,
-) -> Job {
-    Job {
-        id: id.to_owned(),
-        name: name.map(str::to_owned),
-        status: JobStatus::parse(status),
-        submitted: submitted.as_secs_f64(),
-        ended: ended.map(DateTime::as_secs_f64),
-        progress: progress.map(Box::new),
-    }
 }
 
 /// An import job's `JobProgressReport` in base units (MB → bytes).

@@ -23,11 +23,12 @@ use aws_sdk_healthlake::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 pub use budget::RequestBudget;
-pub use classify::MAX_RESPONSE_BYTES;
-pub use list::{describe_datastore, list_datastores, list_jobs, PAGE_SIZE};
-pub use target::{check_endpoint_url, check_region, check_role_arn, AwsTarget};
+pub use list::{describe_datastore, list_datastores, list_jobs};
+pub use target::AwsTarget;
 
-use classify::ResponseSizeLimit;
+pub(crate) use target::{check_endpoint_url, check_region, check_role_arn};
+
+use classify::{ResponseSizeLimit, MAX_RESPONSE_BYTES};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const SESSION_NAME: &str = "healthlake-exporter";
@@ -130,7 +131,7 @@ impl Clients {
 
     /// Like `build`, but keeps the clients (and their cached credentials) of `previous` for the
     /// targets still in use, when the settings they were built with have not changed.
-    pub async fn rebuild(
+    pub(crate) async fn rebuild(
         plan: impl Into<ClientPlan>,
         options: &ClientOptions,
         previous: Option<&Clients>,

@@ -10,7 +10,7 @@ pub struct AwsTarget {
     pub role_arn: Option<String>,
 }
 
-pub fn check_region(region: &str) -> Result<(), String> {
+pub(crate) fn check_region(region: &str) -> Result<(), String> {
     let ok = !region.is_empty()
         && region.len() <= 64
         && region
@@ -27,7 +27,7 @@ pub fn check_region(region: &str) -> Result<(), String> {
     }
 }
 
-pub fn check_endpoint_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_endpoint_url(url: &str) -> Result<(), String> {
     let hint =
         "write it like \"https://healthlake.us-east-1.amazonaws.com\" or \"http://127.0.0.1:4566\"";
     let uri: hyper::Uri = url
@@ -51,7 +51,7 @@ pub fn check_endpoint_url(url: &str) -> Result<(), String> {
 }
 
 /// An IAM role ARN: `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`.
-pub fn check_role_arn(arn: &str) -> Result<(), String> {
+pub(crate) fn check_role_arn(arn: &str) -> Result<(), String> {
     let hint = "write it like \"arn:aws:iam::123456789012:role/healthlake-exporter\"";
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let ok = parts.len() == 6

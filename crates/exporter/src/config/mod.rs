@@ -24,18 +24,18 @@ use raw::RawConfig;
 use shard::Shard;
 use validate::{describe_toml_error, Validator};
 
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-pub const DEFAULT_CONCURRENCY: usize = 8;
-pub const DEFAULT_JOB_SERIES_LIMIT: usize = 100;
-pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_CONCURRENCY: usize = 8;
+pub(crate) const DEFAULT_JOB_SERIES_LIMIT: usize = 100;
+pub(crate) const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Half of HealthLake's ListFHIRExportJobs quota (10 per second per account and region), leaving
 /// the rest to the team's own tools.
-pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 5.0;
+pub(crate) const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 5.0;
 /// 200 pages of 500 jobs: far beyond any real export history, short of an endless token loop.
-pub const DEFAULT_MAX_PAGES: usize = 200;
+pub(crate) const DEFAULT_MAX_PAGES: usize = 200;
 /// How often a poll lists a datastore's whole history instead of only its unsettled jobs.
-pub const DEFAULT_FULL_RESYNC_INTERVAL: Duration = Duration::from_secs(3600);
+pub(crate) const DEFAULT_FULL_RESYNC_INTERVAL: Duration = Duration::from_secs(3600);
 pub(crate) const MAX_MAX_ATTEMPTS: usize = 10;
 pub(crate) const MAX_MAX_PAGES: usize = 100_000;
 pub(crate) const MAX_CONCURRENCY: usize = 256;
@@ -63,8 +63,8 @@ pub struct DiscoveryConfig {
     pub interval: Duration,
 }
 
-pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(600);
-pub const DEFAULT_DATASTORE_INTERVAL: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(600);
+pub(crate) const DEFAULT_DATASTORE_INTERVAL: Duration = Duration::from_secs(300);
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct PollingConfig {
@@ -182,7 +182,7 @@ impl Config {
     /// the file lists. Applied wherever a configuration is put to work (start and every reload),
     /// after any `--shard` override, so the rest of the exporter never sees another replica's
     /// datastores. The file itself must still list at least one datastore; a shard may own none.
-    pub fn retain_shard(&mut self) -> usize {
+    pub(crate) fn retain_shard(&mut self) -> usize {
         let configured = self.datastores.len();
         let shard = self.polling.shard;
         self.datastores.retain(|d| shard.owns(&d.id));

@@ -39,7 +39,7 @@ use std::str::FromStr;
 
 /// The most replicas one configuration can be split between. Far beyond any real need; it bounds
 /// the per-datastore hashing cost at load time.
-pub const MAX_SHARDS: u32 = 1000;
+pub(crate) const MAX_SHARDS: u32 = 1000;
 
 /// One replica's part of the configuration: shard `index` of `count` (written `"index/count"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -84,7 +84,7 @@ impl Shard {
     }
 
     /// True for "0/1": no splitting.
-    pub fn is_all(&self) -> bool {
+    pub(crate) fn is_all(&self) -> bool {
         self.count == 1
     }
 
@@ -165,8 +165,10 @@ pub fn owner(datastore_id: &str, count: u32) -> u32 {
     best
 }
 
-/// The weight shard `shard` gives `datastore_id` (see the module docs for the exact function).
-pub fn weight(datastore_id: &str, shard: u32) -> u64 {
+/// The weight shard `shard` gives `datastore_id` (see the module docs for the exact function);
+/// the tests pin it.
+#[cfg(test)]
+fn weight(datastore_id: &str, shard: u32) -> u64 {
     weight_of(fnv1a64(datastore_id.as_bytes()), shard)
 }
 

@@ -19,6 +19,8 @@ pub(super) struct Parts {
     pub(super) headers: Arc<[Piece; DATASTORE_FAMILIES]>,
     pub(super) encoded: Vec<Arc<Encoded>>,
     pub(super) tail: Arc<Piece>,
+    /// The `process_*` families of this scrape (empty when not served).
+    pub(super) process: String,
 }
 
 /// One step of a scrape's body.
@@ -31,6 +33,8 @@ enum Part<'a> {
     },
     /// The value of a sample that depends on `now`: `now − since`.
     Elapsed(f64),
+    /// Text written as it is: the `process_*` families.
+    Text(&'a str),
     /// OpenMetrics' last line.
     Eof,
 }
@@ -47,6 +51,7 @@ struct Cursor {
     /// The previous segment's dynamic value is still to come.
     pending: Option<f64>,
     tail_done: bool,
+    process_done: bool,
     eof_done: bool,
 }
 
@@ -88,6 +93,12 @@ impl Parts {
         if !cursor.tail_done {
             cursor.tail_done = true;
             return Some(self.tail.part());
+        }
+        if !cursor.process_done {
+            cursor.process_done = true;
+            if !self.process.is_empty() {
+                return Some(Part::Text(&self.process));
+            }
         }
         if self.format == Format::OpenMetrics && !cursor.eof_done {
             cursor.eof_done = true;
@@ -165,6 +176,7 @@ impl MetricsBody {
                     dynamic_value(&mut value, parts.format, elapsed_value(parts.now, since));
                     value.len()
                 }
+                Part::Text(text) => text.len(),
                 Part::Eof => EOF.len(),
             };
             len += if gzip {
@@ -231,6 +243,7 @@ impl MetricsBody {
                     dynamic_value(&mut value, format, elapsed_value(now, since));
                     value.as_bytes()
                 }
+                Part::Text(text) => text.as_bytes(),
                 Part::Eof => EOF.as_bytes(),
             };
             match &mut self.mode {

@@ -19,7 +19,8 @@ use prometheus_client::registry::Registry;
 use super::body::{MetricsBody, Parts};
 use super::families::{encode, split_families, Marks, StateCollector, DATASTORE_FAMILIES, EOF};
 use super::gzip::{compressor, deflate, CrcPiece};
-use super::view::{Fmt, Snapshot, Source, Tail};
+use super::process::ProcessStats;
+use super::view::{ExporterValues, Fmt, Snapshot, Source};
 use super::{Format, RenderError};
 use crate::state::{Datastore, State};
 
@@ -36,6 +37,8 @@ pub struct MetricsCache {
     encoding: [Mutex<()>; 2],
     /// Datastore pieces encoded since the start (one per datastore, format and change).
     encodes: AtomicU64,
+    /// Whether each body ends with the `process_*` families (read at scrape time).
+    process_metrics: bool,
 }
 
 /// What a [`MetricsCache`] holds and has done, for tests and benchmarks.
@@ -58,10 +61,10 @@ pub(super) struct Inner {
     /// Per format: the per-datastore families' headers, written once.
     headers: [Option<Arc<[Piece; DATASTORE_FAMILIES]>>; 2],
     /// Per format: the exporter-wide families, for the reload status they were encoded with.
-    tail: [Option<(TailKey, Arc<Piece>)>; 2],
+    tail: [Option<(ExporterValuesKey, Arc<Piece>)>; 2],
 }
 
-pub(super) type TailKey = (bool, u64, u64);
+pub(super) type ExporterValuesKey = (bool, u64, u64);
 
 #[derive(Debug)]
 pub(super) struct Entry {
@@ -301,8 +304,18 @@ impl Encoded {
 }
 
 impl MetricsCache {
+    /// A cache whose bodies hold State's families only (what [`super::render_uncached`] writes).
     pub fn new() -> MetricsCache {
         MetricsCache::default()
+    }
+
+    /// A cache whose bodies also end with the `process_*` families of this process, read from
+    /// `/proc` at each scrape: what `/metrics` serves.
+    pub fn with_process_metrics() -> MetricsCache {
+        MetricsCache {
+            process_metrics: true,
+            ..MetricsCache::default()
+        }
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -402,6 +415,10 @@ impl MetricsCache {
                 }
             }
         };
+        let process = match self.process_metrics.then(ProcessStats::read).flatten() {
+            Some(stats) => stats.encode(format)?,
+            None => String::new(),
+        };
         Ok(MetricsBody::new(
             Parts {
                 format,
@@ -409,6 +426,7 @@ impl MetricsCache {
                 headers,
                 encoded,
                 tail,
+                process,
             },
             gzip,
         ))
@@ -420,7 +438,7 @@ impl MetricsCache {
         &self,
         list: &Arc<[Arc<Datastore>]>,
         f: usize,
-        tail_key: TailKey,
+        tail_key: ExporterValuesKey,
     ) -> Result<Cached, Partial> {
         let versions: Vec<u64> = list.iter().map(|ds| ds.record().version).collect();
         let mut inner = self.lock();
@@ -464,7 +482,7 @@ impl MetricsCache {
         now: f64,
         format: Format,
         (headers, tail, mut encoded, stale): Partial,
-        tail_key: TailKey,
+        tail_key: ExporterValuesKey,
         compress: &mut Option<Compress>,
     ) -> Result<Cached, RenderError> {
         let f = format.index();
@@ -486,7 +504,7 @@ impl MetricsCache {
                     source: Source::Nothing,
                     now,
                     datastore_families: false,
-                    tail: Some(Tail::of(state)),
+                    tail: Some(ExporterValues::of(state)),
                     marks: None,
                 };
                 let text = encode(collector, format)?;

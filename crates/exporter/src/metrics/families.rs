@@ -3,6 +3,7 @@
 //! prometheus-client. Both the reference encoding and the cache's pieces come from here, so their
 //! bytes cannot differ; export and import families are the same definitions for another job kind.
 
+use std::fmt::Error;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -11,7 +12,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncod
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::view::{Fmt, Labels, Source, Tail, View};
+use super::view::{ExporterValues, Fmt, Labels, Source, View};
 use super::{Format, RenderError};
 use crate::model::{ErrorReason, ImportProgress, JobKind, DATASTORE_STATUSES};
 use crate::state::{DiscoveryStatus, Health};
@@ -80,11 +81,15 @@ impl Family {
         }
     }
 
-    fn unit(&self) -> Option<Unit> {
-        self.unit.map(|unit| match unit {
-            BaseUnit::Seconds => Unit::Seconds,
-            BaseUnit::Bytes => Unit::Bytes,
-        })
+    /// Writes this family's descriptor (`# HELP`, `# TYPE`, `# UNIT`).
+    fn describe<'e>(&self, encoder: &'e mut DescriptorEncoder) -> Result<MetricEncoder<'e>, Error> {
+        static SECONDS: Unit = Unit::Seconds;
+        static BYTES: Unit = Unit::Bytes;
+        let unit = self.unit.map(|unit| match unit {
+            BaseUnit::Seconds => &SECONDS,
+            BaseUnit::Bytes => &BYTES,
+        });
+        encoder.encode_descriptor(self.base_name(), self.help, unit, self.metric_type)
     }
 }
 
@@ -308,7 +313,7 @@ pub(super) const EXPORTER: &[Family] = &[
     },
     Family {
         name: "healthlake_exporter_build_info",
-        help: "Always 1; the version label says which healthlake-exporter is running.",
+        help: "Always 1; the labels say which healthlake-exporter is running: version, source revision and the rustc that built it.",
         unit: None,
         metric_type: MetricType::Gauge,
         samples: Samples::BuildInfo,
@@ -403,7 +408,7 @@ pub(super) struct StateCollector {
     /// Write the per-datastore families ([`DATASTORE`]; headers even with no datastore).
     pub(super) datastore_families: bool,
     /// Write the exporter-wide families ([`EXPORTER`]) with these values.
-    pub(super) tail: Option<Tail>,
+    pub(super) tail: Option<ExporterValues>,
     /// Where to note which samples depend on `now` (cached pieces only).
     pub(super) marks: Option<Arc<Mutex<Marks>>>,
 }
@@ -411,13 +416,7 @@ pub(super) struct StateCollector {
 impl StateCollector {
     /// Writes one per-datastore family: a descriptor, then each datastore's samples.
     fn datastore_family(&self, encoder: &mut DescriptorEncoder, family: &Family) -> Fmt {
-        let unit = family.unit();
-        let mut metric = encoder.encode_descriptor(
-            family.base_name(),
-            family.help,
-            unit.as_ref(),
-            family.metric_type,
-        )?;
+        let mut metric = family.describe(encoder)?;
         let mut marks = Vec::new();
         let mut sink = Sink {
             metric: &mut metric,
@@ -572,37 +571,28 @@ impl StateCollector {
     }
 
     /// Writes one exporter-wide family from `tail`.
-    fn exporter_family(encoder: &mut DescriptorEncoder, family: &Family, tail: &Tail) -> Fmt {
-        let unit = family.unit();
-        let mut metric = encoder.encode_descriptor(
-            family.base_name(),
-            family.help,
-            unit.as_ref(),
-            family.metric_type,
-        )?;
+    fn exporter_family(
+        encoder: &mut DescriptorEncoder,
+        family: &Family,
+        tail: &ExporterValues,
+    ) -> Fmt {
+        let mut metric = family.describe(encoder)?;
         let labels = |d: &DiscoveryStatus| (d.index.to_string(), d.region.clone());
         match family.samples {
-            Samples::DiscoveryUp => {
+            Samples::DiscoveryUp | Samples::DiscoveryFound => {
                 for d in &tail.discovery {
                     let (index, region) = labels(d);
+                    let value = match family.samples {
+                        Samples::DiscoveryUp if d.health.up => 1.0,
+                        Samples::DiscoveryUp => 0.0,
+                        _ => d.found as f64,
+                    };
                     metric
                         .encode_family(&[
                             ("discovery", index.as_str()),
                             ("region", region.as_str()),
                         ])?
-                        .encode_gauge(&if d.health.up { 1.0 } else { 0.0 })?;
-                }
-                Ok(())
-            }
-            Samples::DiscoveryFound => {
-                for d in &tail.discovery {
-                    let (index, region) = labels(d);
-                    metric
-                        .encode_family(&[
-                            ("discovery", index.as_str()),
-                            ("region", region.as_str()),
-                        ])?
-                        .encode_gauge(&(d.found as f64))?;
+                        .encode_gauge(&value)?;
                 }
                 Ok(())
             }
@@ -627,7 +617,11 @@ impl StateCollector {
             }
             Samples::ReloadSuccessTime => metric.encode_gauge(&tail.reload_success_time),
             Samples::BuildInfo => metric
-                .encode_family(&[("version", env!("CARGO_PKG_VERSION"))])?
+                .encode_family(&[
+                    ("version", env!("CARGO_PKG_VERSION")),
+                    ("revision", env!("HEALTHLAKE_EXPORTER_REVISION")),
+                    ("rustc_version", env!("HEALTHLAKE_EXPORTER_RUSTC_VERSION")),
+                ])?
                 .encode_gauge(&1.0),
             // Per-datastore families are written by `datastore_family`.
             _ => Ok(()),
@@ -653,8 +647,16 @@ impl Collector for StateCollector {
 
 /// One encoding pass of `collector` in `format`.
 pub(super) fn encode(collector: StateCollector, format: Format) -> Result<String, std::fmt::Error> {
+    encode_collector(Box::new(collector), format)
+}
+
+/// One encoding pass of any collector in `format` (OpenMetrics output ends with [`EOF`]).
+pub(super) fn encode_collector(
+    collector: Box<dyn Collector>,
+    format: Format,
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(collector));
+    registry.register_collector(collector);
     let mut out = String::with_capacity(16 * 1024);
     match format {
         Format::Prometheus => {

@@ -74,6 +74,11 @@ impl CrcPiece {
 
 /// CRC-32 (reflected, polynomial 0xEDB88320) arithmetic for combining checksums, as zlib's
 /// `crc32_combine` does it: polynomials modulo P, bit-reversed, x^0 = 1 << 31.
+///
+/// Kept by hand rather than `crc32fast::Hasher::combine` (1.5.5), which recomputes x^(8n) by
+/// repeated squaring on every call: measured over 30,000 pieces of 40 B to 8 KiB (a gzip scrape of
+/// a large state), 2.2 to 4.9 µs per combine against 41 to 54 ns here, where each piece's operator
+/// is computed once when it is cached — 66 to 148 ms per scrape against 1.2 to 1.6 ms.
 pub(super) mod crc32 {
     const POLY: u32 = 0xedb8_8320;
 

@@ -10,8 +10,8 @@
 //! - [`MetricsCache`] is what `/metrics` serves. A scrape of 50 datastores × 100 job series is
 //!   ~7,000 series and ~1.5 MB; encoding them all each time costs milliseconds of CPU per scrape,
 //!   while State changes once per poll interval. So each datastore's samples are encoded once per
-//!   change of its record ([`Record::version`]) and kept; a scrape only concatenates them and
-//!   formats the few values that depend on `now`. The exposition requires each family's samples to
+//!   change of its record ([`Record::version`](crate::state::Record::version)) and kept; a
+//!   scrape only concatenates them and formats the few values that depend on `now`. The exposition requires each family's samples to
 //!   be contiguous, so the cache holds, per datastore and format, one piece per family; a scrape
 //!   writes, for each family, its header and then that family's piece of every datastore in order.
 //!
@@ -42,6 +42,7 @@ mod body;
 mod cache;
 mod families;
 mod gzip;
+mod process;
 mod view;
 
 use std::sync::Arc;
@@ -49,10 +50,11 @@ use std::sync::Arc;
 pub use body::{MetricsBody, CHUNK};
 pub use cache::{CacheStats, MetricsCache};
 pub use families::FAMILY_NAMES;
+pub use process::PROCESS_FAMILY_NAMES;
 
 use crate::state::State;
 use families::{encode, StateCollector};
-use view::{Source, Tail};
+use view::{ExporterValues, Source};
 
 /// The exposition format a scraper asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,14 +67,14 @@ pub enum Format {
 
 impl Format {
     /// Picks the format from an `Accept` header: OpenMetrics when it is listed, else Prometheus text.
-    pub fn from_accept(accept: Option<&str>) -> Format {
+    pub(crate) fn from_accept(accept: Option<&str>) -> Format {
         match accept {
             Some(accept) if accept.contains("application/openmetrics-text") => Format::OpenMetrics,
             _ => Format::Prometheus,
         }
     }
 
-    pub fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Format::Prometheus => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
             Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -96,7 +98,7 @@ pub fn render_uncached(state: &Arc<State>, now: f64, format: Format) -> String {
         source: Source::State(Arc::clone(state)),
         now,
         datastore_families: true,
-        tail: Some(Tail::of(state)),
+        tail: Some(ExporterValues::of(state)),
         marks: None,
     };
     // Writing to a String cannot fail, and our collector returns only the writer's errors.

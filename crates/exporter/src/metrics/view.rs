@@ -161,16 +161,16 @@ impl Source {
 
 /// The exporter-wide families' values: discovery and the last config reload.
 #[derive(Debug)]
-pub(super) struct Tail {
+pub(super) struct ExporterValues {
     pub(super) discovery: Vec<DiscoveryStatus>,
     pub(super) reload_successful: bool,
     pub(super) reload_success_time: f64,
 }
 
-impl Tail {
-    pub(super) fn of(state: &State) -> Tail {
+impl ExporterValues {
+    pub(super) fn of(state: &State) -> ExporterValues {
         let reload = state.reload_status();
-        Tail {
+        ExporterValues {
             discovery: state.discovery(),
             reload_successful: reload.last_successful(),
             reload_success_time: reload.last_success_time(),

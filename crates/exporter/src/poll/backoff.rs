@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Each wait is stretched or shrunk by up to this fraction, so datastores drift apart over time.
 const JITTER_FRACTION: f64 = 0.1;
 /// A datastore that keeps failing is polled at most this rarely (or at the interval, if longer).
-pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 /// How long to wait after a poll that left `consecutive_failures` failures in a row: the interval,
 /// doubling from the second failure on, capped at `MAX_BACKOFF` (or the interval, if longer).
@@ -22,7 +22,7 @@ pub fn backoff(interval: Duration, consecutive_failures: u32) -> Duration {
 }
 
 /// `backoff` with jitter: what a feed actually waits after a poll.
-pub fn with_jitter(interval: Duration, consecutive_failures: u32) -> Duration {
+pub(crate) fn with_jitter(interval: Duration, consecutive_failures: u32) -> Duration {
     let jitter = 1.0 + JITTER_FRACTION * (2.0 * fastrand::f64() - 1.0);
     backoff(interval, consecutive_failures).mul_f64(jitter)
 }

@@ -79,7 +79,7 @@ where
 /// The datastores `entry` makes the exporter poll, from what its listing `found`: those in the
 /// entry's status (ACTIVE by default), and those it already polls (`known`) whatever their status
 /// until they are deleted or gone, so an UPDATING datastore keeps its series. Each polls `jobs`.
-pub fn datastores_to_poll(
+pub(crate) fn datastores_to_poll(
     entry: &DiscoveryConfig,
     known: &[DatastoreConfig],
     found: Vec<DatastoreInfo>,

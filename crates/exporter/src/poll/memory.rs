@@ -24,7 +24,7 @@ pub fn limit_arenas() {
 }
 
 /// Gives freed heap memory back to the system, unless that was done in the last few seconds.
-pub fn release_freed() {
+pub(crate) fn release_freed() {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -10,7 +10,7 @@
 //! `backoff` says how long a feed waits; `memory` hands freed listing memory back to the system.
 
 pub mod backoff;
-pub mod discovery;
+pub(crate) mod discovery;
 pub mod memory;
 
 use std::sync::Arc;
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-pub use backoff::{backoff, MAX_BACKOFF};
+pub use backoff::backoff;
 
 use crate::aws::{describe_datastore, list_jobs, Clients, Target};
 use crate::config::{Config, DatastoreConfig};
@@ -96,7 +96,7 @@ pub struct PollFailure {
 /// One poll of one datastore's `kind` jobs: lists them (all, or only the unsettled ones when a
 /// full listing is not due), within `settings.timeout`, and merges them into its record. A failure
 /// is recorded as such and returned.
-pub async fn poll_jobs(
+pub(crate) async fn poll_jobs(
     target: &Target,
     datastore: &Datastore,
     kind: JobKind,
@@ -154,7 +154,7 @@ pub async fn poll_datastore(
 }
 
 /// One `DescribeFHIRDatastore`; returns whether the feed recovered.
-pub async fn poll_description(
+pub(crate) async fn poll_description(
     target: &Target,
     datastore: &Datastore,
     settings: &PollSettings,

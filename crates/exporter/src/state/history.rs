@@ -55,7 +55,7 @@ pub enum Listing {
 /// How far behind the newest job a listing still looks, for jobs that HealthLake lists a little
 /// after jobs submitted later than them. A job that appears later still is caught by the next full
 /// listing (`polling.full_resync_interval`).
-pub const LATE_JOB_WINDOW: f64 = 15.0 * 60.0;
+pub(crate) const LATE_JOB_WINDOW: f64 = 15.0 * 60.0;
 
 /// The job data of the last successful poll.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::model::{DatastoreInfo, Job, JobKind, JobKinds, PollError};
 
 pub use health::Health;
-pub use history::{JobTrack, JobsView, Listing, PollOutcome, LATE_JOB_WINDOW};
+pub use history::{JobTrack, JobsView, Listing, PollOutcome};
 
 /// Every datastore the config names, in config order, and how the last config reload went.
 /// A reload swaps the list; readers take a snapshot of it and never block a poll for long.
@@ -233,7 +233,7 @@ impl State {
 
     /// Sizes the discovery statuses to `plan`'s entries; entries unchanged since `keep` keep
     /// their status.
-    pub fn follow_discovery(&self, plan: &Plan, keep: bool) {
+    pub(crate) fn follow_discovery(&self, plan: &Plan, keep: bool) {
         let mut statuses = self.discovery.lock().unwrap_or_else(|p| p.into_inner());
         let next = plan
             .discovery_regions
@@ -254,7 +254,7 @@ impl State {
     }
 
     /// Changes whenever a discovery status changes.
-    pub fn discovery_version(&self) -> u64 {
+    pub(crate) fn discovery_version(&self) -> u64 {
         self.discovery_version.load(Ordering::Relaxed)
     }
 
@@ -311,7 +311,7 @@ impl State {
 
     /// Ready once every datastore has had its first poll attempted, whatever its outcome: readiness
     /// must never depend on AWS, because a sidecar's readiness gates its whole pod.
-    pub fn first_cycle_attempted(&self) -> bool {
+    pub(crate) fn first_cycle_attempted(&self) -> bool {
         let discovered = self
             .discovery
             .lock()
@@ -361,13 +361,13 @@ impl Datastore {
     }
 
     /// Notes that a poll of `feed` starts now.
-    pub fn record_attempt_start(&self, feed: Feed) {
+    pub(crate) fn record_attempt_start(&self, feed: Feed) {
         self.record().health_mut(feed).last_attempt = Some(Instant::now());
     }
 
     /// What the next poll of `kind` should list: everything on the first poll and once
     /// `full_resync` has passed since the last full listing, otherwise only unsettled jobs.
-    pub fn next_listing(&self, kind: JobKind, full_resync: Duration) -> Listing {
+    pub(crate) fn next_listing(&self, kind: JobKind, full_resync: Duration) -> Listing {
         let record = self.record();
         record
             .track(kind)

@@ -22,14 +22,12 @@ use tokio::sync::Semaphore;
 
 use super::settings::BasicAuthConfig;
 
-/// The realm in `WWW-Authenticate`.
-pub const REALM: &str = "healthlake-exporter";
 /// Distinct successful (user, password) pairs remembered; a handful of users need a handful.
 const CACHE_CAPACITY: usize = 256;
 
 /// Checks that `hash` is a bcrypt hash this exporter can verify: `$2a$`, `$2b$` or `$2y$`, a cost
 /// from 04 to 31, and 53 characters of salt and hash. The message never repeats the value.
-pub fn check_bcrypt_hash(hash: &str) -> Result<(), String> {
+pub(crate) fn check_bcrypt_hash(hash: &str) -> Result<(), String> {
     let prefix_ok = ["$2a$", "$2b$", "$2y$"]
         .iter()
         .any(|prefix| hash.starts_with(prefix));

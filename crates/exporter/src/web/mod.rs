@@ -26,12 +26,12 @@
 //! The module owns its settings (`settings`: `[server]`, TLS files, basic auth users) and their
 //! checks; the config module reads them from the file and calls those checks, never the reverse.
 
-pub mod auth;
+pub(crate) mod auth;
 mod connection;
 mod landing;
 mod routes;
 pub mod settings;
-pub mod tls;
+pub(crate) mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -53,9 +53,9 @@ use crate::state::State;
 
 /// How long a client may take to send a request head, and how long a kept-alive connection may
 /// sit idle between requests.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a response write may make no progress before the connection is dropped.
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for responses in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -144,7 +144,7 @@ impl HttpContext {
             tls,
             auth,
             reload: None,
-            metrics: MetricsCache::new(),
+            metrics: MetricsCache::with_process_metrics(),
         })
     }
 

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 
 /// Where the exporter listens when neither the file nor `--listen-address` says otherwise: 9469 is
 /// free in Prometheus' default port allocations list, so it does not collide with other exporters.
-pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9469";
+pub(crate) const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9469";
 /// Enough for several Prometheus replicas, probes and a person with curl; small enough that idle
 /// connections cannot exhaust file descriptors.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
-pub const MAX_MAX_CONNECTIONS: usize = 10_000;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_MAX_CONNECTIONS: usize = 10_000;
 
 /// `[server]`: where and how the endpoint is served.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,7 +63,7 @@ impl std::fmt::Debug for BasicAuthConfig {
 }
 
 /// Parses `HOST:PORT` where HOST is an IP address (`0.0.0.0`, `127.0.0.1`, `[::]`).
-pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
     text.trim().parse().map_err(|_| {
         format!("{text:?} is not an IP address and port; write it like \"0.0.0.0:9469\", \"127.0.0.1:9469\" or \"[::]:9469\"")
     })

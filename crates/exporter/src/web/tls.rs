@@ -32,7 +32,7 @@ use tokio_rustls::TlsAcceptor;
 use super::settings::TlsConfig;
 
 /// How often, at most, the certificate files are looked at again (only when a handshake happens).
-pub const DEFAULT_CERT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_CERT_CHECK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Which `[server.tls]` key an error is about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,7 +103,7 @@ pub enum TlsError {
 
 impl TlsError {
     /// The `[server.tls]` key the error is about (for config error locations).
-    pub fn file_key(&self) -> FileKey {
+    pub(crate) fn file_key(&self) -> FileKey {
         match self {
             TlsError::Read { key, .. }
             | TlsError::NoCertificate { key, .. }
@@ -122,7 +122,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// Reads and checks every file of `[server.tls]`: the config validation step.
-pub fn check_files(config: &TlsConfig) -> Result<(), TlsError> {
+pub(crate) fn check_files(config: &TlsConfig) -> Result<(), TlsError> {
     let provider = provider();
     load_pair(&config.cert_file, &config.key_file, &provider)?;
     if let Some(ca) = &config.client_ca_file {
@@ -183,12 +183,12 @@ impl Tls {
         })
     }
 
-    pub fn acceptor(&self) -> &TlsAcceptor {
+    pub(crate) fn acceptor(&self) -> &TlsAcceptor {
         &self.acceptor
     }
 
     /// Whether clients must present a certificate from `client_ca_file` for protected routes.
-    pub fn client_auth(&self) -> bool {
+    pub(crate) fn client_auth(&self) -> bool {
         self.client_auth
     }
 }

@@ -16,6 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// `PROMETHEUS_BUILTIN_METRICS`).
 pub const EXPORTER_METRICS: &[&str] = &healthlake_exporter::metrics::FAMILY_NAMES;
 
+/// The standard `process_*` families the exporter also serves (rules and dashboards may name them;
+/// the dashboard need not show them).
+pub const PROCESS_METRICS: &[&str] = &healthlake_exporter::metrics::PROCESS_FAMILY_NAMES;
+
 /// Prometheus' own series that dashboards and rules may name besides the exporter's.
 pub const PROMETHEUS_BUILTIN_METRICS: &[&str] = &["up", "ALERTS", "ALERTS_FOR_STATE"];
 
