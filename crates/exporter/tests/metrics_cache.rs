@@ -425,9 +425,19 @@ async fn metrics_over_http_are_gzipped_only_when_accepted() {
 /// One scrape of `state` through `cache`, compared with the reference.
 fn check_one(cache: &MetricsCache, state: &Arc<State>, now: f64, format: Format, gzip: bool) {
     let reference = render_uncached(state, now, format);
-    let body = cache
-        .render(state, now, format, gzip)
-        .expect("cache renders");
+    let stream = cache.body(state, now, format, gzip).expect("cache renders");
+    let announced = stream.len();
+    let mut body = Vec::new();
+    for chunk in stream {
+        let chunk = chunk.expect("every chunk renders");
+        assert!(!chunk.is_empty());
+        body.extend_from_slice(&chunk);
+    }
+    assert_eq!(
+        body.len() as u64,
+        announced,
+        "the announced length is exact"
+    );
     let body = if gzip {
         gunzip(&body)
     } else {
@@ -474,5 +484,52 @@ fn plain_and_gzip_scrapes_in_any_order_equal_a_fresh_encoding() {
             }
             now += rng.f64() * 100.0;
         }
+    }
+}
+
+/// Concurrent scrapes of what changed encode it once and share it; each streams the same bytes.
+#[test]
+fn concurrent_scrapes_share_one_encoding() {
+    let names: Vec<(String, String)> = (0..20)
+        .map(|i| (format!("{i:032x}"), format!("store-{i}")))
+        .collect();
+    let state = Arc::new(State::new(&config(&names), 0.0));
+    let mut rng = fastrand::Rng::with_seed(3);
+    for ds in state.datastores().iter() {
+        ds.record_success(random_jobs(&mut rng, 5000.0), 50, 0.5, 5000.0);
+    }
+    let cache = Arc::new(MetricsCache::new());
+    let reference = render_uncached(&state, 6000.0, Format::OpenMetrics);
+    // Open every body first (all encoding happens then), read them afterwards.
+    let bodies: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..16)
+            .map(|i| {
+                let (cache, state) = (Arc::clone(&cache), Arc::clone(&state));
+                scope.spawn(move || {
+                    cache
+                        .body(&state, 6000.0, Format::OpenMetrics, i % 2 == 0)
+                        .expect("cache renders")
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(cache.stats().encodes, 20, "each datastore encoded once");
+    let cached = cache.stats().bytes;
+    assert!(
+        cached > 0 && cached < reference.len(),
+        "{cached} bytes cached"
+    );
+    for (i, body) in bodies.into_iter().enumerate() {
+        let mut bytes = Vec::new();
+        for chunk in body {
+            bytes.extend_from_slice(&chunk.unwrap());
+        }
+        let text = if i % 2 == 0 {
+            gunzip(&bytes)
+        } else {
+            String::from_utf8(bytes).unwrap()
+        };
+        assert_eq!(text, reference, "scrape {i}");
     }
 }

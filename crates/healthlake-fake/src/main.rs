@@ -39,7 +39,7 @@ struct Args {
     /// Number of datastores (32-hex ids).
     #[arg(long, default_value_t = 50)]
     datastores: usize,
-    /// Export jobs of history per datastore (the newest one is IN_PROGRESS).
+    /// Export jobs of history per datastore (the newest `--running` ones unfinished).
     #[arg(long, default_value_t = 2000)]
     jobs: usize,
     /// Seed for ids and statuses (same seed, same history).
@@ -82,6 +82,14 @@ struct Args {
     /// every 10th FAILED) and start a new IN_PROGRESS one, so steady-state figures include changes.
     #[arg(long)]
     churn: bool,
+    /// The newest this many jobs of each datastore are unfinished (IN_PROGRESS, then QUEUED), as
+    /// when a few exports are queued behind a running one.
+    #[arg(long, default_value_t = 1)]
+    running: usize,
+    /// Also leave this percentage of the older jobs unfinished (IN_PROGRESS without an end time),
+    /// spread over the whole history: stuck jobs, the shape that keeps a long history unsettled.
+    #[arg(long, default_value_t = 0)]
+    unfinished_percent: u64,
 }
 
 /// Counters kept by this example on top of the fake's own.
@@ -146,7 +154,8 @@ fn unix_now() -> f64 {
 }
 
 /// D datastores × J jobs: one job every `spacing` seconds back in time, mostly COMPLETED, ~2%
-/// FAILED, ~1% COMPLETED_WITH_ERRORS, the newest IN_PROGRESS. Returns ids and running job ids.
+/// FAILED, ~1% COMPLETED_WITH_ERRORS, the newest `--running` unfinished (and `--unfinished-percent`
+/// of the others). Returns ids and running job ids.
 fn seed_history(fake: &FakeHealthLake, args: &Args, now: f64) -> Vec<(String, Option<String>)> {
     let spacing = 3600.0;
     let mut out = Vec::with_capacity(args.datastores);
@@ -161,9 +170,19 @@ fn seed_history(fake: &FakeHealthLake, args: &Args, now: f64) -> Vec<(String, Op
             let submitted = now - age + (d % 60) as f64;
             let roll = mix(args.seed ^ k.wrapping_mul(31) ^ ((d as u64) << 40)) % 100;
             let name = format!("export-{k:06}");
-            let job = if k + 1 == args.jobs as u64 {
-                running = Some(jid.clone());
-                FakeJob::new(jid, "IN_PROGRESS", now - 300.0)
+            let from_newest = args.jobs as u64 - k;
+            let job = if from_newest <= args.running as u64 {
+                let status = if from_newest == 1 {
+                    running = Some(jid.clone());
+                    "IN_PROGRESS"
+                } else {
+                    "QUEUED"
+                };
+                FakeJob::new(jid, status, now - 300.0 - from_newest as f64)
+            } else if mix(args.seed ^ k.wrapping_mul(77) ^ ((d as u64) << 32)) % 100
+                < args.unfinished_percent
+            {
+                FakeJob::new(jid, "IN_PROGRESS", submitted)
             } else {
                 let duration = 600.0 + (roll * 17) as f64;
                 let status = match roll {

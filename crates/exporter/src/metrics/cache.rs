@@ -1,13 +1,13 @@
 //! The `/metrics` cache: each datastore's samples encoded once per change of its record and kept
-//! (as text, or only compressed once gzip scrapes ask), so a scrape concatenates pieces and writes
-//! only the values that depend on the scrape time. See the module docs of `metrics` for the design.
+//! only compressed, so a scrape streams the pieces (see `body`) and writes only the values that
+//! depend on the scrape time. See the module docs of `metrics` for the design.
 
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::Range;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use flate2::Compress;
@@ -16,26 +16,26 @@ use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use super::body::{MetricsBody, Parts};
 use super::events::EventsSnapshot;
-use super::families::{
-    elapsed_value, encode, split_families, Marks, StateCollector, DATASTORE_FAMILIES, EOF,
-};
-use super::gzip::{compressor, deflate, CrcPiece, Gzip};
+use super::families::{encode, split_families, Marks, StateCollector, DATASTORE_FAMILIES, EOF};
+use super::gzip::{compressor, deflate, CrcPiece};
 use super::process::ProcessStats;
 use super::view::{ExporterValues, Fmt, Snapshot, Source};
-use super::{render_uncached, Format, RenderError};
+use super::{Format, RenderError};
 use crate::state::{Datastore, State};
 
 /// Where a scrape's bytes for one datastore come from, kept until its record changes.
 ///
 /// Holds the datastores seen by the last scrape, and for each the encoded pieces of the formats
-/// scraped since its last change. Entries of datastores no longer in State are dropped when the
-/// datastore list changes (a reload). One per server, shared by its connections.
+/// scraped since its last change, compressed only. Entries of datastores no longer in State are
+/// dropped when the datastore list changes (a reload). One per server, shared by its connections.
 #[derive(Debug, Default)]
 pub struct MetricsCache {
     inner: Mutex<Inner>,
-    /// The last body length per format and encoding: the next body's capacity.
-    last_len: [[AtomicUsize; 2]; 2],
+    /// Per format, held while a scrape encodes the datastores that changed: a concurrent scrape
+    /// waits and then shares those encodings instead of making (and holding) copies of its own.
+    encoding: [Mutex<()>; 2],
     /// Datastore pieces encoded since the start (one per datastore, format and change).
     encodes: AtomicU64,
     /// Whether each body ends with the `process_*` families (read at scrape time).
@@ -49,45 +49,45 @@ pub struct CacheStats {
     pub datastores: usize,
     /// Datastore pieces encoded since the start (one per datastore, format and change).
     pub encodes: u64,
+    /// Bytes the cached pieces and their tables take (compressed text, segment tables).
+    pub bytes: usize,
 }
 
 #[derive(Debug, Default)]
 pub(super) struct Inner {
     /// The datastore list the entries were built for (compared by pointer).
-    pub(super) list: Option<Arc<[Arc<Datastore>]>>,
+    list: Option<Arc<[Arc<Datastore>]>>,
     /// By the address of the `Arc<Datastore>`, which the entry holds so the address stays unique.
-    pub(super) entries: HashMap<usize, Entry>,
+    entries: HashMap<usize, Entry>,
     /// Per format: the per-datastore families' headers, written once.
-    pub(super) headers: [Option<Arc<[Piece; DATASTORE_FAMILIES]>>; 2],
+    headers: [Option<Arc<[Piece; DATASTORE_FAMILIES]>>; 2],
     /// Per format: the exporter-wide families, for the reload status they were encoded with.
-    pub(super) tail: [Option<(ExporterValuesKey, Arc<Piece>)>; 2],
+    tail: [Option<(ExporterValuesKey, Arc<Piece>)>; 2],
 }
 
 pub(super) type ExporterValuesKey = (bool, u64, u64, Option<(u64, bool, u64)>, Option<bool>);
 
 #[derive(Debug)]
 pub(super) struct Entry {
-    pub(super) _datastore: Arc<Datastore>,
-    pub(super) formats: [Option<Arc<Encoded>>; 2],
+    _datastore: Arc<Datastore>,
+    formats: [Option<Arc<Encoded>>; 2],
 }
 
-/// Static text, its compressed form and its CRC-32.
+/// Static text, kept only compressed (see [`deflate`]), with its length and CRC-32.
 #[derive(Debug)]
 pub(super) struct Piece {
-    pub(super) text: String,
-    pub(super) deflated: Vec<u8>,
+    pub(super) deflated: Box<[u8]>,
+    pub(super) len: u32,
     pub(super) crc: CrcPiece,
 }
 
 impl Piece {
-    pub(super) fn new(text: String, compress: &mut Option<Compress>) -> Piece {
-        let deflated = deflate(compressor(compress), text.as_bytes());
-        let crc = CrcPiece::of(text.as_bytes());
-        Piece {
-            text,
-            deflated,
-            crc,
-        }
+    fn new(text: &str, compress: &mut Option<Compress>) -> Result<Piece, RenderError> {
+        Ok(Piece {
+            deflated: deflate(compressor(compress), text.as_bytes()).into_boxed_slice(),
+            len: offset(text.len())?,
+            crc: CrcPiece::of(text.as_bytes()),
+        })
     }
 }
 
@@ -97,19 +97,11 @@ pub(super) struct Encoded {
     pub(super) version: u64,
     pub(super) families: [EncodedFamily; DATASTORE_FAMILIES],
     /// Every family's segments, family after family.
-    pub(super) segments: Vec<Segment>,
-    pub(super) body: SegmentBytes,
-}
-
-/// The segments' static bytes: the sample lines without the values that depend on `now`.
-#[derive(Debug)]
-pub(super) enum SegmentBytes {
-    /// As text, while only plain scrapes asked for this format.
-    Text(String),
-    /// Only compressed, each segment by itself (see [`deflate`]), once a gzip scrape needed it.
-    /// Plain scrapes are rare (probes, curl), gzip ones the norm (Prometheus): keeping the text
-    /// too would more than double the cache. A plain scrape then encodes State anew.
-    Deflated(Vec<u8>),
+    pub(super) segments: Box<[Segment]>,
+    /// The segments' static text, each segment compressed by itself (see [`deflate`]). The text
+    /// itself is not kept: plain scrapes inflate these while they stream (one representation,
+    /// whatever the scrapes ask for).
+    pub(super) deflated: Box<[u8]>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -125,9 +117,10 @@ pub(super) struct EncodedFamily {
 /// Static text, then, for a sample whose value depends on `now`, that value and `\n`.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Segment {
-    /// Where the static text ends in [`SegmentBytes::Text`] (it starts where the previous segment ends).
-    pub(super) text_end: u32,
-    /// Where its compressed form ends in [`SegmentBytes::Deflated`] (likewise).
+    /// The length of the static text.
+    pub(super) len: u32,
+    /// Where its compressed form ends in [`Encoded::deflated`] (it starts where the previous
+    /// segment's ends).
     pub(super) deflated_end: u32,
     /// The CRC-32 of the static text: a gzip scrape extends its checksum without the text.
     pub(super) crc: CrcPiece,
@@ -145,15 +138,13 @@ pub(super) fn offset(n: usize) -> Result<u32, RenderError> {
 }
 
 impl Encoded {
-    /// Encodes one datastore with prometheus-client and cuts the output into families and
-    /// segments. Keeps it compressed when `deflated`, reusing the compressed segments of families
-    /// equal to `previous`'s.
-    pub(super) fn new(
+    /// Encodes one datastore with prometheus-client, cuts the output into families and segments
+    /// and compresses them, reusing the compressed segments of families equal to `previous`'s.
+    fn new(
         snapshot: Snapshot,
         now: f64,
         format: Format,
         previous: Option<&Encoded>,
-        deflated: bool,
         compress: &mut Option<Compress>,
     ) -> Result<Encoded, RenderError> {
         let version = snapshot.version;
@@ -173,8 +164,10 @@ impl Encoded {
         if split.len() != DATASTORE_FAMILIES || marks.len() != DATASTORE_FAMILIES {
             return Err(RenderError::Shape("a datastore's families"));
         }
+        // Each segment's static text, as ranges of `text`.
         let mut text = String::with_capacity(out.len());
         let mut segments = Vec::new();
+        let mut ranges: Vec<Range<usize>> = Vec::new();
         let mut families: [EncodedFamily; DATASTORE_FAMILIES] = Default::default();
         for (((_, lines), marks), family) in split.iter().zip(&marks).zip(&mut families) {
             if lines.len() != marks.len() {
@@ -190,11 +183,12 @@ impl Encoded {
                 hasher.write(static_text.as_bytes());
                 hasher.write_u64(since.map_or(u64::MAX, f64::to_bits));
                 segments.push(Segment {
-                    text_end: offset(text.len())?,
+                    len: offset(static_text.len())?,
                     deflated_end: 0,
                     crc: CrcPiece::of(static_text.as_bytes()),
                     since,
                 });
+                ranges.push(*run..text.len());
                 *run = text.len();
                 Ok::<(), RenderError>(())
             };
@@ -218,35 +212,64 @@ impl Encoded {
             family.segments = first..offset(segments.len())?;
             family.hash = hasher.finish();
         }
-        segments.shrink_to_fit();
-        let encoded = Encoded {
+        drop(out);
+        let mut encoded = Encoded {
             version,
             families,
-            segments,
-            body: SegmentBytes::Text(text),
+            segments: segments.into_boxed_slice(),
+            deflated: Box::default(),
         };
-        if deflated {
-            encoded.deflated(previous, compress)
-        } else {
-            Ok(encoded)
+        let previous = previous.filter(|p| !p.deflated.is_empty() || p.segments.is_empty());
+        let mut deflated = Vec::with_capacity(text.len() / 6 + 64);
+        for f in 0..DATASTORE_FAMILIES {
+            let Some(family) = encoded.families.get(f).cloned() else {
+                continue;
+            };
+            match previous.filter(|p| encoded.same_family(f, p)) {
+                Some(previous) => {
+                    let old = previous
+                        .families
+                        .get(f)
+                        .map_or(0..0, |o| o.segments.clone());
+                    for (i, j) in family.segments.clone().zip(old) {
+                        deflated.extend_from_slice(
+                            previous
+                                .deflated
+                                .get(previous.deflated_range(j))
+                                .unwrap_or_default(),
+                        );
+                        let end = offset(deflated.len())?;
+                        if let Some(segment) = encoded.segment_mut(i) {
+                            segment.deflated_end = end;
+                        }
+                    }
+                }
+                None => {
+                    for i in family.segments.clone() {
+                        let range = ranges.get(i as usize).cloned().unwrap_or_default();
+                        let static_text = text.as_bytes().get(range).unwrap_or_default();
+                        deflated.extend_from_slice(&deflate(compressor(compress), static_text));
+                        let end = offset(deflated.len())?;
+                        if let Some(segment) = encoded.segment_mut(i) {
+                            segment.deflated_end = end;
+                        }
+                    }
+                }
+            }
         }
+        encoded.deflated = deflated.into_boxed_slice();
+        Ok(encoded)
     }
 
     pub(super) fn segment(&self, i: u32) -> Option<&Segment> {
         self.segments.get(usize::try_from(i).ok()?)
     }
 
-    /// Where segment `i`'s static text lies in [`SegmentBytes::Text`].
-    pub(super) fn text_range(&self, i: u32) -> Range<usize> {
-        let start = i
-            .checked_sub(1)
-            .and_then(|p| self.segment(p))
-            .map_or(0, |p| p.text_end as usize);
-        let end = self.segment(i).map_or(start, |s| s.text_end as usize);
-        start..end
+    fn segment_mut(&mut self, i: u32) -> Option<&mut Segment> {
+        self.segments.get_mut(usize::try_from(i).ok()?)
     }
 
-    /// Where segment `i`'s compressed text lies in [`SegmentBytes::Deflated`].
+    /// Where segment `i`'s compressed text lies in [`Encoded::deflated`].
     pub(super) fn deflated_range(&self, i: u32) -> Range<usize> {
         let start = i
             .checked_sub(1)
@@ -256,13 +279,9 @@ impl Encoded {
         start..end
     }
 
-    pub(super) fn is_deflated(&self) -> bool {
-        matches!(self.body, SegmentBytes::Deflated(_))
-    }
-
     /// Family `f` of `self` and of `previous` are the same (same hash and shape), so `previous`'s
     /// compressed segments can stand for `self`'s.
-    pub(super) fn same_family(&self, f: usize, previous: &Encoded) -> bool {
+    fn same_family(&self, f: usize, previous: &Encoded) -> bool {
         let (Some(a), Some(b)) = (self.families.get(f), previous.families.get(f)) else {
             return false;
         };
@@ -271,85 +290,22 @@ impl Encoded {
             && a.segments.clone().zip(b.segments.clone()).all(|(i, j)| {
                 let (x, y) = (self.segment(i), previous.segment(j));
                 x.zip(y).is_some_and(|(x, y)| {
-                    self.text_range(i).len() == previous.text_range(j).len()
-                        && x.crc.crc == y.crc.crc
+                    x.len == y.len
+                        && x.crc == y.crc
                         && x.since.map(f64::to_bits) == y.since.map(f64::to_bits)
                 })
             })
     }
 
-    /// This encoding with its text compressed and dropped. Segments of families equal to
-    /// `previous`'s (when that is compressed) reuse its compressed bytes.
-    pub(super) fn deflated(
-        &self,
-        previous: Option<&Encoded>,
-        compress: &mut Option<Compress>,
-    ) -> Result<Encoded, RenderError> {
-        let SegmentBytes::Text(text) = &self.body else {
-            return Err(RenderError::Shape("compressing a compressed encoding"));
-        };
-        let previous = previous.filter(|p| p.is_deflated());
-        let mut out = Vec::with_capacity(text.len() / 4 + 64);
-        let mut segments = Vec::with_capacity(self.segments.len());
-        for (f, family) in self.families.iter().enumerate() {
-            let reuse = previous.filter(|p| self.same_family(f, p));
-            match reuse {
-                Some(previous) => {
-                    let (SegmentBytes::Deflated(bytes), Some(old)) =
-                        (&previous.body, previous.families.get(f))
-                    else {
-                        return Err(RenderError::Shape("a reused family"));
-                    };
-                    for j in old.segments.clone() {
-                        out.extend_from_slice(
-                            bytes.get(previous.deflated_range(j)).unwrap_or_default(),
-                        );
-                        let i = family.segments.start + (j - old.segments.start);
-                        let segment = self.segment(i).ok_or(RenderError::Shape("a segment"))?;
-                        segments.push(Segment {
-                            deflated_end: offset(out.len())?,
-                            ..*segment
-                        });
-                    }
-                }
-                None => {
-                    for i in family.segments.clone() {
-                        let static_text =
-                            text.as_bytes().get(self.text_range(i)).unwrap_or_default();
-                        out.extend_from_slice(&deflate(compressor(compress), static_text));
-                        let segment = self.segment(i).ok_or(RenderError::Shape("a segment"))?;
-                        segments.push(Segment {
-                            deflated_end: offset(out.len())?,
-                            ..*segment
-                        });
-                    }
-                }
-            }
-        }
-        out.shrink_to_fit();
-        Ok(Encoded {
-            version: self.version,
-            families: self.families.clone(),
-            segments,
-            body: SegmentBytes::Deflated(out),
-        })
-    }
-
-    /// Appends segment `i`'s static text to `out` (only kept while plain scrapes alone asked
-    /// for this format: see [`MetricsCache::render`]).
-    pub(super) fn write_text(&self, i: u32, out: &mut Vec<u8>) -> Result<(), RenderError> {
-        let SegmentBytes::Text(text) = &self.body else {
-            return Err(RenderError::Shape(
-                "a plain scrape of a compressed encoding",
-            ));
-        };
-        out.extend_from_slice(text.as_bytes().get(self.text_range(i)).unwrap_or_default());
-        Ok(())
+    fn bytes(&self) -> usize {
+        std::mem::size_of::<Encoded>()
+            + self.deflated.len()
+            + std::mem::size_of_val::<[Segment]>(&self.segments)
     }
 }
 
 impl MetricsCache {
-    /// A cache whose bodies hold State's families only (what [`render_uncached`] writes).
+    /// A cache whose bodies hold State's families only (what [`super::render_uncached`] writes).
     pub fn new() -> MetricsCache {
         MetricsCache::default()
     }
@@ -364,22 +320,42 @@ impl MetricsCache {
     }
 
     pub fn stats(&self) -> CacheStats {
+        let inner = self.lock();
+        let pieces = |p: &Piece| p.deflated.len() + std::mem::size_of::<Piece>();
+        let bytes = inner
+            .entries
+            .values()
+            .flat_map(|e| e.formats.iter().flatten())
+            .map(|e| e.bytes())
+            .sum::<usize>()
+            + inner
+                .headers
+                .iter()
+                .flatten()
+                .flat_map(|h| h.iter())
+                .map(pieces)
+                .sum::<usize>()
+            + inner
+                .tail
+                .iter()
+                .flatten()
+                .map(|(_, p)| pieces(p))
+                .sum::<usize>();
         CacheStats {
-            datastores: self.lock().entries.len(),
+            datastores: inner.entries.len(),
             encodes: self.encodes.load(Ordering::Relaxed),
+            bytes,
         }
     }
 
-    pub(super) fn lock(&self) -> MutexGuard<'_, Inner> {
+    fn lock(&self) -> MutexGuard<'_, Inner> {
         // Every field is replaced whole; a panicking holder cannot leave one half-written.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The `/metrics` body for `state` as of `now`, gzip-compressed when `gzip`; the same bytes
-    /// as [`render_uncached`] (after decompression).
-    ///
-    /// Takes each datastore's record lock once, briefly, to read its version (and to copy it when
-    /// it changed); encodes only the datastores that changed since the last scrape of `format`.
+    /// The `/metrics` body for `state` as of `now`, gzip-compressed when `gzip`, in one piece: the
+    /// same bytes as [`render_uncached`] (after decompression). For tests and benchmarks; the
+    /// server streams [`MetricsCache::body`].
     pub fn render(
         &self,
         state: &Arc<State>,
@@ -387,9 +363,30 @@ impl MetricsCache {
         format: Format,
         gzip: bool,
     ) -> Result<Vec<u8>, RenderError> {
+        let body = self.body(state, now, format, gzip)?;
+        let mut out = Vec::with_capacity(usize::try_from(body.len()).unwrap_or(0));
+        for chunk in body {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(out)
+    }
+
+    /// The `/metrics` body for `state` as of `now`, gzip-compressed when `gzip`, as a stream of
+    /// chunks of about [`CHUNK`] bytes made from the cached pieces as the client reads them. What
+    /// one scrape holds of its own is a chunk, the time-dependent values being written and
+    /// references to the shared pieces, whatever the body's size and however many scrapes run.
+    ///
+    /// Takes each datastore's record lock once, briefly, to read its version (and to copy it when
+    /// it changed); encodes only the datastores that changed since the last scrape of `format`.
+    pub fn body(
+        &self,
+        state: &Arc<State>,
+        now: f64,
+        format: Format,
+        gzip: bool,
+    ) -> Result<MetricsBody, RenderError> {
         let f = format.index();
         let list = state.datastores();
-        let versions: Vec<u64> = list.iter().map(|ds| ds.record().version).collect();
         let reload = state.reload_status();
         // Read once: the cached tail must hold the values its key was made from.
         let events = state.event_stats().map(|s| EventsSnapshot::of(&s));
@@ -400,61 +397,108 @@ impl MetricsCache {
             events.as_ref().map(EventsSnapshot::key),
             state.certificate_status().get(),
         );
-
-        let (headers, tail, mut encoded, stale) = {
-            let mut inner = self.lock();
-            if !inner.list.as_ref().is_some_and(|l| Arc::ptr_eq(l, &list)) {
-                inner.adopt(&list);
-            }
-            let tail = match &inner.tail[f] {
-                Some((key, piece)) if *key == tail_key => Some(Arc::clone(piece)),
-                _ => None,
-            };
-            let mut encoded = Vec::with_capacity(list.len());
-            let mut stale = Vec::new();
-            for (i, (ds, version)) in list.iter().zip(&versions).enumerate() {
-                let cached = inner
-                    .entries
-                    .get(&key(ds))
-                    .and_then(|entry| entry.formats[f].clone());
-                match cached {
-                    Some(e) if e.version == *version => encoded.push(Some(e)),
-                    previous => {
-                        encoded.push(None);
-                        stale.push((i, previous));
-                    }
+        let mut compress = None;
+        let (headers, tail, encoded) = match self.cached(&list, f, tail_key) {
+            Ok(done) => done,
+            Err(_) => {
+                // One scrape per format encodes what changed; the others wait for it and share.
+                let _encoding = self
+                    .encoding
+                    .get(f)
+                    .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner));
+                match self.cached(&list, f, tail_key) {
+                    Ok(done) => done,
+                    Err((headers, tail, encoded, stale)) => self.encode_stale(
+                        state,
+                        &list,
+                        now,
+                        format,
+                        (headers, tail, encoded, stale),
+                        (tail_key, events),
+                        &mut compress,
+                    )?,
                 }
             }
-            (inner.headers[f].clone(), tail, encoded, stale)
         };
-
-        // A plain scrape of a format that gzip scrapes keep compressed only (rare: probes, curl)
-        // is encoded from State anew: simpler than inflating the pieces, and faster (they are
-        // small, so inflating them is mostly per-piece overhead).
         let process = match self.process_metrics.then(ProcessStats::read).flatten() {
             Some(stats) => stats.encode(format)?,
             None => String::new(),
         };
-        let compressed = |e: &Arc<Encoded>| e.is_deflated();
-        if !gzip
-            && (encoded.iter().flatten().any(compressed)
-                || stale.iter().filter_map(|(_, p)| p.as_ref()).any(compressed))
-        {
-            let mut body = render_uncached(state, now, format);
-            if !process.is_empty() {
-                let end = body.len() - if body.ends_with(EOF) { EOF.len() } else { 0 };
-                body.insert_str(end, &process);
-            }
-            return Ok(body.into_bytes());
-        }
+        Ok(MetricsBody::new(
+            Parts {
+                format,
+                now,
+                headers,
+                encoded,
+                tail,
+                process,
+            },
+            gzip,
+        ))
+    }
 
-        // Encoding happens outside the cache lock: other scrapes go on meanwhile.
-        let mut compress = None;
+    /// What the cache holds for `list` in format `f`: everything (`Ok`), or what it holds and the
+    /// datastores (index, previous encoding) that need encoding (`Err`).
+    fn cached(
+        &self,
+        list: &Arc<[Arc<Datastore>]>,
+        f: usize,
+        tail_key: ExporterValuesKey,
+    ) -> Result<Cached, Partial> {
+        let versions: Vec<u64> = list.iter().map(|ds| ds.record().version).collect();
+        let mut inner = self.lock();
+        if !inner.list.as_ref().is_some_and(|l| Arc::ptr_eq(l, list)) {
+            inner.adopt(list);
+        }
+        let tail = match inner.tail.get(f) {
+            Some(Some((key, piece))) if *key == tail_key => Some(Arc::clone(piece)),
+            _ => None,
+        };
+        let mut encoded = Vec::with_capacity(list.len());
+        let mut stale = Vec::new();
+        for (i, (ds, version)) in list.iter().zip(&versions).enumerate() {
+            let cached = inner
+                .entries
+                .get(&key(ds))
+                .and_then(|entry| entry.formats.get(f).cloned().flatten());
+            match cached {
+                Some(e) if e.version == *version => encoded.push(Some(e)),
+                previous => {
+                    encoded.push(None);
+                    stale.push((i, previous));
+                }
+            }
+        }
+        let headers = inner.headers.get(f).cloned().flatten();
+        match (headers, tail) {
+            (Some(headers), Some(tail)) if stale.is_empty() => {
+                Ok((headers, tail, encoded.into_iter().flatten().collect()))
+            }
+            (headers, tail) => Err((headers, tail, encoded, stale)),
+        }
+    }
+
+    /// Encodes what [`MetricsCache::cached`] found missing and keeps it.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_stale(
+        &self,
+        state: &Arc<State>,
+        list: &Arc<[Arc<Datastore>]>,
+        now: f64,
+        format: Format,
+        (headers, tail, mut encoded, stale): Partial,
+        (tail_key, events): (ExporterValuesKey, Option<EventsSnapshot>),
+        compress: &mut Option<Compress>,
+    ) -> Result<Cached, RenderError> {
+        let f = format.index();
+        // Encoding happens outside the cache lock: scrapes of what is cached go on meanwhile.
         let headers = match headers {
             Some(headers) => headers,
             None => {
-                let headers = Arc::new(encode_headers(format, now, &mut compress)?);
-                self.lock().headers[f] = Some(Arc::clone(&headers));
+                let headers = Arc::new(encode_headers(format, now, compress)?);
+                if let Some(slot) = self.lock().headers.get_mut(f) {
+                    *slot = Some(Arc::clone(&headers));
+                }
                 headers
             }
         };
@@ -472,55 +516,35 @@ impl MetricsCache {
                     marks: None,
                 };
                 let text = encode(collector, format)?;
-                let text = text.strip_suffix(EOF).unwrap_or(&text).to_owned();
-                let piece = Arc::new(Piece::new(text, &mut compress));
-                self.lock().tail[f] = Some((tail_key, Arc::clone(&piece)));
+                let piece = Arc::new(Piece::new(
+                    text.strip_suffix(EOF).unwrap_or(&text),
+                    compress,
+                )?);
+                if let Some(slot) = self.lock().tail.get_mut(f) {
+                    *slot = Some((tail_key, Arc::clone(&piece)));
+                }
                 piece
             }
         };
-        let mut fresh = Vec::new();
+        // Kept as they are made, so a scrape waiting on this one finds them.
         for (i, previous) in stale {
             let Some(ds) = list.get(i) else { continue };
-            // Kept compressed only (no text) when a gzip scrape asks.
-            let deflated = gzip;
             let e = Arc::new(Encoded::new(
                 Snapshot::take(ds),
                 now,
                 format,
                 previous.as_deref(),
-                deflated,
-                &mut compress,
+                compress,
             )?);
+            drop(previous);
             self.encodes.fetch_add(1, Ordering::Relaxed);
             if let Some(slot) = encoded.get_mut(i) {
                 *slot = Some(Arc::clone(&e));
             }
-            fresh.push((key(ds), e, None));
-        }
-        if gzip {
-            // Encodings made by plain scrapes are compressed now, and their text dropped.
-            for (i, slot) in encoded.iter_mut().enumerate() {
-                let Some(e) = slot.as_ref().filter(|e| !e.is_deflated()) else {
-                    continue;
-                };
-                let Some(ds) = list.get(i) else { continue };
-                let deflated = Arc::new(e.deflated(None, &mut compress)?);
-                let old = slot.replace(Arc::clone(&deflated));
-                fresh.push((key(ds), deflated, old));
-            }
-        }
-        if !fresh.is_empty() {
-            let mut inner = self.lock();
-            for (key, e, replaces) in fresh {
-                // Absent when a reload removed the datastore meanwhile: then it is not kept.
-                let Some(entry) = inner.entries.get_mut(&key) else {
-                    continue;
-                };
-                // A compressed copy replaces only the encoding it was made from.
-                let current = &entry.formats[f];
-                if replaces.is_none_or(|old| current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &old)))
-                {
-                    entry.formats[f] = Some(e);
+            // Absent when a reload removed the datastore meanwhile: then it is not kept.
+            if let Some(entry) = self.lock().entries.get_mut(&key(ds)) {
+                if let Some(slot) = entry.formats.get_mut(f) {
+                    *slot = Some(e);
                 }
             }
         }
@@ -528,31 +552,28 @@ impl MetricsCache {
         if encoded.len() != list.len() {
             return Err(RenderError::Shape("a datastore was not encoded"));
         }
-
-        let parts = Scrape {
-            format,
-            now,
-            headers: &headers,
-            encoded: &encoded,
-            tail: &tail,
-            process: &process,
-        };
-        let last_len = &self.last_len[f][usize::from(gzip)];
-        let capacity = last_len.load(Ordering::Relaxed) + 4096;
-        let body = if gzip {
-            parts.gzip(capacity, &mut compress)
-        } else {
-            parts.plain(capacity)?
-        };
-        last_len.store(body.len(), Ordering::Relaxed);
-        Ok(body)
+        Ok((headers, tail, encoded))
     }
 }
+
+/// Everything a scrape needs from the cache, in order: headers, datastores, tail.
+pub(super) type Cached = (
+    Arc<[Piece; DATASTORE_FAMILIES]>,
+    Arc<Piece>,
+    Vec<Arc<Encoded>>,
+);
+/// What the cache holds, and what it lacks: (index in the list, previous encoding).
+pub(super) type Partial = (
+    Option<Arc<[Piece; DATASTORE_FAMILIES]>>,
+    Option<Arc<Piece>>,
+    Vec<Option<Arc<Encoded>>>,
+    Vec<(usize, Option<Arc<Encoded>>)>,
+);
 
 impl Inner {
     /// Switches to a new datastore list: keeps the entries of datastores still in it, drops the
     /// others, adds empty ones for the new.
-    pub(super) fn adopt(&mut self, list: &Arc<[Arc<Datastore>]>) {
+    fn adopt(&mut self, list: &Arc<[Arc<Datastore>]>) {
         let mut entries = HashMap::with_capacity(list.len());
         for ds in list.iter() {
             let entry = self.entries.remove(&key(ds)).unwrap_or_else(|| Entry {
@@ -586,99 +607,13 @@ pub(super) fn encode_headers(
     };
     let text = encode(collector, format)?;
     let split = split_families(&text)?;
-    let headers: Vec<Piece> = split
+    let headers = split
         .into_iter()
-        .map(|(header, _)| {
-            let header = text.get(header).unwrap_or_default().to_owned();
-            Piece::new(header, compress)
-        })
-        .collect();
+        .map(|(header, _)| Piece::new(text.get(header).unwrap_or_default(), compress))
+        .collect::<Result<Vec<Piece>, RenderError>>()?;
     headers
         .try_into()
         .map_err(|_| RenderError::Shape("the per-datastore families' headers"))
-}
-
-/// Everything one scrape writes, in order.
-pub(super) struct Scrape<'a> {
-    pub(super) format: Format,
-    pub(super) now: f64,
-    pub(super) headers: &'a [Piece; DATASTORE_FAMILIES],
-    pub(super) encoded: &'a [Arc<Encoded>],
-    pub(super) tail: &'a Piece,
-    /// The `process_*` families of this scrape (empty when not served).
-    pub(super) process: &'a str,
-}
-
-impl Scrape<'_> {
-    pub(super) fn plain(&self, capacity: usize) -> Result<Vec<u8>, RenderError> {
-        let mut out = Vec::with_capacity(capacity);
-        let mut value = String::new();
-        for (f, header) in self.headers.iter().enumerate() {
-            out.extend_from_slice(header.text.as_bytes());
-            for e in self.encoded {
-                let Some(family) = e.families.get(f) else {
-                    continue;
-                };
-                for i in family.segments.clone() {
-                    e.write_text(i, &mut out)?;
-                    if let Some(since) = e.segment(i).and_then(|s| s.since) {
-                        dynamic_value(&mut value, self.format, elapsed_value(self.now, since));
-                        out.extend_from_slice(value.as_bytes());
-                    }
-                }
-            }
-        }
-        out.extend_from_slice(self.tail.text.as_bytes());
-        out.extend_from_slice(self.process.as_bytes());
-        if self.format == Format::OpenMetrics {
-            out.extend_from_slice(EOF.as_bytes());
-        }
-        Ok(out)
-    }
-
-    /// Expects every datastore's encoding compressed (see [`MetricsCache::render`]); compresses
-    /// the text of any that is not, without keeping the result.
-    pub(super) fn gzip(&self, capacity: usize, compress: &mut Option<Compress>) -> Vec<u8> {
-        let mut gz = Gzip::new(capacity);
-        let mut value = String::new();
-        for (f, header) in self.headers.iter().enumerate() {
-            gz.compressed(header.text.len(), header.crc, &header.deflated);
-            for e in self.encoded {
-                let Some(family) = e.families.get(f) else {
-                    continue;
-                };
-                for i in family.segments.clone() {
-                    let Some(segment) = e.segment(i) else {
-                        continue;
-                    };
-                    let len = e.text_range(i).len();
-                    match &e.body {
-                        SegmentBytes::Deflated(bytes) => {
-                            let deflated = bytes.get(e.deflated_range(i)).unwrap_or_default();
-                            gz.compressed(len, segment.crc, deflated);
-                        }
-                        SegmentBytes::Text(text) => {
-                            let text = text.as_bytes().get(e.text_range(i)).unwrap_or_default();
-                            let deflated = deflate(compressor(compress), text);
-                            gz.compressed(len, segment.crc, &deflated);
-                        }
-                    }
-                    if let Some(since) = segment.since {
-                        dynamic_value(&mut value, self.format, elapsed_value(self.now, since));
-                        gz.stored(value.as_bytes());
-                    }
-                }
-            }
-        }
-        gz.compressed(self.tail.text.len(), self.tail.crc, &self.tail.deflated);
-        if !self.process.is_empty() {
-            gz.stored(self.process.as_bytes());
-        }
-        if self.format == Format::OpenMetrics {
-            gz.stored(EOF.as_bytes());
-        }
-        gz.finish()
-    }
 }
 
 /// Writes `value` and a newline into `out` as prometheus-client writes a gauge value in `format`.

@@ -479,9 +479,9 @@ impl StateCollector {
                     let Some(seconds) = job.duration_seconds(now) else {
                         continue;
                     };
-                    let name = track.job_name_label.label(job.name.as_deref());
+                    let name = track.job_name_label.label(job.name());
                     let job_labels = [
-                        ("job_id", job.id.as_str()),
+                        ("job_id", job.id()),
                         ("job_name", name.as_ref()),
                         ("status", job.status.as_str()),
                     ];
@@ -544,8 +544,8 @@ impl StateCollector {
                     let Some(progress) = &job.progress else {
                         continue;
                     };
-                    let name = track.job_name_label.label(job.name.as_deref());
-                    let labels = [("job_id", job.id.as_str()), ("job_name", name.as_ref())];
+                    let name = track.job_name_label.label(job.name());
+                    let labels = [("job_id", job.id()), ("job_name", name.as_ref())];
                     m.gauge(&(ds, labels), value(progress))?;
                 }
                 Ok(())

@@ -129,49 +129,58 @@ pub(super) mod crc32 {
     }
 }
 
-/// One gzip member (RFC 1952) assembled from DEFLATE pieces.
+/// One gzip member (RFC 1952) written piece by piece into the caller's buffers: the running
+/// CRC-32 and length of the uncompressed bytes, and the bytes around them.
+#[derive(Debug, Default)]
 pub(super) struct Gzip {
-    out: Vec<u8>,
     /// The CRC-32 and length (mod 2^32) of the uncompressed bytes so far.
     crc: u32,
     len: u32,
 }
 
+/// Header (10 bytes) plus final block (2) plus trailer (8).
+pub(super) const GZIP_OVERHEAD: u64 = 20;
+
+/// The size of `n` bytes as DEFLATE stored blocks (see [`stored_blocks`]).
+pub(super) fn stored_len(n: usize) -> u64 {
+    let blocks = n.div_ceil(usize::from(u16::MAX));
+    (n + 5 * blocks) as u64
+}
+
 impl Gzip {
-    pub(super) fn new(capacity: usize) -> Gzip {
-        let mut out = Vec::with_capacity(capacity);
+    pub(super) fn header(out: &mut Vec<u8>) {
         // ID1 ID2, CM = deflate, no flags, no mtime, no extra flags, OS unknown.
         out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-        Gzip {
-            out,
-            crc: 0,
-            len: 0,
-        }
     }
 
     /// `len` bytes with checksum `crc`, already compressed as `deflated` by [`deflate`].
-    pub(super) fn compressed(&mut self, len: usize, crc: CrcPiece, deflated: &[u8]) {
-        self.out.extend_from_slice(deflated);
+    pub(super) fn compressed(
+        &mut self,
+        out: &mut Vec<u8>,
+        len: u32,
+        crc: CrcPiece,
+        deflated: &[u8],
+    ) {
+        out.extend_from_slice(deflated);
         if len > 0 {
             self.crc = crc32::combine(self.crc, crc);
-            self.len = self.len.wrapping_add(len as u32);
+            self.len = self.len.wrapping_add(len);
         }
     }
 
-    pub(super) fn stored(&mut self, data: &[u8]) {
-        stored_blocks(&mut self.out, data);
+    pub(super) fn stored(&mut self, out: &mut Vec<u8>, data: &[u8]) {
+        stored_blocks(out, data);
         let mut hasher = crc32fast::Hasher::new_with_initial(self.crc);
         hasher.update(data);
         self.crc = hasher.finalize();
         self.len = self.len.wrapping_add(data.len() as u32);
     }
 
-    pub(super) fn finish(mut self) -> Vec<u8> {
+    pub(super) fn finish(&self, out: &mut Vec<u8>) {
         // A final, empty block with fixed Huffman codes, then CRC-32 and length mod 2^32.
-        self.out.extend_from_slice(&[0x03, 0x00]);
-        self.out.extend_from_slice(&self.crc.to_le_bytes());
-        self.out.extend_from_slice(&self.len.to_le_bytes());
-        self.out
+        out.extend_from_slice(&[0x03, 0x00]);
+        out.extend_from_slice(&self.crc.to_le_bytes());
+        out.extend_from_slice(&self.len.to_le_bytes());
     }
 }
 
@@ -198,25 +207,17 @@ mod tests {
         let mut compress = None;
         let a = b"healthlake_export_jobs{datastore_id=\"a\"} 1.0\n".repeat(50);
         let b = b"something else entirely\n".to_vec();
-        let mut gz = Gzip::new(0);
-        gz.compressed(
-            a.len(),
-            CrcPiece::of(&a),
-            &deflate(compressor(&mut compress), &a),
-        );
-        gz.stored(b"12.5\n");
-        gz.stored(&[]);
-        gz.compressed(
-            b.len(),
-            CrcPiece::of(&b),
-            &deflate(compressor(&mut compress), &b),
-        );
-        gz.compressed(
-            0,
-            CrcPiece::of(&[]),
-            &deflate(compressor(&mut compress), &[]),
-        );
-        let bytes = gz.finish();
+        let (mut gz, mut bytes) = (Gzip::default(), Vec::new());
+        Gzip::header(&mut bytes);
+        let deflated = deflate(compressor(&mut compress), &a);
+        gz.compressed(&mut bytes, a.len() as u32, CrcPiece::of(&a), &deflated);
+        gz.stored(&mut bytes, b"12.5\n");
+        gz.stored(&mut bytes, &[]);
+        let deflated = deflate(compressor(&mut compress), &b);
+        gz.compressed(&mut bytes, b.len() as u32, CrcPiece::of(&b), &deflated);
+        let deflated = deflate(compressor(&mut compress), &[]);
+        gz.compressed(&mut bytes, 0, CrcPiece::of(&[]), &deflated);
+        gz.finish(&mut bytes);
         let mut expected = a.clone();
         expected.extend_from_slice(b"12.5\n");
         expected.extend_from_slice(&b);
@@ -239,12 +240,20 @@ mod tests {
             .read_to_end(&mut raw)
             .unwrap();
         assert_eq!(raw, noise);
-        let mut gz = Gzip::new(0);
-        gz.stored(&noise);
-        gz.compressed(noise.len(), CrcPiece::of(&noise), &deflated);
+        let (mut gz, mut bytes) = (Gzip::default(), Vec::new());
+        Gzip::header(&mut bytes);
+        gz.stored(&mut bytes, &noise);
+        gz.compressed(
+            &mut bytes,
+            noise.len() as u32,
+            CrcPiece::of(&noise),
+            &deflated,
+        );
+        gz.finish(&mut bytes);
+        assert_eq!(stored_len(noise.len()), noise.len() as u64 + 5 * 4);
         let mut expected = noise.clone();
         expected.extend_from_slice(&noise);
-        assert_eq!(gunzip_single(&gz.finish()), expected);
+        assert_eq!(gunzip_single(&bytes), expected);
     }
 
     #[test]

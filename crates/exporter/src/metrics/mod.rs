@@ -22,20 +22,23 @@
 //! scrape writes `now − submitted` with the library's float formatter (`dtoa`).
 //!
 //! gzip: compressing ~1.5 MB on every scrape would cost more than everything else together. Each
-//! static piece is instead compressed once, on the first gzip scrape after it changed, into a raw
-//! DEFLATE stream ended by a sync flush (byte-aligned, not final). Such streams concatenate into one
-//! valid DEFLATE stream (as pigz does), so a gzip scrape is: a gzip header, the cached compressed
-//! pieces with the few dynamic values between them as stored (uncompressed) blocks, a final empty
-//! block, and the CRC-32 of the uncompressed bytes. The result is one ordinary gzip member that any
-//! decoder reads, not a multi-member stream that some (curl) stop reading after the first member.
+//! static piece is instead compressed once, when it is encoded, into a raw DEFLATE stream ended by
+//! a sync flush (byte-aligned, not final). Such streams concatenate into one valid DEFLATE stream
+//! (as pigz does), so a gzip scrape is: a gzip header, the cached compressed pieces with the few
+//! dynamic values between them as stored (uncompressed) blocks, a final empty block, and the CRC-32
+//! of the uncompressed bytes, combined from each piece's CRC-32 and length (one multiplication
+//! modulo the CRC polynomial per piece, as zlib's `crc32_combine`). The result is one ordinary gzip
+//! member that any decoder reads, not a multi-member stream that some (curl) stop reading after the
+//! first member.
 //!
-//! Memory: once a gzip scrape needed a datastore's pieces, only their compressed form is kept, with
-//! each piece's CRC-32 and length; the trailer's CRC is combined from those (one multiplication
-//! modulo the CRC polynomial per piece, as zlib's `crc32_combine`) and the dynamic values' bytes,
-//! without the text. (At 1,000 datastores × 100 job series: 24 MB of text, ~4 MB compressed.) Text
-//! is kept only for formats that plain scrapes alone asked for; a plain scrape of a format kept
-//! compressed (rare: probes, curl) is answered by [`render_uncached`].
+//! Memory: a piece is kept in one form only, compressed (at 1,000 datastores × 100 job series:
+//! 24 MB of text, ~4 MB compressed). A plain scrape inflates the same pieces, which form one DEFLATE
+//! stream, as it goes. Neither kind of scrape assembles its body: [`MetricsBody`] writes it chunk
+//! by chunk while the client reads, so a scrape holds one chunk and references to the shared
+//! pieces, and concurrent scrapes cannot multiply the body. One scrape per format encodes what
+//! changed; a concurrent one waits for it and shares the result.
 
+mod body;
 mod cache;
 mod events;
 mod families;
@@ -45,6 +48,7 @@ mod view;
 
 use std::sync::Arc;
 
+pub use body::{MetricsBody, CHUNK};
 pub use cache::{CacheStats, MetricsCache};
 pub use events::EVENT_FAMILY_NAMES;
 pub use families::FAMILY_NAMES;

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use super::health::Health;
-use crate::model::{Job, JobNameLabel, JobStatus, MAX_UNKNOWN_STATUSES, OTHER_STATUS};
+use crate::model::{Job, JobNameLabel, JobStatus, KeptJob, MAX_UNKNOWN_STATUSES, OTHER_STATUS};
 
 /// What one job list (exports or imports) of a datastore shows.
 #[derive(Debug, Default)]
@@ -65,7 +65,7 @@ pub struct JobsView {
     /// Jobs per status: the ten known statuses always (0 when none), unknown ones when seen.
     pub counts: BTreeMap<JobStatus, u64>,
     /// The most recently submitted jobs (up to `job_series_limit`), newest first.
-    pub recent: Vec<Job>,
+    pub recent: Vec<KeptJob>,
     /// Submit time of the oldest job still running, if any.
     pub oldest_active_submitted: Option<f64>,
 }
@@ -80,10 +80,13 @@ pub struct PollOutcome {
 }
 
 /// Newest submitted first; ties by id, so the order is stable.
-fn newest_first(a: &Job, b: &Job) -> std::cmp::Ordering {
-    b.submitted
-        .total_cmp(&a.submitted)
-        .then_with(|| a.id.cmp(&b.id))
+fn newest_first(
+    (a_submitted, a_id): (f64, &str),
+    (b_submitted, b_id): (f64, &str),
+) -> std::cmp::Ordering {
+    b_submitted
+        .total_cmp(&a_submitted)
+        .then_with(|| a_id.cmp(b_id))
 }
 
 impl History {
@@ -164,7 +167,7 @@ impl JobTrack {
             }
         };
 
-        let mut recent: Vec<Job>;
+        let mut recent: Vec<KeptJob>;
         match listing {
             Listing::Full => {
                 // Settled jobs are known only as counts: a settled job listed now that was not
@@ -194,9 +197,11 @@ impl JobTrack {
                 // Only the newest `job_series_limit` jobs are kept for their series: sort
                 // references and copy those, not the whole history.
                 let mut newest: Vec<&Job> = jobs.iter().collect();
-                newest.sort_unstable_by(|a, b| newest_first(a, b));
+                newest.sort_unstable_by(|a, b| {
+                    newest_first((a.submitted, &a.id), (b.submitted, &b.id))
+                });
                 newest.truncate(job_series_limit);
-                recent = newest.into_iter().cloned().collect();
+                recent = newest.into_iter().map(KeptJob::from).collect();
                 history.window = jobs.into_iter().map(|j| (j.id.clone(), j)).collect();
             }
             Listing::SubmittedAfter(after) => {
@@ -211,9 +216,9 @@ impl JobTrack {
                 // The newest jobs: settled ones from before, plus the window as listed now.
                 recent = old_recent
                     .into_iter()
-                    .filter(|j| !old_window.contains_key(&j.id) && !window.contains_key(&j.id))
+                    .filter(|j| !old_window.contains_key(j.id()) && !window.contains_key(j.id()))
                     .collect();
-                recent.extend(window.values().cloned());
+                recent.extend(window.values().map(KeptJob::from));
                 history.window = window;
             }
         }
@@ -239,7 +244,7 @@ impl JobTrack {
         counts.retain(|status, n| *n > 0 || !matches!(status, JobStatus::Unknown(_)));
         fold_unknown_statuses(&mut counts);
 
-        recent.sort_unstable_by(newest_first);
+        recent.sort_unstable_by(|a, b| newest_first((a.submitted, a.id()), (b.submitted, b.id())));
         recent.truncate(job_series_limit);
         recent.shrink_to_fit();
 

@@ -746,7 +746,7 @@ mod tests {
             .unwrap()
             .recent
             .iter()
-            .map(|j| j.id.clone())
+            .map(|j| j.id().to_owned())
             .collect();
         assert_eq!(ids, ["j9", "j8", "j7"]);
     }

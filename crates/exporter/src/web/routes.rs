@@ -1,9 +1,13 @@
 //! The routes: `/metrics` (from the cache, gzip when accepted), `/healthz`, `/readyz`, the landing
 //! page and `/-/reload`, behind TLS client certificates and basic auth where configured.
 
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{
     HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CACHE_CONTROL,
     CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
@@ -19,7 +23,56 @@ use crate::model::unix_now;
 /// `WWW-Authenticate` for a 401.
 const BASIC_CHALLENGE: &str = "Basic realm=\"healthlake-exporter\"";
 
-pub(super) type Body = Full<Bytes>;
+/// A response body: one buffer, or `/metrics` streamed from the cache.
+pub(super) enum Body {
+    Full(Full<Bytes>),
+    Metrics(metrics::MetricsBody),
+}
+
+impl Body {
+    pub(super) fn new(bytes: Bytes) -> Body {
+        Body::Full(Full::new(bytes))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        match self.get_mut() {
+            Body::Full(full) => Pin::new(full).poll_frame(cx),
+            // A chunk is made from memory in well under a millisecond: no need to yield.
+            Body::Metrics(body) => Poll::Ready(match body.next() {
+                Some(Ok(chunk)) => Some(Ok(Frame::data(chunk))),
+                Some(Err(error)) => {
+                    // Too late for an error status: end the body short, so the client sees a
+                    // truncated response (its length was announced) rather than wrong data.
+                    tracing::error!(%error, "streaming /metrics failed; closing the response");
+                    None
+                }
+                None => None,
+            }),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(full) => full.is_end_stream(),
+            Body::Metrics(_) => false,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(full) => full.size_hint(),
+            Body::Metrics(body) => SizeHint::with_exact(body.len()),
+        }
+    }
+}
 
 /// The routes that stay open without credentials: kubelet probes cannot send any.
 pub(super) fn is_probe(path: &str) -> bool {
@@ -205,15 +258,15 @@ pub(super) fn metrics_response(
     gzip: bool,
 ) -> Response<Body> {
     let now = unix_now();
-    let (body, gzip) = match context.metrics.render(&context.state, now, format, gzip) {
-        Ok(body) => (body, gzip),
+    let (body, gzip) = match context.metrics.body(&context.state, now, format, gzip) {
+        Ok(body) => (Body::Metrics(body), gzip),
         Err(error) => {
             tracing::warn!(%error, "cached metrics encoding failed; encoding without the cache");
             let body = metrics::render_uncached(&context.state, now, format);
-            (body.into_bytes(), false)
+            (Body::new(Bytes::from(body)), false)
         }
     };
-    let mut response = Response::new(Body::new(Bytes::from(body)));
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(
         CONTENT_TYPE,
