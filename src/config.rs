@@ -35,6 +35,13 @@ pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 5.0;
 pub const DEFAULT_MAX_PAGES: usize = 200;
 /// How often a poll lists a datastore's whole history instead of only its unsettled jobs.
 pub const DEFAULT_FULL_RESYNC_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long a job that ended FAILED (or COMPLETED_WITH_ERRORS, CANCEL_FAILED) keeps its
+/// end-timestamp series: the time its alert fires for.
+pub const DEFAULT_ENDED_JOB_WINDOW: Duration = Duration::from_secs(3600);
+/// Bounds of `polling.ended_job_window`: at least a minute (an alert needs a few evaluations), at
+/// most a day (the series of every job that ended within it are kept in memory).
+pub const MIN_ENDED_JOB_WINDOW: Duration = Duration::from_secs(60);
+pub const MAX_ENDED_JOB_WINDOW: Duration = Duration::from_secs(86_400);
 const MAX_MAX_ATTEMPTS: usize = 10;
 const MAX_MAX_PAGES: usize = 100_000;
 const MAX_CONCURRENCY: usize = 256;
@@ -158,6 +165,8 @@ pub struct PollingConfig {
     pub max_pages: usize,
     /// How often a datastore's whole history is listed; in between, only unsettled jobs are.
     pub full_resync_interval: Duration,
+    /// How long a job that ended in an alerted status keeps its end-timestamp series.
+    pub ended_job_window: Duration,
     /// The part of `datastores` this replica polls (`polling.shard`, overridden by `--shard`);
     /// see `shard.rs`. The default, "0/1", polls every datastore.
     pub shard: Shard,
@@ -282,6 +291,7 @@ struct RawPolling {
     max_requests_per_second: Option<Spanned<Number>>,
     max_pages: Option<Spanned<i64>>,
     full_resync_interval: Option<Spanned<String>>,
+    ended_job_window: Option<Spanned<String>>,
     shard: Option<Spanned<String>>,
     jobs: Option<Spanned<Vec<String>>>,
     datastore_health: Option<bool>,
@@ -554,6 +564,12 @@ impl Validator<'_> {
                 "polling.full_resync_interval",
                 DEFAULT_FULL_RESYNC_INTERVAL,
             )?,
+            ended_job_window: self.bounded_duration(
+                raw.polling.ended_job_window,
+                "polling.ended_job_window",
+                DEFAULT_ENDED_JOB_WINDOW,
+                MIN_ENDED_JOB_WINDOW..=MAX_ENDED_JOB_WINDOW,
+            )?,
             shard: self.shard(raw.polling.shard)?,
             jobs: match raw.polling.jobs {
                 Some(kinds) => self.job_kinds(kinds, "polling.jobs")?,
@@ -754,6 +770,31 @@ impl Validator<'_> {
                 ),
             )),
         }
+    }
+
+    /// A duration within `range` (or `default` when absent).
+    fn bounded_duration(
+        &self,
+        value: Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+        range: std::ops::RangeInclusive<Duration>,
+    ) -> Result<Duration, ConfigError> {
+        let span = value.as_ref().map(|v| v.span());
+        let duration = self.duration(value, key, default)?;
+        if range.contains(&duration) {
+            return Ok(duration);
+        }
+        Err(self.error(
+            span,
+            key,
+            format!(
+                "{} is out of range; use a duration from {} to {}",
+                humantime::format_duration(duration),
+                humantime::format_duration(*range.start()),
+                humantime::format_duration(*range.end())
+            ),
+        ))
     }
 
     fn count(

@@ -335,19 +335,40 @@ async fn base_sdk_config(
     loader.load().await
 }
 
-/// Lists the export or import jobs of a datastore (all of them, or those submitted after a time),
-/// following `NextToken` to the end, each page paced by the target's request budget. More than
-/// `max_pages` pages, or a token seen twice, ends the poll as an error: a loop must not keep a poll
-/// (and the API quota) busy forever.
+/// Which jobs a listing asks for: `ListFHIRExportJobs`' and `ListFHIRImportJobs`' filters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobFilter {
+    /// Jobs submitted after this Unix time.
+    pub submitted_after: Option<f64>,
+    /// Jobs submitted before this Unix time.
+    pub submitted_before: Option<f64>,
+    /// Jobs in this status.
+    pub status: Option<JobStatus>,
+}
+
+/// Lists the export or import jobs of a datastore that `filter` selects, following `NextToken`
+/// to the end, each page paced by the target's request budget. More than `max_pages` pages, or a
+/// token seen twice, ends the poll as an error: a loop must not keep a poll (and the API quota)
+/// busy forever.
 pub async fn list_jobs(
     target: &Target,
     kind: JobKind,
     datastore_id: &str,
-    submitted_after: Option<f64>,
+    filter: &JobFilter,
     max_pages: usize,
 ) -> Result<Vec<Job>, PollError> {
-    // Whole seconds, one early: the caller filters exactly, and no rounding on the way may hide a job.
-    let submitted_after = submitted_after.map(|t| DateTime::from_secs(t.floor() as i64 - 1));
+    // Whole seconds, one second wider on each side: the caller filters exactly, and no rounding
+    // on the way may hide a job.
+    let submitted_after = filter
+        .submitted_after
+        .map(|t| DateTime::from_secs(t.floor() as i64 - 1));
+    let submitted_before = filter
+        .submitted_before
+        .map(|t| DateTime::from_secs(t.ceil() as i64 + 1));
+    let status = filter
+        .status
+        .as_ref()
+        .map(|s| aws_sdk_healthlake::types::JobStatus::from(s.as_str()));
     let operation = kind.operation();
     let mut jobs = Vec::new();
     let mut next_token: Option<String> = None;
@@ -362,6 +383,8 @@ pub async fn list_jobs(
                     .datastore_id(datastore_id)
                     .max_results(PAGE_SIZE)
                     .set_submitted_after(submitted_after)
+                    .set_submitted_before(submitted_before)
+                    .set_job_status(status.clone())
                     .set_next_token(next_token.take())
                     .send()
                     .await
@@ -383,6 +406,8 @@ pub async fn list_jobs(
                     .datastore_id(datastore_id)
                     .max_results(PAGE_SIZE)
                     .set_submitted_after(submitted_after)
+                    .set_submitted_before(submitted_before)
+                    .set_job_status(status.clone())
                     .set_next_token(next_token.take())
                     .send()
                     .await

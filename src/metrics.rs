@@ -89,9 +89,10 @@ impl Format {
 }
 
 /// Every metric family name this exporter can emit (as scraped, with suffixes).
-pub const FAMILY_NAMES: [&str; 31] = [
+pub const FAMILY_NAMES: [&str; 33] = [
     "healthlake_export_jobs",
     "healthlake_export_job_duration_seconds",
+    "healthlake_export_job_end_timestamp_seconds",
     "healthlake_export_jobs_finished_total",
     "healthlake_export_oldest_active_job_age_seconds",
     "healthlake_datastore_up",
@@ -100,6 +101,7 @@ pub const FAMILY_NAMES: [&str; 31] = [
     "healthlake_poll_errors_total",
     "healthlake_import_jobs",
     "healthlake_import_job_duration_seconds",
+    "healthlake_import_job_end_timestamp_seconds",
     "healthlake_import_jobs_finished_total",
     "healthlake_import_oldest_active_job_age_seconds",
     "healthlake_import_up",
@@ -123,9 +125,9 @@ pub const FAMILY_NAMES: [&str; 31] = [
     "healthlake_exporter_config_last_reload_success_timestamp_seconds",
 ];
 
-/// The families with samples per datastore, written first: exports (8), imports (6 + 7 progress),
+/// The families with samples per datastore, written first: exports (9), imports (7 + 7 progress),
 /// the datastore itself (4).
-const DATASTORE_FAMILIES: usize = 25;
+const DATASTORE_FAMILIES: usize = 27;
 
 const SOURCE: &str = "from the exporter's own polling of HealthLake ListFHIRExportJobs";
 const IMPORT_SOURCE: &str = "from the exporter's own polling of HealthLake ListFHIRImportJobs";
@@ -708,9 +710,33 @@ impl StateCollector {
 
         self.family(
             e,
+            &format!("healthlake_{word}_job_end_timestamp"),
+            &format!(
+                "EndTime (Unix seconds) of each {word} job that ended FAILED, COMPLETED_WITH_ERRORS or CANCEL_FAILED within polling.ended_job_window (without an EndTime: when the exporter first saw it ended); {source}."
+            ),
+            Some(&Unit::Seconds),
+            MetricType::Gauge,
+            |m, ds, view| {
+                let Some(jobs) = view.track(kind).and_then(|t| t.jobs) else {
+                    return Ok(());
+                };
+                for job in &jobs.ended {
+                    let job_labels = [
+                        ("job_id", job.id.as_str()),
+                        ("job_name", job.name.as_deref().unwrap_or("")),
+                        ("status", job.status.as_str()),
+                    ];
+                    m.gauge(&(ds, job_labels), job.ended)?;
+                }
+                Ok(())
+            },
+        )?;
+
+        self.family(
+            e,
             &format!("healthlake_{word}_jobs_finished"),
             &format!(
-                "{} jobs seen entering a terminal status while the exporter runs (jobs already finished at its first poll are not counted); {source}.",
+                "{} jobs seen entering a terminal status while the exporter runs, each job id at most once per status (jobs already finished at its first poll are not counted); {source}.",
                 capitalized(word)
             ),
             None,
