@@ -1241,6 +1241,84 @@ mod tests {
         );
     }
 
+    fn ended_ids(ds: &Datastore) -> Vec<(String, f64)> {
+        let record = ds.record();
+        let view = record.exports.as_ref().unwrap().jobs.as_ref().unwrap();
+        view.ended.iter().map(|e| (e.id.clone(), e.ended)).collect()
+    }
+
+    #[test]
+    fn ended_series_follow_end_time_within_the_window() {
+        let state = state();
+        let datastores = state.datastores();
+        let ds = &datastores[0];
+        let now = 100_000.0;
+        let mut no_end = job("no-end-old", "FAILED", now - 7200.0);
+        no_end.ended = None;
+        let mut no_end_new = job("no-end-new", "FAILED", now - 60.0);
+        no_end_new.ended = None;
+        // At the first poll: only failures that ended within the hour; without EndTime, the
+        // submit time stands in, so an old one pages nothing.
+        ds.record_success(
+            vec![
+                job("old-fail", "FAILED", now - 7200.0),
+                job("recent-fail", "FAILED", now - 600.0),
+                job("recent-ok", "COMPLETED", now - 600.0),
+                job("cwe", "COMPLETED_WITH_ERRORS", now - 300.0),
+                no_end,
+                no_end_new,
+                job("run", "IN_PROGRESS", now - 100.0),
+            ],
+            100,
+            0.1,
+            now,
+        );
+        assert_eq!(
+            ended_ids(ds),
+            [
+                ("no-end-new".to_string(), now - 60.0),
+                ("cwe".to_string(), now - 290.0),
+                ("recent-fail".to_string(), now - 590.0)
+            ]
+        );
+        // `run` fails without an EndTime: it ended when first seen so.
+        let mut failed = job("run", "FAILED", now - 100.0);
+        failed.ended = None;
+        ds.record_success(vec![failed.clone()], 100, 0.1, now + 60.0);
+        assert!(ended_ids(ds).contains(&("run".to_string(), now + 60.0)));
+        // Listed again later, it keeps that time; the others expire an hour after their end.
+        ds.record_success(vec![failed], 100, 0.1, now + 3400.0);
+        assert_eq!(
+            ended_ids(ds),
+            [("run".to_string(), now + 60.0), ("no-end-new".to_string(), now - 60.0)]
+        );
+        // A failed poll expires them too.
+        ds.expire_ended(JobKind::Export, now + 3700.0);
+        assert!(ended_ids(ds).is_empty());
+    }
+
+    #[test]
+    fn a_job_listed_twice_or_missing_once_is_counted_once() {
+        let state = state();
+        let datastores = state.datastores();
+        let ds = &datastores[0];
+        ds.record_success(vec![job("a", "IN_PROGRESS", 1.0)], 100, 0.1, 10.0);
+        let failed = ds.record_success(
+            vec![job("a", "IN_PROGRESS", 1.0), job("a", "FAILED", 1.0)],
+            100,
+            0.1,
+            20.0,
+        );
+        assert_eq!(failed.finished, [("a".to_string(), JobStatus::Failed)]);
+        assert!(ds.record_success(vec![], 100, 0.1, 30.0).finished.is_empty());
+        let back = ds.record_success(vec![job("a", "FAILED", 1.0)], 100, 0.1, 40.0);
+        assert!(back.finished.is_empty(), "{back:?}");
+        let record = ds.record();
+        let track = record.exports.as_ref().unwrap();
+        assert_eq!(track.finished[&JobStatus::Failed], 1);
+        assert_eq!(track.jobs.as_ref().unwrap().counts[&JobStatus::Failed], 1);
+    }
+
     #[test]
     fn recent_keeps_the_newest_jobs_up_to_the_limit() {
         let state = state();
