@@ -7,6 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -163,6 +164,88 @@ impl ClientSettings {
     }
 }
 
+/// The exporter's own use of the HealthLake API, for `healthlake_api_requests_total` and
+/// `healthlake_api_budget_wait_seconds_total`: users share the quota with their own tools and
+/// should see what the exporter spends of it. Process-wide (like a process's CPU counters): every
+/// client and budget of the process adds to the one [`api_usage`].
+#[derive(Debug, Default)]
+pub struct ApiUsage {
+    /// Calls by operation and result ("success" or an [`ErrorReason`]).
+    requests: Mutex<HashMap<(&'static str, &'static str), u64>>,
+    /// Seconds spent waiting for a request budget slot, as f64 bits.
+    wait_seconds: std::sync::atomic::AtomicU64,
+    /// Bumped on every change: lets the metrics cache reuse what it encoded.
+    version: std::sync::atomic::AtomicU64,
+}
+
+/// Every operation the exporter calls, in the order `healthlake_api_requests_total` lists them.
+pub const OPERATIONS: [&str; 4] = [
+    "ListFHIRExportJobs",
+    "ListFHIRImportJobs",
+    "DescribeFHIRDatastore",
+    "ListFHIRDatastores",
+];
+
+impl ApiUsage {
+    /// Notes one call of `operation` and how it ended.
+    pub fn record<T>(&self, operation: &'static str, result: &Result<T, PollError>) {
+        let result = match result {
+            Ok(_) => "success",
+            Err(error) => error.reason.as_str(),
+        };
+        *self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((operation, result))
+            .or_insert(0) += 1;
+        self.version.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn waited(&self, seconds: f64) {
+        let mut current = self.wait_seconds.load(Ordering::Relaxed);
+        loop {
+            let next = (f64::from_bits(current) + seconds).to_bits();
+            match self.wait_seconds.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
+        }
+        self.version.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Calls of `operation` that ended with `result` ("success" or a reason) so far.
+    pub fn requests(&self, operation: &str, result: &str) -> u64 {
+        self.requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|((o, r), _)| *o == operation && *r == result)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// Seconds spent waiting for request budget slots so far.
+    pub fn wait_seconds(&self) -> f64 {
+        f64::from_bits(self.wait_seconds.load(Ordering::Relaxed))
+    }
+
+    /// Changes whenever a count changes.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Relaxed)
+    }
+}
+
+/// The process's API usage.
+pub fn api_usage() -> &'static ApiUsage {
+    static USAGE: std::sync::OnceLock<ApiUsage> = std::sync::OnceLock::new();
+    USAGE.get_or_init(ApiUsage::default)
+}
+
 /// Paces the API requests of one account and region so that many datastores never throttle each
 /// other: each request takes the next free slot, `1 / rate` seconds after the previous one.
 #[derive(Debug)]
@@ -188,6 +271,10 @@ impl RequestBudget {
             *next = Some(slot + self.spacing);
             slot
         };
+        let wait = slot.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            api_usage().waited(wait.as_secs_f64());
+        }
         tokio::time::sleep_until(slot.into()).await;
     }
 }
@@ -388,7 +475,9 @@ pub async fn list_jobs(
                     .set_next_token(next_token.take())
                     .send()
                     .await
-                    .map_err(classify)?;
+                    .map_err(classify);
+                api_usage().record(operation, &output);
+                let output = output?;
                 jobs.extend(output.export_job_properties_list().iter().map(|p| Job {
                     id: p.job_id().to_owned(),
                     name: p.job_name().map(str::to_owned),
@@ -411,7 +500,9 @@ pub async fn list_jobs(
                     .set_next_token(next_token.take())
                     .send()
                     .await
-                    .map_err(classify)?;
+                    .map_err(classify);
+                api_usage().record(operation, &output);
+                let output = output?;
                 jobs.extend(output.import_job_properties_list().iter().map(|p| Job {
                     id: p.job_id().to_owned(),
                     name: p.job_name().map(str::to_owned),
@@ -494,7 +585,9 @@ pub async fn describe_datastore(
         .datastore_id(datastore_id)
         .send()
         .await
-        .map_err(classify)?;
+        .map_err(classify);
+    api_usage().record("DescribeFHIRDatastore", &output);
+    let output = output?;
     output
         .datastore_properties()
         .map(DatastoreInfo::from_sdk)
@@ -526,7 +619,9 @@ pub async fn list_datastores(
             .set_next_token(next_token.take())
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(classify);
+        api_usage().record("ListFHIRDatastores", &output);
+        let output = output?;
         found.extend(
             output
                 .datastore_properties_list()

@@ -51,7 +51,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::config::DATASTORE_STATUSES;
-use crate::healthlake::{DatastoreInfo, ErrorReason};
+use crate::healthlake::{api_usage, DatastoreInfo, ErrorReason, OPERATIONS};
 use crate::job::{ImportProgress, JobKind, JobStatus};
 use crate::state::{Datastore, DiscoveryStatus, Health, JobTrack, JobsView, Record, State};
 
@@ -89,7 +89,7 @@ impl Format {
 }
 
 /// Every metric family name this exporter can emit (as scraped, with suffixes).
-pub const FAMILY_NAMES: [&str; 33] = [
+pub const FAMILY_NAMES: [&str; 35] = [
     "healthlake_export_jobs",
     "healthlake_export_job_duration_seconds",
     "healthlake_export_job_end_timestamp_seconds",
@@ -120,6 +120,8 @@ pub const FAMILY_NAMES: [&str; 33] = [
     "healthlake_discovery_up",
     "healthlake_discovery_datastores",
     "healthlake_discovery_errors_total",
+    "healthlake_api_requests_total",
+    "healthlake_api_budget_wait_seconds_total",
     "healthlake_exporter_build_info",
     "healthlake_exporter_config_last_reload_successful",
     "healthlake_exporter_config_last_reload_success_timestamp_seconds",
@@ -427,15 +429,31 @@ struct Tail {
     discovery: Vec<DiscoveryStatus>,
     reload_successful: bool,
     reload_success_time: f64,
+    /// Per operation (in [`OPERATIONS`] order), calls by result: "success", then every reason.
+    api_requests: Vec<[u64; 1 + ErrorReason::ALL.len()]>,
+    api_wait_seconds: f64,
 }
 
 impl Tail {
     fn of(state: &State) -> Tail {
         let reload = state.reload_status();
+        let usage = api_usage();
         Tail {
             discovery: state.discovery(),
             reload_successful: reload.last_successful(),
             reload_success_time: reload.last_success_time(),
+            api_requests: OPERATIONS
+                .iter()
+                .map(|op| {
+                    let mut row = [0; 1 + ErrorReason::ALL.len()];
+                    row[0] = usage.requests(op, "success");
+                    for (n, reason) in ErrorReason::ALL.iter().enumerate() {
+                        row[n + 1] = usage.requests(op, reason.as_str());
+                    }
+                    row
+                })
+                .collect(),
+            api_wait_seconds: usage.wait_seconds(),
         }
     }
 }
@@ -831,6 +849,28 @@ impl StateCollector {
         )?;
         metric.encode_gauge(&success_time)?;
 
+        let mut metric = e.encode_descriptor(
+            "healthlake_api_requests",
+            "HealthLake API calls the exporter made, by operation and result (success or the error reason; one per call, SDK retries inside a call included in it). They share the account's quota with your own tools.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (operation, row) in OPERATIONS.iter().zip(&tail.api_requests) {
+            let results = std::iter::once("success").chain(ErrorReason::ALL.iter().map(|r| r.as_str()));
+            for (result, count) in results.zip(row) {
+                metric
+                    .encode_family(&[("operation", *operation), ("result", result)])?
+                    .encode_counter::<NoLabelSet, _, f64>(count, None)?;
+            }
+        }
+        let mut metric = e.encode_descriptor(
+            "healthlake_api_budget_wait",
+            "Seconds API calls waited for a slot of the request budget (polling.max_requests_per_second), all accounts and regions together.",
+            Some(&Unit::Seconds),
+            MetricType::Counter,
+        )?;
+        metric.encode_counter::<NoLabelSet, _, f64>(&tail.api_wait_seconds, None)?;
+
         let mut build = e.encode_descriptor(
             "healthlake_exporter_build_info",
             "Always 1; the version label says which healthlake-exporter is running.",
@@ -942,7 +982,7 @@ struct Inner {
     tail: [Option<(TailKey, Arc<Piece>)>; 2],
 }
 
-type TailKey = (bool, u64, u64);
+type TailKey = (bool, u64, u64, u64);
 
 #[derive(Debug)]
 struct Entry {
@@ -1264,6 +1304,7 @@ impl MetricsCache {
             reload.last_successful(),
             reload.last_success_time().to_bits(),
             state.discovery_version(),
+            api_usage().version(),
         );
 
         let (headers, tail, mut encoded, stale) = {
