@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Scale benchmark for healthlake-exporter (issue #5), everything on 127.0.0.1.
 
-One run: builds the release exporter and the fake (examples/fake_healthlake.rs); starts the fake
+One run: builds the release exporter and the fake (crates/healthlake-fake, binary healthlake-fake); starts the fake
 with D datastores x J jobs of history; runs the exporter against it and measures, over a steady
 window, API calls per datastore per cycle, CPU seconds per minute, RSS, /metrics payload size,
 time to first complete poll and scrape latency/throughput with wrk (with and without gzip); then the
@@ -658,10 +658,10 @@ def ensure_tools(args) -> None:
 def build(args) -> None:
     target = Path(args.target_dir or os.environ.get("CARGO_TARGET_DIR") or args.repo / "target")
     args.exporter_bin = args.exporter_bin or target / "release" / "healthlake-exporter"
-    args.fake_bin = target / "release" / "examples" / "fake_healthlake"
+    args.fake_bin = target / "release" / "healthlake-fake"
     if not args.no_build:
-        log("cargo build --release --bin healthlake-exporter --example fake_healthlake")
-        cmd = ["cargo", "build", "--release", "--bin", "healthlake-exporter", "--example", "fake_healthlake"]
+        log("cargo build --release -p healthlake-exporter -p healthlake-fake")
+        cmd = ["cargo", "build", "--release", "-p", "healthlake-exporter", "-p", "healthlake-fake"]
         if args.target_dir:
             cmd += ["--target-dir", str(args.target_dir)]
         subprocess.run(cmd, cwd=args.repo, check=True)

@@ -1,0 +1,265 @@
+//! The HealthLake calls the exporter makes: job listings (export and import, one path), datastore
+//! descriptions and listings. Each turns SDK output into our own types; every listing follows
+//! `NextToken` through one pagination helper, paced by the target's request budget.
+
+use std::collections::HashSet;
+use std::future::Future;
+
+use aws_smithy_types::DateTime;
+
+use super::classify::classify;
+use super::usage::api_usage;
+use super::Target;
+use crate::model::{
+    DatastoreInfo, ErrorReason, ImportProgress, Job, JobKind, JobStatus, PollError,
+};
+
+/// HealthLake's largest page: fewer calls against a low per-account request quota.
+pub const PAGE_SIZE: i32 = 500;
+
+/// One page of a listing: its items and the token of the next page.
+type Page<T> = (Vec<T>, Option<String>);
+
+/// Follows `NextToken` to the end, each page paced by `target`'s request budget. More than
+/// `max_pages` pages, or a token seen twice, ends the listing as an error: a loop must not keep a
+/// poll (and the API quota) busy forever.
+async fn paginate<T, F, Fut>(
+    target: &Target,
+    operation: &'static str,
+    max_pages: usize,
+    mut page: F,
+) -> Result<Vec<T>, PollError>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = Result<Page<T>, PollError>>,
+{
+    let mut items = Vec::new();
+    let mut next_token: Option<String> = None;
+    let mut seen_tokens = HashSet::new();
+    for _page in 0..max_pages {
+        target.budget.acquire().await;
+        let result = page(next_token.take()).await;
+        api_usage().record(operation, &result);
+        let (batch, token) = result?;
+        items.extend(batch);
+        match token {
+            Some(token) if !token.is_empty() => {
+                if !seen_tokens.insert(token.clone()) {
+                    return Err(PollError::new(
+                        ErrorReason::ServerError,
+                        format!("{operation} returned a NextToken it had already returned (pagination loop)"),
+                    ));
+                }
+                next_token = Some(token);
+            }
+            _ => return Ok(items),
+        }
+    }
+    Err(PollError::new(
+        ErrorReason::ServerError,
+        format!("{operation} did not finish within polling.max_pages ({max_pages}) pages"),
+    ))
+}
+
+/// Which jobs a listing asks for: `ListFHIRExportJobs`' and `ListFHIRImportJobs`' filters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobFilter {
+    /// Jobs submitted after this Unix time.
+    pub submitted_after: Option<f64>,
+    /// Jobs submitted before this Unix time.
+    pub submitted_before: Option<f64>,
+    /// Jobs in this status.
+    pub status: Option<JobStatus>,
+}
+
+/// Lists the `kind` jobs of a datastore that `filter` selects; see [`paginate`] for paging and
+/// its limits.
+pub async fn list_jobs(
+    target: &Target,
+    kind: JobKind,
+    datastore_id: &str,
+    filter: &JobFilter,
+    max_pages: usize,
+) -> Result<Vec<Job>, PollError> {
+    // Whole seconds, one second wider on each side: the caller filters exactly, and no rounding
+    // on the way may hide a job.
+    let submitted_after = filter
+        .submitted_after
+        .map(|t| DateTime::from_secs(t.floor() as i64 - 1));
+    let submitted_before = filter
+        .submitted_before
+        .map(|t| DateTime::from_secs(t.ceil() as i64 + 1));
+    let status = filter
+        .status
+        .as_ref()
+        .map(|s| aws_sdk_healthlake::types::JobStatus::from(s.as_str()));
+    let status = &status;
+    let client = &target.client;
+    paginate(
+        target,
+        kind.operation(),
+        max_pages,
+        |next_token| async move {
+            match kind {
+                JobKind::Export => {
+                    let output = client
+                        .list_fhir_export_jobs()
+                        .datastore_id(datastore_id)
+                        .max_results(PAGE_SIZE)
+                        .set_submitted_after(submitted_after)
+                        .set_submitted_before(submitted_before)
+                        .set_job_status(status.clone())
+                        .set_next_token(next_token)
+                        .send()
+                        .await
+                        .map_err(classify)?;
+                    let jobs = output.export_job_properties_list().iter().map(|p| {
+                        job(
+                            p.job_id(),
+                            p.job_name(),
+                            p.job_status().as_str(),
+                            p.submit_time(),
+                            p.end_time(),
+                            None,
+                        )
+                    });
+                    Ok((jobs.collect(), output.next_token))
+                }
+                JobKind::Import => {
+                    let output = client
+                        .list_fhir_import_jobs()
+                        .datastore_id(datastore_id)
+                        .max_results(PAGE_SIZE)
+                        .set_submitted_after(submitted_after)
+                        .set_submitted_before(submitted_before)
+                        .set_job_status(status.clone())
+                        .set_next_token(next_token)
+                        .send()
+                        .await
+                        .map_err(classify)?;
+                    let jobs = output.import_job_properties_list().iter().map(|p| {
+                        let progress = p.job_progress_report().map(import_progress);
+                        job(
+                            p.job_id(),
+                            p.job_name(),
+                            p.job_status().as_str(),
+                            p.submit_time(),
+                            p.end_time(),
+                            progress,
+                        )
+                    });
+                    Ok((jobs.collect(), output.next_token))
+                }
+            }
+        },
+    )
+    .await
+}
+
+/// One listed job of either kind, in our own terms.
+fn job(
+    id: &str,
+    name: Option<&str>,
+    status: &str,
+    submitted: &DateTime,
+    ended: Option<&DateTime>,
+    progress: Option<ImportProgress>,
+) -> Job {
+    Job {
+        id: id.to_owned(),
+        name: name.map(str::to_owned),
+        status: JobStatus::parse(status),
+        submitted: submitted.as_secs_f64(),
+        ended: ended.map(DateTime::as_secs_f64),
+        progress: progress.map(Box::new),
+    }
+}
+
+/// An import job's `JobProgressReport` in base units (MB → bytes).
+fn import_progress(r: &aws_sdk_healthlake::types::JobProgressReport) -> ImportProgress {
+    ImportProgress {
+        files_scanned: r.total_number_of_scanned_files().unwrap_or(0) as f64,
+        scanned_bytes: r.total_size_of_scanned_files_in_mb().unwrap_or(0.0) * 1_000_000.0,
+        files_imported: r.total_number_of_imported_files().unwrap_or(0) as f64,
+        resources_scanned: r.total_number_of_resources_scanned().unwrap_or(0) as f64,
+        resources_imported: r.total_number_of_resources_imported().unwrap_or(0) as f64,
+        resources_failed: r
+            .total_number_of_resources_with_customer_error()
+            .unwrap_or(0) as f64,
+        files_failed: r
+            .total_number_of_files_read_with_customer_error()
+            .unwrap_or(0) as f64,
+    }
+}
+
+fn datastore_info(p: &aws_sdk_healthlake::types::DatastoreProperties) -> DatastoreInfo {
+    DatastoreInfo {
+        id: p.datastore_id().to_owned(),
+        name: p.datastore_name().map(str::to_owned),
+        status: p.datastore_status().as_str().to_owned(),
+        arn: p.datastore_arn().to_owned(),
+        fhir_version: p.datastore_type_version().as_str().to_owned(),
+    }
+}
+
+/// `DescribeFHIRDatastore`: the datastore's status, ARN and FHIR version.
+pub async fn describe_datastore(
+    target: &Target,
+    datastore_id: &str,
+) -> Result<DatastoreInfo, PollError> {
+    target.budget.acquire().await;
+    let output = target
+        .client
+        .describe_fhir_datastore()
+        .datastore_id(datastore_id)
+        .send()
+        .await
+        .map_err(classify);
+    api_usage().record("DescribeFHIRDatastore", &output);
+    let output = output?;
+    output
+        .datastore_properties()
+        .map(datastore_info)
+        .ok_or_else(|| {
+            PollError::new(
+                ErrorReason::ServerError,
+                "DescribeFHIRDatastore answered without DatastoreProperties",
+            )
+        })
+}
+
+/// `ListFHIRDatastores` (all pages, every status) whose name starts with `name_prefix`; the prefix
+/// is applied here, as the API only filters by exact name. The caller filters by status, so that a
+/// datastore it already polls stays while it is, say, UPDATING.
+pub async fn list_datastores(
+    target: &Target,
+    name_prefix: Option<&str>,
+    max_pages: usize,
+) -> Result<Vec<DatastoreInfo>, PollError> {
+    let client = &target.client;
+    paginate(
+        target,
+        "ListFHIRDatastores",
+        max_pages,
+        |next_token| async move {
+            let output = client
+                .list_fhir_datastores()
+                .max_results(PAGE_SIZE)
+                .set_next_token(next_token)
+                .send()
+                .await
+                .map_err(classify)?;
+            let found = output
+                .datastore_properties_list()
+                .iter()
+                .map(datastore_info)
+                .filter(|d| {
+                    name_prefix.is_none_or(|prefix| {
+                        d.name.as_deref().is_some_and(|n| n.starts_with(prefix))
+                    })
+                });
+            Ok((found.collect(), output.next_token))
+        },
+    )
+    .await
+}

@@ -1,0 +1,462 @@
+//! The TOML configuration: its schema, its defaults and its validation.
+//!
+//! The file is read and checked once, up front, so that every later module works with values that
+//! are known to be good. Every error names the file, the key and (where TOML tells us) the line,
+//! and says how to fix it: a typo must never pass silently and must never become a panic.
+
+mod raw;
+pub mod shard;
+mod summary;
+mod validate;
+
+use std::fmt::Write as _;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use crate::aws::AwsTarget;
+pub use crate::web::settings::ServerConfig;
+
+use crate::aws::ClientPlan;
+use crate::model::JobKinds;
+use crate::state::Plan;
+use raw::RawConfig;
+use shard::Shard;
+use validate::{describe_toml_error, Validator};
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_CONCURRENCY: usize = 8;
+pub const DEFAULT_JOB_SERIES_LIMIT: usize = 100;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+/// Half of HealthLake's ListFHIRExportJobs quota (10 per second per account and region), leaving
+/// the rest to the team's own tools.
+pub const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 5.0;
+/// 200 pages of 500 jobs: far beyond any real export history, short of an endless token loop.
+pub const DEFAULT_MAX_PAGES: usize = 200;
+/// How often a poll lists a datastore's whole history instead of only its unsettled jobs.
+pub const DEFAULT_FULL_RESYNC_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long a job that ended FAILED (or COMPLETED_WITH_ERRORS, CANCEL_FAILED) keeps its
+/// end-timestamp series: the time its alert fires for.
+pub const DEFAULT_ENDED_JOB_WINDOW: Duration = Duration::from_secs(3600);
+/// Bounds of `polling.ended_job_window`: at least a minute (an alert needs a few evaluations), at
+/// most a day (the series of every job that ended within it are kept in memory).
+pub const MIN_ENDED_JOB_WINDOW: Duration = Duration::from_secs(60);
+pub const MAX_ENDED_JOB_WINDOW: Duration = Duration::from_secs(86_400);
+pub(crate) const MAX_MAX_ATTEMPTS: usize = 10;
+pub(crate) const MAX_MAX_PAGES: usize = 100_000;
+pub(crate) const MAX_CONCURRENCY: usize = 256;
+pub(crate) const MAX_JOB_SERIES_LIMIT: usize = 10_000;
+
+/// A configuration that has passed validation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub polling: PollingConfig,
+    /// The datastores listed in the file (discovered ones are added at run time).
+    pub datastores: Vec<DatastoreConfig>,
+    /// `[[discovery]]`: where to find more datastores with `ListFHIRDatastores`.
+    pub discovery: Vec<DiscoveryConfig>,
+}
+
+/// One `[[discovery]]` entry: datastores of one region (and role) found with `ListFHIRDatastores`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiscoveryConfig {
+    pub target: AwsTarget,
+    /// Only datastores whose name starts with this.
+    pub name_prefix: Option<String>,
+    /// Only datastores in this status (default ACTIVE).
+    pub status: String,
+    pub interval: Duration,
+}
+
+pub const DEFAULT_DISCOVERY_INTERVAL: Duration = Duration::from_secs(600);
+pub const DEFAULT_DATASTORE_INTERVAL: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PollingConfig {
+    /// Time between the starts of two polls of one datastore.
+    pub interval: Duration,
+    /// Bound on one datastore's whole poll, all pages and retries included.
+    pub timeout: Duration,
+    /// Datastores polled at once.
+    pub concurrency: usize,
+    /// Per datastore, how many of the most recently submitted jobs get a duration series.
+    pub job_series_limit: usize,
+    /// Attempts per API call, the first included (the SDK's standard retry with backoff and jitter).
+    pub max_attempts: u32,
+    /// API requests per second shared by all datastores of one account and region.
+    pub max_requests_per_second: f64,
+    /// A listing longer than this many pages ends the poll as an error.
+    pub max_pages: usize,
+    /// How often a datastore's whole history is listed; in between, only unsettled jobs are.
+    pub full_resync_interval: Duration,
+    /// How long a job that ended in an alerted status keeps its end-timestamp series.
+    pub ended_job_window: Duration,
+    /// The part of `datastores` this replica polls (`polling.shard`, overridden by `--shard`);
+    /// see `shard.rs`. The default, "0/1", polls every datastore.
+    pub shard: Shard,
+    /// Job lists polled for every datastore that does not say otherwise.
+    pub jobs: JobKinds,
+    /// Poll `DescribeFHIRDatastore` for each datastore (off by default: it needs another IAM action).
+    pub datastore_health: bool,
+    /// How often `DescribeFHIRDatastore` is called per datastore.
+    pub datastore_interval: Duration,
+}
+
+/// One datastore to watch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatastoreConfig {
+    pub id: String,
+    /// The `datastore_name` label: the configured name, or the id.
+    pub name: String,
+    pub target: AwsTarget,
+    pub jobs: JobKinds,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "cannot read config file {path}: {source}\n  \
+         hint: pass --config PATH or set HEALTHLAKE_EXPORTER_CONFIG; config.example.toml shows every key"
+    )]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: the file is not valid UTF-8 (first bad byte at offset {offset}); save it as UTF-8"
+    )]
+    NotUtf8 { path: PathBuf, offset: usize },
+    #[error("{location}: {message}")]
+    Invalid {
+        /// `file:line:column`, or just the file where TOML gives no position.
+        location: String,
+        message: String,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn at(
+        path: &Path,
+        source: &str,
+        span: Option<Range<usize>>,
+        message: String,
+    ) -> Self {
+        let mut location = path.display().to_string();
+        let mut message = message;
+        if let Some(span) = span {
+            let (line, column) = line_and_column(source, span.start);
+            let _ = write!(location, ":{line}:{column}");
+            if let Some(text) = source.lines().nth(line - 1) {
+                let _ = write!(message, "\n  {line} | {}", text.trim_end());
+            }
+        }
+        ConfigError::Invalid { location, message }
+    }
+}
+
+pub(crate) fn line_and_column(source: &str, offset: usize) -> (usize, usize) {
+    let before = &source[..offset.min(source.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+// ---- the file as written (every key optional but `datastores`, unknown keys rejected) ----
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| ConfigError::NotUtf8 {
+            path: path.to_owned(),
+            offset: e.utf8_error().valid_up_to(),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` only names the file in error messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let message = describe_toml_error(text, &e);
+            ConfigError::at(path, text, e.span(), message)
+        })?;
+        Validator { path, text }.validate(raw)
+    }
+
+    /// Keeps only the datastores `polling.shard` owns (all of them for "0/1") and returns how many
+    /// the file lists. Applied wherever a configuration is put to work (start and every reload),
+    /// after any `--shard` override, so the rest of the exporter never sees another replica's
+    /// datastores. The file itself must still list at least one datastore; a shard may own none.
+    pub fn retain_shard(&mut self) -> usize {
+        let configured = self.datastores.len();
+        let shard = self.polling.shard;
+        self.datastores.retain(|d| shard.owns(&d.id));
+        configured
+    }
+}
+
+/// What State keeps records for, as this configuration says.
+impl From<&Config> for Plan {
+    fn from(config: &Config) -> Plan {
+        Plan {
+            datastores: config
+                .datastores
+                .iter()
+                .map(|d| (d.id.clone(), d.name.clone(), d.jobs))
+                .collect(),
+            datastore_health: config.polling.datastore_health,
+            discovery_regions: config
+                .discovery
+                .iter()
+                .map(|entry| {
+                    entry
+                        .target
+                        .region
+                        .clone()
+                        .unwrap_or_else(|| "default".to_owned())
+                })
+                .collect(),
+        }
+    }
+}
+
+/// What the AWS clients are built for, as this configuration says.
+impl From<&Config> for ClientPlan {
+    fn from(config: &Config) -> ClientPlan {
+        let users = config
+            .datastores
+            .iter()
+            .map(|d| (d.target.clone(), format!("datastore {}", d.id)))
+            .chain(
+                config
+                    .discovery
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| (d.target.clone(), format!("discovery[{i}]"))),
+            )
+            .collect();
+        // Every datastore names its region: the first one's is the SDK's default region.
+        let region_everywhere = config.datastores.iter().all(|d| d.target.region.is_some());
+        let region = config
+            .datastores
+            .first()
+            .and_then(|d| d.target.region.clone())
+            .filter(|_| region_everywhere);
+        ClientPlan {
+            users,
+            region,
+            timeout: config.polling.timeout,
+            max_attempts: config.polling.max_attempts,
+            max_requests_per_second: config.polling.max_requests_per_second,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("test.toml")).map_err(|e| e.to_string())
+    }
+
+    const ONE: &str = "[[datastores]]\nid = \"a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4\"\n";
+
+    #[test]
+    fn defaults_fill_every_optional_section() {
+        let config = parse(ONE).unwrap();
+        assert_eq!(config.server.listen_address.to_string(), "0.0.0.0:9469");
+        assert_eq!(config.polling.interval, Duration::from_secs(60));
+        assert_eq!(config.polling.timeout, Duration::from_secs(30));
+        assert_eq!(config.polling.concurrency, 8);
+        assert_eq!(config.polling.job_series_limit, 100);
+        assert_eq!(config.polling.max_attempts, 3);
+        assert_eq!(config.polling.max_requests_per_second, 5.0);
+        assert_eq!(config.polling.max_pages, 200);
+        let ds = &config.datastores[0];
+        assert_eq!(ds.name, ds.id);
+        assert_eq!(ds.target, AwsTarget::default());
+    }
+
+    #[test]
+    fn datastore_keys_override_aws_defaults() {
+        let config = parse(
+            r#"
+[server]
+listen_address = "127.0.0.1:9999"
+[polling]
+interval = "5m"
+timeout = "45s"
+concurrency = 2
+job_series_limit = 0
+max_attempts = 5
+max_requests_per_second = 2.5
+max_pages = 10
+full_resync_interval = "30m"
+[aws]
+region = "us-east-1"
+endpoint_url = "http://127.0.0.1:4566/"
+role_arn = "arn:aws:iam::123456789012:role/reader"
+[[datastores]]
+id = "one"
+name = "prod"
+[[datastores]]
+id = "two"
+region = "eu-west-1"
+role_arn = "arn:aws:iam::210987654321:role/path/other"
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.polling.interval, Duration::from_secs(300));
+        assert_eq!(config.polling.job_series_limit, 0);
+        assert_eq!(config.polling.max_attempts, 5);
+        assert_eq!(config.polling.max_requests_per_second, 2.5);
+        assert_eq!(config.polling.max_pages, 10);
+        assert_eq!(
+            config.polling.full_resync_interval,
+            Duration::from_secs(1800)
+        );
+        assert_eq!(config.datastores[0].name, "prod");
+        assert_eq!(
+            config.datastores[0].target,
+            AwsTarget {
+                region: Some("us-east-1".into()),
+                endpoint_url: Some("http://127.0.0.1:4566".into()),
+                role_arn: Some("arn:aws:iam::123456789012:role/reader".into()),
+            }
+        );
+        assert_eq!(
+            config.datastores[1].target.region.as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            config.datastores[1].target.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:4566")
+        );
+        assert!(config.summary().contains("name=prod"));
+    }
+
+    /// Each bad file gives a message naming the file, the line, the key and the fix.
+    #[test]
+    fn every_validation_error_names_file_line_and_key() {
+        let cases: &[(&str, &str)] = &[
+            ("", "test.toml: datastores: no datastores configured"),
+            ("datastores = []\n", "test.toml:1:14: datastores: the list is empty"),
+            ("[polling]\nintervl = \"60s\"\n", "test.toml:2:1: unknown field `intervl`"),
+            ("[polling]\nconcurrency = \"8\"\n", "test.toml:2:15: key `concurrency`: invalid type: string \"8\""),
+            ("[polling]\nconcurrency = 0\n", "test.toml:2:15: polling.concurrency: 0 is out of range"),
+            ("[polling]\njob_series_limit = -1\n", "polling.job_series_limit: -1 is out of range"),
+            ("[polling]\nmax_attempts = 0\n", "polling.max_attempts: 0 is out of range; use a whole number from 1 to 10"),
+            ("[polling]\nmax_pages = 0\n", "polling.max_pages: 0 is out of range"),
+            ("[polling]\nmax_requests_per_second = 0\n", "polling.max_requests_per_second: 0 is out of range"),
+            ("[polling]\nmax_requests_per_second = \"fast\"\n", "max_requests_per_second"),
+            ("[polling]\ninterval = \"0s\"\n", "test.toml:2:12: polling.interval: \"0s\" is zero"),
+            ("[polling]\ntimeout = \"soon\"\n", "test.toml:2:11: polling.timeout: \"soon\" is not a duration"),
+            ("[polling]\ninterval = \"60\"\n", "polling.interval: \"60\" is not a duration"),
+            ("[server]\nlisten_address = \"localhost\"\n", "test.toml:2:18: server.listen_address: \"localhost\" is not an IP address and port"),
+            ("[aws]\nendpoint_url = \"ftp://x\"\n", "test.toml:2:16: aws.endpoint_url: \"ftp://x\" must start with http:// or https://"),
+            ("[aws]\nendpoint_url = \"not a url\"\n", "aws.endpoint_url: \"not a url\" is not a URL"),
+            ("[aws]\nrole_arn = \"arn:aws:iam::123:role/x\"\n", "test.toml:2:12: aws.role_arn: \"arn:aws:iam::123:role/x\" is not an IAM role ARN"),
+            ("[aws]\nrole_arn = \"arn:aws:iam::123456789012:user/x\"\n", "is not an IAM role ARN"),
+            ("[aws]\nregion = \"US East\"\n", "aws.region: \"US East\" is not an AWS region name"),
+            ("[[datastores]]\nid = \"\"\n", "test.toml:2:6: datastores[0].id: \"\" has 0 characters"),
+            ("[[datastores]]\nid = \"a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e\"\n", "datastores[0].id: \"a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e\" has 33 characters"),
+            ("[[datastores]]\nid = \"bad!id\"\n", "datastores[0].id: \"bad!id\" contains '!'"),
+            ("[[datastores]]\nid = \"x\"\n[[datastores]]\nid = \"x\"\n", "test.toml:4:6: datastores[1].id: datastore id \"x\" is listed twice (first on line 2)"),
+            ("[[datastores]]\nid = \"x\"\nname = \" \"\n", "datastores[0].name: must not be empty"),
+            ("[[datastores]]\nid = \"x\"\nregoin = \"us-east-1\"\n", "test.toml:3:1: unknown field `regoin`"),
+            ("[[datastores]]\nid = \"x\"\nrole_arn = \"nope\"\n", "test.toml:3:12: datastores[0].role_arn: \"nope\" is not an IAM role ARN"),
+            ("[[datastores]\nid = \"x\"\n", "test.toml:1:"),
+            ("[[datastores]]\nname = \"x\"\n", "missing field `id`"),
+        ];
+        for (text, expected) in cases {
+            let with_store = if text.contains("[[datastores]]")
+                || text.contains("datastores =")
+                || text.is_empty()
+            {
+                text.to_string()
+            } else {
+                format!("{text}{ONE}")
+            };
+            let message = parse(&with_store).expect_err(text);
+            assert!(
+                message.contains(expected),
+                "config {text:?}\nexpected to contain: {expected}\ngot: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn read_errors_name_the_file_and_the_fix() {
+        let message = Config::load(Path::new("/nonexistent/config.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("cannot read config file /nonexistent/config.toml"));
+        assert!(message.contains("--config"));
+
+        let dir = std::env::temp_dir().join(format!("hle-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("latin1.toml");
+        std::fs::write(&file, b"[[datastores]]\nid = \"caf\xe9\"\n").unwrap();
+        let message = Config::load(&file).unwrap_err().to_string();
+        assert!(
+            message.contains("not valid UTF-8 (first bad byte at offset 24)"),
+            "{message}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn polling_shard_is_parsed_checked_and_applied() {
+        let config = parse(ONE).unwrap();
+        assert_eq!(config.polling.shard, Shard::ALL);
+        assert!(!config.summary().contains("shard"));
+
+        let two = "[polling]\nshard = \"1/2\"\n[[datastores]]\nid = \"one\"\n[[datastores]]\nid = \"two\"\n[[datastores]]\nid = \"three\"\n";
+        let mut config = parse(two).unwrap();
+        assert_eq!(config.polling.shard, Shard::new(1, 2).unwrap());
+        let owned: Vec<String> = ["one", "two", "three"]
+            .into_iter()
+            .filter(|id| shard::owner(id, 2) == 1)
+            .map(str::to_owned)
+            .collect();
+        let summary = config.summary();
+        assert!(
+            summary.contains(&format!(
+                "shard            1/2: {} of 3 datastores",
+                owned.len()
+            )),
+            "{summary}"
+        );
+        assert!(summary.contains("shard=0/2") || summary.contains("shard=1/2"));
+        assert_eq!(config.retain_shard(), 3);
+        let kept: Vec<String> = config.datastores.iter().map(|d| d.id.clone()).collect();
+        assert_eq!(kept, owned);
+
+        for (value, expected) in [
+            (
+                "\"3/2\"",
+                "test.toml:2:9: polling.shard: \"3/2\": the index 3 must be below the count 2",
+            ),
+            (
+                "\"0/0\"",
+                "polling.shard: \"0/0\": the count 0 is out of range; use 1 to 1000 replicas",
+            ),
+            (
+                "\"first\"",
+                "polling.shard: \"first\" is not a shard; write it as \"INDEX/COUNT\"",
+            ),
+            ("1", "key `shard`: invalid type: integer"),
+        ] {
+            let message = parse(&format!("[polling]\nshard = {value}\n{ONE}")).unwrap_err();
+            assert!(message.contains(expected), "{value}: {message}");
+            if !value.starts_with('1') {
+                assert!(message.contains("--shard"), "{message}");
+            }
+        }
+    }
+}

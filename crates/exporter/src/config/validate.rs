@@ -1,0 +1,597 @@
+//! Checking the file, one function per section: every error names the file, the line and column,
+//! the key, and how to fix it. The web and AWS modules own their settings' checks; this module
+//! calls them and adds the location.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::raw::{
+    Number, RawBasicAuth, RawConfig, RawDatastore, RawDiscovery, RawPolling, RawTarget, RawTls,
+};
+use super::shard::{Shard, ShardError};
+use super::{
+    line_and_column, Config, ConfigError, DatastoreConfig, DiscoveryConfig, PollingConfig,
+    DEFAULT_CONCURRENCY, DEFAULT_DATASTORE_INTERVAL, DEFAULT_DISCOVERY_INTERVAL,
+    DEFAULT_ENDED_JOB_WINDOW, DEFAULT_FULL_RESYNC_INTERVAL, DEFAULT_INTERVAL,
+    DEFAULT_JOB_SERIES_LIMIT, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_PAGES,
+    DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_TIMEOUT, MAX_CONCURRENCY, MAX_ENDED_JOB_WINDOW,
+    MAX_JOB_SERIES_LIMIT, MAX_MAX_ATTEMPTS, MAX_MAX_PAGES, MIN_ENDED_JOB_WINDOW,
+};
+use crate::aws::{check_endpoint_url, check_region, check_role_arn, AwsTarget};
+use crate::model::{JobKinds, DATASTORE_STATUSES};
+use crate::web::settings::{
+    parse_listen_address, BasicAuthConfig, ServerConfig, TlsConfig, DEFAULT_LISTEN_ADDRESS,
+    DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS,
+};
+use crate::web::{auth, tls};
+
+/// serde's messages say what was wrong; add which key, taken from the line it points at.
+pub(super) fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end().to_owned();
+    let Some(span) = error.span() else {
+        return message;
+    };
+    let (line, _) = line_and_column(text, span.start);
+    let key = text
+        .lines()
+        .nth(line - 1)
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    match key {
+        Some(key) if !message.contains(key) => format!("key `{key}`: {message}"),
+        _ => message,
+    }
+}
+
+/// Checks one file's raw sections; knows the file's path and text for error locations.
+pub(super) struct Validator<'a> {
+    pub(super) path: &'a Path,
+    pub(super) text: &'a str,
+}
+
+impl Validator<'_> {
+    fn error(
+        &self,
+        span: Option<Range<usize>>,
+        key: &str,
+        message: impl AsRef<str>,
+    ) -> ConfigError {
+        ConfigError::at(
+            self.path,
+            self.text,
+            span,
+            format!("{key}: {}", message.as_ref()),
+        )
+    }
+
+    /// The whole file, section by section. The order is fixed (the listen address, `[polling]`,
+    /// `[aws]`, `[[discovery]]`, `[[datastores]]`, the rest of `[server]`), so a file with several
+    /// mistakes always reports the same one first.
+    pub(super) fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let listen_address = match raw.server.listen_address {
+            None => DEFAULT_LISTEN_ADDRESS
+                .parse()
+                .expect("the default listen address parses"),
+            Some(value) => parse_listen_address(value.get_ref())
+                .map_err(|m| self.error(Some(value.span()), "server.listen_address", m))?,
+        };
+
+        let polling = self.polling(raw.polling)?;
+        let defaults = self.target(&raw.aws, None, "aws")?;
+
+        let mut discovery = Vec::new();
+        for (index, entry) in raw.discovery.unwrap_or_default().into_iter().enumerate() {
+            discovery.push(self.discovery(entry, &defaults, index)?);
+        }
+        let datastores = self.datastores(raw.datastores, &discovery, &defaults, polling.jobs)?;
+        Ok(Config {
+            server: self.server(
+                listen_address,
+                raw.server.max_connections,
+                raw.server.tls,
+                raw.server.basic_auth,
+            )?,
+            polling,
+            datastores,
+            discovery,
+        })
+    }
+
+    /// `[polling]`.
+    fn polling(&self, raw: RawPolling) -> Result<PollingConfig, ConfigError> {
+        Ok(PollingConfig {
+            interval: self.duration(raw.interval, "polling.interval", DEFAULT_INTERVAL)?,
+            timeout: self.duration(raw.timeout, "polling.timeout", DEFAULT_TIMEOUT)?,
+            concurrency: self.count(
+                raw.concurrency,
+                "polling.concurrency",
+                DEFAULT_CONCURRENCY,
+                1..=MAX_CONCURRENCY,
+            )?,
+            job_series_limit: self.count(
+                raw.job_series_limit,
+                "polling.job_series_limit",
+                DEFAULT_JOB_SERIES_LIMIT,
+                0..=MAX_JOB_SERIES_LIMIT,
+            )?,
+            max_attempts: self.count(
+                raw.max_attempts,
+                "polling.max_attempts",
+                DEFAULT_MAX_ATTEMPTS as usize,
+                1..=MAX_MAX_ATTEMPTS,
+            )? as u32,
+            max_requests_per_second: self.rate(
+                raw.max_requests_per_second,
+                "polling.max_requests_per_second",
+            )?,
+            max_pages: self.count(
+                raw.max_pages,
+                "polling.max_pages",
+                DEFAULT_MAX_PAGES,
+                1..=MAX_MAX_PAGES,
+            )?,
+            full_resync_interval: self.duration(
+                raw.full_resync_interval,
+                "polling.full_resync_interval",
+                DEFAULT_FULL_RESYNC_INTERVAL,
+            )?,
+            ended_job_window: self.bounded_duration(
+                raw.ended_job_window,
+                "polling.ended_job_window",
+                DEFAULT_ENDED_JOB_WINDOW,
+                MIN_ENDED_JOB_WINDOW..=MAX_ENDED_JOB_WINDOW,
+            )?,
+            shard: self.shard(raw.shard)?,
+            jobs: match raw.jobs {
+                Some(kinds) => self.job_kinds(kinds, "polling.jobs")?,
+                None => JobKinds::default(),
+            },
+            datastore_health: raw.datastore_health.unwrap_or(false),
+            datastore_interval: self.duration(
+                raw.datastore_interval,
+                "polling.datastore_interval",
+                DEFAULT_DATASTORE_INTERVAL,
+            )?,
+        })
+    }
+
+    /// `[[datastores]]`: each id checked and listed once, each target filled from `[aws]`, each
+    /// job list from `polling.jobs` unless the entry names its own.
+    fn datastores(
+        &self,
+        datastores: Option<Spanned<Vec<RawDatastore>>>,
+        discovery: &[DiscoveryConfig],
+        defaults: &AwsTarget,
+        jobs: JobKinds,
+    ) -> Result<Vec<DatastoreConfig>, ConfigError> {
+        let datastores = match datastores {
+            Some(datastores) if datastores.get_ref().is_empty() && discovery.is_empty() => {
+                return Err(self.error(
+                    Some(datastores.span()),
+                    "datastores",
+                    "the list is empty; add at least one [[datastores]] table with an `id`, or a [[discovery]] table",
+                ));
+            }
+            Some(datastores) => datastores.into_inner(),
+            None if discovery.is_empty() => {
+                return Err(self.error(
+                    None,
+                    "datastores",
+                    "no datastores configured; add at least one [[datastores]] table with an `id`, or a [[discovery]] table",
+                ));
+            }
+            None => Vec::new(),
+        };
+
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut out = Vec::with_capacity(datastores.len());
+        for (index, ds) in datastores.into_iter().enumerate() {
+            let key = format!("datastores[{index}]");
+            let id = ds.id.get_ref().clone();
+            check_datastore_id(&id)
+                .map_err(|m| self.error(Some(ds.id.span()), &format!("{key}.id"), m))?;
+            if let Some(first) = seen.insert(id.clone(), ds.id.span().start) {
+                let (line, _) = line_and_column(self.text, first);
+                return Err(self.error(
+                    Some(ds.id.span()),
+                    &format!("{key}.id"),
+                    format!("datastore id {id:?} is listed twice (first on line {line}); each datastore may appear once"),
+                ));
+            }
+            let name = match ds.name {
+                Some(name) if name.get_ref().trim().is_empty() => {
+                    return Err(self.error(
+                        Some(name.span()),
+                        &format!("{key}.name"),
+                        "must not be empty; leave it out to use the id as the name",
+                    ))
+                }
+                Some(name) => name.into_inner(),
+                None => id.clone(),
+            };
+            let own = RawTarget {
+                region: ds.region,
+                endpoint_url: ds.endpoint_url,
+                role_arn: ds.role_arn,
+            };
+            let target = self.target(&own, Some(defaults), &key)?;
+            let jobs = match ds.jobs {
+                Some(kinds) => self.job_kinds(kinds, &format!("{key}.jobs"))?,
+                None => jobs,
+            };
+            out.push(DatastoreConfig {
+                id,
+                name,
+                target,
+                jobs,
+            });
+        }
+
+        Ok(out)
+    }
+
+    fn job_kinds(&self, value: Spanned<Vec<String>>, key: &str) -> Result<JobKinds, ConfigError> {
+        let mut kinds = JobKinds {
+            export: false,
+            import: false,
+        };
+        for kind in value.get_ref() {
+            match kind.as_str() {
+                "export" => kinds.export = true,
+                "import" => kinds.import = true,
+                other => {
+                    return Err(self.error(
+                        Some(value.span()),
+                        key,
+                        format!("{other:?} is not a job kind; write [\"export\"], [\"import\"] or [\"export\", \"import\"]"),
+                    ))
+                }
+            }
+        }
+        if !kinds.export && !kinds.import {
+            return Err(self.error(
+                Some(value.span()),
+                key,
+                "is empty; list at least one of \"export\" and \"import\"",
+            ));
+        }
+        Ok(kinds)
+    }
+
+    fn discovery(
+        &self,
+        raw: RawDiscovery,
+        defaults: &AwsTarget,
+        index: usize,
+    ) -> Result<DiscoveryConfig, ConfigError> {
+        let key = format!("discovery[{index}]");
+        let own = RawTarget {
+            region: raw.region,
+            endpoint_url: raw.endpoint_url,
+            role_arn: raw.role_arn,
+        };
+        let target = self.target(&own, Some(defaults), &key)?;
+        let name_prefix = match raw.name_prefix {
+            Some(prefix) if prefix.get_ref().is_empty() => {
+                return Err(self.error(
+                    Some(prefix.span()),
+                    &format!("{key}.name_prefix"),
+                    "must not be empty; leave it out to discover every datastore",
+                ))
+            }
+            Some(prefix) => Some(prefix.into_inner()),
+            None => None,
+        };
+        let status = match raw.status {
+            Some(status) if !DATASTORE_STATUSES.contains(&status.get_ref().as_str()) => {
+                return Err(self.error(
+                    Some(status.span()),
+                    &format!("{key}.status"),
+                    format!(
+                        "{:?} is not a datastore status; use one of {}",
+                        status.get_ref(),
+                        DATASTORE_STATUSES.join(", ")
+                    ),
+                ))
+            }
+            Some(status) => status.into_inner(),
+            None => "ACTIVE".to_owned(),
+        };
+        let interval = self.duration(
+            raw.interval,
+            &format!("{key}.interval"),
+            DEFAULT_DISCOVERY_INTERVAL,
+        )?;
+        Ok(DiscoveryConfig {
+            target,
+            name_prefix,
+            status,
+            interval,
+        })
+    }
+
+    fn duration(
+        &self,
+        value: Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let text = value.get_ref().trim();
+        match humantime::parse_duration(text) {
+            Ok(d) if d.is_zero() => Err(self.error(
+                Some(value.span()),
+                key,
+                format!("{text:?} is zero; use a positive duration such as \"60s\""),
+            )),
+            Ok(d) => Ok(d),
+            Err(e) => Err(self.error(
+                Some(value.span()),
+                key,
+                format!(
+                    "{text:?} is not a duration ({e}); write it like \"30s\", \"5m\" or \"1h\""
+                ),
+            )),
+        }
+    }
+
+    /// A duration within `range` (or `default` when absent).
+    fn bounded_duration(
+        &self,
+        value: Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+        range: std::ops::RangeInclusive<Duration>,
+    ) -> Result<Duration, ConfigError> {
+        let span = value.as_ref().map(|v| v.span());
+        let duration = self.duration(value, key, default)?;
+        if range.contains(&duration) {
+            return Ok(duration);
+        }
+        Err(self.error(
+            span,
+            key,
+            format!(
+                "{} is out of range; use a duration from {} to {}",
+                humantime::format_duration(duration),
+                humantime::format_duration(*range.start()),
+                humantime::format_duration(*range.end())
+            ),
+        ))
+    }
+
+    fn count(
+        &self,
+        value: Option<Spanned<i64>>,
+        key: &str,
+        default: usize,
+        range: std::ops::RangeInclusive<usize>,
+    ) -> Result<usize, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        usize::try_from(*value.get_ref())
+            .ok()
+            .filter(|n| range.contains(n))
+            .ok_or_else(|| {
+                self.error(
+                    Some(value.span()),
+                    key,
+                    format!(
+                        "{} is out of range; use a whole number from {} to {}",
+                        value.get_ref(),
+                        range.start(),
+                        range.end()
+                    ),
+                )
+            })
+    }
+
+    fn shard(&self, value: Option<Spanned<String>>) -> Result<Shard, ConfigError> {
+        let Some(value) = value else {
+            return Ok(Shard::ALL);
+        };
+        value.get_ref().parse().map_err(|e: ShardError| {
+            self.error(
+                Some(value.span()),
+                "polling.shard",
+                format!("{e}; or set it per replica with --shard / HEALTHLAKE_EXPORTER_SHARD"),
+            )
+        })
+    }
+
+    fn rate(&self, value: Option<Spanned<Number>>, key: &str) -> Result<f64, ConfigError> {
+        let Some(value) = value else {
+            return Ok(DEFAULT_MAX_REQUESTS_PER_SECOND);
+        };
+        let rate = match *value.get_ref() {
+            Number::Integer(n) => n as f64,
+            Number::Float(f) => f,
+        };
+        if rate.is_finite() && (0.01..=1000.0).contains(&rate) {
+            Ok(rate)
+        } else {
+            Err(self.error(
+                Some(value.span()),
+                key,
+                format!("{rate} is out of range; use a number of requests per second from 0.01 to 1000 (HealthLake allows 10 per account and region)"),
+            ))
+        }
+    }
+
+    /// The rest of `[server]`: the connection cap, TLS files (read and checked now, so that
+    /// `--check-config` and a reload catch a wrong path or a key that does not match) and basic
+    /// auth users.
+    fn server(
+        &self,
+        listen_address: SocketAddr,
+        max_connections: Option<Spanned<i64>>,
+        tls: Option<RawTls>,
+        basic_auth: Option<RawBasicAuth>,
+    ) -> Result<ServerConfig, ConfigError> {
+        let max_connections = self.count(
+            max_connections,
+            "server.max_connections",
+            DEFAULT_MAX_CONNECTIONS,
+            1..=MAX_MAX_CONNECTIONS,
+        )?;
+        let tls = match tls {
+            None => None,
+            Some(raw) => {
+                let file = |value: &Spanned<String>, key: &str| {
+                    self.file_path(value)
+                        .map_err(|m| self.error(Some(value.span()), key, m))
+                };
+                let config = TlsConfig {
+                    cert_file: file(&raw.cert_file, "server.tls.cert_file")?,
+                    key_file: file(&raw.key_file, "server.tls.key_file")?,
+                    client_ca_file: match &raw.client_ca_file {
+                        Some(v) => Some(file(v, "server.tls.client_ca_file")?),
+                        None => None,
+                    },
+                };
+                if let Err(e) = tls::check_files(&config) {
+                    let span = match e.file_key() {
+                        tls::FileKey::Cert => raw.cert_file.span(),
+                        tls::FileKey::Key => raw.key_file.span(),
+                        tls::FileKey::ClientCa => raw
+                            .client_ca_file
+                            .as_ref()
+                            .map_or(raw.cert_file.span(), Spanned::span),
+                    };
+                    return Err(ConfigError::at(
+                        self.path,
+                        self.text,
+                        Some(span),
+                        e.to_string(),
+                    ));
+                }
+                Some(config)
+            }
+        };
+        let basic_auth = match basic_auth {
+            None => None,
+            Some(raw) => {
+                if raw.users.get_ref().is_empty() {
+                    return Err(self.error(
+                        Some(raw.users.span()),
+                        "server.basic_auth.users",
+                        "no users; add one like `alice = \"$2y$10$...\"`, or remove [server.basic_auth] to serve without credentials",
+                    ));
+                }
+                let mut users = std::collections::BTreeMap::new();
+                for (name, hash) in raw.users.into_inner() {
+                    let key = format!("server.basic_auth.users.{name}");
+                    if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
+                        return Err(self.error(
+                            Some(hash.span()),
+                            &key,
+                            "a user name must be non-empty and contain no `:` or control characters (HTTP basic auth cannot carry them)",
+                        ));
+                    }
+                    if let Err(problem) = auth::check_bcrypt_hash(hash.get_ref()) {
+                        // No source excerpt: the value may be a password pasted by mistake.
+                        let (line, column) = line_and_column(self.text, hash.span().start);
+                        return Err(ConfigError::Invalid {
+                            location: format!("{}:{line}:{column}", self.path.display()),
+                            message: format!(
+                                "{key}: {problem}; make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'` (the value is not shown here, in case it is a password)"
+                            ),
+                        });
+                    }
+                    users.insert(name, hash.into_inner());
+                }
+                Some(BasicAuthConfig { users })
+            }
+        };
+        Ok(ServerConfig {
+            listen_address,
+            max_connections,
+            tls,
+            basic_auth,
+        })
+    }
+
+    /// A path from the file, relative ones taken from the config file's directory (as Prometheus'
+    /// web config does), so that the config works wherever the exporter is started from.
+    fn file_path(&self, value: &Spanned<String>) -> Result<PathBuf, String> {
+        let text = value.get_ref();
+        if text.trim().is_empty() {
+            return Err("must not be empty; give the path of a PEM file".to_owned());
+        }
+        let path = Path::new(text);
+        Ok(match self.path.parent() {
+            Some(dir) if path.is_relative() && !dir.as_os_str().is_empty() => dir.join(path),
+            _ => path.to_owned(),
+        })
+    }
+
+    /// A datastore's target: its own keys, falling back to `[aws]`.
+    fn target(
+        &self,
+        own: &RawTarget,
+        defaults: Option<&AwsTarget>,
+        section: &str,
+    ) -> Result<AwsTarget, ConfigError> {
+        let region = match &own.region {
+            Some(v) => Some(
+                check_region(v.get_ref())
+                    .map(|()| v.get_ref().clone())
+                    .map_err(|m| self.error(Some(v.span()), &format!("{section}.region"), m))?,
+            ),
+            None => defaults.and_then(|d| d.region.clone()),
+        };
+        let endpoint_url = match &own.endpoint_url {
+            Some(v) => Some(
+                check_endpoint_url(v.get_ref())
+                    .map(|()| v.get_ref().trim_end_matches('/').to_owned())
+                    .map_err(|m| {
+                        self.error(Some(v.span()), &format!("{section}.endpoint_url"), m)
+                    })?,
+            ),
+            None => defaults.and_then(|d| d.endpoint_url.clone()),
+        };
+        let role_arn = match &own.role_arn {
+            Some(v) => Some(
+                check_role_arn(v.get_ref())
+                    .map(|()| v.get_ref().clone())
+                    .map_err(|m| self.error(Some(v.span()), &format!("{section}.role_arn"), m))?,
+            ),
+            None => defaults.and_then(|d| d.role_arn.clone()),
+        };
+        Ok(AwsTarget {
+            region,
+            endpoint_url,
+            role_arn,
+        })
+    }
+}
+
+/// HealthLake's datastore id rule: 1–32 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-%@]`.
+fn check_datastore_id(id: &str) -> Result<(), String> {
+    let length = id.chars().count();
+    if !(1..=32).contains(&length) {
+        return Err(format!(
+            "{id:?} has {length} characters; a HealthLake datastore id has 1 to 32 (copy it from `aws healthlake list-fhir-datastores`)"
+        ));
+    }
+    let allowed = |c: char| {
+        c.is_alphanumeric()
+            || matches!(c, '_' | '.' | ':' | '/' | '=' | '+' | '-' | '%' | '@')
+            || (c.is_whitespace() && !c.is_control())
+    };
+    match id.chars().find(|c| !allowed(*c)) {
+        Some(bad) => Err(format!(
+            "{id:?} contains {bad:?}, which HealthLake does not allow in a datastore id"
+        )),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,78 @@
+//! `--demo`: the fake HealthLake and the exporter wired together, so a new user sees live metrics
+//! without an AWS account. The exporter is the real one: real SDK client, real HTTP, SigV4-signed
+//! with static demo keys, pointed at the fake through `endpoint_url`.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+
+use healthlake_fake::{self as fake, FakeHealthLake};
+
+use crate::aws::ClientOptions;
+use crate::config::Config;
+use crate::model::unix_now;
+use crate::supervisor::{termination_signal, Exporter, StartError};
+
+/// The demo listens on loopback only: it is for the person at this machine.
+pub const DEMO_LISTEN_ADDRESS: &str = "127.0.0.1:9469";
+/// How often the demo's jobs move and how often the exporter polls them.
+const DEMO_TICK: Duration = Duration::from_secs(5);
+
+/// Starts the fake and the exporter and serves until SIGTERM/SIGINT.
+pub async fn run(listen_address: Option<SocketAddr>) -> Result<(), StartError> {
+    let fake = FakeHealthLake::new();
+    let loopback: SocketAddr = "127.0.0.1:0".parse().expect("a literal socket address");
+    let server = fake
+        .serve(loopback)
+        .await
+        .map_err(|source| StartError::Bind {
+            address: loopback,
+            source,
+        })?;
+    let datastores = fake::scenario::seed_demo(&fake, unix_now());
+    let listen = listen_address.map_or_else(|| DEMO_LISTEN_ADDRESS.to_owned(), |a| a.to_string());
+    let endpoint = server.endpoint_url();
+    let tick = DEMO_TICK.as_secs();
+    // The demo's configuration is written as a user would write it, so it goes through the same
+    // validation as a real file.
+    let mut text = format!(
+        "[server]\nlisten_address = \"{listen}\"\n\
+         [polling]\ninterval = \"{tick}s\"\ntimeout = \"{tick}s\"\n\
+         jobs = [\"export\", \"import\"]\ndatastore_health = true\ndatastore_interval = \"{tick}s\"\n\
+         [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n"
+    );
+    let regions = ["us-east-1", "us-east-1", "us-west-2"];
+    for ((id, name), region) in datastores.iter().zip(regions.iter().cycle()) {
+        text.push_str(&format!(
+            "[[datastores]]\nid = \"{id}\"\nname = \"{name}\"\nregion = \"{region}\"\n"
+        ));
+    }
+    let config = Config::parse(&text, Path::new("(demo)")).map_err(StartError::Config)?;
+    let options = ClientOptions {
+        credentials: Some(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDDEMOEXAMPLE",
+            "demo-secret-not-a-real-key",
+            None,
+            None,
+            "healthlake-exporter-demo",
+        ))),
+        max_attempts: None,
+    };
+    let script = tokio::spawn(fake::scenario::run_demo_script(fake.clone(), DEMO_TICK));
+    let exporter = Exporter::start(config, options).await?;
+    let address = exporter.local_addr();
+    tracing::info!(
+        fake_endpoint = %server.endpoint_url(),
+        "demo running: jobs change every {}s; try: curl http://{address}/metrics",
+        DEMO_TICK.as_secs()
+    );
+    println!("healthlake-exporter demo: metrics at http://{address}/metrics (Ctrl-C to stop)");
+    termination_signal().await;
+    exporter.shutdown().await;
+    script.abort();
+    server.shutdown();
+    Ok(())
+}

@@ -1,0 +1,34 @@
+//! healthlake-exporter: Amazon HealthLake FHIR export and import jobs as Prometheus metrics.
+//!
+//! The flow is one-way: config → HealthLake clients → pollers → State → metrics → HTTP. The scrape
+//! path never waits on AWS: `/metrics` encodes what State holds now. `main.rs` only parses the
+//! command line and maps errors to exit codes.
+//!
+//! Modules, and the direction of their dependencies (each imports only modules below it):
+//!
+//! ```text
+//! supervisor          Exporter: start, reload, signals; owns the configuration and the pollers
+//! config  poll  web   the file and its checks · polling tasks and discovery · the HTTP endpoint
+//! state  metrics  aws what is known per datastore · its exposition · the only SDK user
+//! model               the domain types every layer shares (a leaf)
+//! ```
+//!
+//! `config` imports the settings types of `web` and `aws` (each owns its settings and their
+//! checks), never the reverse; `state` and `aws` receive what they need from a configuration as
+//! their own plan types (`state::Plan`, `aws::ClientPlan`). Nothing imports this crate root.
+
+pub mod aws;
+pub mod cli;
+pub mod config;
+#[cfg(feature = "demo")]
+pub mod demo;
+pub mod metrics;
+pub mod model;
+pub mod poll;
+pub mod state;
+pub mod supervisor;
+pub mod web;
+
+pub use supervisor::{
+    termination_signal, Exporter, Overrides, ReloadError, ReloadHandle, StartError,
+};

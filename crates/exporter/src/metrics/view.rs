@@ -1,0 +1,196 @@
+//! What the per-datastore families read: a view of one datastore's record, whether borrowed under
+//! its lock (the reference encoding) or copied out of it first (a snapshot, encoded after the lock
+//! is released, for the cache); and the exporter-wide values (discovery, the last reload).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::aws::{api_usage, OPERATIONS};
+use crate::model::{DatastoreInfo, ErrorReason, JobKind, JobStatus};
+use crate::state::{Datastore, DiscoveryStatus, Health, JobTrack, JobsView, Record, State};
+
+/// Label sets are arrays of (name, value) pairs: borrowed, so encoding copies no strings.
+pub(super) type Labels<'a, const N: usize> = [(&'static str, &'a str); N];
+
+pub(super) type Fmt = Result<(), std::fmt::Error>;
+
+/// What the per-datastore families read of one job track, however it is held.
+#[derive(Clone, Copy)]
+pub(super) struct TrackView<'a> {
+    pub(super) jobs: Option<&'a JobsView>,
+    pub(super) finished: &'a BTreeMap<JobStatus, u64>,
+    pub(super) health: &'a Health,
+}
+
+/// What the per-datastore families read: one datastore's record, however it is held. A part the
+/// configuration does not poll is `None`, and its families have no sample for the datastore.
+pub(super) struct View<'a> {
+    pub(super) exports: Option<TrackView<'a>>,
+    pub(super) imports: Option<TrackView<'a>>,
+    pub(super) datastore: Option<(Option<&'a DatastoreInfo>, &'a Health)>,
+}
+
+impl<'a> View<'a> {
+    pub(super) fn of(record: &'a Record) -> View<'a> {
+        View {
+            exports: record.exports.as_ref().map(TrackView::of),
+            imports: record.imports.as_ref().map(TrackView::of),
+            datastore: record
+                .datastore
+                .as_ref()
+                .map(|d| (d.info.as_ref(), &d.health)),
+        }
+    }
+
+    pub(super) fn track(&self, kind: JobKind) -> Option<TrackView<'a>> {
+        match kind {
+            JobKind::Export => self.exports,
+            JobKind::Import => self.imports,
+        }
+    }
+}
+
+impl<'a> TrackView<'a> {
+    pub(super) fn of(track: &'a JobTrack) -> TrackView<'a> {
+        TrackView {
+            jobs: track.jobs.as_ref(),
+            finished: &track.finished,
+            health: &track.health,
+        }
+    }
+}
+
+/// A copy of what the metrics show of one datastore, taken under its record lock and encoded after
+/// the lock is released, so a poll never waits on encoding.
+#[derive(Debug)]
+pub(super) struct Snapshot {
+    pub(super) id: String,
+    pub(super) name: String,
+    pub(super) version: u64,
+    pub(super) exports: Option<TrackCopy>,
+    pub(super) imports: Option<TrackCopy>,
+    pub(super) datastore: Option<(Option<DatastoreInfo>, Health)>,
+}
+
+#[derive(Debug)]
+pub(super) struct TrackCopy {
+    pub(super) jobs: Option<JobsView>,
+    pub(super) finished: BTreeMap<JobStatus, u64>,
+    pub(super) health: Health,
+}
+
+impl TrackCopy {
+    pub(super) fn of(view: TrackView<'_>) -> TrackCopy {
+        TrackCopy {
+            jobs: view.jobs.cloned(),
+            finished: view.finished.clone(),
+            health: view.health.clone(),
+        }
+    }
+
+    pub(super) fn view(&self) -> TrackView<'_> {
+        TrackView {
+            jobs: self.jobs.as_ref(),
+            finished: &self.finished,
+            health: &self.health,
+        }
+    }
+}
+
+impl Snapshot {
+    pub(super) fn take(ds: &Datastore) -> Snapshot {
+        let record = ds.record();
+        let view = View::of(&record);
+        Snapshot {
+            id: ds.id.clone(),
+            name: ds.name.clone(),
+            version: record.version,
+            exports: view.exports.map(TrackCopy::of),
+            imports: view.imports.map(TrackCopy::of),
+            datastore: view
+                .datastore
+                .map(|(info, health)| (info.cloned(), health.clone())),
+        }
+    }
+}
+
+/// Where the per-datastore families get their datastores from.
+#[derive(Debug)]
+pub(super) enum Source {
+    /// Every datastore of State, each record locked briefly per family (the reference path).
+    State(Arc<State>),
+    /// One datastore, copied (a cached piece).
+    One(Box<Snapshot>),
+    /// None: the families' headers only.
+    Nothing,
+}
+
+impl Source {
+    pub(super) fn each(&self, f: &mut dyn FnMut(Labels<'_, 2>, &View<'_>) -> Fmt) -> Fmt {
+        match self {
+            Source::State(state) => {
+                for ds in state.datastores().iter() {
+                    let record = ds.record();
+                    f(
+                        [("datastore_id", &ds.id), ("datastore_name", &ds.name)],
+                        &View::of(&record),
+                    )?;
+                }
+                Ok(())
+            }
+            Source::One(snapshot) => {
+                let view = View {
+                    exports: snapshot.exports.as_ref().map(TrackCopy::view),
+                    imports: snapshot.imports.as_ref().map(TrackCopy::view),
+                    datastore: snapshot
+                        .datastore
+                        .as_ref()
+                        .map(|(info, health)| (info.as_ref(), health)),
+                };
+                f(
+                    [
+                        ("datastore_id", &snapshot.id),
+                        ("datastore_name", &snapshot.name),
+                    ],
+                    &view,
+                )
+            }
+            Source::Nothing => Ok(()),
+        }
+    }
+}
+
+/// The exporter-wide families' values: discovery and the last config reload.
+#[derive(Debug)]
+pub(super) struct Tail {
+    pub(super) discovery: Vec<DiscoveryStatus>,
+    pub(super) reload_successful: bool,
+    pub(super) reload_success_time: f64,
+    /// Per operation (in [`OPERATIONS`] order), calls by result: "success", then every reason.
+    pub(super) api_requests: Vec<[u64; 1 + ErrorReason::ALL.len()]>,
+    pub(super) api_wait_seconds: f64,
+}
+
+impl Tail {
+    pub(super) fn of(state: &State) -> Tail {
+        let reload = state.reload_status();
+        let usage = api_usage();
+        Tail {
+            discovery: state.discovery(),
+            reload_successful: reload.last_successful(),
+            reload_success_time: reload.last_success_time(),
+            api_requests: OPERATIONS
+                .iter()
+                .map(|op| {
+                    let mut row = [0; 1 + ErrorReason::ALL.len()];
+                    row[0] = usage.requests(op, "success");
+                    for (n, reason) in ErrorReason::ALL.iter().enumerate() {
+                        row[n + 1] = usage.requests(op, reason.as_str());
+                    }
+                    row
+                })
+                .collect(),
+            api_wait_seconds: usage.wait_seconds(),
+        }
+    }
+}

@@ -1,0 +1,782 @@
+//! What the exporter knows about each datastore: the single source of truth for `/metrics`.
+//!
+//! The poller writes a datastore's entry after each poll; the metrics encoder only reads. A failed
+//! poll changes a datastore's health, never its job data: last-known values stay until a later poll
+//! succeeds, so a flaky API never blanks a series or flaps an alert.
+//!
+//! Memory follows what is shown, not the history: per datastore the counts per status, the jobs
+//! submitted inside a short window (the only ones a listing can still change) and the
+//! `job_series_limit` newest jobs. Jobs older than the window are finished for good and live on
+//! only as counts, which is also what lets the poller list just the window (see [`Listing`]).
+
+mod health;
+mod history;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::model::{DatastoreInfo, Job, JobKind, JobKinds, PollError};
+
+pub use health::Health;
+pub use history::{
+    EndedJob, Follow, JobTrack, JobsView, Listing, PollOutcome, PollPlan, Retention,
+    ALERTED_STATUSES, FOLLOW_EVERY, LATE_JOB_LIMIT, LATE_JOB_WINDOW, MAX_ENDED_JOBS,
+};
+
+/// What one poll of a job list returned: the main listing and, when the poll followed the old
+/// unfinished jobs, what those listings returned.
+#[derive(Debug, Default)]
+pub struct Listed {
+    pub jobs: Vec<Job>,
+    pub followed: Option<Vec<Job>>,
+}
+
+/// Every datastore the config names, in config order, and how the last config reload went.
+/// A reload swaps the list; readers take a snapshot of it and never block a poll for long.
+#[derive(Debug)]
+pub struct State {
+    datastores: RwLock<Arc<[Arc<Datastore>]>>,
+    reload: ReloadStatus,
+    /// One entry per `[[discovery]]` table, in config order.
+    discovery: Mutex<Vec<DiscoveryStatus>>,
+    /// Bumped on every change of `discovery`, like `Record::version`.
+    discovery_version: AtomicU64,
+}
+
+/// How one `[[discovery]]` entry is doing.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DiscoveryStatus {
+    /// The entry's position in the file: the `discovery` label.
+    pub index: usize,
+    /// The entry's region (the `region` label), or "default" for the SDK's region chain.
+    pub region: String,
+    /// Datastores the last successful listing found.
+    pub found: usize,
+    pub health: Health,
+}
+
+/// The outcome of the last config reload.
+#[derive(Debug)]
+pub struct ReloadStatus {
+    successful: AtomicBool,
+    /// Unix time of the last successful load, as f64 bits.
+    success_time: AtomicU64,
+}
+
+impl ReloadStatus {
+    /// A status for a config first loaded successfully at `now`.
+    pub fn loaded_at(now: f64) -> ReloadStatus {
+        ReloadStatus {
+            successful: AtomicBool::new(true),
+            success_time: AtomicU64::new(now.to_bits()),
+        }
+    }
+
+    pub fn record(&self, successful: bool, now: f64) {
+        self.successful.store(successful, Ordering::Relaxed);
+        if successful {
+            self.success_time.store(now.to_bits(), Ordering::Relaxed);
+        }
+    }
+
+    pub fn last_successful(&self) -> bool {
+        self.successful.load(Ordering::Relaxed)
+    }
+
+    pub fn last_success_time(&self) -> f64 {
+        f64::from_bits(self.success_time.load(Ordering::Relaxed))
+    }
+}
+
+/// One datastore: its fixed labels and its mutable record (locked briefly by poller and scrapes).
+#[derive(Debug)]
+pub struct Datastore {
+    pub id: String,
+    pub name: String,
+    record: Mutex<Record>,
+}
+
+/// The mutable part of a datastore's state: one track per thing polled. A track is `None` when
+/// the configuration does not poll it for this datastore.
+#[derive(Debug, Default)]
+pub struct Record {
+    pub exports: Option<JobTrack>,
+    pub imports: Option<JobTrack>,
+    /// `DescribeFHIRDatastore` results (`polling.datastore_health`).
+    pub datastore: Option<DatastoreTrack>,
+    /// Bumped on every change of this record: lets the metrics encoder reuse what it encoded
+    /// before when nothing changed.
+    pub version: u64,
+}
+
+/// The datastore itself, as `DescribeFHIRDatastore` last described it.
+#[derive(Debug, Default)]
+pub struct DatastoreTrack {
+    pub info: Option<DatastoreInfo>,
+    pub health: Health,
+}
+
+/// What a poll asks HealthLake for: one of the job lists, or the datastore's own description.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Feed {
+    Jobs(JobKind),
+    Datastore,
+}
+
+impl Feed {
+    /// Export jobs: the feed of `healthlake_datastore_up` and `healthlake_poll_errors_total`.
+    pub const EXPORTS: Feed = Feed::Jobs(JobKind::Export);
+    pub const IMPORTS: Feed = Feed::Jobs(JobKind::Import);
+
+    pub fn operation(self) -> &'static str {
+        match self {
+            Feed::Jobs(kind) => kind.operation(),
+            Feed::Datastore => "DescribeFHIRDatastore",
+        }
+    }
+}
+
+/// What State keeps records for: the datastores and what is polled of each, and the discovery
+/// entries. The config module builds it from a `Config` (`impl From<&Config>`), so State never reads
+/// the configuration itself.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// In config order: (id, name, job lists polled).
+    pub datastores: Vec<(String, String, JobKinds)>,
+    /// `polling.datastore_health`: every datastore's description is polled too.
+    pub datastore_health: bool,
+    /// Per `[[discovery]]` entry, its region (the `region` label), or "default".
+    pub discovery_regions: Vec<String>,
+}
+
+impl Record {
+    pub fn track(&self, kind: JobKind) -> Option<&JobTrack> {
+        match kind {
+            JobKind::Export => self.exports.as_ref(),
+            JobKind::Import => self.imports.as_ref(),
+        }
+    }
+
+    fn track_mut(&mut self, kind: JobKind) -> &mut JobTrack {
+        let track = match kind {
+            JobKind::Export => &mut self.exports,
+            JobKind::Import => &mut self.imports,
+        };
+        track.get_or_insert_with(JobTrack::new)
+    }
+
+    /// Every job list this record polls has had a poll attempted.
+    fn jobs_attempted(&self) -> bool {
+        [&self.exports, &self.imports]
+            .into_iter()
+            .flatten()
+            .all(|track| track.health.attempts > 0)
+    }
+
+    /// Polls of `feed` attempted so far (0 when the feed is not polled).
+    pub fn attempts(&self, feed: Feed) -> u64 {
+        self.health(feed).map_or(0, |h| h.attempts)
+    }
+
+    pub fn health(&self, feed: Feed) -> Option<&Health> {
+        match feed {
+            Feed::Jobs(kind) => self.track(kind).map(|t| &t.health),
+            Feed::Datastore => self.datastore.as_ref().map(|d| &d.health),
+        }
+    }
+
+    fn health_mut(&mut self, feed: Feed) -> &mut Health {
+        match feed {
+            Feed::Jobs(kind) => &mut self.track_mut(kind).health,
+            Feed::Datastore => {
+                &mut self
+                    .datastore
+                    .get_or_insert_with(|| DatastoreTrack {
+                        info: None,
+                        health: Health::new(),
+                    })
+                    .health
+            }
+        }
+    }
+
+    /// Makes the record poll what `config` says for this datastore: tracks switched off are dropped
+    /// (with their series), tracks switched on start empty, the others are kept.
+    fn follow(&mut self, jobs: JobKinds, datastore_health: bool) {
+        fn keep(track: &mut Option<JobTrack>, on: bool) {
+            match (on, track.is_some()) {
+                (true, false) => *track = Some(JobTrack::new()),
+                (false, true) => *track = None,
+                _ => {}
+            }
+        }
+        keep(&mut self.exports, jobs.export);
+        keep(&mut self.imports, jobs.import);
+        match (datastore_health, self.datastore.is_some()) {
+            (true, false) => {
+                self.datastore = Some(DatastoreTrack {
+                    info: None,
+                    health: Health::new(),
+                })
+            }
+            (false, true) => self.datastore = None,
+            _ => {}
+        }
+        self.version += 1;
+    }
+}
+
+impl State {
+    /// The state for a config first loaded at `now` (Unix seconds).
+    pub fn new(plan: impl Into<Plan>, now: f64) -> State {
+        let plan = plan.into();
+        let state = State {
+            datastores: RwLock::new(build_datastores(&plan, &[])),
+            reload: ReloadStatus::loaded_at(now),
+            discovery: Mutex::new(Vec::new()),
+            discovery_version: AtomicU64::new(0),
+        };
+        state.follow_discovery(&plan, false);
+        state
+    }
+
+    /// Sizes the discovery statuses to `plan`'s entries; entries unchanged since `keep` keep
+    /// their status.
+    pub fn follow_discovery(&self, plan: &Plan, keep: bool) {
+        let mut statuses = self.discovery.lock().unwrap_or_else(|p| p.into_inner());
+        let next = plan
+            .discovery_regions
+            .iter()
+            .enumerate()
+            .map(|(index, region)| match statuses.get(index) {
+                Some(old) if keep && old.region == *region => old.clone(),
+                _ => DiscoveryStatus {
+                    index,
+                    region: region.clone(),
+                    found: 0,
+                    health: Health::new(),
+                },
+            })
+            .collect();
+        *statuses = next;
+        self.discovery_version.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Changes whenever a discovery status changes.
+    pub fn discovery_version(&self) -> u64 {
+        self.discovery_version.load(Ordering::Relaxed)
+    }
+
+    /// Records the outcome of one discovery listing; returns whether a failure is news.
+    pub fn record_discovery(
+        &self,
+        index: usize,
+        outcome: Result<usize, &PollError>,
+        poll_seconds: f64,
+        now: f64,
+    ) -> bool {
+        let mut statuses = self.discovery.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(status) = statuses.get_mut(index) else {
+            return false;
+        };
+        self.discovery_version.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(found) => {
+                let recovered = !status.health.up;
+                status.found = found;
+                status.health.succeeded(poll_seconds, now);
+                recovered
+            }
+            Err(error) => status.health.failed(error, poll_seconds),
+        }
+    }
+
+    /// The discovery entries' statuses, copied.
+    pub fn discovery(&self) -> Vec<DiscoveryStatus> {
+        self.discovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Switches to a reloaded plan (a `&Config` is one): datastores still listed keep their record (job data,
+    /// counters, health), under their new name if it changed; removed ones are dropped with their
+    /// series; new ones start empty.
+    pub fn apply(&self, plan: impl Into<Plan>) {
+        let plan = plan.into();
+        let mut datastores = self.datastores.write().unwrap_or_else(|p| p.into_inner());
+        let next = build_datastores(&plan, &datastores);
+        *datastores = next;
+    }
+
+    pub fn reload_status(&self) -> &ReloadStatus {
+        &self.reload
+    }
+
+    /// The datastores as of now (a reload may replace the list afterwards).
+    pub fn datastores(&self) -> Arc<[Arc<Datastore>]> {
+        Arc::clone(&self.datastores.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Ready once every datastore has had its first poll attempted, whatever its outcome: readiness
+    /// must never depend on AWS, because a sidecar's readiness gates its whole pod.
+    pub fn first_cycle_attempted(&self) -> bool {
+        let discovered = self
+            .discovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .all(|d| d.health.attempts > 0);
+        discovered
+            && self
+                .datastores()
+                .iter()
+                .all(|ds| ds.record().jobs_attempted())
+    }
+}
+
+fn build_datastores(plan: &Plan, previous: &[Arc<Datastore>]) -> Arc<[Arc<Datastore>]> {
+    let mut old: HashMap<&str, &Arc<Datastore>> =
+        previous.iter().map(|d| (d.id.as_str(), d)).collect();
+    plan.datastores
+        .iter()
+        .map(|(id, name, jobs)| {
+            let datastore = match old.remove(id.as_str()) {
+                Some(kept) if kept.name == *name => Arc::clone(kept),
+                Some(renamed) => Arc::new(Datastore {
+                    id: id.clone(),
+                    name: name.clone(),
+                    record: Mutex::new(std::mem::take(&mut *renamed.record())),
+                }),
+                None => Arc::new(Datastore {
+                    id: id.clone(),
+                    name: name.clone(),
+                    record: Mutex::new(Record::default()),
+                }),
+            };
+            datastore.record().follow(*jobs, plan.datastore_health);
+            datastore
+        })
+        .collect()
+}
+
+impl Datastore {
+    /// Locks the record. A poisoned lock (a panic elsewhere while holding it) still yields the data:
+    /// a scrape must keep answering.
+    pub fn record(&self) -> MutexGuard<'_, Record> {
+        self.record
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Notes that a poll of `feed` starts now.
+    pub fn record_attempt_start(&self, feed: Feed) {
+        self.record().health_mut(feed).last_attempt = Some(Instant::now());
+    }
+
+    /// What the next poll of `kind` should list: everything on the first poll and once
+    /// `full_resync` has passed since the last full listing, otherwise only unsettled jobs; and,
+    /// every `follow_every` polls, the old unfinished jobs too.
+    pub fn next_poll(&self, kind: JobKind, full_resync: Duration, follow_every: u32) -> PollPlan {
+        let record = self.record();
+        record.track(kind).map_or(PollPlan::FULL, |track| {
+            track.next_poll(full_resync, follow_every)
+        })
+    }
+
+    /// Merges a full listing of export jobs (see [`Datastore::record_listing`]), with the
+    /// default ended-job window.
+    pub fn record_success(
+        &self,
+        jobs: Vec<Job>,
+        job_series_limit: usize,
+        poll_seconds: f64,
+        now: f64,
+    ) -> PollOutcome {
+        self.record_listing(
+            JobKind::Export,
+            &PollPlan::FULL,
+            Listed {
+                jobs,
+                followed: None,
+            },
+            Retention::new(job_series_limit, Retention::DEFAULT_ENDED_WINDOW),
+            poll_seconds,
+            now,
+        )
+    }
+
+    /// Merges a successful poll of `kind` jobs made after `plan`, taken `poll_seconds` long and
+    /// ending at `now` (Unix seconds). The result is the same as if every job had been listed:
+    /// settled jobs are counted from the settled counts, the others from the listings.
+    pub fn record_listing(
+        &self,
+        kind: JobKind,
+        plan: &PollPlan,
+        listed: Listed,
+        retention: Retention,
+        poll_seconds: f64,
+        now: f64,
+    ) -> PollOutcome {
+        let mut record = self.record();
+        record.version += 1;
+        record.track_mut(kind).merge(
+            plan,
+            listed.jobs,
+            listed.followed,
+            retention,
+            poll_seconds,
+            now,
+        )
+    }
+
+    /// Drops the end-timestamp series of `kind` jobs that ended longer ago than the ended-job
+    /// window, as of `now`: called when a poll fails, so a failing datastore's old failures
+    /// still expire.
+    pub fn expire_ended(&self, kind: JobKind, now: f64) {
+        let mut record = self.record();
+        let expired = match kind {
+            JobKind::Export => record.exports.as_mut(),
+            JobKind::Import => record.imports.as_mut(),
+        }
+        .is_some_and(|track| track.expire_ended(now));
+        if expired {
+            record.version += 1;
+        }
+    }
+
+    /// Records a successful `DescribeFHIRDatastore`. Returns whether the datastore was not up.
+    pub fn record_description(&self, info: DatastoreInfo, poll_seconds: f64, now: f64) -> bool {
+        let mut record = self.record();
+        record.version += 1;
+        let health = record.health_mut(Feed::Datastore);
+        let recovered = !health.up;
+        health.succeeded(poll_seconds, now);
+        if let Some(track) = record.datastore.as_mut() {
+            track.info = Some(info);
+        }
+        recovered
+    }
+
+    /// Records a failed poll of `feed`: health only, data untouched. Returns whether this is news
+    /// (the feed was up, never polled, or failing for another reason) so the poller logs once per
+    /// change rather than once per poll.
+    pub fn record_failure(&self, feed: Feed, error: &PollError, poll_seconds: f64) -> bool {
+        let mut record = self.record();
+        record.version += 1;
+        record.health_mut(feed).failed(error, poll_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::model::{ErrorReason, JobStatus};
+    use std::path::Path;
+
+    fn state() -> State {
+        let config = Config::parse("[[datastores]]\nid = \"ds\"\n", Path::new("t.toml")).unwrap();
+        State::new(&config, 0.0)
+    }
+
+    fn job(id: &str, status: &str, submitted: f64) -> Job {
+        let status = JobStatus::parse(status);
+        let ended = status.is_terminal().then_some(submitted + 10.0);
+        Job {
+            id: id.into(),
+            name: None,
+            status,
+            submitted,
+            ended,
+            progress: None,
+        }
+    }
+
+    #[test]
+    fn counts_every_known_status_and_keeps_unknown_ones() {
+        let state = state();
+        let datastores = state.datastores();
+        let ds = &datastores[0];
+        ds.record_success(
+            vec![
+                job("a", "COMPLETED", 1.0),
+                job("b", "COMPLETED", 2.0),
+                job("c", "ARCHIVED", 3.0),
+                job("d", "IN_PROGRESS", 4.0),
+            ],
+            100,
+            0.1,
+            50.0,
+        );
+        let record = ds.record();
+        let view = record.exports.as_ref().unwrap().jobs.as_ref().unwrap();
+        assert_eq!(view.counts.len(), 11);
+        assert_eq!(view.counts[&JobStatus::Completed], 2);
+        assert_eq!(view.counts[&JobStatus::Failed], 0);
+        assert_eq!(view.counts[&JobStatus::Unknown("ARCHIVED".into())], 1);
+        // ARCHIVED has no end time and is not terminal, so it counts as active: the oldest.
+        assert_eq!(view.oldest_active_submitted, Some(3.0));
+    }
+
+    #[test]
+    fn finished_counts_only_transitions_after_the_first_success() {
+        let state = state();
+        let datastores = state.datastores();
+        let ds = &datastores[0];
+        let first = ds.record_success(
+            vec![
+                job("old-fail", "FAILED", 1.0),
+                job("run", "IN_PROGRESS", 2.0),
+            ],
+            100,
+            0.1,
+            10.0,
+        );
+        assert!(first.recovered);
+        assert!(first.finished.is_empty());
+        assert_eq!(
+            ds.record().exports.as_ref().unwrap().finished[&JobStatus::Failed],
+            0
+        );
+        assert_eq!(ds.record().exports.as_ref().unwrap().finished.len(), 5);
+
+        let second = ds.record_success(
+            vec![
+                job("old-fail", "FAILED", 1.0),
+                job("run", "FAILED", 2.0),
+                job("late", "COMPLETED", 0.5),
+            ],
+            100,
+            0.1,
+            20.0,
+        );
+        assert!(!second.recovered);
+        assert_eq!(
+            second.finished,
+            vec![
+                ("run".to_string(), JobStatus::Failed),
+                ("late".to_string(), JobStatus::Completed)
+            ]
+        );
+        // The same listing again changes nothing.
+        let third = ds.record_success(
+            vec![
+                job("old-fail", "FAILED", 1.0),
+                job("run", "FAILED", 2.0),
+                job("late", "COMPLETED", 0.5),
+            ],
+            100,
+            0.1,
+            30.0,
+        );
+        assert!(third.finished.is_empty());
+        let record = ds.record();
+        assert_eq!(
+            record.exports.as_ref().unwrap().finished[&JobStatus::Failed],
+            1
+        );
+        assert_eq!(
+            record.exports.as_ref().unwrap().finished[&JobStatus::Completed],
+            1
+        );
+        assert_eq!(
+            record
+                .exports
+                .as_ref()
+                .unwrap()
+                .jobs
+                .as_ref()
+                .unwrap()
+                .oldest_active_submitted,
+            None
+        );
+    }
+
+    fn ended_ids(ds: &Datastore) -> Vec<(String, f64)> {
+        let record = ds.record();
+        let view = record.exports.as_ref().unwrap().jobs.as_ref().unwrap();
+        view.ended.iter().map(|e| (e.id.clone(), e.ended)).collect()
+    }
+
+    #[test]
+    fn ended_series_follow_end_time_within_the_window() {
+        let state = state();
+        let datastores = state.datastores();
+        let ds = &datastores[0];
+        let now = 100_000.0;
+        let mut no_end = job("no-end-old", "FAILED", now - 7200.0);
+        no_end.ended = None;
+        let mut no_end_new = job("no-end-new", "FAILED", now - 60.0);
+        no_end_new.ended = None;
+        // At the first poll: only failures that ended within the hour; without EndTime, the
+        // submit time stands in, so an old one pages nothing.
+        ds.record_success(
+            vec![
+                job("old-fail", "FAILED", now - 7200.0),
+                job("recent-fail", "FAILED", now - 600.0),
+                job("recent-ok", "COMPLETED", now - 600.0),
+                job("cwe", "COMPLETED_WITH_ERRORS", now - 300.0),
+                no_end,
+                no_end_new,
+                job("run", "IN_PROGRESS", now - 100.0),
+            ],
+            100,
+            0.1,
+            now,
+        );
+        assert_eq!(
+            ended_ids(ds),
+            [
+                ("no-end-new".to_string(), now - 60.0),
+                ("cwe".to_string(), now - 290.0),
+                ("recent-fail".to_string(), now - 590.0)
+            ]
+        );
+        // `run` fails without an EndTime: it ended when first seen so.
+        let mut failed = job("run", "FAILED", now - 100.0);
+        failed.ended = None;
+        ds.record_success(vec![failed.clone()], 100, 0.1, now + 60.0);
+        assert!(ended_ids(ds).contains(&("run".to_string(), now + 60.0)));
+        // Listed again later, it keeps that time; the others expire an hour after their end.
+        ds.record_success(vec![failed], 100, 0.1, now + 3400.0);
+        assert_eq!(
+            ended_ids(ds),
+            [
+                ("run".to_string(), now + 60.0),
+                ("no-end-new".to_string(), now - 60.0)
+            ]
+        );
+        // A failed poll expires them too.
+        ds.expire_ended(JobKind::Export, now + 3700.0);
+        assert!(ended_ids(ds).is_empty());
+    }
+
+    #[test]
+    fn a_job_listed_twice_or_missing_once_is_counted_once() {
+        let state = state();
+        let datastores = state.datastores();
+        let ds = &datastores[0];
+        ds.record_success(vec![job("a", "IN_PROGRESS", 1.0)], 100, 0.1, 10.0);
+        let failed = ds.record_success(
+            vec![job("a", "IN_PROGRESS", 1.0), job("a", "FAILED", 1.0)],
+            100,
+            0.1,
+            20.0,
+        );
+        assert_eq!(failed.finished, [("a".to_string(), JobStatus::Failed)]);
+        assert!(ds
+            .record_success(vec![], 100, 0.1, 30.0)
+            .finished
+            .is_empty());
+        let back = ds.record_success(vec![job("a", "FAILED", 1.0)], 100, 0.1, 40.0);
+        assert!(back.finished.is_empty(), "{back:?}");
+        let record = ds.record();
+        let track = record.exports.as_ref().unwrap();
+        assert_eq!(track.finished[&JobStatus::Failed], 1);
+        assert_eq!(track.jobs.as_ref().unwrap().counts[&JobStatus::Failed], 1);
+    }
+
+    #[test]
+    fn recent_keeps_the_newest_jobs_up_to_the_limit() {
+        let state = state();
+        let datastores = state.datastores();
+        let ds = &datastores[0];
+        let jobs = (0..10)
+            .map(|i| job(&format!("j{i}"), "COMPLETED", i as f64))
+            .collect();
+        ds.record_success(jobs, 3, 0.1, 10.0);
+        let ids: Vec<String> = ds
+            .record()
+            .exports
+            .as_ref()
+            .unwrap()
+            .jobs
+            .as_ref()
+            .unwrap()
+            .recent
+            .iter()
+            .map(|j| j.id.clone())
+            .collect();
+        assert_eq!(ids, ["j9", "j8", "j7"]);
+    }
+
+    #[test]
+    fn a_failure_keeps_job_data_and_reports_news_once_per_change() {
+        let state = state();
+        let datastores = state.datastores();
+        let ds = &datastores[0];
+        assert!(!state.first_cycle_attempted());
+        ds.record_success(vec![job("a", "COMPLETED", 1.0)], 100, 0.1, 10.0);
+        assert!(state.first_cycle_attempted());
+        let before = ds.record().exports.as_ref().unwrap().jobs.clone();
+
+        let throttled = PollError::new(ErrorReason::Throttled, "slow down");
+        assert!(ds.record_failure(Feed::EXPORTS, &throttled, 0.2));
+        assert!(!ds.record_failure(Feed::EXPORTS, &throttled, 0.2));
+        assert!(ds.record_failure(
+            Feed::EXPORTS,
+            &PollError::new(ErrorReason::Timeout, "t"),
+            30.0
+        ));
+        let guard = ds.record();
+        let record = guard.exports.as_ref().unwrap();
+        assert_eq!(record.jobs, before);
+        assert!(!record.health.up);
+        assert_eq!(record.health.errors[&ErrorReason::Throttled], 2);
+        assert_eq!(record.health.errors[&ErrorReason::Timeout], 1);
+        assert_eq!(record.health.errors[&ErrorReason::Network], 0);
+        assert_eq!(record.health.last_success, Some(10.0));
+        assert_eq!(record.health.consecutive_failures, 3);
+        drop(guard);
+        assert!(ds.record_success(vec![], 100, 0.1, 40.0).recovered);
+    }
+}
+
+#[cfg(test)]
+mod reload_tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::model::ErrorReason;
+    use std::path::Path;
+
+    #[test]
+    fn a_reload_keeps_records_of_kept_datastores_and_drops_removed_ones() {
+        let first = Config::parse(
+            "[[datastores]]\nid = \"keep\"\n[[datastores]]\nid = \"drop\"\n[[datastores]]\nid = \"same\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let state = State::new(&first, 1.0);
+        for ds in state.datastores().iter() {
+            ds.record_success(Vec::new(), 10, 0.1, 5.0);
+        }
+        let same_before = Arc::clone(&state.datastores()[2]);
+
+        let second = Config::parse(
+            "[[datastores]]\nid = \"new\"\n[[datastores]]\nid = \"keep\"\nname = \"renamed\"\n[[datastores]]\nid = \"same\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        state.apply(&second);
+        let now = state.datastores();
+        let ids: Vec<&str> = now.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["new", "keep", "same"]);
+        assert_eq!(now[1].name, "renamed");
+        assert_eq!(
+            now[1].record().health(Feed::EXPORTS).unwrap().last_success,
+            Some(5.0)
+        );
+        assert!(
+            Arc::ptr_eq(&now[2], &same_before),
+            "an unchanged datastore is the same entry"
+        );
+        assert_eq!(now[0].record().attempts(Feed::EXPORTS), 0);
+        assert_eq!(
+            now[0].record().health(Feed::EXPORTS).unwrap().errors.len(),
+            ErrorReason::ALL.len()
+        );
+    }
+}

@@ -1,0 +1,545 @@
+//! Starting, reloading and stopping the exporter: [`Exporter`] wires config, clients, State, the
+//! pollers and the HTTP server together; its supervisor task owns the configuration and applies
+//! reloads (SIGHUP, `POST /-/reload`) and discovery results one at a time; signals end it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::aws::{ClientError, ClientOptions, Clients};
+use crate::config::shard::Shard;
+use crate::config::{Config, ConfigError, DatastoreConfig};
+use crate::model::{unix_now, DatastoreInfo, PollError};
+use crate::poll::discovery::{self, Discovered};
+use crate::state::{Plan, State};
+use crate::web::{self, HttpContext, ReloadOutcome};
+
+/// What can stop the exporter from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Clients(#[from] ClientError),
+    #[error(transparent)]
+    Http(#[from] web::HttpError),
+    #[error("cannot listen on {address}: {source}\n  hint: pick another port with --listen-address or server.listen_address")]
+    Bind {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Why a config reload was rejected (the previous configuration keeps running).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("nothing to reload: the exporter was started without a configuration file")]
+    NoConfigFile,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Clients(#[from] ClientError),
+    #[error("the exporter is shutting down")]
+    ShuttingDown,
+}
+
+/// What the command line overrides in the configuration file. Applied to the file's contents at
+/// start and again on every reload, so that a reload never undoes a flag.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--listen-address`: wins over `server.listen_address`.
+    pub listen_address: Option<SocketAddr>,
+    /// `--shard`: wins over `polling.shard`.
+    pub shard: Option<Shard>,
+}
+
+impl Overrides {
+    /// Writes the overridden keys into `config`. The datastore list stays whole (what
+    /// `--check-config` shows); [`Config::retain_shard`] then narrows it when the config is used.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(address) = self.listen_address {
+            config.server.listen_address = address;
+        }
+        if let Some(shard) = self.shard {
+            config.polling.shard = shard;
+        }
+    }
+}
+
+/// A request to the supervisor task, which owns the configuration and the pollers.
+enum Control {
+    Reload(oneshot::Sender<Result<(), ReloadError>>),
+    /// A discovery task's listing.
+    Discovered(Discovered),
+}
+
+impl From<Discovered> for Control {
+    fn from(discovered: Discovered) -> Control {
+        Control::Discovered(discovered)
+    }
+}
+
+/// Asks a running exporter to re-read its configuration file (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct ReloadHandle {
+    control: mpsc::Sender<Control>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Control::Reload(_) => f.write_str("Control::Reload"),
+            Control::Discovered(d) => write!(f, "Control::Discovered({})", d.index),
+        }
+    }
+}
+
+impl ReloadHandle {
+    /// Re-reads the configuration file and applies it; on error the previous one keeps running.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let (reply, answer) = oneshot::channel();
+        self.control
+            .send(Control::Reload(reply))
+            .await
+            .map_err(|_| ReloadError::ShuttingDown)?;
+        answer.await.map_err(|_| ReloadError::ShuttingDown)?
+    }
+}
+
+/// `POST /-/reload` goes through the same handle as SIGHUP.
+impl web::Reload for ReloadHandle {
+    fn reload(&self) -> Pin<Box<dyn Future<Output = ReloadOutcome> + Send + '_>> {
+        Box::pin(async move {
+            match ReloadHandle::reload(self).await {
+                Ok(()) => ReloadOutcome::Applied,
+                Err(error @ ReloadError::ShuttingDown) => {
+                    ReloadOutcome::Unavailable(error.to_string())
+                }
+                Err(error) => ReloadOutcome::Rejected(error.to_string()),
+            }
+        })
+    }
+}
+
+/// A running exporter: polling tasks, the HTTP server and the supervisor that applies reloads.
+pub struct Exporter {
+    local_addr: SocketAddr,
+    state: Arc<State>,
+    reload: ReloadHandle,
+    stop_http: oneshot::Sender<()>,
+    http: JoinHandle<()>,
+    supervisor: JoinHandle<()>,
+}
+
+impl Exporter {
+    /// Starts with an already validated configuration (no reloads: there is no file to re-read).
+    pub async fn start(config: Config, options: ClientOptions) -> Result<Exporter, StartError> {
+        Exporter::launch(config, None, Overrides::default(), options).await
+    }
+
+    /// Loads the configuration file and starts; `SIGHUP`, `POST /-/reload` and
+    /// [`ReloadHandle::reload`] re-read it later. `listen_override` wins over the file.
+    pub async fn start_from_file(
+        path: &Path,
+        listen_override: Option<SocketAddr>,
+        options: ClientOptions,
+    ) -> Result<Exporter, StartError> {
+        let overrides = Overrides {
+            listen_address: listen_override,
+            shard: None,
+        };
+        Exporter::start_from_file_with(path, overrides, options).await
+    }
+
+    /// Like [`Exporter::start_from_file`], with every command-line override (`--shard` too).
+    pub async fn start_from_file_with(
+        path: &Path,
+        overrides: Overrides,
+        options: ClientOptions,
+    ) -> Result<Exporter, StartError> {
+        let mut config = Config::load(path)?;
+        overrides.apply(&mut config);
+        Exporter::launch(config, Some(path.to_owned()), overrides, options).await
+    }
+
+    async fn launch(
+        file: Config,
+        config_path: Option<PathBuf>,
+        overrides: Overrides,
+        options: ClientOptions,
+    ) -> Result<Exporter, StartError> {
+        // The one place a started exporter narrows its datastores to its shard (reloads and
+        // discoveries: `Supervisor::effective`).
+        let mut config = file.clone();
+        let configured = config.retain_shard();
+        if config.discovery.is_empty() {
+            warn_if_shard_is_empty(&config, configured);
+        }
+        let clients = Arc::new(Clients::build(&config, &options).await?);
+        let address = config.server.listen_address;
+        let listener = web::bind(address)
+            .await
+            .map_err(|source| StartError::Bind { address, source })?;
+        let local_addr = listener.local_addr().unwrap_or(address);
+        let state = Arc::new(State::new(&config, unix_now()));
+        let (stop_http, stopped) = oneshot::channel::<()>();
+        let (control, requests) = mpsc::channel(4);
+        let reload = ReloadHandle { control };
+        let context = Arc::new(
+            HttpContext::new(Arc::clone(&state), &config.server)?.with_reload(reload.clone()),
+        );
+        let http = tokio::spawn(web::serve(listener, context, async {
+            let _ = stopped.await;
+        }));
+        let pollers = crate::poll::spawn(&config, Arc::clone(&clients), &state);
+        tracing::info!(
+            listen_address = %local_addr,
+            datastores = config.datastores.len(),
+            configured,
+            shard = %config.polling.shard,
+            interval = %humantime::format_duration(config.polling.interval),
+            "healthlake-exporter started"
+        );
+        let discovered = vec![Vec::new(); file.discovery.len()];
+        let mut supervisor = Supervisor {
+            file,
+            discovered,
+            generation: 0,
+            config,
+            config_path,
+            overrides,
+            options,
+            clients,
+            pollers,
+            discoverers: tokio::task::JoinSet::new(),
+            control: reload.control.clone(),
+            state: Arc::clone(&state),
+        };
+        supervisor.spawn_discoverers();
+        let supervisor = tokio::spawn(supervisor.run(requests));
+        Ok(Exporter {
+            local_addr,
+            state,
+            reload,
+            stop_http,
+            http,
+            supervisor,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    pub fn reload_handle(&self) -> ReloadHandle {
+        self.reload.clone()
+    }
+
+    /// Serves until SIGTERM or SIGINT, re-reading the configuration on SIGHUP, then shuts down.
+    pub async fn run_until_terminated(self) {
+        let terminated = termination_signal();
+        tokio::pin!(terminated);
+        #[cfg(unix)]
+        let mut hangups =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let hangup = async {
+                match hangups.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hangup = std::future::pending::<()>();
+            tokio::select! {
+                () = &mut terminated => break,
+                () = hangup => {
+                    tracing::info!("SIGHUP received: reloading the configuration");
+                    // The outcome is logged by the supervisor.
+                    let _ = self.reload.reload().await;
+                }
+            }
+        }
+        tracing::info!("shutting down");
+        self.shutdown().await;
+    }
+
+    /// Stops polling, stops accepting connections, and lets responses in flight finish.
+    pub async fn shutdown(self) {
+        drop(self.reload);
+        // The supervisor stops its pollers once every reload handle is gone; HTTP holds none, so
+        // abort instead of waiting on handles held elsewhere.
+        self.supervisor.abort();
+        let _ = self.supervisor.await;
+        let _ = self.stop_http.send(());
+        let _ = self.http.await;
+    }
+}
+
+/// Owns the configuration, the clients and the polling tasks; applies reloads and discovery
+/// results one at a time.
+struct Supervisor {
+    /// The configuration file as loaded (overrides applied, every datastore).
+    file: Config,
+    /// Per `[[discovery]]` entry, the datastores its last successful listing found.
+    discovered: Vec<Vec<DatastoreConfig>>,
+    /// Bumped by every reload, so that a listing made under an older configuration is ignored.
+    generation: u64,
+    /// What is being polled: the file's datastores and the discovered ones, narrowed to the shard.
+    config: Config,
+    config_path: Option<PathBuf>,
+    overrides: Overrides,
+    options: ClientOptions,
+    clients: Arc<Clients>,
+    pollers: tokio::task::JoinSet<()>,
+    discoverers: tokio::task::JoinSet<()>,
+    control: mpsc::Sender<Control>,
+    state: Arc<State>,
+}
+
+impl Supervisor {
+    async fn run(mut self, mut requests: mpsc::Receiver<Control>) {
+        while let Some(request) = requests.recv().await {
+            match request {
+                Control::Reload(reply) => {
+                    let result = self.reload().await;
+                    self.state
+                        .reload_status()
+                        .record(result.is_ok(), unix_now());
+                    if let Err(error) = &result {
+                        tracing::error!(%error, "configuration reload failed; the previous configuration keeps running");
+                    }
+                    let _ = reply.send(result);
+                }
+                Control::Discovered(d) if d.generation == self.generation => {
+                    self.discovered(d.index, d.result, d.poll_seconds).await;
+                }
+                Control::Discovered(_) => {}
+            }
+        }
+        self.discoverers.shutdown().await;
+        self.pollers.shutdown().await;
+    }
+
+    /// The configuration to poll: the file's datastores, then discovered ones the file does not
+    /// list (a configured entry wins; among discoveries the first entry wins), narrowed to the shard.
+    fn effective(&self) -> (Config, usize) {
+        let mut config = self.file.clone();
+        let mut known: std::collections::HashSet<String> =
+            config.datastores.iter().map(|d| d.id.clone()).collect();
+        for found in &self.discovered {
+            for ds in found {
+                if known.insert(ds.id.clone()) {
+                    config.datastores.push(ds.clone());
+                }
+            }
+        }
+        let configured = config.retain_shard();
+        (config, configured)
+    }
+
+    /// Switches the pollers and State to `config`.
+    async fn apply(&mut self, config: Config) -> Result<(), ClientError> {
+        let clients =
+            Arc::new(Clients::rebuild(&config, &self.options, Some(&self.clients)).await?);
+        self.pollers.shutdown().await;
+        self.state.apply(&config);
+        self.pollers = crate::poll::spawn(&config, Arc::clone(&clients), &self.state);
+        self.config = config;
+        self.clients = clients;
+        Ok(())
+    }
+
+    async fn reload(&mut self) -> Result<(), ReloadError> {
+        let path = self
+            .config_path
+            .as_deref()
+            .ok_or(ReloadError::NoConfigFile)?;
+        let mut file = Config::load(path)?;
+        self.overrides.apply(&mut file);
+        if file.server != self.file.server {
+            tracing::warn!("changes to [server] take effect after a restart; the other changes are applied now");
+        }
+        // Discovery entries that did not change keep what they found until they list again.
+        let discovered = file
+            .discovery
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| match self.file.discovery.get(i) {
+                Some(old) if old == entry => self.discovered[i]
+                    .iter()
+                    .map(|ds| DatastoreConfig {
+                        jobs: file.polling.jobs,
+                        ..ds.clone()
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let previous_file = std::mem::replace(&mut self.file, file);
+        let previous_discovered = std::mem::replace(&mut self.discovered, discovered);
+        let (config, configured) = self.effective();
+        let (added, removed) = changed_ids(&self.config, &config);
+        let (added, removed) = (added.len(), removed.len());
+        if let Err(error) = self.apply(config).await {
+            self.file = previous_file;
+            self.discovered = previous_discovered;
+            return Err(error.into());
+        }
+        self.generation += 1;
+        self.state.follow_discovery(&Plan::from(&self.file), true);
+        self.discoverers.shutdown().await;
+        self.spawn_discoverers();
+        if self.file.discovery.is_empty() {
+            warn_if_shard_is_empty(&self.config, configured);
+        }
+        tracing::info!(
+            datastores = self.config.datastores.len(),
+            configured,
+            shard = %self.config.polling.shard,
+            added,
+            removed,
+            interval = %humantime::format_duration(self.config.polling.interval),
+            "configuration reloaded"
+        );
+        Ok(())
+    }
+
+    /// Applies one discovery listing: datastores that appeared start polling, those that
+    /// disappeared stop and lose their series. A failed listing changes nothing but its status.
+    async fn discovered(
+        &mut self,
+        index: usize,
+        result: Result<Vec<DatastoreInfo>, PollError>,
+        poll_seconds: f64,
+    ) {
+        let Some(entry) = self.file.discovery.get(index) else {
+            return;
+        };
+        let region = entry
+            .target
+            .region
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        let found = match result {
+            Ok(found) => found,
+            Err(error) => {
+                if self
+                    .state
+                    .record_discovery(index, Err(&error), poll_seconds, unix_now())
+                {
+                    tracing::warn!(discovery = index, region, reason = %error.reason, error = %error.message, "datastore discovery failed; keeping the datastores found before");
+                }
+                return;
+            }
+        };
+        let datastores = discovery::datastores_to_poll(
+            entry,
+            &self.discovered[index],
+            found,
+            self.file.polling.jobs,
+        );
+        if self
+            .state
+            .record_discovery(index, Ok(datastores.len()), poll_seconds, unix_now())
+        {
+            tracing::info!(
+                discovery = index,
+                region,
+                found = datastores.len(),
+                "datastore discovery succeeded"
+            );
+        }
+        if self.discovered.get(index) == Some(&datastores) {
+            return;
+        }
+        let previous = std::mem::replace(&mut self.discovered[index], datastores);
+        let (config, _) = self.effective();
+        let (added, removed) = changed_ids(&self.config, &config);
+        let (added, removed) = (added.join(","), removed.join(","));
+        match self.apply(config).await {
+            Ok(()) => tracing::info!(
+                discovery = index,
+                region,
+                added,
+                removed,
+                datastores = self.config.datastores.len(),
+                "discovered datastores changed"
+            ),
+            Err(error) => {
+                self.discovered[index] = previous;
+                tracing::error!(discovery = index, %error, "cannot poll the discovered datastores");
+            }
+        }
+    }
+
+    /// Starts the `[[discovery]]` listings of the current configuration file.
+    fn spawn_discoverers(&mut self) {
+        self.discoverers = discovery::spawn(
+            &self.file,
+            &self.clients,
+            self.generation,
+            self.control.clone(),
+        );
+    }
+}
+
+/// The datastore ids `after` adds to `before`, and those it removes, each sorted.
+fn changed_ids(before: &Config, after: &Config) -> (Vec<String>, Vec<String>) {
+    let ids = |c: &Config| -> std::collections::BTreeSet<String> {
+        c.datastores.iter().map(|d| d.id.clone()).collect()
+    };
+    let (before, after) = (ids(before), ids(after));
+    (
+        after.difference(&before).cloned().collect(),
+        before.difference(&after).cloned().collect(),
+    )
+}
+
+/// A replica whose shard owns nothing still runs (it stays ready and serves its own health
+/// metrics), but the operator has more replicas than the datastores need.
+fn warn_if_shard_is_empty(config: &Config, configured: usize) {
+    if config.datastores.is_empty() {
+        tracing::warn!(
+            shard = %config.polling.shard,
+            configured,
+            "this replica's shard owns none of the configured datastores: it serves only its own health metrics; fewer replicas would do"
+        );
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn termination_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,70 @@
+//! The `[server]` settings the web module serves with: listen address, connection cap, TLS files and
+//! basic auth users. The config module builds them from the file and checks them with the checks
+//! the web module owns (`tls::check_files`, `auth::check_bcrypt_hash`, [`parse_listen_address`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Where the exporter listens when neither the file nor `--listen-address` says otherwise: 9469 is
+/// free in Prometheus' default port allocations list, so it does not collide with other exporters.
+pub const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9469";
+/// Enough for several Prometheus replicas, probes and a person with curl; small enough that idle
+/// connections cannot exhaust file descriptors.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+pub const MAX_MAX_CONNECTIONS: usize = 10_000;
+
+/// `[server]`: where and how the endpoint is served.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerConfig {
+    pub listen_address: SocketAddr,
+    /// Connections held open at once; see the `web` module docs for what happens at the cap.
+    pub max_connections: usize,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsConfig>,
+    /// `None`: no credentials asked for.
+    pub basic_auth: Option<BasicAuthConfig>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen_address: SocketAddr::from(([0, 0, 0, 0], 9469)),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls: None,
+            basic_auth: None,
+        }
+    }
+}
+
+/// `[server.tls]`: paths already resolved against the config file's directory and checked to hold
+/// a matching certificate and key (and CA certificates) when the config was validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Set: clients must present a certificate signed by one of these CAs (except on the probe
+    /// routes `/healthz` and `/readyz`).
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// `[server.basic_auth]`: user name → bcrypt hash. `Debug` leaves the hashes out: a hash is not a
+/// password, but it lets whoever reads it guess passwords offline.
+#[derive(Clone, PartialEq)]
+pub struct BasicAuthConfig {
+    pub users: std::collections::BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for BasicAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuthConfig")
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses `HOST:PORT` where HOST is an IP address (`0.0.0.0`, `127.0.0.1`, `[::]`).
+pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    text.trim().parse().map_err(|_| {
+        format!("{text:?} is not an IP address and port; write it like \"0.0.0.0:9469\", \"127.0.0.1:9469\" or \"[::]:9469\"")
+    })
+}

@@ -1,0 +1,183 @@
+//! Shared test setup: a fake HealthLake on loopback, an exporter pointed at it through the real
+//! SDK client, a minimal HTTP client, and a parser for the exposition text.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+use healthlake_exporter::aws::ClientOptions;
+use healthlake_exporter::config::Config;
+use healthlake_exporter::Exporter;
+use healthlake_fake::{FakeHealthLake, FakeServer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub fn now() -> f64 {
+    healthlake_exporter::model::unix_now()
+}
+
+pub async fn start_fake() -> (FakeHealthLake, FakeServer) {
+    let fake = FakeHealthLake::new();
+    let server = fake
+        .serve("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("fake HealthLake starts");
+    (fake, server)
+}
+
+/// Static test keys: never the default chain, which could reach outside loopback (IMDS).
+pub fn test_options() -> ClientOptions {
+    ClientOptions {
+        credentials: Some(SharedCredentialsProvider::new(Credentials::new(
+            "AKIDTEST",
+            "test-secret",
+            None,
+            None,
+            "tests",
+        ))),
+        max_attempts: Some(1),
+    }
+}
+
+/// A config file text for datastores at `endpoint`; `extra` goes into `[polling]`.
+pub fn config_text(endpoint: &str, polling: &str, datastores: &[(&str, &str)]) -> String {
+    let mut text = format!(
+        "[server]\nlisten_address = \"127.0.0.1:0\"\n[polling]\ninterval = \"1s\"\ntimeout = \"5s\"\n{polling}\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n"
+    );
+    for (id, name) in datastores {
+        text.push_str(&format!(
+            "[[datastores]]\nid = \"{id}\"\nname = \"{name}\"\n"
+        ));
+    }
+    text
+}
+
+pub async fn start_exporter(config_text: &str) -> Exporter {
+    let config = Config::parse(config_text, Path::new("test.toml")).expect("valid test config");
+    Exporter::start(config, test_options())
+        .await
+        .expect("exporter starts")
+}
+
+/// A plain HTTP/1.1 request; returns (status, headers as lowercase "name: value" lines, body).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("response within 10 s")
+        .expect("read");
+    let response = String::from_utf8(response).expect("utf-8 response");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status code");
+    (status, head.to_lowercase(), body.to_string())
+}
+
+pub async fn scrape(addr: SocketAddr) -> Metrics {
+    let (status, _, body) = http_request(addr, "GET", "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    Metrics::parse(&body)
+}
+
+/// Samples by their series key as written (`name{label="value",...}`).
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub samples: BTreeMap<String, f64>,
+    pub text: String,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut samples = BTreeMap::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let (key, value) = line.rsplit_once(' ').expect("sample line has a value");
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line}"));
+            assert!(
+                samples.insert(key.to_string(), value).is_none(),
+                "duplicate series {key}"
+            );
+        }
+        Metrics {
+            samples,
+            text: text.to_string(),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.samples.get(key).copied()
+    }
+
+    /// The value of a series that must exist.
+    pub fn value(&self, key: &str) -> f64 {
+        self.get(key)
+            .unwrap_or_else(|| panic!("series {key} missing; have:\n{}", self.text))
+    }
+
+    /// Series of one family (exact name) whose labels contain every `label="value"` given.
+    pub fn series(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(&str, f64)> {
+        self.samples
+            .iter()
+            .filter(|(key, _)| key.split('{').next() == Some(name))
+            .filter(|(key, _)| {
+                labels
+                    .iter()
+                    .all(|(k, v)| key.contains(&format!("{k}=\"{v}\"")))
+            })
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect()
+    }
+}
+
+/// `name{datastore_id="ID",datastore_name="NAME"<,extra>}`.
+pub fn key(name: &str, id: &str, ds_name: &str, extra: &str) -> String {
+    if extra.is_empty() {
+        format!("{name}{{datastore_id=\"{id}\",datastore_name=\"{ds_name}\"}}")
+    } else {
+        format!("{name}{{datastore_id=\"{id}\",datastore_name=\"{ds_name}\",{extra}}}")
+    }
+}
+
+/// Polls `check` until it returns Some, or panics after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if started.elapsed() > limit {
+            panic!("timed out after {limit:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Ecosystem tool helpers (promtool, kubectl, ...) and the exporter metric list; see tools.rs.
+pub mod tools;

@@ -1,0 +1,355 @@
+//! Helpers for tests that shell out to ecosystem tools (promtool, kubectl, kubernetes-validate,
+//! hadolint, python3 + PyYAML) and the list of metric names the exporter emits.
+//!
+//! A missing tool fails the test with an install hint, unless
+//! `HEALTHLAKE_EXPORTER_SKIP_TOOL_TESTS=1`, in which case the test prints a SKIP line and returns.
+#![allow(dead_code)]
+
+use std::env;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Every metric the exporter exposes, as named in its /metrics output and in PromQL (counters
+/// with their `_total` suffix). Dashboards and alert rules may name only these (plus
+/// `PROMETHEUS_BUILTIN_METRICS`).
+pub const EXPORTER_METRICS: &[&str] = &healthlake_exporter::metrics::FAMILY_NAMES;
+
+/// Prometheus' own series that dashboards and rules may name besides the exporter's.
+pub const PROMETHEUS_BUILTIN_METRICS: &[&str] = &["up", "ALERTS", "ALERTS_FOR_STATE"];
+
+/// Env var that turns a missing tool into a skipped test instead of a failure.
+pub const SKIP_ENV: &str = "HEALTHLAKE_EXPORTER_SKIP_TOOL_TESTS";
+
+/// The repository root (where the workspace Cargo.toml, Dockerfile and deploy/ live).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+fn skipping() -> bool {
+    matches!(
+        env::var(SKIP_ENV).as_deref().map(str::trim),
+        Ok("1") | Ok("true") | Ok("yes")
+    )
+}
+
+/// Report a missing prerequisite: panic with the hint, or print SKIP and return `None` when
+/// `HEALTHLAKE_EXPORTER_SKIP_TOOL_TESTS=1`.
+pub fn missing<T>(what: &str, install_hint: &str) -> Option<T> {
+    if skipping() {
+        println!("SKIP: {what} not available ({SKIP_ENV}=1); install: {install_hint}");
+        eprintln!("SKIP: {what} not available ({SKIP_ENV}=1); install: {install_hint}");
+        None
+    } else {
+        panic!(
+            "{what} is required by this test but was not found on PATH.\n\
+             Install it with: {install_hint}\n\
+             (or set {SKIP_ENV}=1 to skip tests that need external tools)"
+        );
+    }
+}
+
+/// Finds an executable on PATH.
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = env::var_os("PATH")?;
+    env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+#[cfg(unix)]
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(not(unix))]
+fn is_executable(p: &Path) -> bool {
+    p.is_file()
+}
+
+/// Locates `name` on PATH. Missing: panics with `install_hint`, or (with
+/// `HEALTHLAKE_EXPORTER_SKIP_TOOL_TESTS=1`) prints a SKIP line and returns `None`.
+pub fn require_tool(name: &str, install_hint: &str) -> Option<PathBuf> {
+    match find_in_path(name) {
+        Some(p) => Some(p),
+        None => missing(&format!("`{name}`"), install_hint),
+    }
+}
+
+/// python3 that can `import yaml` (PyYAML), used to turn YAML into JSON for the checks.
+pub fn require_python_yaml() -> Option<PathBuf> {
+    const HINT: &str =
+        "apt-get install python3-yaml  (or: pip install PyYAML; kubernetes-validate pulls it in)";
+    let py = require_tool("python3", HINT)?;
+    let ok = Command::new(&py)
+        .args(["-c", "import yaml"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if ok {
+        Some(py)
+    } else {
+        missing("python3 module `yaml` (PyYAML)", HINT)
+    }
+}
+
+/// Runs a command to completion, capturing stdout and stderr.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"))
+}
+
+/// Runs a command and panics (showing its output) unless it exits 0. Returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "command failed ({}): {cmd:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("command printed non-UTF-8 output")
+}
+
+/// Every YAML document of `yaml_text`, converted to JSON by python3 + PyYAML (safe loader).
+pub fn yaml_docs_to_json(python: &Path, yaml_text: &str) -> Vec<serde_json::Value> {
+    const SCRIPT: &str = "import sys, json, yaml\n\
+        docs = [d for d in yaml.safe_load_all(sys.stdin.read()) if d is not None]\n\
+        json.dump(docs, sys.stdout, default=str)\n";
+    let mut child = Command::new(python)
+        .args(["-c", SCRIPT])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(yaml_text.as_bytes())
+            .expect("write YAML to python3");
+    }
+    let out = child.wait_with_output().expect("wait for python3");
+    assert!(
+        out.status.success(),
+        "python3/PyYAML could not parse the YAML:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match serde_json::from_slice(&out.stdout).expect("python3 printed invalid JSON") {
+        serde_json::Value::Array(docs) => docs,
+        other => panic!("expected a JSON array of documents, got {other}"),
+    }
+}
+
+/// The single YAML document of a file, as JSON.
+pub fn yaml_file_to_json(python: &Path, path: &Path) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let mut docs = yaml_docs_to_json(python, &text);
+    assert_eq!(
+        docs.len(),
+        1,
+        "{} should hold exactly one YAML document",
+        path.display()
+    );
+    docs.remove(0)
+}
+
+/// A fresh, empty scratch directory under the system temp dir.
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let dir = env::temp_dir().join(format!(
+        "healthlake-exporter-test-{tag}-{}-{n}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// A `Command` for `program` whose working directory is `dir`.
+pub fn command_in(program: impl AsRef<OsStr>, dir: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.current_dir(dir);
+    c
+}
+
+// ------------------------------------------------------------------------------------------------
+// PromQL helpers: Grafana variable substitution and metric-name extraction (a small lexer, enough
+// for the expressions we ship; promtool does the actual parsing check).
+
+/// Replaces Grafana template variables by something PromQL-parseable: interval variables by a
+/// duration, other variables (used inside `=~"..."` matchers) by `.*`.
+pub fn substitute_grafana_vars(expr: &str) -> String {
+    let mut out = String::with_capacity(expr.len());
+    let chars: Vec<char> = expr.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] != '$' {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        // ${name} / ${name:format} / $name / [[name]] is not used by us.
+        let (name, next) = if chars.get(i + 1) == Some(&'{') {
+            let end = chars[i + 2..]
+                .iter()
+                .position(|&c| c == '}')
+                .map(|p| i + 2 + p)
+                .unwrap_or_else(|| panic!("unterminated ${{...}} in {expr:?}"));
+            let inner: String = chars[i + 2..end].iter().collect();
+            let name = inner.split(':').next().unwrap().to_string();
+            (name, end + 1)
+        } else {
+            let mut j = i + 1;
+            while j < chars.len() && (chars[j].is_ascii_alphanumeric() || chars[j] == '_') {
+                j += 1;
+            }
+            (chars[i + 1..j].iter().collect::<String>(), j)
+        };
+        let replacement = match name.as_str() {
+            "__rate_interval" | "__interval" | "__range" => "5m".to_string(),
+            "__range_s" => "300".to_string(),
+            "__range_ms" | "__interval_ms" => "300000".to_string(),
+            n if n.starts_with("__") => panic!("unknown Grafana builtin variable ${n} in {expr:?}"),
+            "" => panic!("lone '$' in {expr:?}"),
+            _ => ".*".to_string(),
+        };
+        out.push_str(&replacement);
+        i = next;
+    }
+    out
+}
+
+const PROMQL_KEYWORDS: &[&str] = &[
+    "and", "or", "unless", "bool", "offset", "inf", "nan", "start", "end", "atan2",
+];
+/// Aggregation operators: `sum by (x) (...)` puts the modifier between the name and `(`.
+const PROMQL_AGGREGATORS: &[&str] = &[
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
+    "limitk",
+    "limit_ratio",
+];
+const PROMQL_LABEL_LIST_KEYWORDS: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+];
+
+/// Metric names (vector selectors written by name) used in a PromQL expression.
+pub fn promql_metric_names(expr: &str) -> Vec<String> {
+    let c: Vec<char> = expr.chars().collect();
+    let mut names = Vec::new();
+    let mut i = 0;
+    let skip_string = |mut i: usize| -> usize {
+        let q = c[i];
+        i += 1;
+        while i < c.len() && c[i] != q {
+            if c[i] == '\\' && q != '`' {
+                i += 1;
+            }
+            i += 1;
+        }
+        i + 1
+    };
+    let skip_to_close = |mut i: usize, open: char, close: char| -> usize {
+        let mut depth = 0;
+        while i < c.len() {
+            match c[i] {
+                '"' | '\'' | '`' => {
+                    let q = c[i];
+                    i += 1;
+                    while i < c.len() && c[i] != q {
+                        if c[i] == '\\' && q != '`' {
+                            i += 1;
+                        }
+                        i += 1;
+                    }
+                }
+                ch if ch == open => depth += 1,
+                ch if ch == close => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return i + 1;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        panic!("unbalanced {open}{close} in {expr:?}");
+    };
+    while i < c.len() {
+        let ch = c[i];
+        if ch == '"' || ch == '\'' || ch == '`' {
+            i = skip_string(i);
+        } else if ch == '{' {
+            i = skip_to_close(i, '{', '}');
+        } else if ch == '[' {
+            i = skip_to_close(i, '[', ']');
+        } else if ch == '#' {
+            // comment to end of line
+            while i < c.len() && c[i] != '\n' {
+                i += 1;
+            }
+        } else if ch.is_ascii_digit()
+            || (ch == '.' && c.get(i + 1).is_some_and(|d| d.is_ascii_digit()))
+        {
+            // number or duration (5m, 1h30m, 1e3, 0x1f)
+            while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '.' || c[i] == '_') {
+                i += 1;
+            }
+        } else if ch.is_ascii_alphabetic() || ch == '_' || ch == ':' {
+            let start = i;
+            while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '_' || c[i] == ':') {
+                i += 1;
+            }
+            let word: String = c[start..i].iter().collect();
+            let mut j = i;
+            while j < c.len() && c[j].is_whitespace() {
+                j += 1;
+            }
+            let next = c.get(j).copied();
+            let lower = word.to_ascii_lowercase();
+            if PROMQL_LABEL_LIST_KEYWORDS.contains(&lower.as_str()) {
+                if next == Some('(') {
+                    i = skip_to_close(j, '(', ')');
+                }
+            } else if PROMQL_KEYWORDS.contains(&lower.as_str())
+                || PROMQL_AGGREGATORS.contains(&lower.as_str())
+                || next == Some('(')
+            {
+                // operator keyword, or function / aggregation name
+            } else {
+                names.push(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}

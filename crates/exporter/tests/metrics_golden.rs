@@ -1,0 +1,260 @@
+//! The metrics output for one scripted State, byte for byte, in both formats: export and import
+//! jobs (unknown statuses, running jobs with progress, a terminal job without an end time), failed
+//! polls of every feed, datastore health, discovery and a failed reload. The golden files under
+//! `tests/golden/` are the exposition a user's dashboards and alerts see; a change to them is a
+//! change of the exporter's output and must be deliberate. `UPDATE_GOLDEN=1` rewrites them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use healthlake_exporter::config::Config;
+use healthlake_exporter::metrics::{render_uncached, Format, MetricsCache};
+use healthlake_exporter::model::{DatastoreInfo, ErrorReason, PollError};
+use healthlake_exporter::model::{ImportProgress, Job, JobKind, JobStatus};
+use healthlake_exporter::state::{Feed, Listed, PollPlan, Retention, State};
+
+const T0: f64 = 1_750_000_000.0;
+
+const CONFIG: &str = r#"
+[aws]
+region = "us-east-1"
+[polling]
+datastore_health = true
+job_series_limit = 3
+[[datastores]]
+id = "ds-both"
+name = "prod \"main\""
+jobs = ["export", "import"]
+[[datastores]]
+id = "ds-export"
+name = "exports-only"
+[[datastores]]
+id = "ds-import"
+name = "imports-only"
+jobs = ["import"]
+[[datastores]]
+id = "ds-never"
+name = "never-polled"
+[[discovery]]
+region = "eu-west-1"
+[[discovery]]
+"#;
+
+fn job(id: &str, status: &str, submitted: f64, ended: Option<f64>) -> Job {
+    Job {
+        id: id.to_owned(),
+        name: Some(format!("name-{id}")),
+        status: JobStatus::parse(status),
+        submitted,
+        ended,
+        progress: None,
+    }
+}
+
+fn progress(scale: f64) -> ImportProgress {
+    ImportProgress {
+        files_scanned: 10.0 * scale,
+        scanned_bytes: 1.5e6 * scale,
+        files_imported: 9.0 * scale,
+        resources_scanned: 1000.0 * scale,
+        resources_imported: 990.0 * scale,
+        resources_failed: 10.0 * scale,
+        files_failed: scale,
+    }
+}
+
+fn scripted_state() -> Arc<State> {
+    let config = Config::parse(CONFIG, Path::new("golden.toml")).expect("valid config");
+    let state = Arc::new(State::new(&config, T0));
+    let datastores = state.datastores();
+    let (both, export_only, import_only) = (&datastores[0], &datastores[1], &datastores[2]);
+
+    // Exports: every known status, an unknown one, a job listed twice, an old unfinished one and a
+    // terminal job without an end time; then a second poll that finishes two of them.
+    let exports = vec![
+        job("e1", "COMPLETED", T0 - 7200.0, Some(T0 - 6000.0)),
+        job("e2", "FAILED", T0 - 3600.0, Some(T0 - 3500.5)),
+        job("e3", "IN_PROGRESS", T0 - 600.0, None),
+        job("e3", "IN_PROGRESS", T0 - 600.0, None),
+        job("e4", "SUBMITTED", T0 - 30.0, None),
+        job("e5", "ARCHIVED_SOMEHOW", T0 - 900.0, None),
+        job("e6", "CANCEL_COMPLETED", T0 - 100_000.0, None),
+        job("e7", "QUEUED", T0 - 86_400.0 * 3.0, None),
+        job("e8", "COMPLETED_WITH_ERRORS", T0 - 500.0, Some(T0 - 100.0)),
+    ];
+    both.record_listing(
+        JobKind::Export,
+        &PollPlan::FULL,
+        Listed {
+            jobs: exports.clone(),
+            followed: None,
+        },
+        Retention::new(3, 3600.0),
+        0.25,
+        T0,
+    );
+    let mut later = exports;
+    later[2] = job("e3", "COMPLETED", T0 - 600.0, Some(T0 + 50.0));
+    later[3] = later[2].clone();
+    later[4] = job("e4", "FAILED", T0 - 30.0, Some(T0 + 60.0));
+    both.record_listing(
+        JobKind::Export,
+        &PollPlan::FULL,
+        Listed {
+            jobs: later,
+            followed: None,
+        },
+        Retention::new(3, 3600.0),
+        0.5,
+        T0 + 60.0,
+    );
+    let export = Feed::Jobs(JobKind::Export);
+    both.record_failure(
+        export,
+        &PollError::new(ErrorReason::Throttled, "slow down"),
+        2.0,
+    );
+    both.record_failure(
+        export,
+        &PollError::new(ErrorReason::Throttled, "slow down"),
+        2.5,
+    );
+
+    // Imports: running jobs with progress, one without, an unknown status.
+    let mut running = job("i1", "IN_PROGRESS", T0 - 1200.0, None);
+    running.progress = Some(Box::new(progress(1.0)));
+    let mut queued = job("i2", "SUBMITTED", T0 - 60.0, None);
+    queued.progress = Some(Box::new(progress(0.0)));
+    let imports = vec![
+        running,
+        queued,
+        job("i3", "COMPLETED", T0 - 5000.0, Some(T0 - 4000.0)),
+        job("i4", "REVERTING", T0 - 300.0, None),
+        job("i5", "FAILED", T0 - 200.0, Some(T0 - 150.25)),
+    ];
+    both.record_listing(
+        JobKind::Import,
+        &PollPlan::FULL,
+        Listed {
+            jobs: imports,
+            followed: None,
+        },
+        Retention::new(3, 3600.0),
+        0.125,
+        T0 + 10.0,
+    );
+    both.record_description(
+        DatastoreInfo {
+            id: "ds-both".into(),
+            name: Some("prod \"main\"".into()),
+            status: "ACTIVE".into(),
+            arn: "arn:aws:healthlake:us-east-1:123456789012:datastore/fhir/ds-both".into(),
+            fhir_version: "R4".into(),
+        },
+        0.05,
+        T0 + 5.0,
+    );
+
+    // Exports only: one success then a failure (data kept, up = 0); its datastore description
+    // never succeeded (access denied).
+    export_only.record_listing(
+        JobKind::Export,
+        &PollPlan::FULL,
+        Listed {
+            jobs: vec![job("x1", "COMPLETED", T0 - 50.0, Some(T0 - 10.0))],
+            followed: None,
+        },
+        Retention::new(3, 3600.0),
+        1.0,
+        T0,
+    );
+    export_only.record_failure(
+        export,
+        &PollError::new(ErrorReason::Network, "connection reset"),
+        5.0,
+    );
+    export_only.record_failure(
+        Feed::Datastore,
+        &PollError::new(ErrorReason::AccessDenied, "no DescribeFHIRDatastore"),
+        0.5,
+    );
+
+    // Imports only: every poll failed; its description says the datastore is being deleted.
+    import_only.record_failure(
+        Feed::Jobs(JobKind::Import),
+        &PollError::new(ErrorReason::NotFound, "gone"),
+        0.75,
+    );
+    import_only.record_description(
+        DatastoreInfo {
+            id: "ds-import".into(),
+            name: None,
+            status: "SOMETHING_NEW".into(),
+            arn: "arn:aws:healthlake:us-east-1:123456789012:datastore/fhir/ds-import".into(),
+            fhir_version: "R4".into(),
+        },
+        0.02,
+        T0 + 1.0,
+    );
+
+    // Discovery: the first entry found two datastores, then failed; the second never answered.
+    state.record_discovery(0, Ok(2), 0.3, T0 + 2.0);
+    state.record_discovery(
+        0,
+        Err(&PollError::new(ErrorReason::Timeout, "timed out")),
+        30.0,
+        T0 + 600.0,
+    );
+    state.reload_status().record(false, T0 + 700.0);
+    state
+}
+
+fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
+fn check(name: &str, actual: &str) {
+    let path = golden(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, actual).expect("write the golden file");
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e} (UPDATE_GOLDEN=1 writes it)",
+            path.display()
+        )
+    });
+    if actual != expected {
+        let line = actual
+            .lines()
+            .zip(expected.lines())
+            .position(|(a, b)| a != b);
+        panic!(
+            "{name}: output differs from {} at line {line:?}\n--- actual\n{actual}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn metrics_of_a_scripted_state_match_the_golden_files() {
+    let state = scripted_state();
+    let now = T0 + 900.0;
+    let cases = [
+        (Format::Prometheus, "metrics.txt"),
+        (Format::OpenMetrics, "metrics.openmetrics.txt"),
+    ];
+    let cache = MetricsCache::new();
+    for (format, name) in cases {
+        let reference = render_uncached(&state, now, format);
+        check(name, &reference);
+        let cached = cache.render(&state, now, format, false).expect("renders");
+        assert_eq!(
+            String::from_utf8(cached).unwrap(),
+            reference,
+            "{name} cached"
+        );
+    }
+}
