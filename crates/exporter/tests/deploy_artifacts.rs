@@ -326,11 +326,12 @@ fn dashboard_is_importable_and_covers_the_exporter() {
                 p["title"]
             );
             let expr = t["expr"].as_str().expect("target expr");
-            // Exporter-wide series (build info, config reloads, discovery) carry no datastore
-            // labels.
+            // Exporter-wide series (build info, config reloads, discovery, API use) carry no
+            // datastore labels.
             if expr.contains("healthlake_")
                 && !expr.contains("healthlake_exporter_")
                 && !expr.contains("healthlake_discovery_")
+                && !expr.contains("healthlake_api_")
             {
                 assert!(
                     expr.contains("$datastore"),
