@@ -44,7 +44,7 @@ pub use wire::MAX_REQUEST_BODY_BYTES;
 use events::EventJobKind;
 use sqs::SqsShared;
 pub use sqs::{FakeMessage, FakeQueue, SqsOperation};
-use store::{Job as _, Store};
+use store::Store;
 
 /// Handle to the fake service state. Cheap to clone; all clones share the same store.
 ///
@@ -127,15 +127,7 @@ impl FakeHealthLake {
 
     /// Adds an export job, creating the datastore if missing. A job with the same id is replaced.
     pub fn add_job(&self, datastore_id: &str, job: FakeJob) {
-        let job_id = job.id.clone();
-        let before = self.job_status_for_events(EventJobKind::Export, datastore_id, &job_id);
-        self.lock().add(datastore_id, job);
-        self.job_changed(
-            EventJobKind::Export,
-            datastore_id,
-            &job_id,
-            before.map(|b| b.0),
-        );
+        self.add_any(EventJobKind::Export, datastore_id, job);
     }
 
     /// Removes an export job; returns whether it existed.
@@ -152,19 +144,7 @@ impl FakeHealthLake {
         status: &str,
         end_time: Option<f64>,
     ) -> bool {
-        let before = self.job_status_for_events(EventJobKind::Export, datastore_id, job_id);
-        let found = self
-            .lock()
-            .update(datastore_id, job_id, |job: &mut FakeJob| {
-                job.set_status(status, end_time)
-            });
-        self.job_changed(
-            EventJobKind::Export,
-            datastore_id,
-            job_id,
-            before.map(|b| b.0),
-        );
-        found
+        self.set_status_any::<FakeJob>(EventJobKind::Export, datastore_id, job_id, status, end_time)
     }
 
     /// Export jobs of a datastore ordered by submit time, then id (empty if the datastore is
@@ -175,15 +155,7 @@ impl FakeHealthLake {
 
     /// Adds an import job, creating the datastore if missing. A job with the same id is replaced.
     pub fn add_import_job(&self, datastore_id: &str, job: FakeImportJob) {
-        let job_id = job.id.clone();
-        let before = self.job_status_for_events(EventJobKind::Import, datastore_id, &job_id);
-        self.lock().add(datastore_id, job);
-        self.job_changed(
-            EventJobKind::Import,
-            datastore_id,
-            &job_id,
-            before.map(|b| b.0),
-        );
+        self.add_any(EventJobKind::Import, datastore_id, job);
     }
 
     /// Removes an import job; returns whether it existed.
@@ -200,18 +172,37 @@ impl FakeHealthLake {
         status: &str,
         end_time: Option<f64>,
     ) -> bool {
-        let before = self.job_status_for_events(EventJobKind::Import, datastore_id, job_id);
-        let found = self
-            .lock()
-            .update(datastore_id, job_id, |job: &mut FakeImportJob| {
-                job.set_status(status, end_time)
-            });
-        self.job_changed(
+        self.set_status_any::<FakeImportJob>(
             EventJobKind::Import,
             datastore_id,
             job_id,
-            before.map(|b| b.0),
-        );
+            status,
+            end_time,
+        )
+    }
+
+    /// Adds (or replaces) a job of either kind and publishes the change as an event.
+    fn add_any<J: store::Job>(&self, kind: EventJobKind, datastore_id: &str, job: J) {
+        let job_id = job.id().to_owned();
+        let before = self.job_status_for_events(kind, datastore_id, &job_id);
+        self.lock().add(datastore_id, job);
+        self.job_changed(kind, datastore_id, &job_id, before.map(|b| b.0));
+    }
+
+    /// Sets a job's status and end time, whatever its kind, and publishes the change as an event.
+    fn set_status_any<J: store::Job>(
+        &self,
+        kind: EventJobKind,
+        datastore_id: &str,
+        job_id: &str,
+        status: &str,
+        end_time: Option<f64>,
+    ) -> bool {
+        let before = self.job_status_for_events(kind, datastore_id, job_id);
+        let found = self.lock().update(datastore_id, job_id, |job: &mut J| {
+            job.set_status(status, end_time)
+        });
+        self.job_changed(kind, datastore_id, job_id, before.map(|b| b.0));
         found
     }
 
