@@ -41,8 +41,13 @@ impl ProcessStats {
         let me = procfs::process::Process::myself().ok()?;
         let stat = me.stat().ok()?;
         let ticks = procfs::ticks_per_second() as f64;
-        let boot = procfs::boot_time_secs().ok()? as f64;
         let page = procfs::page_size() as f64;
+        // Constant for the life of the process: /proc/stat is read once, not at every scrape.
+        static START_TIME: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
+        let start_time_seconds = (*START_TIME.get_or_init(|| {
+            let boot = procfs::boot_time_secs().ok()? as f64;
+            Some(boot + stat.starttime as f64 / ticks)
+        }))?;
         let max_fds = me
             .limits()
             .ok()
@@ -57,7 +62,7 @@ impl ProcessStats {
             virtual_bytes: stat.vsize as f64,
             open_fds: me.fd_count().ok()? as f64,
             max_fds,
-            start_time_seconds: boot + stat.starttime as f64 / ticks,
+            start_time_seconds,
             threads: stat.num_threads as f64,
         })
     }
