@@ -14,6 +14,7 @@ table (and writes Markdown/JSON on request). Every process it starts is stopped 
     bench/scale.py --sweep 100,20000                 # + API calls per cycle at 100 and 20,000 jobs
     bench/scale.py --datastores 1000 --jobs 1000 --concurrency 32 --no-baseline --no-nginx
     bench/scale.py --max-requests-per-second 5 --no-baseline   # the exporter's default request budget
+    bench/scale.py --history stuck --cycles 16 --no-baseline --no-nginx --no-wrk   # issue 10 shapes
     bench/scale.py --help
 
 polling.max_requests_per_second is 1000 by default here (effectively no pacing): the fake has no
@@ -153,6 +154,7 @@ class Fake:
                "--max-requests-per-second", f"{args.max_requests_per_second:g}"]
         if args.churn:
             cmd.append("--churn")
+        cmd += ["--history", args.history]
         self.logfile = workdir / f"fake-{tag}.log"
         t0 = time.monotonic()
         self.proc = start(cmd, self.logfile)
@@ -504,7 +506,7 @@ def build_report(args, results: dict) -> str:
     L.append(f"Scale benchmark: {args.datastores} datastores x {args.jobs} jobs, interval {args.interval}s, "
              f"window {args.cycles} cycles, concurrency {args.concurrency}, job_series_limit "
              f"{args.job_series_limit}, max_requests_per_second {args.max_requests_per_second:g}, "
-             f"churn {'on' if args.churn else 'off'}; "
+             f"churn {'on' if args.churn else 'off'}, history {args.history}; "
              f"wrk -t{args.wrk_threads} -c{args.wrk_connections} -d{args.wrk_duration}s --latency; "
              f"{time.strftime('%Y-%m-%d %H:%M')}")
     L.append(f"Machine: {machine()}; load average at start {results.get('load_start', '-')}, at end {results.get('load_end', '-')}")
@@ -655,7 +657,7 @@ def ensure_tools(args) -> None:
 
 def build(args) -> None:
     target = Path(args.target_dir or os.environ.get("CARGO_TARGET_DIR") or args.repo / "target")
-    args.exporter_bin = target / "release" / "healthlake-exporter"
+    args.exporter_bin = args.exporter_bin or target / "release" / "healthlake-exporter"
     args.fake_bin = target / "release" / "healthlake-fake"
     if not args.no_build:
         log("cargo build --release -p healthlake-exporter -p healthlake-fake")
@@ -686,6 +688,15 @@ def main() -> int:
                          " Pass 5 to see the first-poll time at the exporter's default budget.")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--churn", action="store_true", help="one job per datastore per minute changes status")
+    ap.add_argument("--history", choices=["plain", "stuck", "unfinished", "bursty"], default="plain",
+                    help="shape of each datastore's history (issue 10): plain (one job an hour, all"
+                         " finished but the newest), stuck (plus one job IN_PROGRESS for 19 days),"
+                         " unfinished (2,000 jobs over 20 days, every fifth unfinished), bursty (the"
+                         " newest 600 jobs submitted within the last minute). Old unfinished jobs are"
+                         " followed every 8th poll: use --cycles 16 to measure a whole rhythm")
+    ap.add_argument("--exporter-bin", type=Path, default=None,
+                    help="measure this exporter binary instead of the one built here (e.g. an older"
+                         " version, for before/after figures); the fake is still built here")
     ap.add_argument("--sweep", default="", help="comma-separated jobs per datastore, e.g. 100,20000")
     ap.add_argument("--sweep-datastores", type=int, default=None, help="datastores in the sweep (default: --datastores)")
     ap.add_argument("--no-baseline", action="store_true")

@@ -282,7 +282,7 @@ impl ErrorReason {
         ErrorReason::Other,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             ErrorReason::Throttled => "throttled",
             ErrorReason::AccessDenied => "access_denied",

@@ -11,7 +11,7 @@ use healthlake_exporter::config::Config;
 use healthlake_exporter::metrics::{render_uncached, Format, MetricsCache};
 use healthlake_exporter::model::{DatastoreInfo, ErrorReason, PollError};
 use healthlake_exporter::model::{ImportProgress, Job, JobKind, JobStatus};
-use healthlake_exporter::state::{Feed, Listing, State};
+use healthlake_exporter::state::{Feed, Listed, PollPlan, Retention, State};
 
 const T0: f64 = 1_750_000_000.0;
 
@@ -82,12 +82,32 @@ fn scripted_state() -> Arc<State> {
         job("e7", "QUEUED", T0 - 86_400.0 * 3.0, None),
         job("e8", "COMPLETED_WITH_ERRORS", T0 - 500.0, Some(T0 - 100.0)),
     ];
-    both.record_listing(JobKind::Export, Listing::Full, exports.clone(), 3, 0.25, T0);
+    both.record_listing(
+        JobKind::Export,
+        &PollPlan::FULL,
+        Listed {
+            jobs: exports.clone(),
+            followed: None,
+        },
+        Retention::new(3, 3600.0),
+        0.25,
+        T0,
+    );
     let mut later = exports;
     later[2] = job("e3", "COMPLETED", T0 - 600.0, Some(T0 + 50.0));
     later[3] = later[2].clone();
     later[4] = job("e4", "FAILED", T0 - 30.0, Some(T0 + 60.0));
-    both.record_listing(JobKind::Export, Listing::Full, later, 3, 0.5, T0 + 60.0);
+    both.record_listing(
+        JobKind::Export,
+        &PollPlan::FULL,
+        Listed {
+            jobs: later,
+            followed: None,
+        },
+        Retention::new(3, 3600.0),
+        0.5,
+        T0 + 60.0,
+    );
     let export = Feed::Jobs(JobKind::Export);
     both.record_failure(
         export,
@@ -112,7 +132,17 @@ fn scripted_state() -> Arc<State> {
         job("i4", "REVERTING", T0 - 300.0, None),
         job("i5", "FAILED", T0 - 200.0, Some(T0 - 150.25)),
     ];
-    both.record_listing(JobKind::Import, Listing::Full, imports, 3, 0.125, T0 + 10.0);
+    both.record_listing(
+        JobKind::Import,
+        &PollPlan::FULL,
+        Listed {
+            jobs: imports,
+            followed: None,
+        },
+        Retention::new(3, 3600.0),
+        0.125,
+        T0 + 10.0,
+    );
     both.record_description(
         DatastoreInfo {
             id: "ds-both".into(),
@@ -129,9 +159,12 @@ fn scripted_state() -> Arc<State> {
     // never succeeded (access denied).
     export_only.record_listing(
         JobKind::Export,
-        Listing::Full,
-        vec![job("x1", "COMPLETED", T0 - 50.0, Some(T0 - 10.0))],
-        3,
+        &PollPlan::FULL,
+        Listed {
+            jobs: vec![job("x1", "COMPLETED", T0 - 50.0, Some(T0 - 10.0))],
+            followed: None,
+        },
+        Retention::new(3, 3600.0),
         1.0,
         T0,
     );

@@ -2,10 +2,11 @@
 //!
 //! The fake HealthLake runs in-process; the real exporter binary polls it; a real `prometheus`
 //! (Debian package `prometheus`) scrapes the exporter every second and evaluates
-//! `deploy/prometheus/alerts.yml` every second. Through Prometheus' HTTP API the test asserts that
-//! nothing fires while a job that had FAILED before the exporter started is present, and that
-//! `HealthLakeExportJobFailed` fires, with the datastore's labels and annotations, once a running
-//! job FAILs.
+//! `deploy/prometheus/alerts.yml` every second. Through Prometheus' HTTP API the tests assert what
+//! a user relies on: a failure older than the ended-job window pages nothing at first start; a job
+//! that FAILs while the exporter is stopped fires `HealthLakeExportJobFailed`, naming the job,
+//! after the restart; a job listed twice pages (and counts) once; and a failure whose datastore
+//! moves to another replica when the shard count goes from 1 to 2 stays one firing alert.
 //!
 //! Everything listens on 127.0.0.1 only. Without a `prometheus` binary the test prints a SKIP line
 //! with the install hint, or fails under HEALTHLAKE_EXPORTER_REQUIRE_TOOLS=1 (as in CI).
@@ -66,6 +67,23 @@ impl Children {
             .spawn()
             .unwrap_or_else(|e| panic!("could not start {name} ({cmd:?}): {e}"));
         self.procs.push((name, child, log));
+    }
+
+    /// Stops the child `name` (SIGKILL, as a crash or an evicted pod would) and reaps it; its log
+    /// stays for the panic report.
+    fn kill(&mut self, name: &str) {
+        for (n, child, _) in &mut self.procs {
+            if *n == name {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        self.procs.retain(|(n, _, log)| {
+            if *n == name {
+                eprintln!("stopped {name} (log {})", log.display());
+            }
+            *n != name
+        });
     }
 
     /// Panics (with the logs, via Drop) if a child has exited.
@@ -273,63 +291,33 @@ where
     }
 }
 
-fn prometheus_config(exporter: SocketAddr, rules: &Path) -> String {
+fn prometheus_config(exporters: &[SocketAddr], rules: &Path) -> String {
+    let targets: Vec<String> = exporters.iter().map(|e| format!("\"{e}\"")).collect();
     format!(
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
          rule_files:\n  - {rules:?}\n\
-         scrape_configs:\n  - job_name: {SCRAPE_JOB}\n    static_configs:\n      - targets: [\"{exporter}\"]\n"
+         scrape_configs:\n  - job_name: {SCRAPE_JOB}\n    static_configs:\n      - targets: [{}]\n",
+        targets.join(", ")
     )
 }
 
-// Multi-threaded: the fake HealthLake answers the exporter on this runtime while the test waits.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_export_job_fires_the_shipped_alert_in_a_real_prometheus() {
-    let Some(prometheus_bin) = require_tool("prometheus", PROMETHEUS_HINT) else {
-        return;
-    };
-    let rules = repo_root().join("deploy/prometheus/alerts.yml");
-    assert!(rules.is_file(), "{} missing", rules.display());
-    let test_started = Instant::now();
-
-    // The fake: one datastore with a job that FAILED long before the exporter starts, and one
-    // that is still running.
-    let (fake, server) = start_fake().await;
-    let t = now();
-    fake.add_job(
-        DATASTORE_ID,
-        FakeJob::new("00000000000000000000000000000001", "FAILED", t - 7200.0)
-            .named("nightly-export-yesterday")
-            .ended(t - 6000.0)
-            .with_message("Access denied to the output S3 bucket"),
-    );
-    fake.add_job(
-        DATASTORE_ID,
-        FakeJob::new("00000000000000000000000000000002", "IN_PROGRESS", t - 600.0)
-            .named("nightly-export-today"),
-    );
-
-    let dir = scratch_dir("prometheus-alerts");
-    let mut children = Children::new(dir.clone());
-
-    // The exporter binary, polling the fake every second.
-    let config_path = dir.join("exporter.toml");
-    std::fs::write(
-        &config_path,
-        common::config_text(
-            &server.endpoint_url(),
-            "",
-            &[(DATASTORE_ID, DATASTORE_NAME)],
-        ),
-    )
-    .expect("write exporter config");
-    let exporter: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+/// The exporter binary, polling the fake every second, listening on `addr`.
+fn spawn_exporter(
+    children: &mut Children,
+    name: &'static str,
+    config: &Path,
+    addr: SocketAddr,
+    shard: &str,
+) {
     children.spawn(
-        "healthlake-exporter",
+        name,
         Command::new(BIN)
             .arg("--config")
-            .arg(&config_path)
+            .arg(config)
             .arg("--listen-address")
-            .arg(exporter.to_string())
+            .arg(addr.to_string())
+            .arg("--shard")
+            .arg(shard)
             .env("AWS_ACCESS_KEY_ID", "AKIDPROMETHEUSTEST")
             .env("AWS_SECRET_ACCESS_KEY", "prometheus-test-secret")
             .env("AWS_EC2_METADATA_DISABLED", "true")
@@ -338,10 +326,20 @@ async fn failed_export_job_fires_the_shipped_alert_in_a_real_prometheus() {
             .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
             .env("RUST_LOG", "info"),
     );
+}
 
-    // Prometheus, on its own port (never the system service's :9090), with the shipped rules.
+/// Prometheus, on its own port (never the system service's :9090), with the shipped rules,
+/// scraping `exporters`; returns its address once it is ready.
+async fn spawn_prometheus(
+    children: &mut Children,
+    prometheus_bin: &Path,
+    dir: &Path,
+    exporters: &[SocketAddr],
+) -> SocketAddr {
+    let rules = repo_root().join("deploy/prometheus/alerts.yml");
+    assert!(rules.is_file(), "{} missing", rules.display());
     let prometheus_yml = dir.join("prometheus.yml");
-    std::fs::write(&prometheus_yml, prometheus_config(exporter, &rules))
+    std::fs::write(&prometheus_yml, prometheus_config(exporters, &rules))
         .expect("write prometheus.yml");
     let prometheus: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     children.spawn(
@@ -354,167 +352,367 @@ async fn failed_export_job_fires_the_shipped_alert_in_a_real_prometheus() {
             ))
             .arg(format!("--web.listen-address={prometheus}"))
             .arg("--log.level=info")
-            .current_dir(&dir),
+            .current_dir(dir),
     );
+    wait_for(children, START_LIMIT, "Prometheus /-/ready", || async {
+        let (status, _) = get(prometheus, "/-/ready").await?;
+        Ok((status == 200).then_some(()))
+    })
+    .await;
+    prometheus
+}
 
-    // 1. Everything up: the exporter polled the fake, Prometheus is ready and scrapes it.
-    wait_for(
-        &mut children,
-        START_LIMIT,
-        "the exporter's /metrics",
-        || async {
-            let (status, body) = get(exporter, "/metrics").await?;
-            if status != 200 {
-                return Err(format!("exporter /metrics: HTTP {status}"));
-            }
-            let up = common::key("healthlake_datastore_up", DATASTORE_ID, DATASTORE_NAME, "");
-            Ok((common::Metrics::parse(&body).get(&up) == Some(1.0)).then_some(()))
-        },
-    )
+/// Waits until `exporter` has polled `datastore` and Prometheus has scraped that.
+async fn wait_scraped(
+    children: &mut Children,
+    prometheus: SocketAddr,
+    exporter: SocketAddr,
+    datastore: &str,
+) {
+    let up =
+        format!("healthlake_datastore_up{{instance=\"{exporter}\",datastore_id=\"{datastore}\"}}");
+    wait_for(children, START_LIMIT, &format!("{up} == 1"), || async {
+        let result = query(prometheus, &up).await?;
+        Ok((result.len() == 1 && result[0].1 == 1.0).then_some(()))
+    })
     .await;
-    wait_for(
-        &mut children,
-        START_LIMIT,
-        "Prometheus /-/ready",
-        || async {
-            let (status, _) = get(prometheus, "/-/ready").await?;
-            Ok((status == 200).then_some(()))
-        },
-    )
-    .await;
-    let up = format!("up{{job=\"{SCRAPE_JOB}\"}}");
-    wait_for(
-        &mut children,
-        START_LIMIT,
-        &format!("{up} == 1"),
-        || async {
-            let result = query(prometheus, &up).await?;
-            Ok((result.len() == 1 && result[0].1 == 1.0).then_some(()))
-        },
-    )
-    .await;
-    let failed_counter = format!(
-        "healthlake_export_jobs_finished_total{{job=\"{SCRAPE_JOB}\",datastore_id=\"{DATASTORE_ID}\",status=\"FAILED\"}}"
-    );
-    wait_for(
-        &mut children,
-        START_LIMIT,
-        &format!("{failed_counter} in Prometheus"),
-        || async {
-            let result = query(prometheus, &failed_counter).await?;
-            match result.as_slice() {
-                [] => Ok(None),
-                [(_, value)] => {
-                    assert_eq!(
-                        *value, 0.0,
-                        "the job that FAILED before the exporter started must not be counted"
-                    );
-                    Ok(Some(()))
-                }
-                more => Err(format!("expected one series, got {more:?}")),
-            }
-        },
-    )
-    .await;
+}
 
-    // 2. With that data in place, several rule evaluations pass and nothing fires.
-    let baseline = wait_for(
-        &mut children,
-        START_LIMIT,
-        "rule group iterations",
-        || async { rule_group_iterations(prometheus).await.map(Some) },
-    )
+/// Waits for `evaluations` more evaluations of the rule groups, asserting at each look that no
+/// alert fires but those `allowed` (by alert name and job id).
+async fn quiet_for(
+    children: &mut Children,
+    prometheus: SocketAddr,
+    evaluations: u64,
+    allowed: &[(&str, &str)],
+    what: &str,
+) {
+    let baseline = wait_for(children, START_LIMIT, "rule group iterations", || async {
+        rule_group_iterations(prometheus).await.map(Some)
+    })
     .await;
-    let quiet_started = Instant::now();
     wait_for(
-        &mut children,
+        children,
         START_LIMIT,
-        &format!("{QUIET_EVALUATIONS} more rule evaluations"),
+        &format!("{evaluations} more rule evaluations ({what})"),
         || async {
             let active = alerts(prometheus).await?;
-            let firing = firing(&active);
-            assert!(
-                firing.is_empty(),
-                "no alert may fire before a job FAILs while the exporter runs; firing: {firing:#?}"
-            );
+            for alert in firing(&active) {
+                let name = alert["labels"]["alertname"].as_str().unwrap_or_default();
+                let job = alert["labels"]["job_id"].as_str().unwrap_or_default();
+                assert!(
+                    allowed.contains(&(name, job)),
+                    "{what}: unexpected alert firing: {alert:#}"
+                );
+            }
             let iterations = rule_group_iterations(prometheus).await?;
-            Ok((iterations >= baseline + QUIET_EVALUATIONS).then_some(()))
+            Ok((iterations >= baseline + evaluations).then_some(()))
         },
     )
     .await;
-    let result = query(prometheus, &failed_counter).await.expect("query");
-    assert_eq!(result.len(), 1, "{result:?}");
-    assert_eq!(result[0].1, 0.0, "FAILED counter before the failure");
-    let result = query(prometheus, &up).await.expect("query up");
-    assert_eq!(result.len(), 1, "{result:?}");
-    assert_eq!(result[0].1, 1.0, "exporter still scraped");
-    eprintln!(
-        "quiet phase: {} evaluations without a firing alert in {:?}",
-        QUIET_EVALUATIONS,
-        quiet_started.elapsed()
-    );
+}
 
-    // 3. The running job FAILs: HealthLakeExportJobFailed fires for that datastore.
-    assert!(fake.set_job_status(
-        DATASTORE_ID,
-        "00000000000000000000000000000002",
-        "FAILED",
-        Some(now()),
-    ));
-    let failed_at = Instant::now();
-    let alert = wait_for(
-        &mut children,
+/// The firing `alertname` alerts for job `job_id` (waits until there is at least one).
+async fn wait_firing(
+    children: &mut Children,
+    prometheus: SocketAddr,
+    alertname: &str,
+    job_id: &str,
+) -> Vec<Value> {
+    wait_for(
+        children,
         FIRE_LIMIT,
-        "HealthLakeExportJobFailed to fire",
+        &format!("{alertname} to fire for job {job_id}"),
         || async {
             let active = alerts(prometheus).await?;
-            Ok(firing(&active)
+            let found: Vec<Value> = firing(&active)
                 .into_iter()
-                .find(|a| a["labels"]["alertname"] == "HealthLakeExportJobFailed")
-                .cloned())
+                .filter(|a| {
+                    a["labels"]["alertname"] == alertname && a["labels"]["job_id"] == job_id
+                })
+                .cloned()
+                .collect();
+            Ok((!found.is_empty()).then_some(found))
         },
     )
-    .await;
-    eprintln!(
-        "HealthLakeExportJobFailed fired {:?} after the job FAILed at the fake",
-        failed_at.elapsed()
-    );
+    .await
+}
 
+/// The labels and annotations a user relies on for a FAILED export job.
+fn assert_names_the_job(alert: &Value, job_id: &str, job_name: &str) {
     let labels = &alert["labels"];
     assert_eq!(labels["datastore_id"], DATASTORE_ID, "{alert:#}");
     assert_eq!(labels["datastore_name"], DATASTORE_NAME, "{alert:#}");
+    assert_eq!(labels["job_id"], job_id, "{alert:#}");
+    assert_eq!(labels["job_name"], job_name, "{alert:#}");
     assert_eq!(labels["severity"], "critical", "{alert:#}");
-    assert_eq!(labels["status"], "FAILED", "{alert:#}");
-    assert_eq!(labels["job"], SCRAPE_JOB, "{alert:#}");
+    assert!(
+        labels.get("instance").is_none(),
+        "instance is aggregated away: {alert:#}"
+    );
     let summary = alert["annotations"]["summary"].as_str().unwrap_or_default();
     let description = alert["annotations"]["description"]
         .as_str()
         .unwrap_or_default();
     assert!(
-        summary.contains(DATASTORE_NAME) && summary.contains("FAILED"),
-        "summary must name the datastore: {summary:?}"
+        summary.contains(job_id) && summary.contains(job_name) && summary.contains(DATASTORE_NAME),
+        "summary must name the job and datastore: {summary:?}"
     );
     assert!(
-        description.contains(DATASTORE_NAME) && description.contains(DATASTORE_ID),
-        "description must name the datastore and its id: {description:?}"
+        description.contains(DATASTORE_ID)
+            && description.contains(&format!("--job-id {job_id}"))
+            && !description.contains("{{"),
+        "description must name the job and say how to look at it: {description:?}"
     );
     assert!(
-        !summary.contains("{{") && !description.contains("{{"),
-        "templates must be expanded: {alert:#}"
+        alert["annotations"]["runbook_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("docs/runbooks/job-failed.md")),
+        "{alert:#}"
     );
+}
 
-    // Only that alert fires: the counter went up by exactly the one new failure.
+const OLD_FAILURE: &str = "00000000000000000000000000000001";
+const RESTART_FAILURE: &str = "00000000000000000000000000000002";
+const DUPLICATED_FAILURE: &str = "00000000000000000000000000000003";
+
+// Multi-threaded: the fake HealthLake answers the exporter on this runtime while the test waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_page_once_per_job_across_a_restart_and_duplicated_listings() {
+    let Some(prometheus_bin) = require_tool("prometheus", PROMETHEUS_HINT) else {
+        return;
+    };
+    let test_started = Instant::now();
+
+    // The fake: a job that FAILED two hours before the exporter starts (older than the 1h
+    // window), and two running ones.
+    let (fake, server) = start_fake().await;
+    let t = now();
+    fake.add_job(
+        DATASTORE_ID,
+        FakeJob::new(OLD_FAILURE, "FAILED", t - 7200.0)
+            .named("nightly-export-yesterday")
+            .ended(t - 6000.0)
+            .with_message("Access denied to the output S3 bucket"),
+    );
+    for (id, name) in [
+        (RESTART_FAILURE, "nightly-export-today"),
+        (DUPLICATED_FAILURE, "adhoc-export"),
+    ] {
+        fake.add_job(
+            DATASTORE_ID,
+            FakeJob::new(id, "IN_PROGRESS", t - 600.0).named(name),
+        );
+    }
+
+    let dir = scratch_dir("prometheus-alerts");
+    let mut children = Children::new(dir.clone());
+    let config_path = dir.join("exporter.toml");
+    std::fs::write(
+        &config_path,
+        common::config_text(
+            &server.endpoint_url(),
+            "",
+            &[(DATASTORE_ID, DATASTORE_NAME)],
+        ),
+    )
+    .expect("write exporter config");
+    let exporter: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    spawn_exporter(
+        &mut children,
+        "healthlake-exporter",
+        &config_path,
+        exporter,
+        "0/1",
+    );
+    let prometheus = spawn_prometheus(&mut children, &prometheus_bin, &dir, &[exporter]).await;
+
+    // 1. A fresh deployment with only an old failure: nothing fires.
+    wait_scraped(&mut children, prometheus, exporter, DATASTORE_ID).await;
+    quiet_for(
+        &mut children,
+        prometheus,
+        QUIET_EVALUATIONS,
+        &[],
+        "an old failure at first start",
+    )
+    .await;
+
+    // 2. The exporter is stopped; meanwhile a running job FAILs; it starts again.
+    children.kill("healthlake-exporter");
+    assert!(fake.set_job_status(DATASTORE_ID, RESTART_FAILURE, "FAILED", Some(now())));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let restarted_at = Instant::now();
+    spawn_exporter(
+        &mut children,
+        "healthlake-exporter",
+        &config_path,
+        exporter,
+        "0/1",
+    );
+    let fired = wait_firing(
+        &mut children,
+        prometheus,
+        "HealthLakeExportJobFailed",
+        RESTART_FAILURE,
+    )
+    .await;
+    eprintln!(
+        "HealthLakeExportJobFailed fired {:?} after the restart for the job that failed meanwhile",
+        restarted_at.elapsed()
+    );
+    assert_eq!(fired.len(), 1, "one alert for the job: {fired:#?}");
+    assert_names_the_job(&fired[0], RESTART_FAILURE, "nightly-export-today");
+
+    // 3. Every listing page now repeats a job (pages shifting under the listing); the other
+    //    running job FAILs: it pages once, and is counted once.
+    fake.set_fault(DATASTORE_ID, Some(healthlake_fake::Fault::DuplicateJobs));
+    assert!(fake.set_job_status(DATASTORE_ID, DUPLICATED_FAILURE, "FAILED", Some(now())));
+    let fired = wait_firing(
+        &mut children,
+        prometheus,
+        "HealthLakeExportJobFailed",
+        DUPLICATED_FAILURE,
+    )
+    .await;
+    assert_eq!(fired.len(), 1, "one alert for the job: {fired:#?}");
+    assert_names_the_job(&fired[0], DUPLICATED_FAILURE, "adhoc-export");
+    quiet_for(
+        &mut children,
+        prometheus,
+        QUIET_EVALUATIONS,
+        &[
+            ("HealthLakeExportJobFailed", RESTART_FAILURE),
+            ("HealthLakeExportJobFailed", DUPLICATED_FAILURE),
+        ],
+        "after the duplicated listing",
+    )
+    .await;
     let active = alerts(prometheus).await.expect("alerts");
-    let names: Vec<&str> = firing(&active)
-        .iter()
-        .filter_map(|a| a["labels"]["alertname"].as_str())
+    let failed: Vec<&Value> = firing(&active)
+        .into_iter()
+        .filter(|a| a["labels"]["alertname"] == "HealthLakeExportJobFailed")
         .collect();
-    assert_eq!(names, ["HealthLakeExportJobFailed"], "firing: {active:#?}");
-    let result = query(prometheus, &failed_counter).await.expect("query");
+    assert_eq!(failed.len(), 2, "one alert per failed job: {failed:#?}");
+    let counted = format!(
+        "healthlake_export_jobs_finished_total{{job=\"{SCRAPE_JOB}\",datastore_id=\"{DATASTORE_ID}\",status=\"FAILED\"}}"
+    );
+    let result = query(prometheus, &counted).await.expect("query");
     assert_eq!(result.len(), 1, "{result:?}");
-    assert_eq!(result[0].1, 1.0, "FAILED counter after the failure");
+    assert_eq!(
+        result[0].1, 1.0,
+        "the duplicated job counted once (the one that failed during the restart was terminal at the first poll)"
+    );
+    let listed = format!(
+        "healthlake_export_jobs{{job=\"{SCRAPE_JOB}\",datastore_id=\"{DATASTORE_ID}\",status=\"FAILED\"}}"
+    );
+    let result = query(prometheus, &listed).await.expect("query");
+    assert_eq!(
+        result[0].1, 3.0,
+        "three FAILED jobs, none twice: {result:?}"
+    );
 
     eprintln!("test took {:?}", test_started.elapsed());
+    drop(children);
+    drop(server);
+}
+
+/// A datastore owned by replica 1 of 2 (replica 0 of 1 owns everything).
+fn datastore_of_shard_1_of_2() -> String {
+    (0u32..)
+        .map(|n| format!("{n:032x}"))
+        .find(|id| healthlake_exporter::config::shard::owner(id, 2) == 1)
+        .expect("some id hashes to shard 1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_stays_one_alert_when_its_datastore_moves_to_another_replica() {
+    let Some(prometheus_bin) = require_tool("prometheus", PROMETHEUS_HINT) else {
+        return;
+    };
+    let datastore = datastore_of_shard_1_of_2();
+    let (fake, server) = start_fake().await;
+    let t = now();
+    // Failed a minute ago: within the window, so the first poll of any replica shows it.
+    fake.add_job(
+        &datastore,
+        FakeJob::new(RESTART_FAILURE, "FAILED", t - 900.0)
+            .named("nightly-export-today")
+            .ended(t - 60.0),
+    );
+
+    let dir = scratch_dir("prometheus-alerts-shard");
+    let mut children = Children::new(dir.clone());
+    let config_path = dir.join("exporter.toml");
+    std::fs::write(
+        &config_path,
+        common::config_text(&server.endpoint_url(), "", &[(&datastore, DATASTORE_NAME)]),
+    )
+    .expect("write exporter config");
+    let replica0: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let replica1: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    spawn_exporter(&mut children, "replica-0", &config_path, replica0, "0/1");
+    let prometheus =
+        spawn_prometheus(&mut children, &prometheus_bin, &dir, &[replica0, replica1]).await;
+    wait_scraped(&mut children, prometheus, replica0, &datastore).await;
+    let fired = wait_firing(
+        &mut children,
+        prometheus,
+        "HealthLakeExportJobFailed",
+        RESTART_FAILURE,
+    )
+    .await;
+    assert_eq!(fired.len(), 1, "{fired:#?}");
+    let active_at = fired[0]["activeAt"].clone();
+
+    // Two replicas now: replica 0 restarts with --shard 0/2, replica 1 starts with 1/2 and owns
+    // the datastore.
+    children.kill("replica-0");
+    spawn_exporter(&mut children, "replica-0", &config_path, replica0, "0/2");
+    spawn_exporter(&mut children, "replica-1", &config_path, replica1, "1/2");
+    wait_scraped(&mut children, prometheus, replica1, &datastore).await;
+    let moved =
+        format!("healthlake_export_job_end_timestamp_seconds{{job_id=\"{RESTART_FAILURE}\"}}");
+    wait_for(
+        &mut children,
+        START_LIMIT,
+        "the failure's series from replica 1 only",
+        || async {
+            let result = query(prometheus, &moved).await?;
+            let instances: Vec<&str> = result
+                .iter()
+                .filter_map(|(m, _)| m["instance"].as_str())
+                .collect();
+            Ok((instances == [replica1.to_string().as_str()]).then_some(()))
+        },
+    )
+    .await;
+    quiet_for(
+        &mut children,
+        prometheus,
+        QUIET_EVALUATIONS,
+        &[("HealthLakeExportJobFailed", RESTART_FAILURE)],
+        "after the shard move",
+    )
+    .await;
+    let active = alerts(prometheus).await.expect("alerts");
+    let failed: Vec<&Value> = firing(&active)
+        .into_iter()
+        .filter(|a| a["labels"]["alertname"] == "HealthLakeExportJobFailed")
+        .collect();
+    assert_eq!(
+        failed.len(),
+        1,
+        "the moved failure is one alert: {failed:#?}"
+    );
+    assert_eq!(
+        failed[0]["labels"]["datastore_id"].as_str(),
+        Some(datastore.as_str())
+    );
+    assert_eq!(
+        failed[0]["activeAt"], active_at,
+        "the alert kept firing through the move (never resolved and fired again)"
+    );
     drop(children);
     drop(server);
 }

@@ -579,6 +579,10 @@ pub enum Fault {
     /// 200 with a valid JSON body padded (an extra `Padding` string member) to exactly this many
     /// bytes; if the natural body is already larger it is sent unpadded. Streamed, not buffered.
     Oversized(usize),
+    /// Answer normally, but every page of a job listing repeats its first job at its end, as a
+    /// listing whose pages shifted under it (jobs submitted meanwhile) does. (No effect on
+    /// operations that do not list jobs.)
+    DuplicateJobs,
 }
 
 /// What the fake saw of one request (fields are best effort: absent when unparseable).

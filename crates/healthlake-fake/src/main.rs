@@ -90,6 +90,22 @@ struct Args {
     /// spread over the whole history: stuck jobs, the shape that keeps a long history unsettled.
     #[arg(long, default_value_t = 0)]
     unfinished_percent: u64,
+    /// The shape of each datastore's history (issue 10's benchmark shapes): `plain` (one job an
+    /// hour, all finished but the newest); `stuck` (plain, plus one job IN_PROGRESS since 19 days);
+    /// `unfinished` (one job every 864 s, i.e. 2,000 over 20 days, every fifth one SUBMITTED,
+    /// QUEUED or IN_PROGRESS); `bursty` (plain, but the newest 600 jobs were submitted within the
+    /// last minute, all finished).
+    #[arg(long, value_enum, default_value_t = History::Plain)]
+    history: History,
+}
+
+/// See `Args::history`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum History {
+    Plain,
+    Stuck,
+    Unfinished,
+    Bursty,
 }
 
 /// Counters kept by this example on top of the fake's own.
@@ -155,9 +171,13 @@ fn unix_now() -> f64 {
 
 /// D datastores × J jobs: one job every `spacing` seconds back in time, mostly COMPLETED, ~2%
 /// FAILED, ~1% COMPLETED_WITH_ERRORS, the newest `--running` unfinished (and `--unfinished-percent`
-/// of the others). Returns ids and running job ids.
+/// of the others), shaped by `args.history`. Returns ids and running job ids.
 fn seed_history(fake: &FakeHealthLake, args: &Args, now: f64) -> Vec<(String, Option<String>)> {
-    let spacing = 3600.0;
+    let spacing = match args.history {
+        History::Unfinished => 864.0,
+        _ => 3600.0,
+    };
+    let burst = 600.min(args.jobs.saturating_sub(1)) as u64;
     let mut out = Vec::with_capacity(args.datastores);
     for d in 0..args.datastores {
         let id = datastore_id(args.seed, d);
@@ -166,11 +186,18 @@ fn seed_history(fake: &FakeHealthLake, args: &Args, now: f64) -> Vec<(String, Op
         let mut running = None;
         for k in 0..args.jobs as u64 {
             let jid = job_id(args.seed, d, k);
-            let age = (args.jobs as u64 - k) as f64 * spacing;
+            let back = args.jobs as u64 - k;
+            let age = match args.history {
+                // The newest `burst` jobs: 0.1 s apart, within the last minute.
+                History::Bursty if back <= burst => 5.0 + back as f64 * 0.09,
+                History::Bursty => (back - burst) as f64 * spacing + 60.0,
+                _ => back as f64 * spacing,
+            };
             let submitted = now - age + (d % 60) as f64;
             let roll = mix(args.seed ^ k.wrapping_mul(31) ^ ((d as u64) << 40)) % 100;
             let name = format!("export-{k:06}");
             let from_newest = args.jobs as u64 - k;
+            let unfinished = ["SUBMITTED", "QUEUED", "IN_PROGRESS"];
             let job = if from_newest <= args.running as u64 {
                 let status = if from_newest == 1 {
                     running = Some(jid.clone());
@@ -179,6 +206,10 @@ fn seed_history(fake: &FakeHealthLake, args: &Args, now: f64) -> Vec<(String, Op
                     "QUEUED"
                 };
                 FakeJob::new(jid, status, now - 300.0 - from_newest as f64)
+            } else if args.history == History::Stuck && k == 0 {
+                FakeJob::new(jid, "IN_PROGRESS", now - 19.0 * 86_400.0)
+            } else if args.history == History::Unfinished && k % 5 == 0 {
+                FakeJob::new(jid, unfinished[(k / 5 % 3) as usize], submitted)
             } else if mix(args.seed ^ k.wrapping_mul(77) ^ ((d as u64) << 32)) % 100
                 < args.unfinished_percent
             {

@@ -191,6 +191,8 @@ struct Tweaks {
     loop_token: bool,
     /// `Oversized`: pad the body to this many bytes.
     pad_to: Option<usize>,
+    /// `DuplicateJobs`: every page of a job listing repeats its first job at its end.
+    duplicate: bool,
 }
 
 /// Applies an injected fault: either ends the call (error, garbage, dropped or hung connection)
@@ -236,11 +238,15 @@ async fn apply_fault(fault: Option<Fault>, operation: Operation) -> Result<Tweak
         )))),
         Some(Fault::NextTokenLoop) => Ok(Tweaks {
             loop_token: true,
-            pad_to: None,
+            ..Tweaks::default()
         }),
         Some(Fault::Oversized(size)) => Ok(Tweaks {
-            loop_token: false,
             pad_to: Some(size),
+            ..Tweaks::default()
+        }),
+        Some(Fault::DuplicateJobs) => Ok(Tweaks {
+            duplicate: true,
+            ..Tweaks::default()
         }),
     }
 }
@@ -294,7 +300,10 @@ async fn list_jobs(
         let page = fake
             .lock()
             .list::<FakeImportJob>(datastore_id, region, &query);
-        let page = page.ok_or_else(|| not_found(datastore_id))?;
+        let mut page = page.ok_or_else(|| not_found(datastore_id))?;
+        if let (true, Some(first)) = (tweaks.duplicate, page.items.first()) {
+            page.items.push(first.clone());
+        }
         import_list_body(
             datastore_id,
             region,
@@ -303,7 +312,10 @@ async fn list_jobs(
         )?
     } else {
         let page = fake.lock().list::<FakeJob>(datastore_id, region, &query);
-        let page = page.ok_or_else(|| not_found(datastore_id))?;
+        let mut page = page.ok_or_else(|| not_found(datastore_id))?;
+        if let (true, Some(first)) = (tweaks.duplicate, page.items.first()) {
+            page.items.push(first.clone());
+        }
         list_response_body(
             datastore_id,
             region,

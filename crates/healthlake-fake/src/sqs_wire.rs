@@ -195,7 +195,7 @@ pub(crate) async fn handle(
 async fn apply_fault(fault: Option<Fault>) -> Result<(), Reply> {
     let sqs = |error: SqsError| Err(Reply::Sqs(error));
     match fault {
-        None | Some(Fault::NextTokenLoop) | Some(Fault::Oversized(_)) => Ok(()),
+        None | Some(Fault::NextTokenLoop | Fault::Oversized(_) | Fault::DuplicateJobs) => Ok(()),
         Some(Fault::Throttling) => sqs(SqsError::new(
             400,
             "com.amazonaws.sqs#RequestThrottled",

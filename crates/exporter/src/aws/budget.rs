@@ -29,6 +29,10 @@ impl RequestBudget {
             *next = Some(slot + self.spacing);
             slot
         };
+        let wait = slot.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            super::usage::api_usage().waited(wait.as_secs_f64());
+        }
         tokio::time::sleep_until(slot.into()).await;
     }
 }

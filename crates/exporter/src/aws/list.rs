@@ -9,13 +9,14 @@ use aws_sdk_healthlake::types::{ExportJobProperties, ImportJobProperties};
 use aws_smithy_types::DateTime;
 
 use super::classify::classify;
+use super::usage::api_usage;
 use super::Target;
 use crate::model::{
     DatastoreInfo, ErrorReason, ImportProgress, Job, JobKind, JobStatus, PollError,
 };
 
 /// HealthLake's largest page: fewer calls against a low per-account request quota.
-pub(crate) const PAGE_SIZE: i32 = 500;
+pub const PAGE_SIZE: i32 = 500;
 
 /// One page of a listing: its items and the token of the next page.
 type Page<T> = (Vec<T>, Option<String>);
@@ -25,7 +26,7 @@ type Page<T> = (Vec<T>, Option<String>);
 /// poll (and the API quota) busy forever.
 async fn paginate<T, F, Fut>(
     target: &Target,
-    operation: &str,
+    operation: &'static str,
     max_pages: usize,
     mut page: F,
 ) -> Result<Vec<T>, PollError>
@@ -38,7 +39,9 @@ where
     let mut seen_tokens = HashSet::new();
     for _page in 0..max_pages {
         target.budget.acquire().await;
-        let (batch, token) = page(next_token.take()).await?;
+        let result = page(next_token.take()).await;
+        api_usage().record(operation, &result);
+        let (batch, token) = result?;
         items.extend(batch);
         match token {
             Some(token) if !token.is_empty() => {
@@ -59,17 +62,39 @@ where
     ))
 }
 
-/// Lists the `kind` jobs of a datastore (all of them, or those submitted after a time); see
-/// [`paginate`] for paging and its limits.
+/// Which jobs a listing asks for: `ListFHIRExportJobs`' and `ListFHIRImportJobs`' filters.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobFilter {
+    /// Jobs submitted after this Unix time.
+    pub submitted_after: Option<f64>,
+    /// Jobs submitted before this Unix time.
+    pub submitted_before: Option<f64>,
+    /// Jobs in this status.
+    pub status: Option<JobStatus>,
+}
+
+/// Lists the `kind` jobs of a datastore that `filter` selects; see [`paginate`] for paging and
+/// its limits.
 pub async fn list_jobs(
     target: &Target,
     kind: JobKind,
     datastore_id: &str,
-    submitted_after: Option<f64>,
+    filter: &JobFilter,
     max_pages: usize,
 ) -> Result<Vec<Job>, PollError> {
-    // Whole seconds, one early: the caller filters exactly, and no rounding on the way may hide a job.
-    let submitted_after = submitted_after.map(|t| DateTime::from_secs(t.floor() as i64 - 1));
+    // Whole seconds, one second wider on each side: the caller filters exactly, and no rounding
+    // on the way may hide a job.
+    let submitted_after = filter
+        .submitted_after
+        .map(|t| DateTime::from_secs(t.floor() as i64 - 1));
+    let submitted_before = filter
+        .submitted_before
+        .map(|t| DateTime::from_secs(t.ceil() as i64 + 1));
+    let status = filter
+        .status
+        .as_ref()
+        .map(|s| aws_sdk_healthlake::types::JobStatus::from(s.as_str()));
+    let status = &status;
     let client = &target.client;
     // The two operations have the same input and output shapes under other type names: one
     // request-and-convert path, spelled once, for both.
@@ -79,6 +104,8 @@ pub async fn list_jobs(
                 .datastore_id(datastore_id)
                 .max_results(PAGE_SIZE)
                 .set_submitted_after(submitted_after)
+                .set_submitted_before(submitted_before)
+                .set_job_status(status.clone())
                 .set_next_token($next_token)
                 .send()
                 .await
@@ -157,7 +184,9 @@ pub async fn describe_datastore(
         .datastore_id(datastore_id)
         .send()
         .await
-        .map_err(classify)?;
+        .map_err(classify);
+    api_usage().record("DescribeFHIRDatastore", &output);
+    let output = output?;
     output
         .datastore_properties()
         .map(datastore_info)

@@ -11,6 +11,7 @@ mod classify;
 mod list;
 pub mod sqs;
 mod target;
+mod usage;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -25,8 +26,9 @@ use aws_sdk_healthlake::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 pub use budget::RequestBudget;
-pub use list::{describe_datastore, list_datastores, list_jobs};
+pub use list::{describe_datastore, list_datastores, list_jobs, JobFilter, PAGE_SIZE};
 pub use target::AwsTarget;
+pub use usage::{api_usage, ApiUsage, OPERATIONS, RESULTS};
 
 pub(crate) use target::{check_endpoint_url, check_region, check_role_arn};
 

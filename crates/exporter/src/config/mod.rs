@@ -38,6 +38,13 @@ pub(crate) const DEFAULT_MAX_REQUESTS_PER_SECOND: f64 = 5.0;
 pub(crate) const DEFAULT_MAX_PAGES: usize = 200;
 /// How often a poll lists a datastore's whole history instead of only its unsettled jobs.
 pub(crate) const DEFAULT_FULL_RESYNC_INTERVAL: Duration = Duration::from_secs(3600);
+/// How long a job that ended FAILED (or COMPLETED_WITH_ERRORS, CANCEL_FAILED) keeps its
+/// end-timestamp series: the time its alert fires for.
+pub(crate) const DEFAULT_ENDED_JOB_WINDOW: Duration = Duration::from_secs(3600);
+/// Bounds of `polling.ended_job_window`: at least a minute (an alert needs a few evaluations), at
+/// most a day (the series of every job that ended within it are kept in memory).
+pub(crate) const MIN_ENDED_JOB_WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const MAX_ENDED_JOB_WINDOW: Duration = Duration::from_secs(86_400);
 pub(crate) const MAX_MAX_ATTEMPTS: usize = 10;
 pub(crate) const MAX_MAX_PAGES: usize = 100_000;
 pub(crate) const MAX_CONCURRENCY: usize = 256;
@@ -88,6 +95,8 @@ pub struct PollingConfig {
     pub max_pages: usize,
     /// How often a datastore's whole history is listed; in between, only unsettled jobs are.
     pub full_resync_interval: Duration,
+    /// How long a job that ended in an alerted status keeps its end-timestamp series.
+    pub ended_job_window: Duration,
     /// The part of `datastores` this replica polls (`polling.shard`, overridden by `--shard`);
     /// see `shard.rs`. The default, "0/1", polls every datastore.
     pub shard: Shard,
@@ -365,6 +374,8 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
             ("[polling]\nconcurrency = \"8\"\n", "test.toml:2:15: key `concurrency`: invalid type: a string (value not shown), expected i64"),
             ("[polling]\nconcurrency = 0\n", "test.toml:2:15: polling.concurrency: 0 is out of range"),
             ("[polling]\njob_series_limit = -1\n", "polling.job_series_limit: -1 is out of range"),
+            ("[polling]\nended_job_window = \"30s\"\n", "test.toml:2:20: polling.ended_job_window: 30s is out of range; use a duration from 1m to 1day"),
+            ("[polling]\nended_job_window = \"2d\"\n", "polling.ended_job_window: 2days is out of range"),
             ("[polling]\nmax_attempts = 0\n", "polling.max_attempts: 0 is out of range; use a whole number from 1 to 10"),
             ("[polling]\nmax_pages = 0\n", "polling.max_pages: 0 is out of range"),
             ("[polling]\nmax_requests_per_second = 0\n", "polling.max_requests_per_second: 0 is out of range"),

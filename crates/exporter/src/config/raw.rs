@@ -56,6 +56,7 @@ pub(super) struct RawPolling {
     pub(super) max_requests_per_second: Option<Spanned<Number>>,
     pub(super) max_pages: Option<Spanned<i64>>,
     pub(super) full_resync_interval: Option<Spanned<String>>,
+    pub(super) ended_job_window: Option<Spanned<String>>,
     pub(super) shard: Option<Spanned<String>>,
     pub(super) jobs: Option<Spanned<Vec<String>>>,
     pub(super) datastore_health: Option<bool>,

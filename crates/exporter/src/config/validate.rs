@@ -15,9 +15,10 @@ use super::shard::{Shard, ShardError};
 use super::{
     line_and_column, Config, ConfigError, DatastoreConfig, DiscoveryConfig, PollingConfig,
     DEFAULT_CONCURRENCY, DEFAULT_DATASTORE_INTERVAL, DEFAULT_DISCOVERY_INTERVAL,
-    DEFAULT_FULL_RESYNC_INTERVAL, DEFAULT_INTERVAL, DEFAULT_JOB_SERIES_LIMIT, DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_PAGES, DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_TIMEOUT, MAX_CONCURRENCY,
-    MAX_JOB_SERIES_LIMIT, MAX_MAX_ATTEMPTS, MAX_MAX_PAGES,
+    DEFAULT_ENDED_JOB_WINDOW, DEFAULT_FULL_RESYNC_INTERVAL, DEFAULT_INTERVAL,
+    DEFAULT_JOB_SERIES_LIMIT, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_PAGES,
+    DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_TIMEOUT, MAX_CONCURRENCY, MAX_ENDED_JOB_WINDOW,
+    MAX_JOB_SERIES_LIMIT, MAX_MAX_ATTEMPTS, MAX_MAX_PAGES, MIN_ENDED_JOB_WINDOW,
 };
 use crate::aws::{check_endpoint_url, check_region, check_role_arn, AwsTarget};
 use crate::model::{JobKinds, JobNameLabel, DATASTORE_STATUSES};
@@ -186,6 +187,12 @@ impl Validator<'_> {
                 raw.full_resync_interval,
                 "polling.full_resync_interval",
                 DEFAULT_FULL_RESYNC_INTERVAL,
+            )?,
+            ended_job_window: self.bounded_duration(
+                raw.ended_job_window,
+                "polling.ended_job_window",
+                DEFAULT_ENDED_JOB_WINDOW,
+                MIN_ENDED_JOB_WINDOW..=MAX_ENDED_JOB_WINDOW,
             )?,
             shard: self.shard(raw.shard)?,
             jobs: match raw.jobs {
@@ -394,6 +401,31 @@ impl Validator<'_> {
                 ),
             )),
         }
+    }
+
+    /// A duration within `range` (or `default` when absent).
+    fn bounded_duration(
+        &self,
+        value: Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+        range: std::ops::RangeInclusive<Duration>,
+    ) -> Result<Duration, ConfigError> {
+        let span = value.as_ref().map(|v| v.span());
+        let duration = self.duration(value, key, default)?;
+        if range.contains(&duration) {
+            return Ok(duration);
+        }
+        Err(self.error(
+            span,
+            key,
+            format!(
+                "{} is out of range; use a duration from {} to {}",
+                humantime::format_duration(duration),
+                humantime::format_duration(*range.start()),
+                humantime::format_duration(*range.end())
+            ),
+        ))
     }
 
     fn count(

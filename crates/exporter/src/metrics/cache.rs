@@ -65,7 +65,9 @@ pub(super) struct Inner {
     tail: [Option<(ExporterValuesKey, Arc<Piece>)>; 2],
 }
 
-pub(super) type ExporterValuesKey = (bool, u64, u64, Option<(u64, bool, u64)>, Option<bool>);
+/// What the exporter-wide families were encoded from: the reload status, the discovery version,
+/// the events snapshot, the certificate status and the API usage version.
+pub(super) type ExporterValuesKey = (bool, u64, u64, Option<(u64, bool, u64)>, Option<bool>, u64);
 
 #[derive(Debug)]
 pub(super) struct Entry {
@@ -396,6 +398,7 @@ impl MetricsCache {
             state.discovery_version(),
             events.as_ref().map(EventsSnapshot::key),
             state.certificate_status().get(),
+            crate::aws::api_usage().version(),
         );
         let mut compress = None;
         let (headers, tail, encoded) = match self.cached(&list, f, tail_key) {

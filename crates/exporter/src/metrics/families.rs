@@ -15,6 +15,7 @@ use prometheus_client::registry::{Registry, Unit};
 use super::events::EVENT_FAMILY_NAMES;
 use super::view::{ExporterValues, Fmt, Labels, Source, View};
 use super::{Format, RenderError};
+use crate::aws::{OPERATIONS, RESULTS};
 use crate::model::{ErrorReason, ImportProgress, JobKind, DATASTORE_STATUSES};
 use crate::state::{DiscoveryStatus, Health};
 
@@ -42,6 +43,8 @@ pub(super) enum Samples {
     JobCounts(JobKind),
     /// Per recent job: its duration (running jobs: as of the scrape).
     JobDurations(JobKind),
+    /// Per job that ended in an alerted status within `polling.ended_job_window`: its end time.
+    Ended(JobKind),
     /// Per terminal status: jobs seen entering it.
     Finished(JobKind),
     /// Age of the oldest unfinished job, 0 when none.
@@ -63,6 +66,8 @@ pub(super) enum Samples {
     DiscoveryUp,
     DiscoveryFound,
     DiscoveryErrors,
+    ApiRequests,
+    ApiBudgetWait,
     ReloadSuccessful,
     ReloadSuccessTime,
     CertificateLoaded,
@@ -113,8 +118,15 @@ pub(super) const DATASTORE: &[Family] = &[
         samples: Samples::JobDurations(JobKind::Export),
     },
     Family {
+        name: "healthlake_export_job_end_timestamp_seconds",
+        help: "EndTime (Unix seconds) of each export job that ended FAILED, COMPLETED_WITH_ERRORS or CANCEL_FAILED within polling.ended_job_window (without an EndTime: when the exporter first saw it ended); from the exporter's own polling of HealthLake ListFHIRExportJobs.",
+        unit: Some(BaseUnit::Seconds),
+        metric_type: MetricType::Gauge,
+        samples: Samples::Ended(JobKind::Export),
+    },
+    Family {
         name: "healthlake_export_jobs_finished_total",
-        help: "Export jobs seen entering a terminal status while the exporter runs (jobs already finished at its first poll are not counted); from the exporter's own polling of HealthLake ListFHIRExportJobs.",
+        help: "Export jobs seen entering a terminal status while the exporter runs, each job id at most once per status (jobs already finished at its first poll are not counted); from the exporter's own polling of HealthLake ListFHIRExportJobs.",
         unit: None,
         metric_type: MetricType::Counter,
         samples: Samples::Finished(JobKind::Export),
@@ -169,8 +181,15 @@ pub(super) const DATASTORE: &[Family] = &[
         samples: Samples::JobDurations(JobKind::Import),
     },
     Family {
+        name: "healthlake_import_job_end_timestamp_seconds",
+        help: "EndTime (Unix seconds) of each import job that ended FAILED, COMPLETED_WITH_ERRORS or CANCEL_FAILED within polling.ended_job_window (without an EndTime: when the exporter first saw it ended); from the exporter's own polling of HealthLake ListFHIRImportJobs.",
+        unit: Some(BaseUnit::Seconds),
+        metric_type: MetricType::Gauge,
+        samples: Samples::Ended(JobKind::Import),
+    },
+    Family {
         name: "healthlake_import_jobs_finished_total",
-        help: "Import jobs seen entering a terminal status while the exporter runs (jobs already finished at its first poll are not counted); from the exporter's own polling of HealthLake ListFHIRImportJobs.",
+        help: "Import jobs seen entering a terminal status while the exporter runs, each job id at most once per status (jobs already finished at its first poll are not counted); from the exporter's own polling of HealthLake ListFHIRImportJobs.",
         unit: None,
         metric_type: MetricType::Counter,
         samples: Samples::Finished(JobKind::Import),
@@ -298,6 +317,20 @@ pub(super) const EXPORTER: &[Family] = &[
         unit: None,
         metric_type: MetricType::Counter,
         samples: Samples::DiscoveryErrors,
+    },
+    Family {
+        name: "healthlake_api_requests_total",
+        help: "HealthLake API calls the exporter made, by operation and result (success or the error reason; one per call, SDK retries inside a call included in it). They share the account's quota with your own tools.",
+        unit: None,
+        metric_type: MetricType::Counter,
+        samples: Samples::ApiRequests,
+    },
+    Family {
+        name: "healthlake_api_budget_wait_seconds_total",
+        help: "Seconds API calls waited for a slot of the request budget (polling.max_requests_per_second), all accounts and regions together.",
+        unit: Some(BaseUnit::Seconds),
+        metric_type: MetricType::Counter,
+        samples: Samples::ApiBudgetWait,
     },
     Family {
         name: "healthlake_exporter_config_last_reload_successful",
@@ -495,6 +528,24 @@ impl StateCollector {
                 }
                 Ok(())
             }
+            Samples::Ended(kind) => {
+                let Some(track) = view.track(kind) else {
+                    return Ok(());
+                };
+                let Some(jobs) = track.jobs else {
+                    return Ok(());
+                };
+                for job in &jobs.ended {
+                    let name = track.job_name_label.label(job.name.as_deref());
+                    let job_labels = [
+                        ("job_id", job.id.as_str()),
+                        ("job_name", name.as_ref()),
+                        ("status", job.status.as_str()),
+                    ];
+                    m.gauge(&(ds, job_labels), job.ended)?;
+                }
+                Ok(())
+            }
             Samples::Finished(kind) => {
                 let Some(track) = view.track(kind) else {
                     return Ok(());
@@ -587,6 +638,8 @@ impl StateCollector {
             Samples::DiscoveryUp
             | Samples::DiscoveryFound
             | Samples::DiscoveryErrors
+            | Samples::ApiRequests
+            | Samples::ApiBudgetWait
             | Samples::ReloadSuccessful
             | Samples::ReloadSuccessTime
             | Samples::CertificateLoaded
@@ -635,6 +688,19 @@ impl StateCollector {
                     }
                 }
                 Ok(())
+            }
+            Samples::ApiRequests => {
+                for (operation, row) in OPERATIONS.iter().zip(&tail.api_requests) {
+                    for (result, count) in RESULTS.iter().zip(row) {
+                        metric
+                            .encode_family(&[("operation", *operation), ("result", *result)])?
+                            .encode_counter::<NoLabelSet, _, f64>(count, None)?;
+                    }
+                }
+                Ok(())
+            }
+            Samples::ApiBudgetWait => {
+                metric.encode_counter::<NoLabelSet, _, f64>(&tail.api_wait_seconds, None)
             }
             Samples::ReloadSuccessful => {
                 metric.encode_gauge(&if tail.reload_successful { 1.0 } else { 0.0 })

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::events::EventsSnapshot;
+use crate::aws::{api_usage, OPERATIONS, RESULTS};
 use crate::model::{DatastoreInfo, JobKind, JobNameLabel, JobStatus};
 use crate::state::{Datastore, DiscoveryStatus, Health, JobTrack, JobsView, Record, State};
 
@@ -174,17 +175,26 @@ pub(super) struct ExporterValues {
     /// With `[events]`: the event path's values.
     pub(super) events: Option<EventsSnapshot>,
     pub(super) certificate_loaded: Option<bool>,
+    /// Per operation (in [`OPERATIONS`] order), calls by result (in [`RESULTS`] order).
+    pub(super) api_requests: Vec<[u64; RESULTS.len()]>,
+    pub(super) api_wait_seconds: f64,
 }
 
 impl ExporterValues {
     pub(super) fn of(state: &State) -> ExporterValues {
         let reload = state.reload_status();
+        let usage = api_usage();
         ExporterValues {
             discovery: state.discovery(),
             reload_successful: reload.last_successful(),
             reload_success_time: reload.last_success_time(),
             events: state.event_stats().map(|s| EventsSnapshot::of(&s)),
             certificate_loaded: state.certificate_status().get(),
+            api_requests: OPERATIONS
+                .iter()
+                .map(|op| RESULTS.map(|result| usage.requests(op, result)))
+                .collect(),
+            api_wait_seconds: usage.wait_seconds(),
         }
     }
 }

@@ -23,12 +23,15 @@ use tokio::task::JoinHandle;
 
 pub use backoff::backoff;
 
-use crate::aws::{describe_datastore, list_jobs, Clients, Target};
+use crate::aws::{describe_datastore, list_jobs, Clients, JobFilter, Target};
 use crate::config::{Config, DatastoreConfig};
 use crate::model::{
-    bound_label, unix_now, ErrorReason, JobKind, JobKinds, JobNameLabel, JobStatus, PollError,
+    bound_label, unix_now, ErrorReason, Job, JobKind, JobKinds, JobNameLabel, JobStatus, PollError,
 };
-use crate::state::{Datastore, EventStats, Feed, Health, Listing, PollOutcome, State};
+use crate::state::{
+    Datastore, EventStats, Feed, Health, Listed, Listing, PollOutcome, PollPlan, Retention, State,
+    FOLLOW_EVERY,
+};
 
 /// Records a poll in flight as failed (`interrupted`) if it is dropped before it finishes: a
 /// task stopped by a reload must not lose a poll silently.
@@ -307,6 +310,10 @@ pub struct PollSettings {
     pub job_series_limit: usize,
     pub max_pages: usize,
     pub full_resync_interval: Duration,
+    /// `polling.ended_job_window`.
+    pub ended_job_window: Duration,
+    /// Old unfinished jobs are followed every this many polls ([`FOLLOW_EVERY`]; tests use 1).
+    pub follow_every: u32,
 }
 
 impl PollSettings {
@@ -317,7 +324,14 @@ impl PollSettings {
             job_series_limit: config.polling.job_series_limit,
             max_pages: config.polling.max_pages,
             full_resync_interval: config.polling.full_resync_interval,
+            ended_job_window: config.polling.ended_job_window,
+            follow_every: FOLLOW_EVERY,
         }
+    }
+
+    /// What a merge keeps.
+    pub fn retention(&self) -> Retention {
+        Retention::new(self.job_series_limit, self.ended_job_window.as_secs_f64())
     }
 }
 
@@ -330,8 +344,9 @@ pub struct PollFailure {
 }
 
 /// One poll of one datastore's `kind` jobs: lists them (all, or only the unsettled ones when a
-/// full listing is not due), within `settings.timeout`, and merges them into its record. A failure
-/// is recorded as such and returned.
+/// full listing is not due, plus the old unfinished ones when they are due to be followed),
+/// within `settings.timeout`, and merges them into its record. A failure is recorded as such and
+/// returned.
 pub(crate) async fn poll_jobs(
     target: &Target,
     datastore: &Datastore,
@@ -342,33 +357,26 @@ pub(crate) async fn poll_jobs(
     let _listing = datastore.feed_lock(feed).lock().await;
     let in_flight = InFlight::start(datastore, feed);
     let started = Instant::now();
-    let listing = datastore.next_listing(kind, settings.full_resync_interval);
-    let submitted_after = match listing {
-        Listing::Full => None,
-        Listing::SubmittedAfter(after) => Some(after),
-    };
+    let plan = datastore.next_poll(kind, settings.full_resync_interval, settings.follow_every);
     let listed = within(
         settings.timeout,
-        list_jobs(
-            target,
-            kind,
-            &datastore.id,
-            submitted_after,
-            settings.max_pages,
-        ),
+        list_planned(target, kind, &datastore.id, &plan, settings.max_pages),
     )
     .await;
     in_flight.done();
     let poll_seconds = started.elapsed().as_secs_f64();
     match listed {
-        Ok(mut jobs) => {
+        Ok((mut jobs, mut followed)) => {
             bound_labels(&mut jobs);
+            if let Some(followed) = followed.as_mut() {
+                bound_labels(followed);
+            }
             datastore.set_job_name_label(kind, settings.job_name_label);
             let outcome = datastore.record_listing(
                 kind,
-                listing,
-                jobs,
-                settings.job_series_limit,
+                &plan,
+                Listed { jobs, followed },
+                settings.retention(),
                 poll_seconds,
                 unix_now(),
             );
@@ -379,9 +387,51 @@ pub(crate) async fn poll_jobs(
         }
         Err(error) => {
             let news = datastore.record_failure(feed, &error, poll_seconds);
+            datastore.expire_ended(kind, unix_now());
             Err(PollFailure { error, news })
         }
     }
+}
+
+/// The listings of one poll: the main one (everything, or jobs submitted after the settled point)
+/// and, when `plan` follows the stragglers, one per status they are in (submitted before the
+/// settled point) and one of the submit-time range of those that changed status.
+async fn list_planned(
+    target: &Target,
+    kind: JobKind,
+    datastore_id: &str,
+    plan: &PollPlan,
+    max_pages: usize,
+) -> Result<(Vec<Job>, Option<Vec<Job>>), PollError> {
+    let main = JobFilter {
+        submitted_after: match plan.listing {
+            Listing::Full => None,
+            Listing::SubmittedAfter(after) => Some(after),
+        },
+        ..JobFilter::default()
+    };
+    let jobs = list_jobs(target, kind, datastore_id, &main, max_pages).await?;
+    let Some(follow) = &plan.follow else {
+        return Ok((jobs, None));
+    };
+    let mut found = Vec::new();
+    for status in &follow.statuses {
+        let filter = JobFilter {
+            submitted_before: Some(follow.before),
+            status: Some(status.clone()),
+            ..JobFilter::default()
+        };
+        found.extend(list_jobs(target, kind, datastore_id, &filter, max_pages).await?);
+    }
+    if let Some((first, last)) = follow.missing_range(&found) {
+        let filter = JobFilter {
+            submitted_after: Some(first - 1.0),
+            submitted_before: Some(last + 1.0),
+            status: None,
+        };
+        found.extend(list_jobs(target, kind, datastore_id, &filter, max_pages).await?);
+    }
+    Ok((jobs, Some(found)))
 }
 
 /// One poll of export jobs (see [`poll_jobs`]).

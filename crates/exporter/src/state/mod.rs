@@ -20,10 +20,20 @@ use std::time::{Duration, Instant};
 use crate::model::{DatastoreInfo, ErrorReason, Job, JobKind, JobKinds, JobNameLabel, PollError};
 
 pub use health::Health;
-pub use history::{JobTrack, JobsView, Listing, PollOutcome};
-
 mod events;
 pub use events::EventStats;
+pub use history::{
+    EndedJob, Follow, JobTrack, JobsView, Listing, PollOutcome, PollPlan, Retention,
+    ALERTED_STATUSES, FOLLOW_EVERY, LATE_JOB_LIMIT, LATE_JOB_WINDOW, MAX_ENDED_JOBS,
+};
+
+/// What one poll of a job list returned: the main listing and, when the poll followed the old
+/// unfinished jobs, what those listings returned.
+#[derive(Debug, Default)]
+pub struct Listed {
+    pub jobs: Vec<Job>,
+    pub followed: Option<Vec<Job>>,
+}
 
 /// Every datastore the config names, in config order, and how the last config reload went.
 /// A reload swaps the list; readers take a snapshot of it and never block a poll for long.
@@ -432,15 +442,17 @@ impl Datastore {
     }
 
     /// What the next poll of `kind` should list: everything on the first poll and once
-    /// `full_resync` has passed since the last full listing, otherwise only unsettled jobs.
-    pub(crate) fn next_listing(&self, kind: JobKind, full_resync: Duration) -> Listing {
+    /// `full_resync` has passed since the last full listing, otherwise only unsettled jobs; and,
+    /// every `follow_every` polls, the old unfinished jobs too.
+    pub fn next_poll(&self, kind: JobKind, full_resync: Duration, follow_every: u32) -> PollPlan {
         let record = self.record();
-        record
-            .track(kind)
-            .map_or(Listing::Full, |track| track.next_listing(full_resync))
+        record.track(kind).map_or(PollPlan::FULL, |track| {
+            track.next_poll(full_resync, follow_every)
+        })
     }
 
-    /// Merges a full listing of export jobs (see [`Datastore::record_listing`]).
+    /// Merges a full listing of export jobs (see [`Datastore::record_listing`]), with the
+    /// default ended-job window.
     pub fn record_success(
         &self,
         jobs: Vec<Job>,
@@ -450,31 +462,54 @@ impl Datastore {
     ) -> PollOutcome {
         self.record_listing(
             JobKind::Export,
-            Listing::Full,
-            jobs,
-            job_series_limit,
+            &PollPlan::FULL,
+            Listed {
+                jobs,
+                followed: None,
+            },
+            Retention::new(job_series_limit, Retention::DEFAULT_ENDED_WINDOW),
             poll_seconds,
             now,
         )
     }
 
-    /// Merges a successful listing of `kind` jobs of the kind `listing`, taken `poll_seconds`
-    /// long and ending at `now` (Unix seconds). The result is the same as if every job had been
-    /// listed: settled jobs are counted from `settled_counts`, the others from the listing.
+    /// Merges a successful poll of `kind` jobs made after `plan`, taken `poll_seconds` long and
+    /// ending at `now` (Unix seconds). The result is the same as if every job had been listed:
+    /// settled jobs are counted from the settled counts, the others from the listings.
     pub fn record_listing(
         &self,
         kind: JobKind,
-        listing: Listing,
-        jobs: Vec<Job>,
-        job_series_limit: usize,
+        plan: &PollPlan,
+        listed: Listed,
+        retention: Retention,
         poll_seconds: f64,
         now: f64,
     ) -> PollOutcome {
         let mut record = self.record();
         record.version += 1;
-        record
-            .track_mut(kind)
-            .merge(listing, jobs, job_series_limit, poll_seconds, now)
+        record.track_mut(kind).merge(
+            plan,
+            listed.jobs,
+            listed.followed,
+            retention,
+            poll_seconds,
+            now,
+        )
+    }
+
+    /// Drops the end-timestamp series of `kind` jobs that ended longer ago than the ended-job
+    /// window, as of `now`: called when a poll fails, so a failing datastore's old failures
+    /// still expire.
+    pub fn expire_ended(&self, kind: JobKind, now: f64) {
+        let mut record = self.record();
+        let expired = match kind {
+            JobKind::Export => record.exports.as_mut(),
+            JobKind::Import => record.imports.as_mut(),
+        }
+        .is_some_and(|track| track.expire_ended(now));
+        if expired {
+            record.version += 1;
+        }
     }
 
     /// Records a successful `DescribeFHIRDatastore`. Returns whether the datastore was not up.
@@ -725,6 +760,90 @@ mod tests {
                 .oldest_active_submitted,
             None
         );
+    }
+
+    fn ended_ids(ds: &Datastore) -> Vec<(String, f64)> {
+        let record = ds.record();
+        let view = record.exports.as_ref().unwrap().jobs.as_ref().unwrap();
+        view.ended.iter().map(|e| (e.id.clone(), e.ended)).collect()
+    }
+
+    #[test]
+    fn ended_series_follow_end_time_within_the_window() {
+        let state = state();
+        let datastores = state.datastores();
+        let ds = &datastores[0];
+        let now = 100_000.0;
+        let mut no_end = job("no-end-old", "FAILED", now - 7200.0);
+        no_end.ended = None;
+        let mut no_end_new = job("no-end-new", "FAILED", now - 60.0);
+        no_end_new.ended = None;
+        // At the first poll: only failures that ended within the hour; without EndTime, the
+        // submit time stands in, so an old one pages nothing.
+        ds.record_success(
+            vec![
+                job("old-fail", "FAILED", now - 7200.0),
+                job("recent-fail", "FAILED", now - 600.0),
+                job("recent-ok", "COMPLETED", now - 600.0),
+                job("cwe", "COMPLETED_WITH_ERRORS", now - 300.0),
+                no_end,
+                no_end_new,
+                job("run", "IN_PROGRESS", now - 100.0),
+            ],
+            100,
+            0.1,
+            now,
+        );
+        assert_eq!(
+            ended_ids(ds),
+            [
+                ("no-end-new".to_string(), now - 60.0),
+                ("cwe".to_string(), now - 290.0),
+                ("recent-fail".to_string(), now - 590.0)
+            ]
+        );
+        // `run` fails without an EndTime: it ended when first seen so.
+        let mut failed = job("run", "FAILED", now - 100.0);
+        failed.ended = None;
+        ds.record_success(vec![failed.clone()], 100, 0.1, now + 60.0);
+        assert!(ended_ids(ds).contains(&("run".to_string(), now + 60.0)));
+        // Listed again later, it keeps that time; the others expire an hour after their end.
+        ds.record_success(vec![failed], 100, 0.1, now + 3400.0);
+        assert_eq!(
+            ended_ids(ds),
+            [
+                ("run".to_string(), now + 60.0),
+                ("no-end-new".to_string(), now - 60.0)
+            ]
+        );
+        // A failed poll expires them too.
+        ds.expire_ended(JobKind::Export, now + 3700.0);
+        assert!(ended_ids(ds).is_empty());
+    }
+
+    #[test]
+    fn a_job_listed_twice_or_missing_once_is_counted_once() {
+        let state = state();
+        let datastores = state.datastores();
+        let ds = &datastores[0];
+        ds.record_success(vec![job("a", "IN_PROGRESS", 1.0)], 100, 0.1, 10.0);
+        let failed = ds.record_success(
+            vec![job("a", "IN_PROGRESS", 1.0), job("a", "FAILED", 1.0)],
+            100,
+            0.1,
+            20.0,
+        );
+        assert_eq!(failed.finished, [("a".to_string(), JobStatus::Failed)]);
+        assert!(ds
+            .record_success(vec![], 100, 0.1, 30.0)
+            .finished
+            .is_empty());
+        let back = ds.record_success(vec![job("a", "FAILED", 1.0)], 100, 0.1, 40.0);
+        assert!(back.finished.is_empty(), "{back:?}");
+        let record = ds.record();
+        let track = record.exports.as_ref().unwrap();
+        assert_eq!(track.finished[&JobStatus::Failed], 1);
+        assert_eq!(track.jobs.as_ref().unwrap().counts[&JobStatus::Failed], 1);
     }
 
     #[test]
