@@ -405,3 +405,60 @@ async fn datastore_events_refresh_the_datastore_status() {
     assert_eq!(status(&metrics, "ACTIVE"), 0.0);
     exporter.shutdown().await;
 }
+
+/// A job stuck for weeks is no longer listed by every poll (it is followed every few polls), yet
+/// its failure still shows within seconds of its event, with its end-timestamp series for the
+/// alert.
+#[tokio::test]
+async fn a_weeks_old_stuck_job_that_fails_shows_within_seconds() {
+    let (fake, server) = start_fake().await;
+    fake.add_datastore(DS);
+    let t = now();
+    fake.add_job(
+        DS,
+        FakeJob::new("stuck", "IN_PROGRESS", t - 19.0 * 86_400.0),
+    );
+    // Newer finished history, so the stuck job is far behind the incremental window.
+    for k in 0..40 {
+        let submitted = t - 18.0 * 86_400.0 + f64::from(k) * 3600.0;
+        fake.add_job(
+            DS,
+            FakeJob::new(format!("done-{k:02}"), "COMPLETED", submitted).ended(submitted + 60.0),
+        );
+    }
+    fake.set_event_queues(&[QUEUE]);
+    let exporter = start_exporter(&events_config(&server, "", QUEUE, "20s")).await;
+    first_poll(&exporter).await;
+    let before = scrape(exporter.local_addr()).await;
+    assert_eq!(count(&before, "IN_PROGRESS"), 1.0);
+
+    let ended = now();
+    assert!(fake.set_job_status(DS, "stuck", "FAILED", Some(ended)));
+    let metrics = eventually(
+        Duration::from_secs(3),
+        "the stuck job's failure in /metrics",
+        || async {
+            let metrics = scrape(exporter.local_addr()).await;
+            (count(&metrics, "FAILED") == 1.0).then_some(metrics)
+        },
+    )
+    .await;
+    assert_eq!(count(&metrics, "IN_PROGRESS"), 0.0);
+    assert_eq!(count(&metrics, "COMPLETED"), 40.0);
+    let end = metrics.value(&key(
+        "healthlake_export_job_end_timestamp_seconds",
+        DS,
+        "main",
+        "job_id=\"stuck\",job_name=\"\",status=\"FAILED\"",
+    ));
+    assert!((end - ended).abs() < 1.0, "{end} vs {ended}");
+    assert_eq!(
+        metrics.value(&key(
+            "healthlake_export_jobs_finished_total",
+            DS,
+            "main",
+            "status=\"FAILED\""
+        )),
+        1.0
+    );
+}

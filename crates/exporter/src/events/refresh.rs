@@ -51,7 +51,13 @@ fn followed(config: &Config, clients: Arc<Clients>, state: &State) -> Followed {
     Followed {
         datastores,
         clients,
-        settings: PollSettings::of(config),
+        // An event may be about an old unfinished job (one stuck for weeks that finally fails):
+        // a refresh follows those too, so its change shows within seconds, not at the next
+        // scheduled follow-up (every `FOLLOW_EVERY` polls).
+        settings: PollSettings {
+            follow_every: 1,
+            ..PollSettings::of(config)
+        },
         datastore_health: config.polling.datastore_health,
     }
 }
