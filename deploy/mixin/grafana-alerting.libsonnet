@@ -6,7 +6,7 @@ local utils = import 'lib/utils.libsonnet';
 
 {
   local c = $._config,
-  local window = c.failureWindow,
+  local window = c.endedJobWindow,
 
   grafanaAlerting+:: {
     apiVersion: 1,
