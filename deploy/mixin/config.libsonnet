@@ -17,9 +17,20 @@ local project = import '../project.json';
     // large datastore can legitimately take hours: tune it to your data.
     exportJobStuckThresholdSeconds: 6 * 3600,
 
-    // HealthLake*JobFailed / CompletedWithErrors: a job that ended badly within this window fires
-    // (at once), and the alert resolves on its own this long after the failure.
-    failureWindow: '15m',
+    // The ended-job window. The per-job failure alerts (HealthLake{Export,Import}Job{Failed,
+    // CompletedWithErrors}) fire for a job whose EndTime lies within it and resolve on their own
+    // once it has passed (plus jobAlertKeepFiringFor); the dashboard's "Recently ended jobs" table
+    // shows the same jobs. It MUST equal the exporter's `polling.ended_job_window` (default "1h",
+    // from 1m to 24h), how long the exporter keeps an ended job's
+    // healthlake_{export,import}_job_end_timestamp_seconds series: the rules cut at this window and
+    // the exporter at its own, so the shorter one wins and a longer one on either side buys nothing.
+    // Replaces `failureWindow` (the window of the old counter-based rules; setting it is an error).
+    endedJobWindow: '1h',
+
+    // keep_firing_for of the per-job alerts: bridges the minutes a job's series is absent while an
+    // exporter restarts or its datastore moves to another replica, so the alert does not resolve
+    // and fire again. Prometheus only (Grafana-managed rules have no equivalent here).
+    jobAlertKeepFiringFor: '10m',
 
     // Each alert's runbook_url is this + '#' + the alert name in lower case (a heading of
     // runbook.md). Defaults to the repository of deploy/project.json.

@@ -53,6 +53,8 @@ local utils = import 'lib/utils.libsonnet';
   local thresholds(steps) = { mode: 'absolute', steps: [{ color: s[0], value: s[1] } for s in steps] },
 
   local stuck = c.exportJobStuckThresholdSeconds,
+  local windowText = utils.humanDuration(c.endedJobWindow),
+  local windowSeconds = utils.seconds(c.endedJobWindow),
   local activeExport = 'SUBMITTED|QUEUED|IN_PROGRESS|CANCEL_SUBMITTED|CANCEL_IN_PROGRESS',
 
   local variable(name, label, query, hide=0, includeAll=true, multi=true, allValue=null) = {
@@ -338,6 +340,40 @@ local utils = import 'lib/utils.libsonnet';
               defaults={ unit: 's' }),
         panel(36, 'timeseries', 'Job changes without events', 'Jobs a reconciliation poll found finishing that no event announced first: rising while no event is applied means the rule or the queue is broken (HealthLakeEventsMissing).', [12, 102, 12, 7],
               [target('A', 'sum by (instance) (increase(healthlake_events_unannounced_changes_total{%s}[$__rate_interval]))' % exporterSel, '{{instance}}')]),
+
+        // What the per-job failure alerts fire on (alerts.libsonnet, group
+        // healthlake-exporter-job-outcomes): one row per job, instances aggregated away.
+        row(37, 109, 'Job outcomes and API use'),
+        panel(38, 'table', 'Recently ended jobs: FAILED, COMPLETED_WITH_ERRORS, CANCEL_FAILED', 'Export and import jobs that ended in a problem status within the last %s (_config.endedJobWindow = polling.ended_job_window), from the EndTime HealthLake lists: one row per job, also for jobs that ended while the exporter was restarting or down. FAILED and COMPLETED_WITH_ERRORS rows are what HealthLake*JobFailed / *CompletedWithErrors fire on.' % windowText, [0, 110, 24, 8],
+              [target('A', std.join('\nor\n', [
+                'label_replace(max by (datastore_name, datastore_id, job_id, job_name, status) (healthlake_%s_job_end_timestamp_seconds{%s}) > time() - %d, "kind", "%s", "", "") * 1000'
+                % [kind, sel, windowSeconds, kind]
+                for kind in ['export', 'import']
+              ]), instant=true, format='table')],
+              defaults={},
+              overrides=[
+                { matcher: { id: 'byName', options: 'Ended' }, properties: [{ id: 'unit', value: 'dateTimeAsIso' }] },
+                { matcher: { id: 'byName', options: 'Status' }, properties: [
+                  { id: 'custom.cellOptions', value: { type: 'color-text' } },
+                  { id: 'mappings', value: [{ type: 'value', options: {
+                    FAILED: { color: 'red', index: 0 },
+                    COMPLETED_WITH_ERRORS: { color: 'orange', index: 1 },
+                    CANCEL_FAILED: { color: 'orange', index: 2 },
+                  } }] },
+                ] },
+              ],
+              options={ showHeader: true, sortBy: [{ displayName: 'Ended', desc: true }], cellHeight: 'sm' })
+        + { transformations: [{ id: 'organize', options: {
+          excludeByName: { Time: true },
+          indexByName: { datastore_name: 0, datastore_id: 1, kind: 2, job_name: 3, job_id: 4, status: 5, Value: 6 },
+          renameByName: { datastore_name: 'Datastore', datastore_id: 'Datastore id', kind: 'Kind', job_name: 'Job name', job_id: 'Job id', status: 'Status', Value: 'Ended' },
+        } }] },
+        panel(39, 'timeseries', 'HealthLake API calls by operation and result', "Calls this exporter makes to HealthLake (healthlake_api_requests_total; a listing page is one call), all datastores together, by operation and result (success or the error reason). They share the account's quota with your own tools.", [0, 118, 12, 7],
+              [target('A', 'sum by (operation, result) (rate(healthlake_api_requests_total{%s}[$__rate_interval]))' % exporterSel, '{{operation}} {{result}}')],
+              defaults={ unit: 'reqps', custom: { drawStyle: 'line', fillOpacity: 20, stacking: { mode: 'normal', group: 'A' } } }),
+        panel(40, 'timeseries', 'Waiting for the request budget', 'Seconds per second that API calls spent waiting for a slot of the request budget (polling.max_requests_per_second; healthlake_api_budget_wait_seconds_total), per exporter: rising means the budget, not HealthLake, paces the polls.', [12, 118, 12, 7],
+              [target('A', 'sum by (instance) (rate(healthlake_api_budget_wait_seconds_total{%s}[$__rate_interval]))' % exporterSel, '{{instance}}')],
+              defaults={ unit: 's', custom: { drawStyle: 'line', fillOpacity: 10 } }),
       ],
     },
   },

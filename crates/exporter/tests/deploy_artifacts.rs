@@ -60,10 +60,102 @@ fn runbook_base() -> String {
     )
 }
 
+/// The families of issue 10 that the shipped rules and dashboard read (the per-job end timestamps
+/// the failure alerts fire on, the API use panels). Their exporter side is ported separately from
+/// these deploy files: until `FAMILY_NAMES` has them the artifacts may name them anyway; once the
+/// exporter emits one of them it must emit all four under these names (a rename on either side
+/// fails `issue_10_families_landed`).
+const ISSUE_10_METRICS: &[&str] = &[
+    "healthlake_export_job_end_timestamp_seconds",
+    "healthlake_import_job_end_timestamp_seconds",
+    "healthlake_api_requests_total",
+    "healthlake_api_budget_wait_seconds_total",
+];
+
+/// Whether the exporter emits the issue-10 families (all of them, or none: anything else panics).
+fn issue_10_families_landed() -> bool {
+    let landed: Vec<&str> = ISSUE_10_METRICS
+        .iter()
+        .copied()
+        .filter(|m| EXPORTER_METRICS.contains(m))
+        .collect();
+    assert!(
+        landed.is_empty() || landed.len() == ISSUE_10_METRICS.len(),
+        "the exporter emits {landed:?} but not all of {ISSUE_10_METRICS:?}, which the alerts and \
+         the dashboard read: rename one side to match the other"
+    );
+    !landed.is_empty()
+}
+
 fn allowed_metric(name: &str) -> bool {
     EXPORTER_METRICS.contains(&name)
         || PROCESS_METRICS.contains(&name)
         || PROMETHEUS_BUILTIN_METRICS.contains(&name)
+        || (!issue_10_families_landed() && ISSUE_10_METRICS.contains(&name))
+}
+
+/// Seconds of a `15m`-style duration (s, m, h, d; one unit), as the mixin and the config use.
+fn duration_seconds(text: &str) -> u64 {
+    let (number, unit) = text.split_at(text.len() - 1);
+    let n: u64 = number
+        .parse()
+        .unwrap_or_else(|e| panic!("duration {text:?}: {e}"));
+    n * match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        other => panic!("duration {text:?}: unit {other:?}"),
+    }
+}
+
+/// The mixin's default `_config.endedJobWindow` (config.libsonnet), e.g. "1h".
+fn mixin_ended_job_window() -> String {
+    let config = read(&deploy().join("mixin/config.libsonnet"));
+    config
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("endedJobWindow: '"))
+        .and_then(|rest| rest.split_once('\''))
+        .map(|(window, _)| window.to_string())
+        .expect("deploy/mixin/config.libsonnet sets endedJobWindow: '...'")
+}
+
+/// The alerts that fire once per ended job, from the end-timestamp series: (name, kind, status,
+/// severity).
+const PER_JOB_ALERTS: &[(&str, &str, &str, &str)] = &[
+    ("HealthLakeExportJobFailed", "export", "FAILED", "critical"),
+    (
+        "HealthLakeExportJobCompletedWithErrors",
+        "export",
+        "COMPLETED_WITH_ERRORS",
+        "warning",
+    ),
+    ("HealthLakeImportJobFailed", "import", "FAILED", "critical"),
+    (
+        "HealthLakeImportJobCompletedWithErrors",
+        "import",
+        "COMPLETED_WITH_ERRORS",
+        "warning",
+    ),
+];
+
+/// Every alerting rule of a rules file (all groups), by name.
+fn rules_by_name(rules_file: &Value) -> std::collections::BTreeMap<String, Value> {
+    rules_file["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules").iter())
+        .map(|r| {
+            (
+                r["alert"]
+                    .as_str()
+                    .expect("only alerting rules expected")
+                    .to_string(),
+                r.clone(),
+            )
+        })
+        .collect()
 }
 
 fn assert_only_known_metrics(source: &str, expr: &str) {
@@ -171,11 +263,16 @@ fn prometheus_rules_cover_the_required_alerts() {
                 !summary.is_empty() && !description.is_empty(),
                 "{name}: summary and description"
             );
-            // The event path's families are exporter-wide (no datastore labels).
-            if expr.contains("healthlake_")
-                && !expr.contains("absent(")
-                && !expr.contains("healthlake_events_")
-            {
+            // Exporter-wide families (events, discovery, config reload) have no datastore labels.
+            let exporter_wide = [
+                "absent(",
+                "healthlake_events_",
+                "healthlake_discovery_",
+                "healthlake_exporter_",
+            ]
+            .iter()
+            .any(|f| expr.contains(f));
+            if expr.contains("healthlake_") && !exporter_wide {
                 assert!(
                     description.contains("$labels.datastore_name")
                         && description.contains("$labels.datastore_id"),
@@ -205,36 +302,74 @@ fn prometheus_rules_cover_the_required_alerts() {
     }
     for required in [
         "HealthLakeExportJobFailed",
+        "HealthLakeExportJobCompletedWithErrors",
+        "HealthLakeImportJobFailed",
+        "HealthLakeImportJobCompletedWithErrors",
         "HealthLakeExportJobStuck",
         "HealthLakeDatastorePollFailing",
+        "HealthLakeImportPollFailing",
+        "HealthLakeDatastoreDescribeFailing",
+        "HealthLakeDatastoreNotActive",
+        "HealthLakeDiscoveryFailing",
+        "HealthLakeExporterConfigReloadFailed",
         "HealthLakeExporterDown",
+        "HealthLakeExporterTargetMissing",
+        "HealthLakeEventConsumerDown",
+        "HealthLakeEventsMissing",
     ] {
         assert!(
             alerts.contains(required),
             "missing alert {required}; have {alerts:?}"
         );
     }
-    let failed = rules_file["groups"][0]["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["alert"] == "HealthLakeExportJobFailed")
-        .unwrap();
-    let expr = failed["expr"].as_str().unwrap();
-    assert!(
-        expr.contains("healthlake_export_jobs_finished_total")
-            && expr.contains(r#"status="FAILED""#),
-        "HealthLakeExportJobFailed must count newly FAILED jobs: {expr}"
-    );
-    // fires on the first failure: no pending period
-    assert!(
-        matches!(
-            failed["for"].as_str(),
-            None | Some("0m") | Some("0s") | Some("0")
-        ),
-        "HealthLakeExportJobFailed must not wait: for = {}",
-        failed["for"]
-    );
+    // The group that tests/prometheus_alerts.rs counts evaluations of.
+    assert_eq!(rules_file["groups"][0]["name"], "healthlake-exporter");
+
+    // The failure alerts: one per ended job, from the end-timestamp series, within the window.
+    let by_name = rules_by_name(&rules_file);
+    let window = duration_seconds(&mixin_ended_job_window());
+    for (name, kind, status, severity) in PER_JOB_ALERTS {
+        let rule = &by_name[*name];
+        let expr = rule["expr"].as_str().unwrap();
+        assert_eq!(
+            expr,
+            format!(
+                "max by (datastore_id, datastore_name, job_id, job_name) \
+                 (healthlake_{kind}_job_end_timestamp_seconds{{status=\"{status}\"}}) > time() - {window}"
+            ),
+            "{name}: one alert per (datastore_id, job_id) whatever instance reports it, while the \
+             job's EndTime is within _config.endedJobWindow"
+        );
+        assert_eq!(rule["labels"]["severity"], *severity, "{name}");
+        // fires on the first evaluation that sees the job, and bridges restarts and shard moves
+        assert!(
+            matches!(rule["for"].as_str(), None | Some("0m") | Some("0s")),
+            "{name} must not wait: for = {}",
+            rule["for"]
+        );
+        assert!(
+            rule["keep_firing_for"]
+                .as_str()
+                .is_some_and(|d| duration_seconds(d) >= 300),
+            "{name}: keep_firing_for must bridge an exporter restart (the 5m lookback and more)"
+        );
+        for field in ["summary", "description"] {
+            let text = rule["annotations"][field].as_str().unwrap();
+            assert!(
+                text.contains("$labels.job_id")
+                    && text.contains("$labels.job_name")
+                    && text.contains("$labels.datastore_name"),
+                "{name}: the {field} names the job (id and name) and the datastore: {text}"
+            );
+        }
+        let description = rule["annotations"]["description"].as_str().unwrap();
+        assert!(
+            description.contains(&format!(
+                "aws healthlake describe-fhir-{kind}-job --datastore-id {{{{ $labels.datastore_id }}}} --job-id {{{{ $labels.job_id }}}}"
+            )),
+            "{name}: the description says how to read the job's Message: {description}"
+        );
+    }
 }
 
 #[test]
@@ -272,48 +407,129 @@ fn mixin_renders_the_committed_files() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // ...and the mixin's knobs reach the output: a different stuck threshold and job selector.
+    // ...and the mixin's knobs reach the output: a different stuck threshold, ended-job window and
+    // job selector, in the Prometheus rules, the Grafana rules and the dashboard alike.
     let script = r#"
 import _jsonnet
 print(_jsonnet.evaluate_snippet("t", """
   local m = (import 'mixin.libsonnet') + { _config+:: {
-    exportJobStuckThresholdSeconds: 5400, failureWindow: '1h', jobSelector: 'job="x"' } };
-  m.prometheusAlerts
+    exportJobStuckThresholdSeconds: 5400, endedJobWindow: '30m', jobSelector: 'job="x"' } };
+  { alerts: m.prometheusAlerts, grafana: m.grafanaAlerting,
+    dashboard: m.grafanaDashboards['healthlake-exporter.json'] }
 """, jpathdir=["deploy/mixin"]))
 "#;
     let text = run_ok(command_in(&python, &repo_root()).args(["-c", script]));
-    let alerts: Value = serde_json::from_str(&text).expect("mixin output is JSON");
-    let rules = alerts["groups"][0]["rules"].as_array().unwrap();
-    let rule = |name: &str| {
-        rules
-            .iter()
-            .find(|r| r["alert"] == name)
-            .unwrap_or_else(|| panic!("{name}"))
-    };
+    let mixin: Value = serde_json::from_str(&text).expect("mixin output is JSON");
+    let rules = rules_by_name(&mixin["alerts"]);
     assert_eq!(
-        rule("HealthLakeExportJobStuck")["expr"],
+        rules["HealthLakeExportJobStuck"]["expr"],
         "healthlake_export_oldest_active_job_age_seconds > 5400"
     );
     assert!(
-        rule("HealthLakeExportJobStuck")["annotations"]["description"]
+        rules["HealthLakeExportJobStuck"]["annotations"]["description"]
             .as_str()
             .unwrap()
             .contains("more than the 90m threshold")
     );
+    for (name, kind, status, _) in PER_JOB_ALERTS {
+        assert_eq!(
+            rules[*name]["expr"],
+            format!(
+                "max by (datastore_id, datastore_name, job_id, job_name) \
+                 (healthlake_{kind}_job_end_timestamp_seconds{{status=\"{status}\"}}) > time() - 1800"
+            ),
+            "{name}: endedJobWindow sets the rule's window"
+        );
+        assert!(
+            rules[*name]["annotations"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("about 30 minutes after the job ended"),
+            "{name}: the description states the window"
+        );
+    }
     assert_eq!(
-        rule("HealthLakeExportJobFailed")["expr"],
-        r#"increase(healthlake_export_jobs_finished_total{status="FAILED"}[1h]) > 0"#
-    );
-    assert!(
-        rule("HealthLakeExportJobFailed")["annotations"]["description"]
-            .as_str()
-            .unwrap()
-            .contains("in the last 1 hour.")
-    );
-    assert_eq!(
-        rule("HealthLakeExporterDown")["expr"],
+        rules["HealthLakeExporterDown"]["expr"],
         r#"up{job="x"} == 0"#
     );
+    let grafana_failed = mixin["grafana"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["title"] == "HealthLakeExportJobFailed")
+        .expect("Grafana HealthLakeExportJobFailed");
+    assert_eq!(
+        grafana_failed["data"][0]["model"]["expr"],
+        rules["HealthLakeExportJobFailed"]["expr"]
+    );
+    assert!(
+        mixin["dashboard"].to_string().contains("time() - 1800"),
+        "the dashboard's ended-jobs table follows endedJobWindow"
+    );
+
+    // The retired knob and a window the exporter would refuse are errors, not silently ignored.
+    for (config, message) in [
+        (
+            "failureWindow: '30m'",
+            "failureWindow was replaced by _config.endedJobWindow",
+        ),
+        (
+            "endedJobWindow: '48h'",
+            "endedJobWindow must be from 1m to 24h",
+        ),
+    ] {
+        let script = format!(
+            "import _jsonnet\n_jsonnet.evaluate_snippet('t', \"local m = (import 'mixin.libsonnet') + {{ _config+:: {{ {config} }} }}; m.prometheusAlerts\", jpathdir=['deploy/mixin'])\n"
+        );
+        let out = run(command_in(&python, &repo_root()).args(["-c", &script]));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(message),
+            "{config}: expected an error saying {message:?}, got {}: {stderr}",
+            out.status
+        );
+    }
+}
+
+/// One knob sets the ended-job window: the mixin's `_config.endedJobWindow` is what the shipped
+/// rules use, equals the exporter's `polling.ended_job_window` default, and both places say they
+/// must match.
+#[test]
+fn ended_job_window_is_one_knob_for_the_exporter_and_the_rules() {
+    let window = mixin_ended_job_window();
+    assert_eq!(
+        window, "1h",
+        "the mixin's default window is the exporter's default, 1h"
+    );
+    let config = read(&deploy().join("mixin/config.libsonnet"));
+    let readme = read(&deploy().join("mixin/README.md"));
+    for (what, text) in [("config.libsonnet", &config), ("README.md", &readme)] {
+        assert!(
+            text.contains("endedJobWindow") && text.contains("polling.ended_job_window"),
+            "deploy/mixin/{what} must say that endedJobWindow has to match polling.ended_job_window"
+        );
+    }
+    // The exporter's documented default (config.example.toml lists every [polling] key).
+    let example = read(&repo_root().join("config.example.toml"));
+    let exporter_default = example.lines().find_map(|l| {
+        let value = l.trim().strip_prefix("ended_job_window")?.trim_start();
+        let value = value.strip_prefix('=')?.trim();
+        Some(value.split('"').nth(1)?.to_string())
+    });
+    match exporter_default {
+        Some(default) => assert_eq!(
+            duration_seconds(&default),
+            duration_seconds(&window),
+            "config.example.toml's polling.ended_job_window ({default}) and the mixin's \
+             endedJobWindow ({window}) must be the same window"
+        ),
+        // The exporter side of issue 10 is ported separately; once its families are in, so is
+        // the key.
+        None => assert!(
+            !issue_10_families_landed(),
+            "config.example.toml must document polling.ended_job_window (default {window})"
+        ),
+    }
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -428,12 +644,13 @@ fn dashboard_is_importable_and_covers_the_exporter() {
                 p["title"]
             );
             let expr = t["expr"].as_str().expect("target expr");
-            // Exporter-wide series (build info, config reloads, discovery) carry no datastore
-            // labels.
+            // Exporter-wide series (build info, config reloads, discovery, events, API use)
+            // carry no datastore labels.
             if expr.contains("healthlake_")
                 && !expr.contains("healthlake_exporter_")
                 && !expr.contains("healthlake_discovery_")
                 && !expr.contains("healthlake_events_")
+                && !expr.contains("healthlake_api_")
             {
                 assert!(
                     expr.contains("$datastore"),
@@ -515,6 +732,46 @@ fn dashboard_is_importable_and_covers_the_exporter() {
             );
         }
     }
+    // What the per-job failure alerts fire on, one row per job: both kinds, instances aggregated
+    // away, the same window as the rules, the end time shown as a time.
+    let window = duration_seconds(&mixin_ended_job_window());
+    let ended = panels
+        .iter()
+        .find(|p| {
+            p["type"] == "table"
+                && p["targets"][0]["expr"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("_job_end_timestamp_seconds"))
+        })
+        .expect("a table of the recently ended jobs");
+    let eexpr = ended["targets"][0]["expr"].as_str().unwrap();
+    for kind in ["export", "import"] {
+        assert!(
+            eexpr.contains(&format!(
+                "max by (datastore_name, datastore_id, job_id, job_name, status) (healthlake_{kind}_job_end_timestamp_seconds{{"
+            )) && eexpr.contains(&format!("> time() - {window}")),
+            "ended-jobs table, {kind}: {eexpr}"
+        );
+    }
+    let renames = &ended["transformations"][0]["options"]["renameByName"];
+    assert_eq!(renames["Value"], "Ended");
+    assert_eq!(renames["kind"], "Kind");
+    assert!(ended["fieldConfig"]["overrides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["matcher"]["options"] == "Ended"
+            && o["properties"][0]["value"] == "dateTimeAsIso"));
+    for family in [
+        "healthlake_api_requests_total",
+        "healthlake_api_budget_wait_seconds_total",
+    ] {
+        assert!(
+            promql_metric_names(&all_exprs).iter().any(|n| n == family),
+            "dashboard shows nothing of {family}"
+        );
+    }
+
     let imports = panels
         .iter()
         .find(|p| p["title"] == "Running imports: progress")
@@ -526,8 +783,11 @@ fn dashboard_is_importable_and_covers_the_exporter() {
     assert_eq!(renames["Value #H"], "Running for");
 }
 
+/// The Grafana-managed rules cover the same failures as the Prometheus rules: one Grafana rule per
+/// Prometheus alert, with its name, query, `for`, labels and runbook, a threshold that fires for
+/// every series the query returns, and a link to a panel of the dashboard.
 #[test]
-fn grafana_alerting_provisioning_is_well_formed() {
+fn grafana_alerting_provisioning_covers_every_prometheus_alert() {
     let Some(python) = require_python_yaml() else {
         return;
     };
@@ -535,8 +795,22 @@ fn grafana_alerting_provisioning_is_well_formed() {
         &python,
         &deploy().join("grafana/alerting/healthlake-exporter.yaml"),
     );
+    let prometheus = rules_by_name(&yaml_file_to_json(
+        &python,
+        &deploy().join("prometheus/alerts.yml"),
+    ));
+    let dash: Value =
+        serde_json::from_str(&read(&deploy().join("grafana/dashboard.json"))).unwrap();
+    let panel_ids: BTreeSet<String> = dash["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] != "row")
+        .map(|p| p["id"].to_string())
+        .collect();
     assert_eq!(file["apiVersion"], 1);
-    let mut found_failed = false;
+    let mut titles = BTreeSet::new();
+    let mut uids = BTreeSet::new();
     for group in file["groups"].as_array().expect("groups") {
         assert!(
             group["name"].is_string()
@@ -544,23 +818,87 @@ fn grafana_alerting_provisioning_is_well_formed() {
                 && group["interval"].is_string()
         );
         for rule in group["rules"].as_array().expect("rules") {
-            let refs: Vec<&str> = rule["data"]
-                .as_array()
-                .expect("data")
-                .iter()
-                .map(|d| d["refId"].as_str().unwrap())
-                .collect();
+            let title = rule["title"].as_str().expect("title");
+            let uid = rule["uid"].as_str().expect("uid");
+            assert!(
+                uid.len() <= 40 && uids.insert(uid.to_string()),
+                "{title}: uid {uid:?} must be unique and at most 40 characters (Grafana's limit)"
+            );
+            assert!(titles.insert(title.to_string()), "{title} twice");
+            let twin = prometheus.get(title).unwrap_or_else(|| {
+                panic!("Grafana rule {title} has no Prometheus alert of that name")
+            });
+            let data = rule["data"].as_array().expect("data");
+            let refs: Vec<&str> = data.iter().map(|d| d["refId"].as_str().unwrap()).collect();
             assert!(
                 refs.contains(&rule["condition"].as_str().expect("condition")),
-                "condition refers to a query"
+                "{title}: condition refers to a query"
             );
-            assert!(rule["uid"].is_string() && rule["title"].is_string());
-            let desc = rule["annotations"]["description"]
-                .as_str()
-                .unwrap_or_default();
+            let query = data
+                .iter()
+                .find(|d| d["datasourceUid"] != "__expr__")
+                .expect("a Prometheus query");
+            assert_eq!(
+                query["model"]["expr"], twin["expr"],
+                "{title}: the Prometheus rule's expression"
+            );
+            assert_eq!(query["model"]["instant"], true, "{title}");
+            // Prometheus fires for every series its expression returns: the threshold on it must
+            // too (the `== 0` rules return 0-valued series, the others positive values).
+            let threshold = data
+                .iter()
+                .find(|d| d["model"]["type"] == "threshold")
+                .expect("a threshold expression");
+            assert_eq!(threshold["model"]["expression"], query["refId"], "{title}");
+            let evaluator = &threshold["model"]["conditions"][0]["evaluator"];
+            // (`a and b` returns a's values: only a trailing `== 0` outside `and` yields zeros.)
+            let twin_expr = twin["expr"].as_str().unwrap();
+            let expected = if twin_expr.ends_with("== 0")
+                && !twin_expr.split_whitespace().any(|w| w == "and")
+            {
+                json!({"type": "lt", "params": [1]})
+            } else {
+                json!({"type": "gt", "params": [0]})
+            };
+            assert_eq!(*evaluator, expected, "{title}: threshold");
+            assert_eq!(rule["noDataState"], "OK", "{title}: no series is no alert");
+            let pending = |v: &Value| duration_seconds(v.as_str().unwrap_or("0s"));
+            assert_eq!(pending(&rule["for"]), pending(&twin["for"]), "{title}: for");
+            assert_eq!(rule["labels"], twin["labels"], "{title}: labels");
+            let annotations = &rule["annotations"];
+            assert_eq!(
+                annotations["runbook_url"], twin["annotations"]["runbook_url"],
+                "{title}: runbook_url"
+            );
+            let desc = annotations["description"].as_str().unwrap_or_default();
+            let summary = annotations["summary"].as_str().unwrap_or_default();
+            assert!(!summary.is_empty() && !desc.is_empty(), "{title}");
+            let twin_desc = twin["annotations"]["description"].as_str().unwrap();
+            for label in [
+                "datastore_name",
+                "datastore_id",
+                "job_id",
+                "job_name",
+                "instance",
+            ] {
+                let template = format!("$labels.{label}");
+                assert_eq!(
+                    desc.contains(&template),
+                    twin_desc.contains(&template),
+                    "{title}: the description names {label} as the Prometheus one does"
+                );
+            }
+            for text in [summary, desc] {
+                assert!(
+                    !text.contains("| query") && !text.contains("$value"),
+                    "{title}: Grafana templates have no `query` and no numeric $value: {text}"
+                );
+            }
+            assert_eq!(annotations["__dashboardUid__"], dash["uid"], "{title}");
             assert!(
-                desc.contains("$labels.datastore_name"),
-                "description names the datastore"
+                panel_ids.contains(annotations["__panelId__"].as_str().unwrap_or_default()),
+                "{title}: __panelId__ {} is no panel of the dashboard",
+                annotations["__panelId__"]
             );
             for l in rule["labels"].as_object().into_iter().flatten() {
                 assert!(
@@ -568,21 +906,12 @@ fn grafana_alerting_provisioning_is_well_formed() {
                     "Grafana env-interpolates labels: no '$' in them"
                 );
             }
-            for d in rule["data"].as_array().unwrap() {
-                if let Some(e) = d["model"]["expr"].as_str() {
-                    assert_ne!(d["datasourceUid"], "__expr__");
-                    if e.contains("healthlake_export_jobs_finished_total")
-                        && e.contains(r#"status="FAILED""#)
-                    {
-                        found_failed = true;
-                    }
-                }
-            }
         }
     }
+    let missing: Vec<&String> = prometheus.keys().filter(|n| !titles.contains(*n)).collect();
     assert!(
-        found_failed,
-        "no Grafana-managed rule for FAILED export jobs"
+        missing.is_empty(),
+        "Prometheus alerts without a Grafana-managed twin: {missing:?}"
     );
 }
 
