@@ -12,7 +12,10 @@ peak), then prints the figure and its verdict against the issue's target:
     bench/memory.py large-concurrent  # ... then 16 concurrent plain scrapes         peak < 2 x steady
     bench/memory.py large-stuck       # 1,000 x 1,000 with 20 % of the jobs unfinished (reported)
     bench/memory.py small             # 50 x 2,000, gzip and plain scrapes          <= 24 MiB steady and peak
-    bench/memory.py small-stuck       # 50 x 2,000 with 20 % unfinished (reported)
+    bench/memory.py small-stuck       # 50 x 2,000 with 20 % unfinished                <= 24 MiB steady and peak
+    bench/memory.py small-stuck-job   # 50 x 2,000, one job IN_PROGRESS for 19 days   <= 24 MiB steady and peak
+    bench/memory.py small-unfinished  # 50 x 2,000 over 20 days, every 5th unfinished <= 24 MiB steady and peak
+    bench/memory.py small-bursty      # 50 x 2,000, the newest 600 within a minute    <= 24 MiB steady and peak
     bench/memory.py demo              # healthlake-exporter --demo, a few scrapes (reported)
     bench/memory.py all               # every figure above, one after the other (~20 min)
 
@@ -56,15 +59,20 @@ DUMMY_AWS = {
 }
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
-# name: (datastores, jobs, running, unfinished %, plain scrapes mixed in, concurrent burst, target MiB)
+# name: (datastores, jobs, running, unfinished %, fake --history, plain scrapes mixed in,
+#        concurrent burst, target MiB)
 FIGURES = {
-    "large-gzip": (1000, 1000, 2, 0, False, 0, 64),
-    "large-mixed": (1000, 1000, 2, 0, True, 0, 80),
-    "large-concurrent": (1000, 1000, 2, 0, False, 16, None),
-    "large-stuck": (1000, 1000, 2, 20, False, 0, None),
-    "small": (50, 2000, 2, 0, True, 0, 24),
-    "small-stuck": (50, 2000, 2, 20, True, 0, None),
-    "demo": (None, None, None, None, True, 0, None),
+    "large-gzip": (1000, 1000, 2, 0, "plain", False, 0, 64),
+    "large-mixed": (1000, 1000, 2, 0, "plain", True, 0, 80),
+    "large-concurrent": (1000, 1000, 2, 0, "plain", False, 16, None),
+    "large-stuck": (1000, 1000, 2, 20, "plain", False, 0, None),
+    "small": (50, 2000, 2, 0, "plain", True, 0, 24),
+    "small-stuck": (50, 2000, 2, 20, "plain", True, 0, 24),
+    # The alerting issue's (#10) history shapes, at 50 x 2,000 (see the fake's --history).
+    "small-stuck-job": (50, 2000, 1, 0, "stuck", True, 0, 24),
+    "small-unfinished": (50, 2000, 1, 0, "unfinished", True, 0, 24),
+    "small-bursty": (50, 2000, 1, 0, "bursty", True, 0, 24),
+    "demo": (None, None, None, None, None, True, 0, None),
 }
 
 
@@ -175,11 +183,12 @@ def build(args) -> None:
             raise SystemExit(f"missing {b}: build first or drop --no-build")
 
 
-def start_fake(args, workdir: Path, ds: int, jobs: int, running: int, unfinished: int, port: int) -> Path:
+def start_fake(args, workdir: Path, ds: int, jobs: int, running: int, unfinished: int, history: str,
+               port: int) -> Path:
     config = workdir / "config.toml"
     cmd = [str(args.fake_bin), "--listen", "127.0.0.1:0", "--stats-listen", "127.0.0.1:0",
            "--datastores", str(ds), "--jobs", str(jobs), "--running", str(running),
-           "--unfinished-percent", str(unfinished), "--config-out", str(config),
+           "--unfinished-percent", str(unfinished), "--history", history, "--config-out", str(config),
            "--exporter-listen", f"127.0.0.1:{port}", "--interval", f"{args.interval}s",
            "--concurrency", str(args.concurrency), "--job-series-limit", "100",
            "--max-requests-per-second", "1000"]
@@ -196,14 +205,14 @@ def start_fake(args, workdir: Path, ds: int, jobs: int, running: int, unfinished
 
 
 def run_figure(args, name: str) -> dict:
-    ds, jobs, running, unfinished, mixed, burst, target = FIGURES[name]
+    ds, jobs, running, unfinished, history, mixed, burst, target = FIGURES[name]
     workdir = Path(tempfile.mkdtemp(prefix=f"hl-mem-{name}-"))
     port = free_port()
     if name == "demo":
         cmd = [str(args.exporter_bin), "--demo", "--listen-address", f"127.0.0.1:{port}"]
         ds = 3
     else:
-        config = start_fake(args, workdir, ds, jobs, running, unfinished, port)
+        config = start_fake(args, workdir, ds, jobs, running, unfinished, history, port)
         cmd = [str(args.exporter_bin), "--config", str(config)]
     log(f"{name}: load {loadavg()}; starting the exporter (logs in {workdir})")
     t0 = time.monotonic()
