@@ -467,7 +467,7 @@ fn assert_names_the_job(alert: &Value, job_id: &str, job_name: &str) {
     assert!(
         alert["annotations"]["runbook_url"]
             .as_str()
-            .is_some_and(|u| u.ends_with("docs/runbooks/job-failed.md")),
+            .is_some_and(|u| u.ends_with("deploy/mixin/runbook.md#healthlakeexportjobfailed")),
         "{alert:#}"
     );
 }
