@@ -98,6 +98,10 @@ pub struct PollPlan {
     pub listing: Listing,
     /// Follow the old unfinished jobs in this poll as well.
     pub follow: Option<Follow>,
+    /// After a full listing: polls counted as done towards the first follow-up. Datastores get
+    /// different offsets, so they follow their old jobs in different polls, not all in the same
+    /// one (a burst of listings, and of memory, every `FOLLOW_EVERY` polls).
+    pub follow_offset: u32,
 }
 
 impl PollPlan {
@@ -105,6 +109,7 @@ impl PollPlan {
     pub const FULL: PollPlan = PollPlan {
         listing: Listing::Full,
         follow: None,
+        follow_offset: 0,
     };
 }
 
@@ -310,10 +315,19 @@ fn dedup(jobs: Vec<Job>) -> Vec<Job> {
 }
 
 impl JobTrack {
-    /// See [`Datastore::next_poll`](super::Datastore::next_poll).
-    pub(crate) fn next_poll(&self, full_resync: Duration, follow_every: u32) -> PollPlan {
+    /// See [`Datastore::next_poll`](super::Datastore::next_poll); `spread` is a number fixed per
+    /// datastore that sets its follow-up phase.
+    pub(crate) fn next_poll(
+        &self,
+        full_resync: Duration,
+        follow_every: u32,
+        spread: u32,
+    ) -> PollPlan {
         let track = self;
-        let full = PollPlan::FULL;
+        let full = PollPlan {
+            follow_offset: spread % follow_every.max(1),
+            ..PollPlan::FULL
+        };
         let history = &track.history;
         match (history.settled, history.last_full) {
             (Some(settled), Some(last_full))
@@ -336,6 +350,7 @@ impl JobTrack {
                 PollPlan {
                     listing: Listing::SubmittedAfter(settled),
                     follow,
+                    follow_offset: 0,
                 }
             }
             _ => full,
@@ -532,7 +547,7 @@ impl JobTrack {
                 history.window = window;
                 history.stragglers = stragglers;
                 history.last_full = Some(Instant::now());
-                history.polls_since_follow = 0;
+                history.polls_since_follow = plan.follow_offset;
             }
             Listing::SubmittedAfter(after) => {
                 let mut window = HashMap::with_capacity(jobs.len());

@@ -445,9 +445,13 @@ impl Datastore {
     /// `full_resync` has passed since the last full listing, otherwise only unsettled jobs; and,
     /// every `follow_every` polls, the old unfinished jobs too.
     pub fn next_poll(&self, kind: JobKind, full_resync: Duration, follow_every: u32) -> PollPlan {
+        // FNV-1a of the id: a phase that differs between datastores and stays across restarts.
+        let spread = self.id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
         let record = self.record();
         record.track(kind).map_or(PollPlan::FULL, |track| {
-            track.next_poll(full_resync, follow_every)
+            track.next_poll(full_resync, follow_every, spread)
         })
     }
 
@@ -899,6 +903,66 @@ mod tests {
         assert_eq!(record.health.consecutive_failures, 3);
         drop(guard);
         assert!(ds.record_success(vec![], 100, 0.1, 40.0).recovered);
+    }
+
+    /// Datastores follow their old unfinished jobs in different polls (a phase from their id), each
+    /// within `FOLLOW_EVERY` polls of its full listing and every `FOLLOW_EVERY` polls after.
+    #[test]
+    fn follow_ups_are_spread_over_the_polls_by_datastore() {
+        let text: String = (0..16)
+            .map(|n| format!("[[datastores]]\nid = \"datastore-{n}\"\n"))
+            .collect();
+        let config = Config::parse(&text, Path::new("t.toml")).unwrap();
+        let state = State::new(&config, 0.0);
+        let newest = job("newest", "COMPLETED", 100_000.0);
+        let retention = Retention::new(100, 3600.0);
+        let hour = Duration::from_secs(3600);
+        let mut first_follow_ups = std::collections::BTreeSet::new();
+        for ds in state.datastores().iter() {
+            let plan = ds.next_poll(JobKind::Export, hour, FOLLOW_EVERY);
+            assert_eq!(plan.listing, Listing::Full);
+            let jobs = vec![job("stuck", "IN_PROGRESS", 1.0), newest.clone()];
+            ds.record_listing(
+                JobKind::Export,
+                &plan,
+                Listed {
+                    jobs,
+                    followed: None,
+                },
+                retention,
+                0.1,
+                1e5,
+            );
+            let mut follow_ups = Vec::new();
+            for poll in 1..=20 {
+                let plan = ds.next_poll(JobKind::Export, hour, FOLLOW_EVERY);
+                assert!(matches!(plan.listing, Listing::SubmittedAfter(_)));
+                let followed = plan.follow.as_ref().map(|_| {
+                    follow_ups.push(poll);
+                    vec![job("stuck", "IN_PROGRESS", 1.0)]
+                });
+                let listed = Listed {
+                    jobs: vec![newest.clone()],
+                    followed,
+                };
+                ds.record_listing(JobKind::Export, &plan, listed, retention, 0.1, 1e5);
+            }
+            let first = follow_ups[0];
+            assert!(
+                (1..=FOLLOW_EVERY).contains(&first),
+                "{}: {follow_ups:?}",
+                ds.id
+            );
+            assert!(
+                follow_ups.windows(2).all(|w| w[1] - w[0] == FOLLOW_EVERY),
+                "{follow_ups:?}"
+            );
+            first_follow_ups.insert(first);
+        }
+        assert!(
+            first_follow_ups.len() >= 4,
+            "16 datastores in {first_follow_ups:?}"
+        );
     }
 }
 
