@@ -45,13 +45,14 @@ impl JobTrack {
 #[derive(Debug, Default)]
 struct History {
     /// Jobs submitted after `settled`: every job that the incremental listing returns.
-    window: HashMap<String, Job>,
+    /// Only what merging needs of each (their series live in `recent`).
+    window: HashMap<Box<str>, Seen>,
     /// Unfinished jobs submitted at or before `settled`, followed by filtered listings: only
     /// what following needs (their series, if they are among the newest, live in `recent`).
-    stragglers: HashMap<Box<str>, Straggler>,
+    stragglers: HashMap<Box<str>, Seen>,
     /// Finished jobs of the window that a listing stopped returning: remembered (status and
     /// submit time) until they settle, so a job that comes back is not counted twice.
-    gone: HashMap<String, (JobStatus, f64)>,
+    gone: HashMap<Box<str>, (JobStatus, f64)>,
     /// Per status, the finished jobs submitted at or before `settled` (stragglers excluded).
     settled_counts: BTreeMap<JobStatus, u64>,
     /// Per status, the settled jobs already accounted for by the finished counter (counted, or
@@ -67,18 +68,22 @@ struct History {
     polls_since_follow: u32,
 }
 
-/// An old unfinished job, as much of it as following it needs.
+/// A job of the window or a straggler, as much of it as merging and following need: its
+/// series, if it is among the newest, are a [`KeptJob`] in `recent`.
 #[derive(Clone, Debug, PartialEq)]
-struct Straggler {
+struct Seen {
     status: JobStatus,
     submitted: f64,
+    /// See [`Job::is_active`].
+    active: bool,
 }
 
-impl From<&Job> for Straggler {
-    fn from(job: &Job) -> Straggler {
-        Straggler {
+impl From<&Job> for Seen {
+    fn from(job: &Job) -> Seen {
+        Seen {
             status: job.status.clone(),
             submitted: job.submitted,
+            active: job.is_active(),
         }
     }
 }
@@ -259,7 +264,7 @@ impl History {
                 *settled_counts.entry(job.status.clone()).or_insert(0) += 1;
                 *settled_known.entry(job.status.clone()).or_insert(0) += 1;
             } else {
-                stragglers.insert(id.as_str().into(), Straggler::from(&*job));
+                stragglers.insert(id.clone(), job.clone());
             }
             false
         });
@@ -296,22 +301,32 @@ impl History {
 /// One copy per job id: a listing whose pages shifted while it was read may return a job twice
 /// (in different statuses if it changed meanwhile). A finished copy wins over an unfinished one.
 fn dedup(jobs: Vec<Job>) -> Vec<Job> {
-    let mut at: HashMap<String, usize> = HashMap::with_capacity(jobs.len());
-    let mut out: Vec<Job> = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        match at.get(&job.id) {
-            Some(&i) => {
-                if job.status.is_terminal() && !out[i].status.is_terminal() {
-                    out[i] = job;
+    let mut keep = vec![true; jobs.len()];
+    let mut at: HashMap<&str, usize> = HashMap::with_capacity(jobs.len());
+    for (i, job) in jobs.iter().enumerate() {
+        match at.get(job.id.as_str()).copied() {
+            Some(first) => {
+                let first_terminal = jobs.get(first).is_some_and(|j| j.status.is_terminal());
+                if job.status.is_terminal() && !first_terminal {
+                    keep[first] = false;
+                    at.insert(&job.id, i);
+                } else {
+                    keep[i] = false;
                 }
             }
             None => {
-                at.insert(job.id.clone(), out.len());
-                out.push(job);
+                at.insert(&job.id, i);
             }
         }
     }
-    out
+    drop(at);
+    if keep.iter().all(|k| *k) {
+        return jobs;
+    }
+    jobs.into_iter()
+        .zip(keep)
+        .filter_map(|(job, keep)| keep.then_some(job))
+        .collect()
 }
 
 impl JobTrack {
@@ -499,11 +514,11 @@ impl JobTrack {
                 for job in jobs {
                     let before = before_of(history, &job.id);
                     if before.is_some() {
-                        history.gone.remove(&job.id);
+                        history.gone.remove(job.id.as_str());
                     }
                     if settled.is_some_and(|s| job.submitted <= s) {
                         if !job.status.is_terminal() {
-                            stragglers.insert(job.id.as_str().into(), Straggler::from(&job));
+                            stragglers.insert(job.id.as_str().into(), Seen::from(&job));
                             continue;
                         }
                         // A straggler that finished is counted by id; any other settled job
@@ -524,7 +539,7 @@ impl JobTrack {
                             finished.push((job.id.clone(), job.status.clone()));
                         }
                         ended.note(&job, counted);
-                        window.insert(job.id.clone(), job);
+                        window.insert(job.id.as_str().into(), Seen::from(&job));
                     }
                 }
                 for (status, seen) in &settled_seen {
@@ -551,17 +566,19 @@ impl JobTrack {
             }
             Listing::SubmittedAfter(after) => {
                 let mut window = HashMap::with_capacity(jobs.len());
+                let mut listed = Vec::with_capacity(jobs.len());
                 // A server may include the boundary (or we asked a little early): settled jobs
                 // are already counted.
                 for job in jobs.into_iter().filter(|j| j.submitted > after) {
                     let before = before_of(history, &job.id);
-                    history.gone.remove(&job.id);
+                    history.gone.remove(job.id.as_str());
                     let counted = counts_as_finished(&job, before.as_ref(), first_success);
                     if counted {
                         finished.push((job.id.clone(), job.status.clone()));
                     }
                     ended.note(&job, counted);
-                    window.insert(job.id.clone(), job);
+                    window.insert(job.id.as_str().into(), Seen::from(&job));
+                    listed.push(KeptJob::from(&job));
                 }
                 // Finished jobs of the old window missing now: remembered until they settle.
                 for (id, job) in &old_window {
@@ -575,10 +592,10 @@ impl JobTrack {
                 let mut refreshed: Vec<KeptJob> = Vec::new();
                 // After following, the stragglers as they were: their old series go (a straggler
                 // that no listing returned has vanished from HealthLake).
-                let mut retired: HashMap<Box<str>, Straggler> = HashMap::new();
+                let mut retired: HashMap<Box<str>, Seen> = HashMap::new();
                 let stragglers = match (&plan.follow, followed) {
                     (Some(follow), Some(found)) => {
-                        let mut kept: HashMap<Box<str>, Straggler> = HashMap::new();
+                        let mut kept: HashMap<Box<str>, Seen> = HashMap::new();
                         for job in dedup(found)
                             .into_iter()
                             .filter(|j| j.submitted <= follow.before)
@@ -604,7 +621,7 @@ impl JobTrack {
                                 // Still unfinished, or unfinished and listed late: followed.
                                 _ if !job.status.is_terminal() => {
                                     refreshed.push(KeptJob::from(&job));
-                                    kept.insert(job.id.as_str().into(), Straggler::from(&job));
+                                    kept.insert(job.id.as_str().into(), Seen::from(&job));
                                 }
                                 // Settled history, already counted.
                                 _ => {}
@@ -631,7 +648,7 @@ impl JobTrack {
                             && !retired.contains_key(id)
                     })
                     .collect();
-                recent.extend(window.values().map(KeptJob::from));
+                recent.extend(listed);
                 recent.extend(refreshed);
                 history.window = window;
                 history.stragglers = stragglers;
@@ -648,7 +665,7 @@ impl JobTrack {
         let oldest_active = history
             .window
             .values()
-            .filter(|j| j.is_active())
+            .filter(|j| j.active)
             .map(|j| j.submitted)
             .chain(history.stragglers.values().map(|s| s.submitted))
             .min_by(f64::total_cmp);
