@@ -91,8 +91,10 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     unfinished_percent: u64,
     /// The shape of each datastore's history (issue 10's benchmark shapes): `plain` (one job an
-    /// hour, all finished but the newest); `stuck` (plain, plus one job IN_PROGRESS since 19 days);
-    /// `unfinished` (one job every 864 s, i.e. 2,000 over 20 days, every fifth one SUBMITTED,
+    /// hour, all finished but the newest); `stuck` (one job every 864 s, i.e. 2,000 over 20 days,
+    /// all finished but the newest and the oldest, IN_PROGRESS since 19 days: it holds almost the
+    /// whole history unsettled for an exporter that waits for it); `unfinished` (one job every
+    /// 864 s, every fifth one SUBMITTED,
     /// QUEUED or IN_PROGRESS); `bursty` (plain, but the newest 600 jobs were submitted within the
     /// last minute, all finished).
     #[arg(long, value_enum, default_value_t = History::Plain)]
@@ -174,7 +176,7 @@ fn unix_now() -> f64 {
 /// of the others), shaped by `args.history`. Returns ids and running job ids.
 fn seed_history(fake: &FakeHealthLake, args: &Args, now: f64) -> Vec<(String, Option<String>)> {
     let spacing = match args.history {
-        History::Unfinished => 864.0,
+        History::Unfinished | History::Stuck => 864.0,
         _ => 3600.0,
     };
     let burst = 600.min(args.jobs.saturating_sub(1)) as u64;
