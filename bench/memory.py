@@ -13,7 +13,7 @@ peak), then prints the figure and its verdict against the issue's target:
     bench/memory.py large-stuck       # 1,000 x 1,000 with 20 % of the jobs unfinished (reported)
     bench/memory.py small             # 50 x 2,000, gzip and plain scrapes          <= 24 MiB steady and peak
     bench/memory.py small-stuck       # 50 x 2,000 with 20 % unfinished                <= 24 MiB steady and peak
-    bench/memory.py small-stuck-job   # 50 x 2,000, one job IN_PROGRESS for 19 days   <= 24 MiB steady and peak
+    bench/memory.py small-stuck-job   # 50 x 2,000 over 20 days, the oldest IN_PROGRESS for 19 days  <= 24 MiB
     bench/memory.py small-unfinished  # 50 x 2,000 over 20 days, every 5th unfinished <= 24 MiB steady and peak
     bench/memory.py small-bursty      # 50 x 2,000, the newest 600 within a minute    <= 24 MiB steady and peak
     bench/memory.py demo              # healthlake-exporter --demo, a few scrapes (reported)
