@@ -46,6 +46,15 @@ fn count(metrics: &Metrics, status: &str) -> f64 {
     ))
 }
 
+/// The first scrape, within `limit`, that shows one FAILED export job.
+async fn until_one_failed(exporter: &Exporter, limit: Duration, what: &str) -> Metrics {
+    eventually(limit, what, || async {
+        let metrics = scrape(exporter.local_addr()).await;
+        (count(&metrics, "FAILED") == 1.0).then_some(metrics)
+    })
+    .await
+}
+
 async fn seeded() -> (FakeHealthLake, FakeServer) {
     let (fake, server) = start_fake().await;
     fake.add_datastore(DS);
@@ -69,13 +78,10 @@ async fn failed_job_shows_within_two_seconds_with_ten_minute_polling() {
     let ended = now();
     let failed_at = Instant::now();
     assert!(fake.set_job_status(DS, "job-1", "FAILED", Some(ended)));
-    let metrics = eventually(
+    let metrics = until_one_failed(
+        &exporter,
         Duration::from_secs(2),
         "the FAILED job in /metrics",
-        || async {
-            let metrics = scrape(exporter.local_addr()).await;
-            (count(&metrics, "FAILED") == 1.0).then_some(metrics)
-        },
     )
     .await;
     let latency = failed_at.elapsed();
@@ -434,13 +440,10 @@ async fn a_weeks_old_stuck_job_that_fails_shows_within_seconds() {
 
     let ended = now();
     assert!(fake.set_job_status(DS, "stuck", "FAILED", Some(ended)));
-    let metrics = eventually(
+    let metrics = until_one_failed(
+        &exporter,
         Duration::from_secs(3),
         "the stuck job's failure in /metrics",
-        || async {
-            let metrics = scrape(exporter.local_addr()).await;
-            (count(&metrics, "FAILED") == 1.0).then_some(metrics)
-        },
     )
     .await;
     assert_eq!(count(&metrics, "IN_PROGRESS"), 0.0);

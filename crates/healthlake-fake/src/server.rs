@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 
 use serde_json::Value;
 
-use super::store::{encode_token, Operation};
+use super::store::{encode_token, Job, ListQuery, Operation, Page};
 use super::wire::{
     check_authorization, datastore_list_body, describe_body, from_value, import_list_body,
     is_json_content_type, list_response_body, parse_body, record_of, ApiError, DescribeRequest,
@@ -284,6 +284,23 @@ fn ok_response(body: Vec<u8>, tweaks: &Tweaks) -> Response<FakeBody> {
     json_response(StatusCode::OK, body)
 }
 
+/// One page of `J` jobs as `query` asks, with the first job repeated at its end under
+/// [`Fault::DuplicateJobs`].
+fn listed<J: Job>(
+    fake: &FakeHealthLake,
+    datastore_id: &str,
+    region: &str,
+    query: &ListQuery,
+    tweaks: &Tweaks,
+) -> Result<Page<J>, Reply> {
+    let page = fake.lock().list::<J>(datastore_id, region, query);
+    let mut page = page.ok_or_else(|| not_found(datastore_id))?;
+    if let (true, Some(first)) = (tweaks.duplicate, page.items.first()) {
+        page.items.push(first.clone());
+    }
+    Ok(page)
+}
+
 /// `ListFHIRExportJobs` and `ListFHIRImportJobs`: same input shape, paging and faults.
 async fn list_jobs(
     fake: &FakeHealthLake,
@@ -297,13 +314,7 @@ async fn list_jobs(
     let tweaks = apply_fault(fault, operation).await?;
     let query = request.query(tweaks.loop_token)?;
     let body = if operation == Operation::ListImportJobs {
-        let page = fake
-            .lock()
-            .list::<FakeImportJob>(datastore_id, region, &query);
-        let mut page = page.ok_or_else(|| not_found(datastore_id))?;
-        if let (true, Some(first)) = (tweaks.duplicate, page.items.first()) {
-            page.items.push(first.clone());
-        }
+        let page = listed::<FakeImportJob>(fake, datastore_id, region, &query, &tweaks)?;
         import_list_body(
             datastore_id,
             region,
@@ -311,11 +322,7 @@ async fn list_jobs(
             next_token(&tweaks, page.next_offset),
         )?
     } else {
-        let page = fake.lock().list::<FakeJob>(datastore_id, region, &query);
-        let mut page = page.ok_or_else(|| not_found(datastore_id))?;
-        if let (true, Some(first)) = (tweaks.duplicate, page.items.first()) {
-            page.items.push(first.clone());
-        }
+        let page = listed::<FakeJob>(fake, datastore_id, region, &query, &tweaks)?;
         list_response_body(
             datastore_id,
             region,

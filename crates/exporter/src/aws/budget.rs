@@ -31,7 +31,7 @@ impl RequestBudget {
         };
         let wait = slot.saturating_duration_since(Instant::now());
         if !wait.is_zero() {
-            super::usage::api_usage().waited(wait.as_secs_f64());
+            super::usage::api_usage().waited(wait);
         }
         tokio::time::sleep_until(slot.into()).await;
     }

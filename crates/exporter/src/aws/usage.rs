@@ -3,22 +3,23 @@
 //! exporter shows what it spends of it (`healthlake_api_requests_total`,
 //! `healthlake_api_budget_wait_seconds_total`).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use crate::model::{ErrorReason, PollError};
 
 /// The exporter's own use of the HealthLake API, for `healthlake_api_requests_total` and
 /// `healthlake_api_budget_wait_seconds_total`: users share the quota with their own tools and
 /// should see what the exporter spends of it. Process-wide (like a process's CPU counters): every
-/// client and budget of the process adds to the one [`api_usage`].
+/// client and budget of the process adds to the one [`api_usage`]. Plain atomics: recording a call
+/// never waits, and a scrape reads a fixed table.
 #[derive(Debug, Default)]
 pub struct ApiUsage {
-    /// Calls by operation and result ("success" or an [`ErrorReason`]).
-    requests: Mutex<HashMap<(&'static str, &'static str), u64>>,
-    /// Seconds spent waiting for a request budget slot, as f64 bits.
-    wait_seconds: AtomicU64,
+    /// Calls per operation ([`OPERATIONS`] order) and result ([`RESULTS`] order).
+    requests: [[AtomicU64; RESULTS.len()]; OPERATIONS.len()],
+    /// Nanoseconds spent waiting for a request budget slot.
+    wait_nanos: AtomicU64,
     /// Bumped on every change: lets the metrics cache reuse what it encoded.
     version: AtomicU64,
 }
@@ -47,51 +48,43 @@ pub const RESULTS: [&str; 10] = [
 ];
 
 impl ApiUsage {
-    /// Notes one call of `operation` and how it ended.
+    /// Notes one call of `operation` (one of [`OPERATIONS`]) and how it ended. A reason that is
+    /// not a call's (never returned by a call) counts as `other`.
     pub fn record<T>(&self, operation: &'static str, result: &Result<T, PollError>) {
         let result = match result {
             Ok(_) => "success",
             Err(error) => error.reason.as_str(),
         };
-        *self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((operation, result))
-            .or_insert(0) += 1;
-        self.version.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(super) fn waited(&self, seconds: f64) {
-        let mut current = self.wait_seconds.load(Ordering::Relaxed);
-        loop {
-            let next = (f64::from_bits(current) + seconds).to_bits();
-            match self.wait_seconds.compare_exchange_weak(
-                current,
-                next,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break,
-                Err(actual) => current = actual,
-            }
-        }
-        self.version.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Calls of `operation` that ended with `result` ("success" or a reason) so far.
-    pub fn requests(&self, operation: &str, result: &str) -> u64 {
-        self.requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let column = RESULTS
             .iter()
-            .find(|((o, r), _)| *o == operation && *r == result)
-            .map_or(0, |(_, n)| *n)
+            .position(|r| *r == result)
+            .unwrap_or(RESULTS.len() - 1);
+        let row = OPERATIONS.iter().position(|o| *o == operation);
+        if let Some(counter) = row
+            .and_then(|row| self.requests.get(row))
+            .and_then(|row| row.get(column))
+        {
+            counter.fetch_add(1, Ordering::Relaxed);
+            self.version.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(super) fn waited(&self, wait: Duration) {
+        let nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
+        self.wait_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.version.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Calls so far, per operation ([`OPERATIONS`] order) and result ([`RESULTS`] order).
+    pub fn requests(&self) -> [[u64; RESULTS.len()]; OPERATIONS.len()] {
+        self.requests
+            .each_ref()
+            .map(|row| row.each_ref().map(|n| n.load(Ordering::Relaxed)))
     }
 
     /// Seconds spent waiting for request budget slots so far.
     pub fn wait_seconds(&self) -> f64 {
-        f64::from_bits(self.wait_seconds.load(Ordering::Relaxed))
+        Duration::from_nanos(self.wait_nanos.load(Ordering::Relaxed)).as_secs_f64()
     }
 
     /// Changes whenever a count changes.

@@ -176,7 +176,7 @@ pub(super) struct ExporterValues {
     pub(super) events: Option<EventsSnapshot>,
     pub(super) certificate_loaded: Option<bool>,
     /// Per operation (in [`OPERATIONS`] order), calls by result (in [`RESULTS`] order).
-    pub(super) api_requests: Vec<[u64; RESULTS.len()]>,
+    pub(super) api_requests: [[u64; RESULTS.len()]; OPERATIONS.len()],
     pub(super) api_wait_seconds: f64,
 }
 
@@ -190,10 +190,7 @@ impl ExporterValues {
             reload_success_time: reload.last_success_time(),
             events: state.event_stats().map(|s| EventsSnapshot::of(&s)),
             certificate_loaded: state.certificate_status().get(),
-            api_requests: OPERATIONS
-                .iter()
-                .map(|op| RESULTS.map(|result| usage.requests(op, result)))
-                .collect(),
+            api_requests: usage.requests(),
             api_wait_seconds: usage.wait_seconds(),
         }
     }

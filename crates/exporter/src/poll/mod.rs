@@ -387,7 +387,7 @@ pub(crate) async fn poll_jobs(
         }
         Err(error) => {
             let news = datastore.record_failure(feed, &error, poll_seconds);
-            datastore.expire_ended(kind, unix_now());
+            datastore.expire_ended(kind, unix_now(), settings.retention().ended_window);
             Err(PollFailure { error, news })
         }
     }

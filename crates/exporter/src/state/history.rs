@@ -21,15 +21,12 @@ pub struct JobTrack {
     /// What the `job_name` label of this track's jobs carries (`polling.job_name_label`).
     pub job_name_label: JobNameLabel,
     history: History,
-    /// `polling.ended_job_window` of the last merge, in seconds.
-    ended_window: f64,
 }
 
 impl JobTrack {
     pub(crate) fn new() -> JobTrack {
         JobTrack {
             health: Health::new(),
-            ended_window: Retention::DEFAULT_ENDED_WINDOW,
             ..JobTrack::default()
         }
     }
@@ -372,10 +369,10 @@ impl JobTrack {
         }
     }
 
-    /// Drops the end-timestamp series of jobs that ended longer ago than the ended-job window, as
-    /// of `now`. Returns whether any went.
-    pub(crate) fn expire_ended(&mut self, now: f64) -> bool {
-        let horizon = now - self.ended_window;
+    /// Drops the end-timestamp series of jobs that ended longer ago than `ended_window` seconds,
+    /// as of `now`. Returns whether any went.
+    pub(crate) fn expire_ended(&mut self, now: f64, ended_window: f64) -> bool {
+        let horizon = now - ended_window;
         let Some(view) = self.jobs.as_mut() else {
             return false;
         };
@@ -391,15 +388,25 @@ fn counts_as_finished(job: &Job, before: Option<&JobStatus>, first_success: bool
     job.status.is_terminal() && before != Some(&job.status) && !first_success
 }
 
-/// The recently ended jobs being rebuilt by one merge.
-struct EndedUpdate {
+/// What one merge finds about finished jobs: those counted as finished now, and the recently
+/// ended jobs being rebuilt.
+struct Outcomes {
+    finished: Vec<(String, JobStatus)>,
     by_id: HashMap<String, EndedJob>,
     horizon: f64,
     now: f64,
     first_success: bool,
 }
 
-impl EndedUpdate {
+impl Outcomes {
+    /// Notes a listed job, `counted` if it entered its terminal status now.
+    fn saw(&mut self, job: &Job, counted: bool) {
+        if counted {
+            self.finished.push((job.id.clone(), job.status.clone()));
+        }
+        self.note(job, counted);
+    }
+
     /// Notes a listed job: one in an alerted status that ended after the horizon gets (or keeps)
     /// its series. Its end is its EndTime; without one, the time the exporter first saw it
     /// finished (`now` when `counted` says that is this poll); at the first poll, when that time
@@ -436,7 +443,8 @@ impl EndedUpdate {
         }
     }
 
-    fn finish(self) -> Vec<EndedJob> {
+    /// The jobs counted as finished, and the ended jobs within the window, most recent first.
+    fn finish(self) -> (Vec<(String, JobStatus)>, Vec<EndedJob>) {
         let horizon = self.horizon;
         let mut ended: Vec<EndedJob> = self
             .by_id
@@ -446,7 +454,7 @@ impl EndedUpdate {
         ended.sort_unstable_by(|a, b| b.ended.total_cmp(&a.ended).then_with(|| a.id.cmp(&b.id)));
         ended.truncate(MAX_ENDED_JOBS);
         ended.shrink_to_fit();
-        ended
+        (self.finished, ended)
     }
 }
 
@@ -467,7 +475,6 @@ impl JobTrack {
                 self.finished.entry(status).or_insert(0);
             }
         }
-        self.ended_window = retention.ended_window;
         let job_series_limit = retention.job_series_limit;
         let jobs = dedup(jobs);
         let (old_recent, old_ended) = self
@@ -475,7 +482,8 @@ impl JobTrack {
             .take()
             .map(|v| (v.recent, v.ended))
             .unwrap_or_default();
-        let mut ended = EndedUpdate {
+        let mut outcomes = Outcomes {
+            finished: Vec::new(),
             by_id: old_ended.into_iter().map(|e| (e.id.clone(), e)).collect(),
             horizon: now - retention.ended_window,
             now,
@@ -484,7 +492,6 @@ impl JobTrack {
         let history = &mut self.history;
         let old_window = std::mem::take(&mut history.window);
         let old_stragglers = std::mem::take(&mut history.stragglers);
-        let mut finished: Vec<(String, JobStatus)> = Vec::new();
         // Finished jobs counted by number only (settled jobs seen in a full listing), by status.
         let mut unnamed: BTreeMap<JobStatus, u64> = BTreeMap::new();
         let before_of = |history: &History, id: &str| -> Option<JobStatus> {
@@ -525,20 +532,14 @@ impl JobTrack {
                         // only as a number beyond those already accounted for.
                         let counted = before.is_some()
                             && counts_as_finished(&job, before.as_ref(), first_success);
-                        if counted {
-                            finished.push((job.id.clone(), job.status.clone()));
-                        }
                         if before.is_some() {
                             *history.settled_known.entry(job.status.clone()).or_insert(0) += 1;
                         }
-                        ended.note(&job, counted);
+                        outcomes.saw(&job, counted);
                         *settled_seen.entry(job.status.clone()).or_insert(0) += 1;
                     } else {
                         let counted = counts_as_finished(&job, before.as_ref(), first_success);
-                        if counted {
-                            finished.push((job.id.clone(), job.status.clone()));
-                        }
-                        ended.note(&job, counted);
+                        outcomes.saw(&job, counted);
                         window.insert(job.id.as_str().into(), Seen::from(&job));
                     }
                 }
@@ -552,13 +553,6 @@ impl JobTrack {
                     }
                 }
                 history.settled_counts = settled_seen;
-                for (id, job) in &old_window {
-                    if job.status.is_terminal() && !window.contains_key(id) {
-                        history
-                            .gone
-                            .insert(id.clone(), (job.status.clone(), job.submitted));
-                    }
-                }
                 history.window = window;
                 history.stragglers = stragglers;
                 history.last_full = Some(Instant::now());
@@ -573,20 +567,9 @@ impl JobTrack {
                     let before = before_of(history, &job.id);
                     history.gone.remove(job.id.as_str());
                     let counted = counts_as_finished(&job, before.as_ref(), first_success);
-                    if counted {
-                        finished.push((job.id.clone(), job.status.clone()));
-                    }
-                    ended.note(&job, counted);
+                    outcomes.saw(&job, counted);
                     window.insert(job.id.as_str().into(), Seen::from(&job));
                     listed.push(KeptJob::from(&job));
-                }
-                // Finished jobs of the old window missing now: remembered until they settle.
-                for (id, job) in &old_window {
-                    if job.status.is_terminal() && !window.contains_key(id) {
-                        history
-                            .gone
-                            .insert(id.clone(), (job.status.clone(), job.submitted));
-                    }
                 }
                 // The followed jobs as listed now (finished or not): their series replace the old.
                 let mut refreshed: Vec<KeptJob> = Vec::new();
@@ -607,10 +590,7 @@ impl JobTrack {
                                         Some(&before.status),
                                         first_success,
                                     );
-                                    if counted {
-                                        finished.push((job.id.clone(), job.status.clone()));
-                                    }
-                                    ended.note(&job, counted);
+                                    outcomes.saw(&job, counted);
                                     for counts in
                                         [&mut history.settled_counts, &mut history.settled_known]
                                     {
@@ -654,6 +634,16 @@ impl JobTrack {
                 history.stragglers = stragglers;
             }
         }
+        // Finished jobs of the old window that no listing returns now: remembered until they
+        // settle, so that one coming back is not counted again.
+        for (id, job) in &old_window {
+            if job.status.is_terminal() && !history.window.contains_key(id) {
+                history
+                    .gone
+                    .insert(id.clone(), (job.status.clone(), job.submitted));
+            }
+        }
+        let (finished, ended) = outcomes.finish();
         for (_, status) in &finished {
             *self.finished.entry(status.clone()).or_insert(0) += 1;
         }
@@ -689,7 +679,7 @@ impl JobTrack {
             counts,
             recent,
             oldest_active_submitted: oldest_active,
-            ended: ended.finish(),
+            ended,
         });
         self.health.succeeded(poll_seconds, now);
         PollOutcome {

@@ -501,16 +501,16 @@ impl Datastore {
         )
     }
 
-    /// Drops the end-timestamp series of `kind` jobs that ended longer ago than the ended-job
-    /// window, as of `now`: called when a poll fails, so a failing datastore's old failures
-    /// still expire.
-    pub fn expire_ended(&self, kind: JobKind, now: f64) {
+    /// Drops the end-timestamp series of `kind` jobs that ended longer ago than `ended_window`
+    /// seconds (`polling.ended_job_window`), as of `now`: called when a poll fails, so a failing
+    /// datastore's old failures still expire.
+    pub fn expire_ended(&self, kind: JobKind, now: f64, ended_window: f64) {
         let mut record = self.record();
         let expired = match kind {
             JobKind::Export => record.exports.as_mut(),
             JobKind::Import => record.imports.as_mut(),
         }
-        .is_some_and(|track| track.expire_ended(now));
+        .is_some_and(|track| track.expire_ended(now, ended_window));
         if expired {
             record.version += 1;
         }
@@ -821,7 +821,7 @@ mod tests {
             ]
         );
         // A failed poll expires them too.
-        ds.expire_ended(JobKind::Export, now + 3700.0);
+        ds.expire_ended(JobKind::Export, now + 3700.0, 3600.0);
         assert!(ended_ids(ds).is_empty());
     }
 
