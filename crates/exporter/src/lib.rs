@@ -15,6 +15,8 @@
 //! model               the domain types every layer shares (a leaf)
 //! ```
 //!
+//! `logging` (escaped, bounded log lines) sits beside them: only `main.rs` uses it.
+//!
 //! `config` imports the settings types of `web` and `aws` (each owns its settings and their
 //! checks), never the reverse; `state` and `aws` receive what they need from a configuration as
 //! their own plan types (`state::Plan`, `aws::ClientPlan`). Nothing imports this crate root.
@@ -25,6 +27,7 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod events;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod poll;
