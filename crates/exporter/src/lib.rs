@@ -15,7 +15,7 @@
 //! model               the domain types every layer shares (a leaf)
 //! ```
 //!
-//! `logging` (escaped, bounded log lines) sits beside them: only `main.rs` uses it.
+//! `logging` (log lines that the text they carry cannot forge or flood) is used by `main.rs` only.
 //!
 //! `config` imports the settings types of `web` and `aws` (each owns its settings and their
 //! checks), never the reverse; `state` and `aws` receive what they need from a configuration as

@@ -124,61 +124,64 @@ impl fmt::Write for Bounded<'_> {
                 self.omitted += c.len_utf8();
                 continue;
             }
-            let mut buffer = [0u8; 16];
-            let piece = escaped(c, self.escape, &mut buffer);
-            if self.written + piece.len() > MAX_FIELD_BYTES {
+            let shown = Shown::of(c, self.escape);
+            if self.written + shown.len() > MAX_FIELD_BYTES {
                 self.omitted = c.len_utf8();
                 continue;
             }
-            self.written += piece.len();
-            self.out.write_str(piece)?;
+            self.written += shown.len();
+            match shown {
+                Shown::Plain(c) => self.out.write_char(c)?,
+                Shown::Escape(text) => self.out.write_str(text)?,
+                Shown::Unicode(escape) => write!(self.out, "{escape}")?,
+            }
         }
         Ok(())
     }
 }
 
-/// `c` as written in `escape` mode (in `buffer` when it is escaped).
-fn escaped(c: char, escape: Escape, buffer: &mut [u8; 16]) -> &str {
-    let special = match (escape, c) {
-        (Escape::CutOnly, _) => None,
-        (_, '\n') => Some("\\n"),
-        (_, '\r') => Some("\\r"),
-        (_, '\t') => Some("\\t"),
-        (Escape::Quoted, '"') => Some("\\\""),
-        (Escape::Quoted, '\\') => Some("\\\\"),
-        _ => None,
-    };
-    if let Some(special) = special {
-        return special;
-    }
-    // Control characters (C0, DEL, C1), the Unicode line and paragraph separators that some
-    // viewers break lines at, and the bidi overrides that make text read other than it is.
-    let invisible = c.is_control()
-        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
-    if escape == Escape::CutOnly || !invisible {
-        return c.encode_utf8(buffer);
-    }
-    let mut cursor = Cursor { buffer, length: 0 };
-    // At most `\u{10ffff}`: 10 bytes, which fit.
-    let _ = write!(cursor, "\\u{{{:x}}}", c as u32);
-    let length = cursor.length;
-    std::str::from_utf8(&buffer[..length]).unwrap_or("\u{fffd}")
+/// How one character of a value is written.
+enum Shown {
+    Plain(char),
+    Escape(&'static str),
+    /// `\u{1b}`.
+    Unicode(std::char::EscapeUnicode),
 }
 
-/// A `fmt::Write` into a fixed buffer (for one escaped character).
-struct Cursor<'a> {
-    buffer: &'a mut [u8; 16],
-    length: usize,
+impl Shown {
+    fn of(c: char, escape: Escape) -> Shown {
+        if escape == Escape::CutOnly {
+            return Shown::Plain(c);
+        }
+        match c {
+            '\n' => Shown::Escape("\\n"),
+            '\r' => Shown::Escape("\\r"),
+            '\t' => Shown::Escape("\\t"),
+            '"' if escape == Escape::Quoted => Shown::Escape("\\\""),
+            '\\' if escape == Escape::Quoted => Shown::Escape("\\\\"),
+            c if is_invisible(c) => Shown::Unicode(c.escape_unicode()),
+            c => Shown::Plain(c),
+        }
+    }
+
+    /// Bytes written.
+    fn len(&self) -> usize {
+        match self {
+            Shown::Plain(c) => c.len_utf8(),
+            Shown::Escape(text) => text.len(),
+            Shown::Unicode(escape) => escape.len(),
+        }
+    }
 }
 
-impl fmt::Write for Cursor<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.length + s.len();
-        let target = self.buffer.get_mut(self.length..end).ok_or(fmt::Error)?;
-        target.copy_from_slice(s.as_bytes());
-        self.length = end;
-        Ok(())
-    }
+/// Control characters (C0, DEL, C1), the Unicode line and paragraph separators that some viewers
+/// break lines at, and the bidi overrides that make text read other than it is.
+fn is_invisible(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// Writes `value` to `out` escaped as `escape` says and cut at [`MAX_FIELD_BYTES`], followed by
