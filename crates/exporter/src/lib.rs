@@ -15,6 +15,8 @@
 //! model               the domain types every layer shares (a leaf)
 //! ```
 //!
+//! `logging` (log lines that the text they carry cannot forge or flood) is used by `main.rs` only.
+//!
 //! `config` imports the settings types of `web` and `aws` (each owns its settings and their
 //! checks), never the reverse; `state` and `aws` receive what they need from a configuration as
 //! their own plan types (`state::Plan`, `aws::ClientPlan`). Nothing imports this crate root.
@@ -25,6 +27,7 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod events;
+pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod poll;

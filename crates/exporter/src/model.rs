@@ -333,6 +333,34 @@ pub struct DatastoreInfo {
     pub fhir_version: String,
 }
 
+/// Why a string is not a HealthLake datastore id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidDatastoreId {
+    #[error("a datastore id has 1 to 32 characters")]
+    Length,
+    #[error("a datastore id has only letters, digits, spaces and `_.:/=+-%@`")]
+    Character,
+}
+
+/// Checks `id` against the API model's `DatastoreId`: 1 to 32 characters of
+/// `[\p{L}\p{Z}\p{N}_.:/=+\-%@]`. A listing may still carry anything (a broken or hostile
+/// endpoint): an id that fails is never polled.
+pub fn check_datastore_id(id: &str) -> Result<(), InvalidDatastoreId> {
+    if id.is_empty() || id.chars().nth(32).is_some() {
+        return Err(InvalidDatastoreId::Length);
+    }
+    let allowed = |c: char| {
+        c.is_alphanumeric()
+            || matches!(c, '_' | '.' | ':' | '/' | '=' | '+' | '-' | '%' | '@')
+            || (c.is_whitespace() && !c.is_control())
+    };
+    if id.chars().all(allowed) {
+        Ok(())
+    } else {
+        Err(InvalidDatastoreId::Character)
+    }
+}
+
 /// The DatastoreStatus values of the API model.
 pub const DATASTORE_STATUSES: [&str; 7] = [
     "CREATING",
@@ -405,6 +433,35 @@ mod tests {
         assert_eq!(job.duration_seconds(99999.0), Some(300.25));
         job.ended = None;
         assert_eq!(job.duration_seconds(99999.0), None);
+    }
+
+    #[test]
+    fn datastore_ids_follow_the_api_pattern() {
+        for id in [
+            "0123456789abcdef0123456789abcdef",
+            "d-prod-a",
+            "a b",
+            "é_.:/=+-%@",
+            "x",
+        ] {
+            assert_eq!(check_datastore_id(id), Ok(()), "{id}");
+        }
+        let long = "a".repeat(33);
+        for (id, why) in [
+            ("", InvalidDatastoreId::Length),
+            (long.as_str(), InvalidDatastoreId::Length),
+            ("ds#1", InvalidDatastoreId::Character),
+            ("bad\nid", InvalidDatastoreId::Character),
+            ("esc\u{1b}[31m", InvalidDatastoreId::Character),
+            ("…", InvalidDatastoreId::Character),
+        ] {
+            assert_eq!(check_datastore_id(id), Err(why), "{id:?}");
+        }
+        assert_eq!(
+            check_datastore_id(&"é".repeat(32)),
+            Ok(()),
+            "characters, not bytes"
+        );
     }
 
     #[test]

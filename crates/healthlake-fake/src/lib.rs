@@ -557,6 +557,9 @@ pub enum Fault {
     InternalError,
     /// 403 `AccessDeniedException`.
     AccessDenied,
+    /// 403 `AccessDeniedException` (SQS: `AccessDenied`) whose message is this text, verbatim:
+    /// what a hostile endpoint may say (control characters, a huge message).
+    AccessDeniedWith(String),
     /// 404 `ResourceNotFoundException`.
     NotFound,
     /// 400 `ValidationException`.

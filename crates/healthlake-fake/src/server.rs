@@ -213,6 +213,7 @@ async fn apply_fault(fault: Option<Fault>, operation: Operation) -> Result<Tweak
                 operation.name()
             ),
         ),
+        Some(Fault::AccessDeniedWith(message)) => error(ErrorCode::AccessDenied, message),
         Some(Fault::NotFound) => error(
             ErrorCode::ResourceNotFound,
             "Datastore does not exist".into(),

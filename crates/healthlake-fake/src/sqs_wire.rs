@@ -217,6 +217,13 @@ async fn apply_fault(fault: Option<Fault>) -> Result<(), Reply> {
             true,
             "Access to the resource https://sqs.us-east-1.amazonaws.com/ is denied.",
         )),
+        Some(Fault::AccessDeniedWith(message)) => sqs(SqsError::new(
+            403,
+            "com.amazon.coral.service#AccessDeniedException",
+            "AccessDenied",
+            true,
+            message,
+        )),
         Some(Fault::NotFound) => sqs(SqsError::no_such_queue()),
         Some(Fault::Validation) => sqs(SqsError::invalid_parameter("Injected validation error")),
         Some(Fault::ExpiredToken) => Err(Reply::Api(ApiError::new(

@@ -12,7 +12,7 @@ use super::classify::classify;
 use super::usage::api_usage;
 use super::Target;
 use crate::model::{
-    DatastoreInfo, ErrorReason, ImportProgress, Job, JobKind, JobStatus, PollError,
+    bound_label, DatastoreInfo, ErrorReason, ImportProgress, Job, JobKind, JobStatus, PollError,
 };
 
 /// HealthLake's largest page: fewer calls against a low per-account request quota.
@@ -162,13 +162,16 @@ fn import_progress(r: &aws_sdk_healthlake::types::JobProgressReport) -> ImportPr
     }
 }
 
+/// A datastore as listed or described, every string bounded like a job's labels (a 3 MB name
+/// must not become a 3 MB label and log line). The id is checked where it is used (discovery).
 fn datastore_info(p: &aws_sdk_healthlake::types::DatastoreProperties) -> DatastoreInfo {
+    let bounded = |value: &str| bound_label(value).into_owned();
     DatastoreInfo {
-        id: p.datastore_id().to_owned(),
-        name: p.datastore_name().map(str::to_owned),
-        status: p.datastore_status().as_str().to_owned(),
-        arn: p.datastore_arn().to_owned(),
-        fhir_version: p.datastore_type_version().as_str().to_owned(),
+        id: bounded(p.datastore_id()),
+        name: p.datastore_name().filter(|n| !n.is_empty()).map(bounded),
+        status: bounded(p.datastore_status().as_str()),
+        arn: bounded(p.datastore_arn()),
+        fhir_version: bounded(p.datastore_type_version().as_str()),
     }
 }
 
@@ -219,15 +222,16 @@ pub async fn list_datastores(
                 .send()
                 .await
                 .map_err(classify)?;
+            // The prefix is matched against the whole name, before it is bounded.
             let found = output
                 .datastore_properties_list()
                 .iter()
-                .map(datastore_info)
-                .filter(|d| {
+                .filter(|p| {
                     name_prefix.is_none_or(|prefix| {
-                        d.name.as_deref().is_some_and(|n| n.starts_with(prefix))
+                        p.datastore_name().is_some_and(|n| n.starts_with(prefix))
                     })
-                });
+                })
+                .map(datastore_info);
             Ok((found.collect(), output.next_token))
         },
     )

@@ -3,6 +3,10 @@
 //! One task per entry lists the datastores now, then every `interval` (backing off while it fails),
 //! and hands each result to the supervisor, which owns the configuration and decides what is
 //! polled. [`datastores_to_poll`] says which datastores found an entry adds.
+//!
+//! What a listing says is bounded before it goes further: names (and every other string) like job
+//! labels (`aws::list_datastores`), and a datastore whose id is not a HealthLake datastore id is
+//! dropped here, logged once per change ([`without_invalid_ids`]), never polled nor exported.
 
 use std::time::{Duration, Instant};
 
@@ -12,7 +16,7 @@ use tokio::task::JoinSet;
 use super::backoff::backoff;
 use crate::aws::{list_datastores, Clients};
 use crate::config::{Config, DatastoreConfig, DiscoveryConfig};
-use crate::model::{DatastoreInfo, ErrorReason, JobKinds, PollError};
+use crate::model::{check_datastore_id, DatastoreInfo, ErrorReason, JobKinds, PollError};
 
 /// One listing of entry `index`, made under configuration `generation`.
 #[derive(Debug)]
@@ -51,6 +55,7 @@ where
         let mut rediscover = rediscover.map(watch::Sender::subscribe);
         tasks.spawn(async move {
             let mut failures = 0u32;
+            let mut invalid_ids = Vec::new();
             loop {
                 let started = Instant::now();
                 let result = tokio::time::timeout(
@@ -64,6 +69,7 @@ where
                         "ListFHIRDatastores took longer than polling.timeout",
                     ))
                 });
+                let result = result.map(|found| without_invalid_ids(found, index, &mut invalid_ids));
                 failures = if result.is_ok() { 0 } else { failures + 1 };
                 let message = Discovered {
                     generation,
@@ -94,6 +100,38 @@ where
     tasks
 }
 
+/// `found` without the datastores whose id is not a HealthLake datastore id (a broken or hostile
+/// endpoint may list anything): they are never polled nor exported. They are logged (how many,
+/// the first id and why) when they differ from `logged`, the ids skipped by the entry's last
+/// listing, which this updates; ids are bounded already, and the log escapes them.
+fn without_invalid_ids(
+    found: Vec<DatastoreInfo>,
+    index: usize,
+    logged: &mut Vec<String>,
+) -> Vec<DatastoreInfo> {
+    let mut valid = Vec::with_capacity(found.len());
+    let mut invalid = Vec::new();
+    for info in found {
+        match check_datastore_id(&info.id) {
+            Ok(()) => valid.push(info),
+            Err(why) => invalid.push((info.id, why)),
+        }
+    }
+    if !invalid.iter().map(|(id, _)| id).eq(logged.iter()) {
+        if let Some((first, why)) = invalid.first() {
+            tracing::warn!(
+                discovery = index,
+                skipped = invalid.len(),
+                datastore_id = %first,
+                reason = %why,
+                "ListFHIRDatastores listed datastores whose id is not a HealthLake datastore id: they are not polled"
+            );
+        }
+        *logged = invalid.into_iter().map(|(id, _)| id).collect();
+    }
+    valid
+}
+
 /// The datastores `entry` makes the exporter poll, from what its listing `found`: those in the
 /// entry's status (ACTIVE by default), and those it already polls (`known`) whatever their status
 /// until they are deleted or gone, so an UPDATING datastore keeps its series. Each polls `jobs`.
@@ -117,4 +155,37 @@ pub(crate) fn datastores_to_poll(
             jobs,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str) -> DatastoreInfo {
+        DatastoreInfo {
+            id: id.to_owned(),
+            name: None,
+            status: "ACTIVE".to_owned(),
+            arn: String::new(),
+            fhir_version: "R4".to_owned(),
+        }
+    }
+
+    #[test]
+    fn datastores_with_invalid_ids_are_dropped_and_remembered_until_they_change() {
+        let long = "a".repeat(33);
+        let found = || vec![info("d-ok"), info("ds#1"), info(&long), info("0123")];
+        let mut logged = Vec::new();
+        let kept = without_invalid_ids(found(), 0, &mut logged);
+        let kept: Vec<&str> = kept.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(kept, ["d-ok", "0123"]);
+        assert_eq!(logged, ["ds#1", long.as_str()]);
+        assert_eq!(without_invalid_ids(found(), 0, &mut logged).len(), 2);
+        assert_eq!(logged, ["ds#1", long.as_str()]);
+        assert_eq!(
+            without_invalid_ids(vec![info("d-ok")], 0, &mut logged).len(),
+            1
+        );
+        assert!(logged.is_empty());
+    }
 }

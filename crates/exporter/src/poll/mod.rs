@@ -456,14 +456,8 @@ pub(crate) async fn poll_description(
     in_flight.done();
     let poll_seconds = started.elapsed().as_secs_f64();
     match described {
-        Ok(mut info) => {
-            for value in [&mut info.status, &mut info.arn, &mut info.fhir_version] {
-                if let std::borrow::Cow::Owned(bounded) = bound_label(value) {
-                    *value = bounded;
-                }
-            }
-            Ok(datastore.record_description(info, poll_seconds, unix_now()))
-        }
+        // Its strings are bounded already (`aws::describe_datastore`).
+        Ok(info) => Ok(datastore.record_description(info, poll_seconds, unix_now())),
         Err(error) => {
             let news = datastore.record_failure(Feed::Datastore, &error, poll_seconds);
             Err(PollFailure { error, news })

@@ -1,0 +1,229 @@
+//! Log lines as the binary writes them to a pipe (issue 18, finding 8): text from outside (an API
+//! error message, an SQS message) cannot forge a line, reach the terminal as an escape sequence or
+//! make a line huge, and there is no colour when stderr is not a terminal.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use healthlake_exporter::logging::MAX_FIELD_BYTES;
+use healthlake_fake::{FakeHealthLake, FakeServer, Fault};
+
+const BIN: &str = env!("CARGO_BIN_EXE_healthlake-exporter");
+const DS: &str = "0123456789abcdef0123456789abcdef";
+const QUEUE: &str = "healthlake-events";
+/// What an attacker would like to see as a line of its own, in red.
+const FORGED: &str = "\n2026-01-01T00:00:00Z ERROR forged\x1b[31m";
+/// The same as the text format writes it.
+const FORGED_ESCAPED: &str = r"\n2026-01-01T00:00:00Z ERROR forged\u{1b}[31m";
+/// A line longer than this would be split by container runtimes (16 KiB).
+const MAX_LINE_BYTES: usize = 16 * 1024;
+
+/// The exporter as a child process, killed (and reaped) however the test ends.
+struct Exporter(Child);
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A fake whose datastore answers every poll with a 200 KB AccessDenied message carrying
+/// [`FORGED`], and whose event queue holds an event from a "source" carrying it too.
+async fn hostile_fake() -> (FakeHealthLake, FakeServer) {
+    let (fake, server) = common::start_fake().await;
+    fake.add_datastore(DS);
+    let message = format!("denied{FORGED}{}", "z".repeat(200_000));
+    fake.set_fault(DS, Some(Fault::AccessDeniedWith(message)));
+    fake.create_queue(QUEUE);
+    let event = serde_json::json!({
+        "source": format!("evil{FORGED}"),
+        "detail-type": "Export Job Failed",
+        "detail": {},
+    });
+    fake.send_message(QUEUE, event.to_string());
+    (fake, server)
+}
+
+/// Runs the exporter against `server` with `args`, until stderr has lines containing every one of
+/// `needles` (or 30 s pass), then stops it; returns every stderr line, as bytes.
+fn stderr_lines(server: &FakeServer, args: &[&str], needles: &[&str]) -> Vec<Vec<u8>> {
+    let endpoint = server.endpoint_url();
+    let mut text = common::config_text(&endpoint, "", &[(DS, "main")]);
+    text.push_str(&format!(
+        "[events]\nqueue_url = \"{endpoint}/123456789012/{QUEUE}\"\nendpoint_url = \"{endpoint}\"\nwait_time = \"1s\"\n"
+    ));
+    let dir = std::env::temp_dir().join(format!("hle-logs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}.toml", args.join("-")));
+    std::fs::write(&path, text).unwrap();
+    let mut child = Exporter(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(&path)
+            .args(args)
+            .env("AWS_ACCESS_KEY_ID", "AKIDLOGTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "log-test-secret")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "info")
+            // Colour is decided by the terminal alone here: stderr is a pipe.
+            .env_remove("NO_COLOR")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (send, lines) = mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stderr);
+        loop {
+            let mut line = Vec::new();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    if send.send(line).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    while !needles.iter().all(|n| seen.iter().any(|l| contains(l, n))) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => panic!(
+                "no lines with {needles:?} within 30 s; stderr so far:\n{}",
+                shown(&seen)
+            ),
+        }
+    }
+    drop(child);
+    seen.extend(lines.try_iter());
+    seen
+}
+
+fn contains(line: &[u8], needle: &str) -> bool {
+    String::from_utf8_lossy(line).contains(needle)
+}
+
+/// The lines, each cut to 300 bytes, for failure messages.
+fn shown(lines: &[Vec<u8>]) -> String {
+    lines
+        .iter()
+        .map(|l| String::from_utf8_lossy(&l[..l.len().min(300)]).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A line the text format writes for one event: `<RFC 3339 time with fraction> <LEVEL> …`.
+fn is_text_event(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    let time = words.next().unwrap_or("");
+    let level = words.next().unwrap_or("");
+    time.len() >= 24
+        && time.as_bytes()[4] == b'-'
+        && time.contains('T')
+        && time.contains('.')
+        && time.ends_with('Z')
+        && ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_escape_cut_and_do_not_colour_a_pipe() {
+    let (_fake, server) = hostile_fake().await;
+    let lines = stderr_lines(
+        &server,
+        &[],
+        &["poll failed", "event from another source deleted"],
+    );
+    let all = shown(&lines);
+    for line in &lines {
+        assert!(
+            !line.contains(&0x1b),
+            "a raw ESC byte (colour or forged):\n{all}"
+        );
+        assert!(
+            line.len() <= MAX_LINE_BYTES,
+            "a {} byte line:\n{all}",
+            line.len()
+        );
+        let text = std::str::from_utf8(line).expect("UTF-8 lines");
+        assert!(is_text_event(text), "not one real event: {text:?}\n{all}");
+        assert!(
+            !text.starts_with("2026-01-01T00:00:00Z ERROR forged"),
+            "{all}"
+        );
+    }
+    let failed = lines.iter().find(|l| contains(l, "poll failed")).unwrap();
+    let failed = String::from_utf8_lossy(failed);
+    assert!(
+        failed.contains(&format!(
+            "error=HTTP 403 AccessDeniedException: denied{FORGED_ESCAPED}zzz"
+        )),
+        "{failed}"
+    );
+    // The cut counts the escaped text shown; the marker counts the bytes of the message not shown.
+    let prefix = "HTTP 403 AccessDeniedException: denied";
+    let more = 200_000 - (MAX_FIELD_BYTES - prefix.len() - FORGED_ESCAPED.len());
+    assert!(
+        failed.contains(&format!("z…({more} bytes more)")),
+        "{failed}"
+    );
+    let foreign = lines
+        .iter()
+        .find(|l| contains(l, "another source"))
+        .unwrap();
+    let foreign = String::from_utf8_lossy(foreign);
+    assert!(
+        foreign.contains(&format!("source=evil{FORGED_ESCAPED}")),
+        "{foreign}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_cut_each_value() {
+    let (_fake, server) = hostile_fake().await;
+    let lines = stderr_lines(
+        &server,
+        &["--log-format", "json"],
+        &["poll failed", "event from another source deleted"],
+    );
+    let all = shown(&lines);
+    let mut failed = None;
+    for line in &lines {
+        assert!(!line.contains(&0x1b), "a raw ESC byte:\n{all}");
+        assert!(
+            line.len() <= MAX_LINE_BYTES,
+            "a {} byte line:\n{all}",
+            line.len()
+        );
+        let event: serde_json::Value = serde_json::from_slice(line).expect("one JSON event a line");
+        if event["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("poll failed"))
+        {
+            failed = Some(event);
+        }
+    }
+    let error = failed.expect("a poll failed event")["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (shown, marker) = error.split_once('…').expect("the value was cut");
+    assert_eq!(shown.len(), MAX_FIELD_BYTES);
+    assert!(
+        shown.starts_with(&format!("HTTP 403 AccessDeniedException: denied{FORGED}")),
+        "{shown}"
+    );
+    let more =
+        "HTTP 403 AccessDeniedException: denied".len() + FORGED.len() + 200_000 - MAX_FIELD_BYTES;
+    assert_eq!(marker, format!("({more} bytes more)"));
+}
