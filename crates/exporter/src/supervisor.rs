@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -192,6 +193,7 @@ impl Exporter {
             .map_err(|source| StartError::Bind { address, source })?;
         let local_addr = listener.local_addr().unwrap_or(address);
         let state = Arc::new(State::new(&config, unix_now()));
+        state.arm_readiness(readiness_deadline(&config));
         let (stop_http, stopped) = oneshot::channel::<()>();
         let (control, requests) = mpsc::channel(4);
         let reload = ReloadHandle { control };
@@ -610,6 +612,21 @@ impl Supervisor {
             self.events.as_ref().and_then(|e| e.rediscover.as_deref()),
         );
     }
+}
+
+/// Beyond the longest first poll, the time the exporter takes to record it.
+const READINESS_GRACE: Duration = Duration::from_secs(2);
+
+/// How long after start readiness closes at the latest: a first poll starts within the start
+/// spread (at most 5 s, whatever the number of datastores) and ends within `polling.timeout`,
+/// unless it waits for a slot of `polling.concurrency` or of the request budget, which is why
+/// the deadline does not wait for every first poll.
+fn readiness_deadline(config: &Config) -> Duration {
+    config
+        .polling
+        .timeout
+        .saturating_add(crate::poll::longest_start_spread(config))
+        .saturating_add(READINESS_GRACE)
 }
 
 /// The datastore ids `after` adds to `before`, and those it removes, each sorted.

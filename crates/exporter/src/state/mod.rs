@@ -11,6 +11,7 @@
 
 mod health;
 mod history;
+mod readiness;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::model::{DatastoreInfo, ErrorReason, Job, JobKind, JobKinds, JobNameLabel, PollError};
 
 pub use health::Health;
+pub use readiness::Readiness;
 mod events;
 pub use events::EventStats;
 pub use history::{
@@ -48,6 +50,8 @@ pub struct State {
     /// The event consumer's counters, when `[events]` is configured.
     events: RwLock<Option<Arc<EventStats>>>,
     certificate: CertificateStatus,
+    /// `/readyz`: a latch that closes once (see [`Readiness`]).
+    readiness: Readiness,
 }
 
 /// Whether the last load of the TLS certificate files worked (absent without TLS).
@@ -201,12 +205,18 @@ impl Record {
         track.get_or_insert_with(JobTrack::new)
     }
 
-    /// Every job list this record polls has had a poll attempted.
-    fn jobs_attempted(&self) -> bool {
-        [&self.exports, &self.imports]
+    /// The feeds this record polls (job lists, description) that have not had a poll attempted.
+    fn first_polls_pending(&self) -> usize {
+        let jobs = [&self.exports, &self.imports]
             .into_iter()
             .flatten()
-            .all(|track| track.health.attempts > 0)
+            .filter(|track| track.health.attempts == 0)
+            .count();
+        let datastore = self
+            .datastore
+            .as_ref()
+            .is_some_and(|d| d.health.attempts == 0);
+        jobs + usize::from(datastore)
     }
 
     /// Polls of `feed` attempted so far (0 when the feed is not polled).
@@ -273,6 +283,7 @@ impl State {
             discovery_version: AtomicU64::new(0),
             events: RwLock::new(None),
             certificate: CertificateStatus::default(),
+            readiness: Readiness::default(),
         };
         state.follow_discovery(&plan, false);
         state
@@ -281,6 +292,8 @@ impl State {
     /// Sizes the discovery statuses to `plan`'s entries; entries unchanged since `keep` keep
     /// their status.
     pub(crate) fn follow_discovery(&self, plan: &Plan, keep: bool) {
+        // Entries added now must not hold readiness back (see `apply`).
+        self.ready();
         let mut statuses = self.discovery.lock().unwrap_or_else(|p| p.into_inner());
         let next = plan
             .discovery_regions
@@ -342,6 +355,9 @@ impl State {
     /// series; new ones start empty.
     pub fn apply(&self, plan: impl Into<Plan>) {
         let plan = plan.into();
+        // Closes the readiness latch first if every first poll so far was attempted: datastores
+        // added from here on only count in `first_polls_pending`, never against readiness.
+        self.ready();
         let mut datastores = self.datastores.write().unwrap_or_else(|p| p.into_inner());
         let next = build_datastores(&plan, &datastores);
         *datastores = next;
@@ -374,20 +390,42 @@ impl State {
         Arc::clone(&self.datastores.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Ready once every datastore has had its first poll attempted, whatever its outcome: readiness
-    /// must never depend on AWS, because a sidecar's readiness gates its whole pod.
-    pub(crate) fn first_cycle_attempted(&self) -> bool {
-        let discovered = self
+    /// Makes readiness close `within` from now at the latest, whatever the first polls do (the
+    /// supervisor calls it at start with `polling.timeout` + the start spread + 2 s).
+    pub fn arm_readiness(&self, within: Duration) {
+        self.readiness.arm(within);
+    }
+
+    /// `/readyz`: true once every first poll so far was attempted (whatever its outcome) or the
+    /// deadline of [`State::arm_readiness`] has passed, and from then on for good. It never
+    /// depends on AWS, and nothing after start (reloads, discovery, outages) reopens it, because a
+    /// sidecar's readiness gates its whole pod.
+    pub fn ready(&self) -> bool {
+        self.readiness
+            .check(|| self.first_polls_pending(), Instant::now())
+    }
+
+    /// How long until readiness closes at the latest (`None`: ready, or no deadline).
+    pub fn ready_within(&self) -> Option<Duration> {
+        self.readiness.remaining(Instant::now())
+    }
+
+    /// First polls not attempted yet: each datastore's feeds (export jobs, import jobs, its
+    /// description) and each `[[discovery]]` entry's listing, whatever was added when.
+    pub fn first_polls_pending(&self) -> usize {
+        let discovery = self
             .discovery
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .all(|d| d.health.attempts > 0);
-        discovered
-            && self
+            .filter(|d| d.health.attempts == 0)
+            .count();
+        discovery
+            + self
                 .datastores()
                 .iter()
-                .all(|ds| ds.record().jobs_attempted())
+                .map(|ds| ds.record().first_polls_pending())
+                .sum::<usize>()
     }
 }
 
@@ -874,14 +912,37 @@ mod tests {
         assert_eq!(ids, ["j9", "j8", "j7"]);
     }
 
+    /// Datastores added after every first poll was attempted never reopen readiness, even when
+    /// nobody asked `/readyz` in between; they count as pending first polls until polled.
+    #[test]
+    fn readiness_latches_before_a_plan_adds_datastores() {
+        let state = state();
+        state.arm_readiness(Duration::from_secs(3600));
+        state.datastores()[0].record_success(Vec::new(), 100, 0.1, 10.0);
+        let plan = |n: usize| Plan {
+            datastores: (0..n)
+                .map(|i| (format!("ds{i}"), format!("ds{i}"), JobKinds::default()))
+                .collect(),
+            datastore_health: true,
+            discovery_regions: vec!["default".to_owned()],
+        };
+        state.apply(plan(51));
+        state.follow_discovery(&plan(51), true);
+        assert_eq!(state.first_polls_pending(), 51 * 2 + 1);
+        assert!(state.ready());
+        assert_eq!(state.ready_within(), None);
+    }
+
     #[test]
     fn a_failure_keeps_job_data_and_reports_news_once_per_change() {
         let state = state();
         let datastores = state.datastores();
         let ds = &datastores[0];
-        assert!(!state.first_cycle_attempted());
+        assert!(!state.ready());
+        assert_eq!(state.first_polls_pending(), 1);
         ds.record_success(vec![job("a", "COMPLETED", 1.0)], 100, 0.1, 10.0);
-        assert!(state.first_cycle_attempted());
+        assert_eq!(state.first_polls_pending(), 0);
+        assert!(state.ready());
         let before = ds.record().exports.as_ref().unwrap().jobs.clone();
 
         let throttled = PollError::new(ErrorReason::Throttled, "slow down");
