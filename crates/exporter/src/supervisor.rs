@@ -52,6 +52,8 @@ pub enum ReloadError {
     Http(#[from] web::HttpError),
     #[error("the exporter is shutting down")]
     ShuttingDown,
+    #[error("cannot read config file {}: the previous read has not finished yet (a hung filesystem?)\n  hint: check the filesystem that holds it; the previous configuration keeps running", path.display())]
+    StillReading { path: PathBuf },
 }
 
 /// What the command line overrides in the configuration file. Applied to the file's contents at
@@ -168,7 +170,9 @@ impl Exporter {
         overrides: Overrides,
         options: ClientOptions,
     ) -> Result<Exporter, StartError> {
-        let mut config = Config::load(path)?;
+        let mut config = load_off_thread(path, Config::load)
+            .await
+            .map_err(|(e, _)| e)?;
         overrides.apply(&mut config);
         Exporter::launch(config, Some(path.to_owned()), overrides, options).await
     }
@@ -234,6 +238,7 @@ impl Exporter {
             state: Arc::clone(&state),
             events,
             web: context,
+            unfinished_read: None,
         };
         supervisor.spawn_discoverers();
         let supervisor = tokio::spawn(supervisor.run(requests));
@@ -327,6 +332,44 @@ struct Supervisor {
     events: Option<EventsRuntime>,
     /// The HTTP endpoint, whose `[server]` settings a reload applies.
     web: Arc<HttpContext>,
+    /// A read of the configuration file that timed out and has not ended yet: no other read
+    /// starts until it does, so a hung filesystem cannot pile up blocked threads.
+    unfinished_read: Option<ConfigRead>,
+}
+
+/// A read of the configuration file on the blocking pool.
+type ConfigRead = JoinHandle<Result<Config, ConfigError>>;
+
+/// How long reading and validating the configuration file may take: a regular file of at most
+/// `MAX_CONFIG_FILE_BYTES` takes milliseconds; longer means a hung filesystem.
+const CONFIG_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Loads the configuration file with `load` on the blocking pool, never on the async workers
+/// that serve HTTP, within [`CONFIG_READ_TIMEOUT`]. On a timeout the read goes on in the
+/// background; it is handed back so that the caller can wait for it before reading again.
+async fn load_off_thread(
+    path: &Path,
+    load: fn(&Path) -> Result<Config, ConfigError>,
+) -> Result<Config, (ConfigError, Option<ConfigRead>)> {
+    let owned = path.to_owned();
+    let mut read = tokio::task::spawn_blocking(move || load(&owned));
+    match tokio::time::timeout(CONFIG_READ_TIMEOUT, &mut read).await {
+        Ok(Ok(loaded)) => loaded.map_err(|e| (e, None)),
+        Ok(Err(failed)) => Err((
+            ConfigError::Read {
+                path: path.to_owned(),
+                source: std::io::Error::other(format!("the reading task failed: {failed}")),
+            },
+            None,
+        )),
+        Err(_) => Err((
+            ConfigError::ReadTimedOut {
+                path: path.to_owned(),
+                seconds: CONFIG_READ_TIMEOUT.as_secs(),
+            },
+            Some(read),
+        )),
+    }
 }
 
 /// The running event path: the consumer tasks, the refresher they call, and the signal that makes
@@ -463,11 +506,22 @@ impl Supervisor {
     }
 
     async fn reload(&mut self) -> Result<(), ReloadError> {
-        let path = self
-            .config_path
-            .as_deref()
-            .ok_or(ReloadError::NoConfigFile)?;
-        let mut file = Config::load_for_reload(path)?;
+        let path = self.config_path.clone().ok_or(ReloadError::NoConfigFile)?;
+        if self
+            .unfinished_read
+            .as_ref()
+            .is_some_and(|read| !read.is_finished())
+        {
+            return Err(ReloadError::StillReading { path });
+        }
+        self.unfinished_read = None;
+        let mut file = match load_off_thread(&path, Config::load_for_reload).await {
+            Ok(file) => file,
+            Err((error, unfinished)) => {
+                self.unfinished_read = unfinished;
+                return Err(error.into());
+            }
+        };
         self.overrides.apply(&mut file);
         if file == self.file {
             // Nothing to do: pollers, clients and polls in flight stay as they are. The
