@@ -30,8 +30,8 @@ pub enum StartError {
     Clients(#[from] ClientError),
     #[error(transparent)]
     Http(#[from] web::HttpError),
-    #[error("[events] queue_url {queue_url:?} has no {{shard}} but this replica is shard {shard}: replicas sharing one queue would take each other's events\n  hint: give each replica its own queue (deploy/aws/healthlake-events.yaml, ReplicaCount) and write {{shard}} in queue_url")]
-    SharedEventQueue { queue_url: String, shard: Shard },
+    #[error(transparent)]
+    Events(#[from] EventsError),
     #[error("cannot listen on {address}: {source}\n  hint: pick another port with --listen-address or server.listen_address")]
     Bind {
         address: SocketAddr,
@@ -50,10 +50,22 @@ pub enum ReloadError {
     Clients(#[from] ClientError),
     #[error(transparent)]
     Http(#[from] web::HttpError),
+    #[error(transparent)]
+    Events(#[from] EventsError),
     #[error("the exporter is shutting down")]
     ShuttingDown,
     #[error("cannot read config file {}: the previous read has not finished yet (a hung filesystem?)\n  hint: check the filesystem that holds it; the previous configuration keeps running", path.display())]
     StillReading { path: PathBuf },
+}
+
+/// Why the event consumer of an `[events]` section cannot start (at start, or on a reload that
+/// changes the section: the reload is then refused and the previous consumer keeps running).
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[error("[events] queue_url has no {{shard}} but this replica is shard {shard}: replicas sharing one queue would take each other's events\n  hint: give each replica its own queue (deploy/aws/healthlake-events.yaml, ReplicaCount) and write {{shard}} in queue_url")]
+    SharedQueue { shard: Shard },
+    #[error(transparent)]
+    Clients(#[from] ClientError),
 }
 
 /// What the command line overrides in the configuration file. Applied to the file's contents at
@@ -208,8 +220,11 @@ impl Exporter {
             let _ = stopped.await;
         }));
         let events = match &config.events {
-            Some(events) => {
-                Some(EventsRuntime::start(&config, events, &clients, &options, &state).await?)
+            Some(settings) => {
+                let queue = EventsRuntime::queue(&config, settings, &clients, &options).await?;
+                Some(EventsRuntime::start(
+                    &config, settings, queue, &clients, &state,
+                ))
             }
             None => None,
         };
@@ -328,7 +343,7 @@ struct Supervisor {
     discoverers: tokio::task::JoinSet<()>,
     control: mpsc::Sender<Control>,
     state: Arc<State>,
-    /// The event consumer, with `[events]` (started once; a change of `[events]` needs a restart).
+    /// The event consumer, with `[events]` (restarted by a reload that changes the section).
     events: Option<EventsRuntime>,
     /// The HTTP endpoint, whose `[server]` settings a reload applies.
     web: Arc<HttpContext>,
@@ -381,23 +396,32 @@ struct EventsRuntime {
 }
 
 impl EventsRuntime {
-    async fn start(
+    /// The queue client of `settings` for this replica's shard (`config.polling.shard`); makes no
+    /// call. Fails, changing nothing, when the queue is shared between shards or has no region.
+    async fn queue(
         config: &Config,
         settings: &crate::config::EventsConfig,
-        clients: &Arc<Clients>,
+        clients: &Clients,
         options: &ClientOptions,
-        state: &Arc<State>,
-    ) -> Result<EventsRuntime, StartError> {
+    ) -> Result<crate::aws::sqs::SqsQueue, EventsError> {
         let shard = config.polling.shard;
         if !shard.is_all() && !settings.per_shard() {
-            return Err(StartError::SharedEventQueue {
-                queue_url: settings.queue_url.clone(),
-                shard,
-            });
+            return Err(EventsError::SharedQueue { shard });
         }
-        let queue =
-            crate::aws::sqs::SqsQueue::build(settings.queue_plan(shard), clients, options).await?;
+        Ok(crate::aws::sqs::SqsQueue::build(settings.queue_plan(shard), clients, options).await?)
+    }
+
+    /// Starts consuming `queue` for the datastores of `config` (the counters carry on across
+    /// restarts; `healthlake_events_up` starts again at 0 until the new queue answers).
+    fn start(
+        config: &Config,
+        settings: &crate::config::EventsConfig,
+        queue: crate::aws::sqs::SqsQueue,
+        clients: &Arc<Clients>,
+        state: &Arc<State>,
+    ) -> EventsRuntime {
         let stats = state.enable_events();
+        stats.up.store(false, std::sync::atomic::Ordering::Relaxed);
         let rediscover =
             (!config.discovery.is_empty()).then(|| Arc::new(tokio::sync::watch::channel(0u64).0));
         let refresher = Arc::new(crate::events::refresh::StateRefresher::new(
@@ -434,11 +458,17 @@ impl EventsRuntime {
         );
         let consumer =
             crate::events::consumer::spawn(Arc::new(queue), Arc::clone(&refresher), stats);
-        Ok(EventsRuntime {
+        EventsRuntime {
             refresher,
             rediscover,
             consumer,
-        })
+        }
+    }
+
+    /// Stops consuming: a receive in flight is dropped, and messages not yet deleted come back
+    /// after their visibility timeout (to the next consumer, or to this queue's next reader).
+    async fn stop(mut self) {
+        self.consumer.shutdown().await;
     }
 }
 
@@ -464,8 +494,8 @@ impl Supervisor {
         }
         self.discoverers.shutdown().await;
         self.pollers.shutdown().await;
-        if let Some(events) = &mut self.events {
-            events.consumer.shutdown().await;
+        if let Some(events) = self.events.take() {
+            events.stop().await;
         }
     }
 
@@ -533,9 +563,15 @@ impl Supervisor {
         // `[server]` first: a change that needs a restart, or TLS files that cannot be used under
         // new paths, refuse the whole reload before anything else changes.
         let web = self.web.prepare(&file.server)?;
-        if file.events != self.file.events {
-            tracing::warn!("changes to [events] take effect after a restart; the other changes are applied now");
-        }
+        // A changed `[events]` restarts the consumer. The new queue's client is built first, so
+        // that one which cannot start refuses the reload before anything changed.
+        let events_changed = file.events != self.file.events;
+        let next_queue = match (&file.events, events_changed) {
+            (Some(settings), true) => {
+                Some(EventsRuntime::queue(&file, settings, &self.clients, &self.options).await?)
+            }
+            _ => None,
+        };
         // Discovery entries that did not change keep what they found until they list again.
         let discovered = file
             .discovery
@@ -566,6 +602,9 @@ impl Supervisor {
             }
         };
         self.web.commit(web);
+        if events_changed {
+            self.restart_events(next_queue).await;
+        }
         self.generation += 1;
         self.state.follow_discovery(&Plan::from(&self.file), true);
         self.discoverers.shutdown().await;
@@ -652,6 +691,38 @@ impl Supervisor {
             Err(error) => {
                 self.discovered[index] = previous;
                 tracing::error!(discovery = index, %error, "cannot poll the discovered datastores");
+            }
+        }
+    }
+
+    /// Stops the event consumer, if one runs, and starts one on `queue` when the configuration
+    /// file has `[events]` (before the discovery tasks restart: they follow its datastore events).
+    async fn restart_events(&mut self, queue: Option<crate::aws::sqs::SqsQueue>) {
+        let stopped = match self.events.take() {
+            Some(old) => {
+                old.stop().await;
+                true
+            }
+            None => false,
+        };
+        match (&self.file.events, queue) {
+            (Some(settings), Some(queue)) => {
+                let settings = settings.clone();
+                self.events = Some(EventsRuntime::start(
+                    &self.config,
+                    &settings,
+                    queue,
+                    &self.clients,
+                    &self.state,
+                ));
+                tracing::info!(
+                    previous_consumer_stopped = stopped,
+                    "[events] changed: the event consumer reads the new queue; messages the previous one had not deleted come back after their visibility timeout"
+                );
+            }
+            _ => {
+                self.state.disable_events();
+                tracing::info!("[events] removed: the event consumer has stopped; polling.interval schedules every poll again");
             }
         }
     }

@@ -228,7 +228,7 @@ impl Pollers {
                 clients: Arc::clone(&self.clients),
                 datastore: Arc::clone(datastore),
                 semaphore: Arc::clone(&self.semaphore),
-                events: state.event_stats(),
+                events: Some(state.event_counters()),
             };
             self.tasks
                 .insert((id, feed), (spec, tokio::spawn(task.run())));

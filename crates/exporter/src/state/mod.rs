@@ -47,8 +47,11 @@ pub struct State {
     discovery: Mutex<Vec<DiscoveryStatus>>,
     /// Bumped on every change of `discovery`, like `Record::version`.
     discovery_version: AtomicU64,
-    /// The event consumer's counters, when `[events]` is configured.
+    /// The event path's counters, created once and kept across `[events]` reloads (pollers hold
+    /// them); shown while `events_enabled`.
     events: RwLock<Option<Arc<EventStats>>>,
+    /// `[events]` is configured: the `healthlake_events_…` families are written.
+    events_enabled: AtomicBool,
     certificate: CertificateStatus,
     /// `/readyz`: a latch that closes once (see [`Readiness`]).
     readiness: Readiness,
@@ -282,6 +285,7 @@ impl State {
             discovery: Mutex::new(Vec::new()),
             discovery_version: AtomicU64::new(0),
             events: RwLock::new(None),
+            events_enabled: AtomicBool::new(false),
             certificate: CertificateStatus::default(),
             readiness: Readiness::default(),
         };
@@ -367,18 +371,39 @@ impl State {
         &self.reload
     }
 
-    /// Turns the event path's counters on (idempotent) and returns them.
+    /// Turns the event path's counters on (idempotent) and returns them. Job changes the pollers
+    /// counted while `[events]` was off were announced by no event because there were none: the
+    /// count starts from 0 when the families appear.
     pub fn enable_events(&self) -> Arc<EventStats> {
-        let mut events = self.events.write().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(events.get_or_insert_with(Default::default))
+        let stats = self.event_counters();
+        if !self.events_enabled.swap(true, Ordering::AcqRel) {
+            stats.unannounced_changes.store(0, Ordering::Relaxed);
+        }
+        stats
+    }
+
+    /// Hides the event path's families (a reload removed `[events]`); the counters are kept, and
+    /// go on from where they were should `[events]` come back.
+    pub fn disable_events(&self) {
+        self.events_enabled.store(false, Ordering::Release);
     }
 
     /// The event path's counters, when `[events]` is configured.
     pub fn event_stats(&self) -> Option<Arc<EventStats>> {
-        self.events
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.events_enabled
+            .load(Ordering::Acquire)
+            .then(|| self.event_counters())
+    }
+
+    /// The event path's counters, whether `[events]` is configured or not (the pollers count the
+    /// job changes no event announced into them from the start, so that `[events]` added by a
+    /// reload needs no poller restarted).
+    pub fn event_counters(&self) -> Arc<EventStats> {
+        if let Some(stats) = &*self.events.read().unwrap_or_else(|p| p.into_inner()) {
+            return Arc::clone(stats);
+        }
+        let mut events = self.events.write().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(events.get_or_insert_with(Default::default))
     }
 
     pub fn certificate_status(&self) -> &CertificateStatus {
@@ -910,6 +935,27 @@ mod tests {
             .map(|j| j.id().to_owned())
             .collect();
         assert_eq!(ids, ["j9", "j8", "j7"]);
+    }
+
+    /// `[events]` removed by a reload hides the event families; added again, the same counters
+    /// show, with the job changes counted while it was off forgotten.
+    #[test]
+    fn event_counters_survive_events_being_switched_off_and_on() {
+        let state = state();
+        assert!(state.event_stats().is_none());
+        state
+            .event_counters()
+            .unannounced_changes
+            .fetch_add(5, Ordering::Relaxed);
+        let stats = state.enable_events();
+        assert_eq!(stats.unannounced_changes.load(Ordering::Relaxed), 0);
+        stats.received.fetch_add(3, Ordering::Relaxed);
+        state.disable_events();
+        assert!(state.event_stats().is_none());
+        let again = state.enable_events();
+        assert!(Arc::ptr_eq(&stats, &again));
+        assert_eq!(again.received.load(Ordering::Relaxed), 3);
+        assert!(state.event_stats().is_some());
     }
 
     /// Datastores added after every first poll was attempted never reopen readiness, even when
