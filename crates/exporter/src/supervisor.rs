@@ -535,7 +535,9 @@ impl Supervisor {
         Ok(changes)
     }
 
-    async fn reload(&mut self) -> Result<(), ReloadError> {
+    /// Reads the configuration file for a reload (off the async workers, one read at a time)
+    /// and applies the command line's overrides.
+    async fn read_file(&mut self) -> Result<Config, ReloadError> {
         let path = self.config_path.clone().ok_or(ReloadError::NoConfigFile)?;
         if self
             .unfinished_read
@@ -545,14 +547,39 @@ impl Supervisor {
             return Err(ReloadError::StillReading { path });
         }
         self.unfinished_read = None;
-        let mut file = match load_off_thread(&path, Config::load_for_reload).await {
-            Ok(file) => file,
+        match load_off_thread(&path, Config::load_for_reload).await {
+            Ok(mut file) => {
+                self.overrides.apply(&mut file);
+                Ok(file)
+            }
             Err((error, unfinished)) => {
                 self.unfinished_read = unfinished;
-                return Err(error.into());
+                Err(error.into())
             }
-        };
-        self.overrides.apply(&mut file);
+        }
+    }
+
+    /// What each `[[discovery]]` entry of `file` starts with: entries that did not change keep
+    /// what they found until they list again, the others start empty.
+    fn kept_discoveries(&self, file: &Config) -> Vec<Vec<DatastoreConfig>> {
+        file.discovery
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| match self.file.discovery.get(i) {
+                Some(old) if old == entry => self.discovered[i]
+                    .iter()
+                    .map(|ds| DatastoreConfig {
+                        jobs: file.polling.jobs,
+                        ..ds.clone()
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            })
+            .collect()
+    }
+
+    async fn reload(&mut self) -> Result<(), ReloadError> {
+        let file = self.read_file().await?;
         if file == self.file {
             // Nothing to do: pollers, clients and polls in flight stay as they are. The
             // certificate files are looked at (they may have rotated under the same paths).
@@ -572,22 +599,7 @@ impl Supervisor {
             }
             _ => None,
         };
-        // Discovery entries that did not change keep what they found until they list again.
-        let discovered = file
-            .discovery
-            .iter()
-            .enumerate()
-            .map(|(i, entry)| match self.file.discovery.get(i) {
-                Some(old) if old == entry => self.discovered[i]
-                    .iter()
-                    .map(|ds| DatastoreConfig {
-                        jobs: file.polling.jobs,
-                        ..ds.clone()
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            })
-            .collect();
+        let discovered = self.kept_discoveries(&file);
         let previous_file = std::mem::replace(&mut self.file, file);
         let previous_discovered = std::mem::replace(&mut self.discovered, discovered);
         let (config, configured) = self.effective();
