@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::model::{DatastoreInfo, ErrorReason, Job, JobKind, JobKinds, JobNameLabel, PollError};
 
 pub use health::Health;
-pub use readiness::Readiness;
+use readiness::Readiness;
 mod events;
 pub use events::EventStats;
 pub use history::{
