@@ -366,9 +366,17 @@ async fn load_off_thread(
     path: &Path,
     load: fn(&Path) -> Result<Config, ConfigError>,
 ) -> Result<Config, (ConfigError, Option<ConfigRead>)> {
+    load_within(path, load, CONFIG_READ_TIMEOUT).await
+}
+
+async fn load_within(
+    path: &Path,
+    load: fn(&Path) -> Result<Config, ConfigError>,
+    limit: Duration,
+) -> Result<Config, (ConfigError, Option<ConfigRead>)> {
     let owned = path.to_owned();
     let mut read = tokio::task::spawn_blocking(move || load(&owned));
-    match tokio::time::timeout(CONFIG_READ_TIMEOUT, &mut read).await {
+    match tokio::time::timeout(limit, &mut read).await {
         Ok(Ok(loaded)) => loaded.map_err(|e| (e, None)),
         Ok(Err(failed)) => Err((
             ConfigError::Read {
@@ -380,7 +388,7 @@ async fn load_off_thread(
         Err(_) => Err((
             ConfigError::ReadTimedOut {
                 path: path.to_owned(),
-                seconds: CONFIG_READ_TIMEOUT.as_secs(),
+                seconds: limit.as_secs_f64(),
             },
             Some(read),
         )),
@@ -810,5 +818,33 @@ pub async fn termination_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read that outlasts its limit is refused with the file named, and handed back running,
+    /// so that the next reload waits for it instead of starting another.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_that_hangs_is_refused_and_handed_back() {
+        fn hung(_: &Path) -> Result<Config, ConfigError> {
+            std::thread::sleep(Duration::from_millis(500));
+            Config::parse("[[datastores]]\nid = \"ds\"\n", Path::new("t.toml"))
+        }
+        let path = Path::new("/etc/healthlake-exporter/config.toml");
+        let started = std::time::Instant::now();
+        let (error, read) = load_within(path, hung, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(400));
+        assert_eq!(
+            error.to_string().lines().next().unwrap(),
+            "cannot read config file /etc/healthlake-exporter/config.toml: reading it took longer than 0.05 s (a hung network filesystem?)"
+        );
+        let read = read.expect("the read in flight is handed back");
+        assert!(!read.is_finished());
+        assert!(read.await.unwrap().is_ok(), "and it ends on its own");
     }
 }

@@ -144,7 +144,7 @@ pub enum ConfigError {
         "cannot read config file {path}: reading it took longer than {seconds} s (a hung network filesystem?)\n  \
          hint: check the filesystem that holds it; the exporter keeps serving meanwhile"
     )]
-    ReadTimedOut { path: PathBuf, seconds: u64 },
+    ReadTimedOut { path: PathBuf, seconds: f64 },
     #[error(
         "{path}: the file is not valid UTF-8 (first bad byte at offset {offset}); save it as UTF-8"
     )]
