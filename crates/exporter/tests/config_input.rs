@@ -3,6 +3,8 @@
 //! off the threads that serve HTTP. Run against the binary, as a user (or a kubelet swapping a
 //! ConfigMap's `..data` symlink) meets it.
 
+#![cfg(unix)]
+
 mod common;
 
 use std::io::{BufRead, BufReader};
