@@ -165,12 +165,13 @@ local utils = import 'lib/utils.libsonnet';
               [target('A', 'sum(healthlake_export_jobs{status=~"%s", %s})' % [activeExport, sel], instant=true)],
               defaults={ unit: 'none', color: { mode: 'fixed', fixedColor: 'blue' } },
               options=statOptions()),
-        panel(6, 'stat', 'Exporter', 'Running exporter version(s) and number of instances. Also: whether the last configuration reload succeeded (1), seconds since the last good configuration load, and (with TLS) whether the certificate files last loaded cleanly (0 while a rotation is half-written or broken).', [19, 1, 5, 4],
+        panel(6, 'stat', 'Exporter', 'Running exporter version(s) and number of instances. Also: whether the last configuration reload succeeded (1), seconds since the last good configuration load, (with TLS) whether the certificate files last loaded cleanly (0 while a rotation is half-written or broken), and the first polls not attempted yet (datastores just added by a reload or discovery; readiness never waits for them after start).', [19, 1, 5, 4],
               [
                 target('A', 'count by (version) (healthlake_exporter_build_info{%s})' % exporterSel, '{{version}}', instant=true),
                 target('B', 'min(healthlake_exporter_config_last_reload_successful{%s})' % exporterSel, 'last config reload OK', instant=true),
                 target('C', 'time() - max(healthlake_exporter_config_last_reload_success_timestamp_seconds{%s})' % exporterSel, 'since last good config load (s)', instant=true),
                 target('D', 'min(healthlake_exporter_tls_certificate_last_load_successful{%s})' % exporterSel, 'TLS certificate files OK', instant=true),
+                target('E', 'sum(healthlake_exporter_first_polls_pending{%s})' % exporterSel, 'first polls pending', instant=true),
               ],
               options=statOptions('value_and_name', 'none')),
 

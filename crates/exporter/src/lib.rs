@@ -36,5 +36,5 @@ mod supervisor;
 pub mod web;
 
 pub use supervisor::{
-    termination_signal, Exporter, Overrides, ReloadError, ReloadHandle, StartError,
+    termination_signal, EventsError, Exporter, Overrides, ReloadError, ReloadHandle, StartError,
 };

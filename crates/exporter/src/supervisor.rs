@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -29,8 +30,8 @@ pub enum StartError {
     Clients(#[from] ClientError),
     #[error(transparent)]
     Http(#[from] web::HttpError),
-    #[error("[events] queue_url {queue_url:?} has no {{shard}} but this replica is shard {shard}: replicas sharing one queue would take each other's events\n  hint: give each replica its own queue (deploy/aws/healthlake-events.yaml, ReplicaCount) and write {{shard}} in queue_url")]
-    SharedEventQueue { queue_url: String, shard: Shard },
+    #[error(transparent)]
+    Events(#[from] EventsError),
     #[error("cannot listen on {address}: {source}\n  hint: pick another port with --listen-address or server.listen_address")]
     Bind {
         address: SocketAddr,
@@ -49,8 +50,22 @@ pub enum ReloadError {
     Clients(#[from] ClientError),
     #[error(transparent)]
     Http(#[from] web::HttpError),
+    #[error(transparent)]
+    Events(#[from] EventsError),
     #[error("the exporter is shutting down")]
     ShuttingDown,
+    #[error("cannot read config file {}: the previous read has not finished yet (a hung filesystem?)\n  hint: check the filesystem that holds it; the previous configuration keeps running", path.display())]
+    StillReading { path: PathBuf },
+}
+
+/// Why the event consumer of an `[events]` section cannot start (at start, or on a reload that
+/// changes the section: the reload is then refused and the previous consumer keeps running).
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    #[error("[events] queue_url has no {{shard}} but this replica is shard {shard}: replicas sharing one queue would take each other's events\n  hint: give each replica its own queue (deploy/aws/healthlake-events.yaml, ReplicaCount) and write {{shard}} in queue_url")]
+    SharedQueue { shard: Shard },
+    #[error(transparent)]
+    Clients(#[from] ClientError),
 }
 
 /// What the command line overrides in the configuration file. Applied to the file's contents at
@@ -167,7 +182,9 @@ impl Exporter {
         overrides: Overrides,
         options: ClientOptions,
     ) -> Result<Exporter, StartError> {
-        let mut config = Config::load(path)?;
+        let mut config = load_off_thread(path, Config::load)
+            .await
+            .map_err(|(e, _)| e)?;
         overrides.apply(&mut config);
         Exporter::launch(config, Some(path.to_owned()), overrides, options).await
     }
@@ -192,6 +209,7 @@ impl Exporter {
             .map_err(|source| StartError::Bind { address, source })?;
         let local_addr = listener.local_addr().unwrap_or(address);
         let state = Arc::new(State::new(&config, unix_now()));
+        state.arm_readiness(readiness_deadline(&config));
         let (stop_http, stopped) = oneshot::channel::<()>();
         let (control, requests) = mpsc::channel(4);
         let reload = ReloadHandle { control };
@@ -202,8 +220,11 @@ impl Exporter {
             let _ = stopped.await;
         }));
         let events = match &config.events {
-            Some(events) => {
-                Some(EventsRuntime::start(&config, events, &clients, &options, &state).await?)
+            Some(settings) => {
+                let queue = EventsRuntime::queue(&config, settings, &clients, &options).await?;
+                Some(EventsRuntime::start(
+                    &config, settings, queue, &clients, &state,
+                ))
             }
             None => None,
         };
@@ -232,6 +253,7 @@ impl Exporter {
             state: Arc::clone(&state),
             events,
             web: context,
+            unfinished_read: None,
         };
         supervisor.spawn_discoverers();
         let supervisor = tokio::spawn(supervisor.run(requests));
@@ -321,10 +343,56 @@ struct Supervisor {
     discoverers: tokio::task::JoinSet<()>,
     control: mpsc::Sender<Control>,
     state: Arc<State>,
-    /// The event consumer, with `[events]` (started once; a change of `[events]` needs a restart).
+    /// The event consumer, with `[events]` (restarted by a reload that changes the section).
     events: Option<EventsRuntime>,
     /// The HTTP endpoint, whose `[server]` settings a reload applies.
     web: Arc<HttpContext>,
+    /// A read of the configuration file that timed out and has not ended yet: no other read
+    /// starts until it does, so a hung filesystem cannot pile up blocked threads.
+    unfinished_read: Option<ConfigRead>,
+}
+
+/// A read of the configuration file on the blocking pool.
+type ConfigRead = JoinHandle<Result<Config, ConfigError>>;
+
+/// How long reading and validating the configuration file may take: a regular file of at most
+/// `MAX_CONFIG_FILE_BYTES` takes milliseconds; longer means a hung filesystem.
+const CONFIG_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Loads the configuration file with `load` on the blocking pool, never on the async workers
+/// that serve HTTP, within [`CONFIG_READ_TIMEOUT`]. On a timeout the read goes on in the
+/// background; it is handed back so that the caller can wait for it before reading again.
+async fn load_off_thread(
+    path: &Path,
+    load: fn(&Path) -> Result<Config, ConfigError>,
+) -> Result<Config, (ConfigError, Option<ConfigRead>)> {
+    load_within(path, load, CONFIG_READ_TIMEOUT).await
+}
+
+async fn load_within(
+    path: &Path,
+    load: fn(&Path) -> Result<Config, ConfigError>,
+    limit: Duration,
+) -> Result<Config, (ConfigError, Option<ConfigRead>)> {
+    let owned = path.to_owned();
+    let mut read = tokio::task::spawn_blocking(move || load(&owned));
+    match tokio::time::timeout(limit, &mut read).await {
+        Ok(Ok(loaded)) => loaded.map_err(|e| (e, None)),
+        Ok(Err(failed)) => Err((
+            ConfigError::Read {
+                path: path.to_owned(),
+                source: std::io::Error::other(format!("the reading task failed: {failed}")),
+            },
+            None,
+        )),
+        Err(_) => Err((
+            ConfigError::ReadTimedOut {
+                path: path.to_owned(),
+                seconds: limit.as_secs_f64(),
+            },
+            Some(read),
+        )),
+    }
 }
 
 /// The running event path: the consumer tasks, the refresher they call, and the signal that makes
@@ -336,23 +404,32 @@ struct EventsRuntime {
 }
 
 impl EventsRuntime {
-    async fn start(
+    /// The queue client of `settings` for this replica's shard (`config.polling.shard`); makes no
+    /// call. Fails, changing nothing, when the queue is shared between shards or has no region.
+    async fn queue(
         config: &Config,
         settings: &crate::config::EventsConfig,
-        clients: &Arc<Clients>,
+        clients: &Clients,
         options: &ClientOptions,
-        state: &Arc<State>,
-    ) -> Result<EventsRuntime, StartError> {
+    ) -> Result<crate::aws::sqs::SqsQueue, EventsError> {
         let shard = config.polling.shard;
         if !shard.is_all() && !settings.per_shard() {
-            return Err(StartError::SharedEventQueue {
-                queue_url: settings.queue_url.clone(),
-                shard,
-            });
+            return Err(EventsError::SharedQueue { shard });
         }
-        let queue =
-            crate::aws::sqs::SqsQueue::build(settings.queue_plan(shard), clients, options).await?;
+        Ok(crate::aws::sqs::SqsQueue::build(settings.queue_plan(shard), clients, options).await?)
+    }
+
+    /// Starts consuming `queue` for the datastores of `config` (the counters carry on across
+    /// restarts; `healthlake_events_up` starts again at 0 until the new queue answers).
+    fn start(
+        config: &Config,
+        settings: &crate::config::EventsConfig,
+        queue: crate::aws::sqs::SqsQueue,
+        clients: &Arc<Clients>,
+        state: &Arc<State>,
+    ) -> EventsRuntime {
         let stats = state.enable_events();
+        stats.up.store(false, std::sync::atomic::Ordering::Relaxed);
         let rediscover =
             (!config.discovery.is_empty()).then(|| Arc::new(tokio::sync::watch::channel(0u64).0));
         let refresher = Arc::new(crate::events::refresh::StateRefresher::new(
@@ -389,11 +466,17 @@ impl EventsRuntime {
         );
         let consumer =
             crate::events::consumer::spawn(Arc::new(queue), Arc::clone(&refresher), stats);
-        Ok(EventsRuntime {
+        EventsRuntime {
             refresher,
             rediscover,
             consumer,
-        })
+        }
+    }
+
+    /// Stops consuming: a receive in flight is dropped, and messages not yet deleted come back
+    /// after their visibility timeout (to the next consumer, or to this queue's next reader).
+    async fn stop(mut self) {
+        self.consumer.shutdown().await;
     }
 }
 
@@ -419,8 +502,8 @@ impl Supervisor {
         }
         self.discoverers.shutdown().await;
         self.pollers.shutdown().await;
-        if let Some(events) = &mut self.events {
-            events.consumer.shutdown().await;
+        if let Some(events) = self.events.take() {
+            events.stop().await;
         }
     }
 
@@ -460,29 +543,34 @@ impl Supervisor {
         Ok(changes)
     }
 
-    async fn reload(&mut self) -> Result<(), ReloadError> {
-        let path = self
-            .config_path
-            .as_deref()
-            .ok_or(ReloadError::NoConfigFile)?;
-        let mut file = Config::load_for_reload(path)?;
-        self.overrides.apply(&mut file);
-        if file == self.file {
-            // Nothing to do: pollers, clients and polls in flight stay as they are. The
-            // certificate files are looked at (they may have rotated under the same paths).
-            self.web.commit(self.web.prepare(&file.server)?);
-            tracing::info!("configuration reloaded: the file has not changed, nothing to apply");
-            return Ok(());
+    /// Reads the configuration file for a reload (off the async workers, one read at a time)
+    /// and applies the command line's overrides.
+    async fn read_file(&mut self) -> Result<Config, ReloadError> {
+        let path = self.config_path.clone().ok_or(ReloadError::NoConfigFile)?;
+        if self
+            .unfinished_read
+            .as_ref()
+            .is_some_and(|read| !read.is_finished())
+        {
+            return Err(ReloadError::StillReading { path });
         }
-        // `[server]` first: a change that needs a restart, or TLS files that cannot be used under
-        // new paths, refuse the whole reload before anything else changes.
-        let web = self.web.prepare(&file.server)?;
-        if file.events != self.file.events {
-            tracing::warn!("changes to [events] take effect after a restart; the other changes are applied now");
+        self.unfinished_read = None;
+        match load_off_thread(&path, Config::load_for_reload).await {
+            Ok(mut file) => {
+                self.overrides.apply(&mut file);
+                Ok(file)
+            }
+            Err((error, unfinished)) => {
+                self.unfinished_read = unfinished;
+                Err(error.into())
+            }
         }
-        // Discovery entries that did not change keep what they found until they list again.
-        let discovered = file
-            .discovery
+    }
+
+    /// What each `[[discovery]]` entry of `file` starts with: entries that did not change keep
+    /// what they found until they list again, the others start empty.
+    fn kept_discoveries(&self, file: &Config) -> Vec<Vec<DatastoreConfig>> {
+        file.discovery
             .iter()
             .enumerate()
             .map(|(i, entry)| match self.file.discovery.get(i) {
@@ -495,7 +583,31 @@ impl Supervisor {
                     .collect(),
                 _ => Vec::new(),
             })
-            .collect();
+            .collect()
+    }
+
+    async fn reload(&mut self) -> Result<(), ReloadError> {
+        let file = self.read_file().await?;
+        if file == self.file {
+            // Nothing to do: pollers, clients and polls in flight stay as they are. The
+            // certificate files are looked at (they may have rotated under the same paths).
+            self.web.commit(self.web.prepare(&file.server)?);
+            tracing::info!("configuration reloaded: the file has not changed, nothing to apply");
+            return Ok(());
+        }
+        // `[server]` first: a change that needs a restart, or TLS files that cannot be used under
+        // new paths, refuse the whole reload before anything else changes.
+        let web = self.web.prepare(&file.server)?;
+        // A changed `[events]` restarts the consumer. The new queue's client is built first, so
+        // that one which cannot start refuses the reload before anything changed.
+        let events_changed = file.events != self.file.events;
+        let next_queue = match (&file.events, events_changed) {
+            (Some(settings), true) => {
+                Some(EventsRuntime::queue(&file, settings, &self.clients, &self.options).await?)
+            }
+            _ => None,
+        };
+        let discovered = self.kept_discoveries(&file);
         let previous_file = std::mem::replace(&mut self.file, file);
         let previous_discovered = std::mem::replace(&mut self.discovered, discovered);
         let (config, configured) = self.effective();
@@ -510,6 +622,9 @@ impl Supervisor {
             }
         };
         self.web.commit(web);
+        if events_changed {
+            self.restart_events(next_queue).await;
+        }
         self.generation += 1;
         self.state.follow_discovery(&Plan::from(&self.file), true);
         self.discoverers.shutdown().await;
@@ -600,6 +715,38 @@ impl Supervisor {
         }
     }
 
+    /// Stops the event consumer, if one runs, and starts one on `queue` when the configuration
+    /// file has `[events]` (before the discovery tasks restart: they follow its datastore events).
+    async fn restart_events(&mut self, queue: Option<crate::aws::sqs::SqsQueue>) {
+        let stopped = match self.events.take() {
+            Some(old) => {
+                old.stop().await;
+                true
+            }
+            None => false,
+        };
+        match (&self.file.events, queue) {
+            (Some(settings), Some(queue)) => {
+                let settings = settings.clone();
+                self.events = Some(EventsRuntime::start(
+                    &self.config,
+                    &settings,
+                    queue,
+                    &self.clients,
+                    &self.state,
+                ));
+                tracing::info!(
+                    previous_consumer_stopped = stopped,
+                    "[events] changed: the event consumer reads the new queue; messages the previous one had not deleted come back after their visibility timeout"
+                );
+            }
+            _ => {
+                self.state.disable_events();
+                tracing::info!("[events] removed: the event consumer has stopped; polling.interval schedules every poll again");
+            }
+        }
+    }
+
     /// Starts the `[[discovery]]` listings of the current configuration file.
     fn spawn_discoverers(&mut self) {
         self.discoverers = discovery::spawn(
@@ -610,6 +757,21 @@ impl Supervisor {
             self.events.as_ref().and_then(|e| e.rediscover.as_deref()),
         );
     }
+}
+
+/// Beyond the longest first poll, the time the exporter takes to record it.
+const READINESS_GRACE: Duration = Duration::from_secs(2);
+
+/// How long after start readiness closes at the latest: a first poll starts within the start
+/// spread (at most 5 s, whatever the number of datastores) and ends within `polling.timeout`,
+/// unless it waits for a slot of `polling.concurrency` or of the request budget, which is why
+/// the deadline does not wait for every first poll.
+fn readiness_deadline(config: &Config) -> Duration {
+    config
+        .polling
+        .timeout
+        .saturating_add(crate::poll::longest_start_spread(config))
+        .saturating_add(READINESS_GRACE)
 }
 
 /// The datastore ids `after` adds to `before`, and those it removes, each sorted.
@@ -656,5 +818,33 @@ pub async fn termination_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read that outlasts its limit is refused with the file named, and handed back running,
+    /// so that the next reload waits for it instead of starting another.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_that_hangs_is_refused_and_handed_back() {
+        fn hung(_: &Path) -> Result<Config, ConfigError> {
+            std::thread::sleep(Duration::from_millis(500));
+            Config::parse("[[datastores]]\nid = \"ds\"\n", Path::new("t.toml"))
+        }
+        let path = Path::new("/etc/healthlake-exporter/config.toml");
+        let started = std::time::Instant::now();
+        let (error, read) = load_within(path, hung, Duration::from_millis(50))
+            .await
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_millis(400));
+        assert_eq!(
+            error.to_string().lines().next().unwrap(),
+            "cannot read config file /etc/healthlake-exporter/config.toml: reading it took longer than 0.05 s (a hung network filesystem?)"
+        );
+        let read = read.expect("the read in flight is handed back");
+        assert!(!read.is_finished());
+        assert!(read.await.unwrap().is_ok(), "and it ends on its own");
     }
 }

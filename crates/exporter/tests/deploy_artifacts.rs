@@ -1133,8 +1133,29 @@ fn exporter_container<'a>(pod: &'a Value, what: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{what}: no healthlake-exporter container"))
 }
 
+/// The standalone exporter (Deployment, StatefulSet): liveness and readiness probes, whose
+/// readiness gates only the exporter's own Service.
 fn assert_exporter_container(c: &Value, what: &str) {
-    assert_exporter_container_on(c, what, "metrics")
+    assert_exporter_container_on(c, what, "metrics");
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["path"], "/readyz",
+        "{what}: readiness probe"
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["port"], "metrics",
+        "{what}: readinessProbe port"
+    );
+}
+
+/// The sidecar: a liveness probe and NO readiness probe, which would gate the application's pod
+/// (a pod is Ready only when all its containers are; the PodMonitor scrapes unready pods anyway).
+fn assert_sidecar_container(c: &Value, what: &str) {
+    assert_exporter_container_on(c, what, "hl-metrics");
+    assert!(
+        c.get("readinessProbe").is_none(),
+        "{what}: a sidecar must have no readinessProbe (it would gate the application's pod): {}",
+        c["readinessProbe"]
+    );
 }
 
 fn assert_exporter_container_on(c: &Value, what: &str, port_name: &str) {
@@ -1143,15 +1164,9 @@ fn assert_exporter_container_on(c: &Value, what: &str, port_name: &str) {
         "{what}: liveness probe"
     );
     assert_eq!(
-        c["readinessProbe"]["httpGet"]["path"], "/readyz",
-        "{what}: readiness probe"
+        c["livenessProbe"]["httpGet"]["port"], port_name,
+        "{what}: livenessProbe port"
     );
-    for probe in ["livenessProbe", "readinessProbe"] {
-        assert_eq!(
-            c[probe]["httpGet"]["port"], port_name,
-            "{what}: {probe} port"
-        );
-    }
     let port = c["ports"]
         .as_array()
         .unwrap()
@@ -1336,7 +1351,7 @@ fn kustomize_sidecar_renders_and_validates() {
     );
     let c = containers.last().unwrap();
     assert_eq!(c["name"], "healthlake-exporter");
-    assert_exporter_container_on(c, "sidecar", "hl-metrics");
+    assert_sidecar_container(c, "sidecar");
     assert_restricted_on_its_own(c, "sidecar container");
     assert_eq!(
         c["image"],
@@ -1422,8 +1437,9 @@ fn kustomize_sidecar_renders_and_validates() {
     );
     let why = read(&deploy().join("kubernetes/sidecar/README.md"));
     assert!(
-        why.to_lowercase().contains("readiness"),
-        "sidecar README explains the readiness choice"
+        why.contains("no readiness probe")
+            && why.contains("PodMonitor scrapes the pod whether it is Ready or not"),
+        "sidecar README explains why the sidecar has no readiness probe"
     );
 }
 
@@ -1542,6 +1558,10 @@ fn helm_extra_containers_snippet_matches_the_component() {
         values["extraContainers"],
         json!([from_component]),
         "helm-values.yaml drifted from container.yaml"
+    );
+    assert_sidecar_container(
+        &values["extraContainers"][0],
+        "Helm extraContainers snippet",
     );
     let pod_monitor = yaml_file_to_json(&python, &dir.join("podmonitor.yaml"));
     for (k, v) in pod_monitor["spec"]["selector"]["matchLabels"]
@@ -2057,8 +2077,8 @@ fn readme_deploy_in_10_minutes_commands_run() {
         if cmd.ends_with("grep -c hl-metrics") {
             assert_eq!(
                 stdout.trim(),
-                "4",
-                "the README says 4: port, two probes, PodMonitor"
+                "3",
+                "the README says 3: port, liveness probe, PodMonitor (no readiness probe)"
             );
         }
         if cmd.contains("grep -c 'release:") {

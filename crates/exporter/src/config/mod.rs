@@ -131,6 +131,21 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     #[error(
+        "cannot read config file {path}: it is {kind}, not a regular file\n  \
+         hint: point --config (or the symlink it names) at a regular file"
+    )]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error(
+        "cannot read config file {path}: it is larger than {limit_kib} KiB, the limit for a configuration file\n  \
+         hint: check that --config names the configuration file (10,000 datastores take well under the limit)"
+    )]
+    TooLarge { path: PathBuf, limit_kib: u64 },
+    #[error(
+        "cannot read config file {path}: reading it took longer than {seconds} s (a hung network filesystem?)\n  \
+         hint: check the filesystem that holds it; the exporter keeps serving meanwhile"
+    )]
+    ReadTimedOut { path: PathBuf, seconds: f64 },
+    #[error(
         "{path}: the file is not valid UTF-8 (first bad byte at offset {offset}); save it as UTF-8"
     )]
     NotUtf8 { path: PathBuf, offset: usize },
@@ -168,15 +183,93 @@ pub(crate) fn line_and_column(source: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// The largest configuration file read. A configuration is a few KiB (10,000 datastores take
+/// about 300 KiB); anything larger is the wrong file, and reading it whole would only fill memory.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads the configuration file: a regular file (symlinks followed, as a Kubernetes ConfigMap's
+/// `..data` link is), at most [`MAX_CONFIG_FILE_BYTES`], UTF-8. Nothing else is ever opened for
+/// reading: a FIFO would block the read until a writer comes, a device (`/dev/zero`) never ends.
 fn read_text(path: &Path) -> Result<String, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+    let read_error = |source| ConfigError::Read {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    // Looked at before opening, so that a FIFO is never opened.
+    let metadata = std::fs::metadata(path).map_err(read_error)?;
+    check_file(path, &metadata)?;
+    let file = open_without_blocking(path).map_err(read_error)?;
+    // The path may have been swapped between the look and the open: what counts is what was opened.
+    check_file(path, &file.metadata().map_err(read_error)?)?;
+    let mut bytes = Vec::with_capacity(metadata.len().min(MAX_CONFIG_FILE_BYTES) as usize);
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(file, MAX_CONFIG_FILE_BYTES + 1),
+        &mut bytes,
+    )
+    .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(too_large(path));
+    }
     String::from_utf8(bytes).map_err(|e| ConfigError::NotUtf8 {
         path: path.to_owned(),
         offset: e.utf8_error().valid_up_to(),
     })
+}
+
+/// A regular file within the size limit, or the error that says what it is instead.
+fn check_file(path: &Path, metadata: &std::fs::Metadata) -> Result<(), ConfigError> {
+    if !metadata.is_file() {
+        return Err(ConfigError::NotAFile {
+            path: path.to_owned(),
+            kind: file_kind(&metadata.file_type()),
+        });
+    }
+    if metadata.len() > MAX_CONFIG_FILE_BYTES {
+        return Err(too_large(path));
+    }
+    Ok(())
+}
+
+fn too_large(path: &Path) -> ConfigError {
+    ConfigError::TooLarge {
+        path: path.to_owned(),
+        limit_kib: MAX_CONFIG_FILE_BYTES / 1024,
+    }
+}
+
+/// What a file that is not a regular file is, for the error message.
+fn file_kind(file_type: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if file_type.is_char_device() {
+            return "a character device";
+        }
+        if file_type.is_block_device() {
+            return "a block device";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+    }
+    if file_type.is_dir() {
+        "a directory"
+    } else {
+        "something other than a file"
+    }
+}
+
+/// Opens for reading without ever blocking in `open` (a FIFO swapped in after the first look
+/// would otherwise block until a writer comes); regular files read the same either way.
+fn open_without_blocking(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    options.open(path)
 }
 
 impl Config {
@@ -433,6 +526,56 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
             message.contains("not valid UTF-8 (first bad byte at offset 24)"),
             "{message}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Only a regular file (symlinks followed) of at most 1 MiB is read; a FIFO is never opened.
+    #[cfg(unix)]
+    #[test]
+    fn only_a_regular_file_within_the_limit_is_read() {
+        let dir = std::env::temp_dir().join(format!("hle-config-input-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(&good, ONE).unwrap();
+        let link = dir.join("config.toml");
+        std::os::unix::fs::symlink(&good, &link).unwrap();
+        assert!(Config::load(&link).is_ok(), "a symlink to a regular file");
+
+        let fifo = dir.join("fifo");
+        let c_path = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let big = dir.join("big.toml");
+        let mut text = ONE.to_owned();
+        text.push_str(&"# padding\n".repeat(MAX_CONFIG_FILE_BYTES as usize / 10));
+        std::fs::write(&big, text).unwrap();
+        let cases = [
+            (
+                fifo.as_path(),
+                "it is a FIFO (named pipe), not a regular file",
+            ),
+            (
+                Path::new("/dev/zero"),
+                "it is a character device, not a regular file",
+            ),
+            (dir.as_path(), "it is a directory, not a regular file"),
+            (big.as_path(), "it is larger than 1024 KiB"),
+        ];
+        for (path, expected) in cases {
+            // Behind a symlink too, as a ConfigMap's `..data` swapped to another target.
+            std::fs::remove_file(&link).unwrap();
+            std::os::unix::fs::symlink(path, &link).unwrap();
+            for target in [path, link.as_path()] {
+                let message = Config::load(target).unwrap_err().to_string();
+                assert!(
+                    message.starts_with(&format!(
+                        "cannot read config file {}: {expected}",
+                        target.display()
+                    )),
+                    "{message}"
+                );
+                assert!(message.contains("hint:"), "{message}");
+            }
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -66,8 +66,16 @@ pub(super) struct Inner {
 }
 
 /// What the exporter-wide families were encoded from: the reload status, the discovery version,
-/// the events snapshot, the certificate status and the API usage version.
-pub(super) type ExporterValuesKey = (bool, u64, u64, Option<(u64, bool, u64)>, Option<bool>, u64);
+/// the events snapshot, the certificate status, the API usage version and the first polls pending.
+pub(super) type ExporterValuesKey = (
+    bool,
+    u64,
+    u64,
+    Option<(u64, bool, u64)>,
+    Option<bool>,
+    u64,
+    usize,
+);
 
 #[derive(Debug)]
 pub(super) struct Entry {
@@ -399,6 +407,7 @@ impl MetricsCache {
             events.as_ref().map(EventsSnapshot::key),
             state.certificate_status().get(),
             crate::aws::api_usage().version(),
+            state.first_polls_pending(),
         );
         let mut compress = None;
         let (headers, tail, encoded) = match self.cached(&list, f, tail_key) {
@@ -514,6 +523,7 @@ impl MetricsCache {
                     datastore_families: false,
                     tail: Some(ExporterValues {
                         events,
+                        first_polls_pending: tail_key.6,
                         ..ExporterValues::of(state)
                     }),
                     marks: None,

@@ -70,6 +70,7 @@ pub(super) enum Samples {
     ApiBudgetWait,
     ReloadSuccessful,
     ReloadSuccessTime,
+    FirstPollsPending,
     CertificateLoaded,
     BuildInfo,
 }
@@ -345,6 +346,13 @@ pub(super) const EXPORTER: &[Family] = &[
         unit: Some(BaseUnit::Seconds),
         metric_type: MetricType::Gauge,
         samples: Samples::ReloadSuccessTime,
+    },
+    Family {
+        name: "healthlake_exporter_first_polls_pending",
+        help: "First polls not attempted yet: each datastore's job lists and description, and each [[discovery]] entry's listing, including datastores a reload or discovery just added. /readyz waits for them only at start, and at most polling.timeout + the start spread + 2s.",
+        unit: None,
+        metric_type: MetricType::Gauge,
+        samples: Samples::FirstPollsPending,
     },
     Family {
         name: "healthlake_exporter_tls_certificate_last_load_successful",
@@ -642,6 +650,7 @@ impl StateCollector {
             | Samples::ApiBudgetWait
             | Samples::ReloadSuccessful
             | Samples::ReloadSuccessTime
+            | Samples::FirstPollsPending
             | Samples::CertificateLoaded
             | Samples::BuildInfo => Ok(()),
         }
@@ -706,6 +715,7 @@ impl StateCollector {
                 metric.encode_gauge(&if tail.reload_successful { 1.0 } else { 0.0 })
             }
             Samples::ReloadSuccessTime => metric.encode_gauge(&tail.reload_success_time),
+            Samples::FirstPollsPending => metric.encode_gauge(&(tail.first_polls_pending as f64)),
             Samples::CertificateLoaded => match tail.certificate_loaded {
                 Some(loaded) => metric.encode_gauge(&if loaded { 1.0 } else { 0.0 }),
                 None => Ok(()),

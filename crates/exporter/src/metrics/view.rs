@@ -172,6 +172,8 @@ pub(super) struct ExporterValues {
     pub(super) discovery: Vec<DiscoveryStatus>,
     pub(super) reload_successful: bool,
     pub(super) reload_success_time: f64,
+    /// [`State::first_polls_pending`].
+    pub(super) first_polls_pending: usize,
     /// With `[events]`: the event path's values.
     pub(super) events: Option<EventsSnapshot>,
     pub(super) certificate_loaded: Option<bool>,
@@ -188,6 +190,7 @@ impl ExporterValues {
             discovery: state.discovery(),
             reload_successful: reload.last_successful(),
             reload_success_time: reload.last_success_time(),
+            first_polls_pending: state.first_polls_pending(),
             events: state.event_stats().map(|s| EventsSnapshot::of(&s)),
             certificate_loaded: state.certificate_status().get(),
             api_requests: usage.requests(),

@@ -82,6 +82,22 @@ impl Drop for InFlight<'_> {
 /// a hundred datastores do not all call at once, yet the first data arrives within seconds.
 const MAX_START_SPREAD: Duration = Duration::from_secs(5);
 
+/// How long after its task starts a feed polled every `interval` makes its first poll, at most:
+/// half the interval, and never more than [`MAX_START_SPREAD`] whatever the number of datastores.
+pub fn start_spread(interval: Duration) -> Duration {
+    (interval / 2).min(MAX_START_SPREAD)
+}
+
+/// The longest any feed of `config` waits before its first poll starts (see [`start_spread`]).
+pub fn longest_start_spread(config: &Config) -> Duration {
+    let datastore = if config.polling.datastore_health {
+        start_spread(config.polling.datastore_interval)
+    } else {
+        Duration::ZERO
+    };
+    start_spread(config.polling.interval).max(datastore)
+}
+
 /// The polling tasks: one per datastore and feed (export jobs, import jobs, the datastore's
 /// description), all sharing one concurrency bound, each remembered with the settings it runs
 /// with, and a watchdog that marks feeds down when their data goes stale. A reload restarts only
@@ -212,7 +228,7 @@ impl Pollers {
                 clients: Arc::clone(&self.clients),
                 datastore: Arc::clone(datastore),
                 semaphore: Arc::clone(&self.semaphore),
-                events: state.event_stats(),
+                events: Some(state.event_counters()),
             };
             self.tasks
                 .insert((id, feed), (spec, tokio::spawn(task.run())));
@@ -521,12 +537,7 @@ impl FeedTask {
         let last_attempt = self.health(|h| h.last_attempt).flatten();
         let first = match last_attempt {
             Some(at) => at + self.wait_after_poll(),
-            None => {
-                Instant::now()
-                    + (self.interval / 2)
-                        .min(MAX_START_SPREAD)
-                        .mul_f64(fastrand::f64())
-            }
+            None => Instant::now() + start_spread(self.interval).mul_f64(fastrand::f64()),
         };
         tokio::time::sleep_until(first.into()).await;
         loop {

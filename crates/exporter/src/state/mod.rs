@@ -11,6 +11,7 @@
 
 mod health;
 mod history;
+mod readiness;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::model::{DatastoreInfo, ErrorReason, Job, JobKind, JobKinds, JobNameLabel, PollError};
 
 pub use health::Health;
+use readiness::Readiness;
 mod events;
 pub use events::EventStats;
 pub use history::{
@@ -45,9 +47,14 @@ pub struct State {
     discovery: Mutex<Vec<DiscoveryStatus>>,
     /// Bumped on every change of `discovery`, like `Record::version`.
     discovery_version: AtomicU64,
-    /// The event consumer's counters, when `[events]` is configured.
+    /// The event path's counters, created once and kept across `[events]` reloads (pollers hold
+    /// them); shown while `events_enabled`.
     events: RwLock<Option<Arc<EventStats>>>,
+    /// `[events]` is configured: the `healthlake_events_…` families are written.
+    events_enabled: AtomicBool,
     certificate: CertificateStatus,
+    /// `/readyz`: a latch that closes once (see [`Readiness`]).
+    readiness: Readiness,
 }
 
 /// Whether the last load of the TLS certificate files worked (absent without TLS).
@@ -201,12 +208,18 @@ impl Record {
         track.get_or_insert_with(JobTrack::new)
     }
 
-    /// Every job list this record polls has had a poll attempted.
-    fn jobs_attempted(&self) -> bool {
-        [&self.exports, &self.imports]
+    /// The feeds this record polls (job lists, description) that have not had a poll attempted.
+    fn first_polls_pending(&self) -> usize {
+        let jobs = [&self.exports, &self.imports]
             .into_iter()
             .flatten()
-            .all(|track| track.health.attempts > 0)
+            .filter(|track| track.health.attempts == 0)
+            .count();
+        let datastore = self
+            .datastore
+            .as_ref()
+            .is_some_and(|d| d.health.attempts == 0);
+        jobs + usize::from(datastore)
     }
 
     /// Polls of `feed` attempted so far (0 when the feed is not polled).
@@ -272,7 +285,9 @@ impl State {
             discovery: Mutex::new(Vec::new()),
             discovery_version: AtomicU64::new(0),
             events: RwLock::new(None),
+            events_enabled: AtomicBool::new(false),
             certificate: CertificateStatus::default(),
+            readiness: Readiness::default(),
         };
         state.follow_discovery(&plan, false);
         state
@@ -281,6 +296,8 @@ impl State {
     /// Sizes the discovery statuses to `plan`'s entries; entries unchanged since `keep` keep
     /// their status.
     pub(crate) fn follow_discovery(&self, plan: &Plan, keep: bool) {
+        // Entries added now must not hold readiness back (see `apply`).
+        self.ready();
         let mut statuses = self.discovery.lock().unwrap_or_else(|p| p.into_inner());
         let next = plan
             .discovery_regions
@@ -342,6 +359,9 @@ impl State {
     /// series; new ones start empty.
     pub fn apply(&self, plan: impl Into<Plan>) {
         let plan = plan.into();
+        // Closes the readiness latch first if every first poll so far was attempted: datastores
+        // added from here on only count in `first_polls_pending`, never against readiness.
+        self.ready();
         let mut datastores = self.datastores.write().unwrap_or_else(|p| p.into_inner());
         let next = build_datastores(&plan, &datastores);
         *datastores = next;
@@ -351,18 +371,39 @@ impl State {
         &self.reload
     }
 
-    /// Turns the event path's counters on (idempotent) and returns them.
+    /// Turns the event path's counters on (idempotent) and returns them. Job changes the pollers
+    /// counted while `[events]` was off were announced by no event because there were none: the
+    /// count starts from 0 when the families appear.
     pub fn enable_events(&self) -> Arc<EventStats> {
-        let mut events = self.events.write().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(events.get_or_insert_with(Default::default))
+        let stats = self.event_counters();
+        if !self.events_enabled.swap(true, Ordering::AcqRel) {
+            stats.unannounced_changes.store(0, Ordering::Relaxed);
+        }
+        stats
+    }
+
+    /// Hides the event path's families (a reload removed `[events]`); the counters are kept, and
+    /// go on from where they were should `[events]` come back.
+    pub fn disable_events(&self) {
+        self.events_enabled.store(false, Ordering::Release);
     }
 
     /// The event path's counters, when `[events]` is configured.
     pub fn event_stats(&self) -> Option<Arc<EventStats>> {
-        self.events
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.events_enabled
+            .load(Ordering::Acquire)
+            .then(|| self.event_counters())
+    }
+
+    /// The event path's counters, whether `[events]` is configured or not (the pollers count the
+    /// job changes no event announced into them from the start, so that `[events]` added by a
+    /// reload needs no poller restarted).
+    pub fn event_counters(&self) -> Arc<EventStats> {
+        if let Some(stats) = &*self.events.read().unwrap_or_else(|p| p.into_inner()) {
+            return Arc::clone(stats);
+        }
+        let mut events = self.events.write().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(events.get_or_insert_with(Default::default))
     }
 
     pub fn certificate_status(&self) -> &CertificateStatus {
@@ -374,20 +415,42 @@ impl State {
         Arc::clone(&self.datastores.read().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// Ready once every datastore has had its first poll attempted, whatever its outcome: readiness
-    /// must never depend on AWS, because a sidecar's readiness gates its whole pod.
-    pub(crate) fn first_cycle_attempted(&self) -> bool {
-        let discovered = self
+    /// Makes readiness close `within` from now at the latest, whatever the first polls do (the
+    /// supervisor calls it at start with `polling.timeout` + the start spread + 2 s).
+    pub fn arm_readiness(&self, within: Duration) {
+        self.readiness.arm(within);
+    }
+
+    /// `/readyz`: true once every first poll so far was attempted (whatever its outcome) or the
+    /// deadline of [`State::arm_readiness`] has passed, and from then on for good. It never
+    /// depends on AWS, and nothing after start (reloads, discovery, outages) reopens it, because a
+    /// sidecar's readiness gates its whole pod.
+    pub fn ready(&self) -> bool {
+        self.readiness
+            .check(|| self.first_polls_pending(), Instant::now())
+    }
+
+    /// How long until readiness closes at the latest (`None`: ready, or no deadline).
+    pub fn ready_within(&self) -> Option<Duration> {
+        self.readiness.remaining(Instant::now())
+    }
+
+    /// First polls not attempted yet: each datastore's feeds (export jobs, import jobs, its
+    /// description) and each `[[discovery]]` entry's listing, whatever was added when.
+    pub fn first_polls_pending(&self) -> usize {
+        let discovery = self
             .discovery
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
-            .all(|d| d.health.attempts > 0);
-        discovered
-            && self
+            .filter(|d| d.health.attempts == 0)
+            .count();
+        discovery
+            + self
                 .datastores()
                 .iter()
-                .all(|ds| ds.record().jobs_attempted())
+                .map(|ds| ds.record().first_polls_pending())
+                .sum::<usize>()
     }
 }
 
@@ -874,14 +937,58 @@ mod tests {
         assert_eq!(ids, ["j9", "j8", "j7"]);
     }
 
+    /// `[events]` removed by a reload hides the event families; added again, the same counters
+    /// show, with the job changes counted while it was off forgotten.
+    #[test]
+    fn event_counters_survive_events_being_switched_off_and_on() {
+        let state = state();
+        assert!(state.event_stats().is_none());
+        state
+            .event_counters()
+            .unannounced_changes
+            .fetch_add(5, Ordering::Relaxed);
+        let stats = state.enable_events();
+        assert_eq!(stats.unannounced_changes.load(Ordering::Relaxed), 0);
+        stats.received.fetch_add(3, Ordering::Relaxed);
+        state.disable_events();
+        assert!(state.event_stats().is_none());
+        let again = state.enable_events();
+        assert!(Arc::ptr_eq(&stats, &again));
+        assert_eq!(again.received.load(Ordering::Relaxed), 3);
+        assert!(state.event_stats().is_some());
+    }
+
+    /// Datastores added after every first poll was attempted never reopen readiness, even when
+    /// nobody asked `/readyz` in between; they count as pending first polls until polled.
+    #[test]
+    fn readiness_latches_before_a_plan_adds_datastores() {
+        let state = state();
+        state.arm_readiness(Duration::from_secs(3600));
+        state.datastores()[0].record_success(Vec::new(), 100, 0.1, 10.0);
+        let plan = |n: usize| Plan {
+            datastores: (0..n)
+                .map(|i| (format!("ds{i}"), format!("ds{i}"), JobKinds::default()))
+                .collect(),
+            datastore_health: true,
+            discovery_regions: vec!["default".to_owned()],
+        };
+        state.apply(plan(51));
+        state.follow_discovery(&plan(51), true);
+        assert_eq!(state.first_polls_pending(), 51 * 2 + 1);
+        assert!(state.ready());
+        assert_eq!(state.ready_within(), None);
+    }
+
     #[test]
     fn a_failure_keeps_job_data_and_reports_news_once_per_change() {
         let state = state();
         let datastores = state.datastores();
         let ds = &datastores[0];
-        assert!(!state.first_cycle_attempted());
+        assert!(!state.ready());
+        assert_eq!(state.first_polls_pending(), 1);
         ds.record_success(vec![job("a", "COMPLETED", 1.0)], 100, 0.1, 10.0);
-        assert!(state.first_cycle_attempted());
+        assert_eq!(state.first_polls_pending(), 0);
+        assert!(state.ready());
         let before = ds.record().exports.as_ref().unwrap().jobs.clone();
 
         let throttled = PollError::new(ErrorReason::Throttled, "slow down");

@@ -237,12 +237,13 @@ pub(super) async fn route(
         }
         "/healthz" => text(StatusCode::OK, "ok\n"),
         "/readyz" => {
-            if state.first_cycle_attempted() {
+            // A latch: once 200, always 200 (see `state::Readiness`).
+            if state.ready() {
                 text(StatusCode::OK, "ready\n")
             } else {
                 text(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "not ready: the first poll of every datastore has not been attempted yet\n",
+                    "not ready: first polls are still pending (healthlake_exporter_first_polls_pending); ready at the latest polling.timeout + the start spread + 2s after start\n",
                 )
             }
         }
