@@ -620,7 +620,9 @@ async fn a_flood_on_one_datastore_costs_one_refresh_per_timeout_and_spares_the_o
         let m = scrape(exporter.local_addr()).await;
         others
             .iter()
-            .all(|id| m.get(&key("healthlake_export_jobs", id, id, "status=\"FAILED\"")) == Some(1.0))
+            .all(|id| {
+                m.get(&key("healthlake_export_jobs", id, id, "status=\"FAILED\"")) == Some(1.0)
+            })
             .then(|| others_failed_at.elapsed())
     })
     .await;

@@ -290,7 +290,10 @@ mod tests {
         let finished = c.finish("a");
         assert_eq!(finished.deletable, ["m1"]);
         assert_eq!(finished.applied, 1);
-        assert!(c.start_ready(now + SPACING, SPACING).is_empty(), "no second refresh");
+        assert!(
+            c.start_ready(now + SPACING, SPACING).is_empty(),
+            "no second refresh"
+        );
     }
 
     #[test]

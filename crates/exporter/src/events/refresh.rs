@@ -99,11 +99,14 @@ impl Refresher for StateRefresher {
             return false;
         };
         let record = datastore.record();
-        [(JobKind::Export, scope.exports), (JobKind::Import, scope.imports)]
-            .into_iter()
-            .filter(|(_, wanted)| *wanted)
-            .filter_map(|(kind, _)| record.track(kind))
-            .any(|track| event.names(|word| track.is_straggler(word)))
+        [
+            (JobKind::Export, scope.exports),
+            (JobKind::Import, scope.imports),
+        ]
+        .into_iter()
+        .filter(|(_, wanted)| *wanted)
+        .filter_map(|(kind, _)| record.track(kind))
+        .any(|track| event.names(|word| track.is_straggler(word)))
     }
 
     fn spacing(&self) -> Duration {
