@@ -236,7 +236,7 @@ async fn flood() {
             }
         }
         tick += 1;
-        if tick % 4 == 0 {
+        if tick.is_multiple_of(4) {
             let text = scrape(addr).await;
             for (id, at) in &failed {
                 if !shown.contains_key(id) && value(&text, &failed_series(id)) == Some(1.0) {
