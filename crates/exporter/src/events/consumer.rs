@@ -15,6 +15,7 @@
 //! The queue and the refreshes are traits, so the loop is tested here without HTTP; the SQS
 //! implementation lives with the other AWS calls.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -234,6 +235,13 @@ struct Handler<Q, R> {
     deletable: Vec<String>,
 }
 
+/// The refreshes running, and the datastore of each (also known when its task panicked).
+#[derive(Default)]
+struct Running {
+    tasks: JoinSet<()>,
+    datastores: HashMap<tokio::task::Id, String>,
+}
+
 async fn handle_loop<Q: Queue, R: Refresher>(
     queue: Arc<Q>,
     refresher: Arc<R>,
@@ -249,7 +257,7 @@ async fn handle_loop<Q: Queue, R: Refresher>(
         held: Held::new(FALLBACK_VISIBILITY_TIMEOUT),
         deletable: Vec::new(),
     };
-    let mut running: JoinSet<String> = JoinSet::new();
+    let mut running = Running::default();
     loop {
         let wake = handler.next_wake();
         tokio::select! {
@@ -257,10 +265,10 @@ async fn handle_loop<Q: Queue, R: Refresher>(
                 let Some(batch) = batch else { return };
                 handler.take(batch);
             }
-            Some(finished) = running.join_next(), if !running.is_empty() => {
-                // A refresh task that panicked has lost its datastore id; its messages come back
-                // after the visibility timeout. Refreshes do not panic, so this stays theoretical.
-                if let Ok(datastore) = finished {
+            Some(finished) = running.tasks.join_next_with_id(), if !running.tasks.is_empty() => {
+                // A refresh that panicked ended too: like a failed one, its messages go.
+                let id = finished.map_or_else(|error| error.id(), |(id, ())| id);
+                if let Some(datastore) = running.datastores.remove(&id) {
                     handler.finished(&datastore);
                 }
             }
@@ -332,7 +340,7 @@ impl<Q: Queue, R: Refresher> Handler<Q, R> {
         }
     }
 
-    fn start_refreshes(&mut self, running: &mut JoinSet<String>) {
+    fn start_refreshes(&mut self, running: &mut Running) {
         let ready = self
             .coalescer
             .start_ready(Instant::now(), self.refresher.spacing());
@@ -340,10 +348,8 @@ impl<Q: Queue, R: Refresher> Handler<Q, R> {
             self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
             let datastore = refresh.datastore.clone();
             let work = self.refresher.refresh(refresh.datastore, refresh.scope);
-            running.spawn(async move {
-                work.await;
-                datastore
-            });
+            let id = running.tasks.spawn(work).id();
+            running.datastores.insert(id, datastore);
         }
     }
 
