@@ -734,3 +734,48 @@ async fn an_event_time_far_in_the_future_is_not_used() {
     assert!((value - failed_at).abs() < 5.0, "{value} vs {failed_at}");
     exporter.shutdown().await;
 }
+
+/// Finding 4: with old unfinished jobs in 3 statuses, an event costs one listing (before: four,
+/// one more per status the old jobs are in), unless it names one of those old jobs: then its
+/// refresh follows them, and the old job's failure shows within seconds.
+#[tokio::test]
+async fn an_event_costs_one_listing_unless_it_names_an_old_job() {
+    const N: usize = 5;
+    let (fake, server) = start_fake().await;
+    let ids = seed_many(&fake, N);
+    template_queue(&fake, Duration::from_secs(30));
+    let exporter = start_exporter(&many_config(&server, &ids, "")).await;
+    all_polled(&exporter, &ids).await;
+    fake.clear_requests();
+    for id in &ids {
+        assert!(fake.set_job_status(id, "job", "FAILED", Some(now())));
+    }
+    eventually(WAIT, "every event handled", || async {
+        (fake.queue_stats(QUEUE).deleted == N as u64).then_some(())
+    })
+    .await;
+    for id in &ids {
+        assert_eq!(fake.request_count(id), 1, "one listing for one event");
+    }
+
+    let old = &ids[0];
+    assert!(fake.set_job_status(old, "old-running", "FAILED", Some(now())));
+    let metrics = eventually(WAIT, "the old job's failure", || async {
+        let m = scrape(exporter.local_addr()).await;
+        (m.get(&key("healthlake_export_jobs", old, old, "status=\"FAILED\"")) == Some(2.0))
+            .then_some(m)
+    })
+    .await;
+    assert_eq!(
+        metrics.value(&key(
+            "healthlake_export_jobs",
+            old,
+            old,
+            "status=\"IN_PROGRESS\""
+        )),
+        0.0
+    );
+    // The listing, one per status of the old jobs, and one of the changed job's submit time.
+    assert!(fake.request_count(old) > 2, "followed");
+    exporter.shutdown().await;
+}
