@@ -762,8 +762,13 @@ async fn an_event_costs_one_listing_unless_it_names_an_old_job() {
     assert!(fake.set_job_status(old, "old-running", "FAILED", Some(now())));
     let metrics = eventually(WAIT, "the old job's failure", || async {
         let m = scrape(exporter.local_addr()).await;
-        (m.get(&key("healthlake_export_jobs", old, old, "status=\"FAILED\"")) == Some(2.0))
-            .then_some(m)
+        (m.get(&key(
+            "healthlake_export_jobs",
+            old,
+            old,
+            "status=\"FAILED\"",
+        )) == Some(2.0))
+        .then_some(m)
     })
     .await;
     assert_eq!(
