@@ -323,13 +323,14 @@ local utils = import 'lib/utils.libsonnet';
 
         // The event path ([events]): HealthLake's EventBridge events through SQS.
         row(32, 94, 'Events ([events]: HealthLake events through SQS)'),
-        panel(33, 'timeseries', 'Event messages', 'What the event consumer did with its SQS messages: received, applied (a followed datastore refreshed), ignored (not followed here), malformed (deleted), and the refreshes they caused.', [0, 95, 12, 7],
+        panel(33, 'timeseries', 'Event messages', 'What the event consumer did with its SQS messages: received, applied (a followed datastore refreshed), ignored (not followed here), malformed (deleted), the refreshes they caused, and messages SQS delivered again (0 unless the exporter stopped or SQS refused a delete).', [0, 95, 12, 7],
               [
                 target('A', 'sum by (instance) (rate(healthlake_events_received_total{%s}[$__rate_interval]))' % exporterSel, '{{instance}} received'),
                 target('B', 'sum by (instance) (rate(healthlake_events_applied_total{%s}[$__rate_interval]))' % exporterSel, '{{instance}} applied'),
                 target('C', 'sum by (instance) (rate(healthlake_events_ignored_total{%s}[$__rate_interval]))' % exporterSel, '{{instance}} ignored'),
                 target('D', 'sum by (instance) (rate(healthlake_events_malformed_total{%s}[$__rate_interval]))' % exporterSel, '{{instance}} malformed'),
                 target('E', 'sum by (instance) (rate(healthlake_events_refreshes_total{%s}[$__rate_interval]))' % exporterSel, '{{instance}} refreshes'),
+                target('F', 'sum by (instance) (rate(healthlake_events_redelivered_total{%s}[$__rate_interval]))' % exporterSel, '{{instance}} redelivered'),
               ]),
         panel(34, 'timeseries', 'Event consumer health', '1 while the consumer can receive from its queue; failed SQS calls by reason.', [12, 95, 12, 7],
               [

@@ -438,27 +438,8 @@ impl EventsRuntime {
             state,
             rediscover.clone(),
         ));
-        // The queue must hide a message longer than the refresh it causes can take; checked in
-        // the background so a slow or denied call never delays the start.
-        let check = queue.clone();
-        let minimum = config.polling.timeout * 2;
-        tokio::spawn(async move {
-            match check.visibility_timeout().await {
-                Ok(visibility) if visibility < minimum => tracing::warn!(
-                    queue_url = check.queue_url(),
-                    visibility_timeout = %humantime::format_duration(visibility),
-                    minimum = %humantime::format_duration(minimum),
-                    "the event queue's visibility timeout is shorter than 2 x polling.timeout: messages may be handled twice; raise VisibilityTimeout"
-                ),
-                Ok(_) => {}
-                Err(error) => tracing::warn!(
-                    queue_url = check.queue_url(),
-                    reason = %error.reason,
-                    error = %error.message,
-                    "cannot read the event queue's attributes (needs sqs:GetQueueAttributes); events are still consumed"
-                ),
-            }
-        });
+        // The queue's visibility timeout is read (and checked) by the consumer itself: it hides
+        // the messages it holds for that long, and extends it while their refresh waits.
         tracing::info!(
             queue_url = queue.queue_url(),
             wait_time = %humantime::format_duration(settings.wait_time),

@@ -2185,11 +2185,12 @@ fn iam_policy_for_all_features_scopes_each_action() {
         let resources = string_or_list(&st["Resource"]);
         assert!(!resources.is_empty(), "{file}: {sid}: no Resource");
         if actions.iter().any(|a| a.starts_with("sqs:")) {
-            // The event consumer ([events]): its queue's three calls, on its queues only.
+            // The event consumer ([events]): its queue's four calls, on its queues only.
             assert_eq!(
                 actions,
                 [
                     "sqs:ReceiveMessage",
+                    "sqs:ChangeMessageVisibility",
                     "sqs:DeleteMessage",
                     "sqs:GetQueueAttributes"
                 ],

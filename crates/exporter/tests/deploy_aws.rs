@@ -18,8 +18,6 @@ use serde_json::{json, Value};
 use tools::*;
 
 const CFN_LINT_HINT: &str = "pip install -r .ci/requirements.txt   (cfn-lint)";
-/// `polling.timeout`'s default: the queue's visibility must cover two refreshes' worth of it.
-const DEFAULT_POLLING_TIMEOUT_SECONDS: i64 = 30;
 const MAX_REPLICAS: usize = 8;
 
 fn template_path() -> PathBuf {
@@ -194,12 +192,13 @@ fn rules_match_the_healthlake_source_only_and_target_their_own_queue() {
 fn queues_keep_events_hide_them_long_enough_and_dead_letter_poison() {
     let Some(t) = template() else { return };
     let visibility = &t["Parameters"]["VisibilityTimeoutSeconds"];
-    for key in ["Default", "MinValue"] {
-        assert!(
-            visibility[key].as_i64().unwrap() >= 2 * DEFAULT_POLLING_TIMEOUT_SECONDS,
-            "VisibilityTimeoutSeconds {key} must be >= 2 x polling.timeout"
-        );
-    }
+    // The exporter extends a held message's visibility at half of it: it must cover one call.
+    let minimum = healthlake_exporter::events::consumer::MIN_VISIBILITY_TIMEOUT.as_secs() as i64;
+    assert_eq!(visibility["MinValue"].as_i64(), Some(minimum));
+    assert!(
+        visibility["Default"].as_i64().unwrap() >= minimum,
+        "VisibilityTimeoutSeconds Default must be >= {minimum}"
+    );
     for i in 0..MAX_REPLICAS {
         let q = &t["Resources"][format!("Queue{i}")]["Properties"];
         assert_eq!(
@@ -247,6 +246,7 @@ fn exporter_policy_grants_exactly_the_sqs_calls_it_makes() {
         statements[0]["Action"],
         json!([
             "sqs:ReceiveMessage",
+            "sqs:ChangeMessageVisibility",
             "sqs:DeleteMessage",
             "sqs:GetQueueAttributes"
         ])

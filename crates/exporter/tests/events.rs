@@ -1,6 +1,7 @@
-//! The event path end to end (issue 12, point 6): the exporter's real `aws-sdk-sqs` and
-//! `aws-sdk-healthlake` clients against the fake (HealthLake and SQS on one port), with
-//! `polling.interval = "10m"` so that anything seen within seconds came through an event.
+//! The event path end to end (issue 12, point 6; issue 18, findings 3, 4, 5 and 12): the
+//! exporter's real `aws-sdk-sqs` and `aws-sdk-healthlake` clients against the fake (HealthLake
+//! and SQS on one port), with `polling.interval = "10m"` so that anything seen within seconds
+//! came through an event.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use healthlake_exporter::state::Feed;
 use healthlake_exporter::Exporter;
-use healthlake_fake::{FakeHealthLake, FakeJob, FakeServer, Fault, SqsOperation};
+use healthlake_fake::{FakeHealthLake, FakeJob, FakeQueue, FakeServer, Fault, SqsOperation};
 
 const DS: &str = "0123456789abcdef0123456789abcdef";
 const OTHER: &str = "fedcba9876543210fedcba9876543210";
@@ -464,4 +465,322 @@ async fn a_weeks_old_stuck_job_that_fails_shows_within_seconds() {
         )),
         1.0
     );
+}
+
+// ---- Issue 18: events under load, floods, hostile answers ----
+
+/// `n` datastores, each with a recent export job in progress and three weeks-old unfinished
+/// ones (in three statuses: a follow-up of them costs three more listings).
+fn seed_many(fake: &FakeHealthLake, n: usize) -> Vec<String> {
+    let t = now();
+    let ids: Vec<String> = (0..n).map(|i| format!("{:032x}", i + 1)).collect();
+    for id in &ids {
+        fake.add_datastore(id);
+        fake.add_job(id, FakeJob::new("job", "IN_PROGRESS", t - 60.0));
+        for (job, status) in [
+            ("old-submitted", "SUBMITTED"),
+            ("old-queued", "QUEUED"),
+            ("old-running", "IN_PROGRESS"),
+        ] {
+            fake.add_job(id, FakeJob::new(job, status, t - 19.0 * 86_400.0));
+        }
+    }
+    ids
+}
+
+/// A queue as the CloudFormation template makes it, with the visibility timeout given.
+fn template_queue(fake: &FakeHealthLake, visibility: Duration) {
+    fake.create_queue("healthlake-events-dlq");
+    fake.create_queue_with(
+        QUEUE,
+        FakeQueue {
+            visibility_timeout: visibility,
+            dead_letter: Some(("healthlake-events-dlq".into(), 5)),
+        },
+    );
+    fake.set_event_queues(&[QUEUE]);
+}
+
+fn many_config(server: &FakeServer, ids: &[String], polling: &str) -> String {
+    let endpoint = server.endpoint_url();
+    let named: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), id.as_str())).collect();
+    let mut text =
+        config_text(&endpoint, polling, &named).replace("interval = \"1s\"", "interval = \"10m\"");
+    text.push_str(&format!(
+        "[events]\nqueue_url = \"{endpoint}/123456789012/{QUEUE}\"\nendpoint_url = \"{endpoint}\"\nwait_time = \"1s\"\n"
+    ));
+    text
+}
+
+/// Every datastore's first poll listed its jobs (the recent one shows IN_PROGRESS).
+async fn all_polled(exporter: &Exporter, ids: &[String]) {
+    eventually(Duration::from_secs(60), "every first poll", || async {
+        let m = scrape(exporter.local_addr()).await;
+        ids.iter()
+            .all(|id| {
+                m.get(&key(
+                    "healthlake_export_jobs",
+                    id,
+                    id,
+                    "status=\"IN_PROGRESS\"",
+                )) == Some(2.0)
+            })
+            .then_some(())
+    })
+    .await;
+}
+
+fn list_calls(fake: &FakeHealthLake, ids: &[String]) -> usize {
+    ids.iter().map(|id| fake.request_count(id)).sum()
+}
+
+/// Finding 3 and 4 with the issue's numbers: 40 datastores, a 4 s API, `polling.timeout` 5 s, a
+/// 10 s visibility timeout, one event each. Refreshes wait behind `polling.concurrency` (8) for
+/// about 20 s, twice the visibility timeout: the consumer keeps the messages hidden meanwhile, so
+/// every message is delivered once and deleted once (with a handle that deletes), and each event
+/// costs one listing — the old unfinished jobs are left to the polling schedule.
+#[tokio::test]
+async fn events_under_load_are_delivered_once_and_cost_one_listing_each() {
+    const N: usize = 40;
+    let (fake, server) = start_fake().await;
+    let ids = seed_many(&fake, N);
+    template_queue(&fake, Duration::from_secs(10));
+    let exporter = start_exporter(&many_config(&server, &ids, "")).await;
+    all_polled(&exporter, &ids).await;
+    let first_polls = list_calls(&fake, &ids);
+
+    for id in &ids {
+        fake.set_fault(id, Some(Fault::Delay(Duration::from_secs(4))));
+    }
+    for id in &ids {
+        assert!(fake.set_job_status(id, "job", "FAILED", Some(now())));
+    }
+    eventually(Duration::from_secs(90), "every event handled", || async {
+        let stats = fake.queue_stats(QUEUE);
+        (stats.deleted == N as u64 && fake.queue_messages(QUEUE).is_empty()).then_some(())
+    })
+    .await;
+    let stats = fake.queue_stats(QUEUE);
+    assert_eq!(stats.deliveries, N as u64, "{stats:?}");
+    assert_eq!(stats.redeliveries, 0, "{stats:?}");
+    assert_eq!(stats.max_receive_count, 1, "{stats:?}");
+    assert_eq!(stats.stale_deletes, 0, "{stats:?}");
+    assert_eq!(stats.dead_lettered, 0, "{stats:?}");
+    assert!(stats.visibility_changes > 0, "kept hidden: {stats:?}");
+    // One listing per event (each times out: an attempt gets half of the 5 s timeout), none
+    // for the old jobs; with the first polls, at most one per event and one per datastore.
+    let calls = list_calls(&fake, &ids) - first_polls;
+    assert!(calls <= N, "{calls} list calls for {N} events");
+    assert!(first_polls + calls <= 2 * N, "{first_polls} first polls");
+    let metrics = scrape(exporter.local_addr()).await;
+    assert_eq!(metrics.value("healthlake_events_applied_total"), N as f64);
+    assert_eq!(metrics.value("healthlake_events_redelivered_total"), 0.0);
+    assert_eq!(metrics.value("healthlake_events_refreshes_total"), N as f64);
+    exporter.shutdown().await;
+}
+
+/// Finding 4, the flood: 40 events per second on one datastore for 6 s cost one refresh per
+/// `polling.timeout` (5 s) of it, while the events of the others are applied at once.
+#[tokio::test]
+async fn a_flood_on_one_datastore_costs_one_refresh_per_timeout_and_spares_the_others() {
+    let (fake, server) = start_fake().await;
+    let ids = seed_many(&fake, 6);
+    template_queue(&fake, Duration::from_secs(10));
+    let exporter = start_exporter(&many_config(&server, &ids, "")).await;
+    all_polled(&exporter, &ids).await;
+    fake.clear_requests();
+    let (flooded, others) = (&ids[0], &ids[1..]);
+    let event = healthlake_fake::events::job_event(
+        healthlake_fake::events::EventJobKind::Export,
+        "us-east-1",
+        flooded,
+        "job",
+        "IN_PROGRESS",
+        now() - 60.0,
+    )
+    .expect("an event");
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut others_failed_at = None;
+    while started.elapsed() < Duration::from_secs(6) {
+        fake.send_message(QUEUE, event.clone());
+        sent += 1;
+        if others_failed_at.is_none() && started.elapsed() >= Duration::from_secs(2) {
+            for id in others {
+                assert!(fake.set_job_status(id, "job", "FAILED", Some(now())));
+            }
+            others_failed_at = Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    // The others' failures showed while the flood went on.
+    let others_failed_at = others_failed_at.expect("sent");
+    let shown = eventually(Duration::from_secs(10), "the others' failures", || async {
+        let m = scrape(exporter.local_addr()).await;
+        others
+            .iter()
+            .all(|id| {
+                m.get(&key("healthlake_export_jobs", id, id, "status=\"FAILED\"")) == Some(1.0)
+            })
+            .then(|| others_failed_at.elapsed())
+    })
+    .await;
+    let total = sent + others.len() as u64;
+    eventually(Duration::from_secs(30), "every message deleted", || async {
+        (fake.queue_stats(QUEUE).deleted == total).then_some(())
+    })
+    .await;
+    let flood_time = started.elapsed();
+    let refreshes = fake.request_count(flooded);
+    // One refresh at the first event, then one per 5 s while events keep coming (and one for
+    // those that arrived during the last).
+    let most = flood_time.as_secs() as usize / 5 + 2;
+    assert!(
+        refreshes <= most,
+        "{refreshes} listings of the flooded datastore in {flood_time:?} ({sent} events); at most {most}"
+    );
+    for id in others {
+        assert_eq!(fake.request_count(id), 1, "one listing for one event");
+    }
+    assert!(shown < Duration::from_secs(6), "{shown:?}");
+    let stats = fake.queue_stats(QUEUE);
+    assert_eq!(
+        (stats.redeliveries, stats.stale_deletes),
+        (0, 0),
+        "{stats:?}"
+    );
+    exporter.shutdown().await;
+}
+
+/// Finding 5 (SQS part): an `events.endpoint_url` answering with 200 MiB bodies is an error
+/// (`server_error`, `healthlake_events_up` 0) and costs no memory; the consumer recovers.
+#[tokio::test]
+async fn oversized_sqs_answers_are_refused_and_counted() {
+    let (fake, server) = seeded().await;
+    fake.set_sqs_fault_for(
+        SqsOperation::ReceiveMessage,
+        Some(Fault::Oversized(200 << 20)),
+    );
+    let rss_before = resident_bytes();
+    let exporter = start_exporter(&events_config(&server, "", QUEUE, "1s")).await;
+    let errors = |m: &Metrics| m.value("healthlake_events_errors_total{reason=\"server_error\"}");
+    let metrics = eventually(WAIT, "the oversized answer counted", || async {
+        let m = scrape(exporter.local_addr()).await;
+        (errors(&m) >= 1.0).then_some(m)
+    })
+    .await;
+    assert_eq!(metrics.value("healthlake_events_up"), 0.0);
+    // Coarse: the body was never read (tests in this binary run alongside).
+    let grown = resident_bytes().saturating_sub(rss_before);
+    assert!(grown < 100 << 20, "RSS grew by {} MiB", grown >> 20);
+
+    fake.set_sqs_fault_for(SqsOperation::ReceiveMessage, None);
+    eventually(Duration::from_secs(40), "recovery", || async {
+        let m = scrape(exporter.local_addr()).await;
+        (m.value("healthlake_events_up") == 1.0).then_some(())
+    })
+    .await;
+    exporter.shutdown().await;
+}
+
+/// This process's resident set, from /proc (0 where there is none).
+fn resident_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Finding 12: an event stamped 9999-12-31 is applied, but its time does not pin the
+/// newest-applied timestamp; a later real event still moves it.
+#[tokio::test]
+async fn an_event_time_far_in_the_future_is_not_used() {
+    let (fake, server) = seeded().await;
+    let exporter = start_exporter(&events_config(&server, "", QUEUE, "1s")).await;
+    first_poll(&exporter).await;
+    let body = healthlake_fake::events::job_event(
+        healthlake_fake::events::EventJobKind::Export,
+        "us-east-1",
+        DS,
+        "job-1",
+        "IN_PROGRESS",
+        now() - 120.0,
+    )
+    .expect("an event");
+    let mut event: serde_json::Value = serde_json::from_str(&body).unwrap();
+    event["time"] = "9999-12-31T00:00:00Z".into();
+    fake.send_message(QUEUE, event.to_string());
+    let metrics = eventually(WAIT, "the event applied", || async {
+        let m = scrape(exporter.local_addr()).await;
+        (m.value("healthlake_events_applied_total") == 1.0).then_some(m)
+    })
+    .await;
+    let newest = "healthlake_events_newest_applied_event_timestamp_seconds";
+    assert_eq!(metrics.get(newest), None, "no believable time yet");
+
+    let failed_at = now();
+    assert!(fake.set_job_status(DS, "job-1", "FAILED", Some(failed_at)));
+    let metrics = eventually(WAIT, "the real event applied", || async {
+        let m = scrape(exporter.local_addr()).await;
+        (m.value("healthlake_events_applied_total") == 2.0).then_some(m)
+    })
+    .await;
+    let value = metrics.value(newest);
+    assert!((value - failed_at).abs() < 5.0, "{value} vs {failed_at}");
+    exporter.shutdown().await;
+}
+
+/// Finding 4: with old unfinished jobs in 3 statuses, an event costs one listing (before: four,
+/// one more per status the old jobs are in), unless it names one of those old jobs: then its
+/// refresh follows them, and the old job's failure shows within seconds.
+#[tokio::test]
+async fn an_event_costs_one_listing_unless_it_names_an_old_job() {
+    const N: usize = 5;
+    let (fake, server) = start_fake().await;
+    let ids = seed_many(&fake, N);
+    template_queue(&fake, Duration::from_secs(30));
+    let exporter = start_exporter(&many_config(&server, &ids, "")).await;
+    all_polled(&exporter, &ids).await;
+    fake.clear_requests();
+    for id in &ids {
+        assert!(fake.set_job_status(id, "job", "FAILED", Some(now())));
+    }
+    eventually(WAIT, "every event handled", || async {
+        (fake.queue_stats(QUEUE).deleted == N as u64).then_some(())
+    })
+    .await;
+    for id in &ids {
+        assert_eq!(fake.request_count(id), 1, "one listing for one event");
+    }
+
+    let old = &ids[0];
+    assert!(fake.set_job_status(old, "old-running", "FAILED", Some(now())));
+    let metrics = eventually(WAIT, "the old job's failure", || async {
+        let m = scrape(exporter.local_addr()).await;
+        (m.get(&key(
+            "healthlake_export_jobs",
+            old,
+            old,
+            "status=\"FAILED\"",
+        )) == Some(2.0))
+        .then_some(m)
+    })
+    .await;
+    assert_eq!(
+        metrics.value(&key(
+            "healthlake_export_jobs",
+            old,
+            old,
+            "status=\"IN_PROGRESS\""
+        )),
+        0.0
+    );
+    // The listing, one per status of the old jobs, and one of the changed job's submit time.
+    assert!(fake.request_count(old) > 2, "followed");
+    exporter.shutdown().await;
 }

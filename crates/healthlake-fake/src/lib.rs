@@ -43,7 +43,7 @@ pub use wire::MAX_REQUEST_BODY_BYTES;
 
 use events::EventJobKind;
 use sqs::SqsShared;
-pub use sqs::{FakeMessage, FakeQueue, SqsOperation};
+pub use sqs::{FakeMessage, FakeQueue, QueueStats, SqsOperation};
 use store::Store;
 
 /// Handle to the fake service state. Cheap to clone; all clones share the same store.

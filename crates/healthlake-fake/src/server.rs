@@ -423,7 +423,7 @@ impl FakeBody {
 
     /// `json` (an object) grown to exactly `size` bytes with an extra `"Padding":"xxx…"` member;
     /// unchanged if it is already at least that large.
-    fn padded(mut json: Vec<u8>, size: usize) -> Self {
+    pub(crate) fn padded(mut json: Vec<u8>, size: usize) -> Self {
         const OPEN: &[u8] = b",\"Padding\":\"";
         const CLOSE: &[u8] = b"\"}";
         let overhead = OPEN.len() + CLOSE.len() - 1; // the object's `}` is replaced

@@ -35,17 +35,19 @@ pub enum SqsOperation {
     SendMessage,
     GetQueueAttributes,
     ChangeMessageVisibility,
+    ChangeMessageVisibilityBatch,
 }
 
 impl SqsOperation {
     /// Every implemented operation.
-    pub const ALL: [SqsOperation; 6] = [
+    pub const ALL: [SqsOperation; 7] = [
         SqsOperation::ReceiveMessage,
         SqsOperation::DeleteMessage,
         SqsOperation::DeleteMessageBatch,
         SqsOperation::SendMessage,
         SqsOperation::GetQueueAttributes,
         SqsOperation::ChangeMessageVisibility,
+        SqsOperation::ChangeMessageVisibilityBatch,
     ];
 
     /// The operation's name (the part after `AmazonSQS.`).
@@ -57,6 +59,7 @@ impl SqsOperation {
             Self::SendMessage => "SendMessage",
             Self::GetQueueAttributes => "GetQueueAttributes",
             Self::ChangeMessageVisibility => "ChangeMessageVisibility",
+            Self::ChangeMessageVisibilityBatch => "ChangeMessageVisibilityBatch",
         }
     }
 
@@ -99,12 +102,40 @@ pub struct FakeMessage {
     pub visible: bool,
 }
 
+/// What happened to one queue's messages so far, for tests that must prove "delivered once,
+/// deleted once" (see [`FakeHealthLake::queue_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Messages handed out by `ReceiveMessage`, each delivery counted.
+    pub deliveries: u64,
+    /// Deliveries of a message that had been received before (its `ApproximateReceiveCount`
+    /// above 1): its visibility timeout ran out without a delete.
+    pub redeliveries: u64,
+    /// Messages deleted.
+    pub deleted: u64,
+    /// Deletes with a receipt handle this fake issued but that deletes nothing: one of an earlier
+    /// receive of a message received again since, or of a message already deleted. SQS answers
+    /// them with success, so the client never learns its delete was lost.
+    pub stale_deletes: u64,
+    /// Successful visibility changes (`ChangeMessageVisibility[Batch]` entries).
+    pub visibility_changes: u64,
+    /// Visibility changes refused: stale or unknown handle, message not in flight, or past the
+    /// 12-hour limit.
+    pub failed_visibility_changes: u64,
+    /// The highest `ApproximateReceiveCount` any message of the queue reached.
+    pub max_receive_count: u32,
+    /// Messages moved to the dead-letter queue.
+    pub dead_lettered: u64,
+}
+
 #[derive(Clone, Debug)]
 struct Message {
     id: String,
     body: String,
     sent_at: SystemTime,
     first_received_at: Option<SystemTime>,
+    /// When the first receive happened, for SQS's 12-hour limit on a message's visibility.
+    first_received: Option<Instant>,
     visible_at: Instant,
     receive_count: u32,
     /// The receipt handle of the newest receive: only that one deletes the message.
@@ -115,6 +146,7 @@ struct Message {
 struct Queue {
     settings: FakeQueue,
     messages: VecDeque<Message>,
+    stats: QueueStats,
 }
 
 /// A message as one `ReceiveMessage` hands it out.
@@ -143,6 +175,25 @@ pub(crate) enum DeleteOutcome {
     InvalidHandle,
 }
 
+/// Longest a message may stay hidden, counted from its first receive (SQS's limit, 12 hours).
+pub(crate) const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
+
+/// Outcome of changing one message's visibility, as SQS answers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum VisibilityOutcome {
+    Ok,
+    /// Not a receipt handle this fake issued (`ReceiptHandleIsInvalid`).
+    InvalidHandle,
+    /// A handle of an earlier receive, or of a deleted message (`InvalidParameterValue`: "Message
+    /// does not exist or is not available for visibility timeout change").
+    Stale,
+    /// The newest handle, but the message's visibility timeout has run out
+    /// (`AWS.SimpleQueueService.MessageNotInflight`).
+    NotInFlight,
+    /// Hidden for longer than 12 hours after its first receive (`InvalidParameterValue`).
+    TooLong,
+}
+
 /// All queues, their messages and the SQS faults. Pure: time comes in as arguments.
 #[derive(Debug, Default)]
 pub(crate) struct Queues {
@@ -165,6 +216,7 @@ impl Queues {
             .or_insert_with(|| Queue {
                 settings,
                 messages: VecDeque::new(),
+                stats: QueueStats::default(),
             });
     }
 
@@ -194,6 +246,7 @@ impl Queues {
             body,
             sent_at: SystemTime::now(),
             first_received_at: None,
+            first_received: None,
             visible_at: now + delay,
             receive_count: 0,
             receipt: None,
@@ -227,6 +280,7 @@ impl Queues {
                 if message.receive_count >= *max_receives {
                     if let Some(message) = queue.messages.remove(index) {
                         dead.push(message);
+                        queue.stats.dead_lettered += 1;
                     }
                     continue;
                 }
@@ -236,9 +290,16 @@ impl Queues {
             message.receive_count += 1;
             message.visible_at = now + visibility;
             message.receipt = Some(receipt.clone());
+            message.first_received.get_or_insert(now);
             let first = *message
                 .first_received_at
                 .get_or_insert_with(SystemTime::now);
+            let stats = &mut queue.stats;
+            stats.deliveries += 1;
+            if message.receive_count > 1 {
+                stats.redeliveries += 1;
+            }
+            stats.max_receive_count = stats.max_receive_count.max(message.receive_count);
             out.push(Received {
                 id: message.id.clone(),
                 receipt,
@@ -254,6 +315,7 @@ impl Queues {
                 for mut message in dead {
                     message.receive_count = 0;
                     message.receipt = None;
+                    message.first_received = None;
                     message.visible_at = now;
                     dlq.messages.push_back(message);
                 }
@@ -282,35 +344,62 @@ impl Queues {
         let Some(message_id) = message_id_of_receipt(receipt) else {
             return Ok(DeleteOutcome::InvalidHandle);
         };
-        if let Some(index) = queue
+        match queue
             .messages
             .iter()
             .position(|m| m.id == message_id && m.receipt.as_deref() == Some(receipt))
         {
-            queue.messages.remove(index);
+            Some(index) => {
+                queue.messages.remove(index);
+                queue.stats.deleted += 1;
+            }
+            None => queue.stats.stale_deletes += 1,
         }
         Ok(DeleteOutcome::Ok)
     }
 
+    /// `ChangeMessageVisibility`: hides the message for `timeout` from `now`, if `receipt` is
+    /// its newest handle and it is in flight, as SQS does.
     pub(crate) fn change_visibility(
         &mut self,
         name: &str,
         receipt: &str,
         timeout: Duration,
         now: Instant,
-    ) -> Result<DeleteOutcome, QueueError> {
+    ) -> Result<VisibilityOutcome, QueueError> {
         let queue = self.queues.get_mut(name).ok_or(QueueError::NoSuchQueue)?;
-        match queue
-            .messages
-            .iter_mut()
-            .find(|m| m.receipt.as_deref() == Some(receipt))
-        {
-            Some(message) => {
-                message.visible_at = now + timeout;
-                Ok(DeleteOutcome::Ok)
-            }
-            None => Ok(DeleteOutcome::InvalidHandle),
+        let outcome = match message_id_of_receipt(receipt) {
+            None => VisibilityOutcome::InvalidHandle,
+            Some(message_id) => match queue
+                .messages
+                .iter_mut()
+                .find(|m| m.id == message_id && m.receipt.as_deref() == Some(receipt))
+            {
+                None => VisibilityOutcome::Stale,
+                Some(message) if message.visible_at <= now => VisibilityOutcome::NotInFlight,
+                Some(message)
+                    if message
+                        .first_received
+                        .is_some_and(|first| now + timeout > first + MAX_VISIBILITY) =>
+                {
+                    VisibilityOutcome::TooLong
+                }
+                Some(message) => {
+                    message.visible_at = now + timeout;
+                    VisibilityOutcome::Ok
+                }
+            },
+        };
+        if outcome == VisibilityOutcome::Ok {
+            queue.stats.visibility_changes += 1;
+        } else {
+            queue.stats.failed_visibility_changes += 1;
         }
+        Ok(outcome)
+    }
+
+    fn stats(&self, name: &str) -> QueueStats {
+        self.queues.get(name).map(|q| q.stats).unwrap_or_default()
     }
 
     /// `(visible, in flight)` message counts.
@@ -439,6 +528,13 @@ impl FakeHealthLake {
         self.sqs.lock().messages(queue, Instant::now())
     }
 
+    /// What happened to the queue's messages so far: deliveries, redeliveries, deletes (and
+    /// stale ones, which SQS answers with success but which delete nothing), visibility changes,
+    /// the highest receive count (all zero when the queue does not exist).
+    pub fn queue_stats(&self, queue: &str) -> QueueStats {
+        self.sqs.lock().stats(queue)
+    }
+
     /// Routes HealthLake events to these queues (each gets a copy, like one EventBridge rule with
     /// several targets or an SNS topic fanning out): from now on every change of a job's or a
     /// datastore's status made through this handle sends a HealthLake-shaped EventBridge event
@@ -473,8 +569,9 @@ impl FakeHealthLake {
     /// map to SQS's own errors: `Throttling` → `RequestThrottled`, `InternalError` → 500
     /// `InternalFailure`, `AccessDenied` → 403 `AccessDenied`, `NotFound` →
     /// `QueueDoesNotExist`, `Validation` → `InvalidParameterValue`; `Delay`, `Hang`,
-    /// `MalformedJson`, `ConnectionReset`, `ExpiredToken` and `UnknownError` behave as for
-    /// HealthLake; `NextTokenLoop` and `Oversized` have no effect.
+    /// `MalformedJson`, `ConnectionReset`, `ExpiredToken`, `UnknownError` and `Oversized` (a
+    /// successful answer padded to that many bytes, streamed) behave as for HealthLake;
+    /// `NextTokenLoop` and `DuplicateJobs` have no effect.
     pub fn set_sqs_fault(&self, fault: Option<Fault>) {
         self.sqs.lock().fault = fault;
     }
@@ -550,6 +647,72 @@ mod tests {
     }
 
     #[test]
+    fn visibility_changes_need_the_newest_handle_of_a_message_in_flight() {
+        let mut q = queues();
+        let t0 = Instant::now();
+        let secs = Duration::from_secs;
+        q.send(Q, "a".into(), Duration::ZERO, t0).unwrap();
+        let old = q.receive(Q, 1, Some(secs(10)), t0).unwrap().remove(0);
+        // Extended before it ran out: still hidden past the first timeout.
+        assert_eq!(
+            q.change_visibility(Q, &old.receipt, secs(10), t0 + secs(5)),
+            Ok(VisibilityOutcome::Ok)
+        );
+        assert!(q.receive(Q, 1, None, t0 + secs(12)).unwrap().is_empty());
+        // Not extended again: it comes back, and the old handle goes stale.
+        let new = q
+            .receive(Q, 1, Some(secs(10)), t0 + secs(15))
+            .unwrap()
+            .remove(0);
+        assert_eq!(new.receive_count, 2);
+        let at = t0 + secs(16);
+        assert_eq!(
+            q.change_visibility(Q, &old.receipt, secs(10), at),
+            Ok(VisibilityOutcome::Stale)
+        );
+        assert_eq!(
+            q.change_visibility(Q, "garbage", secs(10), at),
+            Ok(VisibilityOutcome::InvalidHandle)
+        );
+        assert_eq!(
+            q.change_visibility(Q, &new.receipt, secs(10), t0 + secs(30)),
+            Ok(VisibilityOutcome::NotInFlight)
+        );
+        assert_eq!(
+            q.change_visibility(Q, &new.receipt, MAX_VISIBILITY, at),
+            Ok(VisibilityOutcome::TooLong)
+        );
+        assert_eq!(
+            q.change_visibility(Q, &new.receipt, secs(10), at),
+            Ok(VisibilityOutcome::Ok)
+        );
+        // The old handle's delete is answered with success and deletes nothing; the new one's
+        // deletes; deleting again is stale too.
+        assert_eq!(q.delete(Q, &old.receipt), Ok(DeleteOutcome::Ok));
+        assert_eq!(q.depth(Q, at).unwrap(), (0, 1));
+        assert_eq!(q.delete(Q, &new.receipt), Ok(DeleteOutcome::Ok));
+        assert_eq!(q.delete(Q, &new.receipt), Ok(DeleteOutcome::Ok));
+        assert_eq!(
+            q.change_visibility(Q, &new.receipt, secs(10), at),
+            Ok(VisibilityOutcome::Stale)
+        );
+        assert_eq!(
+            q.stats(Q),
+            QueueStats {
+                deliveries: 2,
+                redeliveries: 1,
+                deleted: 1,
+                stale_deletes: 2,
+                visibility_changes: 2,
+                failed_visibility_changes: 5,
+                max_receive_count: 2,
+                dead_lettered: 0,
+            }
+        );
+        assert_eq!(q.stats("nope"), QueueStats::default());
+    }
+
+    #[test]
     fn receive_is_oldest_first_and_capped() {
         let mut q = queues();
         let t0 = Instant::now();
@@ -584,6 +747,8 @@ mod tests {
         assert!(q.receive(Q, 1, None, t0).unwrap().is_empty());
         assert_eq!(q.depth(Q, t0).unwrap(), (0, 0));
         assert_eq!(q.messages("dlq", t0)[0].body, "poison");
+        let stats = q.stats(Q);
+        assert_eq!((stats.dead_lettered, stats.max_receive_count), (1, 2));
     }
 
     #[test]

@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 
 use super::server::{error_response, json_response, DropConnection, FakeBody};
 use super::sqs::{
-    queue_name_of_url, DeleteOutcome, QueueError, SqsOperation, MAX_MESSAGE_BYTES,
-    MAX_RECEIVE_MESSAGES, MAX_WAIT_TIME, QUEUE_ACCOUNT_ID,
+    queue_name_of_url, DeleteOutcome, QueueError, SqsOperation, VisibilityOutcome,
+    MAX_MESSAGE_BYTES, MAX_RECEIVE_MESSAGES, MAX_VISIBILITY, MAX_WAIT_TIME, QUEUE_ACCOUNT_ID,
 };
 use super::wire::{
     check_authorization_for, is_json_content_type, parse_body, ApiError, ErrorCode,
@@ -32,7 +32,7 @@ use super::{FakeHealthLake, Fault};
 pub(crate) const TARGET_PREFIX: &str = "AmazonSQS.";
 
 /// Longest `VisibilityTimeout` SQS accepts (12 hours).
-const MAX_VISIBILITY_SECONDS: i64 = 43_200;
+const MAX_VISIBILITY_SECONDS: i64 = MAX_VISIBILITY.as_secs() as i64;
 /// Longest `DelaySeconds` SQS accepts (15 minutes).
 const MAX_DELAY_SECONDS: i64 = 900;
 /// Most entries in one batch request.
@@ -173,7 +173,8 @@ pub(crate) async fn handle(
         queues.count(operation);
         queues.fault(operation)
     };
-    let result = match apply_fault(fault).await {
+    let mut pad_to = None;
+    let result = match apply_fault(fault, &mut pad_to).await {
         Err(reply) => Err(reply),
         Ok(()) => match parse_body(body) {
             Err(error) => Err(Reply::Api(error)),
@@ -183,7 +184,11 @@ pub(crate) async fn handle(
     match result {
         Ok(value) => {
             let body = serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec());
-            Ok(json_response(StatusCode::OK, FakeBody::full(body.into())))
+            let body = match pad_to {
+                Some(size) => FakeBody::padded(body, size),
+                None => FakeBody::full(body.into()),
+            };
+            Ok(json_response(StatusCode::OK, body))
         }
         Err(Reply::Sqs(error)) => Ok(error.response()),
         Err(Reply::Api(error)) => Ok(error_response(&error)),
@@ -192,10 +197,16 @@ pub(crate) async fn handle(
     }
 }
 
-async fn apply_fault(fault: Option<Fault>) -> Result<(), Reply> {
+/// Applies an injected fault: ends the call, or lets it proceed (`Oversized` sets `pad_to`: the
+/// answer is padded to that many bytes).
+async fn apply_fault(fault: Option<Fault>, pad_to: &mut Option<usize>) -> Result<(), Reply> {
     let sqs = |error: SqsError| Err(Reply::Sqs(error));
     match fault {
-        None | Some(Fault::NextTokenLoop | Fault::Oversized(_) | Fault::DuplicateJobs) => Ok(()),
+        None | Some(Fault::NextTokenLoop | Fault::DuplicateJobs) => Ok(()),
+        Some(Fault::Oversized(size)) => {
+            *pad_to = Some(size);
+            Ok(())
+        }
         Some(Fault::Throttling) => sqs(SqsError::new(
             400,
             "com.amazonaws.sqs#RequestThrottled",
@@ -262,6 +273,9 @@ async fn dispatch(
         SqsOperation::SendMessage => send(fake, request(value)?),
         SqsOperation::GetQueueAttributes => attributes(fake, request(value)?),
         SqsOperation::ChangeMessageVisibility => change_visibility(fake, request(value)?),
+        SqsOperation::ChangeMessageVisibilityBatch => {
+            change_visibility_batch(fake, request(value)?)
+        }
     }
 }
 
@@ -448,11 +462,13 @@ fn delete(fake: &FakeHealthLake, request: DeleteRequest) -> Result<Value, Reply>
 struct BatchEntry {
     id: Option<String>,
     receipt_handle: Option<String>,
+    /// `ChangeMessageVisibilityBatch` only.
+    visibility_timeout: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct DeleteBatchRequest {
+struct BatchRequest {
     queue_url: Option<String>,
     entries: Option<Vec<BatchEntry>>,
 }
@@ -465,14 +481,20 @@ fn valid_entry_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-fn delete_batch(fake: &FakeHealthLake, request: DeleteBatchRequest) -> Result<Value, Reply> {
+/// The queue and entries of a batch request, checked as SQS checks them before touching any
+/// message: 1 to 10 entries, valid and distinct ids. `entry_name` names the entry type in
+/// messages (`DeleteMessageBatchRequestEntry`).
+fn batch_entries(
+    request: BatchRequest,
+    entry_name: &str,
+) -> Result<(String, Vec<BatchEntry>), Reply> {
     let name = queue_name(request.queue_url.as_deref())?;
     let entries = request.entries.unwrap_or_default();
     if entries.is_empty() {
         return Err(SqsError::batch(
             "com.amazonaws.sqs#EmptyBatchRequest",
             "AWS.SimpleQueueService.EmptyBatchRequest",
-            "There should be at least one DeleteMessageBatchRequestEntry in the request.",
+            &format!("There should be at least one {entry_name} in the request."),
         )
         .into());
     }
@@ -507,6 +529,21 @@ fn delete_batch(fake: &FakeHealthLake, request: DeleteBatchRequest) -> Result<Va
             .into());
         }
     }
+    Ok((name, entries))
+}
+
+/// One failed entry of a batch answer.
+fn failed_entry(id: &str, error: &SqsError) -> Value {
+    json!({
+        "Id": id,
+        "SenderFault": error.sender,
+        "Code": error.query_code,
+        "Message": error.message,
+    })
+}
+
+fn delete_batch(fake: &FakeHealthLake, request: BatchRequest) -> Result<Value, Reply> {
+    let (name, entries) = batch_entries(request, "DeleteMessageBatchRequestEntry")?;
     let mut queues = fake.sqs_shared().lock();
     let mut successful = Vec::new();
     let mut failed = Vec::new();
@@ -515,12 +552,9 @@ fn delete_batch(fake: &FakeHealthLake, request: DeleteBatchRequest) -> Result<Va
         let handle = entry.receipt_handle.unwrap_or_default();
         match queues.delete(&name, &handle)? {
             DeleteOutcome::Ok => successful.push(json!({ "Id": id })),
-            DeleteOutcome::InvalidHandle => failed.push(json!({
-                "Id": id,
-                "SenderFault": true,
-                "Code": "ReceiptHandleIsInvalid",
-                "Message": invalid_receipt(&handle).message,
-            })),
+            DeleteOutcome::InvalidHandle => {
+                failed.push(failed_entry(&id, &invalid_receipt(&handle)))
+            }
         }
     }
     Ok(json!({ "Successful": successful, "Failed": failed }))
@@ -623,6 +657,34 @@ struct ChangeVisibilityRequest {
     visibility_timeout: Option<i64>,
 }
 
+/// SQS's answer to a refused visibility change.
+fn visibility_error(outcome: &VisibilityOutcome, handle: &str) -> Option<SqsError> {
+    match outcome {
+        VisibilityOutcome::Ok => None,
+        VisibilityOutcome::InvalidHandle => Some(invalid_receipt(handle)),
+        VisibilityOutcome::Stale => Some(SqsError::invalid_parameter(format!(
+            "Value {handle} for parameter ReceiptHandle is invalid. Reason: Message does not exist or is not available for visibility timeout change."
+        ))),
+        VisibilityOutcome::NotInFlight => Some(SqsError::new(
+            400,
+            "com.amazonaws.sqs#MessageNotInflight",
+            "AWS.SimpleQueueService.MessageNotInflight",
+            true,
+            "The message referred to is not in flight.",
+        )),
+        VisibilityOutcome::TooLong => Some(SqsError::invalid_parameter(format!(
+            "Value {handle} for parameter ReceiptHandle is invalid. Reason: Total VisibilityTimeout for the message is beyond the limit [{MAX_VISIBILITY_SECONDS} seconds]."
+        ))),
+    }
+}
+
+/// A `VisibilityTimeout` parameter: required, 0 to 12 hours.
+fn visibility_timeout(value: Option<i64>) -> Result<Duration, SqsError> {
+    bounded("VisibilityTimeout", value, 0, MAX_VISIBILITY_SECONDS)?
+        .map(seconds)
+        .ok_or_else(|| SqsError::missing_parameter("VisibilityTimeout"))
+}
+
 fn change_visibility(
     fake: &FakeHealthLake,
     request: ChangeVisibilityRequest,
@@ -631,22 +693,46 @@ fn change_visibility(
     let handle = request
         .receipt_handle
         .ok_or_else(|| SqsError::missing_parameter("ReceiptHandle"))?;
-    let timeout = bounded(
-        "VisibilityTimeout",
-        request.visibility_timeout,
-        0,
-        MAX_VISIBILITY_SECONDS,
-    )?
-    .ok_or_else(|| SqsError::missing_parameter("VisibilityTimeout"))?;
-    match fake.sqs_shared().lock().change_visibility(
-        &name,
-        &handle,
-        seconds(timeout),
-        Instant::now(),
-    )? {
-        DeleteOutcome::Ok => Ok(json!({})),
-        DeleteOutcome::InvalidHandle => Err(invalid_receipt(&handle).into()),
+    let timeout = visibility_timeout(request.visibility_timeout)?;
+    let outcome =
+        fake.sqs_shared()
+            .lock()
+            .change_visibility(&name, &handle, timeout, Instant::now())?;
+    match visibility_error(&outcome, &handle) {
+        None => Ok(json!({})),
+        Some(error) => Err(error.into()),
     }
+}
+
+fn change_visibility_batch(fake: &FakeHealthLake, request: BatchRequest) -> Result<Value, Reply> {
+    let (name, entries) = batch_entries(request, "ChangeMessageVisibilityBatchRequestEntry")?;
+    let mut queues = fake.sqs_shared().lock();
+    let now = Instant::now();
+    let mut successful = Vec::new();
+    let mut failed = Vec::new();
+    for entry in entries {
+        let id = entry.id.unwrap_or_default();
+        let Some(handle) = entry.receipt_handle else {
+            failed.push(failed_entry(
+                &id,
+                &SqsError::missing_parameter("ReceiptHandle"),
+            ));
+            continue;
+        };
+        let timeout = match visibility_timeout(entry.visibility_timeout) {
+            Ok(timeout) => timeout,
+            Err(error) => {
+                failed.push(failed_entry(&id, &error));
+                continue;
+            }
+        };
+        let outcome = queues.change_visibility(&name, &handle, timeout, now)?;
+        match visibility_error(&outcome, &handle) {
+            None => successful.push(json!({ "Id": id })),
+            Some(error) => failed.push(failed_entry(&id, &error)),
+        }
+    }
+    Ok(json!({ "Successful": successful, "Failed": failed }))
 }
 
 #[cfg(test)]

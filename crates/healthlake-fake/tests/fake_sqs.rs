@@ -9,10 +9,13 @@ use aws_sdk_sqs::config::{BehaviorVersion, Builder, Credentials, Region};
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName, QueueAttributeName,
 };
 use aws_sdk_sqs::Client;
-use healthlake_fake::{FakeHealthLake, FakeJob, FakeQueue, FakeServer, Fault, SqsOperation};
+use healthlake_fake::{
+    FakeHealthLake, FakeJob, FakeQueue, FakeServer, Fault, QueueStats, SqsOperation,
+};
 
 const Q: &str = "healthlake-events";
 const DS: &str = "0123456789abcdef0123456789abcdef";
@@ -346,4 +349,185 @@ async fn job_changes_publish_healthlake_events_to_every_queue() {
             "{queue}"
         );
     }
+}
+
+fn visibility_entry(
+    id: &str,
+    receipt: &str,
+    seconds: i32,
+) -> ChangeMessageVisibilityBatchRequestEntry {
+    ChangeMessageVisibilityBatchRequestEntry::builder()
+        .id(id)
+        .receipt_handle(receipt)
+        .visibility_timeout(seconds)
+        .build()
+        .unwrap()
+}
+
+/// What a consumer that keeps messages hidden while it works relies on: a batch visibility
+/// change with the newest receipt handle keeps a message hidden past the queue's timeout; once it
+/// comes back, its old handle goes stale (a visibility change with it fails, a delete with it
+/// succeeds and deletes nothing, as on SQS), and `ApproximateReceiveCount` tells the redelivery.
+#[tokio::test]
+async fn visibility_batch_extends_and_stale_handles_delete_nothing() {
+    let (fake, server) = start().await;
+    fake.create_queue_with(
+        Q,
+        FakeQueue {
+            visibility_timeout: Duration::from_secs(1),
+            dead_letter: None,
+        },
+    );
+    let sqs = client(&server);
+    let queue = url(&server, Q);
+    fake.send_message(Q, "kept");
+    fake.send_message(Q, "lapsed");
+    let receive = || {
+        sqs.receive_message()
+            .queue_url(&queue)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+    };
+    let first = receive().await.unwrap();
+    let handle = |out: &aws_sdk_sqs::operation::receive_message::ReceiveMessageOutput,
+                  body: &str| {
+        out.messages()
+            .iter()
+            .find(|m| m.body() == Some(body))
+            .and_then(|m| m.receipt_handle().map(str::to_owned))
+            .unwrap()
+    };
+    let (kept, lapsed) = (handle(&first, "kept"), handle(&first, "lapsed"));
+    let changed = sqs
+        .change_message_visibility_batch()
+        .queue_url(&queue)
+        .entries(visibility_entry("k", &kept, 30))
+        .entries(visibility_entry("bad", "not-a-handle", 30))
+        .send()
+        .await
+        .expect("batch accepted");
+    assert_eq!(changed.successful().len(), 1);
+    assert_eq!(changed.successful()[0].id(), "k");
+    assert_eq!(changed.failed()[0].code(), "ReceiptHandleIsInvalid");
+
+    // The lapsed one comes back after its 1 s; the extended one does not.
+    let again = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .max_number_of_messages(10)
+        .wait_time_seconds(5)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.messages().len(), 1);
+    let message = &again.messages()[0];
+    assert_eq!(message.body(), Some("lapsed"));
+    assert_eq!(
+        message.attributes().unwrap()[&MessageSystemAttributeName::ApproximateReceiveCount],
+        "2"
+    );
+    let newest = message.receipt_handle().unwrap().to_owned();
+    let stale = sqs
+        .change_message_visibility()
+        .queue_url(&queue)
+        .receipt_handle(&lapsed)
+        .visibility_timeout(30)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Some("InvalidParameterValue"));
+    let stale_delete = sqs
+        .delete_message_batch()
+        .queue_url(&queue)
+        .entries(
+            DeleteMessageBatchRequestEntry::builder()
+                .id("0")
+                .receipt_handle(&lapsed)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale_delete.successful().len(), 1, "SQS reports success");
+    assert_eq!(fake.queue_messages(Q).len(), 2, "and deletes nothing");
+    for receipt in [&kept, &newest] {
+        sqs.delete_message()
+            .queue_url(&queue)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(fake.queue_messages(Q).is_empty());
+    assert_eq!(
+        fake.queue_stats(Q),
+        QueueStats {
+            deliveries: 3,
+            redeliveries: 1,
+            deleted: 2,
+            stale_deletes: 1,
+            visibility_changes: 1,
+            failed_visibility_changes: 2,
+            max_receive_count: 2,
+            dead_lettered: 0,
+        }
+    );
+    assert_eq!(
+        fake.sqs_request_count(SqsOperation::ChangeMessageVisibilityBatch),
+        1
+    );
+
+    // Batch rules as for deletes: at most ten entries.
+    let too_many = (0..11).fold(
+        sqs.change_message_visibility_batch().queue_url(&queue),
+        |call, i| call.entries(visibility_entry(&i.to_string(), &kept, 1)),
+    );
+    let error = too_many.send().await.unwrap_err();
+    assert_eq!(
+        error.code(),
+        Some("AWS.SimpleQueueService.TooManyEntriesInBatchRequest")
+    );
+}
+
+/// A hostile or broken endpoint: the fake can answer any SQS call with a huge (streamed) body.
+#[tokio::test]
+async fn oversized_fault_pads_sqs_answers() {
+    let (fake, server) = start().await;
+    fake.send_message(Q, "hello");
+    fake.set_sqs_fault_for(
+        SqsOperation::ReceiveMessage,
+        Some(Fault::Oversized(3 << 20)),
+    );
+    let out = client(&server)
+        .receive_message()
+        .queue_url(url(&server, Q))
+        .send()
+        .await
+        .expect("a padded answer is still a valid answer");
+    assert_eq!(out.messages()[0].body(), Some("hello"));
+    let raw = raw_body_length(&server).await;
+    assert_eq!(raw, 3 << 20);
+}
+
+/// The body length of a `ReceiveMessage` answer, read over a raw connection.
+async fn raw_body_length(server: &FakeServer) -> usize {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = format!(r#"{{"QueueUrl":"{}"}}"#, url(server, Q));
+    let request = format!(
+        "POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-amz-json-1.0\r\nx-amz-target: AmazonSQS.ReceiveMessage\r\nauthorization: AWS4-HMAC-SHA256 Credential=AKID/20240115/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=00\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer[..answer.len().min(4096)]).to_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    answer.len() - head_end
 }

@@ -70,12 +70,13 @@ pub(super) fn classify_for<E>(service_name: &str, error: SdkError<E, HttpRespons
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
-    if find_source::<ResponseTooLarge>(&error).is_some()
-        || find_source::<http_body_util::LengthLimitError>(&error).is_some()
-    {
+    let declared = find_source::<ResponseTooLarge>(&error).map(|e| e.max_bytes);
+    if declared.is_some() || find_source::<http_body_util::LengthLimitError>(&error).is_some() {
+        // The limit is only known from a declared length; a streamed body hit the same cap.
+        let cap = declared.map_or_else(|| "its size cap".to_owned(), |b| format!("{b} bytes"));
         return PollError::new(
             ErrorReason::ServerError,
-            format!("oversized response: larger than {MAX_RESPONSE_BYTES} bytes"),
+            format!("oversized response from {service_name}: larger than {cap}"),
         );
     }
     if let Some(credentials) = find_source::<CredentialsError>(&error) {

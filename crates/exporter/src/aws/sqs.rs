@@ -1,19 +1,25 @@
 //! The SQS calls of the event consumer, with `aws-sdk-sqs` (the only place that touches its
-//! types): long-poll `ReceiveMessage`, `DeleteMessageBatch`, and the start-up
-//! `GetQueueAttributes` that checks the queue's visibility timeout. The client is built from the
+//! types): long-poll `ReceiveMessage`, `ChangeMessageVisibilityBatch` (keeping messages hidden
+//! while their refresh waits and runs), `DeleteMessageBatch`, and the start-up
+//! `GetQueueAttributes` that reads the queue's visibility timeout. The client is built from the
 //! HealthLake clients' base configuration (one HTTP connection pool, one credentials chain), with
-//! its own region, endpoint and role from `[events]`, and a timeout of the long-poll wait plus a
-//! margin so a long poll is never cut short — nor left hanging. What it needs from `[events]`
-//! comes in as a [`QueuePlan`]; the consumer (`events`) adapts it to its own queue interface.
+//! its own region, endpoint and role from `[events]`, a timeout of the long-poll wait plus a
+//! margin so a long poll is never cut short — nor left hanging — and a cap on response bodies
+//! (an endpoint that answers with hundreds of megabytes is an error, not an allocation). What it
+//! needs from `[events]` comes in as a [`QueuePlan`]; the consumer (`events`) adapts it to its
+//! own queue interface.
 
 use std::time::Duration;
 
 use aws_config::Region;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
-use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, QueueAttributeName};
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageSystemAttributeName, QueueAttributeName,
+};
 use aws_sdk_sqs::Client;
 
-use super::classify::classify_for;
+use super::classify::{classify_for, ResponseSizeLimit};
 use super::{AwsTarget, ClientError, ClientOptions, Clients};
 use crate::model::{ErrorReason, PollError};
 
@@ -21,8 +27,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const SESSION_NAME: &str = "healthlake-exporter-events";
 /// Most messages one `ReceiveMessage` returns (SQS's limit).
 const MAX_MESSAGES: i32 = 10;
-/// Most entries one `DeleteMessageBatch` takes (SQS's limit).
+/// Most entries one `DeleteMessageBatch` or `ChangeMessageVisibilityBatch` takes (SQS's limit).
 pub const DELETE_BATCH_SIZE: usize = 10;
+/// Largest SQS answer read: ten messages of SQS's default 256 KiB maximum, JSON-escaped, with
+/// their attributes fit several times over. A larger answer fails the call (reason
+/// `server_error`) without being read into memory.
+pub const MAX_SQS_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Longest visibility timeout SQS accepts (12 hours).
+const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
 
 /// What the queue client is built for (from `[events]`, by the config module).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,9 +52,13 @@ pub struct QueuePlan {
 /// One received message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SqsMessage {
-    /// What deletes it.
+    /// `MessageId`: the same for every delivery of one message.
+    pub message_id: String,
+    /// What deletes it, or changes its visibility: only the newest receive's handle does.
     pub receipt: String,
     pub body: String,
+    /// `ApproximateReceiveCount`: above 1 when this is a redelivery (1 when SQS did not say).
+    pub receive_count: u32,
 }
 
 /// One replica's event queue.
@@ -73,6 +89,9 @@ impl SqsQueue {
         let call_timeout = plan.call_timeout;
         let mut builder = aws_sdk_sqs::config::Builder::from(&base)
             .region(region.clone())
+            .interceptor(ResponseSizeLimit {
+                max_bytes: MAX_SQS_RESPONSE_BYTES,
+            })
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(CONNECT_TIMEOUT)
@@ -126,9 +145,13 @@ impl SqsQueue {
             })
     }
 
-    /// One `ReceiveMessage` of up to 10 messages: a long poll of the plan's wait time, or with
-    /// `long_poll = false` an immediate answer.
-    pub async fn receive(&self, long_poll: bool) -> Result<Vec<SqsMessage>, PollError> {
+    /// One `ReceiveMessage` of up to 10 messages, hidden for `visibility` from then on: a long
+    /// poll of the plan's wait time, or with `long_poll = false` an immediate answer.
+    pub async fn receive(
+        &self,
+        long_poll: bool,
+        visibility: Duration,
+    ) -> Result<Vec<SqsMessage>, PollError> {
         let wait = if long_poll {
             self.wait_time
         } else {
@@ -140,6 +163,8 @@ impl SqsQueue {
             .queue_url(&self.queue_url)
             .max_number_of_messages(MAX_MESSAGES)
             .wait_time_seconds(wait.as_secs() as i32)
+            .visibility_timeout(whole_seconds(visibility))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .send()
             .await
             .map_err(|e| classify_for("SQS", e))?;
@@ -150,12 +175,60 @@ impl SqsQueue {
             .filter_map(|m| {
                 // A message without a receipt handle could never be deleted: SQS always sends one.
                 let receipt = m.receipt_handle?;
+                let receive_count = m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(1);
                 Some(SqsMessage {
+                    // SQS always sends one; without it, the handle keys this delivery alone.
+                    message_id: m.message_id.unwrap_or_else(|| receipt.clone()),
                     receipt,
                     body: m.body.unwrap_or_default(),
+                    receive_count,
                 })
             })
             .collect())
+    }
+
+    /// `ChangeMessageVisibilityBatch` of up to [`DELETE_BATCH_SIZE`] receipts: each message stays
+    /// hidden for `visibility` from now. Returns how many entries failed.
+    pub async fn extend(
+        &self,
+        receipts: Vec<String>,
+        visibility: Duration,
+    ) -> Result<usize, PollError> {
+        debug_assert!(receipts.len() <= DELETE_BATCH_SIZE);
+        let seconds = whole_seconds(visibility);
+        let entries = receipts
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, receipt)| {
+                ChangeMessageVisibilityBatchRequestEntry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(receipt)
+                    .visibility_timeout(seconds)
+                    .build()
+                    .ok()
+            })
+            .collect::<Vec<_>>();
+        let output = self
+            .client
+            .change_message_visibility_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .map_err(|e| classify_for("SQS", e))?;
+        for failed in output.failed() {
+            tracing::debug!(
+                code = failed.code(),
+                message = failed.message().unwrap_or(""),
+                "event queue: visibility not extended"
+            );
+        }
+        Ok(output.failed().len())
     }
 
     /// `DeleteMessageBatch` of up to [`DELETE_BATCH_SIZE`] receipts; returns how many failed.
@@ -189,4 +262,9 @@ impl SqsQueue {
         }
         Ok(output.failed().len())
     }
+}
+
+/// A visibility timeout as SQS takes it: whole seconds, at most 12 hours.
+fn whole_seconds(visibility: Duration) -> i32 {
+    visibility.min(MAX_VISIBILITY).as_secs() as i32
 }

@@ -1,11 +1,16 @@
-//! Coalescing of event-driven refreshes, as pure bookkeeping: events for one datastore that
-//! arrive together (one `ReceiveMessage` batch) or while a refresh of that datastore is running
-//! become one refresh (the next one), a datastore never has two refreshes in flight, and a message
-//! becomes deletable only once every refresh it asked for has finished — so an event is never
-//! lost between "received" and "applied", and a burst of N events costs at most two listings.
+//! Coalescing of event-driven refreshes, as pure bookkeeping (time comes in as an argument):
+//! events for one datastore that arrive together (one `ReceiveMessage` batch) or while a refresh
+//! of that datastore is running become one refresh (the next one), a datastore never has two
+//! refreshes in flight nor two starts closer than the spacing it is given (`polling.timeout`: a
+//! flood of events on one datastore costs at most one refresh per spacing and leaves the request
+//! budget to the others), and a message becomes deletable only once every refresh it asked for
+//! has finished — so an event is never lost between "received" and "applied".
+//!
+//! Messages are known by their SQS `MessageId`, the same for every delivery of one message: a
+//! copy that arrives while the message still waits is not a new event.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::message::Scope;
 
@@ -18,9 +23,9 @@ pub struct Refresh {
 
 /// What finishing a refresh released.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Finished<M> {
-    /// Messages whose every refresh has now finished: delete them.
-    pub deletable: Vec<M>,
+pub struct Finished {
+    /// Messages (ids) whose every refresh has now finished: delete them.
+    pub deletable: Vec<String>,
     /// Events the finished refresh applied.
     pub applied: usize,
     /// The newest `time` among them.
@@ -30,87 +35,98 @@ pub struct Finished<M> {
 #[derive(Debug, Default)]
 struct Group {
     scope: Scope,
-    messages: Vec<u64>,
+    messages: Vec<String>,
     newest_event: Option<SystemTime>,
 }
 
 impl Group {
-    fn add(&mut self, scope: Scope, message: u64, time: Option<SystemTime>) {
+    fn add(&mut self, scope: Scope, message: &str, time: Option<SystemTime>) {
         self.scope = self.scope.union(scope);
-        self.messages.push(message);
+        self.messages.push(message.to_owned());
         self.newest_event = self.newest_event.max(time);
     }
 }
 
-/// Pending and running refreshes, and the messages waiting for them. `M` is whatever the
-/// consumer needs to delete a message (its receipt handle).
-#[derive(Debug)]
-pub struct Coalescer<M> {
+/// Pending and running refreshes, when each datastore's last one started, and the messages
+/// waiting for them.
+#[derive(Debug, Default)]
+pub struct Coalescer {
     pending: BTreeMap<String, Group>,
     running: BTreeMap<String, Group>,
-    /// Message, and how many refreshes it still waits for.
-    messages: HashMap<u64, (M, usize)>,
-    next: u64,
+    /// When each datastore's newest refresh started (pruned once older than any spacing asked).
+    started: HashMap<String, Instant>,
+    /// Message id, and how many refreshes it still waits for.
+    waiting: HashMap<String, usize>,
 }
 
-impl<M> Default for Coalescer<M> {
-    fn default() -> Self {
-        Self {
-            pending: BTreeMap::new(),
-            running: BTreeMap::new(),
-            messages: HashMap::new(),
-            next: 0,
-        }
-    }
-}
-
-impl<M> Coalescer<M> {
-    /// Records a message asking to refresh `datastores` (each once). A message naming none is
-    /// handed back at once: nothing to wait for, delete it.
+impl Coalescer {
+    /// Records message `id` asking to refresh `datastores` (each once). Returns whether it now
+    /// waits: `false` for a message naming none (nothing to wait for: delete it). A message
+    /// that already waits (a redelivered copy) is not recorded again.
     pub fn add(
         &mut self,
-        message: M,
+        id: &str,
         datastores: &[String],
         scope: Scope,
         time: Option<SystemTime>,
-    ) -> Option<M> {
+    ) -> bool {
         if datastores.is_empty() {
-            return Some(message);
+            return false;
         }
-        let id = self.next;
-        self.next += 1;
-        self.messages.insert(id, (message, datastores.len()));
+        if self.waiting.contains_key(id) {
+            return true;
+        }
+        self.waiting.insert(id.to_owned(), datastores.len());
         for datastore in datastores {
             self.pending
                 .entry(datastore.clone())
                 .or_default()
                 .add(scope, id, time);
         }
-        None
+        true
     }
 
-    /// Starts every pending refresh whose datastore has none running.
-    pub fn start_ready(&mut self) -> Vec<Refresh> {
+    /// When the refresh of `datastore` may start: `spacing` after its previous start.
+    fn ready_at(&self, datastore: &str, spacing: Duration) -> Option<Instant> {
+        self.started.get(datastore).map(|t| *t + spacing)
+    }
+
+    /// Starts, as of `now`, every pending refresh whose datastore has none running and whose
+    /// previous one started at least `spacing` ago.
+    pub fn start_ready(&mut self, now: Instant, spacing: Duration) -> Vec<Refresh> {
         let ready: Vec<String> = self
             .pending
             .keys()
             .filter(|d| !self.running.contains_key(*d))
+            .filter(|d| self.ready_at(d, spacing).is_none_or(|at| at <= now))
             .cloned()
             .collect();
+        self.started.retain(|_, at| *at + spacing > now);
         ready
             .into_iter()
             .filter_map(|datastore| {
                 let group = self.pending.remove(&datastore)?;
                 let scope = group.scope;
+                self.started.insert(datastore.clone(), now);
                 self.running.insert(datastore.clone(), group);
                 Some(Refresh { datastore, scope })
             })
             .collect()
     }
 
+    /// The earliest time a pending refresh that only waits for its spacing may start (`None`:
+    /// none does; a refresh waiting for a running one starts when that one finishes).
+    pub fn next_start(&self, spacing: Duration) -> Option<Instant> {
+        self.pending
+            .keys()
+            .filter(|d| !self.running.contains_key(*d))
+            .filter_map(|d| self.ready_at(d, spacing))
+            .min()
+    }
+
     /// Marks a datastore's running refresh finished (successfully or not: reconciliation stays
     /// the truth) and releases the messages that waited only for it.
-    pub fn finish(&mut self, datastore: &str) -> Finished<M> {
+    pub fn finish(&mut self, datastore: &str) -> Finished {
         let Some(group) = self.running.remove(datastore) else {
             return Finished {
                 deletable: Vec::new(),
@@ -118,24 +134,24 @@ impl<M> Coalescer<M> {
                 newest_event: None,
             };
         };
+        let applied = group.messages.len();
         let mut deletable = Vec::new();
-        for id in &group.messages {
-            let done = match self.messages.get_mut(id) {
-                Some((_, waiting)) => {
+        for id in group.messages {
+            let done = match self.waiting.get_mut(&id) {
+                Some(waiting) => {
                     *waiting -= 1;
                     *waiting == 0
                 }
                 None => false,
             };
             if done {
-                if let Some((message, _)) = self.messages.remove(id) {
-                    deletable.push(message);
-                }
+                self.waiting.remove(&id);
+                deletable.push(id);
             }
         }
         Finished {
             deletable,
-            applied: group.messages.len(),
+            applied,
             newest_event: group.newest_event,
         }
     }
@@ -147,13 +163,13 @@ impl<M> Coalescer<M> {
 
     /// Messages received and not yet deletable.
     pub fn waiting_messages(&self) -> usize {
-        self.messages.len()
+        self.waiting.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, UNIX_EPOCH};
+    use std::time::UNIX_EPOCH;
 
     use super::*;
 
@@ -161,12 +177,15 @@ mod tests {
         exports: true,
         imports: false,
         datastore: false,
+        old_jobs: false,
     };
     const IMPORTS: Scope = Scope {
         exports: false,
         imports: true,
         datastore: false,
+        old_jobs: false,
     };
+    const SPACING: Duration = Duration::from_secs(5);
 
     fn ds(ids: &[&str]) -> Vec<String> {
         ids.iter().map(|s| (*s).to_owned()).collect()
@@ -179,10 +198,11 @@ mod tests {
     #[test]
     fn events_of_one_batch_coalesce_into_one_refresh() {
         let mut c = Coalescer::default();
-        assert_eq!(c.add("m1", &ds(&["a"]), EXPORTS, at(10)), None);
-        assert_eq!(c.add("m2", &ds(&["a"]), IMPORTS, at(30)), None);
-        assert_eq!(c.add("m3", &ds(&["a"]), EXPORTS, at(20)), None);
-        let started = c.start_ready();
+        let now = Instant::now();
+        assert!(c.add("m1", &ds(&["a"]), EXPORTS, at(10)));
+        assert!(c.add("m2", &ds(&["a"]), IMPORTS, at(30)));
+        assert!(c.add("m3", &ds(&["a"]), EXPORTS, at(20)));
+        let started = c.start_ready(now, SPACING);
         assert_eq!(
             started,
             [Refresh {
@@ -198,43 +218,95 @@ mod tests {
     }
 
     #[test]
-    fn events_during_a_refresh_wait_for_the_next_one() {
+    fn events_during_a_refresh_wait_for_the_next_one_and_its_spacing() {
         let mut c = Coalescer::default();
+        let t0 = Instant::now();
         c.add("m1", &ds(&["a"]), EXPORTS, None);
-        assert_eq!(c.start_ready().len(), 1);
+        assert_eq!(c.start_ready(t0, SPACING).len(), 1);
         // Arrives while "a" is being listed: that listing may have missed its change.
         c.add("m2", &ds(&["a"]), EXPORTS, None);
         c.add("m3", &ds(&["a"]), EXPORTS, None);
         assert!(
-            c.start_ready().is_empty(),
+            c.start_ready(t0, SPACING).is_empty(),
             "never two refreshes of one datastore"
         );
+        assert_eq!(c.next_start(SPACING), None, "waits for the running one");
         assert_eq!(c.finish("a").deletable, ["m1"]);
-        assert_eq!(c.start_ready().len(), 1);
+        // Finished after 1 s: the next one waits for the spacing, not for the next event.
+        let t1 = t0 + Duration::from_secs(1);
+        assert!(c.start_ready(t1, SPACING).is_empty());
+        assert_eq!(c.next_start(SPACING), Some(t0 + SPACING));
+        assert_eq!(c.start_ready(t0 + SPACING, SPACING).len(), 1);
         assert_eq!(c.finish("a").deletable, ["m2", "m3"]);
         assert_eq!(c.running(), 0);
+    }
+
+    #[test]
+    fn a_flood_on_one_datastore_costs_one_refresh_per_spacing_and_others_go_at_once() {
+        let mut c = Coalescer::default();
+        let t0 = Instant::now();
+        let mut refreshes_of_a = 0;
+        let mut id = 0;
+        // 40 events per second on "a" for 12 s; each refresh takes 100 ms.
+        for tick in 0..480u32 {
+            let now = t0 + Duration::from_millis(25) * tick;
+            id += 1;
+            c.add(&format!("a{id}"), &ds(&["a"]), EXPORTS, None);
+            if tick == 100 {
+                c.add("b", &ds(&["b"]), EXPORTS, None);
+                let started = c.start_ready(now, SPACING);
+                assert!(started.iter().any(|r| r.datastore == "b"), "not held back");
+            }
+            for refresh in c.start_ready(now, SPACING) {
+                if refresh.datastore == "a" {
+                    refreshes_of_a += 1;
+                }
+            }
+            if tick % 4 == 3 {
+                c.finish("a");
+                c.finish("b");
+            }
+        }
+        // Starts at 0, 5 and 10 s.
+        assert_eq!(refreshes_of_a, 3);
     }
 
     #[test]
     fn a_message_naming_two_datastores_waits_for_both() {
         let mut c = Coalescer::default();
         c.add("m1", &ds(&["a", "b"]), EXPORTS, None);
-        assert_eq!(c.start_ready().len(), 2);
+        assert_eq!(c.start_ready(Instant::now(), SPACING).len(), 2);
         assert!(c.finish("b").deletable.is_empty());
         assert_eq!(c.finish("a").deletable, ["m1"]);
     }
 
     #[test]
+    fn a_redelivered_copy_of_a_waiting_message_is_not_a_new_event() {
+        let mut c = Coalescer::default();
+        let now = Instant::now();
+        assert!(c.add("m1", &ds(&["a"]), EXPORTS, None));
+        assert_eq!(c.start_ready(now, SPACING).len(), 1);
+        assert!(c.add("m1", &ds(&["a"]), EXPORTS, None), "still waits");
+        let finished = c.finish("a");
+        assert_eq!(finished.deletable, ["m1"]);
+        assert_eq!(finished.applied, 1);
+        assert!(
+            c.start_ready(now + SPACING, SPACING).is_empty(),
+            "no second refresh"
+        );
+    }
+
+    #[test]
     fn messages_for_no_followed_datastore_are_released_at_once() {
-        let mut c: Coalescer<&str> = Coalescer::default();
-        assert_eq!(c.add("m1", &[], EXPORTS, None), Some("m1"));
-        assert!(c.start_ready().is_empty());
+        let mut c = Coalescer::default();
+        assert!(!c.add("m1", &[], EXPORTS, None));
+        assert!(c.start_ready(Instant::now(), SPACING).is_empty());
         assert_eq!(c.waiting_messages(), 0);
     }
 
     #[test]
     fn finishing_an_unknown_datastore_is_harmless() {
-        let mut c: Coalescer<&str> = Coalescer::default();
+        let mut c = Coalescer::default();
         let finished = c.finish("nope");
         assert!(finished.deletable.is_empty());
         assert_eq!(finished.applied, 0);

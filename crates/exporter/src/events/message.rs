@@ -5,7 +5,9 @@
 //! The consumer must not depend on `detail` member names, which the documentation does not pin
 //! down: the datastore is found by matching the ids this process follows against every string in
 //! the event's `resources` and `detail` (whole, and split at `/` and `:` so that ARNs match).
-//! The documented `detail-type` only narrows what to refresh; an unknown one refreshes all.
+//! The documented `detail-type` only narrows what to refresh; an unknown one refreshes all. Old
+//! unfinished jobs are found the same way: an event names one when any of its strings is that
+//! job's id (see [`HealthLakeEvent::names`]).
 
 use std::collections::BTreeSet;
 use std::time::SystemTime;
@@ -27,14 +29,19 @@ pub struct Scope {
     pub imports: bool,
     /// The datastore's status and discovery.
     pub datastore: bool,
+    /// The old unfinished jobs too (the event names one of them): otherwise they are followed on
+    /// the polling schedule only, so that an event costs one listing.
+    pub old_jobs: bool,
 }
 
 impl Scope {
-    /// Everything (an event whose detail-type this version does not know).
+    /// Every listing (an event whose detail-type this version does not know); old unfinished
+    /// jobs only when the event names one.
     pub const ALL: Scope = Scope {
         exports: true,
         imports: true,
         datastore: true,
+        old_jobs: false,
     };
 
     /// Both scopes' refreshes.
@@ -43,6 +50,7 @@ impl Scope {
             exports: self.exports || other.exports,
             imports: self.imports || other.imports,
             datastore: self.datastore || other.datastore,
+            old_jobs: self.old_jobs || other.old_jobs,
         }
     }
 
@@ -179,23 +187,26 @@ impl HealthLakeEvent {
         Scope::of_detail_type(&self.detail_type)
     }
 
-    /// The followed datastores this event names (sorted, each once): every string of
-    /// `resources` and `detail` is tried whole and split at `/` and `:`.
+    /// The followed datastores this event names (sorted, each once).
     pub fn datastores(&self, followed: impl Fn(&str) -> bool) -> Vec<String> {
-        let mut found = BTreeSet::new();
-        for s in &self.strings {
-            if followed(s) {
-                found.insert(s.clone());
-            }
-            if s.contains(['/', ':']) {
-                for part in s.split(['/', ':']) {
-                    if !part.is_empty() && followed(part) {
-                        found.insert(part.to_owned());
-                    }
-                }
-            }
-        }
-        found.into_iter().collect()
+        let found: BTreeSet<&str> = self.words().filter(|w| followed(w)).collect();
+        found.into_iter().map(str::to_owned).collect()
+    }
+
+    /// Whether any of the event's words is one that `wanted` looks for (a job id, say).
+    pub fn names(&self, wanted: impl Fn(&str) -> bool) -> bool {
+        self.words().any(wanted)
+    }
+
+    /// Every string of `resources` and `detail`, whole, then split at `/` and `:` (so that the
+    /// parts of an ARN match too).
+    fn words(&self) -> impl Iterator<Item = &str> {
+        self.strings.iter().flat_map(|s| {
+            let parts = s
+                .contains(['/', ':'])
+                .then(|| s.split(['/', ':']).filter(|p| !p.is_empty()));
+            std::iter::once(s.as_str()).chain(parts.into_iter().flatten())
+        })
     }
 }
 
@@ -300,6 +311,20 @@ mod tests {
             healthlake(&body).datastores(followed(&[DS, OTHER])),
             [DS, OTHER]
         );
+    }
+
+    #[test]
+    fn an_event_names_a_job_by_any_of_its_strings() {
+        let body = event(
+            "Export Job Failed",
+            &format!(r#"["arn:aws:healthlake:us-east-1:1:datastore/fhir/{DS}"]"#),
+            r#"{"jobId":"4f1a","deep":["s3://bucket/x/7e2b/"]}"#,
+        );
+        let event = healthlake(&body);
+        assert!(event.names(|w| w == "4f1a"));
+        assert!(event.names(|w| w == "7e2b"), "a part of a path");
+        assert!(!event.names(|w| w == "4f1"));
+        assert!(!Scope::of_detail_type("Export Job Failed").old_jobs);
     }
 
     #[test]

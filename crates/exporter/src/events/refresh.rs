@@ -2,21 +2,28 @@
 //! (`poller::poll_jobs`), through the datastore's own client, request budget, timeout, guards and
 //! State, so every metric keeps its meaning and the listing stays the only source of truth. A
 //! refresh and a scheduled poll of the same feed wait for each other (the datastore's feed lock).
+//! A refresh lists only what can still change (one listing per job kind); the old unfinished
+//! jobs, which take a listing per status they are in, are followed on the polling schedule, and
+//! by a refresh only when its event names one of them.
 //!
 //! The view of what this replica follows (configured, discovered, narrowed to its shard) is
 //! replaced by the supervisor whenever that changes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use tokio::sync::{watch, Semaphore};
 
 use super::consumer::{BoxFuture, Refresher};
-use super::message::Scope;
+use super::message::{HealthLakeEvent, Scope};
 use crate::aws::Clients;
 use crate::config::{Config, DatastoreConfig};
 use crate::model::{JobKind, JobStatus};
 use crate::poll::{poll_description, poll_jobs, PollFailure, PollSettings};
+
+/// `follow_every` of a refresh that leaves the old unfinished jobs to the polling schedule.
+const NEVER: u32 = u32::MAX;
 use crate::state::{Datastore, State};
 
 /// What this replica follows, as of the last configuration change.
@@ -51,13 +58,7 @@ fn followed(config: &Config, clients: Arc<Clients>, state: &State) -> Followed {
     Followed {
         datastores,
         clients,
-        // An event may be about an old unfinished job (one stuck for weeks that finally fails):
-        // a refresh follows those too, so its change shows within seconds, not at the next
-        // scheduled follow-up (every `FOLLOW_EVERY` polls).
-        settings: PollSettings {
-            follow_every: 1,
-            ..PollSettings::of(config)
-        },
+        settings: PollSettings::of(config),
         datastore_health: config.polling.datastore_health,
     }
 }
@@ -92,6 +93,26 @@ impl Refresher for StateRefresher {
         self.view().datastores.contains_key(datastore_id)
     }
 
+    fn names_old_job(&self, datastore_id: &str, scope: Scope, event: &HealthLakeEvent) -> bool {
+        let view = self.view();
+        let Some((_, datastore)) = view.datastores.get(datastore_id) else {
+            return false;
+        };
+        let record = datastore.record();
+        [
+            (JobKind::Export, scope.exports),
+            (JobKind::Import, scope.imports),
+        ]
+        .into_iter()
+        .filter(|(_, wanted)| *wanted)
+        .filter_map(|(kind, _)| record.track(kind))
+        .any(|track| event.names(|word| track.is_straggler(word)))
+    }
+
+    fn spacing(&self) -> Duration {
+        self.view().settings.timeout
+    }
+
     fn refresh(&self, datastore_id: String, scope: Scope) -> BoxFuture<'static, ()> {
         let view = self.view();
         let semaphore = Arc::clone(&self.semaphore);
@@ -105,6 +126,13 @@ impl Refresher for StateRefresher {
             let Ok(_permit) = semaphore.acquire().await else {
                 return;
             };
+            // An event about an old unfinished job (one stuck for weeks that finally fails)
+            // follows those jobs now, so its change shows within seconds, not at the next
+            // scheduled follow-up (every `FOLLOW_EVERY` polls); any other event leaves them be.
+            let settings = PollSettings {
+                follow_every: if scope.old_jobs { 1 } else { NEVER },
+                ..view.settings.clone()
+            };
             let kinds = [
                 (JobKind::Export, scope.exports && config.jobs.export),
                 (JobKind::Import, scope.imports && config.jobs.import),
@@ -113,7 +141,7 @@ impl Refresher for StateRefresher {
                 if !wanted {
                     continue;
                 }
-                match poll_jobs(target, datastore, kind, &view.settings).await {
+                match poll_jobs(target, datastore, kind, &settings).await {
                     Ok(outcome) => {
                         for (job_id, status) in &outcome.finished {
                             if *status == JobStatus::Failed {

@@ -11,9 +11,10 @@ use crate::model::ErrorReason;
 use crate::state::EventStats;
 
 /// The event families' names, as scraped.
-pub const EVENT_FAMILY_NAMES: [&str; 9] = [
+pub const EVENT_FAMILY_NAMES: [&str; 10] = [
     "healthlake_events_up",
     "healthlake_events_received_total",
+    "healthlake_events_redelivered_total",
     "healthlake_events_applied_total",
     "healthlake_events_ignored_total",
     "healthlake_events_malformed_total",
@@ -28,6 +29,7 @@ pub const EVENT_FAMILY_NAMES: [&str; 9] = [
 pub(super) struct EventsSnapshot {
     up: bool,
     received: u64,
+    redelivered: u64,
     applied: u64,
     ignored: u64,
     malformed: u64,
@@ -44,6 +46,7 @@ impl EventsSnapshot {
         EventsSnapshot {
             up: stats.up.load(Relaxed),
             received: stats.received.load(Relaxed),
+            redelivered: stats.redelivered.load(Relaxed),
             applied: stats.applied.load(Relaxed),
             ignored: stats.ignored.load(Relaxed),
             malformed: stats.malformed.load(Relaxed),
@@ -62,6 +65,7 @@ impl EventsSnapshot {
     pub(super) fn key(&self) -> (u64, bool, u64) {
         let sum = [
             self.received,
+            self.redelivered,
             self.applied,
             self.ignored,
             self.malformed,
@@ -98,6 +102,12 @@ pub(super) fn families(e: &mut DescriptorEncoder, s: &EventsSnapshot) -> Fmt {
     )?;
     counter(
         e,
+        "healthlake_events_redelivered",
+        "Received SQS messages that SQS had delivered before (ApproximateReceiveCount above 1): the exporter stopped, or could not delete or keep hidden a message it held. 0 in steady state.",
+        s.redelivered,
+    )?;
+    counter(
+        e,
         "healthlake_events_applied",
         "HealthLake events whose refresh (of the datastores they name, or discovery) has finished; their messages are deleted.",
         s.applied,
@@ -122,7 +132,7 @@ pub(super) fn families(e: &mut DescriptorEncoder, s: &EventsSnapshot) -> Fmt {
     )?;
     let mut metric = e.encode_descriptor(
         "healthlake_events_errors",
-        "Failed SQS calls of the event consumer (ReceiveMessage, DeleteMessageBatch) by reason.",
+        "Failed SQS calls of the event consumer (ReceiveMessage, ChangeMessageVisibilityBatch, DeleteMessageBatch, and their entries) by reason.",
         None,
         MetricType::Counter,
     )?;

@@ -5,14 +5,28 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::model::ErrorReason;
+
+/// How far ahead of this process's clock an event's `time` may be and still count: EventBridge
+/// stamps events with AWS's clock, so a few seconds of skew are normal, but a time hours or
+/// years ahead (a forged or broken message) would pin the newest-applied timestamp for good.
+pub const MAX_EVENT_TIME_AHEAD: Duration = Duration::from_secs(5 * 60);
+
+/// `time` unless it is more than [`MAX_EVENT_TIME_AHEAD`] after `now`: such a time is ignored
+/// (the event still applies), never clamped, so the newest-applied timestamp only ever shows a
+/// time some event really claimed.
+pub fn plausible_event_time(time: SystemTime, now: SystemTime) -> Option<SystemTime> {
+    (time <= now + MAX_EVENT_TIME_AHEAD).then_some(time)
+}
 
 /// What the consumer counts, read by the metrics encoder. Counters only grow.
 #[derive(Debug, Default)]
 pub struct EventStats {
     pub received: AtomicU64,
+    /// Received messages SQS had delivered before (`ApproximateReceiveCount` above 1).
+    pub redelivered: AtomicU64,
     /// Messages whose refreshes (or discovery) finished.
     pub applied: AtomicU64,
     /// HealthLake events naming no datastore this process follows.
@@ -57,8 +71,12 @@ impl EventStats {
         (bits != 0).then(|| f64::from_bits(bits))
     }
 
-    /// Notes an applied event's `time`; the newest one is kept.
+    /// Notes an applied event's `time`; the newest one is kept. A time too far in the future
+    /// (see [`plausible_event_time`]) is ignored.
     pub fn applied_event_at(&self, time: SystemTime) {
+        let Some(time) = plausible_event_time(time, SystemTime::now()) else {
+            return;
+        };
         let secs = time
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -67,5 +85,31 @@ impl EventStats {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
                 (secs > f64::from_bits(old)).then_some(secs.to_bits())
             });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_times_far_in_the_future_are_ignored() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ahead = |secs| now + Duration::from_secs(secs);
+        assert_eq!(plausible_event_time(now, now), Some(now));
+        assert_eq!(plausible_event_time(ahead(300), now), Some(ahead(300)));
+        assert_eq!(plausible_event_time(ahead(301), now), None);
+
+        let stats = EventStats::default();
+        let real = SystemTime::now() - Duration::from_secs(10);
+        stats.applied_event_at(real);
+        // 9999-12-31: would pin the gauge for good.
+        stats.applied_event_at(UNIX_EPOCH + Duration::from_secs(253_402_214_400));
+        let newest = stats.newest_applied().expect("the real time");
+        let expected = real.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+        assert!((newest - expected).abs() < 1e-3, "{newest} vs {expected}");
+        // A later real event still moves it.
+        stats.applied_event_at(SystemTime::now());
+        assert!(stats.newest_applied().unwrap() > expected);
     }
 }

@@ -30,6 +30,12 @@ impl JobTrack {
             ..JobTrack::default()
         }
     }
+
+    /// Whether `id` is an old unfinished job, one that only a follow-up listing sees (an event
+    /// naming one makes its refresh follow them).
+    pub fn is_straggler(&self, id: &str) -> bool {
+        self.history.stragglers.contains_key(id)
+    }
 }
 
 /// The bookkeeping that lets a poll list only what can still change.

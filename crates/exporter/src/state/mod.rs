@@ -23,7 +23,7 @@ use crate::model::{DatastoreInfo, ErrorReason, Job, JobKind, JobKinds, JobNameLa
 pub use health::Health;
 use readiness::Readiness;
 mod events;
-pub use events::EventStats;
+pub use events::{plausible_event_time, EventStats, MAX_EVENT_TIME_AHEAD};
 pub use history::{
     EndedJob, Follow, JobTrack, JobsView, Listing, PollOutcome, PollPlan, Retention,
     ALERTED_STATUSES, FOLLOW_EVERY, LATE_JOB_LIMIT, LATE_JOB_WINDOW, MAX_ENDED_JOBS,
