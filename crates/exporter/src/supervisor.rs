@@ -364,7 +364,7 @@ impl EventsRuntime {
         // The queue must hide a message longer than the refresh it causes can take; checked in
         // the background so a slow or denied call never delays the start.
         let check = queue.clone();
-        let minimum = config.polling.timeout * 2;
+        let minimum = config.polling.timeout.saturating_mul(2);
         tokio::spawn(async move {
             match check.visibility_timeout().await {
                 Ok(visibility) if visibility < minimum => tracing::warn!(

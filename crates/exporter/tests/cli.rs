@@ -72,7 +72,10 @@ fn check_config_rejects_bad_files_with_exit_code_2_and_a_message() {
             "{name}: expected {expected:?} in {stderr}"
         );
         assert!(!stderr.contains("panicked"));
-        assert!(!stderr.contains("hunter2"), "{name}: the password is repeated: {stderr}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "{name}: the password is repeated: {stderr}"
+        );
         // Starting the daemon with the same file fails the same way, before binding anything.
         let (code, _, stderr) = run(&[
             "--config",

@@ -92,9 +92,7 @@ fn an_impossible_shard_on_the_command_line_exits_2_and_says_how_to_write_one() {
     let (code, _, stderr) = run(&["--check-config", "--config", bad.to_str().unwrap()], &[]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains(
-            "bad-shard.toml:2:9: polling.shard: has an index not below the count"
-        ),
+        stderr.contains("bad-shard.toml:2:9: polling.shard: has an index not below the count"),
         "{stderr}"
     );
 }

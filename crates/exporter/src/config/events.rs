@@ -48,7 +48,13 @@ impl EventsConfig {
 
     /// The timeout of one SQS call: the long-poll wait plus a margin.
     pub fn call_timeout(&self) -> Duration {
-        self.wait_time + CALL_TIMEOUT_MARGIN
+        self.long_poll_wait() + CALL_TIMEOUT_MARGIN
+    }
+
+    /// `wait_time`, validated to 1–20 s; clamped into that range here too, so that no value built
+    /// in code reaches the SDK, which panics on timeouts near `Duration::MAX`.
+    fn long_poll_wait(&self) -> Duration {
+        self.wait_time.clamp(MIN_WAIT_TIME, MAX_WAIT_TIME)
     }
 
     /// What the SQS client of replica `shard` is built for.
@@ -56,7 +62,7 @@ impl EventsConfig {
         QueuePlan {
             queue_url: self.queue_url_for(shard),
             target: self.target.clone(),
-            wait_time: self.wait_time,
+            wait_time: self.long_poll_wait(),
             call_timeout: self.call_timeout(),
         }
     }

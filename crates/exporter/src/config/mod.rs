@@ -291,7 +291,9 @@ impl From<&Config> for ClientPlan {
         ClientPlan {
             users,
             region,
-            timeout: config.polling.timeout,
+            // Validated to 10 minutes at most; clamped again because the SDK panics on a timeout
+            // near `Duration::MAX` (a configuration built in code skips validation).
+            timeout: config.polling.timeout.min(MAX_TIMEOUT),
             max_attempts: config.polling.max_attempts,
             max_requests_per_second: config.polling.max_requests_per_second,
         }
@@ -464,39 +466,88 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
         let long = format!("{m}{}", "x".repeat(300));
         let mut cases: Vec<(String, &str)> = Vec::new();
         let mut add = |text: String, key: &'static str| cases.push((text, key));
-        add(format!("[server]\nlisten_address = \"{m}:9469\"\n"), "server.listen_address");
+        add(
+            format!("[server]\nlisten_address = \"{m}:9469\"\n"),
+            "server.listen_address",
+        );
         for key in ["max_connections", "max_connections_per_ip"] {
             let leaked: &'static str = Box::leak(format!("server.{key}").into_boxed_str());
             add(format!("[server]\n{key} = {n}\n"), leaked);
             add(format!("[server]\n{key} = \"{m}\"\n"), leaked);
         }
-        add(format!("[server]\nenable_reload = \"{m}\"\n"), "server.enable_reload");
-        add(format!("[server.basic_auth]\nusers = {{ alice = \"{m}\" }}\n"), "server.basic_auth.users");
-        add(format!("[server.basic_auth]\nusers = {{ alice = \"$2y$10${m}\" }}\n"), "server.basic_auth.users");
-        add(format!("[server.basic_auth]\nusers = {{ \"{m}:pw\" = \"$2y$10$\" }}\n"), "server.basic_auth.users");
-        add(format!("[server.basic_auth]\nusers = {{ alice = {n} }}\n"), "server.basic_auth.users");
-        for key in ["interval", "timeout", "full_resync_interval", "ended_job_window", "datastore_interval"] {
+        add(
+            format!("[server]\nenable_reload = \"{m}\"\n"),
+            "server.enable_reload",
+        );
+        add(
+            format!("[server.basic_auth]\nusers = {{ alice = \"{m}\" }}\n"),
+            "server.basic_auth.users",
+        );
+        add(
+            format!("[server.basic_auth]\nusers = {{ alice = \"$2y$10${m}\" }}\n"),
+            "server.basic_auth.users",
+        );
+        add(
+            format!("[server.basic_auth]\nusers = {{ \"{m}:pw\" = \"$2y$10$\" }}\n"),
+            "server.basic_auth.users",
+        );
+        add(
+            format!("[server.basic_auth]\nusers = {{ alice = {n} }}\n"),
+            "server.basic_auth.users",
+        );
+        for key in [
+            "interval",
+            "timeout",
+            "full_resync_interval",
+            "ended_job_window",
+            "datastore_interval",
+        ] {
             let leaked: &'static str = Box::leak(format!("polling.{key}").into_boxed_str());
             add(format!("[polling]\n{key} = \"5{m}\"\n"), leaked);
             add(format!("[polling]\n{key} = \"{n}d\"\n"), leaked);
             add(format!("[polling]\n{key} = {n}\n"), leaked);
         }
-        for key in ["concurrency", "job_series_limit", "max_attempts", "max_pages"] {
+        for key in [
+            "concurrency",
+            "job_series_limit",
+            "max_attempts",
+            "max_pages",
+        ] {
             let leaked: &'static str = Box::leak(format!("polling.{key}").into_boxed_str());
             add(format!("[polling]\n{key} = {n}\n"), leaked);
             add(format!("[polling]\n{key} = -{n}\n"), leaked);
             add(format!("[polling]\n{key} = \"{m}\"\n"), leaked);
         }
-        add(format!("[polling]\nmax_requests_per_second = {n}.5\n"), "polling.max_requests_per_second");
-        add(format!("[polling]\nmax_requests_per_second = {n}\n"), "polling.max_requests_per_second");
-        add(format!("[polling]\nmax_requests_per_second = \"{m}\"\n"), "polling.max_requests_per_second");
+        add(
+            format!("[polling]\nmax_requests_per_second = {n}.5\n"),
+            "polling.max_requests_per_second",
+        );
+        add(
+            format!("[polling]\nmax_requests_per_second = {n}\n"),
+            "polling.max_requests_per_second",
+        );
+        add(
+            format!("[polling]\nmax_requests_per_second = \"{m}\"\n"),
+            "polling.max_requests_per_second",
+        );
         add(format!("[polling]\nshard = \"{m}/2\"\n"), "polling.shard");
         add(format!("[polling]\nshard = \"{n}/2\"\n"), "polling.shard");
         add(format!("[polling]\nshard = \"1/{n}\"\n"), "polling.shard");
         add(format!("[polling]\njobs = [\"{m}\"]\n"), "polling.jobs");
-        add(format!("[polling]\ndatastore_health = \"{m}\"\n"), "polling.datastore_health");
-        add(format!("[polling]\njob_name_label = \"{m}\"\n"), "polling.job_name_label");
-        for section in ["[aws]", "[[datastores]]\nid = \"x\"", "[[discovery]]", "[events]\nqueue_url = \"https://h/1/q\""] {
+        add(
+            format!("[polling]\ndatastore_health = \"{m}\"\n"),
+            "polling.datastore_health",
+        );
+        add(
+            format!("[polling]\njob_name_label = \"{m}\"\n"),
+            "polling.job_name_label",
+        );
+        for section in [
+            "[aws]",
+            "[[datastores]]\nid = \"x\"",
+            "[[discovery]]",
+            "[events]\nqueue_url = \"https://h/1/q\"",
+        ] {
             let prefix = match section.split('\n').next().unwrap_or("") {
                 "[aws]" => "aws",
                 "[[datastores]]" => "datastores[0]",
@@ -509,26 +560,62 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
                 ("endpoint_url", format!("\"ftp://{m}.example.com\"")),
                 ("endpoint_url", format!("\"{m} is not a URL\"")),
                 ("endpoint_url", format!("\"https://example.com/?{m}\"")),
-                ("role_arn", format!("\"arn:aws:iam::123456789012:user/{m}\"")),
+                (
+                    "role_arn",
+                    format!("\"arn:aws:iam::123456789012:user/{m}\""),
+                ),
                 ("role_arn", format!("\"{m}\"")),
-                ("region", format!("{n}")),
+                ("region", n.to_string()),
             ] {
                 let leaked: &'static str = Box::leak(format!("{prefix}.{key}").into_boxed_str());
                 add(format!("{section}\n{key} = {value}\n"), leaked);
             }
         }
-        add(format!("[[datastores]]\nid = \"{m}!\"\n"), "datastores[0].id");
-        add(format!("[[datastores]]\nid = \"{long}\"\n"), "datastores[0].id");
-        add(format!("[[datastores]]\nid = \"{m}\"\n[[datastores]]\nid = \"{m}\"\n"), "datastores[1].id");
+        add(
+            format!("[[datastores]]\nid = \"{m}!\"\n"),
+            "datastores[0].id",
+        );
+        add(
+            format!("[[datastores]]\nid = \"{long}\"\n"),
+            "datastores[0].id",
+        );
+        add(
+            format!("[[datastores]]\nid = \"{m}\"\n[[datastores]]\nid = \"{m}\"\n"),
+            "datastores[1].id",
+        );
         add(format!("[[datastores]]\nid = {n}\n"), "datastores[0].id");
-        add(format!("[[datastores]]\nid = \"x\"\nname = \"{m}\\n\"\n"), "datastores[0].name");
-        add(format!("[[datastores]]\nid = \"x\"\nname = \"{long}\"\n"), "datastores[0].name");
-        add(format!("[[datastores]]\nid = \"x\"\njobs = [\"export\", \"{m}\"]\n"), "datastores[0].jobs");
-        add(format!("[[discovery]]\nname_prefix = \"{long}\"\n"), "discovery[0].name_prefix");
-        add(format!("[[discovery]]\nname_prefix = \"\\t{m}\"\n"), "discovery[0].name_prefix");
-        add(format!("[[discovery]]\nstatus = \"{m}\"\n"), "discovery[0].status");
-        add(format!("[[discovery]]\ninterval = \"{m}\"\n"), "discovery[0].interval");
-        add(format!("[[discovery]]\ninterval = \"{n}h\"\n"), "discovery[0].interval");
+        add(
+            format!("[[datastores]]\nid = \"x\"\nname = \"{m}\\n\"\n"),
+            "datastores[0].name",
+        );
+        add(
+            format!("[[datastores]]\nid = \"x\"\nname = \"{long}\"\n"),
+            "datastores[0].name",
+        );
+        add(
+            format!("[[datastores]]\nid = \"x\"\njobs = [\"export\", \"{m}\"]\n"),
+            "datastores[0].jobs",
+        );
+        add(
+            format!("[[discovery]]\nname_prefix = \"{long}\"\n"),
+            "discovery[0].name_prefix",
+        );
+        add(
+            format!("[[discovery]]\nname_prefix = \"\\t{m}\"\n"),
+            "discovery[0].name_prefix",
+        );
+        add(
+            format!("[[discovery]]\nstatus = \"{m}\"\n"),
+            "discovery[0].status",
+        );
+        add(
+            format!("[[discovery]]\ninterval = \"{m}\"\n"),
+            "discovery[0].interval",
+        );
+        add(
+            format!("[[discovery]]\ninterval = \"{n}h\"\n"),
+            "discovery[0].interval",
+        );
         for url in [
             format!("https://user:{m}@sqs.us-east-1.amazonaws.com/123456789012/q"),
             format!("https://{m}@sqs.us-east-1.amazonaws.com/123456789012/q"),
@@ -539,11 +626,23 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
             format!("{m}://sqs.us-east-1.amazonaws.com/1/q"),
             format!("{m} not a url"),
         ] {
-            add(format!("[events]\nqueue_url = \"{url}\"\n"), "events.queue_url");
+            add(
+                format!("[events]\nqueue_url = \"{url}\"\n"),
+                "events.queue_url",
+            );
         }
-        add(format!("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"{m}\"\n"), "events.wait_time");
-        add(format!("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"{n}s\"\n"), "events.wait_time");
-        add(format!("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"1{m}\"\n"), "events.wait_time");
+        add(
+            format!("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"{m}\"\n"),
+            "events.wait_time",
+        );
+        add(
+            format!("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"{n}s\"\n"),
+            "events.wait_time",
+        );
+        add(
+            format!("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"1{m}\"\n"),
+            "events.wait_time",
+        );
         cases
     }
 
@@ -574,13 +673,16 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
                     .then_some("repeats the value"),
                 (!message.starts_with(&format!("test.toml:{line}:")))
                     .then_some("does not name the line"),
-                (![":", ".", "`"].iter().any(|end| message.contains(&format!("{key}{end}"))))
-                    .then_some("does not name the key"),
-                (!message.contains("; ") && !message.contains("expected"))
-                    .then_some("says no fix"),
+                (![":", ".", "`"]
+                    .iter()
+                    .any(|end| message.contains(&format!("{key}{end}"))))
+                .then_some("does not name the key"),
+                (!message.contains("; ") && !message.contains("expected")).then_some("says no fix"),
             ];
             for problem in problems.into_iter().flatten() {
-                failures.push(format!("{problem} (line {line}, key {key})\n  config: {text:?}\n  error: {message}"));
+                failures.push(format!(
+                    "{problem} (line {line}, key {key})\n  config: {text:?}\n  error: {message}"
+                ));
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -320,7 +320,10 @@ mod tests {
                 "3/2",
                 "has an index not below the count; indexes run from 0 to COUNT - 1",
             ),
-            ("2/2", "(of 3 replicas the first is \"0/3\", the last \"2/3\")"),
+            (
+                "2/2",
+                "(of 3 replicas the first is \"0/3\", the last \"2/3\")",
+            ),
         ];
         for (text, expected) in cases {
             let message = text.parse::<Shard>().unwrap_err().to_string();

@@ -47,12 +47,10 @@ pub(super) fn describe_toml_error(text: &str, error: &toml::de::Error) -> String
         // Bare keys only: a quoted key may be anything, a pasted `user:password` included.
         .filter(|k| is_bare_key(k));
     match key {
-        Some(key) if !message.contains(&format!("`{key}`")) => {
-            match table_of_line(text, line) {
-                Some(table) => format!("key `{table}.{key}`: {message}"),
-                None => format!("key `{key}`: {message}"),
-            }
-        }
+        Some(key) if !message.contains(&format!("`{key}`")) => match table_of_line(text, line) {
+            Some(table) => format!("key `{table}.{key}`: {message}"),
+            None => format!("key `{key}`: {message}"),
+        },
         _ => message,
     }
 }
@@ -630,7 +628,7 @@ impl Validator<'_> {
                         return Err(self.error(
                             Some(hash.span()),
                             "server.basic_auth.users",
-                            "the user name on this line is empty or contains `:` or control characters, which HTTP basic auth cannot carry; rename the user (the name is not shown here, in case it holds a password)",
+                            "the user name on this line is empty or contains `:` or control characters, which HTTP basic auth cannot carry (the name is not shown here, in case it holds a password)",
                         ));
                     }
                     let key = format!("server.basic_auth.users.{name}");
