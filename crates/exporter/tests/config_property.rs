@@ -112,6 +112,12 @@ fn duration_value(lo: u64, hi: u64) -> BoxedStrategy<String> {
             .prop_map(|n| quoted(format!("{n}s"))),
         1 => (any::<u64>(), prop::sample::select(units.to_vec()))
             .prop_map(|(n, unit)| quoted(format!("{n}{unit}"))),
+        // Durations that parse but overflow the clock: what made tasks panic before.
+        2 => prop_oneof![
+            (1u64 << 62..=u64::MAX).prop_map(|n| quoted(format!("{n}s"))),
+            (300_000_000_000u64..600_000_000_000).prop_map(|n| quoted(format!("{n}y"))),
+            (107_000_000_000_000u64..213_503_982_334_601).prop_map(|n| quoted(format!("{n}d"))),
+        ],
         1 => (0u64..100_000, prop::sample::select(units.to_vec()))
             .prop_map(|(n, unit)| quoted(format!("{n}{unit}"))),
         1 => prop::sample::select(vec![
