@@ -518,6 +518,20 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
             add(format!("[polling]\n{key} = -{n}\n"), leaked);
             add(format!("[polling]\n{key} = \"{m}\"\n"), leaked);
         }
+        // Not TOML values at all, or of another type: the parser's messages do not quote them.
+        for value in [
+            m.to_owned(),
+            format!("\"{m}"),
+            format!("1{m}"),
+            format!("[\"{m}\"]"),
+            format!("{{ a = \"{m}\" }}"),
+            format!("'{m}'"),
+        ] {
+            add(
+                format!("[polling]\ninterval = {value}\n"),
+                "polling.interval",
+            );
+        }
         add(
             format!("[polling]\nmax_requests_per_second = {n}.5\n"),
             "polling.max_requests_per_second",
