@@ -734,8 +734,8 @@ fn check_datastore_id(id: &str) -> Result<(), String> {
     }
 }
 
-/// A datastore name or name prefix: not blank, no control characters, at most HealthLake's
-/// [`MAX_NAME_CHARS`] (it becomes a label value or a request parameter).
+/// A datastore name or name prefix: not blank, at most HealthLake's [`MAX_NAME_CHARS`] (it
+/// becomes a label value or a request parameter; either escapes what it must).
 fn check_name(name: &str, when_blank: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err(format!("must not be empty; {when_blank}"));
@@ -745,9 +745,6 @@ fn check_name(name: &str, when_blank: &str) -> Result<(), String> {
         return Err(format!(
             "has {length} characters; HealthLake allows at most {MAX_NAME_CHARS} in a datastore name"
         ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err("contains a control character (a tab, a newline, ...); write it on one line, without them".to_owned());
     }
     Ok(())
 }
