@@ -46,14 +46,19 @@ fn check_config_rejects_bad_files_with_exit_code_2_and_a_message() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("syntax.toml", b"[polling\ninterval = \"60s\"\n".to_vec(), "syntax.toml:1:"),
         ("typo.toml", format!("[polling]\nintervall = \"60s\"\n{ID}").into_bytes(), "typo.toml:2:1: unknown field `intervall`"),
-        ("type.toml", format!("[polling]\nconcurrency = \"eight\"\n{ID}").into_bytes(), "type.toml:2:15: key `concurrency`: invalid type: a string (value not shown)"),
-        ("dup.toml", format!("{ID}{ID}").into_bytes(), "dup.toml:4:6: datastores[1].id: datastore id \"a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4\" is listed twice"),
-        ("badid.toml", b"[[datastores]]\nid = \"prod/ds#1\"\n".to_vec(), "badid.toml:2:6: datastores[0].id: \"prod/ds#1\" contains '#'"),
-        ("duration.toml", format!("[polling]\ninterval = \"often\"\n{ID}").into_bytes(), "duration.toml:2:12: polling.interval: \"often\" is not a duration"),
-        ("zero.toml", format!("[polling]\ntimeout = \"0s\"\n{ID}").into_bytes(), "zero.toml:2:11: polling.timeout: \"0s\" is zero"),
-        ("url.toml", format!("[aws]\nendpoint_url = \"healthlake.local\"\n{ID}").into_bytes(), "url.toml:2:16: aws.endpoint_url: \"healthlake.local\" must start with http:// or https://"),
-        ("arn.toml", format!("[aws]\nrole_arn = \"arn:aws:iam::12345:role/x\"\n{ID}").into_bytes(), "arn.toml:2:12: aws.role_arn: \"arn:aws:iam::12345:role/x\" is not an IAM role ARN"),
-        ("listen.toml", format!("[server]\nlisten_address = \"9469\"\n{ID}").into_bytes(), "listen.toml:2:18: server.listen_address: \"9469\" is not an IP address and port"),
+        ("type.toml", format!("[polling]\nconcurrency = \"eight\"\n{ID}").into_bytes(), "type.toml:2:15: key `polling.concurrency`: invalid type: a string (value not shown)"),
+        ("dup.toml", format!("{ID}{ID}").into_bytes(), "dup.toml:4:6: datastores[1].id: this datastore id is listed twice (first on line 2)"),
+        ("badid.toml", b"[[datastores]]\nid = \"prod/ds#1\"\n".to_vec(), "badid.toml:2:6: datastores[0].id: character 8 is one HealthLake does not allow"),
+        ("duration.toml", format!("[polling]\ninterval = \"often\"\n{ID}").into_bytes(), "duration.toml:2:12: polling.interval: not a duration"),
+        ("zero.toml", format!("[polling]\ntimeout = \"0s\"\n{ID}").into_bytes(), "zero.toml:2:11: polling.timeout: out of range; use a duration from 1s to 10m"),
+        ("url.toml", format!("[aws]\nendpoint_url = \"healthlake.local\"\n{ID}").into_bytes(), "url.toml:2:16: aws.endpoint_url: must start with http:// or https://"),
+        ("arn.toml", format!("[aws]\nrole_arn = \"arn:aws:iam::12345:role/x\"\n{ID}").into_bytes(), "arn.toml:2:12: aws.role_arn: is not an IAM role ARN"),
+        ("listen.toml", format!("[server]\nlisten_address = \"9469\"\n{ID}").into_bytes(), "listen.toml:2:18: server.listen_address: is not an IP address and port"),
+        // Finding 11: values that used to pass and then panic the pollers.
+        ("huge.toml", format!("[polling]\ntimeout = \"500000000000y\"\n{ID}").into_bytes(), "huge.toml:2:11: polling.timeout: out of range; use a duration from 1s to 10m"),
+        ("interval.toml", format!("[polling]\ndatastore_interval = \"99999999999d\"\n{ID}").into_bytes(), "interval.toml:2:22: polling.datastore_interval: out of range; use a duration from 1s to 1day"),
+        // Finding 9: a queue URL with user-info is refused, and never repeated.
+        ("queue.toml", format!("{ID}[events]\nqueue_url = \"https://me:hunter2@sqs.us-east-1.amazonaws.com/123456789012/q\"\n").into_bytes(), "queue.toml:4:13: events.queue_url: must not contain a user name or password"),
         ("latin1.toml", b"[[datastores]]\nid = \"caf\xe9\"\n".to_vec(), "latin1.toml: the file is not valid UTF-8"),
         ("empty.toml", Vec::new(), "empty.toml: datastores: no datastores configured"),
     ];
@@ -67,6 +72,10 @@ fn check_config_rejects_bad_files_with_exit_code_2_and_a_message() {
             "{name}: expected {expected:?} in {stderr}"
         );
         assert!(!stderr.contains("panicked"));
+        assert!(
+            !stderr.contains("hunter2"),
+            "{name}: the password is repeated: {stderr}"
+        );
         // Starting the daemon with the same file fails the same way, before binding anything.
         let (code, _, stderr) = run(&[
             "--config",

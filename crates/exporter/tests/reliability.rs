@@ -467,7 +467,26 @@ async fn reload_applies_a_good_file_and_rejects_a_bad_one() {
     .await;
     assert_eq!(status, 500);
     assert!(
-        body.contains("reload.toml:2:6: datastores[0].id: \"\" has 0 characters"),
+        body.contains("reload.toml:2:6: datastores[0].id: has 0 characters"),
+        "{body}"
+    );
+    // Finding 9 (issue 18): the body names the key and the line, never the value.
+    std::fs::write(
+        &path,
+        "[aws]\nrole_arn = \"arn:aws:iam::hunter2:role/x\"\n[[datastores]]\nid = \"x\"\n",
+    )
+    .unwrap();
+    let (status, _, body) = http_request(
+        exporter.local_addr(),
+        "POST",
+        "/-/reload",
+        &[("Content-Length", "0")],
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert!(
+        body.contains("reload.toml:2:12: aws.role_arn: is not an IAM role ARN")
+            && !body.contains("hunter2"),
         "{body}"
     );
     exporter.shutdown().await;

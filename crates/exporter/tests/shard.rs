@@ -61,17 +61,17 @@ fn an_impossible_shard_on_the_command_line_exits_2_and_says_how_to_write_one() {
         (
             vec!["--shard", "3/2", "--check-config", "--config", config],
             vec![],
-            "the index 3 must be below the count 2; indexes run from 0 to 1",
+            "has an index not below the count; indexes run from 0 to COUNT - 1",
         ),
         (
             vec!["--shard", "0/0", "--config", config],
             vec![],
-            "the count 0 is out of range; use 1 to 1000 replicas",
+            "has a count out of range; use 1 to 1000 replicas",
         ),
         (
             vec!["--check-config", "--config", config],
             vec![("HEALTHLAKE_EXPORTER_SHARD", "/3")],
-            "\"/3\" has no index before the \"/\"; write \"INDEX/COUNT\"",
+            "has no index before the \"/\"; write \"INDEX/COUNT\"",
         ),
     ] {
         let (code, stdout, stderr) = run(&args, &env);
@@ -92,9 +92,7 @@ fn an_impossible_shard_on_the_command_line_exits_2_and_says_how_to_write_one() {
     let (code, _, stderr) = run(&["--check-config", "--config", bad.to_str().unwrap()], &[]);
     assert_eq!(code, 2, "{stderr}");
     assert!(
-        stderr.contains(
-            "bad-shard.toml:2:9: polling.shard: \"2/2\": the index 2 must be below the count 2"
-        ),
+        stderr.contains("bad-shard.toml:2:9: polling.shard: has an index not below the count"),
         "{stderr}"
     );
 }

@@ -4,6 +4,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// The longest gap between two requests: that of the lowest rate validation accepts (0.01/s).
+const MAX_SPACING: Duration = Duration::from_secs(100);
+
 /// Paces the API requests of one account and region so that many datastores never throttle each
 /// other: each request takes the next free slot, `1 / rate` seconds after the previous one.
 #[derive(Debug)]
@@ -13,9 +16,12 @@ pub struct RequestBudget {
 }
 
 impl RequestBudget {
+    /// `rate` is validated (0.01 to 1000); any other value, NaN and infinities included, is
+    /// clamped into that range's spacing instead of panicking.
     pub(crate) fn per_second(rate: f64) -> RequestBudget {
         RequestBudget {
-            spacing: Duration::from_secs_f64(1.0 / rate),
+            spacing: Duration::try_from_secs_f64(1.0 / rate)
+                .map_or(MAX_SPACING, |spacing| spacing.min(MAX_SPACING)),
             next_slot: Mutex::new(None),
         }
     }

@@ -30,7 +30,7 @@ pub use list::{describe_datastore, list_datastores, list_jobs, JobFilter, PAGE_S
 pub use target::AwsTarget;
 pub use usage::{api_usage, ApiUsage, OPERATIONS, RESULTS};
 
-pub(crate) use target::{check_endpoint_url, check_region, check_role_arn};
+pub(crate) use target::{check_endpoint_url, check_region, check_role_arn, has_user_info};
 
 use classify::{ResponseSizeLimit, MAX_RESPONSE_BYTES};
 

@@ -10,6 +10,8 @@ pub struct AwsTarget {
     pub role_arn: Option<String>,
 }
 
+/// An AWS region name (`us-east-1`). The checks below never repeat the value in their message:
+/// the config module adds the file, line and key, which say where it is.
 pub(crate) fn check_region(region: &str) -> Result<(), String> {
     let ok = !region.is_empty()
         && region.len() <= 64
@@ -21,51 +23,46 @@ pub(crate) fn check_region(region: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{region:?} is not an AWS region name; write it like \"us-east-1\""
-        ))
+        Err("is not an AWS region name (lowercase letters, digits and dashes); write it like \"us-east-1\"".to_owned())
     }
 }
 
-pub(crate) fn check_endpoint_url(url: &str) -> Result<(), String> {
-    let hint =
-        "write it like \"https://healthlake.us-east-1.amazonaws.com\" or \"http://127.0.0.1:4566\"";
-    // A user-info part (`user:password@`) is never repeated, and never accepted: the SDK signs
-    // requests with AWS credentials, so one there is a secret pasted by mistake.
-    let authority = url
-        .split_once("://")
+/// Whether a URL has a user-info part (`user:password@` before the host).
+pub(crate) fn has_user_info(url: &str) -> bool {
+    url.split_once("://")
         .map_or(url, |(_, rest)| rest)
         .split(['/', '?', '#'])
         .next()
-        .unwrap_or("");
-    if authority.contains('@') {
+        .is_some_and(|authority| authority.contains('@'))
+}
+
+/// An `http://` or `https://` URL with a host, no user-info and no query string.
+pub(crate) fn check_endpoint_url(url: &str) -> Result<(), String> {
+    let hint =
+        "write it like \"https://healthlake.us-east-1.amazonaws.com\" or \"http://127.0.0.1:4566\"";
+    // A user-info part (`user:password@`) is never accepted: the SDK signs requests with AWS
+    // credentials, so one there is a secret pasted by mistake.
+    if has_user_info(url) {
         return Err(format!(
-            "must not contain a user name or password (`user:password@`); the URL is not shown here, in case it holds one. AWS credentials come from the SDK's chain; {hint}"
+            "must not contain a user name or password (`user:password@`); AWS credentials come from the SDK's chain; {hint}"
         ));
     }
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e| format!("{url:?} is not a URL ({e}); {hint}"))?;
+    let uri: hyper::Uri = url.parse().map_err(|_| format!("is not a URL; {hint}"))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
-        _ => {
-            return Err(format!(
-                "{url:?} must start with http:// or https://; {hint}"
-            ))
-        }
+        _ => return Err(format!("must start with http:// or https://; {hint}")),
     }
     if uri.host().is_none_or(str::is_empty) {
-        return Err(format!("{url:?} has no host; {hint}"));
+        return Err(format!("has no host; {hint}"));
     }
     if uri.query().is_some() {
-        return Err(format!("{url:?} must not have a query string; {hint}"));
+        return Err(format!("must not have a query string; {hint}"));
     }
     Ok(())
 }
 
 /// An IAM role ARN: `arn:PARTITION:iam::ACCOUNT:role/PATH/NAME`.
 pub(crate) fn check_role_arn(arn: &str) -> Result<(), String> {
-    let hint = "write it like \"arn:aws:iam::123456789012:role/healthlake-exporter\"";
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     let ok = parts.len() == 6
         && parts[0] == "arn"
@@ -83,6 +80,6 @@ pub(crate) fn check_role_arn(arn: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{arn:?} is not an IAM role ARN; {hint}"))
+        Err("is not an IAM role ARN (arn:PARTITION:iam::<12-digit account>:role/<name>); write it like \"arn:aws:iam::123456789012:role/healthlake-exporter\"".to_owned())
     }
 }

@@ -11,10 +11,11 @@ use super::shard::Shard;
 use super::validate::Validator;
 use super::{AwsTarget, ConfigError};
 use crate::aws::sqs::QueuePlan;
-use crate::aws::{check_endpoint_url, check_region, check_role_arn};
+use crate::aws::{check_endpoint_url, check_region, check_role_arn, has_user_info};
 
 /// SQS's longest long poll, and the default: the fewest calls for the same latency.
 pub const DEFAULT_WAIT_TIME: Duration = Duration::from_secs(20);
+const MIN_WAIT_TIME: Duration = Duration::from_secs(1);
 const MAX_WAIT_TIME: Duration = Duration::from_secs(20);
 /// An SQS call may take this much longer than its long-poll wait before it counts as timed out.
 pub const CALL_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
@@ -47,7 +48,13 @@ impl EventsConfig {
 
     /// The timeout of one SQS call: the long-poll wait plus a margin.
     pub fn call_timeout(&self) -> Duration {
-        self.wait_time + CALL_TIMEOUT_MARGIN
+        self.long_poll_wait() + CALL_TIMEOUT_MARGIN
+    }
+
+    /// `wait_time`, validated to 1–20 s; clamped into that range here too, so that no value built
+    /// in code reaches the SDK, which panics on timeouts near `Duration::MAX`.
+    fn long_poll_wait(&self) -> Duration {
+        self.wait_time.clamp(MIN_WAIT_TIME, MAX_WAIT_TIME)
     }
 
     /// What the SQS client of replica `shard` is built for.
@@ -55,7 +62,7 @@ impl EventsConfig {
         QueuePlan {
             queue_url: self.queue_url_for(shard),
             target: self.target.clone(),
-            wait_time: self.wait_time,
+            wait_time: self.long_poll_wait(),
             call_timeout: self.call_timeout(),
         }
     }
@@ -83,25 +90,32 @@ pub fn region_of_queue_url(url: &str) -> Option<String> {
     check_region(region).ok().map(|()| region.to_owned())
 }
 
-/// A queue URL: `http(s)://host/<account>/<name>`, with `{shard}` as the only placeholder.
+/// A queue URL: `http(s)://host/<account>/<name>`, with `{shard}` as the only placeholder and no
+/// user-info (`user:password@`): SQS requests are signed with AWS credentials, so one there is a
+/// secret pasted by mistake. Messages never repeat the URL.
 fn check_queue_url(url: &str) -> Result<(), String> {
     let hint = "write it like \"https://sqs.us-east-1.amazonaws.com/123456789012/healthlake-exporter-events-{shard}\" (the CloudFormation stack's QueueUrl output)";
+    if has_user_info(url) {
+        return Err(format!(
+            "must not contain a user name or password (`user:password@`); AWS credentials come from the SDK's chain; {hint}"
+        ));
+    }
     let without = url.replace(SHARD_PLACEHOLDER, "0");
     if without.contains(['{', '}']) {
         return Err(format!(
-            "{url:?} has a placeholder other than {SHARD_PLACEHOLDER}; {hint}"
+            "has a placeholder other than {SHARD_PLACEHOLDER}; {hint}"
         ));
     }
     let uri: hyper::Uri = without
         .parse()
-        .map_err(|e| format!("{url:?} is not a URL ({e}); {hint}"))?;
+        .map_err(|_| format!("is not a URL; {hint}"))?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
         return Err(format!(
-            "{url:?} must start with https:// (or http:// for a local fake) and name a host; {hint}"
+            "must start with https:// (or http:// for a local fake) and name a host; {hint}"
         ));
     }
     if uri.query().is_some() {
-        return Err(format!("{url:?} must not have a query string; {hint}"));
+        return Err(format!("must not have a query string; {hint}"));
     }
     let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
     let ok = match segments.as_slice() {
@@ -118,7 +132,7 @@ fn check_queue_url(url: &str) -> Result<(), String> {
     };
     if !ok {
         return Err(format!(
-            "{url:?} does not end in /<account id>/<queue name>; {hint}"
+            "does not end in /<account id>/<queue name>; {hint}"
         ));
     }
     Ok(())
@@ -127,12 +141,14 @@ fn check_queue_url(url: &str) -> Result<(), String> {
 impl Validator<'_> {
     pub(super) fn events(
         &self,
-        raw: RawEvents,
+        raw: Spanned<RawEvents>,
         aws: &AwsTarget,
     ) -> Result<EventsConfig, ConfigError> {
+        let section = raw.span();
+        let raw = raw.into_inner();
         let Some(queue_url) = raw.queue_url else {
             return Err(self.error(
-                None,
+                Some(section),
                 "events.queue_url",
                 "is required in [events]; set it to the queue the EventBridge rule feeds (deploy/aws/healthlake-events.yaml), or remove [events] to poll only",
             ));
@@ -170,25 +186,20 @@ impl Validator<'_> {
             ),
             None => aws.role_arn.clone(),
         };
-        let wait_time = match raw.wait_time {
-            None => DEFAULT_WAIT_TIME,
-            Some(v) => {
-                let text = v.get_ref().trim();
-                let bad = |why: String| self.error(Some(v.span()), "events.wait_time", why);
-                let wait = humantime::parse_duration(text).map_err(|e| {
-                    bad(format!(
-                        "{text:?} is not a duration ({e}); write it like \"20s\""
-                    ))
-                })?;
-                if wait < Duration::from_secs(1) || wait > MAX_WAIT_TIME || wait.subsec_nanos() != 0
-                {
-                    return Err(bad(format!(
-                        "{text:?} is out of range; SQS long polls last whole seconds from 1s to 20s"
-                    )));
-                }
-                wait
-            }
-        };
+        let wait_span = raw.wait_time.as_ref().map(Spanned::span);
+        let wait_time = self.duration(
+            raw.wait_time,
+            "events.wait_time",
+            DEFAULT_WAIT_TIME,
+            MIN_WAIT_TIME..=MAX_WAIT_TIME,
+        )?;
+        if wait_time.subsec_nanos() != 0 {
+            return Err(self.error(
+                wait_span,
+                "events.wait_time",
+                "is not a whole number of seconds; SQS long polls last whole seconds from 1s to 20s",
+            ));
+        }
         Ok(EventsConfig {
             queue_url,
             target: AwsTarget {
@@ -257,16 +268,18 @@ mod tests {
     #[test]
     fn bad_values_name_the_key_and_the_line() {
         let cases = [
-            ("[events]\nwait_time = \"5s\"\n", "test.toml: events.queue_url: is required in [events]"),
-            ("[events]\nqueue_url = \"sqs/q\"\n", "test.toml:4:13: events.queue_url: \"sqs/q\" is not a URL"),
+            ("[events]\nwait_time = \"5s\"\n", "test.toml:3:1: events.queue_url: is required in [events]"),
+            ("[events]\nqueue_url = \"sqs/q\"\n", "test.toml:4:13: events.queue_url: is not a URL"),
             ("[events]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/q\"\n", "does not end in /<account id>/<queue name>"),
             ("[events]\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/1/q-{replica}\"\n", "has a placeholder other than {shard}"),
-            ("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"21s\"\n", "test.toml:5:13: events.wait_time: \"21s\" is out of range; SQS long polls last whole seconds from 1s to 20s"),
+            ("[events]\nqueue_url = \"https://user:pw@sqs.us-east-1.amazonaws.com/1/q\"\n", "test.toml:4:13: events.queue_url: must not contain a user name or password"),
+            ("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"21s\"\n", "test.toml:5:13: events.wait_time: out of range; use a duration from 1s to 20s"),
             ("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"0s\"\n", "out of range"),
-            ("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"1500ms\"\n", "out of range"),
-            ("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"soon\"\n", "is not a duration"),
-            ("[events]\nqueue_url = \"https://h/1/q\"\nregion = \"US East\"\n", "events.region: \"US East\" is not an AWS region name"),
+            ("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"1500ms\"\n", "test.toml:5:13: events.wait_time: is not a whole number of seconds"),
+            ("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"soon\"\n", "events.wait_time: not a duration"),
+            ("[events]\nqueue_url = \"https://h/1/q\"\nregion = \"US East\"\n", "events.region: is not an AWS region name"),
             ("[events]\nqueue_url = \"https://h/1/q\"\nendpoint_url = \"ftp://x\"\n", "events.endpoint_url"),
+            ("[events]\nqueue_url = \"https://h/1/q\"\nendpoint_url = \"http://a:b@127.0.0.1:1\"\n", "test.toml:5:16: events.endpoint_url: must not contain a user name or password"),
             ("[events]\nqueue_url = \"https://h/1/q\"\nrole_arn = \"admin\"\n", "events.role_arn"),
             ("[events]\nqueue_url = \"https://h/1/q\"\nqueue = \"x\"\n", "unknown field `queue`"),
         ];

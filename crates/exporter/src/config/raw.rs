@@ -17,7 +17,7 @@ pub(super) struct RawConfig {
     pub(super) aws: RawTarget,
     pub(super) datastores: Option<Spanned<Vec<RawDatastore>>>,
     pub(super) discovery: Option<Vec<RawDiscovery>>,
-    pub(super) events: Option<super::events::RawEvents>,
+    pub(super) events: Option<Spanned<super::events::RawEvents>>,
 }
 
 #[derive(Default, Deserialize)]

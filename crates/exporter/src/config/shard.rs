@@ -49,21 +49,18 @@ pub struct Shard {
 }
 
 /// Why a shard string was rejected. The messages are written to follow `polling.shard: ` or the
-/// flag name, and say how to write a good value.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// flag name, and say how to write a good value; they never repeat it (the file's line and column,
+/// or the flag parser, say where it is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ShardError {
-    #[error("{text:?} is not a shard; write it as \"INDEX/COUNT\" with whole numbers, like \"0/3\" for the first of 3 replicas (\"0/1\", the default, polls every datastore)")]
-    Syntax { text: String },
-    #[error("{text:?} has no index before the \"/\"; write \"INDEX/COUNT\" like \"0/3\" (in deploy/kubernetes/statefulset the index is the pod label apps.kubernetes.io/pod-index: Kubernetes 1.28 or later sets it)")]
-    NoIndex { text: String },
-    #[error("{text:?}: the count {count} is out of range; use 1 to {MAX_SHARDS} replicas")]
-    Count { text: String, count: u64 },
-    #[error("{text:?}: the index {index} must be below the count {count}; indexes run from 0 to {last} (the first replica is \"0/{count}\", the last \"{last}/{count}\")", last = count - 1)]
-    Index {
-        text: String,
-        index: u64,
-        count: u64,
-    },
+    #[error("is not a shard; write it as \"INDEX/COUNT\" with whole numbers, like \"0/3\" for the first of 3 replicas (\"0/1\", the default, polls every datastore)")]
+    Syntax,
+    #[error("has no index before the \"/\"; write \"INDEX/COUNT\" like \"0/3\" (in deploy/kubernetes/statefulset the index is the pod label apps.kubernetes.io/pod-index: Kubernetes 1.28 or later sets it)")]
+    NoIndex,
+    #[error("has a count out of range; use 1 to {MAX_SHARDS} replicas")]
+    Count,
+    #[error("has an index not below the count; indexes run from 0 to COUNT - 1 (of 3 replicas the first is \"0/3\", the last \"2/3\")")]
+    Index,
 }
 
 impl Shard {
@@ -111,36 +108,24 @@ impl FromStr for Shard {
 
     /// `"INDEX/COUNT"`, whole decimal numbers, spaces around either tolerated.
     fn from_str(text: &str) -> Result<Shard, ShardError> {
-        let syntax = || ShardError::Syntax {
-            text: text.to_owned(),
-        };
         let number = |part: &str| -> Result<u64, ShardError> {
             let part = part.trim();
             if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(syntax());
+                return Err(ShardError::Syntax);
             }
             // Digits only: the only failure left is overflow, which is out of range anyway.
             Ok(part.parse::<u64>().unwrap_or(u64::MAX))
         };
-        let (index, count) = text.split_once('/').ok_or_else(syntax)?;
+        let (index, count) = text.split_once('/').ok_or(ShardError::Syntax)?;
         if index.trim().is_empty() && !count.trim().is_empty() {
-            return Err(ShardError::NoIndex {
-                text: text.to_owned(),
-            });
+            return Err(ShardError::NoIndex);
         }
         let (index, count) = (number(index)?, number(count)?);
         if !(1..=u64::from(MAX_SHARDS)).contains(&count) {
-            return Err(ShardError::Count {
-                text: text.to_owned(),
-                count,
-            });
+            return Err(ShardError::Count);
         }
         if index >= count {
-            return Err(ShardError::Index {
-                text: text.to_owned(),
-                index,
-                count,
-            });
+            return Err(ShardError::Index);
         }
         // Both are at most MAX_SHARDS here.
         Ok(Shard {
@@ -324,22 +309,28 @@ mod tests {
             ("1/", "is not a shard"),
             (
                 "/3",
-                "\"/3\" has no index before the \"/\"; write \"INDEX/COUNT\" like \"0/3\"",
+                "has no index before the \"/\"; write \"INDEX/COUNT\" like \"0/3\"",
             ),
             ("/", "is not a shard"),
             ("+1/2", "is not a shard"),
-            ("0/0", "the count 0 is out of range; use 1 to 1000 replicas"),
-            ("0/1001", "the count 1001 is out of range"),
-            ("0/99999999999999999999999", "is out of range"),
+            ("0/0", "has a count out of range; use 1 to 1000 replicas"),
+            ("0/1001", "has a count out of range"),
+            ("0/99999999999999999999999", "has a count out of range"),
             (
                 "3/2",
-                "the index 3 must be below the count 2; indexes run from 0 to 1",
+                "has an index not below the count; indexes run from 0 to COUNT - 1",
             ),
-            ("2/2", "(the first replica is \"0/2\", the last \"1/2\")"),
+            (
+                "2/2",
+                "(of 3 replicas the first is \"0/3\", the last \"2/3\")",
+            ),
         ];
         for (text, expected) in cases {
             let message = text.parse::<Shard>().unwrap_err().to_string();
             assert!(message.contains(expected), "{text:?}: {message}");
+            if text.len() > 2 {
+                assert!(!message.contains(text), "{text:?} repeated: {message}");
+            }
         }
         assert!(Shard::new(1, 1).is_err());
     }

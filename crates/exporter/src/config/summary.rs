@@ -142,3 +142,37 @@ impl Config {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    /// The summary of a valid file says where the exporter will look (ids, regions, roles, the
+    /// queue), which is what `--check-config` is for, but never a secret: a password hash is
+    /// counted, not shown, and a URL cannot carry a `user:password@` (validation refuses one).
+    #[test]
+    fn the_summary_shows_what_will_run_but_no_secret() {
+        let hash = "$2y$10$lZ2ddCEx2sOd4Q8D7mp5bOD5vhH8GflQIAusPdE7hRVCGZPL8uLkO";
+        let text = format!(
+            "[server.basic_auth]\nusers = {{ prometheus = \"{hash}\" }}\n\
+             [aws]\nregion = \"eu-west-1\"\nrole_arn = \"arn:aws:iam::123456789012:role/reader\"\n\
+             [[datastores]]\nid = \"a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4\"\nname = \"prod\"\n\
+             [events]\nqueue_url = \"https://sqs.eu-west-1.amazonaws.com/123456789012/events\"\n"
+        );
+        let summary = Config::parse(&text, Path::new("test.toml"))
+            .unwrap()
+            .summary();
+        for shown in [
+            "basic_auth 1 user(s)",
+            "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4  name=prod  region=eu-west-1",
+            "role_arn=arn:aws:iam::123456789012:role/reader",
+            "queue https://sqs.eu-west-1.amazonaws.com/123456789012/events",
+        ] {
+            assert!(summary.contains(shown), "{shown:?} missing from\n{summary}");
+        }
+        assert!(!summary.contains("$2y$"), "{summary}");
+        assert!(!summary.contains("prometheus"), "{summary}");
+    }
+}

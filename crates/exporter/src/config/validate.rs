@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -18,7 +18,9 @@ use super::{
     DEFAULT_ENDED_JOB_WINDOW, DEFAULT_FULL_RESYNC_INTERVAL, DEFAULT_INTERVAL,
     DEFAULT_JOB_SERIES_LIMIT, DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_PAGES,
     DEFAULT_MAX_REQUESTS_PER_SECOND, DEFAULT_TIMEOUT, MAX_CONCURRENCY, MAX_ENDED_JOB_WINDOW,
-    MAX_JOB_SERIES_LIMIT, MAX_MAX_ATTEMPTS, MAX_MAX_PAGES, MIN_ENDED_JOB_WINDOW,
+    MAX_INTERVAL, MAX_JOB_SERIES_LIMIT, MAX_MAX_ATTEMPTS, MAX_MAX_PAGES, MAX_NAME_CHARS,
+    MAX_REQUESTS_PER_SECOND, MAX_TIMEOUT, MIN_ENDED_JOB_WINDOW, MIN_INTERVAL,
+    MIN_REQUESTS_PER_SECOND, MIN_TIMEOUT,
 };
 use crate::aws::{check_endpoint_url, check_region, check_role_arn, AwsTarget};
 use crate::model::{JobKinds, JobNameLabel, DATASTORE_STATUSES};
@@ -28,10 +30,11 @@ use crate::web::settings::{
 };
 use crate::web::{auth, tls};
 
-/// serde's messages say what was wrong; add which key, taken from the line it points at. Quoted
-/// values in the message are left out: a string in the wrong place may be a secret.
+/// serde's messages say what was wrong; add which key, taken from the line it points at. Values
+/// quoted in the message are left out: a string in the wrong place may be a secret, and a number
+/// is the user's value too (errors name the key and the line, never the value).
 pub(super) fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
-    let message = redact_strings(error.message().trim_end());
+    let message = redact_values(error.message().trim_end());
     let Some(span) = error.span() else {
         return message;
     };
@@ -42,15 +45,92 @@ pub(super) fn describe_toml_error(text: &str, error: &toml::de::Error) -> String
         .and_then(|l| l.split_once('='))
         .map(|(k, _)| k.trim())
         // Bare keys only: a quoted key may be anything, a pasted `user:password` included.
-        .filter(|k| {
-            !k.is_empty()
-                && k.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        });
+        .filter(|k| is_bare_key(k));
     match key {
-        Some(key) if !message.contains(key) => format!("key `{key}`: {message}"),
+        Some(key) if !message.contains(&format!("`{key}`")) => match table_of_line(text, line) {
+            Some(table) => format!("key `{table}.{key}`: {message}"),
+            None => format!("key `{key}`: {message}"),
+        },
         _ => message,
     }
+}
+
+/// The table a line belongs to, as errors name it (`polling`, `datastores[2]`), from the last
+/// `[table]` or `[[array]]` header above it; `None` at the top level or after a quoted header.
+fn table_of_line(text: &str, line: usize) -> Option<String> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut table = None;
+    for header in text.lines().take(line.saturating_sub(1)).map(str::trim) {
+        if let Some((name, _)) = header.strip_prefix("[[").and_then(|r| r.split_once("]]")) {
+            let name = name.trim();
+            let index = seen.entry(name).or_insert(0);
+            table = is_bare_key(name).then(|| format!("{name}[{index}]"));
+            *index += 1;
+        } else if let Some((name, _)) = header.strip_prefix('[').and_then(|r| r.split_once(']')) {
+            let name = name.trim();
+            table = is_bare_key(name).then(|| name.to_owned());
+        }
+    }
+    table
+}
+
+/// A dotted bare key (`a.b-c_d`): the only keys repeated in messages.
+fn is_bare_key(key: &str) -> bool {
+    !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// serde's quoted values, replaced by what they were: `invalid type: string "hunter2"` → `invalid
+/// type: a string (value not shown)`, ``integer `5` `` → `an integer (value not shown)`, and an
+/// unknown field's name unless it is a bare key (a quoted key may be a pasted secret).
+fn redact_values(message: &str) -> String {
+    let message = redact_strings(message);
+    let mut out = message;
+    for (mark, what) in [
+        ("integer `", "an integer"),
+        ("floating point `", "a number"),
+        ("boolean `", "a boolean"),
+        ("char `", "a character"),
+    ] {
+        out = redact_backticked(&out, mark, |_| Some(format!("{what} (value not shown)")));
+    }
+    redact_backticked(&out, "unknown field `", |name| {
+        (!is_bare_key(name)).then(|| "unknown field (its quoted name not shown)".to_owned())
+    })
+    // The rate's type, a number of either kind, says nothing to a user: say what it expects.
+    .replace(
+        "data did not match any variant of untagged enum Number",
+        "invalid type, expected a number (like 5 or 2.5)",
+    )
+    .replace("expected i64", "expected a whole number")
+}
+
+/// Each `` MARK`value` `` in `message` replaced by `replace(value)` (kept when it says `None`).
+fn redact_backticked(
+    message: &str,
+    mark: &str,
+    replace: impl Fn(&str) -> Option<String>,
+) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find(mark) {
+        let after = &rest[at + mark.len()..];
+        let (value, tail) = after.split_once('`').unwrap_or((after, ""));
+        out.push_str(&rest[..at]);
+        match replace(value) {
+            Some(replacement) => out.push_str(&replacement),
+            None => {
+                out.push_str(&rest[at..at + mark.len()]);
+                out.push_str(value);
+                out.push('`');
+            }
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `invalid type: string "hunter2", expected ...` → `invalid type: a string (value not shown),
@@ -153,8 +233,18 @@ impl Validator<'_> {
     /// `[polling]`.
     fn polling(&self, raw: RawPolling) -> Result<PollingConfig, ConfigError> {
         Ok(PollingConfig {
-            interval: self.duration(raw.interval, "polling.interval", DEFAULT_INTERVAL)?,
-            timeout: self.duration(raw.timeout, "polling.timeout", DEFAULT_TIMEOUT)?,
+            interval: self.duration(
+                raw.interval,
+                "polling.interval",
+                DEFAULT_INTERVAL,
+                MIN_INTERVAL..=MAX_INTERVAL,
+            )?,
+            timeout: self.duration(
+                raw.timeout,
+                "polling.timeout",
+                DEFAULT_TIMEOUT,
+                MIN_TIMEOUT..=MAX_TIMEOUT,
+            )?,
             concurrency: self.count(
                 raw.concurrency,
                 "polling.concurrency",
@@ -187,8 +277,9 @@ impl Validator<'_> {
                 raw.full_resync_interval,
                 "polling.full_resync_interval",
                 DEFAULT_FULL_RESYNC_INTERVAL,
+                MIN_INTERVAL..=MAX_INTERVAL,
             )?,
-            ended_job_window: self.bounded_duration(
+            ended_job_window: self.duration(
                 raw.ended_job_window,
                 "polling.ended_job_window",
                 DEFAULT_ENDED_JOB_WINDOW,
@@ -204,6 +295,7 @@ impl Validator<'_> {
                 raw.datastore_interval,
                 "polling.datastore_interval",
                 DEFAULT_DATASTORE_INTERVAL,
+                MIN_INTERVAL..=MAX_INTERVAL,
             )?,
             job_name_label: match raw.job_name_label {
                 None => JobNameLabel::Keep,
@@ -211,10 +303,7 @@ impl Validator<'_> {
                     self.error(
                         Some(value.span()),
                         "polling.job_name_label",
-                        format!(
-                            "{:?} is not one of \"keep\", \"hash\" or \"drop\"",
-                            value.get_ref()
-                        ),
+                        "is not a mode of the job_name label; use \"keep\", \"hash\" or \"drop\"",
                     )
                 })?,
             },
@@ -261,18 +350,15 @@ impl Validator<'_> {
                 return Err(self.error(
                     Some(ds.id.span()),
                     &format!("{key}.id"),
-                    format!("datastore id {id:?} is listed twice (first on line {line}); each datastore may appear once"),
+                    format!("this datastore id is listed twice (first on line {line}); each datastore may appear once"),
                 ));
             }
             let name = match ds.name {
-                Some(name) if name.get_ref().trim().is_empty() => {
-                    return Err(self.error(
-                        Some(name.span()),
-                        &format!("{key}.name"),
-                        "must not be empty; leave it out to use the id as the name",
-                    ))
+                Some(name) => {
+                    check_name(name.get_ref(), "leave it out to use the id as the name")
+                        .map_err(|m| self.error(Some(name.span()), &format!("{key}.name"), m))?;
+                    name.into_inner()
                 }
-                Some(name) => name.into_inner(),
                 None => id.clone(),
             };
             let own = RawTarget {
@@ -305,11 +391,11 @@ impl Validator<'_> {
             match kind.as_str() {
                 "export" => kinds.export = true,
                 "import" => kinds.import = true,
-                other => {
+                _ => {
                     return Err(self.error(
                         Some(value.span()),
                         key,
-                        format!("{other:?} is not a job kind; write [\"export\"], [\"import\"] or [\"export\", \"import\"]"),
+                        "lists something other than a job kind; write [\"export\"], [\"import\"] or [\"export\", \"import\"]",
                     ))
                 }
             }
@@ -338,14 +424,12 @@ impl Validator<'_> {
         };
         let target = self.target(&own, Some(defaults), &key)?;
         let name_prefix = match raw.name_prefix {
-            Some(prefix) if prefix.get_ref().is_empty() => {
-                return Err(self.error(
-                    Some(prefix.span()),
-                    &format!("{key}.name_prefix"),
-                    "must not be empty; leave it out to discover every datastore",
-                ))
+            Some(prefix) => {
+                check_name(prefix.get_ref(), "leave it out to discover every datastore").map_err(
+                    |m| self.error(Some(prefix.span()), &format!("{key}.name_prefix"), m),
+                )?;
+                Some(prefix.into_inner())
             }
-            Some(prefix) => Some(prefix.into_inner()),
             None => None,
         };
         let status = match raw.status {
@@ -354,8 +438,7 @@ impl Validator<'_> {
                     Some(status.span()),
                     &format!("{key}.status"),
                     format!(
-                        "{:?} is not a datastore status; use one of {}",
-                        status.get_ref(),
+                        "not a datastore status; use one of {}",
                         DATASTORE_STATUSES.join(", ")
                     ),
                 ))
@@ -367,6 +450,7 @@ impl Validator<'_> {
             raw.interval,
             &format!("{key}.interval"),
             DEFAULT_DISCOVERY_INTERVAL,
+            MIN_INTERVAL..=MAX_INTERVAL,
         )?;
         Ok(DiscoveryConfig {
             target,
@@ -376,56 +460,31 @@ impl Validator<'_> {
         })
     }
 
-    fn duration(
+    /// A duration within `range` (or `default` when absent), written like "30s", "5m" or "1h".
+    pub(super) fn duration(
         &self,
         value: Option<Spanned<String>>,
         key: &str,
         default: Duration,
+        range: RangeInclusive<Duration>,
     ) -> Result<Duration, ConfigError> {
         let Some(value) = value else {
             return Ok(default);
         };
-        let text = value.get_ref().trim();
-        match humantime::parse_duration(text) {
-            Ok(d) if d.is_zero() => Err(self.error(
-                Some(value.span()),
-                key,
-                format!("{text:?} is zero; use a positive duration such as \"60s\""),
-            )),
-            Ok(d) => Ok(d),
-            Err(e) => Err(self.error(
-                Some(value.span()),
-                key,
-                format!(
-                    "{text:?} is not a duration ({e}); write it like \"30s\", \"5m\" or \"1h\""
-                ),
-            )),
-        }
-    }
-
-    /// A duration within `range` (or `default` when absent).
-    fn bounded_duration(
-        &self,
-        value: Option<Spanned<String>>,
-        key: &str,
-        default: Duration,
-        range: std::ops::RangeInclusive<Duration>,
-    ) -> Result<Duration, ConfigError> {
-        let span = value.as_ref().map(|v| v.span());
-        let duration = self.duration(value, key, default)?;
-        if range.contains(&duration) {
-            return Ok(duration);
-        }
-        Err(self.error(
-            span,
-            key,
-            format!(
-                "{} is out of range; use a duration from {} to {}",
-                humantime::format_duration(duration),
-                humantime::format_duration(*range.start()),
-                humantime::format_duration(*range.end())
+        let allowed = format!(
+            "from {} to {}",
+            humantime::format_duration(*range.start()),
+            humantime::format_duration(*range.end())
+        );
+        let problem = match humantime::parse_duration(value.get_ref().trim()) {
+            Ok(duration) if range.contains(&duration) => return Ok(duration),
+            Ok(_) => format!("out of range; use a duration {allowed}"),
+            Err(e) => format!(
+                "not a duration ({}); write it like \"30s\", \"5m\" or \"1h\", {allowed}",
+                duration_problem(&e)
             ),
-        ))
+        };
+        Err(self.error(Some(value.span()), key, problem))
     }
 
     fn count(
@@ -433,7 +492,7 @@ impl Validator<'_> {
         value: Option<Spanned<i64>>,
         key: &str,
         default: usize,
-        range: std::ops::RangeInclusive<usize>,
+        range: RangeInclusive<usize>,
     ) -> Result<usize, ConfigError> {
         let Some(value) = value else {
             return Ok(default);
@@ -446,8 +505,7 @@ impl Validator<'_> {
                     Some(value.span()),
                     key,
                     format!(
-                        "{} is out of range; use a whole number from {} to {}",
-                        value.get_ref(),
+                        "out of range; use a whole number from {} to {}",
                         range.start(),
                         range.end()
                     ),
@@ -476,13 +534,13 @@ impl Validator<'_> {
             Number::Integer(n) => n as f64,
             Number::Float(f) => f,
         };
-        if rate.is_finite() && (0.01..=1000.0).contains(&rate) {
+        if rate.is_finite() && (MIN_REQUESTS_PER_SECOND..=MAX_REQUESTS_PER_SECOND).contains(&rate) {
             Ok(rate)
         } else {
             Err(self.error(
                 Some(value.span()),
                 key,
-                format!("{rate} is out of range; use a number of requests per second from 0.01 to 1000 (HealthLake allows 10 per account and region)"),
+                format!("out of range; use a number of requests per second from {MIN_REQUESTS_PER_SECOND} to {MAX_REQUESTS_PER_SECOND} (HealthLake allows 10 per account and region)"),
             ))
         }
     }
@@ -653,12 +711,13 @@ impl Validator<'_> {
     }
 }
 
-/// HealthLake's datastore id rule: 1–32 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-%@]`.
+/// HealthLake's datastore id rule: 1–32 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-%@]`. The id is
+/// not repeated: the line and column say where it is.
 fn check_datastore_id(id: &str) -> Result<(), String> {
     let length = id.chars().count();
     if !(1..=32).contains(&length) {
         return Err(format!(
-            "{id:?} has {length} characters; a HealthLake datastore id has 1 to 32 (copy it from `aws healthlake list-fhir-datastores`)"
+            "has {length} characters; a HealthLake datastore id has 1 to 32 (copy it from `aws healthlake list-fhir-datastores`)"
         ));
     }
     let allowed = |c: char| {
@@ -666,10 +725,44 @@ fn check_datastore_id(id: &str) -> Result<(), String> {
             || matches!(c, '_' | '.' | ':' | '/' | '=' | '+' | '-' | '%' | '@')
             || (c.is_whitespace() && !c.is_control())
     };
-    match id.chars().find(|c| !allowed(*c)) {
-        Some(bad) => Err(format!(
-            "{id:?} contains {bad:?}, which HealthLake does not allow in a datastore id"
+    match id.chars().position(|c| !allowed(c)) {
+        Some(at) => Err(format!(
+            "character {} is one HealthLake does not allow in a datastore id (letters, digits, spaces and _ . : / = + - % @); copy the id from `aws healthlake list-fhir-datastores`",
+            at + 1
         )),
         None => Ok(()),
+    }
+}
+
+/// A datastore name or name prefix: not blank, at most HealthLake's [`MAX_NAME_CHARS`] (it
+/// becomes a label value or a request parameter; either escapes what it must).
+fn check_name(name: &str, when_blank: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err(format!("must not be empty; {when_blank}"));
+    }
+    let length = name.chars().count();
+    if length > MAX_NAME_CHARS {
+        return Err(format!(
+            "has {length} characters; HealthLake allows at most {MAX_NAME_CHARS} in a datastore name"
+        ));
+    }
+    Ok(())
+}
+
+/// What is wrong with a duration, without quoting it (humantime's own message repeats the unit).
+fn duration_problem(error: &humantime::DurationError) -> String {
+    match error {
+        humantime::DurationError::InvalidCharacter(at) => {
+            format!("an unexpected character at position {}", at + 1)
+        }
+        humantime::DurationError::NumberExpected(at) => {
+            format!("a number is missing at position {}", at + 1)
+        }
+        humantime::DurationError::UnknownUnit { start, .. } => format!(
+            "an unknown unit at position {}; units are ms, s, m, h and d",
+            start + 1
+        ),
+        humantime::DurationError::NumberOverflow => "a number too large".to_owned(),
+        humantime::DurationError::Empty => "it is empty".to_owned(),
     }
 }

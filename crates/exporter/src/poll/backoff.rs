@@ -9,9 +9,14 @@ const JITTER_FRACTION: f64 = 0.1;
 /// A datastore that keeps failing is polled at most this rarely (or at the interval, if longer).
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
+/// No wait is longer, whatever the interval: validation keeps intervals within a day, and this
+/// keeps `Instant + wait` (and the jitter's product) far from overflowing for any other value.
+const LONGEST_WAIT: Duration = Duration::from_secs(365 * 86_400);
+
 /// How long to wait after a poll that left `consecutive_failures` failures in a row: the interval,
 /// doubling from the second failure on, capped at `MAX_BACKOFF` (or the interval, if longer).
 pub fn backoff(interval: Duration, consecutive_failures: u32) -> Duration {
+    let interval = interval.min(LONGEST_WAIT);
     if consecutive_failures <= 1 {
         return interval;
     }

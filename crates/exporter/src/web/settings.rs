@@ -72,6 +72,6 @@ impl std::fmt::Debug for BasicAuthConfig {
 /// Parses `HOST:PORT` where HOST is an IP address (`0.0.0.0`, `127.0.0.1`, `[::]`).
 pub(crate) fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
     text.trim().parse().map_err(|_| {
-        format!("{text:?} is not an IP address and port; write it like \"0.0.0.0:9469\", \"127.0.0.1:9469\" or \"[::]:9469\"")
+        "is not an IP address and port; write it like \"0.0.0.0:9469\", \"127.0.0.1:9469\" or \"[::]:9469\"".to_owned()
     })
 }
