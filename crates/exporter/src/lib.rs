@@ -19,7 +19,7 @@
 //!
 //! `config` imports the settings types of `web` and `aws` (each owns its settings and their
 //! checks), never the reverse; `state` and `aws` receive what they need from a configuration as
-//! their own plan types (`state::Plan`, `aws::ClientPlan`). Nothing imports this crate root.
+//! their own plan types (`state::Plan`, `aws::ClientSettings`). Nothing imports this crate root.
 
 pub mod aws;
 pub mod cli;

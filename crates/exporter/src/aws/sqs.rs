@@ -6,12 +6,11 @@
 //! its own region, endpoint and role from `[events]`, a timeout of the long-poll wait plus a
 //! margin so a long poll is never cut short — nor left hanging — and a cap on response bodies
 //! (an endpoint that answers with hundreds of megabytes is an error, not an allocation). What it
-//! needs from `[events]` comes in as a [`QueuePlan`]; the consumer (`events`) adapts it to its
+//! needs from `[events]` comes in as [`QueueSettings`]; the consumer (`events`) adapts it to its
 //! own queue interface.
 
 use std::time::Duration;
 
-use aws_config::Region;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
@@ -20,10 +19,12 @@ use aws_sdk_sqs::types::{
 use aws_sdk_sqs::Client;
 
 use super::classify::{classify_for, ResponseSizeLimit};
-use super::{AwsTarget, ClientError, ClientOptions, Clients};
+use super::{
+    assumed_role, region_of, AwsTarget, ClientError, ClientOptions, Clients, CONNECT_TIMEOUT,
+};
 use crate::model::{ErrorReason, PollError};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The AssumeRole session name of the queue client.
 const SESSION_NAME: &str = "healthlake-exporter-events";
 /// Most messages one `ReceiveMessage` returns (SQS's limit).
 const MAX_MESSAGES: i32 = 10;
@@ -38,7 +39,7 @@ const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
 
 /// What the queue client is built for (from `[events]`, by the config module).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueuePlan {
+pub struct QueueSettings {
     /// This replica's queue (`{shard}` already replaced).
     pub queue_url: String,
     /// SQS's own region, endpoint and role.
@@ -72,21 +73,17 @@ pub struct SqsQueue {
 impl SqsQueue {
     /// The client for `queue_url` (the replica's, `{shard}` already replaced). Makes no call.
     pub async fn build(
-        plan: QueuePlan,
+        settings: QueueSettings,
         clients: &Clients,
         options: &ClientOptions,
     ) -> Result<SqsQueue, ClientError> {
         let base = clients.base_config(options).await;
-        let region = plan
-            .target
-            .region
-            .clone()
-            .map(Region::new)
-            .or_else(|| base.region().cloned())
-            .ok_or_else(|| ClientError::NoRegion {
-                user: "[events] (set events.region, or a region in the queue URL)".to_owned(),
-            })?;
-        let call_timeout = plan.call_timeout;
+        let region = region_of(
+            &settings.target,
+            &base,
+            "[events] (set events.region, or a region in the queue URL)",
+        )?;
+        let call_timeout = settings.call_timeout;
         let mut builder = aws_sdk_sqs::config::Builder::from(&base)
             .region(region.clone())
             .interceptor(ResponseSizeLimit {
@@ -99,22 +96,16 @@ impl SqsQueue {
                     .operation_timeout(call_timeout)
                     .build(),
             );
-        if let Some(url) = &plan.target.endpoint_url {
+        if let Some(url) = &settings.target.endpoint_url {
             builder = builder.endpoint_url(url);
         }
-        if let Some(role_arn) = &plan.target.role_arn {
-            let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
-                .session_name(SESSION_NAME)
-                .region(region)
-                .configure(&base)
-                .build()
-                .await;
-            builder = builder.credentials_provider(provider);
+        if let Some(role) = assumed_role(&settings.target, SESSION_NAME, &region, &base).await {
+            builder = builder.credentials_provider(role);
         }
         Ok(SqsQueue {
             client: Client::from_conf(builder.build()),
-            queue_url: plan.queue_url,
-            wait_time: plan.wait_time,
+            queue_url: settings.queue_url,
+            wait_time: settings.wait_time,
         })
     }
 

@@ -19,9 +19,9 @@ pub use crate::aws::AwsTarget;
 pub use crate::web::settings::ServerConfig;
 pub use events::{region_of_queue_url, EventsConfig, CALL_TIMEOUT_MARGIN, SHARD_PLACEHOLDER};
 
-use crate::aws::ClientPlan;
+use crate::aws::ClientSettings;
 use crate::model::{JobKinds, JobNameLabel};
-use crate::state::Plan;
+use crate::state::Roster;
 use raw::RawConfig;
 use shard::Shard;
 use validate::{describe_toml_error, TlsFiles, Validator};
@@ -335,9 +335,9 @@ impl Config {
 }
 
 /// What State keeps records for, as this configuration says.
-impl From<&Config> for Plan {
-    fn from(config: &Config) -> Plan {
-        Plan {
+impl From<&Config> for Roster {
+    fn from(config: &Config) -> Roster {
+        Roster {
             datastores: config
                 .datastores
                 .iter()
@@ -360,8 +360,8 @@ impl From<&Config> for Plan {
 }
 
 /// What the AWS clients are built for, as this configuration says.
-impl From<&Config> for ClientPlan {
-    fn from(config: &Config) -> ClientPlan {
+impl From<&Config> for ClientSettings {
+    fn from(config: &Config) -> ClientSettings {
         let users = config
             .datastores
             .iter()
@@ -381,7 +381,7 @@ impl From<&Config> for ClientPlan {
             .first()
             .and_then(|d| d.target.region.clone())
             .filter(|_| region_everywhere);
-        ClientPlan {
+        ClientSettings {
             users,
             region,
             // Validated to 10 minutes at most; clamped again because the SDK panics on a timeout

@@ -23,7 +23,9 @@ use super::{
     MIN_REQUESTS_PER_SECOND, MIN_TIMEOUT,
 };
 use crate::aws::{check_endpoint_url, check_region, check_role_arn, AwsTarget};
-use crate::model::{JobKinds, JobNameLabel, DATASTORE_STATUSES};
+use crate::model::{
+    check_datastore_id, InvalidDatastoreId, JobKinds, JobNameLabel, DATASTORE_STATUSES,
+};
 use crate::web::settings::{
     parse_listen_address, BasicAuthConfig, ServerConfig, TlsConfig, DEFAULT_LISTEN_ADDRESS,
     DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS,
@@ -343,7 +345,7 @@ impl Validator<'_> {
         for (index, ds) in datastores.into_iter().enumerate() {
             let key = format!("datastores[{index}]");
             let id = ds.id.get_ref().clone();
-            check_datastore_id(&id)
+            check_configured_datastore_id(&id)
                 .map_err(|m| self.error(Some(ds.id.span()), &format!("{key}.id"), m))?;
             if let Some(first) = seen.insert(id.clone(), ds.id.span().start) {
                 let (line, _) = line_and_column(self.text, first);
@@ -711,27 +713,17 @@ impl Validator<'_> {
     }
 }
 
-/// HealthLake's datastore id rule: 1–32 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-%@]`. The id is
-/// not repeated: the line and column say where it is.
-fn check_datastore_id(id: &str) -> Result<(), String> {
-    let length = id.chars().count();
-    if !(1..=32).contains(&length) {
-        return Err(format!(
-            "has {length} characters; a HealthLake datastore id has 1 to 32 (copy it from `aws healthlake list-fhir-datastores`)"
-        ));
-    }
-    let allowed = |c: char| {
-        c.is_alphanumeric()
-            || matches!(c, '_' | '.' | ':' | '/' | '=' | '+' | '-' | '%' | '@')
-            || (c.is_whitespace() && !c.is_control())
-    };
-    match id.chars().position(|c| !allowed(c)) {
-        Some(at) => Err(format!(
-            "character {} is one HealthLake does not allow in a datastore id (letters, digits, spaces and _ . : / = + - % @); copy the id from `aws healthlake list-fhir-datastores`",
-            at + 1
-        )),
-        None => Ok(()),
-    }
+/// HealthLake's datastore id rule ([`check_datastore_id`]), with how to fix it. The id is not
+/// repeated: the line and column say where it is.
+fn check_configured_datastore_id(id: &str) -> Result<(), String> {
+    check_datastore_id(id).map_err(|why| match why {
+        InvalidDatastoreId::Length(_) => {
+            format!("{why} (copy it from `aws healthlake list-fhir-datastores`)")
+        }
+        InvalidDatastoreId::Character(_) => {
+            format!("{why}; copy the id from `aws healthlake list-fhir-datastores`")
+        }
+    })
 }
 
 /// A datastore name or name prefix: not blank, at most HealthLake's [`MAX_NAME_CHARS`] (it

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::events::EventsSnapshot;
 use crate::aws::{api_usage, OPERATIONS, RESULTS};
 use crate::model::{DatastoreInfo, JobKind, JobNameLabel, JobStatus};
-use crate::state::{Datastore, DiscoveryStatus, Health, JobTrack, JobsView, Record, State};
+use crate::state::{Datastore, DiscoveryStatus, Health, JobFeed, JobSummary, Record, State};
 
 /// Label sets are arrays of (name, value) pairs: borrowed, so encoding copies no strings.
 pub(super) type Labels<'a, const N: usize> = [(&'static str, &'a str); N];
@@ -18,7 +18,7 @@ pub(super) type Fmt = Result<(), std::fmt::Error>;
 /// What the per-datastore families read of one job track, however it is held.
 #[derive(Clone, Copy)]
 pub(super) struct TrackView<'a> {
-    pub(super) jobs: Option<&'a JobsView>,
+    pub(super) jobs: Option<&'a JobSummary>,
     pub(super) finished: &'a BTreeMap<JobStatus, u64>,
     pub(super) health: &'a Health,
     pub(super) job_name_label: JobNameLabel,
@@ -53,7 +53,7 @@ impl<'a> View<'a> {
 }
 
 impl<'a> TrackView<'a> {
-    pub(super) fn of(track: &'a JobTrack) -> TrackView<'a> {
+    pub(super) fn of(track: &'a JobFeed) -> TrackView<'a> {
         TrackView {
             jobs: track.jobs.as_ref(),
             finished: &track.finished,
@@ -77,7 +77,7 @@ pub(super) struct Snapshot {
 
 #[derive(Debug)]
 pub(super) struct TrackCopy {
-    pub(super) jobs: Option<JobsView>,
+    pub(super) jobs: Option<JobSummary>,
     pub(super) finished: BTreeMap<JobStatus, u64>,
     pub(super) health: Health,
     pub(super) job_name_label: JobNameLabel,

@@ -23,13 +23,11 @@ use tokio::task::JoinHandle;
 
 pub use backoff::backoff;
 
-use crate::aws::{describe_datastore, list_jobs, Clients, JobFilter, Target};
+use crate::aws::{describe_datastore, list_jobs, Clients, JobFilter, PacedClient};
 use crate::config::{Config, DatastoreConfig};
-use crate::model::{
-    bound_label, unix_now, ErrorReason, Job, JobKind, JobKinds, JobNameLabel, JobStatus, PollError,
-};
+use crate::model::{unix_now, ErrorReason, JobKind, JobKinds, JobNameLabel, JobStatus, PollError};
 use crate::state::{
-    Datastore, EventStats, Feed, Health, Listed, Listing, PollOutcome, PollPlan, Retention, State,
+    Datastore, EventStats, Feed, Health, Listing, ListingMerge, PollOutcome, Retention, State,
     FOLLOW_EVERY,
 };
 
@@ -104,7 +102,7 @@ pub fn longest_start_spread(config: &Config) -> Duration {
 /// the tasks whose settings changed; the others, and their polls in flight, carry on. Dropping
 /// the set stops every task.
 pub struct Pollers {
-    tasks: HashMap<(String, Feed), (Spec, JoinHandle<()>)>,
+    tasks: HashMap<(String, Feed), (TaskSettings, JoinHandle<()>)>,
     semaphore: Arc<Semaphore>,
     concurrency: usize,
     /// Read at every poll, so a reload that rebuilds the SDK clients restarts no task.
@@ -114,7 +112,7 @@ pub struct Pollers {
 
 /// What a polling task runs with: a change restarts it.
 #[derive(Clone, Debug, PartialEq)]
-struct Spec {
+struct TaskSettings {
     /// The datastore's settings, `jobs` left out (each feed is its own task).
     config: DatastoreConfig,
     interval: Duration,
@@ -164,7 +162,7 @@ impl Pollers {
         state: &Arc<State>,
     ) -> PollerChanges {
         *self.clients.write().unwrap_or_else(PoisonError::into_inner) = clients;
-        let wanted = specs(config);
+        let wanted = task_settings(config);
         // A new concurrency bound applies to everyone: every task restarts under it.
         let restart_all = config.polling.concurrency != self.concurrency;
         if restart_all {
@@ -179,7 +177,7 @@ impl Pollers {
                 && !self.tasks[&key].1.is_finished()
                 && wanted
                     .iter()
-                    .any(|(k, spec)| *k == key && *spec == self.tasks[&key].0);
+                    .any(|(k, task)| *k == key && *task == self.tasks[&key].0);
             if keep {
                 changes.kept += 1;
             } else if let Some((_, task)) = self.tasks.remove(&key) {
@@ -213,7 +211,7 @@ impl Pollers {
     fn spawn_missing(&mut self, config: &Config, state: &Arc<State>) -> usize {
         let datastores = state.datastores();
         let mut started = 0;
-        for ((id, feed), spec) in specs(config) {
+        for ((id, feed), wanted) in task_settings(config) {
             if self.tasks.contains_key(&(id.clone(), feed)) {
                 continue;
             }
@@ -221,17 +219,17 @@ impl Pollers {
                 continue;
             };
             let task = FeedTask {
-                config: spec.config.clone(),
+                config: wanted.config.clone(),
                 feed,
-                interval: spec.interval,
-                settings: spec.settings.clone(),
+                interval: wanted.interval,
+                settings: wanted.settings.clone(),
                 clients: Arc::clone(&self.clients),
                 datastore: Arc::clone(datastore),
                 semaphore: Arc::clone(&self.semaphore),
                 events: Some(state.event_counters()),
             };
             self.tasks
-                .insert((id, feed), (spec, tokio::spawn(task.run())));
+                .insert((id, feed), (wanted, tokio::spawn(task.run())));
             started += 1;
         }
         if let Some(old) = self.watchdog.take() {
@@ -248,7 +246,7 @@ impl Pollers {
 }
 
 /// Every task `config` asks for, with its settings.
-fn specs(config: &Config) -> Vec<((String, Feed), Spec)> {
+fn task_settings(config: &Config) -> Vec<((String, Feed), TaskSettings)> {
     let settings = PollSettings::of(config);
     let mut out = Vec::new();
     for ds in &config.datastores {
@@ -263,7 +261,7 @@ fn specs(config: &Config) -> Vec<((String, Feed), Spec)> {
             feeds.push((Feed::Datastore, config.polling.datastore_interval));
         }
         for (feed, interval) in feeds {
-            let spec = Spec {
+            let task = TaskSettings {
                 config: DatastoreConfig {
                     jobs: JobKinds::default(),
                     ..ds.clone()
@@ -271,7 +269,7 @@ fn specs(config: &Config) -> Vec<((String, Feed), Spec)> {
                 interval,
                 settings: settings.clone(),
             };
-            out.push(((ds.id.clone(), feed), spec));
+            out.push(((ds.id.clone(), feed), task));
         }
     }
     out
@@ -323,11 +321,10 @@ async fn watchdog(
 pub struct PollSettings {
     pub timeout: Duration,
     pub job_name_label: JobNameLabel,
-    pub job_series_limit: usize,
+    /// What a merge keeps: `polling.job_series_limit` and `polling.ended_job_window`.
+    pub retention: Retention,
     pub max_pages: usize,
     pub full_resync_interval: Duration,
-    /// `polling.ended_job_window`.
-    pub ended_job_window: Duration,
     /// Old unfinished jobs are followed every this many polls ([`FOLLOW_EVERY`]; tests use 1).
     pub follow_every: u32,
 }
@@ -337,17 +334,14 @@ impl PollSettings {
         PollSettings {
             timeout: config.polling.timeout,
             job_name_label: config.polling.job_name_label,
-            job_series_limit: config.polling.job_series_limit,
+            retention: Retention::new(
+                config.polling.job_series_limit,
+                config.polling.ended_job_window.as_secs_f64(),
+            ),
             max_pages: config.polling.max_pages,
             full_resync_interval: config.polling.full_resync_interval,
-            ended_job_window: config.polling.ended_job_window,
             follow_every: FOLLOW_EVERY,
         }
-    }
-
-    /// What a merge keeps.
-    pub fn retention(&self) -> Retention {
-        Retention::new(self.job_series_limit, self.ended_job_window.as_secs_f64())
     }
 }
 
@@ -361,10 +355,11 @@ pub struct PollFailure {
 
 /// One poll of one datastore's `kind` jobs: lists them (all, or only the unsettled ones when a
 /// full listing is not due, plus the old unfinished ones when they are due to be followed),
-/// within `settings.timeout`, and merges them into its record. A failure is recorded as such and
-/// returned.
+/// within `settings.timeout`, merging each page into its record as it arrives and committing the
+/// merge once the listing is complete. A failure is recorded as such (the staged pages are
+/// dropped: the feed keeps its last-known values) and returned.
 pub(crate) async fn poll_jobs(
-    target: &Target,
+    client: &PacedClient,
     datastore: &Datastore,
     kind: JobKind,
     settings: &PollSettings,
@@ -374,101 +369,109 @@ pub(crate) async fn poll_jobs(
     let in_flight = InFlight::start(datastore, feed);
     let started = Instant::now();
     let plan = datastore.next_poll(kind, settings.full_resync_interval, settings.follow_every);
+    let mut merge = datastore.start_listing(kind, plan, settings.retention, unix_now());
     let listed = within(
         settings.timeout,
-        list_planned(target, kind, &datastore.id, &plan, settings.max_pages),
+        "the poll",
+        list_planned(client, datastore, &mut merge, settings.max_pages),
     )
     .await;
     in_flight.done();
     let poll_seconds = started.elapsed().as_secs_f64();
     match listed {
-        Ok((mut jobs, mut followed)) => {
-            bound_labels(&mut jobs);
-            if let Some(followed) = followed.as_mut() {
-                bound_labels(followed);
-            }
+        Ok(()) => {
             datastore.set_job_name_label(kind, settings.job_name_label);
-            let outcome = datastore.record_listing(
-                kind,
-                &plan,
-                Listed { jobs, followed },
-                settings.retention(),
-                poll_seconds,
-                unix_now(),
-            );
-            // A listing (the whole history, for a full one) was just in memory: hand what it
-            // took back to the system (rate-limited, so this stays cheap in steady state).
+            let outcome = datastore.commit_listing(merge, poll_seconds, unix_now());
+            // A listing (the whole history, for a full one) just went through memory: hand what
+            // it took back to the system (rate-limited, so this stays cheap in steady state).
             memory::release_freed();
             Ok(outcome)
         }
         Err(error) => {
+            drop(merge);
             let news = datastore.record_failure(feed, &error, poll_seconds);
-            datastore.expire_ended(kind, unix_now(), settings.retention().ended_window);
+            datastore.expire_ended(kind, unix_now(), settings.retention.ended_window);
             Err(PollFailure { error, news })
         }
     }
 }
 
-/// The listings of one poll: the main one (everything, or jobs submitted after the settled point)
-/// and, when `plan` follows the stragglers, one per status they are in (submitted before the
-/// settled point) and one of the submit-time range of those that changed status.
+/// The listings of one poll, each page staged into `merge` as it arrives: the main one
+/// (everything, or jobs submitted after the settled point) and, when the plan follows the
+/// stragglers, one per status they are in (submitted before the settled point) and one of the
+/// submit-time range of those that changed status.
 async fn list_planned(
-    target: &Target,
-    kind: JobKind,
-    datastore_id: &str,
-    plan: &PollPlan,
+    client: &PacedClient,
+    datastore: &Datastore,
+    merge: &mut ListingMerge,
     max_pages: usize,
-) -> Result<(Vec<Job>, Option<Vec<Job>>), PollError> {
+) -> Result<(), PollError> {
+    let (kind, id) = (merge.kind(), datastore.id.as_str());
     let main = JobFilter {
-        submitted_after: match plan.listing {
+        submitted_after: match merge.plan().listing {
             Listing::Full => None,
             Listing::SubmittedAfter(after) => Some(after),
         },
         ..JobFilter::default()
     };
-    let jobs = list_jobs(target, kind, datastore_id, &main, max_pages).await?;
-    let Some(follow) = &plan.follow else {
-        return Ok((jobs, None));
+    list_jobs(client, kind, id, &main, max_pages, |page| {
+        datastore.stage_page(merge, page);
+    })
+    .await?;
+    let Some(follow) = merge.plan().follow.clone() else {
+        return Ok(());
     };
-    let mut found = Vec::new();
-    for status in &follow.statuses {
-        let filter = JobFilter {
-            submitted_before: Some(follow.before),
-            status: Some(status.clone()),
-            ..JobFilter::default()
-        };
-        found.extend(list_jobs(target, kind, datastore_id, &filter, max_pages).await?);
+    merge.start_follow_up();
+    let by_status = follow.statuses.iter().map(|status| JobFilter {
+        submitted_before: Some(follow.before),
+        status: Some(status.clone()),
+        ..JobFilter::default()
+    });
+    for filter in by_status {
+        list_jobs(client, kind, id, &filter, max_pages, |page| {
+            datastore.stage_follow_up_page(merge, page);
+        })
+        .await?;
     }
-    if let Some((first, last)) = follow.missing_range(&found) {
+    if let Some((first, last)) = merge.missing_range() {
         let filter = JobFilter {
             submitted_after: Some(first - 1.0),
             submitted_before: Some(last + 1.0),
             status: None,
         };
-        found.extend(list_jobs(target, kind, datastore_id, &filter, max_pages).await?);
+        list_jobs(client, kind, id, &filter, max_pages, |page| {
+            datastore.stage_follow_up_page(merge, page);
+        })
+        .await?;
     }
-    Ok((jobs, Some(found)))
+    Ok(())
 }
 
 /// One poll of export jobs (see [`poll_jobs`]).
+#[cfg(any(test, feature = "test-support"))]
 pub async fn poll_datastore(
-    target: &Target,
+    client: &PacedClient,
     datastore: &Datastore,
     settings: &PollSettings,
 ) -> Result<PollOutcome, PollFailure> {
-    poll_jobs(target, datastore, JobKind::Export, settings).await
+    poll_jobs(client, datastore, JobKind::Export, settings).await
 }
 
 /// One `DescribeFHIRDatastore`; returns whether the feed recovered.
 pub(crate) async fn poll_description(
-    target: &Target,
+    client: &PacedClient,
     datastore: &Datastore,
     settings: &PollSettings,
 ) -> Result<bool, PollFailure> {
     let _listing = datastore.feed_lock(Feed::Datastore).lock().await;
     let in_flight = InFlight::start(datastore, Feed::Datastore);
     let started = Instant::now();
-    let described = within(settings.timeout, describe_datastore(target, &datastore.id)).await;
+    let described = within(
+        settings.timeout,
+        "the poll",
+        describe_datastore(client, &datastore.id),
+    )
+    .await;
     in_flight.done();
     let poll_seconds = started.elapsed().as_secs_f64();
     match described {
@@ -481,29 +484,10 @@ pub(crate) async fn poll_description(
     }
 }
 
-/// Truncates over-long ids, names and unknown statuses as listed (see [`bound_label`]), before
-/// they are kept or become labels.
-fn bound_labels(jobs: &mut [crate::model::Job]) {
-    for job in jobs {
-        if let std::borrow::Cow::Owned(id) = bound_label(&job.id) {
-            job.id = id;
-        }
-        if let Some(name) = &job.name {
-            if let std::borrow::Cow::Owned(bounded) = bound_label(name) {
-                job.name = Some(bounded);
-            }
-        }
-        if let JobStatus::Unknown(status) = &job.status {
-            if let std::borrow::Cow::Owned(bounded) = bound_label(status) {
-                job.status = JobStatus::Unknown(bounded);
-            }
-        }
-    }
-}
-
-/// Bounds a whole poll (all pages, all retries) by `timeout`.
-async fn within<T>(
+/// Bounds a whole poll (all pages, all retries) by `timeout`: `what` names it in the error.
+pub(crate) async fn within<T>(
     timeout: Duration,
+    what: &str,
     poll: impl std::future::Future<Output = Result<T, PollError>>,
 ) -> Result<T, PollError> {
     tokio::time::timeout(timeout, poll)
@@ -512,11 +496,40 @@ async fn within<T>(
             Err(PollError::new(
                 ErrorReason::Timeout,
                 format!(
-                    "the poll took longer than polling.timeout ({})",
+                    "{what} took longer than polling.timeout ({})",
                     humantime::format_duration(timeout)
                 ),
             ))
         })
+}
+
+/// What made a poll: its schedule, or an event (`[events]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Trigger {
+    Schedule,
+    Event,
+}
+
+/// Logs the jobs a poll of `datastore`'s `kind` jobs counted as finishing: FAILED as a warning,
+/// the other terminal statuses as information.
+pub(crate) fn log_finished(
+    datastore: &Datastore,
+    kind: JobKind,
+    outcome: &PollOutcome,
+    trigger: Trigger,
+) {
+    let cause = match trigger {
+        Trigger::Schedule => "",
+        Trigger::Event => " (event)",
+    };
+    let (id, name, kind) = (&datastore.id, &datastore.name, kind.as_str());
+    for (job_id, status) in &outcome.finished {
+        if *status == JobStatus::Failed {
+            tracing::warn!(datastore_id = %id, datastore_name = %name, job_id = %job_id, status = %status, "{kind} job failed{cause}");
+        } else {
+            tracing::info!(datastore_id = %id, datastore_name = %name, job_id = %job_id, status = %status, "{kind} job finished{cause}");
+        }
+    }
 }
 
 struct FeedTask {
@@ -567,14 +580,14 @@ impl FeedTask {
         let region = ds.target.region.as_deref().unwrap_or("default");
         let operation = self.feed.operation();
         let clients = Arc::clone(&self.clients.read().unwrap_or_else(PoisonError::into_inner));
-        let Some(target) = clients.for_target(&ds.target) else {
+        let Some(client) = clients.for_target(&ds.target) else {
             // Clients are built for every configured target; this cannot happen, but must not panic.
             let error = PollError::new(ErrorReason::Other, "no client for this datastore");
             self.datastore.record_failure(self.feed, &error, 0.0);
             return;
         };
         let result = match self.feed {
-            Feed::Jobs(kind) => poll_jobs(target, &self.datastore, kind, &self.settings)
+            Feed::Jobs(kind) => poll_jobs(client, &self.datastore, kind, &self.settings)
                 .await
                 .map(|outcome| {
                     if let Some(events) = &self.events {
@@ -582,18 +595,10 @@ impl FeedTask {
                             .unannounced_changes
                             .fetch_add(outcome.finished.len() as u64, Ordering::Relaxed);
                     }
-                    for (job_id, status) in &outcome.finished {
-                        if *status == JobStatus::Failed {
-                            tracing::warn!(datastore_id = %ds.id, datastore_name = %ds.name, job_id = %job_id, status = %status, "{} job failed", kind.as_str());
-                        } else {
-                            tracing::info!(datastore_id = %ds.id, datastore_name = %ds.name, job_id = %job_id, status = %status, "{} job finished", kind.as_str());
-                        }
-                    }
+                    log_finished(&self.datastore, kind, &outcome, Trigger::Schedule);
                     outcome.recovered
                 }),
-            Feed::Datastore => {
-                poll_description(target, &self.datastore, &self.settings).await
-            }
+            Feed::Datastore => poll_description(client, &self.datastore, &self.settings).await,
         };
         match result {
             Ok(true) => {

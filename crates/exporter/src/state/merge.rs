@@ -1,0 +1,608 @@
+//! Merging a listing into a job feed, page by page.
+//!
+//! A [`ListingMerge`] stages each page as it arrives, against the feed's history as it was when the
+//! listing started, in compact form: jobs of the window and stragglers by id, settled finished jobs
+//! as counts (and their ids until the listing ends, so that a job listed twice counts once), the
+//! newest jobs up to `job_series_limit`. Window jobs that the settled point will pass for sure are
+//! settled while staging, so a first poll, which lists the whole history, holds about as little as
+//! any later one. Nothing of the feed changes until [`ListingMerge::commit`]: a listing that fails
+//! half-way is dropped with its staging, and the feed keeps its last-known values.
+//!
+//! The result is the same as merging the whole listing at once: settled jobs are counted from the
+//! settled counts, the others from the listings (`tests` below, and a property test against full
+//! listings in `proptest`).
+
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+
+use super::feed::{EndedJob, JobFeed, JobSummary, PollOutcome, Retention};
+use super::feed::{ALERTED_STATUSES, MAX_ENDED_JOBS};
+use super::history::{Cut, FullListing, History, KnownJob, Listing, PollPlan};
+use crate::model::{Job, JobKind, JobStatus, RecentJob};
+
+/// A listing of one job feed being merged (see the module docs).
+#[derive(Debug)]
+pub struct ListingMerge {
+    kind: JobKind,
+    plan: PollPlan,
+    retention: Retention,
+    /// The feed had no successful poll before: jobs already finished are not counted as finishing.
+    first_success: bool,
+    /// The feed's commits when the listing started (`None`: no feed yet). A listing staged against
+    /// a feed that has changed since is dropped, not committed.
+    commits: Option<u64>,
+    main: MainStage,
+    /// With a follow-up of the stragglers (see [`ListingMerge::start_follow_up`]).
+    follow_up: Option<FollowStage>,
+    outcomes: Outcomes,
+}
+
+/// The main listing (everything, or the window), staged.
+#[derive(Debug, Default)]
+struct MainStage {
+    copies: Copies,
+    /// A full listing's jobs at or before the settled point, and the window; an incremental
+    /// listing's window.
+    full: FullListing,
+    /// The settled point the window implies (see [`Cut`]).
+    cut: Cut,
+    /// Window jobs settled while staging: finished ones per status, unfinished ones by id.
+    early_counts: BTreeMap<JobStatus, u64>,
+    early_stragglers: HashMap<Box<str>, KnownJob>,
+    /// Listed jobs the history had as gone.
+    back: Vec<Box<str>>,
+    newest: NewestJobs,
+}
+
+/// The follow-up of the stragglers, staged.
+#[derive(Debug, Default)]
+struct FollowStage {
+    copies: Copies,
+    /// Old stragglers some follow-up listing returned (the others are looked for by submit time).
+    found: HashSet<Box<str>>,
+    /// Unfinished jobs at or before the settled point, as listed now: the stragglers from now on.
+    kept: HashMap<Box<str>, KnownJob>,
+    /// The followed jobs as listed now (finished or not): their series replace the old ones.
+    refreshed: Vec<RecentJob>,
+    /// Old stragglers found finished, per status.
+    finished: BTreeMap<JobStatus, u64>,
+}
+
+impl ListingMerge {
+    /// Starts merging a listing of `kind` jobs made after `plan`, into `feed` as it is now (`None`:
+    /// not polled yet). `now` (Unix seconds) is when the listing starts.
+    pub(super) fn start(
+        kind: JobKind,
+        feed: Option<&JobFeed>,
+        plan: PollPlan,
+        retention: Retention,
+        now: f64,
+    ) -> ListingMerge {
+        let old_ended = feed
+            .and_then(|f| f.jobs.as_ref())
+            .map(|s| s.ended.as_slice());
+        ListingMerge {
+            kind,
+            main: MainStage {
+                newest: NewestJobs::new(retention.job_series_limit),
+                ..MainStage::default()
+            },
+            first_success: feed.is_none_or(|f| f.jobs.is_none()),
+            commits: feed.map(JobFeed::commits),
+            follow_up: None,
+            outcomes: Outcomes {
+                finished: Vec::new(),
+                ended: Outcomes::series_of(old_ended.unwrap_or_default()),
+                horizon: now - retention.ended_window,
+                first_success: feed.is_none_or(|f| f.jobs.is_none()),
+            },
+            plan,
+            retention,
+        }
+    }
+
+    pub fn kind(&self) -> JobKind {
+        self.kind
+    }
+
+    pub fn plan(&self) -> &PollPlan {
+        &self.plan
+    }
+
+    /// Whether the feed existed when the listing started.
+    pub(super) fn started_on_a_feed(&self) -> bool {
+        self.commits.is_some()
+    }
+
+    /// Whether `feed` is the one this listing started on, unchanged since.
+    fn matches(&self, feed: Option<&JobFeed>) -> bool {
+        feed.map(JobFeed::commits) == self.commits
+    }
+
+    /// Stages one page of the main listing.
+    pub(super) fn stage_page(&mut self, feed: Option<&JobFeed>, page: Vec<Job>) {
+        if !self.matches(feed) {
+            return;
+        }
+        let empty = History::default();
+        let history = feed.map_or(&empty, JobFeed::history);
+        let after = match self.plan.listing {
+            Listing::Full => None,
+            Listing::SubmittedAfter(after) => Some(after),
+        };
+        for job in page {
+            // A server may include the boundary (or we asked a little early): settled jobs are
+            // already counted.
+            if after.is_some_and(|after| job.submitted <= after) {
+                continue;
+            }
+            self.stage_main_job(history, job);
+        }
+        self.main.settle_early(history);
+    }
+
+    /// Stages one job of the main listing: a window job, or (full listings) a settled one.
+    fn stage_main_job(&mut self, history: &History, job: Job) {
+        let main = &mut self.main;
+        match main.copies.admit(&job) {
+            Copy::Again => return,
+            Copy::Replaces => main.forget(&job.id),
+            Copy::First => {}
+        }
+        let before = history.status_of(&job.id);
+        if history.gone.contains_key(job.id.as_str()) {
+            main.back.push(job.id.as_str().into());
+        }
+        main.newest.offer(&job);
+        let settled = history.settled_at();
+        let is_full = self.plan.listing == Listing::Full;
+        if is_full && settled.is_some_and(|at| job.submitted <= at) {
+            self.stage_settled(before.cloned(), job);
+            return;
+        }
+        let counted = counts_as_finished(&job, before, self.first_success);
+        self.outcomes.saw(&job, counted);
+        if !main.full.window.contains_key(job.id.as_str()) {
+            main.cut.add(job.submitted);
+        }
+        let known = KnownJob::from(&job);
+        main.full.window.insert(job.id.into(), known);
+    }
+
+    /// Stages one job of a full listing at or before the settled point: unfinished, a straggler;
+    /// finished, a count (and counted as finishing now only if the history knew it by id, `before`).
+    fn stage_settled(&mut self, before: Option<JobStatus>, job: Job) {
+        let full = &mut self.main.full;
+        if !job.status.is_terminal() {
+            full.stragglers
+                .insert(job.id.as_str().into(), KnownJob::from(&job));
+            return;
+        }
+        let counted =
+            before.is_some() && counts_as_finished(&job, before.as_ref(), self.first_success);
+        if before.is_some() {
+            *full.settled_by_id.entry(job.status.clone()).or_insert(0) += 1;
+        }
+        self.outcomes.saw(&job, counted);
+        *full.settled_seen.entry(job.status).or_insert(0) += 1;
+    }
+
+    /// Starts the follow-up of the stragglers (the plan's [`Follow`](super::Follow)): the
+    /// stragglers are what its listings return from now on, even if they return nothing.
+    pub fn start_follow_up(&mut self) {
+        if self.plan.follow.is_some() {
+            self.follow_up.get_or_insert_with(FollowStage::default);
+        }
+    }
+
+    /// Stages one page of a follow-up listing (see [`ListingMerge::start_follow_up`]).
+    pub(super) fn stage_follow_up_page(&mut self, feed: Option<&JobFeed>, page: Vec<Job>) {
+        let Some(before) = self.plan.follow.as_ref().map(|f| f.before) else {
+            return;
+        };
+        if !self.matches(feed) {
+            return;
+        }
+        let Some(history) = feed.map(JobFeed::history) else {
+            return;
+        };
+        self.start_follow_up();
+        let Some(stage) = self.follow_up.as_mut() else {
+            return;
+        };
+        for job in page {
+            let old = history.stragglers.get(job.id.as_str());
+            if old.is_some() {
+                stage.found.insert(job.id.as_str().into());
+            }
+            if job.submitted > before {
+                continue;
+            }
+            match stage.copies.admit(&job) {
+                Copy::Again => continue,
+                Copy::Replaces => stage.forget(&job.id),
+                Copy::First => {}
+            }
+            if job.status.is_terminal() {
+                // Settled history, already counted, unless it is a straggler that finished.
+                let Some(old) = old else { continue };
+                let counted = counts_as_finished(&job, Some(&old.status), self.first_success);
+                self.outcomes.saw(&job, counted);
+                *stage.finished.entry(job.status.clone()).or_insert(0) += 1;
+            } else {
+                // Still unfinished, or unfinished and listed late: followed.
+                stage
+                    .kept
+                    .insert(job.id.as_str().into(), KnownJob::from(&job));
+            }
+            stage.refreshed.push(RecentJob::from(&job));
+        }
+    }
+
+    /// The submit-time range of the stragglers no follow-up listing has returned so far.
+    pub fn missing_range(&self) -> Option<(f64, f64)> {
+        let found = self.follow_up.as_ref().map(|s| &s.found);
+        self.plan
+            .follow
+            .as_ref()?
+            .missing_range(|id| found.is_some_and(|f| f.contains(id)))
+    }
+
+    /// Commits the staged listing into `feed`, taken `poll_seconds` long and ending at `now` (Unix
+    /// seconds). `None` when the feed changed since the listing started (a reload replaced it):
+    /// then nothing changes.
+    pub(super) fn commit(
+        self,
+        feed: &mut JobFeed,
+        poll_seconds: f64,
+        now: f64,
+    ) -> Option<PollOutcome> {
+        if self.started_on_a_feed() && !self.matches(Some(feed)) {
+            return None;
+        }
+        let recovered = !feed.health.up;
+        let old_recent = feed.jobs.take().map(|s| s.recent).unwrap_or_default();
+        let history = feed.history_mut();
+        let old_window = std::mem::take(&mut history.window);
+        history.forget_gone(&self.main.back);
+        let unnamed = match self.plan.listing {
+            Listing::Full => history.take_full_listing(
+                self.main.full,
+                self.plan.follow_offset,
+                self.first_success,
+            ),
+            Listing::SubmittedAfter(_) => {
+                history.window = self.main.full.window;
+                BTreeMap::new()
+            }
+        };
+        let retired = match self.follow_up {
+            Some(stage) => {
+                let retired = history.take_follow_up(stage.kept, stage.finished);
+                Some((retired, stage.refreshed))
+            }
+            None => {
+                history.skip_follow_up();
+                None
+            }
+        };
+        history.remember_gone(&old_window);
+        history.settle(self.main.cut.point());
+        history.take_settled_early(self.main.early_counts, self.main.early_stragglers);
+        let newest = self.main.newest.into_newest_first();
+        let recent = match self.plan.listing {
+            Listing::Full => newest,
+            Listing::SubmittedAfter(_) => {
+                let mut recent: Vec<RecentJob> = old_recent
+                    .into_iter()
+                    .filter(|job| {
+                        let id = job.id();
+                        !old_window.contains_key(id)
+                            && !self.main.copies.contains(id)
+                            && !retired.as_ref().is_some_and(|(r, _)| r.contains_key(id))
+                    })
+                    .collect();
+                recent.extend(newest);
+                recent.extend(retired.into_iter().flat_map(|(_, refreshed)| refreshed));
+                newest_first_limited(recent, self.retention.job_series_limit)
+            }
+        };
+        let (finished, ended) = self.outcomes.finish(now, self.retention.ended_window);
+        feed.count_finished(&finished, unnamed, self.first_success);
+        let history = feed.history_mut();
+        let summary = JobSummary {
+            counts: history.counts_by_status(),
+            recent,
+            oldest_active_submitted: history.oldest_active(),
+            ended,
+        };
+        feed.set_summary(summary, poll_seconds, now);
+        Some(PollOutcome {
+            recovered,
+            finished,
+        })
+    }
+}
+
+impl MainStage {
+    /// Drops the unfinished first copy of a job a finished copy replaces.
+    fn forget(&mut self, id: &str) {
+        self.full.window.remove(id);
+        self.full.stragglers.remove(id);
+        self.early_stragglers.remove(id);
+        self.newest.remove(id);
+    }
+
+    /// Settles, as the commit would, the staged window jobs at or before the settled point the
+    /// window implies so far (it only moves forward, see [`Cut`]), so that the window of a listing
+    /// of the whole history stays small while it is staged. Jobs the history had in its window stay
+    /// until the commit, which tells the gone ones from them.
+    fn settle_early(&mut self, history: &History) {
+        let Some(cut) = self.cut.point() else {
+            return;
+        };
+        let (counts, stragglers) = (&mut self.early_counts, &mut self.early_stragglers);
+        self.full.window.retain(|id, job| {
+            if job.submitted > cut || history.window.contains_key(id) {
+                return true;
+            }
+            if job.status.is_terminal() {
+                *counts.entry(job.status.clone()).or_insert(0) += 1;
+            } else {
+                stragglers.insert(id.clone(), job.clone());
+            }
+            false
+        });
+    }
+}
+
+impl FollowStage {
+    /// Drops the unfinished first copy of a job a finished copy replaces.
+    fn forget(&mut self, id: &str) {
+        self.kept.remove(id);
+        self.refreshed.retain(|job| job.id() != id);
+    }
+}
+
+/// Whether a listed copy of a job is its first, one that replaces the first, or one to ignore.
+enum Copy {
+    First,
+    /// A finished copy after an unfinished one: the finished one counts.
+    Replaces,
+    Again,
+}
+
+/// The job ids a listing returned, and whether as finished: one copy per id counts, since a
+/// listing whose pages shifted while it was read may return a job twice (in different statuses if
+/// it changed meanwhile). A finished copy wins over an unfinished one; otherwise the first wins.
+#[derive(Debug, Default)]
+struct Copies(HashMap<Box<str>, bool>);
+
+impl Copies {
+    fn admit(&mut self, job: &Job) -> Copy {
+        let finished = job.status.is_terminal();
+        match self.0.get_mut(job.id.as_str()) {
+            None => {
+                self.0.insert(job.id.as_str().into(), finished);
+                Copy::First
+            }
+            Some(seen) if finished && !*seen => {
+                *seen = true;
+                Copy::Replaces
+            }
+            Some(_) => Copy::Again,
+        }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.0.contains_key(id)
+    }
+}
+
+/// Newest submitted first; ties by id, so the order is stable.
+fn newest_first(a: &RecentJob, b: &RecentJob) -> std::cmp::Ordering {
+    b.submitted
+        .total_cmp(&a.submitted)
+        .then_with(|| a.id().cmp(b.id()))
+}
+
+/// `jobs` newest first, the newest `limit` of them.
+fn newest_first_limited(mut jobs: Vec<RecentJob>, limit: usize) -> Vec<RecentJob> {
+    jobs.sort_unstable_by(newest_first);
+    jobs.truncate(limit);
+    jobs.shrink_to_fit();
+    jobs
+}
+
+/// The newest jobs of a listing, up to a limit: a heap whose top is the one to drop next, so
+/// only the jobs kept are copied, never the whole listing.
+#[derive(Debug, Default)]
+struct NewestJobs {
+    limit: usize,
+    heap: BinaryHeap<ByAge>,
+}
+
+/// A job ordered by [`newest_first`]: the greatest is the oldest.
+#[derive(Debug)]
+struct ByAge(RecentJob);
+
+impl PartialEq for ByAge {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for ByAge {}
+
+impl PartialOrd for ByAge {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByAge {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        newest_first(&self.0, &other.0)
+    }
+}
+
+impl NewestJobs {
+    fn new(limit: usize) -> NewestJobs {
+        NewestJobs {
+            limit,
+            heap: BinaryHeap::new(),
+        }
+    }
+
+    fn offer(&mut self, job: &Job) {
+        if self.limit == 0 {
+            return;
+        }
+        if self.heap.len() >= self.limit {
+            let Some(oldest) = self.heap.peek() else {
+                return;
+            };
+            let newer = job
+                .submitted
+                .total_cmp(&oldest.0.submitted)
+                .then_with(|| oldest.0.id().cmp(&job.id))
+                .is_gt();
+            if !newer {
+                return;
+            }
+            self.heap.pop();
+        }
+        self.heap.push(ByAge(RecentJob::from(job)));
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.heap.retain(|job| job.0.id() != id);
+    }
+
+    fn into_newest_first(self) -> Vec<RecentJob> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|j| j.0)
+            .collect()
+    }
+}
+
+/// Whether `job`, last known in status `before` (if known at all), is to be counted as having
+/// entered its terminal status now: at most once per id and terminal status, never at the first
+/// successful poll.
+fn counts_as_finished(job: &Job, before: Option<&JobStatus>, first_success: bool) -> bool {
+    job.status.is_terminal() && before != Some(&job.status) && !first_success
+}
+
+/// When an alerted job ended: its EndTime (or another known time), or, for a job first seen
+/// finished without one, the time the listing is committed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum EndStamp {
+    At(f64),
+    AtCommit,
+}
+
+/// An ended-job series being rebuilt.
+#[derive(Clone, Debug)]
+struct Ended {
+    name: Option<String>,
+    status: JobStatus,
+    at: EndStamp,
+}
+
+/// What a listing finds about finished jobs: those counted as finishing now, and the ended-job
+/// series (see [`ALERTED_STATUSES`]), starting from the feed's.
+#[derive(Debug)]
+struct Outcomes {
+    finished: Vec<(String, JobStatus)>,
+    ended: HashMap<Box<str>, Ended>,
+    /// Series that ended at or before this Unix time are not kept (as of the listing's start; the
+    /// commit applies its own, later horizon).
+    horizon: f64,
+    /// See [`ListingMerge`]'s field.
+    first_success: bool,
+}
+
+impl Outcomes {
+    /// The ended-job series `old_ended`, by id.
+    fn series_of(old_ended: &[EndedJob]) -> HashMap<Box<str>, Ended> {
+        old_ended
+            .iter()
+            .map(|e| {
+                let series = Ended {
+                    name: e.name.clone(),
+                    status: e.status.clone(),
+                    at: EndStamp::At(e.ended),
+                };
+                (e.id.as_str().into(), series)
+            })
+            .collect()
+    }
+
+    /// Notes a listed job, `counted` if it entered its terminal status now.
+    fn saw(&mut self, job: &Job, counted: bool) {
+        if counted {
+            self.finished.push((job.id.clone(), job.status.clone()));
+        }
+        self.note_ended(job, counted);
+    }
+
+    /// Notes a listed job: one in an alerted status that ended after the horizon gets (or keeps)
+    /// its series. Its end is its EndTime; without one, the time the exporter first saw it
+    /// finished (the commit's, when `counted` says that is this poll); at the first poll, when
+    /// that time is unknown, its SubmitTime, so that a fresh start does not page for old failures.
+    fn note_ended(&mut self, job: &Job, counted: bool) {
+        if !ALERTED_STATUSES.contains(&job.status) {
+            return;
+        }
+        let known = self
+            .ended
+            .get(job.id.as_str())
+            .filter(|e| e.status == job.status)
+            .map(|e| e.at);
+        let stamp = job.ended.map(EndStamp::At).or(known).or(if counted {
+            Some(EndStamp::AtCommit)
+        } else if self.first_success {
+            Some(EndStamp::At(job.submitted))
+        } else {
+            None
+        });
+        let keep = match stamp {
+            Some(EndStamp::At(ended)) => ended > self.horizon,
+            Some(EndStamp::AtCommit) => true,
+            None => false,
+        };
+        if let (true, Some(at)) = (keep, stamp) {
+            let series = Ended {
+                name: job.name.clone(),
+                status: job.status.clone(),
+                at,
+            };
+            self.ended.insert(job.id.as_str().into(), series);
+        }
+    }
+
+    /// The jobs counted as finished, and the ended-job series within `ended_window` seconds of
+    /// `now`, most recent first.
+    fn finish(self, now: f64, ended_window: f64) -> (Vec<(String, JobStatus)>, Vec<EndedJob>) {
+        let horizon = now - ended_window;
+        let mut ended: Vec<EndedJob> = self
+            .ended
+            .into_iter()
+            .map(|(id, e)| EndedJob {
+                id: id.into(),
+                name: e.name,
+                status: e.status,
+                ended: match e.at {
+                    EndStamp::At(at) => at,
+                    EndStamp::AtCommit => now,
+                },
+            })
+            .filter(|e| e.ended > horizon)
+            .collect();
+        ended.sort_unstable_by(|a, b| b.ended.total_cmp(&a.ended).then_with(|| a.id.cmp(&b.id)));
+        ended.truncate(MAX_ENDED_JOBS);
+        ended.shrink_to_fit();
+        (self.finished, ended)
+    }
+}
