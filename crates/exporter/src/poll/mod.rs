@@ -560,7 +560,10 @@ impl FeedTask {
                 let Ok(_permit) = self.semaphore.acquire().await else {
                     return;
                 };
-                self.poll_once().await;
+                // Boxed: a poll's future (the SDK calls' state included) is ~13 KiB, and a task
+                // holds the largest of its states for good, so a thousand idle feeds would keep
+                // 13 MiB; boxed, only the polls in flight (`polling.concurrency`) hold it.
+                Box::pin(self.poll_once()).await;
             }
             tokio::time::sleep_until((started + self.wait_after_poll()).into()).await;
         }

@@ -471,3 +471,252 @@ fn fold_unknown_statuses(counts: &mut BTreeMap<JobStatus, u64>) {
         .entry(JobStatus::Unknown(OTHER_STATUS.to_owned()))
         .or_insert(0) += folded;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(status: JobStatus, submitted: f64) -> KnownJob {
+        let active = !status.is_terminal();
+        KnownJob {
+            status,
+            submitted,
+            active,
+        }
+    }
+
+    fn ids(map: &HashMap<Box<str>, KnownJob>) -> Vec<&str> {
+        let mut ids: Vec<&str> = map.keys().map(|id| &**id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn history(window: &[(&str, JobStatus, f64)]) -> History {
+        History {
+            window: window
+                .iter()
+                .map(|(id, status, t)| ((*id).into(), known(status.clone(), *t)))
+                .collect(),
+            ..History::default()
+        }
+    }
+
+    #[test]
+    fn the_cut_trails_the_newest_job_or_the_251st_newest_and_never_goes_back() {
+        let mut cut = Cut::default();
+        assert_eq!(cut.point(), None);
+        cut.add(10_000.0);
+        cut.add(5_000.0);
+        assert_eq!(cut.point(), Some(10_000.0 - LATE_JOB_WINDOW));
+        // 300 jobs within a minute: the 251st newest settles the rest.
+        let mut burst = Cut::default();
+        for n in 0..300 {
+            burst.add(20_000.0 + f64::from(n) * 0.1);
+        }
+        assert_eq!(burst.point(), Some(20_000.0 + 49.0 * 0.1));
+        let before = burst.point();
+        burst.add(0.0);
+        assert_eq!(burst.point(), before, "an older job never moves it back");
+    }
+
+    #[test]
+    fn settling_counts_finished_jobs_and_keeps_unfinished_ones_by_id() {
+        let mut h = history(&[
+            ("old-done", JobStatus::Completed, 100.0),
+            ("old-stuck", JobStatus::InProgress, 200.0),
+            ("new", JobStatus::InProgress, 2_000.0),
+        ]);
+        h.settle(Some(1_000.0));
+        assert_eq!(h.settled_at(), Some(1_000.0));
+        assert_eq!(ids(&h.window), ["new"]);
+        assert_eq!(ids(&h.stragglers), ["old-stuck"]);
+        let settled = h.settled.as_ref().unwrap();
+        assert_eq!(settled.counts[&JobStatus::Completed], 1);
+        assert_eq!(settled.known[&JobStatus::Completed], 1);
+        // The settled point only moves forward; `None` (an empty window) leaves it.
+        h.settle(Some(500.0));
+        assert_eq!(h.settled_at(), Some(1_000.0));
+        h.settle(None);
+        assert_eq!(h.settled_at(), Some(1_000.0));
+        assert_eq!(ids(&h.window), ["new"]);
+    }
+
+    #[test]
+    fn gone_jobs_are_remembered_until_they_settle_then_known_as_counted() {
+        let old_window = history(&[
+            ("done", JobStatus::Failed, 100.0),
+            ("later", JobStatus::Completed, 3_000.0),
+            ("running", JobStatus::InProgress, 150.0),
+        ])
+        .window;
+        let mut h = history(&[("relisted", JobStatus::Completed, 4_000.0)]);
+        h.remember_gone(&old_window);
+        assert_eq!(
+            ids(&h.gone),
+            ["done", "later"],
+            "unfinished jobs are not gone"
+        );
+        assert_eq!(h.status_of("done"), Some(&JobStatus::Failed));
+        h.settle(Some(1_000.0));
+        assert_eq!(ids(&h.gone), ["later"]);
+        assert_eq!(h.settled.as_ref().unwrap().known[&JobStatus::Failed], 1);
+        assert_eq!(
+            h.settled.as_ref().unwrap().counts.get(&JobStatus::Failed),
+            None,
+            "a gone job is accounted for, not shown"
+        );
+        h.forget_gone(&["later".into()]);
+        assert!(h.gone.is_empty());
+    }
+
+    #[test]
+    fn a_full_listing_counts_settled_jobs_only_beyond_those_accounted_for() {
+        let mut h = History {
+            settled: Some(Settled {
+                at: 1_000.0,
+                counts: BTreeMap::from([(JobStatus::Completed, 5)]),
+                known: BTreeMap::from([(JobStatus::Completed, 5)]),
+            }),
+            ..History::default()
+        };
+        let listing = |completed: u64, by_id: u64| FullListing {
+            settled_seen: BTreeMap::from([(JobStatus::Completed, completed)]),
+            settled_by_id: BTreeMap::from([(JobStatus::Completed, by_id)]),
+            ..FullListing::default()
+        };
+        // One settled job missing from a listing, then back: never counted again.
+        assert!(h.take_full_listing(listing(4, 0), 3, false).is_empty());
+        assert_eq!(h.settled.as_ref().unwrap().counts[&JobStatus::Completed], 4);
+        assert!(h.take_full_listing(listing(5, 0), 3, false).is_empty());
+        // Two more than ever known, one of them counted by id already: one more by number.
+        let unnamed = h.take_full_listing(listing(7, 1), 3, false);
+        assert_eq!(unnamed, BTreeMap::from([(JobStatus::Completed, 1)]));
+        assert_eq!(h.settled.as_ref().unwrap().known[&JobStatus::Completed], 7);
+        // At the first poll nothing counts as finishing.
+        assert!(h.take_full_listing(listing(9, 0), 3, true).is_empty());
+        assert_eq!(h.schedule.polls_since_follow, 3);
+        assert!(h.schedule.last_full.is_some());
+    }
+
+    #[test]
+    fn a_follow_up_replaces_the_stragglers_and_settles_the_finished_ones() {
+        let mut h = history(&[]);
+        h.settled = Some(Settled {
+            at: 1_000.0,
+            ..Settled::default()
+        });
+        h.stragglers = history(&[
+            ("stuck", JobStatus::InProgress, 10.0),
+            ("done", JobStatus::Queued, 20.0),
+        ])
+        .window;
+        h.skip_follow_up();
+        h.skip_follow_up();
+        assert_eq!(h.schedule.polls_since_follow, 2);
+        let kept = history(&[("stuck", JobStatus::InProgress, 10.0)]).window;
+        let retired = h.take_follow_up(kept, BTreeMap::from([(JobStatus::Failed, 1)]));
+        assert_eq!(ids(&retired), ["done", "stuck"]);
+        assert_eq!(ids(&h.stragglers), ["stuck"]);
+        assert_eq!(h.schedule.polls_since_follow, 0);
+        let settled = h.settled.as_ref().unwrap();
+        assert_eq!(
+            (
+                settled.counts[&JobStatus::Failed],
+                settled.known[&JobStatus::Failed]
+            ),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn jobs_settled_early_join_the_counts_and_the_stragglers() {
+        let mut h = history(&[("new", JobStatus::Completed, 5_000.0)]);
+        h.settle(Some(1_000.0));
+        h.take_settled_early(
+            BTreeMap::from([(JobStatus::Completed, 3)]),
+            history(&[("early-stuck", JobStatus::Submitted, 10.0)]).window,
+        );
+        assert_eq!(h.settled.as_ref().unwrap().counts[&JobStatus::Completed], 3);
+        assert_eq!(ids(&h.stragglers), ["early-stuck"]);
+        let counts = h.counts_by_status();
+        assert_eq!(counts[&JobStatus::Completed], 4);
+        assert_eq!(counts[&JobStatus::Submitted], 1);
+        assert_eq!(h.oldest_active(), Some(10.0));
+    }
+
+    #[test]
+    fn counts_show_every_known_status_and_fold_unknown_ones_beyond_ten() {
+        let unknown: Vec<(String, JobStatus, f64)> = (0..12)
+            .map(|n| {
+                (
+                    format!("j{n}"),
+                    JobStatus::Unknown(format!("NEW_{n:02}")),
+                    1.0,
+                )
+            })
+            .collect();
+        let window: Vec<(&str, JobStatus, f64)> = unknown
+            .iter()
+            .map(|(id, s, t)| (id.as_str(), s.clone(), *t))
+            .collect();
+        let counts = history(&window).counts_by_status();
+        assert_eq!(counts[&JobStatus::Failed], 0);
+        assert_eq!(counts[&JobStatus::Unknown("NEW_00".into())], 1);
+        assert_eq!(counts[&JobStatus::Unknown(OTHER_STATUS.into())], 2);
+        assert_eq!(
+            counts.len(),
+            JobStatus::KNOWN.len() + MAX_UNKNOWN_STATUSES + 1
+        );
+    }
+
+    #[test]
+    fn the_next_poll_lists_in_full_until_settled_then_the_window_and_follows_when_due() {
+        let hour = Duration::from_secs(3600);
+        let mut h = history(&[]);
+        assert_eq!(h.next_poll(false, hour, 4, 6).listing, Listing::Full);
+        assert_eq!(h.next_poll(false, hour, 4, 6).follow_offset, 2);
+        h.settled = Some(Settled {
+            at: 1_000.0,
+            ..Settled::default()
+        });
+        h.schedule.last_full = Some(Instant::now());
+        assert_eq!(
+            h.next_poll(false, hour, 4, 6).listing,
+            Listing::Full,
+            "no data yet"
+        );
+        let plan = h.next_poll(true, hour, 4, 6);
+        assert_eq!(plan.listing, Listing::SubmittedAfter(1_000.0));
+        assert_eq!(plan.follow, None, "no stragglers");
+        h.stragglers = history(&[
+            ("a", JobStatus::Queued, 10.0),
+            ("b", JobStatus::InProgress, 20.0),
+            ("c", JobStatus::Queued, 30.0),
+        ])
+        .window;
+        h.schedule.polls_since_follow = 2;
+        assert_eq!(h.next_poll(true, hour, 4, 6).follow, None, "not due yet");
+        h.schedule.polls_since_follow = 3;
+        let follow = h.next_poll(true, hour, 4, 6).follow.unwrap();
+        assert_eq!(follow.before, 1_000.0);
+        assert_eq!(follow.statuses, [JobStatus::Queued, JobStatus::InProgress]);
+        assert_eq!(follow.stragglers.len(), 3);
+        assert_eq!(follow.missing_range(|id| id == "b"), Some((10.0, 30.0)));
+        assert_eq!(follow.missing_range(|_| true), None);
+        assert_eq!(
+            h.next_poll(true, Duration::ZERO, 4, 6).listing,
+            Listing::Full
+        );
+    }
+
+    #[test]
+    fn the_status_of_a_job_is_looked_up_in_the_window_the_stragglers_and_the_gone() {
+        let mut h = history(&[("w", JobStatus::InProgress, 1.0)]);
+        h.stragglers = history(&[("s", JobStatus::Queued, 1.0)]).window;
+        h.gone = history(&[("g", JobStatus::Failed, 1.0)]).window;
+        assert_eq!(h.status_of("w"), Some(&JobStatus::InProgress));
+        assert_eq!(h.status_of("s"), Some(&JobStatus::Queued));
+        assert_eq!(h.status_of("g"), Some(&JobStatus::Failed));
+        assert_eq!(h.status_of("x"), None);
+    }
+}

@@ -290,7 +290,7 @@ impl ListingMerge {
         history.take_settled_early(self.main.early_counts, self.main.early_stragglers);
         let newest = self.main.newest.into_newest_first();
         let recent = match self.plan.listing {
-            Listing::Full => newest,
+            Listing::Full => newest_first_limited(newest, self.retention.job_series_limit),
             Listing::SubmittedAfter(_) => {
                 let mut recent: Vec<RecentJob> = old_recent
                     .into_iter()
@@ -604,5 +604,293 @@ impl Outcomes {
         ended.truncate(MAX_ENDED_JOBS);
         ended.shrink_to_fit();
         (self.finished, ended)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const HOUR: f64 = 3600.0;
+
+    fn job(id: &str, status: &str, submitted: f64) -> Job {
+        let status = JobStatus::parse(status);
+        let ended = status.is_terminal().then_some(submitted + 60.0);
+        Job {
+            id: id.into(),
+            name: Some(format!("name-{id}")),
+            status,
+            submitted,
+            ended,
+            progress: None,
+        }
+    }
+
+    /// `n` jobs an hour apart ending at `newest`, every 7th unfinished, every 11th failed.
+    fn history(n: usize, newest: f64) -> Vec<Job> {
+        (0..n)
+            .map(|k| {
+                let status = match k {
+                    _ if k % 7 == 3 => "IN_PROGRESS",
+                    _ if k % 11 == 5 => "FAILED",
+                    _ => "COMPLETED",
+                };
+                job(
+                    &format!("j{k:05}"),
+                    status,
+                    newest - (n - 1 - k) as f64 * HOUR,
+                )
+            })
+            .collect()
+    }
+
+    fn retention() -> Retention {
+        Retention::new(20, 2.0 * HOUR)
+    }
+
+    /// Merges `pages` of `plan` (the feed's next plan when `None`) into `feed`.
+    fn merge(feed: &mut JobFeed, pages: Vec<Vec<Job>>, now: f64) -> PollOutcome {
+        let plan = feed.next_poll(Duration::from_secs(86_400), 1, 0);
+        let mut merge = ListingMerge::start(JobKind::Export, Some(feed), plan, retention(), now);
+        for page in pages {
+            merge.stage_page(Some(feed), page);
+        }
+        merge
+            .commit(feed, 0.1, now)
+            .expect("the feed did not change")
+    }
+
+    fn shown(feed: &JobFeed) -> (Option<JobSummary>, BTreeMap<JobStatus, u64>) {
+        (feed.jobs.clone(), feed.finished.clone())
+    }
+
+    #[test]
+    fn a_listing_staged_page_by_page_equals_one_staged_at_once() {
+        let now = 1_000_000.0;
+        let jobs = history(3000, now - 60.0);
+        let (mut whole, mut paged) = (JobFeed::new(), JobFeed::new());
+        merge(&mut whole, vec![jobs.clone()], now);
+        let mut reversed = jobs.clone();
+        reversed.reverse();
+        merge(
+            &mut paged,
+            reversed.chunks(7).map(<[Job]>::to_vec).collect(),
+            now,
+        );
+        assert_eq!(shown(&paged), shown(&whole));
+        let summary = whole.jobs.as_ref().unwrap();
+        assert_eq!(summary.counts[&JobStatus::InProgress], 429);
+        assert_eq!(summary.recent.len(), 20);
+        assert_eq!(summary.recent[0].id(), "j02999");
+        assert_eq!(whole.history().settled, paged.history().settled);
+        assert_eq!(whole.history().stragglers, paged.history().stragglers);
+    }
+
+    #[test]
+    fn the_window_of_a_first_listing_stays_small_while_it_is_staged() {
+        let now = 1_000_000.0;
+        let feed = JobFeed::new();
+        let mut merge = ListingMerge::start(
+            JobKind::Export,
+            Some(&feed),
+            PollPlan::FULL,
+            retention(),
+            now,
+        );
+        for page in history(10_000, now).chunks(500) {
+            merge.stage_page(Some(&feed), page.to_vec());
+            // Jobs an hour apart: only the newest is within the late-job window.
+            assert!(
+                merge.main.full.window.len() <= 1,
+                "{}",
+                merge.main.full.window.len()
+            );
+            assert!(merge.main.newest.heap.len() <= 20);
+        }
+        let early: u64 = merge.main.early_counts.values().sum();
+        assert_eq!(early as usize + merge.main.early_stragglers.len(), 9_999);
+    }
+
+    #[test]
+    fn a_finished_copy_wins_over_an_unfinished_one_in_any_order_across_pages() {
+        let now = 1_000_000.0;
+        for finished_first in [false, true] {
+            let mut feed = JobFeed::new();
+            merge(
+                &mut feed,
+                vec![vec![job("a", "IN_PROGRESS", now - 10.0)]],
+                now,
+            );
+            let (running, failed) = (
+                job("a", "IN_PROGRESS", now - 10.0),
+                job("a", "FAILED", now - 10.0),
+            );
+            let pages = match finished_first {
+                true => vec![
+                    vec![failed],
+                    vec![job("b", "COMPLETED", now - 5.0)],
+                    vec![running],
+                ],
+                false => vec![
+                    vec![running],
+                    vec![job("b", "COMPLETED", now - 5.0)],
+                    vec![failed],
+                ],
+            };
+            let mut finished = merge(&mut feed, pages, now + 60.0).finished;
+            finished.sort();
+            assert_eq!(
+                finished,
+                [
+                    ("a".into(), JobStatus::Failed),
+                    ("b".into(), JobStatus::Completed)
+                ]
+            );
+            let summary = feed.jobs.as_ref().unwrap();
+            assert_eq!(summary.counts[&JobStatus::Failed], 1);
+            assert_eq!(summary.counts[&JobStatus::InProgress], 0);
+            assert_eq!(
+                summary.recent.iter().map(RecentJob::id).collect::<Vec<_>>(),
+                ["b", "a"]
+            );
+            assert_eq!(summary.recent[1].status, JobStatus::Failed);
+            assert_eq!(summary.oldest_active_submitted, None);
+        }
+    }
+
+    /// A job of the window that settles in the listing that lists it again is accounted for once
+    /// (settled while staging or at the commit, never both, nor as gone): a settled job that a
+    /// later full listing finds beyond those accounted for is still counted as finished.
+    #[test]
+    fn a_window_job_settled_by_the_listing_that_lists_it_again_is_accounted_for_once() {
+        let now = 1_000_000.0;
+        let mut feed = JobFeed::new();
+        merge(
+            &mut feed,
+            vec![vec![job("old", "COMPLETED", now - 10.0)]],
+            now,
+        );
+        let newer = job("new", "COMPLETED", now + 2.0 * HOUR);
+        let full = |feed: &mut JobFeed, jobs: Vec<Job>, at: f64| {
+            let mut listing =
+                ListingMerge::start(JobKind::Export, Some(feed), PollPlan::FULL, retention(), at);
+            for page in jobs {
+                listing.stage_page(Some(feed), vec![page]);
+            }
+            listing.commit(feed, 0.1, at).unwrap()
+        };
+        full(
+            &mut feed,
+            vec![newer.clone(), job("old", "COMPLETED", now - 10.0)],
+            now + 3.0 * HOUR,
+        );
+        let settled = feed.history().settled.as_ref().unwrap();
+        assert_eq!(settled.known[&JobStatus::Completed], 1, "{settled:?}");
+        assert!(feed.history().gone.is_empty());
+        // A settled job no listing showed before (listed late, behind the settled point): counted.
+        let late = job("late", "COMPLETED", now - 20.0);
+        let newest = job("newest", "COMPLETED", now + 4.0 * HOUR);
+        let outcome = full(
+            &mut feed,
+            vec![newest, newer, job("old", "COMPLETED", now - 10.0), late],
+            now + 5.0 * HOUR,
+        );
+        assert!(
+            outcome.finished.iter().all(|(id, _)| id != "late"),
+            "counted by number only"
+        );
+        assert_eq!(
+            feed.finished[&JobStatus::Completed],
+            3,
+            "new, newest and late"
+        );
+    }
+
+    #[test]
+    fn a_listing_dropped_before_its_commit_leaves_the_feed_as_it_was() {
+        let now = 1_000_000.0;
+        let mut feed = JobFeed::new();
+        merge(&mut feed, vec![history(600, now)], now);
+        let before = shown(&feed);
+        // A full listing fails after two pages: its staging is dropped.
+        let mut listing = ListingMerge::start(
+            JobKind::Export,
+            Some(&feed),
+            PollPlan::FULL,
+            retention(),
+            now + 60.0,
+        );
+        let mut changed = history(600, now + 60.0);
+        for job in &mut changed {
+            job.status = JobStatus::Failed;
+        }
+        for page in changed.chunks(250).take(2) {
+            listing.stage_page(Some(&feed), page.to_vec());
+        }
+        drop(listing);
+        assert_eq!(shown(&feed), before);
+        assert_eq!(feed.commits(), 1);
+    }
+
+    #[test]
+    fn a_listing_started_on_a_feed_that_changed_since_is_not_committed() {
+        let now = 1_000_000.0;
+        let mut feed = JobFeed::new();
+        let stale = ListingMerge::start(
+            JobKind::Export,
+            Some(&feed),
+            PollPlan::FULL,
+            retention(),
+            now,
+        );
+        merge(&mut feed, vec![vec![job("a", "COMPLETED", now)]], now);
+        let before = shown(&feed);
+        assert!(stale.commit(&mut feed, 0.1, now).is_none());
+        assert_eq!(shown(&feed), before);
+    }
+
+    #[test]
+    fn the_newest_jobs_are_kept_newest_first_with_ties_by_id() {
+        let mut newest = NewestJobs::new(3);
+        for (id, t) in [
+            ("c", 5.0),
+            ("a", 9.0),
+            ("x", 1.0),
+            ("b", 9.0),
+            ("d", 7.0),
+            ("e", 2.0),
+        ] {
+            newest.offer(&job(id, "COMPLETED", t));
+        }
+        let ids: Vec<String> = newest
+            .into_newest_first()
+            .iter()
+            .map(|j| j.id().to_owned())
+            .collect();
+        assert_eq!(ids, ["a", "b", "d"]);
+        let mut none = NewestJobs::new(0);
+        none.offer(&job("a", "COMPLETED", 1.0));
+        assert!(none.into_newest_first().is_empty());
+    }
+
+    #[test]
+    fn a_job_first_seen_failed_without_an_end_time_ends_at_the_commit() {
+        let now = 1_000_000.0;
+        let mut feed = JobFeed::new();
+        merge(
+            &mut feed,
+            vec![vec![job("a", "IN_PROGRESS", now - 100.0)]],
+            now,
+        );
+        let mut failed = job("a", "FAILED", now - 100.0);
+        failed.ended = None;
+        let plan = feed.next_poll(Duration::from_secs(86_400), 1, 0);
+        let mut listing =
+            ListingMerge::start(JobKind::Export, Some(&feed), plan, retention(), now + 10.0);
+        listing.stage_page(Some(&feed), vec![failed]);
+        listing.commit(&mut feed, 5.0, now + 15.0).unwrap();
+        let ended = &feed.jobs.as_ref().unwrap().ended;
+        assert_eq!((ended[0].id.as_str(), ended[0].ended), ("a", now + 15.0));
     }
 }

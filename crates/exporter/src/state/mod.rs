@@ -23,6 +23,8 @@ mod feed;
 mod health;
 mod history;
 mod merge;
+#[cfg(test)]
+mod merge_equivalence;
 mod readiness;
 
 use std::collections::HashMap;
