@@ -348,15 +348,7 @@ impl World {
 
     /// What feed A must show, from the history itself: jobs per status, the newest jobs, the
     /// oldest active one, the finished counters.
-    fn expected(
-        &self,
-        visible: &[Job],
-    ) -> (
-        BTreeMap<JobStatus, u64>,
-        Vec<RecentJob>,
-        Option<f64>,
-        BTreeMap<JobStatus, u64>,
-    ) {
+    fn expected(&self, visible: &[Job]) -> Expected {
         let seen: Vec<&Job> = self
             .jobs
             .iter()
@@ -384,8 +376,21 @@ impl World {
         for (job, _) in self.jobs.iter().zip(&self.counted).filter(|(_, c)| **c) {
             *finished.entry(job.status.clone()).or_insert(0) += 1;
         }
-        (counts, recent, oldest, finished)
+        Expected {
+            counts,
+            recent,
+            oldest,
+            finished,
+        }
     }
+}
+
+/// See [`World::expected`].
+struct Expected {
+    counts: BTreeMap<JobStatus, u64>,
+    recent: Vec<RecentJob>,
+    oldest: Option<f64>,
+    finished: BTreeMap<JobStatus, u64>,
 }
 
 fn sorted(mut finished: Vec<(String, JobStatus)>) -> Vec<(String, JobStatus)> {
@@ -441,12 +446,12 @@ proptest! {
             prop_assert_eq!(shown(&world.incremental), shown(&world.full), "after poll {}", n);
             prop_assert_eq!(sorted(incremental.finished), sorted(full.finished), "poll {}", n);
             world.saw(n, &visible);
-            let (counts, recent, oldest, finished) = world.expected(&visible);
+            let expected = world.expected(&visible);
             let summary = world.full.jobs.as_ref().expect("a successful poll");
-            prop_assert_eq!(&summary.counts, &counts, "poll {}", n);
-            prop_assert_eq!(&summary.recent, &recent, "poll {}", n);
-            prop_assert_eq!(summary.oldest_active_submitted, oldest, "poll {}", n);
-            prop_assert_eq!(&world.full.finished, &finished, "poll {}", n);
+            prop_assert_eq!(&summary.counts, &expected.counts, "poll {}", n);
+            prop_assert_eq!(&summary.recent, &expected.recent, "poll {}", n);
+            prop_assert_eq!(summary.oldest_active_submitted, expected.oldest, "poll {}", n);
+            prop_assert_eq!(&world.full.finished, &expected.finished, "poll {}", n);
         }
     }
 }

@@ -20,6 +20,7 @@ mod certificate;
 mod datastore;
 mod events;
 mod feed;
+mod finished;
 mod health;
 mod history;
 mod merge;
