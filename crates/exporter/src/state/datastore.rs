@@ -113,6 +113,7 @@ impl Record {
     }
 
     /// Polls of `feed` attempted so far (0 when the feed is not polled).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn attempts(&self, feed: Feed) -> u64 {
         self.health(feed).map_or(0, |h| h.attempts)
     }

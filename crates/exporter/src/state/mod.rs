@@ -282,6 +282,7 @@ impl State {
     }
 
     /// How long until readiness closes at the latest (`None`: ready, or no deadline).
+    #[cfg(any(test, feature = "test-support"))]
     pub fn ready_within(&self) -> Option<Duration> {
         self.readiness.remaining(Instant::now())
     }
