@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName, QueueAttributeName,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
 use aws_sdk_sqs::Client;
 
@@ -190,20 +190,14 @@ impl SqsQueue {
         receipts: Vec<String>,
         visibility: Duration,
     ) -> Result<usize, PollError> {
-        debug_assert!(receipts.len() <= DELETE_BATCH_SIZE);
         let seconds = whole_seconds(visibility);
-        let entries = receipts
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, receipt)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(receipt)
-                    .visibility_timeout(seconds)
-                    .build()
-                    .ok()
-            })
-            .collect::<Vec<_>>();
+        let entries = batch(receipts, |id, receipt| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(id)
+                .receipt_handle(receipt)
+                .visibility_timeout(seconds)
+                .build()
+        });
         let output = self
             .client
             .change_message_visibility_batch()
@@ -212,30 +206,20 @@ impl SqsQueue {
             .send()
             .await
             .map_err(|e| classify_for("SQS", e))?;
-        for failed in output.failed() {
-            tracing::debug!(
-                code = failed.code(),
-                message = failed.message().unwrap_or(""),
-                "event queue: visibility not extended"
-            );
-        }
-        Ok(output.failed().len())
+        Ok(count_failed(
+            output.failed(),
+            "event queue: visibility not extended",
+        ))
     }
 
     /// `DeleteMessageBatch` of up to [`DELETE_BATCH_SIZE`] receipts; returns how many failed.
     pub async fn delete(&self, receipts: Vec<String>) -> Result<usize, PollError> {
-        debug_assert!(receipts.len() <= DELETE_BATCH_SIZE);
-        let entries = receipts
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, receipt)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(receipt)
-                    .build()
-                    .ok()
-            })
-            .collect::<Vec<_>>();
+        let entries = batch(receipts, |id, receipt| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(id)
+                .receipt_handle(receipt)
+                .build()
+        });
         let output = self
             .client
             .delete_message_batch()
@@ -244,15 +228,33 @@ impl SqsQueue {
             .send()
             .await
             .map_err(|e| classify_for("SQS", e))?;
-        for failed in output.failed() {
-            tracing::debug!(
-                code = failed.code(),
-                message = failed.message().unwrap_or(""),
-                "event queue: message not deleted"
-            );
-        }
-        Ok(output.failed().len())
+        Ok(count_failed(
+            output.failed(),
+            "event queue: message not deleted",
+        ))
     }
+}
+
+/// The entries of a batch call, one per receipt, with their index as the entry id.
+fn batch<T, E>(receipts: Vec<String>, entry: impl Fn(String, String) -> Result<T, E>) -> Vec<T> {
+    debug_assert!(receipts.len() <= DELETE_BATCH_SIZE);
+    receipts
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, receipt)| entry(i.to_string(), receipt).ok())
+        .collect()
+}
+
+/// Logs (at debug) each entry a batch call failed, with `what` happened; returns how many.
+fn count_failed(failed: &[BatchResultErrorEntry], what: &str) -> usize {
+    for entry in failed {
+        tracing::debug!(
+            code = entry.code(),
+            message = entry.message().unwrap_or(""),
+            "{what}"
+        );
+    }
+    failed.len()
 }
 
 /// A visibility timeout as SQS takes it: whole seconds, at most 12 hours.
