@@ -505,16 +505,14 @@ mod tests {
         );
         assert_eq!(ds.record().exports.as_ref().unwrap().finished.len(), 5);
 
-        let second = ds.record_success(
+        let listing = || {
             vec![
                 job("old-fail", "FAILED", 1.0),
                 job("run", "FAILED", 2.0),
                 job("late", "COMPLETED", 0.5),
-            ],
-            100,
-            0.1,
-            20.0,
-        );
+            ]
+        };
+        let second = ds.record_success(listing(), 100, 0.1, 20.0);
         assert!(!second.recovered);
         assert_eq!(
             second.finished,
@@ -524,16 +522,7 @@ mod tests {
             ]
         );
         // The same listing again changes nothing.
-        let third = ds.record_success(
-            vec![
-                job("old-fail", "FAILED", 1.0),
-                job("run", "FAILED", 2.0),
-                job("late", "COMPLETED", 0.5),
-            ],
-            100,
-            0.1,
-            30.0,
-        );
+        let third = ds.record_success(listing(), 100, 0.1, 30.0);
         assert!(third.finished.is_empty());
         let record = ds.record();
         assert_eq!(

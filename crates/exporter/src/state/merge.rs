@@ -274,37 +274,31 @@ impl ListingMerge {
                 BTreeMap::new()
             }
         };
-        let retired = match self.follow_up {
-            Some(stage) => {
-                let retired = history.take_follow_up(stage.kept, stage.finished);
-                Some((retired, stage.refreshed))
-            }
-            None => {
-                history.skip_follow_up();
-                None
-            }
-        };
+        let followed = self.follow_up.map(|stage| {
+            let retired = history.take_follow_up(stage.kept, stage.finished);
+            (retired, stage.refreshed)
+        });
+        if followed.is_none() {
+            history.skip_follow_up();
+        }
         history.remember_gone(&old_window);
         history.settle(self.main.cut.point());
         history.take_settled_early(self.main.early_counts, self.main.early_stragglers);
         let newest = self.main.newest.into_newest_first();
         let recent = match self.plan.listing {
-            Listing::Full => newest_first_limited(newest, self.retention.job_series_limit),
+            Listing::Full => newest,
             Listing::SubmittedAfter(_) => {
-                let mut recent: Vec<RecentJob> = old_recent
-                    .into_iter()
-                    .filter(|job| {
-                        let id = job.id();
-                        !old_window.contains_key(id)
-                            && !self.main.copies.contains(id)
-                            && !retired.as_ref().is_some_and(|(r, _)| r.contains_key(id))
-                    })
-                    .collect();
-                recent.extend(newest);
-                recent.extend(retired.into_iter().flat_map(|(_, refreshed)| refreshed));
-                newest_first_limited(recent, self.retention.job_series_limit)
+                let (retired, refreshed) = followed.unzip();
+                let relisted = |id: &str| {
+                    old_window.contains_key(id)
+                        || self.main.copies.contains(id)
+                        || retired.as_ref().is_some_and(|r| r.contains_key(id))
+                };
+                let listed = newest.into_iter().chain(refreshed.into_iter().flatten());
+                merge_newest(old_recent, relisted, listed)
             }
         };
+        let recent = newest_first_limited(recent, self.retention.job_series_limit);
         let (finished, ended) = self.outcomes.finish(now, self.retention.ended_window);
         feed.count_finished(&finished, unnamed, self.first_success);
         let history = feed.history_mut();
@@ -320,6 +314,18 @@ impl ListingMerge {
             finished,
         })
     }
+}
+
+/// An incremental listing's newest jobs: the old ones, but for those the history has anew
+/// (`relisted`: the window as listed, the stragglers as followed), and the `listed` ones.
+fn merge_newest(
+    old: Vec<RecentJob>,
+    relisted: impl Fn(&str) -> bool,
+    listed: impl Iterator<Item = RecentJob>,
+) -> Vec<RecentJob> {
+    let mut recent: Vec<RecentJob> = old.into_iter().filter(|j| !relisted(j.id())).collect();
+    recent.extend(listed);
+    recent
 }
 
 impl MainStage {
