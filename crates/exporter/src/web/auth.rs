@@ -8,8 +8,8 @@
 //!   scrapes: a flood of wrong passwords costs at most one core;
 //! - **fair turns** ([`super::bcrypt_queue`]): each source address waits in its own short line
 //!   (429 beyond it), turns go round-robin across addresses, and an address without a recent
-//!   failed check goes first, so a scraper on its own address waits for at most the check
-//!   already running;
+//!   failed check (and with a single check waiting) goes first, so a scraper on its own address
+//!   waits for at most the check already running;
 //! - **outcomes are cached**, keyed by a SHA-256 of user, password and configured hash (never the
 //!   password itself): a success for [`SUCCESS_TTL`] after its last use, a failure for
 //!   [`FAILURE_TTL`], each map bounded. A scraper in use never waits behind bcrypt again, and a

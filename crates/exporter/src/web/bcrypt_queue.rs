@@ -8,8 +8,10 @@
 //!   get `429` at once;
 //! - turns go round-robin across addresses, so that N busy addresses delay a check by at most N
 //!   checks, however many requests each sends;
-//! - an address with no failed check in the last [`SUSPECT_FOR`] goes before addresses with one:
-//!   a scraper whose credentials are right waits for at most the check already running;
+//! - an address with no failed check in the last [`SUSPECT_FOR`] goes before addresses with one,
+//!   and among those, one with a single check waiting before one with several (a flood sends
+//!   many at once, a scraper one): a scraper whose credentials are right waits for at most the
+//!   check already running, even at start, before the flood has a record;
 //! - addresses with a recent failure hold at most [`MAX_WAITING_SUSPECT`] waiting checks
 //!   altogether: each waiting check holds a connection, and a flood must not hold them all.
 //!
@@ -203,13 +205,14 @@ impl QueueState {
         }
     }
 
-    /// The next waiter: the first address in turn order without a recent failure, else the first
-    /// address; that address goes to the back of the ring.
+    /// The next waiter: the first address in turn order without a recent failure and with one
+    /// check waiting, else the first without a recent failure, else the first address; that
+    /// address goes to the back of the ring.
     fn next(&mut self, now: Instant) -> Option<Waiter> {
-        let at = self
-            .ring
-            .iter()
-            .position(|ip| !self.suspect(ip, now))
+        let single = |ip: &IpAddr| self.lines.get(ip).is_some_and(|line| line.len() == 1);
+        let at = (self.ring.iter())
+            .position(|ip| !self.suspect(ip, now) && single(ip))
+            .or_else(|| self.ring.iter().position(|ip| !self.suspect(ip, now)))
             .unwrap_or(0);
         let source = self.ring.remove(at)?;
         let line = self.lines.get_mut(&source)?;
@@ -297,6 +300,24 @@ mod tests {
         );
         assert!(!queue.state().running);
         assert_eq!(queue.state().suspect_waiting, 0);
+    }
+
+    #[tokio::test]
+    async fn before_any_failure_a_single_check_goes_before_an_address_sending_several() {
+        let queue = Arc::new(BcryptQueue::default());
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let running = queue.turn(ip(1)).await.unwrap();
+        // Just after start: flooding addresses have no record yet, but send several at once.
+        let mut tasks = Vec::new();
+        for source in [1, 1, 2, 2, 9, 3, 3] {
+            tasks.push(waiter(&queue, ip(source), &order));
+            settle(&queue, tasks.len()).await;
+        }
+        drop(running);
+        for task in tasks {
+            assert!(task.await.unwrap());
+        }
+        assert_eq!(order.lock().unwrap()[0], ip(9));
     }
 
     #[tokio::test]

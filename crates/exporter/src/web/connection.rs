@@ -143,7 +143,10 @@ pub(super) async fn drive<I>(
 pub(super) enum Refusal {
     /// Its source address already holds `max_connections_per_ip`: closed at once.
     PerIp,
-    /// Every slot is taken by a connection serving a request that is not stalled: wait for room.
+    /// Every slot serves a request that makes progress, and its address already holds one:
+    /// closed at once, so that addresses holding none (a probe) do not wait behind it.
+    FullForThisAddress,
+    /// Every slot serves a request that makes progress: wait for room.
     Full,
 }
 
@@ -151,6 +154,10 @@ pub(super) enum Refusal {
 /// to make room (it is closed anyway after the write timeout). A client reading its response
 /// never stalls this long; one that stopped reading holds a slot for nothing.
 pub(super) const STALLED_WRITE: Duration = Duration::from_secs(1);
+/// How long a new connection that has sent nothing yet is kept at the cap within its grace
+/// period: its client sends the request head as soon as it is connected, which may reach the
+/// server a moment after the connection is accepted.
+pub(super) const SILENT_GRACE: Duration = Duration::from_millis(50);
 
 /// The connections held, for the caps and for choosing which one to close at the cap.
 pub(super) struct Slots {
@@ -190,6 +197,11 @@ pub(super) struct Slot {
     stalled_since: AtomicU64,
     /// Taken at the cap while busy (a stalled writer): close at once, do not finish the response.
     cut: AtomicBool,
+    /// The client has sent some bytes (of a TLS handshake or a request head).
+    got_bytes: AtomicBool,
+    /// The last read found nothing more to read: with `got_bytes` and no request in progress,
+    /// the client sent part of a head and stopped.
+    read_all_sent: AtomicBool,
     evict: Notify,
 }
 
@@ -205,41 +217,40 @@ impl Slot {
 
 /// Which connection, if any, gives its slot up at the cap: the order of [`Slots::admit`].
 fn choose_victim(table: &Table, slots: &Slots, now: Instant) -> Option<u64> {
-    let free = |s: &Slot| !s.is_busy();
-    let oldest_new = |in_grace: bool| {
-        table
-            .slots
-            .iter()
-            .filter(|(_, s)| free(s) && !s.has_served())
-            .filter(|(_, s)| in_grace || now.saturating_duration_since(s.admitted) >= slots.grace)
+    let age = |s: &Slot| now.saturating_duration_since(s.admitted);
+    let without_head = |s: &&Arc<Slot>| !s.is_busy() && !s.has_served();
+    let half_sent = |s: &&Arc<Slot>| {
+        s.got_bytes.load(Ordering::SeqCst) && s.read_all_sent.load(Ordering::SeqCst)
+    };
+    let silent = |s: &&Arc<Slot>| !s.got_bytes.load(Ordering::SeqCst) && age(s) >= SILENT_GRACE;
+    let oldest = |keep: &dyn Fn(&&Arc<Slot>) -> bool| {
+        (table.slots.iter())
+            .filter(|(_, s)| without_head(s) && keep(s))
             .min_by_key(|(_, s)| s.admitted)
             .map(|(id, _)| *id)
     };
     let idle_served = || {
-        table
-            .slots
-            .iter()
-            .filter(|(_, s)| free(s) && s.has_served())
+        (table.slots.iter())
+            .filter(|(_, s)| !s.is_busy() && s.has_served())
             .min_by_key(|(_, s)| s.idle_since.load(Ordering::SeqCst))
             .map(|(id, _)| *id)
     };
     let stalled_writer = || {
-        let stall_start = slots
+        let stalled_before = slots
             .nanos(now)
             .saturating_sub(STALLED_WRITE.as_nanos() as u64);
-        table
-            .slots
-            .iter()
+        (table.slots.iter())
             .filter(|(_, s)| s.is_busy())
             .map(|(id, s)| (id, s.stalled_since.load(Ordering::SeqCst)))
-            .filter(|(_, since)| *since != 0 && *since <= stall_start)
+            .filter(|(_, since)| *since != 0 && *since <= stalled_before)
             .min_by_key(|(_, since)| *since)
             .map(|(id, _)| *id)
     };
     idle_served()
-        .or_else(|| oldest_new(false))
+        .or_else(|| oldest(&|s| age(s) >= slots.grace))
         .or_else(stalled_writer)
-        .or_else(|| oldest_new(true))
+        .or_else(|| oldest(&half_sent))
+        .or_else(|| oldest(&silent))
 }
 
 impl Slots {
@@ -284,13 +295,18 @@ impl Slots {
     /// 2. the oldest connection that sent no request head within its grace period;
     /// 3. the connection whose response write has made no progress for longest, if at least
     ///    [`STALLED_WRITE`] (a client that stopped reading);
-    /// 4. the oldest connection that has not sent a request head yet, even in its grace period.
+    /// 4. the oldest connection whose client sent part of a request head (or of a TLS handshake)
+    ///    and stopped, even in its grace period;
+    /// 5. the oldest connection whose client has sent nothing for [`SILENT_GRACE`].
     ///
     /// So a new connection never waits behind connections that send nothing (however many, from
     /// however few addresses), and a connection serving a request to a client that reads it is
-    /// never cut. A new connection sends its head at once, and the accept loop lets it be read
-    /// before admitting the next one, so the connections that go by rule 4 are the ones that
-    /// keep a head half-sent. `Full` only when every slot serves a request that makes progress.
+    /// never cut. A client sends its head as soon as it is connected, so the connections that go
+    /// by rules 4 and 5 are the ones that keep a head half-sent or send nothing. Only when every slot serves a request that makes progress is there
+    /// no room: with a per-address cap, a connection from an address that already holds a slot
+    /// is then closed at once (a wave of connections from the addresses holding the slots would
+    /// otherwise stand in the accept backlog before a probe from elsewhere), and one from an
+    /// address holding none waits.
     pub(super) fn admit(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<SlotGuard, Refusal> {
         let ip = ip.to_canonical();
         let mut table = self.table();
@@ -300,7 +316,11 @@ impl Slots {
         }
         while table.slots.len() >= self.max.load(Ordering::SeqCst) {
             let Some(victim) = choose_victim(&table, self, now) else {
-                return Err(Refusal::Full);
+                return Err(if per_ip > 0 && table.per_ip.contains_key(&ip) {
+                    Refusal::FullForThisAddress
+                } else {
+                    Refusal::Full
+                });
             };
             if let Some(slot) = table.slots.remove(&victim) {
                 release_ip(&mut table.per_ip, slot.ip);
@@ -317,6 +337,8 @@ impl Slots {
             idle_since: AtomicU64::new(self.tick()),
             stalled_since: AtomicU64::new(0),
             cut: AtomicBool::new(false),
+            got_bytes: AtomicBool::new(false),
+            read_all_sent: AtomicBool::new(false),
             evict: Notify::new(),
         });
         table.slots.insert(id, Arc::clone(&slot));
@@ -489,7 +511,24 @@ impl<IO: AsyncRead + Unpin> AsyncRead for WriteTimeout<IO> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.io).poll_read(cx, buf);
+        if let Some((slots, slot)) = &self.report {
+            if poll.is_pending() {
+                // With part of a head sent, a new connection waiting at the cap may take this slot.
+                let was = slot.read_all_sent.swap(true, Ordering::SeqCst);
+                if !was && slot.got_bytes.load(Ordering::SeqCst) && !slot.has_served() {
+                    slots.room.notify_one();
+                }
+            } else {
+                // Until hyper has parsed what came, this connection may hold a whole head.
+                slot.read_all_sent.store(false, Ordering::SeqCst);
+                if buf.filled().len() > before {
+                    slot.got_bytes.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        poll
     }
 }
 
@@ -557,23 +596,36 @@ mod tests {
     }
 
     #[test]
-    fn connections_without_a_request_head_go_oldest_first_past_their_grace_period_first() {
+    fn connections_without_a_request_head_make_room_in_order() {
         let grace = Duration::from_secs(3);
         let slots = Arc::new(Slots::new(3, 0, grace));
         let t0 = Instant::now();
         let oldest = slots.admit(ip(1), t0).unwrap();
         let middle = slots.admit(ip(2), t0 + Duration::from_secs(1)).unwrap();
         let newest = slots.admit(ip(3), t0 + Duration::from_secs(2)).unwrap();
-        // All in their grace period: the oldest without a head makes room, nobody waits.
+        // All in their grace period; `middle` has sent part of a head and waits: it goes first.
         let during = t0 + Duration::from_millis(2500);
-        let _a = slots.admit(ip(4), during).unwrap();
+        for flag in [&middle.slot.got_bytes, &middle.slot.read_all_sent] {
+            flag.store(true, Ordering::SeqCst);
+        }
+        let a = slots.admit(ip(4), during).unwrap();
+        assert!(!slots.table().slots.contains_key(&middle.id));
+        // Then those that sent nothing for a moment, the oldest first.
+        let b = slots
+            .admit(ip(5), during + Duration::from_millis(1))
+            .unwrap();
         assert!(!slots.table().slots.contains_key(&oldest.id));
-        // Past the grace period, `middle` goes before the newer arrival `_a`.
-        let after = t0 + Duration::from_millis(4500);
-        let _b = slots.admit(ip(5), after).unwrap();
+        let soon = during + SILENT_GRACE / 2;
+        let _c = slots.admit(ip(6), soon).unwrap();
+        assert!(!slots.table().slots.contains_key(&newest.id));
+        // `a` and `b` were just admitted and have sent nothing yet: they get their moment.
+        assert_eq!(slots.admit(ip(7), soon).err(), Some(Refusal::Full));
+        // Past the grace period, the oldest goes first whatever it sent.
+        let later = during + grace;
+        let _d = slots.admit(ip(7), later).unwrap();
         let table = slots.table();
-        assert!(!table.slots.contains_key(&middle.id));
-        assert!(table.slots.contains_key(&newest.id));
+        assert!(!table.slots.contains_key(&a.id));
+        assert!(table.slots.contains_key(&b.id));
         assert_eq!(table.slots.len(), 3);
     }
 
@@ -596,6 +648,23 @@ mod tests {
         let _busy_too = Busy::new(Arc::clone(&slots), Arc::clone(&newcomer.slot));
         let later = t0 + Duration::from_secs(60);
         assert_eq!(slots.admit(ip(4), later).err(), Some(Refusal::Full));
+    }
+
+    #[test]
+    fn when_every_slot_serves_only_addresses_holding_none_wait() {
+        let slots = Arc::new(Slots::new(2, 2, Duration::from_secs(3)));
+        let t0 = Instant::now();
+        let a = slots.admit(ip(1), t0).unwrap();
+        let b = slots.admit(ip(2), t0).unwrap();
+        let _busy = [&a, &b].map(|g| Busy::new(Arc::clone(&slots), Arc::clone(&g.slot)));
+        assert_eq!(
+            slots.admit(ip(1), t0).err(),
+            Some(Refusal::FullForThisAddress)
+        );
+        assert_eq!(slots.admit(ip(3), t0).err(), Some(Refusal::Full));
+        // Without a per-address cap (behind a mesh, one address for all), everyone waits.
+        slots.set_limits(2, 0);
+        assert_eq!(slots.admit(ip(1), t0).err(), Some(Refusal::Full));
     }
 
     #[test]

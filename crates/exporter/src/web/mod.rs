@@ -20,8 +20,9 @@
 //!   sent no request head within its grace period ([`DEFAULT_EVICTION_GRACE`]), then one whose
 //!   response write made no progress for a second (a client that stopped reading), then the
 //!   oldest that has not sent a request head yet. A connection serving a client that reads is
-//!   never cut; a new connection waits (in the kernel's accept backlog) only while every slot
-//!   serves such a client. Behind a service mesh sidecar every connection, kubelet probes
+//!   never cut; while every slot serves such a client, a new connection from an address that
+//!   holds a slot is closed and one from another address waits (in the kernel's accept backlog)
+//!   until one finishes or stalls. Behind a service mesh sidecar every connection, kubelet probes
 //!   included, arrives from loopback: there the per-address cap applies to all clients together,
 //!   and the order at the cap is what keeps a scrape from waiting behind half-sent requests.
 //! - **No request bodies.** No route reads one; hyper discards an unread body by closing the
@@ -56,7 +57,7 @@ use std::time::{Duration, Instant};
 
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 use self::auth::BasicAuth;
@@ -77,9 +78,13 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a new connection may handshake and send its first request head before it is the
 /// first to close to make room for another (rule 2 of the order at the cap; see the module docs).
 pub const DEFAULT_EVICTION_GRACE: Duration = Duration::from_secs(3);
-/// How often a new connection that found every slot serving a request looks again for one
-/// whose write stalled.
-const FULL_RETRY: Duration = Duration::from_millis(100);
+/// How often a new connection that found every slot taken looks again for one that may give its
+/// slot up (a write stalled, a silent connection's moment passed).
+const FULL_RETRY: Duration = Duration::from_millis(20);
+/// The kernel's accept queue (capped by `net.core.somaxconn`). The standard library's 128 is
+/// soon full when hundreds of clients connect at once (a flood behind a mesh): then the kernel
+/// drops new connections, and a scraper's connect waits a second for its SYN to be resent.
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// The server's limits. [`Limits::new`] gives the production values for a `[server]` section;
 /// tests shorten the timeouts to stay fast (the timeouts are deliberately not config keys).
@@ -314,7 +319,7 @@ pub async fn serve(
         );
     }
     tokio::pin!(shutdown);
-    'accept: loop {
+    loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -327,27 +332,14 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let slot = loop {
-            let room = slots.room.notified();
-            match slots.admit(peer.ip(), Instant::now()) {
-                Ok(slot) => break Some(slot),
-                // Closed at once, so that one address flooding connections neither holds slots
-                // nor keeps other clients waiting in the accept backlog.
-                Err(Refusal::PerIp) => break None,
-                Err(Refusal::Full) => {}
+        let slot = match admit(&slots, peer.ip(), shutdown.as_mut()).await {
+            Admission::Slot(slot) => slot,
+            Admission::Refused(refusal) => {
+                tracing::debug!(%peer, ?refusal, "no slot for this address: connection closed");
+                drop(stream);
+                continue;
             }
-            // Every held connection serves a request that makes progress: wait for one to finish
-            // or to stall (others queue in the kernel's backlog meanwhile).
-            tokio::select! {
-                () = room => {},
-                () = tokio::time::sleep(FULL_RETRY) => {},
-                () = &mut shutdown => break 'accept,
-            }
-        };
-        let Some(slot) = slot else {
-            tracing::debug!(%peer, "server.max_connections_per_ip reached: connection closed");
-            drop(stream);
-            continue;
+            Admission::ShuttingDown => break,
         };
         let context = Arc::clone(&context);
         let builder = builder.clone();
@@ -369,7 +361,46 @@ pub async fn serve(
     }
 }
 
-/// Binds the listen address, saying which address failed and why.
+enum Admission {
+    Slot(connection::SlotGuard),
+    /// Close the connection at once.
+    Refused(Refusal),
+    ShuttingDown,
+}
+
+/// A slot for a new connection from `ip`, waiting while every slot serves a request that makes
+/// progress (others queue in the kernel's backlog meanwhile). Refused at once beyond the
+/// per-address cap, or when full and its address already holds a slot, so that one address
+/// flooding connections neither holds slots nor keeps other clients waiting in the backlog.
+async fn admit(
+    slots: &Arc<Slots>,
+    ip: std::net::IpAddr,
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Admission {
+    loop {
+        let room = slots.room.notified();
+        match slots.admit(ip, Instant::now()) {
+            Ok(slot) => return Admission::Slot(slot),
+            Err(Refusal::Full) => {}
+            Err(refusal) => return Admission::Refused(refusal),
+        }
+        // Wait for one to finish, or to stall long enough to give its slot up.
+        tokio::select! {
+            () = room => {},
+            () = tokio::time::sleep(FULL_RETRY) => {},
+            () = &mut shutdown => return Admission::ShuttingDown,
+        }
+    }
+}
+
+/// Binds the listen address with a [`LISTEN_BACKLOG`]-deep accept queue.
 pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(address).await
+    let socket = match address {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As tokio's own bind does: a restarted exporter can bind again at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
