@@ -19,12 +19,13 @@
 //!   (the order is in `connection::Slots::admit`): an idle keep-alive connection, then one that
 //!   sent no request head within its grace period ([`DEFAULT_EVICTION_GRACE`]), then one whose
 //!   response write made no progress for a second (a client that stopped reading), then the
-//!   oldest that has not sent a request head yet. A connection serving a client that reads is
-//!   never cut; while every slot serves such a client, a new connection from an address that
+//!   oldest that sent half a head and stopped, or nothing for 50 ms. A connection serving a
+//!   client that reads is never cut; while every slot serves such a client, a new connection from an address that
 //!   holds a slot is closed and one from another address waits (in the kernel's accept backlog)
 //!   until one finishes or stalls. Behind a service mesh sidecar every connection, kubelet probes
 //!   included, arrives from loopback: there the per-address cap applies to all clients together,
-//!   and the order at the cap is what keeps a scrape from waiting behind half-sent requests.
+//!   and the order at the cap is what keeps a scrape from waiting behind half-sent requests. The
+//!   accept queue is deep enough ([`bind`]) that a burst of connections does not overflow it.
 //! - **No request bodies.** No route reads one; hyper discards an unread body by closing the
 //!   connection after the response, so nothing is ever buffered. Read routes take GET and HEAD.
 //! - **Credentials.** With TLS client certificates or basic auth configured, every route but the
