@@ -267,7 +267,7 @@ fn basic_auth_users_need_one_bounded_bcrypt_cost() {
     let cases = [
         (
             format!("alice = \"{}\"\nbob = \"{}\"\n", cost(4), cost(5)),
-            "server.basic_auth.users.bob: has bcrypt cost 5 while the users before it have 4; give every user the same cost",
+            "server.basic_auth.users.bob: has bcrypt cost 5 while other users have 4; give every user the same cost",
         ),
         (
             format!("alice = \"{}\"\n", cost(13)),

@@ -592,7 +592,7 @@ impl Validator<'_> {
                         return Err(self.error(
                             Some(hash.span()),
                             &key,
-                            format!("has bcrypt cost {cost} while the users before it have {first}; give every user the same cost (htpasswd -nBC {first}), so that response times do not tell users apart"),
+                            format!("has bcrypt cost {cost} while other users have {first}; give every user the same cost (htpasswd -nBC {first}), so that response times do not tell users apart"),
                         ));
                     }
                     users.insert(name, hash.into_inner());

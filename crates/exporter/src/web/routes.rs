@@ -174,9 +174,7 @@ fn host_allowed(uri: &hyper::Uri, headers: &HeaderMap, allowed: &[String]) -> bo
         return v6.parse::<std::net::Ipv6Addr>().is_ok();
     }
     let name = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    name.parse::<std::net::Ipv4Addr>().is_ok()
-        || name == "localhost"
-        || allowed.iter().any(|allowed| *allowed == name)
+    name.parse::<std::net::Ipv4Addr>().is_ok() || name == "localhost" || allowed.contains(&name)
 }
 
 /// Whether a browser says the request comes from another site: `Sec-Fetch-Site` other than
