@@ -25,8 +25,9 @@ use super::{
 use crate::aws::{check_endpoint_url, check_region, check_role_arn, AwsTarget};
 use crate::model::{JobKinds, JobNameLabel, DATASTORE_STATUSES};
 use crate::web::settings::{
-    parse_listen_address, BasicAuthConfig, ServerConfig, TlsConfig, DEFAULT_LISTEN_ADDRESS,
-    DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS,
+    default_max_connections_per_ip, parse_allowed_host, parse_listen_address, BasicAuthConfig,
+    ServerConfig, TlsConfig, DEFAULT_LISTEN_ADDRESS, DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS,
+    MAX_RELOAD_ALLOWED_HOSTS,
 };
 use crate::web::{auth, tls};
 
@@ -557,6 +558,7 @@ impl Validator<'_> {
             max_connections,
             max_connections_per_ip,
             enable_reload,
+            reload_allowed_hosts,
             tls,
             basic_auth,
             ..
@@ -570,9 +572,10 @@ impl Validator<'_> {
         let max_connections_per_ip = self.count(
             max_connections_per_ip,
             "server.max_connections_per_ip",
-            max_connections / 2,
+            default_max_connections_per_ip(max_connections),
             0..=MAX_MAX_CONNECTIONS,
         )?;
+        let reload_allowed_hosts = self.allowed_hosts(reload_allowed_hosts)?;
         let tls = match tls {
             None => None,
             Some(raw) => {
@@ -622,6 +625,7 @@ impl Validator<'_> {
                     ));
                 }
                 let mut users = std::collections::BTreeMap::new();
+                let mut first_cost = None;
                 for (name, hash) in raw.users.into_inner() {
                     if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
                         // The name is not repeated: `user:password` pasted as a name is a secret.
@@ -632,13 +636,21 @@ impl Validator<'_> {
                         ));
                     }
                     let key = format!("server.basic_auth.users.{name}");
-                    if let Err(problem) = auth::check_bcrypt_hash(hash.get_ref()) {
-                        return Err(self.error(
+                    let cost = auth::check_bcrypt_hash(hash.get_ref()).map_err(|problem| {
+                        self.error(
                             Some(hash.span()),
                             &key,
                             format!(
                                 "{problem}; make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'` (the value is not shown here, in case it is a password)"
                             ),
+                        )
+                    })?;
+                    let first = *first_cost.get_or_insert(cost);
+                    if cost != first {
+                        return Err(self.error(
+                            Some(hash.span()),
+                            &key,
+                            format!("has bcrypt cost {cost} while other users have {first}; give every user the same cost (htpasswd -nBC {first}), so that response times do not tell users apart"),
                         ));
                     }
                     users.insert(name, hash.into_inner());
@@ -651,9 +663,39 @@ impl Validator<'_> {
             max_connections,
             max_connections_per_ip,
             enable_reload: enable_reload.unwrap_or(false),
+            reload_allowed_hosts,
             tls,
             basic_auth,
         })
+    }
+
+    /// `server.reload_allowed_hosts`: DNS names, bounded in number.
+    fn allowed_hosts(
+        &self,
+        raw: Option<Spanned<Vec<Spanned<String>>>>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(Vec::new());
+        };
+        let key = "server.reload_allowed_hosts";
+        if raw.get_ref().len() > MAX_RELOAD_ALLOWED_HOSTS {
+            return Err(self.error(
+                Some(raw.span()),
+                key,
+                format!(
+                    "lists {} names; at most {MAX_RELOAD_ALLOWED_HOSTS} are allowed",
+                    raw.get_ref().len()
+                ),
+            ));
+        }
+        raw.into_inner()
+            .into_iter()
+            .enumerate()
+            .map(|(index, name)| {
+                parse_allowed_host(name.get_ref())
+                    .map_err(|m| self.error(Some(name.span()), &format!("{key}[{index}]"), m))
+            })
+            .collect()
     }
 
     /// A path from the file, relative ones taken from the config file's directory (as Prometheus'

@@ -1,5 +1,5 @@
 //! The `[server]` settings the web module serves with: listen address, connection caps, reload
-//! switch, TLS files and basic auth users. The config module builds them from the file and checks them with the checks
+//! switch and allowed hosts, TLS files and basic auth users. The config module builds them from the file and checks them with the checks
 //! the web module owns (`tls::check_files`, `auth::check_bcrypt_hash`, [`parse_listen_address`]).
 
 use std::net::SocketAddr;
@@ -12,6 +12,15 @@ pub(crate) const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9469";
 /// connections cannot exhaust file descriptors.
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 64;
 pub(crate) const MAX_MAX_CONNECTIONS: usize = 10_000;
+/// Names `server.reload_allowed_hosts` may list.
+pub(crate) const MAX_RELOAD_ALLOWED_HOSTS: usize = 64;
+
+/// `server.max_connections_per_ip` when the file does not say: a quarter of `max_connections`
+/// (16 of 64). Plenty for Prometheus (one connection per target and replica), and two or three
+/// addresses holding slots they do not use still leave room for everyone else.
+pub(crate) fn default_max_connections_per_ip(max_connections: usize) -> usize {
+    (max_connections / 4).max(1)
+}
 
 /// `[server]`: where and how the endpoint is served.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,6 +33,10 @@ pub struct ServerConfig {
     /// `POST /-/reload` re-reads the file (off by default: anyone who can reach the endpoint
     /// could otherwise trigger reloads; SIGHUP always works).
     pub enable_reload: bool,
+    /// Host names (lowercase, no port) a `POST /-/reload` may be addressed to, besides IP
+    /// addresses and `localhost`: a web page whose DNS name was rebound to this endpoint sends
+    /// its own name, and is refused.
+    pub reload_allowed_hosts: Vec<String>,
     /// `None`: plain HTTP.
     pub tls: Option<TlsConfig>,
     /// `None`: no credentials asked for.
@@ -35,8 +48,9 @@ impl Default for ServerConfig {
         ServerConfig {
             listen_address: SocketAddr::from(([0, 0, 0, 0], 9469)),
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS / 2,
+            max_connections_per_ip: default_max_connections_per_ip(DEFAULT_MAX_CONNECTIONS),
             enable_reload: false,
+            reload_allowed_hosts: Vec::new(),
             tls: None,
             basic_auth: None,
         }
@@ -74,4 +88,23 @@ pub(crate) fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
     text.trim().parse().map_err(|_| {
         "is not an IP address and port; write it like \"0.0.0.0:9469\", \"127.0.0.1:9469\" or \"[::]:9469\"".to_owned()
     })
+}
+
+/// Checks one `server.reload_allowed_hosts` entry: a DNS name (letters, digits, `-` and `.`, at
+/// most 253 characters), without scheme or port. Returns it lowercased, without a trailing dot.
+/// The message never repeats the value.
+pub(crate) fn parse_allowed_host(text: &str) -> Result<String, String> {
+    let name = text.strip_suffix('.').unwrap_or(text).to_ascii_lowercase();
+    let labels_ok = name.split('.').all(|label| {
+        (1..=63).contains(&label.len())
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    });
+    if name.is_empty() || name.len() > 253 || !labels_ok {
+        return Err("is not a host name; list DNS names like \"healthlake-exporter.monitoring.svc\", without a scheme, port or path (IP addresses and localhost are always allowed)".to_owned());
+    }
+    Ok(name)
 }
