@@ -572,6 +572,14 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
             "server.enable_reload",
         );
         add(
+            format!("[server]\nreload_allowed_hosts = [\"{m} bad\"]\n"),
+            "server.reload_allowed_hosts[0]",
+        );
+        add(
+            format!("[server]\nreload_allowed_hosts = \"{m}\"\n"),
+            "server.reload_allowed_hosts",
+        );
+        add(
             format!("[server.basic_auth]\nusers = {{ alice = \"{m}\" }}\n"),
             "server.basic_auth.users",
         );
