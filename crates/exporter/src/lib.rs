@@ -31,6 +31,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod poll;
+pub mod preflight;
 pub mod state;
 mod supervisor;
 pub mod web;
