@@ -11,6 +11,7 @@ use aws_config::{Region, SdkConfig};
 use super::identity::Principal;
 use super::report::{aws_message, Check, Status};
 use crate::aws::probe::{endpoint_of, Service};
+use crate::aws::AwsTarget;
 use crate::model::{ErrorReason, PollError};
 
 /// Where a call went and as whom: what a fix must name.
@@ -221,16 +222,18 @@ pub fn healthlake_failure(
 }
 
 /// A datastore that the configured region does not have: `found_in` is where the preflight
-/// found it instead (`None`: in no HealthLake region, as this principal sees them).
+/// found it instead (`None`: in no HealthLake region, as this principal sees them through the
+/// target's endpoint).
 pub fn datastore_not_found(
     subject: &str,
     action: &str,
     place: &Place,
     found_in: Option<&str>,
+    target: &AwsTarget,
 ) -> Check {
     let region = &place.region;
-    match found_in {
-        Some(other) => Check::new(
+    if let Some(other) = found_in {
+        return Check::new(
             Status::Fail,
             subject,
             action,
@@ -238,17 +241,24 @@ pub fn datastore_not_found(
         )
         .with_fix(format!(
             "set region = \"{other}\" on this datastore (a [[datastores]] entry's region wins over [aws].region)"
-        )),
-        None => Check::new(
-            Status::Fail,
-            subject,
-            action,
-            format!("not found in {region}, nor in any other HealthLake region of account {}", place.account),
-        )
-        .with_fix(format!(
-            "check the id: it is the last part of the datastore's ARN (aws healthlake list-fhir-datastores --region {region})"
-        )),
+        ));
     }
+    let account = &place.account;
+    let (outcome, beyond) = match &target.endpoint_url {
+        // Requests for other regions went to the same endpoint_url: a regional VPC endpoint
+        // answers none of them.
+        Some(url) => (
+            format!("not found in {region}, nor in another HealthLake region of account {account} through {url}"),
+            "; a datastore of another region needs that region's endpoint_url",
+        ),
+        None => (
+            format!("not found in {region}, nor in any other HealthLake region of account {account}"),
+            "",
+        ),
+    };
+    Check::new(Status::Fail, subject, action, outcome).with_fix(format!(
+        "check the id: it is the last part of the datastore's ARN (aws healthlake list-fhir-datastores --region {region}){beyond}"
+    ))
 }
 
 /// The base chain found no credentials (or they were refused before any call).
@@ -496,5 +506,72 @@ mod tests {
             transport(&slow, &endpoint, timeout).0,
             "no answer from https://vpce-1.healthlake.us-east-1.vpce.amazonaws.com within 30s"
         );
+    }
+
+    #[test]
+    fn queue_advice_names_the_region_the_account_and_the_policy() {
+        let place = Place::new(
+            &known("arn:aws:iam::123456789012:user/ops"),
+            None,
+            "us-west-2",
+        );
+        let endpoint = Endpoint {
+            url: "https://sqs.us-west-2.amazonaws.com".to_owned(),
+            key: "events.endpoint_url",
+        };
+        let url = "https://sqs.us-east-1.amazonaws.com/123456789012/events-0";
+        let queue = Queue {
+            url,
+            region: "us-west-2",
+            url_region: Some("us-east-1".to_owned()),
+        };
+        let missing = PollError::new(
+            ErrorReason::NotFound,
+            "HTTP 400 AWS.SimpleQueueService.NonExistentQueue: The specified queue does not exist.",
+        );
+        let line = queue_failure(
+            "events queue q",
+            &queue,
+            &missing,
+            &place,
+            &endpoint,
+            Duration::from_secs(5),
+        );
+        assert_eq!(
+            line.fix.as_deref(),
+            Some("the queue URL names us-east-1: set events.region = \"us-east-1\" (or leave events.region and [aws].region unset to take the URL's)")
+        );
+        let other_account = Queue {
+            url: "https://sqs.us-west-2.amazonaws.com/999999999999/events-0",
+            region: "us-west-2",
+            url_region: Some("us-west-2".to_owned()),
+        };
+        let denied = PollError::new(ErrorReason::AccessDenied, "HTTP 403 AccessDenied: denied");
+        let line = queue_failure(
+            "events queue q",
+            &other_account,
+            &denied,
+            &place,
+            &endpoint,
+            Duration::from_secs(5),
+        );
+        assert_eq!(
+            line.fix.as_deref(),
+            Some("allow sqs:GetQueueAttributes, sqs:ReceiveMessage, sqs:ChangeMessageVisibility and sqs:DeleteMessage on arn:aws:sqs:us-west-2:999999999999:events-0 to the user ops in account 123456789012; the queue is in account 999999999999 and the exporter runs in account 123456789012: the queue's access policy must allow the user ops in account 123456789012 as well")
+        );
+        let ok = queue_answered(
+            "events queue q",
+            Duration::from_secs(10),
+            Duration::from_secs(10),
+            url,
+        );
+        assert_eq!(ok.status, Status::Ok);
+        let short = queue_answered(
+            "events queue q",
+            Duration::from_secs(9),
+            Duration::from_secs(10),
+            url,
+        );
+        assert_eq!(short.status, Status::Fail);
     }
 }

@@ -22,6 +22,7 @@ mod advice;
 mod identity;
 mod report;
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -79,8 +80,8 @@ pub async fn run(
         Err(error) => {
             emit(Check::new(
                 Status::Fail,
+                "setup",
                 "clients",
-                "aws",
                 error.to_string(),
             ));
             return summary;
@@ -160,20 +161,21 @@ async fn run_task(context: Arc<Context>, task: Task) -> Vec<Check> {
 /// are built lazily: only a datastore not found where configured makes calls through them).
 fn plan_with_region_search(config: &Config) -> ClientPlan {
     let mut plan = ClientPlan::from(config);
-    let mut extra = Vec::new();
-    for datastore in &config.datastores {
-        for region in probe::HEALTHLAKE_REGIONS {
-            let target = AwsTarget {
+    let searched: BTreeSet<AwsTarget> = config
+        .datastores
+        .iter()
+        .flat_map(|datastore| {
+            probe::HEALTHLAKE_REGIONS.map(|region| AwsTarget {
                 region: Some(region.to_owned()),
                 ..datastore.target.clone()
-            };
-            extra.push((
-                target,
-                format!("datastore {} (region search)", datastore.id),
-            ));
-        }
-    }
-    plan.users.extend(extra);
+            })
+        })
+        .collect();
+    plan.users.extend(
+        searched
+            .into_iter()
+            .map(|target| (target, "a datastore's region search".to_owned())),
+    );
     plan
 }
 
@@ -344,7 +346,7 @@ async fn check_datastore(context: &Context, datastore: &DatastoreConfig) -> Vec<
                     found_in = Some(search_regions(context, datastore, kind, &region).await);
                 }
                 let found = found_in.as_ref().and_then(|f| f.as_deref());
-                advice::datastore_not_found(&call.subject, &action, &call.place, found)
+                advice::datastore_not_found(&call.subject, &action, &call.place, found, call.target)
             }
             Err(error) => {
                 let grant = HealthLakeCall {
@@ -380,9 +382,13 @@ async fn check_describe(
             action,
             format!("allowed (status {})", info.status),
         ),
-        Err(error) if error.reason == ErrorReason::NotFound => {
-            advice::datastore_not_found(&call.subject, action, &call.place, found_in.as_deref())
-        }
+        Err(error) if error.reason == ErrorReason::NotFound => advice::datastore_not_found(
+            &call.subject,
+            action,
+            &call.place,
+            found_in.as_deref(),
+            call.target,
+        ),
         Err(error) => {
             let grant = HealthLakeCall {
                 action,
