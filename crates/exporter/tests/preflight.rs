@@ -201,6 +201,8 @@ endpoint_url = "{url}"
     );
     let path = temp_config("failures.toml", &text);
     let run = probe(&path, &url).await;
+    // The report as a user sees it: `cargo test --test preflight each_failure -- --nocapture`.
+    println!("{}", run.stdout);
     assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
     assert!(run
         .stdout
