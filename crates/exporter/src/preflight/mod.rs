@@ -110,31 +110,31 @@ pub async fn run(
         datastore_health: config.polling.datastore_health,
         slots: Semaphore::new(config.polling.concurrency.max(1)),
     });
-    let tasks = config
-        .datastores
-        .iter()
-        .cloned()
-        .map(Task::Datastore)
-        .chain(
-            config
-                .discovery
-                .iter()
-                .cloned()
-                .enumerate()
-                .map(|(i, d)| Task::Discovery(i, d)),
-        )
-        .chain(
-            queue
-                .zip(config.events.as_ref())
-                .map(|(q, e)| Task::Events(q, e.target.clone())),
-        );
-    // Spawned in order, bounded by the slots; awaited in order, so the lines keep it.
+    run_in_order(context, tasks(&config, queue), &mut emit).await;
+    summary
+}
+
+/// The datastores, the discovery entries, then the event queue.
+fn tasks(config: &Config, queue: Option<Arc<SqsQueue>>) -> Vec<Task> {
+    let datastores = config.datastores.iter().cloned().map(Task::Datastore);
+    let discovery = config.discovery.iter().cloned().enumerate();
+    let events = queue.zip(config.events.as_ref());
+    datastores
+        .chain(discovery.map(|(i, d)| Task::Discovery(i, d)))
+        .chain(events.map(|(q, e)| Task::Events(q, e.target.clone())))
+        .collect()
+}
+
+/// Spawns every task at once (each waits for a slot, so `polling.concurrency` run at a time)
+/// and passes their lines on in task order, each task's as soon as those before it are done.
+async fn run_in_order(context: Arc<Context>, tasks: Vec<Task>, emit: &mut impl FnMut(Check)) {
     let handles: Vec<_> = tasks
+        .into_iter()
         .map(|task| tokio::spawn(run_task(Arc::clone(&context), task)))
         .collect();
     for handle in handles {
         match handle.await {
-            Ok(checks) => checks.into_iter().for_each(&mut emit),
+            Ok(checks) => checks.into_iter().for_each(&mut *emit),
             Err(error) => emit(Check::new(
                 Status::Fail,
                 "preflight",
@@ -143,7 +143,6 @@ pub async fn run(
             )),
         }
     }
-    summary
 }
 
 async fn run_task(context: Arc<Context>, task: Task) -> Vec<Check> {
