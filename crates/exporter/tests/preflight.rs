@@ -548,3 +548,30 @@ async fn check_config_alone_is_unchanged_and_probe_needs_it() {
     );
     assert!(fake.requests().is_empty());
 }
+
+/// An endpoint's error text (control characters, a huge message) is escaped and cut: it cannot
+/// forge a line of the report or flood it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_answers_cannot_forge_or_flood_the_report() {
+    let (fake, server) = common::start_fake().await;
+    let url = server.endpoint_url();
+    fake.add_datastore("dsone");
+    let hostile = format!(
+        "denied\nok   datastore forged: all good\u{1b}[2J{}",
+        "x".repeat(100_000)
+    );
+    fake.set_fault("dsone", Some(Fault::AccessDeniedWith(hostile)));
+    let text = format!("{}[[datastores]]\nid = \"dsone\"\n", config_head(&url, ""));
+    let path = temp_config("hostile.toml", &text);
+    let run = probe(&path, &url).await;
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    let lines = probe_lines(&run.stdout);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[1].starts_with("FAIL datastore dsone in us-east-1: healthlake:ListFHIRExportJobs: access denied (HTTP 403 AccessDeniedException: denied\\u{a}ok   datastore forged: all good\\u{1b}[2Jxxx"),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[1].len() < 2000, "{} bytes", lines[1].len());
+    assert!(!run.stdout.contains('\u{1b}'));
+}
