@@ -44,6 +44,13 @@ pub struct Cli {
     #[arg(long, conflicts_with = "demo")]
     pub check_config: bool,
 
+    /// With --check-config: then make one cheap real AWS call per thing the file needs (STS
+    /// identity and roles, each datastore's job listings and description, discovery, the event
+    /// queue) with the daemon's credentials, roles, regions, endpoints and --shard; print one line
+    /// per check with the fix, and exit 0 (all ok), 2 (invalid file) or 3 (a check failed).
+    #[arg(long, requires = "check_config")]
+    pub probe: bool,
+
     /// Start a fake HealthLake on loopback with three demo datastores and export its jobs; no AWS
     /// account needed. Listens on 127.0.0.1:9469 unless --listen-address says otherwise.
     #[arg(long)]

@@ -1,5 +1,5 @@
 //! The binary: parse the command line, start logging (`logging`), run the library, map errors to exit codes
-//! (0 ok, 1 could not start, 2 invalid configuration or usage).
+//! (0 ok, 1 could not start, 2 invalid configuration or usage, 3 a preflight check failed).
 
 use std::process::ExitCode;
 
@@ -11,6 +11,7 @@ use healthlake_exporter::{Exporter, Overrides, StartError};
 
 const EXIT_START_FAILED: u8 = 1;
 const EXIT_BAD_CONFIG: u8 = 2;
+const EXIT_PREFLIGHT_FAILED: u8 = 3;
 
 fn main() -> ExitCode {
     healthlake_exporter::poll::memory::limit_arenas();
@@ -51,16 +52,28 @@ fn main() -> ExitCode {
     };
 
     if cli.check_config {
-        return match Config::load(&cli.config) {
-            Ok(mut config) => {
-                overrides.apply(&mut config);
-                println!("{} is valid\n{}", cli.config.display(), config.summary());
-                ExitCode::SUCCESS
-            }
+        let mut config = match Config::load(&cli.config) {
+            Ok(config) => config,
             Err(error) => {
                 eprintln!("error: {error}");
-                ExitCode::from(EXIT_BAD_CONFIG)
+                return ExitCode::from(EXIT_BAD_CONFIG);
             }
+        };
+        overrides.apply(&mut config);
+        println!("{} is valid\n{}", cli.config.display(), config.summary());
+        if !cli.probe {
+            return ExitCode::SUCCESS;
+        }
+        let summary = runtime.block_on(healthlake_exporter::preflight::run(
+            &config,
+            &ClientOptions::default(),
+            |check| println!("{check}"),
+        ));
+        println!("{summary}");
+        return if summary.passed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_PREFLIGHT_FAILED)
         };
     }
 

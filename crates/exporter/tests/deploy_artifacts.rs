@@ -1753,6 +1753,99 @@ fn kustomize_statefulset_renders_and_validates() {
     );
 }
 
+/// The preflight's Job template (deploy/kubernetes/preflight, included by the base): a suspended
+/// CronJob that runs `--check-config --probe` with exactly the exporter's image, ServiceAccount
+/// (AWS identity) and generated ConfigMap, restricted like the exporter, and selected by none of
+/// its Service, Deployment or NetworkPolicy. Never an init container: not of the standalone
+/// exporter (a failed probe would keep every datastore's metrics from starting), and never in a
+/// sidecar's pod (it would stop the application).
+#[test]
+fn preflight_job_template_uses_the_exporters_identity_and_config() {
+    let Some(kubectl) = require_tool("kubectl", KUBECTL_HINT) else {
+        return;
+    };
+    let Some(kubeval) = require_tool("kubernetes-validate", KUBEVAL_HINT) else {
+        return;
+    };
+    let Some(python) = require_python_yaml() else {
+        return;
+    };
+    let rendered = kustomize(&kubectl, "base");
+    validate_rendered(&kubeval, "base-preflight", &rendered);
+    let docs = yaml_docs_to_json(&python, &rendered);
+    let cron = by_kind(&docs, "CronJob");
+    assert_eq!(cron.len(), 1);
+    let cron = cron[0];
+    assert_eq!(cron["metadata"]["name"], "healthlake-exporter-preflight");
+    assert_eq!(cron["spec"]["suspend"], true, "a template: never scheduled");
+    let job = &cron["spec"]["jobTemplate"]["spec"];
+    assert_eq!(job["backoffLimit"], 0, "the first report is the answer");
+    assert!(job["activeDeadlineSeconds"].as_u64().is_some_and(|s| s > 0));
+    let pod = &job["template"];
+    assert_restricted(pod, "preflight CronJob");
+    assert_eq!(pod["spec"]["restartPolicy"], "Never");
+    let preflight = &pod["spec"]["containers"][0];
+    assert_eq!(preflight["args"], json!(["--check-config", "--probe"]));
+
+    let dep = by_kind(&docs, "Deployment");
+    let exporter_pod = &dep[0]["spec"]["template"];
+    let exporter = exporter_container(exporter_pod, "base Deployment");
+    assert!(
+        exporter_pod["spec"].get("initContainers").is_none(),
+        "the preflight is not an init container of the exporter"
+    );
+    assert_eq!(
+        pod["spec"]["serviceAccountName"], exporter_pod["spec"]["serviceAccountName"],
+        "the exporter's AWS identity"
+    );
+    assert_eq!(preflight["image"], exporter["image"]);
+    assert_eq!(preflight["env"], exporter["env"], "the same config path");
+    let config_map = |pod: &Value| -> Value {
+        pod["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v.get("configMap").is_some())
+            .map(|v| v["configMap"]["name"].clone())
+            .unwrap()
+    };
+    assert_eq!(
+        config_map(pod),
+        config_map(exporter_pod),
+        "the generated ConfigMap, hash included"
+    );
+    assert!(preflight["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["mountPath"] == "/etc/healthlake-exporter"));
+    let labels = &pod["metadata"]["labels"];
+    for selector in [
+        &by_kind(&docs, "Service")[0]["spec"]["selector"],
+        &dep[0]["spec"]["selector"]["matchLabels"],
+        &by_kind(&docs, "NetworkPolicy")[0]["spec"]["podSelector"]["matchLabels"],
+    ] {
+        let selects = selector
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| &labels[k] == v);
+        assert!(!selects, "the preflight pod is selected by {selector}");
+    }
+
+    // The sidecar: nothing runs before or beside the application but the exporter itself.
+    let sidecar = yaml_docs_to_json(&python, &kustomize(&kubectl, "sidecar"));
+    assert!(by_kind(&sidecar, "CronJob").is_empty() && by_kind(&sidecar, "Job").is_empty());
+    for workload in by_kind(&sidecar, "Deployment") {
+        assert!(
+            workload["spec"]["template"]["spec"]
+                .get("initContainers")
+                .is_none(),
+            "no init container in the application's pod"
+        );
+    }
+}
+
 #[test]
 fn kubernetes_validate_rejects_unknown_fields() {
     // guards the validation above against passing vacuously

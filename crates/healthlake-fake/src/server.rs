@@ -29,7 +29,7 @@ use super::wire::{
     ErrorCode, ListDatastoresRequest, ListRequest, CONTENT_TYPE as AMZ_JSON,
     MAX_REQUEST_BODY_BYTES,
 };
-use super::{sqs_wire, FakeHealthLake, FakeImportJob, FakeJob, FakeServer, Fault};
+use super::{sqs_wire, sts, FakeHealthLake, FakeImportJob, FakeJob, FakeServer, Fault};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
@@ -128,6 +128,10 @@ async fn handle(
         .unwrap_or_default();
     if target.starts_with(sqs_wire::TARGET_PREFIX) {
         return sqs_wire::handle(&fake, &target, &parts.headers, &body).await;
+    }
+    // STS speaks awsQuery: no X-Amz-Target, a form-encoded body naming the action.
+    if target.is_empty() && sts::is_form_content_type(header(CONTENT_TYPE.as_str())) {
+        return sts::handle(&fake, &parts.headers, &body).await;
     }
     let auth = check_authorization(header(AUTHORIZATION.as_str()));
     let parsed = parse_body(&body);

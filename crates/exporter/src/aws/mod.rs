@@ -4,12 +4,16 @@
 //! one shared HTTP connection pool and one credentials chain), paces requests per account and
 //! region (`budget`), follows `NextToken` to the end (`list`), and turns SDK results into our own
 //! types or a `PollError` with a short, stable `reason` (`classify`). `sqs` holds the event
-//! consumer's SQS calls, built on the same HTTP client and credentials chain.
+//! consumer's SQS calls, built on the same HTTP client and credentials chain. `probe` and `sts`
+//! hold the preflight's calls (one cheap request per thing a configuration needs, and who the
+//! credentials belong to).
 
 mod budget;
 mod classify;
 mod list;
+pub mod probe;
 pub mod sqs;
+pub mod sts;
 mod target;
 mod usage;
 
@@ -35,7 +39,8 @@ pub(crate) use target::{check_endpoint_url, check_region, check_role_arn, has_us
 use classify::{ResponseSizeLimit, MAX_RESPONSE_BYTES};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const SESSION_NAME: &str = "healthlake-exporter";
+/// The AssumeRole session name of HealthLake clients (the SQS client has its own).
+pub(crate) const SESSION_NAME: &str = "healthlake-exporter";
 
 /// What can stop the clients from being built at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -182,12 +187,7 @@ impl Clients {
                 builder = builder.endpoint_url(url);
             }
             if let Some(role_arn) = &target.role_arn {
-                let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
-                    .session_name(SESSION_NAME)
-                    .region(region.clone())
-                    .configure(base)
-                    .build()
-                    .await;
+                let provider = role_credentials(role_arn, SESSION_NAME, region.clone(), base).await;
                 builder = builder.credentials_provider(provider);
             }
             let budget = budgets
@@ -219,6 +219,24 @@ impl Clients {
     pub fn for_target(&self, target: &AwsTarget) -> Option<&Target> {
         self.by_target.get(target)
     }
+}
+
+/// The credentials of `role_arn`, assumed on top of `base`'s chain through STS in `region`: how
+/// every client with a `role_arn` signs (and what the preflight asks STS about).
+pub(crate) async fn role_credentials(
+    role_arn: &str,
+    session_name: &str,
+    region: Region,
+    base: &SdkConfig,
+) -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(
+        aws_config::sts::AssumeRoleProvider::builder(role_arn)
+            .session_name(session_name)
+            .region(region)
+            .configure(base)
+            .build()
+            .await,
+    )
 }
 
 /// HealthLake's quota is per account and region: the account is the role's, or the base identity's.

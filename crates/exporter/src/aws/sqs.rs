@@ -24,7 +24,8 @@ use super::{AwsTarget, ClientError, ClientOptions, Clients};
 use crate::model::{ErrorReason, PollError};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const SESSION_NAME: &str = "healthlake-exporter-events";
+/// The AssumeRole session name of the SQS client.
+pub(crate) const SESSION_NAME: &str = "healthlake-exporter-events";
 /// Most messages one `ReceiveMessage` returns (SQS's limit).
 const MAX_MESSAGES: i32 = 10;
 /// Most entries one `DeleteMessageBatch` or `ChangeMessageVisibilityBatch` takes (SQS's limit).
@@ -103,12 +104,7 @@ impl SqsQueue {
             builder = builder.endpoint_url(url);
         }
         if let Some(role_arn) = &plan.target.role_arn {
-            let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
-                .session_name(SESSION_NAME)
-                .region(region)
-                .configure(&base)
-                .build()
-                .await;
+            let provider = super::role_credentials(role_arn, SESSION_NAME, region, &base).await;
             builder = builder.credentials_provider(provider);
         }
         Ok(SqsQueue {
@@ -120,6 +116,11 @@ impl SqsQueue {
 
     pub fn queue_url(&self) -> &str {
         &self.queue_url
+    }
+
+    /// The region the client signs for (the preflight names it, and checks the queue URL's).
+    pub fn region(&self) -> Option<Region> {
+        self.client.config().region().cloned()
     }
 
     /// The queue's `VisibilityTimeout` (`GetQueueAttributes`).
