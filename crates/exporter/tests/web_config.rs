@@ -369,6 +369,28 @@ async fn a_client_ca_requires_verified_certificates_except_on_probes() {
         .unwrap();
     assert_eq!(status, 200, "TLS 1.2 again, without min_version");
 
+    // New paths that cannot be used refuse the reload, named as the web config file names them.
+    write(
+        &dir.join("web.yml"),
+        "tls_server_config:\n  cert_file: renewed.crt\n  key_file: server.key\n",
+    );
+    let message = exporter
+        .reload_handle()
+        .reload()
+        .await
+        .unwrap_err()
+        .to_string();
+    let expected = format!(
+        "{}: tls_server_config.cert_file: cannot read {}",
+        dir.join("web.yml").display(),
+        dir.join("renewed.crt").display()
+    );
+    assert!(message.starts_with(&expected), "{message}");
+    let (status, _, _) = https(&exporter, anonymous, "GET", "/metrics", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "the running configuration stays");
+
     exporter.shutdown().await;
     std::fs::remove_dir_all(&dir).unwrap();
 }

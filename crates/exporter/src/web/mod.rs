@@ -245,6 +245,7 @@ impl HttpContext {
                 tls = web.tls.is_some(),
                 client_certificates = web.tls.as_ref().is_some_and(|t| t.client_auth()),
                 basic_auth = web.auth.is_some(),
+                headers = web.headers.len(),
                 max_connections = s.max_connections,
                 max_connections_per_ip = s.max_connections_per_ip,
                 enable_reload = s.enable_reload,
@@ -345,6 +346,12 @@ pub async fn serve(
             tls = web.tls.is_some(),
             client_certificates = web.tls.as_ref().is_some_and(|t| t.client_auth()),
             basic_auth = web.auth.is_some(),
+            headers = web.headers.len(),
+            web_config_file = web
+                .server
+                .web_config_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
             max_connections = slots.max.load(Ordering::SeqCst),
             max_connections_per_ip = slots.max_per_ip.load(Ordering::SeqCst),
             enable_reload = web.server.enable_reload,
