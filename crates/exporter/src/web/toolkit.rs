@@ -59,6 +59,9 @@ fn position(location: &Location) -> Option<(u64, u64)> {
     (location.line() > 0).then(|| (location.line(), location.column()))
 }
 
+/// Nodes (mappings, sequences, scalars, aliases replayed) one web config file may hold.
+const MAX_NODES: usize = 10_000;
+
 /// Whether [`parse`] reads the TLS files the file names, as `config::validate::TlsFiles` says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum CheckFiles {
@@ -71,7 +74,14 @@ pub(crate) enum CheckFiles {
 /// Reads the text of the web config file at `path` (relative paths in it are taken from its
 /// directory, as exporter-toolkit does).
 pub(crate) fn parse(text: &str, path: &Path, files: CheckFiles) -> Result<WebConfigFile, Problem> {
-    let options = serde_saphyr::options! { with_snippet: false };
+    // A web config file is a few dozen nodes: bounds far above that, far below what could take
+    // the blocking thread for long (aliases that expand a billion-fold, deep nesting). No
+    // snippet of the file in messages: it may show a secret.
+    let options = serde_saphyr::options! {
+        with_snippet: false,
+        budget: serde_saphyr::budget! { max_nodes: MAX_NODES, max_depth: 16 },
+        alias_limits: serde_saphyr::alias_limits! { max_total_replayed_events: MAX_NODES },
+    };
     let raw: RawWebConfig =
         serde_saphyr::from_str_with_options(text, options).map_err(|e| syntax_problem(&e))?;
     let dir = path.parent().unwrap_or(Path::new(""));
@@ -413,7 +423,7 @@ fn basic_auth_users(users: Entries) -> Result<Option<BasicAuthConfig>, Problem> 
 fn syntax_problem(error: &serde_saphyr::Error) -> Problem {
     let position = error.location().as_ref().and_then(position);
     let text = error.to_string();
-    let text = match text.rfind(" at line ") {
+    let text = match text.find(" at line ") {
         Some(at) => &text[..at],
         None => text.as_str(),
     };
@@ -430,6 +440,11 @@ fn syntax_problem(error: &serde_saphyr::Error) -> Problem {
         "a key appears twice in one mapping; keep one".to_owned()
     } else if text.contains("null into string") {
         "a key has no value; give it one, or remove it".to_owned()
+    } else if text.starts_with("budget breached")
+        || text.contains("recursion limit")
+        || text.contains("alias replay")
+    {
+        format!("too large or too deeply nested for a web config file (at most {MAX_NODES} values, aliases expanded, and 16 levels)")
     } else {
         format!(
             "not a web config file: {}; it must be YAML as exporter-toolkit's docs/web-configuration.md describes",
@@ -650,6 +665,30 @@ mod tests {
                 problem.message
             );
             assert!(problem.position.is_some(), "{text:?}: no line in {problem:?}");
+        }
+    }
+
+    /// A file within the 1 MiB limit cannot exhaust the stack or the CPU: deep nesting and
+    /// aliases that expand a billion-fold are refused by the parser's budget, at once.
+    #[test]
+    fn hostile_yaml_is_refused_quickly() {
+        let deep = format!("rate_limit: {}\n", "[".repeat(100_000));
+        let mut laughs = "rate_limit:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n".to_owned();
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            laughs.push_str(&format!("  a{i}: &a{i} [{refs}]\n"));
+        }
+        for text in [deep, laughs] {
+            let started = std::time::Instant::now();
+            let problem = parse_later(&text).expect_err("refused");
+            assert!(
+                problem
+                    .message
+                    .starts_with("too large or too deeply nested"),
+                "{problem:?}"
+            );
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+            assert!(problem.position.is_some(), "{problem:?}");
         }
     }
 
