@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use healthlake_exporter::aws::ClientOptions;
 use healthlake_exporter::cli::Cli;
-use healthlake_exporter::config::Config;
+use healthlake_exporter::config::ConfigFiles;
 use healthlake_exporter::{Exporter, Overrides, StartError};
 
 const EXIT_START_FAILED: u8 = 1;
@@ -51,8 +51,13 @@ fn main() -> ExitCode {
         shard: cli.shard,
     };
 
+    let files = ConfigFiles {
+        config: cli.config.clone(),
+        web_config: cli.web_config_file.clone(),
+    };
+
     if cli.check_config {
-        let mut config = match Config::load(&cli.config) {
+        let mut config = match files.load() {
             Ok(config) => config,
             Err(error) => {
                 eprintln!("error: {error}");
@@ -60,7 +65,15 @@ fn main() -> ExitCode {
             }
         };
         overrides.apply(&mut config);
-        println!("{} is valid\n{}", cli.config.display(), config.summary());
+        match &cli.web_config_file {
+            Some(web) => println!(
+                "{} and {} are valid\n{}",
+                cli.config.display(),
+                web.display(),
+                config.summary()
+            ),
+            None => println!("{} is valid\n{}", cli.config.display(), config.summary()),
+        }
         if !cli.probe {
             return ExitCode::SUCCESS;
         }
@@ -78,8 +91,7 @@ fn main() -> ExitCode {
     }
 
     runtime.block_on(async {
-        let started =
-            Exporter::start_from_file_with(&cli.config, overrides, ClientOptions::default()).await;
+        let started = Exporter::start_from_files(files, overrides, ClientOptions::default()).await;
         match started {
             Ok(exporter) => {
                 exporter.run_until_terminated().await;

@@ -9,6 +9,7 @@ mod raw;
 pub mod shard;
 mod summary;
 mod validate;
+mod web_config;
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -18,6 +19,7 @@ use std::time::Duration;
 pub use crate::aws::AwsTarget;
 pub use crate::web::settings::ServerConfig;
 pub use events::{region_of_queue_url, EventsConfig, CALL_TIMEOUT_MARGIN, SHARD_PLACEHOLDER};
+pub use web_config::ConfigFiles;
 
 use crate::aws::ClientPlan;
 use crate::model::{JobKinds, JobNameLabel};
@@ -167,6 +169,21 @@ pub enum ConfigError {
         "{path}: the file is not valid UTF-8 (first bad byte at offset {offset}); save it as UTF-8"
     )]
     NotUtf8 { path: PathBuf, offset: usize },
+    #[error(
+        "cannot read web config file {path}: {problem}\n  \
+         hint: point --web.config.file (or HEALTHLAKE_EXPORTER_WEB_CONFIG_FILE) at exporter-toolkit's web config file, a regular UTF-8 file of at most 1 MiB"
+    )]
+    WebConfigRead { path: PathBuf, problem: String },
+    #[error(
+        "{toml}: {section} is set, and so is --web.config.file {web_config}: TLS and basic auth are configured in one place\n  \
+         hint: move them into the web config file (tls_server_config, basic_auth_users) and remove [server.tls] and [server.basic_auth] from {toml}, or drop --web.config.file",
+        toml = toml.display(), web_config = web_config.display()
+    )]
+    BothWebConfigs {
+        toml: PathBuf,
+        section: &'static str,
+        web_config: PathBuf,
+    },
     #[error("{location}: {message}")]
     Invalid {
         /// `file:line:column`, or just the file where TOML gives no position.

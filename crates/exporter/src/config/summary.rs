@@ -24,9 +24,15 @@ impl Config {
             server.enable_reload,
             match &server.tls {
                 None => "off".to_owned(),
-                Some(t) if t.client_ca_file.is_some() => {
+                Some(t) if t.requires_client_certificate() => {
                     format!(
                         "on ({}, client certificates required)",
+                        t.cert_file.display()
+                    )
+                }
+                Some(t) if t.client_ca_file.is_some() => {
+                    format!(
+                        "on ({}, client certificates verified when given)",
                         t.cert_file.display()
                     )
                 }
@@ -37,6 +43,14 @@ impl Config {
                 Some(a) => format!("{} user(s)", a.users.len()),
             }
         );
+        if let Some(path) = &server.web_config_file {
+            let _ = writeln!(
+                out,
+                "web config       {}: tls, basic_auth and {} response header(s) from it",
+                path.display(),
+                server.headers.0.len()
+            );
+        }
         let _ = writeln!(
             out,
             "polling          every {}, timeout {}, concurrency {}, job_series_limit {}",

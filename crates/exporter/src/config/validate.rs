@@ -583,13 +583,14 @@ impl Validator<'_> {
                     self.file_path(value)
                         .map_err(|m| self.error(Some(value.span()), key, m))
                 };
+                let cert_file = file(&raw.cert_file, "server.tls.cert_file")?;
+                let key_file = file(&raw.key_file, "server.tls.key_file")?;
                 let config = TlsConfig {
-                    cert_file: file(&raw.cert_file, "server.tls.cert_file")?,
-                    key_file: file(&raw.key_file, "server.tls.key_file")?,
                     client_ca_file: match &raw.client_ca_file {
                         Some(v) => Some(file(v, "server.tls.client_ca_file")?),
                         None => None,
                     },
+                    ..TlsConfig::new(cert_file, key_file)
                 };
                 let checked = match self.tls_files {
                     TlsFiles::Check => tls::check_files(&config),
@@ -625,34 +626,20 @@ impl Validator<'_> {
                     ));
                 }
                 let mut users = std::collections::BTreeMap::new();
-                let mut first_cost = None;
+                let mut rules = auth::UserRules::default();
                 for (name, hash) in raw.users.into_inner() {
-                    if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
-                        // The name is not repeated: `user:password` pasted as a name is a secret.
-                        return Err(self.error(
-                            Some(hash.span()),
-                            "server.basic_auth.users",
-                            "the user name on this line is empty or contains `:` or control characters, which HTTP basic auth cannot carry (the name is not shown here, in case it holds a password)",
-                        ));
-                    }
-                    let key = format!("server.basic_auth.users.{name}");
-                    let cost = auth::check_bcrypt_hash(hash.get_ref()).map_err(|problem| {
-                        self.error(
-                            Some(hash.span()),
-                            &key,
-                            format!(
-                                "{problem}; make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'` (the value is not shown here, in case it is a password)"
+                    rules
+                        .check(&name, hash.get_ref())
+                        .map_err(|problem| match problem {
+                            auth::UserProblem::Name(message) => {
+                                self.error(Some(hash.span()), "server.basic_auth.users", message)
+                            }
+                            auth::UserProblem::Hash(message) => self.error(
+                                Some(hash.span()),
+                                &format!("server.basic_auth.users.{name}"),
+                                message,
                             ),
-                        )
-                    })?;
-                    let first = *first_cost.get_or_insert(cost);
-                    if cost != first {
-                        return Err(self.error(
-                            Some(hash.span()),
-                            &key,
-                            format!("has bcrypt cost {cost} while other users have {first}; give every user the same cost (htpasswd -nBC {first}), so that response times do not tell users apart"),
-                        ));
-                    }
+                        })?;
                     users.insert(name, hash.into_inner());
                 }
                 Some(BasicAuthConfig { users })
@@ -666,6 +653,7 @@ impl Validator<'_> {
             reload_allowed_hosts,
             tls,
             basic_auth,
+            ..ServerConfig::default()
         })
     }
 

@@ -78,6 +78,48 @@ pub(crate) fn check_bcrypt_hash(hash: &str) -> Result<u32, String> {
     Ok(cost)
 }
 
+/// What is wrong with one configured user, by [`UserRules::check`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum UserProblem {
+    /// The name cannot be carried by HTTP basic auth (the message does not repeat it).
+    Name(&'static str),
+    /// The hash is not one this exporter verifies, or its cost differs from the other users'.
+    Hash(String),
+}
+
+/// The rules every basic-auth user obeys, wherever it is configured (`[server.basic_auth]` in the
+/// TOML file, `basic_auth_users` in the web config file), checked user by user in file order: a
+/// name HTTP basic auth can carry, a bcrypt hash of a bounded cost ([`check_bcrypt_hash`]), and
+/// one cost for all users, so that response times do not tell users apart (the decoy of an
+/// unknown user has that cost too). Messages never repeat a name or a hash.
+#[derive(Debug, Default)]
+pub(crate) struct UserRules {
+    cost: Option<u32>,
+}
+
+impl UserRules {
+    pub(crate) fn check(&mut self, name: &str, hash: &str) -> Result<(), UserProblem> {
+        if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
+            // `user:password` pasted as a name is a secret: never repeated.
+            return Err(UserProblem::Name(
+                "the user name on this line is empty or contains `:` or control characters, which HTTP basic auth cannot carry (the name is not shown here, in case it holds a password)",
+            ));
+        }
+        let cost = check_bcrypt_hash(hash).map_err(|problem| {
+            UserProblem::Hash(format!(
+                "{problem}; make one with `htpasswd -nBC 10 \"\" | tr -d ':\\n'` (the value is not shown here, in case it is a password)"
+            ))
+        })?;
+        let first = *self.cost.get_or_insert(cost);
+        if cost != first {
+            return Err(UserProblem::Hash(format!(
+                "has bcrypt cost {cost} while other users have {first}; give every user the same cost (htpasswd -nBC {first}), so that response times do not tell users apart"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A well-formed bcrypt hash of `cost` that no password is expected to match: verifying against
 /// it takes as long as against a user's hash of that cost. (All-zero salt and digest; the
 /// verification's result is ignored anyway.)

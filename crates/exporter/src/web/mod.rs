@@ -37,9 +37,12 @@
 //!   only for a `Host` that is an IP address, `localhost` or in `server.reload_allowed_hosts` (a
 //!   page on a rebound DNS name cannot reload).
 //!   A reload applies `[server]` too: TLS, basic auth and the caps ([`HttpContext::prepare`]).
+//! - **Headers.** exporter-toolkit's web config file (`--web.config.file`, [`toolkit`]) may add
+//!   a few security headers to every response; nothing else can be added.
 //!
-//! The module owns its settings (`settings`: `[server]`, TLS files, basic auth users) and their
-//! checks; the config module reads them from the file and calls those checks, never the reverse.
+//! The module owns its settings (`settings`: `[server]`, TLS files, basic auth users, response
+//! headers) and their checks, and reads exporter-toolkit's web config file into them
+//! ([`toolkit`]); the config module reads the files and calls those checks, never the reverse.
 
 pub(crate) mod auth;
 mod bcrypt_queue;
@@ -48,14 +51,17 @@ mod landing;
 mod routes;
 pub mod settings;
 pub(crate) mod tls;
+pub(crate) mod toolkit;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 use tokio::net::{TcpListener, TcpSocket};
@@ -124,6 +130,11 @@ pub enum HttpError {
     NoUsers,
     #[error("{key} changed: this takes a restart; the reload is refused (restore the previous value, or restart the exporter)")]
     NeedsRestart { key: &'static str },
+    /// The TLS files a web config file names cannot be used (its keys named as it names them).
+    #[error("{}: {message}", path.display())]
+    WebConfigTls { path: PathBuf, message: String },
+    #[error("http_server_config.headers: the value of {name} is not a valid header value")]
+    Header { name: String },
 }
 
 /// The settings a reload may change: `[server]` as last applied, with the TLS acceptor and the
@@ -132,6 +143,8 @@ pub(crate) struct Web {
     server: ServerConfig,
     tls: Option<Arc<Tls>>,
     auth: Option<Arc<BasicAuth>>,
+    /// `server.headers`, ready to add to every response.
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// A reloaded `[server]` section, checked and built, ready to [`HttpContext::commit`].
@@ -232,6 +245,7 @@ impl HttpContext {
                 tls = web.tls.is_some(),
                 client_certificates = web.tls.as_ref().is_some_and(|t| t.client_auth()),
                 basic_auth = web.auth.is_some(),
+                headers = web.headers.len(),
                 max_connections = s.max_connections,
                 max_connections_per_ip = s.max_connections_per_ip,
                 enable_reload = s.enable_reload,
@@ -265,11 +279,17 @@ fn build_web(
         {
             current.tls.clone()
         }
-        (Some(config), _) => Some(Arc::new(Tls::new(
-            config,
-            cert_check_interval,
-            Arc::clone(state),
-        )?)),
+        (Some(config), _) => Some(Arc::new(
+            Tls::new(config, cert_check_interval, Arc::clone(state)).map_err(|e| match &server
+                .web_config_file
+            {
+                Some(path) => HttpError::WebConfigTls {
+                    path: path.clone(),
+                    message: e.toolkit_message(),
+                },
+                None => HttpError::Tls(e),
+            })?,
+        )),
     };
     let auth = match (&server.basic_auth, current) {
         (None, _) => None,
@@ -285,6 +305,18 @@ fn build_web(
             ))
         }
     };
+    let headers = server
+        .headers
+        .0
+        .iter()
+        .map(|(name, value)| {
+            let header = HeaderName::from_bytes(name.as_bytes()).ok();
+            match (header, HeaderValue::from_str(value)) {
+                (Some(header), Ok(value)) => Ok((header, value)),
+                _ => Err(HttpError::Header { name: name.clone() }),
+            }
+        })
+        .collect::<Result<_, _>>()?;
     if current.is_none() {
         state.certificate_status().set(tls.as_ref().map(|_| true));
     }
@@ -292,6 +324,7 @@ fn build_web(
         server: server.clone(),
         tls,
         auth,
+        headers,
     })
 }
 
@@ -313,6 +346,12 @@ pub async fn serve(
             tls = web.tls.is_some(),
             client_certificates = web.tls.as_ref().is_some_and(|t| t.client_auth()),
             basic_auth = web.auth.is_some(),
+            headers = web.headers.len(),
+            web_config_file = web
+                .server
+                .web_config_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
             max_connections = slots.max.load(Ordering::SeqCst),
             max_connections_per_ip = slots.max_per_ip.load(Ordering::SeqCst),
             enable_reload = web.server.enable_reload,

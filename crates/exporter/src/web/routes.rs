@@ -205,19 +205,36 @@ fn is_cross_site(headers: &HeaderMap) -> bool {
     }
 }
 
+/// Answers one request, with the configured response headers (`http_server_config.headers` of
+/// the web config file) on every answer, errors and probes included, as exporter-toolkit adds them.
 pub(super) async fn route(
     request: &Request<Incoming>,
     context: &HttpContext,
     client_certificate: bool,
     peer: IpAddr,
 ) -> Response<Body> {
-    let path = request.uri().path();
     let web = context.web();
+    let mut response = answer(request, context, &web, client_certificate, peer).await;
+    let headers = response.headers_mut();
+    for (name, value) in &web.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    response
+}
+
+async fn answer(
+    request: &Request<Incoming>,
+    context: &HttpContext,
+    web: &Web,
+    client_certificate: bool,
+    peer: IpAddr,
+) -> Response<Body> {
+    let path = request.uri().path();
     if !is_probe(path) {
         if web.tls.as_ref().is_some_and(|t| t.client_auth()) && !client_certificate {
             return text(
                 StatusCode::FORBIDDEN,
-                "forbidden: present a TLS client certificate signed by the CA in server.tls.client_ca_file\n",
+                "forbidden: present a TLS client certificate signed by the configured client CA (client_ca_file)\n",
             );
         }
         if let Some(auth) = &web.auth {
@@ -226,7 +243,7 @@ pub(super) async fn route(
                 Verdict::Denied => {
                     let mut response = text(
                         StatusCode::UNAUTHORIZED,
-                        "unauthorized: send a user name and password configured in server.basic_auth (HTTP basic auth)\n",
+                        "unauthorized: send a configured user name and password (HTTP basic auth)\n",
                     );
                     response
                         .headers_mut()
@@ -248,7 +265,7 @@ pub(super) async fn route(
     }
     let state = &context.state;
     if path == RELOAD_PATH {
-        return reload(request, context, &web).await;
+        return reload(request, context, web).await;
     }
     let known = matches!(path, "/" | "/metrics" | "/healthz" | "/readyz");
     if !known {
