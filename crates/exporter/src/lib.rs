@@ -29,6 +29,7 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod events;
+pub mod files;
 pub mod logging;
 pub mod metrics;
 pub mod model;

@@ -249,11 +249,15 @@ fn protocol_versions(config: &TlsConfig) -> Vec<&'static rustls::SupportedProtoc
     }
 }
 
+/// The largest certificate, key or CA bundle file read: a PEM chain is a few KiB, a large CA bundle
+/// a few hundred; a FIFO or a device is refused like a too-large file (see `crate::files`).
+const MAX_PEM_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
 fn read(key: FileKey, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    crate::files::read_bounded(path, MAX_PEM_FILE_BYTES).map_err(|problem| TlsError::Read {
         key,
         path: path.to_owned(),
-        source,
+        source: problem.into_io(),
     })
 }
 
@@ -496,5 +500,31 @@ impl ReloadingCert {
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A certificate path swapped to a FIFO (or a device) is refused at once, never read: a
+    /// reload must not block on it.
+    #[test]
+    fn a_fifo_or_a_device_in_place_of_a_pem_file_is_refused_at_once() {
+        let dir = std::env::temp_dir().join(format!("hle-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("tls.crt");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        for path in [fifo.as_path(), Path::new("/dev/zero")] {
+            match read(FileKey::Cert, path) {
+                Err(TlsError::Read { source, .. }) => assert!(
+                    source.to_string().contains("not a regular file"),
+                    "{source}"
+                ),
+                other => panic!("{} was not refused: {other:?}", path.display()),
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
