@@ -20,11 +20,13 @@
 //! change made through [`FakeHealthLake`] queues a HealthLake-shaped EventBridge event.
 //!
 //! Layout: `store` holds datastores, jobs, faults and the request log (pure, unit tested), `wire`
-//! knows the protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing and
-//! `scenario` scripts the demo, `main.rs` is the standalone fake the scale benchmark starts; `sqs` holds the queues, `sqs_wire` speaks SQS's protocol and
-//! `events` builds the EventBridge events.
+//! knows the protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing,
+//! `fault` what an injected fault does to a call of either protocol, and `scenario` scripts the
+//! demo; `main.rs` is the standalone fake the scale benchmark starts; `sqs` holds the queues,
+//! `sqs_wire` speaks SQS's protocol and `events` builds the EventBridge events.
 
 pub mod events;
+mod fault;
 pub mod scenario;
 mod server;
 pub mod sqs;
