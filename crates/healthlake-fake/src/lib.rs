@@ -23,7 +23,8 @@
 //! knows the protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing,
 //! `fault` what an injected fault does to a call of either protocol, and `scenario` scripts the
 //! demo; `main.rs` is the standalone fake the scale benchmark starts; `sqs` holds the queues,
-//! `sqs_wire` speaks SQS's protocol and `events` builds the EventBridge events.
+//! `sqs_wire` speaks SQS's protocol and `events` builds the EventBridge events; `wait` waits on a
+//! condition with a deadline, for the tests of both crates.
 
 pub mod events;
 mod fault;
@@ -32,6 +33,7 @@ mod server;
 pub mod sqs;
 mod sqs_wire;
 mod store;
+pub mod wait;
 mod wire;
 
 use std::net::SocketAddr;

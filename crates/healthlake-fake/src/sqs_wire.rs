@@ -344,6 +344,7 @@ async fn receive(fake: &FakeHealthLake, request: ReceiveRequest) -> Result<Value
         .collect();
 
     let shared = fake.sqs_shared().clone();
+    let _in_flight = shared.receiving();
     let deadline = Instant::now() + wait;
     let received = loop {
         // Registered before looking, so a message sent in between still wakes this poll.

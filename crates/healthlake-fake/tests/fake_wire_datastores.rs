@@ -3,12 +3,14 @@
 //! `aws-sdk-healthlake` client, so exporter tests built on them exercise what AWS would send:
 //! every member and type the SDK reads, paging, filters, and faults isolated per operation.
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use aws_sdk_healthlake::config::retry::RetryConfig;
 use aws_sdk_healthlake::config::timeout::TimeoutConfig;
-use aws_sdk_healthlake::config::{BehaviorVersion, Builder, Credentials, Region};
+use aws_sdk_healthlake::config::Builder;
 use aws_sdk_healthlake::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_healthlake::operation::describe_fhir_datastore::DescribeFHIRDatastoreError;
 use aws_sdk_healthlake::operation::list_fhir_datastores::{
@@ -23,41 +25,20 @@ use aws_sdk_healthlake::types::{
     JobStatus, ValidationLevel,
 };
 use aws_sdk_healthlake::Client;
+use common::{healthlake_config, start_with_datastore as start, DS};
 use healthlake_fake::{
-    FakeDatastore, FakeHealthLake, FakeImportJob, FakeJob, FakeProgress, FakeServer, Fault,
+    FakeDatastore, FakeImportJob, FakeJob, FakeProgress, FakeServer, Fault,
     DEFAULT_DATASTORE_CREATED_AT, DEFAULT_MAX_RESULTS, DESCRIBE_FHIR_DATASTORE_TARGET,
     LIST_FHIR_DATASTORES_TARGET, LIST_FHIR_IMPORT_JOBS_TARGET,
 };
 
-const DS: &str = "0123456789abcdef0123456789abcdef";
 const REGION: &str = "us-west-2";
 
 type ImportResult = Result<ListFhirImportJobsOutput, SdkError<ListFHIRImportJobsError>>;
 type DatastoresResult = Result<ListFhirDatastoresOutput, SdkError<ListFHIRDatastoresError>>;
 
-async fn start() -> (FakeHealthLake, FakeServer) {
-    let fake = FakeHealthLake::new();
-    fake.add_datastore(DS);
-    let server = fake
-        .serve("127.0.0.1:0".parse().expect("valid addr"))
-        .await
-        .expect("bind loopback");
-    (fake, server)
-}
-
 fn config(server: &FakeServer, region: &str) -> Builder {
-    Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(region.to_owned()))
-        .endpoint_url(server.endpoint_url())
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
-        .retry_config(RetryConfig::disabled())
+    healthlake_config(server, region).retry_config(RetryConfig::disabled())
 }
 
 /// Client without retries, so each call is exactly one request and errors surface unchanged.
