@@ -11,6 +11,8 @@
 //! HEALTHLAKE_EXPORTER_REQUIRE_TOOLS=1 (.ci/run) it fails the test.
 
 // Only the tool helpers: keeps these tests independent of the exporter-specific test harness.
+#[path = "common/process.rs"]
+mod process;
 #[path = "common/tools.rs"]
 mod tools;
 
@@ -182,7 +184,7 @@ fn promtool_parses_all(promtool: &Path, tag: &str, exprs: &[(String, String)]) {
     // JSON is YAML: promtool reads it as a rules file.
     let file = json!({"groups": [{"name": tag, "rules": rules}]});
     let dir = scratch_dir(tag);
-    let path = dir.join("rules.json");
+    let path = dir.path().join("rules.json");
     std::fs::write(&path, serde_json::to_string_pretty(&file).unwrap()).unwrap();
     let out = run(std::process::Command::new(promtool)
         .arg("check")
@@ -200,7 +202,6 @@ fn promtool_parses_all(promtool: &Path, tag: &str, exprs: &[(String, String)]) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -988,7 +989,7 @@ fn promtool_check_catches_a_bad_expression() {
         return;
     };
     let dir = scratch_dir("bad-expr");
-    let path = dir.join("rules.json");
+    let path = dir.path().join("rules.json");
     let file = json!({"groups": [{"name": "x", "rules": [{"record": "x:y", "expr": "sum(rate(healthlake_poll_errors_total[5m])"}]}]});
     std::fs::write(&path, file.to_string()).unwrap();
     let out = run(std::process::Command::new(&promtool)
@@ -999,7 +1000,6 @@ fn promtool_check_catches_a_bad_expression() {
         !out.status.success(),
         "promtool accepted an unbalanced expression"
     );
-    let _ = std::fs::remove_dir_all(dir);
     assert!(std::panic::catch_unwind(|| assert_only_known_metrics(
         "t",
         "rate(node_cpu_seconds_total[5m])"
@@ -1020,7 +1020,7 @@ fn kustomize(kubectl: &Path, dir: &str) -> String {
 
 fn validate_rendered(kubeval: &Path, name: &str, rendered: &str) {
     let dir = scratch_dir(&format!("kustomize-{name}"));
-    let file = dir.join(format!("{name}.yaml"));
+    let file = dir.path().join(format!("{name}.yaml"));
     std::fs::write(&file, rendered).unwrap();
     let out = run(std::process::Command::new(kubeval)
         .args(["--strict", "--quiet"])
@@ -1048,7 +1048,6 @@ fn validate_rendered(kubeval: &Path, name: &str, rendered: &str) {
             "kubernetes-validate on deploy/kubernetes/{name}: {line}"
         );
     }
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn by_kind<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -1458,11 +1457,12 @@ fn sidecar_component_patches_only_the_named_workload() {
         return;
     };
     // kustomize accepts only a relative path to a component: the overlay lives under target/.
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("sidecar-component-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let component = relative_path(&dir, &deploy().join("kubernetes/components/sidecar"));
+    let overlay = tempfile::Builder::new()
+        .prefix("sidecar-component-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("a directory under target/");
+    let dir = overlay.path();
+    let component = relative_path(dir, &deploy().join("kubernetes/components/sidecar"));
     std::fs::write(
         dir.join("kustomization.yaml"),
         format!(
@@ -1498,7 +1498,7 @@ fn sidecar_component_patches_only_the_named_workload() {
     let rendered = run_ok(
         std::process::Command::new(&kubectl)
             .arg("kustomize")
-            .arg(&dir),
+            .arg(dir),
     );
     validate_rendered(&kubeval, "sidecar-component", &rendered);
     let docs = yaml_docs_to_json(&python, &rendered);
@@ -1522,7 +1522,6 @@ fn sidecar_component_patches_only_the_named_workload() {
     assert!(other[0]["spec"]["template"]["metadata"]["labels"]
         .get("healthlake-exporter/sidecar")
         .is_none());
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 /// `to` as a path relative to the directory `from` (both absolute).
@@ -1580,10 +1579,9 @@ fn helm_extra_containers_snippet_matches_the_component() {
     });
     assert_restricted(&pod, "helm snippet");
     let scratch = scratch_dir("helm-snippet");
-    let file = scratch.join("pod.json");
+    let file = scratch.path().join("pod.json");
     std::fs::write(&file, pod.to_string()).unwrap();
     validate_rendered(&kubeval, "helm-snippet", &read(&file));
-    let _ = std::fs::remove_dir_all(scratch);
 }
 
 /// kube-prometheus-stack: the stack's `release` label on every monitor and rule, and the
@@ -1760,7 +1758,7 @@ fn kubernetes_validate_rejects_unknown_fields() {
         return;
     };
     let dir = scratch_dir("kubeval-negative");
-    let file = dir.join("bad.yaml");
+    let file = dir.path().join("bad.yaml");
     std::fs::write(
         &file,
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  ports:\n    - port: 9469\n      bogus: 1\n",
@@ -1773,7 +1771,6 @@ fn kubernetes_validate_rejects_unknown_fields() {
         !out.status.success(),
         "kubernetes-validate --strict accepted an unknown field"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1889,7 +1886,7 @@ fn workflows_validate_and_release_both_architectures_without_emulation() {
     );
     // ...and the schema check is not vacuous.
     let scratch = scratch_dir("workflow-negative");
-    let bad = scratch.join("bad.yml");
+    let bad = scratch.path().join("bad.yml");
     std::fs::write(
         &bad,
         "on: push\njobs:\n  t:\n    runs-on: x\n    stepz: []\n",
@@ -1902,7 +1899,6 @@ fn workflows_validate_and_release_both_architectures_without_emulation() {
         !out.status.success(),
         "check-jsonschema accepted a broken workflow"
     );
-    let _ = std::fs::remove_dir_all(scratch);
 
     assert!(ci.contains("  push:\n") && ci.contains("run: bash .ci/run"));
     assert!(release.contains("tags: [\"v*.*.*\"]"));

@@ -8,6 +8,8 @@
 //! A missing tool prints a SKIP line with an install hint; HEALTHLAKE_EXPORTER_REQUIRE_TOOLS=1 (set by
 //! .ci/run) makes it a failure instead.
 
+#[path = "common/process.rs"]
+mod process;
 #[path = "common/tools.rs"]
 mod tools;
 
@@ -56,7 +58,7 @@ fn cfn_lint_catches_a_broken_template() {
         .expect("template")
         .replace("Type: AWS::SQS::QueuePolicy", "Type: AWS::SQS::QueuePolice");
     let dir = scratch_dir("cfn-lint");
-    let path = dir.join("broken.yaml");
+    let path = dir.path().join("broken.yaml");
     std::fs::write(&path, broken).expect("write");
     let out = run(std::process::Command::new(&cfn_lint).arg(&path));
     assert!(

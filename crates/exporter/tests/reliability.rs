@@ -5,7 +5,6 @@ mod common;
 
 use healthlake_exporter::state::Feed;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -29,14 +28,6 @@ async fn polled(exporter: &Exporter, id: &str, polls: u64) {
         (attempts(exporter, id).await >= polls).then_some(())
     })
     .await
-}
-
-fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hle-reliability-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 #[tokio::test]
@@ -213,22 +204,21 @@ async fn a_failing_datastore_backs_off_while_a_healthy_one_keeps_its_interval() 
     );
     let exporter = start_exporter(&text).await;
     polled(&exporter, "throttled", 1).await;
-    // Over the next seconds the healthy datastore is polled every second, the throttled one backs
-    // off (1 s, then 2 s, then 4 s between polls).
+    // While the healthy datastore is polled six more times (every second), the throttled one
+    // backs off: after its first failure it waits 1 s, then 2 s, 4 s, 8 s... (each ±10 %), so
+    // in T seconds it is polled at most log2(T / 0.9 + 1) more times, however loaded the machine
+    // (a wait can only run long), where without backoff it would be polled six times too.
     let started = Instant::now();
     let healthy_before = attempts(&exporter, "healthy").await;
     let throttled_before = attempts(&exporter, "throttled").await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let healthy = attempts(&exporter, "healthy").await - healthy_before;
+    polled(&exporter, "healthy", healthy_before + 6).await;
     let throttled = attempts(&exporter, "throttled").await - throttled_before;
+    // (+1 s: from its first poll to `started`, the moment the test saw that poll.)
+    let elapsed = started.elapsed().as_secs_f64() + 1.0;
+    let most = (elapsed / 0.9 + 1.0).log2().floor() as u64;
     assert!(
-        healthy as f64 >= elapsed * 0.6,
-        "healthy polled {healthy} times in {elapsed:.1} s"
-    );
-    assert!(
-        throttled <= 3,
-        "throttled polled {throttled} times in {elapsed:.1} s"
+        throttled <= most,
+        "throttled polled {throttled} times in {elapsed:.1} s; its backoff allows {most}"
     );
     exporter.shutdown().await;
 }
@@ -282,9 +272,10 @@ async fn reload_applies_a_good_file_and_rejects_a_bad_one() {
         FakeJob::new("a1", "FAILED", t - 100.0).ended(t - 50.0),
     );
     let endpoint = server.endpoint_url();
-    let path = temp_file(
+    let dir = TestDir::new("reliability");
+    let path = dir.write(
         "reload.toml",
-        &config_text(&endpoint, "", &[("keep", "keep"), ("drop", "drop")]),
+        config_text(&endpoint, "", &[("keep", "keep"), ("drop", "drop")]),
     );
     let exporter =
         Exporter::start_from_file(&path, Some("127.0.0.1:0".parse().unwrap()), test_options())

@@ -1,11 +1,13 @@
 //! Shared test setup: a fake HealthLake on loopback, an exporter pointed at it through the real
-//! SDK client, a minimal HTTP client, and a parser for the exposition text.
+//! SDK client, a minimal HTTP client, a parser for the exposition text, waiting on a condition
+//! with a deadline (never a fixed sleep), temporary directories removed however a test ends, and
+//! child processes killed however it ends (`process`).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
@@ -161,23 +163,41 @@ pub fn key(name: &str, id: &str, ds_name: &str, extra: &str) -> String {
     }
 }
 
-/// Polls `check` until it returns Some, or panics after `limit`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        if started.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// Waiting on a condition with a deadline: one definition for the tests of both crates.
+#[allow(unused_imports)] // each test file uses some of them
+pub use healthlake_fake::wait::{eventually, eventually_blocking, within};
+
+/// The exporter binary of this build.
+pub const EXPORTER_BIN: &str = env!("CARGO_BIN_EXE_healthlake-exporter");
+
+/// A temporary directory for one test's files, removed when dropped: also when the test fails.
+pub struct TestDir(tempfile::TempDir);
+
+impl TestDir {
+    /// A new, empty directory named after `tag` (and unique).
+    pub fn new(tag: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("hle-{tag}-"))
+            .tempdir()
+            .expect("create a temporary directory");
+        TestDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// Writes `contents` to the file `name` in the directory; returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
     }
 }
 
+/// The exporter's HTTP server alone, with limits chosen by the test.
+pub mod http_server;
+/// Child processes killed and reaped however a test ends; output read with a deadline.
+pub mod process;
 /// Ecosystem tool helpers (promtool, kubectl, ...) and the exporter metric list; see tools.rs.
 pub mod tools;
