@@ -12,19 +12,6 @@ use healthlake_fake::{FakeDatastore, FakeImportJob, FakeJob, FakeProgress, Fault
 
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn polled(exporter: &Exporter, id: &str, feed: Feed, polls: u64) {
-    eventually(WAIT, &format!("{polls} {feed:?} polls of {id}"), || async {
-        let attempts = exporter
-            .state()
-            .datastores()
-            .iter()
-            .find(|d| d.id == id)
-            .map_or(0, |d| d.record().attempts(feed));
-        (attempts >= polls).then_some(())
-    })
-    .await
-}
-
 fn progress(files: i64, mb: f64, scanned: i64, imported: i64, failed: i64) -> FakeProgress {
     FakeProgress {
         total_number_of_scanned_files: files,

@@ -189,9 +189,7 @@ async fn a_reload_of_a_fifo_a_device_or_an_oversized_file_is_refused_and_never_b
     ];
     for (target, reason) in cases {
         swap_link(&link, target);
-        let reload = tokio::spawn(async move {
-            common::http_request(addr, "POST", "/-/reload", &[("Content-Length", "0")]).await
-        });
+        let reload = tokio::spawn(async move { common::post_reload(addr).await });
         // Serving goes on while the reload is handled.
         assert_eq!(get(addr, "/healthz").await, (200, "ok\n".to_owned()));
         assert_eq!(get(addr, "/metrics").await.0, 200);
@@ -206,8 +204,7 @@ async fn a_reload_of_a_fifo_a_device_or_an_oversized_file_is_refused_and_never_b
         assert_eq!(get(addr, "/healthz").await.0, 200);
 
         swap_link(&link, &good);
-        let (status, _, body) =
-            common::http_request(addr, "POST", "/-/reload", &[("Content-Length", "0")]).await;
+        let (status, _, body) = common::post_reload(addr).await;
         assert_eq!(status, 200, "the good file again: {body}");
         assert_eq!(reload_successful(addr).await, 1.0);
     }

@@ -988,17 +988,13 @@ fn promtool_check_catches_a_bad_expression() {
     let Some(promtool) = require_tool("promtool", PROMTOOL_HINT) else {
         return;
     };
-    let dir = scratch_dir("bad-expr");
-    let path = dir.path().join("rules.json");
     let file = json!({"groups": [{"name": "x", "rules": [{"record": "x:y", "expr": "sum(rate(healthlake_poll_errors_total[5m])"}]}]});
-    std::fs::write(&path, file.to_string()).unwrap();
-    let out = run(std::process::Command::new(&promtool)
-        .arg("check")
-        .arg("rules")
-        .arg(&path));
-    assert!(
-        !out.status.success(),
-        "promtool accepted an unbalanced expression"
+    assert_refuses(
+        &promtool,
+        &["check", "rules"],
+        "rules.json",
+        &file.to_string(),
+        "an unbalanced expression",
     );
     assert!(std::panic::catch_unwind(|| assert_only_known_metrics(
         "t",
@@ -1016,6 +1012,17 @@ fn kustomize(kubectl: &Path, dir: &str) -> String {
             .arg("kustomize")
             .arg(deploy().join("kubernetes").join(dir)),
     )
+}
+
+/// deploy/kubernetes/`dir` rendered by kustomize and validated, as JSON documents; `None` (the
+/// test skips) when a tool is missing.
+fn rendered_docs(dir: &str) -> Option<Vec<Value>> {
+    let kubectl = require_tool("kubectl", KUBECTL_HINT)?;
+    let kubeval = require_tool("kubernetes-validate", KUBEVAL_HINT)?;
+    let python = require_python_yaml()?;
+    let rendered = kustomize(&kubectl, dir);
+    validate_rendered(&kubeval, dir, &rendered);
+    Some(yaml_docs_to_json(&python, &rendered))
 }
 
 fn validate_rendered(kubeval: &Path, name: &str, rendered: &str) {
@@ -1194,18 +1201,9 @@ fn assert_exporter_container_on(c: &Value, what: &str, port_name: &str) {
 
 #[test]
 fn kustomize_base_renders_and_validates() {
-    let Some(kubectl) = require_tool("kubectl", KUBECTL_HINT) else {
+    let Some(docs) = rendered_docs("base") else {
         return;
     };
-    let Some(kubeval) = require_tool("kubernetes-validate", KUBEVAL_HINT) else {
-        return;
-    };
-    let Some(python) = require_python_yaml() else {
-        return;
-    };
-    let rendered = kustomize(&kubectl, "base");
-    validate_rendered(&kubeval, "base", &rendered);
-    let docs = yaml_docs_to_json(&python, &rendered);
 
     let sa = by_kind(&docs, "ServiceAccount");
     assert_eq!(sa.len(), 1);
@@ -1291,6 +1289,7 @@ fn kustomize_base_renders_and_validates() {
         "job label must contain healthlake"
     );
 
+    let python = require_python_yaml().expect("found by rendered_docs");
     let rules_file = yaml_file_to_json(&python, &deploy().join("prometheus/alerts.yml"));
     let pr = by_kind(&docs, "PrometheusRule");
     assert_eq!(pr.len(), 1);
@@ -1321,18 +1320,9 @@ fn assert_restricted_on_its_own(c: &Value, what: &str) {
 /// does not collide with the app's "metrics" port, and the PodMonitor scrapes that port only.
 #[test]
 fn kustomize_sidecar_renders_and_validates() {
-    let Some(kubectl) = require_tool("kubectl", KUBECTL_HINT) else {
+    let Some(docs) = rendered_docs("sidecar") else {
         return;
     };
-    let Some(kubeval) = require_tool("kubernetes-validate", KUBEVAL_HINT) else {
-        return;
-    };
-    let Some(python) = require_python_yaml() else {
-        return;
-    };
-    let rendered = kustomize(&kubectl, "sidecar");
-    validate_rendered(&kubeval, "sidecar", &rendered);
-    let docs = yaml_docs_to_json(&python, &rendered);
 
     let dep = by_kind(&docs, "Deployment");
     assert_eq!(dep.len(), 1);
@@ -1426,6 +1416,7 @@ fn kustomize_sidecar_renders_and_validates() {
         pm[0]["metadata"]["labels"]["release"],
         "kube-prometheus-stack"
     );
+    let python = require_python_yaml().expect("found by rendered_docs");
     let rules_file = yaml_file_to_json(&python, &deploy().join("prometheus/alerts.yml"));
     let pr = by_kind(&docs, "PrometheusRule");
     assert_eq!(pr.len(), 1);
@@ -1588,18 +1579,9 @@ fn helm_extra_containers_snippet_matches_the_component() {
 /// dashboard as a ConfigMap for Grafana's sidecar, identical to deploy/grafana/dashboard.json.
 #[test]
 fn kustomize_kube_prometheus_stack_renders_and_validates() {
-    let Some(kubectl) = require_tool("kubectl", KUBECTL_HINT) else {
+    let Some(docs) = rendered_docs("kube-prometheus-stack") else {
         return;
     };
-    let Some(kubeval) = require_tool("kubernetes-validate", KUBEVAL_HINT) else {
-        return;
-    };
-    let Some(python) = require_python_yaml() else {
-        return;
-    };
-    let rendered = kustomize(&kubectl, "kube-prometheus-stack");
-    validate_rendered(&kubeval, "kube-prometheus-stack", &rendered);
-    let docs = yaml_docs_to_json(&python, &rendered);
     let mut monitoring = 0;
     for d in &docs {
         let kind = d["kind"].as_str().unwrap();
@@ -1635,18 +1617,9 @@ fn kustomize_kube_prometheus_stack_renders_and_validates() {
 
 #[test]
 fn kustomize_statefulset_renders_and_validates() {
-    let Some(kubectl) = require_tool("kubectl", KUBECTL_HINT) else {
+    let Some(docs) = rendered_docs("statefulset") else {
         return;
     };
-    let Some(kubeval) = require_tool("kubernetes-validate", KUBEVAL_HINT) else {
-        return;
-    };
-    let Some(python) = require_python_yaml() else {
-        return;
-    };
-    let rendered = kustomize(&kubectl, "statefulset");
-    validate_rendered(&kubeval, "statefulset", &rendered);
-    let docs = yaml_docs_to_json(&python, &rendered);
 
     assert!(
         by_kind(&docs, "Deployment").is_empty(),
@@ -1740,6 +1713,7 @@ fn kustomize_statefulset_renders_and_validates() {
         .as_str()
         .unwrap()
         .contains("healthlake"));
+    let python = require_python_yaml().expect("found by rendered_docs");
     let rules_file = yaml_file_to_json(&python, &deploy().join("prometheus/alerts.yml"));
     let pr = by_kind(&docs, "PrometheusRule");
     assert_eq!(pr.len(), 1);
@@ -1757,19 +1731,12 @@ fn kubernetes_validate_rejects_unknown_fields() {
     let Some(kubeval) = require_tool("kubernetes-validate", KUBEVAL_HINT) else {
         return;
     };
-    let dir = scratch_dir("kubeval-negative");
-    let file = dir.path().join("bad.yaml");
-    std::fs::write(
-        &file,
+    assert_refuses(
+        &kubeval,
+        &["--strict", "--quiet"],
+        "bad.yaml",
         "apiVersion: v1\nkind: Service\nmetadata:\n  name: x\nspec:\n  ports:\n    - port: 9469\n      bogus: 1\n",
-    )
-    .unwrap();
-    let out = run(std::process::Command::new(&kubeval)
-        .args(["--strict", "--quiet"])
-        .arg(&file));
-    assert!(
-        !out.status.success(),
-        "kubernetes-validate --strict accepted an unknown field"
+        "an unknown field",
     );
 }
 
@@ -1781,16 +1748,9 @@ fn dockerfile_lints_clean_with_hadolint() {
     let Some(hadolint) = require_tool("hadolint", HADOLINT_HINT) else {
         return;
     };
-    let out = run(command_in(&hadolint, &repo_root()).args(["--no-color", "Dockerfile"]));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.trim().is_empty(),
-        "hadolint findings ({}):\n{text}",
-        out.status
+    assert_lints_clean(
+        "hadolint",
+        command_in(&hadolint, &repo_root()).args(["--no-color", "Dockerfile"]),
     );
 
     let dockerfile = read(&repo_root().join("Dockerfile"));
@@ -1885,19 +1845,12 @@ fn workflows_validate_and_release_both_architectures_without_emulation() {
             .args([".github/workflows/ci.yml", ".github/workflows/release.yml"]),
     );
     // ...and the schema check is not vacuous.
-    let scratch = scratch_dir("workflow-negative");
-    let bad = scratch.path().join("bad.yml");
-    std::fs::write(
-        &bad,
+    assert_refuses(
+        &checker,
+        &["--builtin-schema", "vendor.github-workflows"],
+        "bad.yml",
         "on: push\njobs:\n  t:\n    runs-on: x\n    stepz: []\n",
-    )
-    .unwrap();
-    let out = run(std::process::Command::new(&checker)
-        .args(["--builtin-schema", "vendor.github-workflows"])
-        .arg(&bad));
-    assert!(
-        !out.status.success(),
-        "check-jsonschema accepted a broken workflow"
+        "a broken workflow",
     );
 
     assert!(ci.contains("  push:\n") && ci.contains("run: bash .ci/run"));

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use healthlake_exporter::state::Feed;
 use healthlake_exporter::Exporter;
 use healthlake_fake::{FakeHealthLake, FakeJob, FakeServer, SqsOperation};
 
@@ -58,17 +57,6 @@ async fn failed_jobs(exporter: &Exporter, n: f64, what: &str) -> Metrics {
         (metrics.get(&series) == Some(n)).then_some(metrics)
     })
     .await
-}
-
-async fn first_poll(exporter: &Exporter) {
-    eventually(WAIT, "the first poll", || async {
-        (exporter.state().datastores()[0]
-            .record()
-            .attempts(Feed::EXPORTS)
-            >= 1)
-            .then_some(())
-    })
-    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,15 +18,6 @@ use tokio::net::TcpSocket;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn attempts(exporter: &Exporter, id: &str) -> u64 {
-    exporter
-        .state()
-        .datastores()
-        .iter()
-        .find(|d| d.id == id)
-        .map_or(0, |d| d.record().attempts(Feed::EXPORTS))
-}
-
 // ---- bounded labels ----
 
 #[tokio::test]
@@ -94,7 +85,7 @@ async fn three_thousand_unknown_statuses_and_a_huge_name_give_bounded_series() {
     );
 
     // PHI-aware names: `drop` by reload; the name is gone after the next poll.
-    let before = attempts(&exporter, "ds");
+    let before = attempts(&exporter, "ds", Feed::EXPORTS);
     std::fs::write(
         &path,
         config_text(
@@ -106,7 +97,7 @@ async fn three_thousand_unknown_statuses_and_a_huge_name_give_bounded_series() {
     .unwrap();
     exporter.reload_handle().reload().await.unwrap();
     eventually(WAIT, "a poll after the reload", || async {
-        (attempts(&exporter, "ds") > before + 1).then_some(())
+        (attempts(&exporter, "ds", Feed::EXPORTS) > before + 1).then_some(())
     })
     .await;
     let metrics = scrape(exporter.local_addr()).await;
@@ -387,13 +378,7 @@ async fn no_secret_in_the_reload_response() {
         .unwrap();
     for (case, text) in secret_cases() {
         std::fs::write(&path, &text).unwrap();
-        let (status, _, body) = http_request(
-            exporter.local_addr(),
-            "POST",
-            "/-/reload",
-            &[("Content-Length", "0")],
-        )
-        .await;
+        let (status, _, body) = post_reload(exporter.local_addr()).await;
         assert_eq!(status, 500, "{case}: {body}");
         assert_clean(case, "the /-/reload body", &body);
         // The log line carries the same message as the body.

@@ -13,6 +13,7 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use healthlake_exporter::aws::ClientOptions;
 use healthlake_exporter::config::Config;
+use healthlake_exporter::state::Feed;
 use healthlake_exporter::Exporter;
 use healthlake_fake::{FakeHealthLake, FakeServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -94,6 +95,11 @@ pub async fn http_request(
     (status, head.to_lowercase(), body.to_string())
 }
 
+/// `POST /-/reload` (with no body); returns what [`http_request`] does.
+pub async fn post_reload(addr: SocketAddr) -> (u16, String, String) {
+    http_request(addr, "POST", "/-/reload", &[("Content-Length", "0")]).await
+}
+
 pub async fn scrape(addr: SocketAddr) -> Metrics {
     let (status, _, body) = http_request(addr, "GET", "/metrics", &[]).await;
     assert_eq!(status, 200);
@@ -152,6 +158,49 @@ impl Metrics {
             .map(|(k, v)| (k.as_str(), *v))
             .collect()
     }
+}
+
+/// Polls of `feed` attempted (ended, successfully or not) for the datastore `id`; 0 while the
+/// exporter does not follow it.
+pub fn attempts(exporter: &Exporter, id: &str, feed: Feed) -> u64 {
+    exporter
+        .state()
+        .datastores()
+        .iter()
+        .find(|d| d.id == id)
+        .map_or(0, |d| d.record().attempts(feed))
+}
+
+/// Waits until the datastore `id` has had `polls` polls of `feed` attempted.
+pub async fn polled(exporter: &Exporter, id: &str, feed: Feed, polls: u64) {
+    let what = format!("{polls} {feed:?} polls of {id}");
+    eventually(Duration::from_secs(30), &what, || async {
+        (attempts(exporter, id, feed) >= polls).then_some(())
+    })
+    .await
+}
+
+/// Waits until the exporter's first datastore (in a sharded replica: the first it owns) has had
+/// its first export poll.
+pub async fn first_poll(exporter: &Exporter) {
+    eventually(Duration::from_secs(30), "the first poll", || async {
+        let datastores = exporter.state().datastores();
+        let polls = datastores.first()?.record().attempts(Feed::EXPORTS);
+        (polls >= 1).then_some(())
+    })
+    .await
+}
+
+/// The message of the last error of the datastore `id`'s `feed`.
+pub fn last_error(exporter: &Exporter, id: &str, feed: Feed) -> String {
+    let datastores = exporter.state().datastores();
+    let datastore = datastores
+        .iter()
+        .find(|d| d.id == id)
+        .unwrap_or_else(|| panic!("no datastore {id}"));
+    let record = datastore.record();
+    let health = record.health(feed).expect("a feed followed");
+    health.last_error.clone().expect("an error").message
 }
 
 /// `name{datastore_id="ID",datastore_name="NAME"<,extra>}`.

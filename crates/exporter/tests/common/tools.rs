@@ -154,6 +154,36 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).expect("command printed non-UTF-8 output")
 }
 
+/// Runs a linter and fails the test, showing its findings, unless it exits 0 and prints nothing.
+pub fn assert_lints_clean(linter: &str, cmd: &mut Command) {
+    let out = run(cmd);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "{linter} findings ({}):\n{text}",
+        out.status
+    );
+}
+
+/// Runs `checker` with `args` on a file `name` holding `contents`, and fails the test if the
+/// checker accepts it (`what` says what it should refuse): guards a check against passing
+/// vacuously.
+pub fn assert_refuses(checker: &Path, args: &[&str], name: &str, contents: &str, what: &str) {
+    let dir = scratch_dir("refused");
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).expect("write the file to refuse");
+    let out = run(Command::new(checker).args(args).arg(&path));
+    assert!(
+        !out.status.success(),
+        "{} accepted {what}",
+        checker.display()
+    );
+}
+
 /// Every YAML document of `yaml_text`, converted to JSON by python3 + PyYAML (safe loader).
 pub fn yaml_docs_to_json(python: &Path, yaml_text: &str) -> Vec<serde_json::Value> {
     const SCRIPT: &str = "import sys, json, yaml\n\
@@ -302,14 +332,8 @@ pub fn promql_metric_names(expr: &str) -> Vec<String> {
         while i < c.len() {
             match c[i] {
                 '"' | '\'' | '`' => {
-                    let q = c[i];
-                    i += 1;
-                    while i < c.len() && c[i] != q {
-                        if c[i] == '\\' && q != '`' {
-                            i += 1;
-                        }
-                        i += 1;
-                    }
+                    i = skip_string(i);
+                    continue;
                 }
                 ch if ch == open => depth += 1,
                 ch if ch == close => {
