@@ -37,6 +37,21 @@ fn client(server: &FakeServer) -> Client {
     )
 }
 
+/// [`start`], with [`Q`] hiding a received message for 1 s; a client and the queue's URL.
+async fn start_with_one_second_visibility() -> (FakeHealthLake, FakeServer, Client, String) {
+    let (fake, server) = start().await;
+    fake.create_queue_with(
+        Q,
+        FakeQueue {
+            visibility_timeout: Duration::from_secs(1),
+            dead_letter: None,
+        },
+    );
+    let sqs = client(&server);
+    let queue = url(&server, Q);
+    (fake, server, sqs, queue)
+}
+
 fn url(server: &FakeServer, queue: &str) -> String {
     format!("{}/123456789012/{queue}", server.endpoint_url())
 }
@@ -149,16 +164,7 @@ async fn long_poll_returns_as_soon_as_a_message_arrives() {
 
 #[tokio::test]
 async fn undeleted_message_comes_back_after_visibility_timeout() {
-    let (fake, server) = start().await;
-    fake.create_queue_with(
-        Q,
-        FakeQueue {
-            visibility_timeout: Duration::from_secs(1),
-            dead_letter: None,
-        },
-    );
-    let sqs = client(&server);
-    let queue = url(&server, Q);
+    let (fake, _server, sqs, queue) = start_with_one_second_visibility().await;
     fake.send_message(Q, "again");
     let first = sqs
         .receive_message()
@@ -375,16 +381,7 @@ fn visibility_entry(
 /// succeeds and deletes nothing, as on SQS), and `ApproximateReceiveCount` tells the redelivery.
 #[tokio::test]
 async fn visibility_batch_extends_and_stale_handles_delete_nothing() {
-    let (fake, server) = start().await;
-    fake.create_queue_with(
-        Q,
-        FakeQueue {
-            visibility_timeout: Duration::from_secs(1),
-            dead_letter: None,
-        },
-    );
-    let sqs = client(&server);
-    let queue = url(&server, Q);
+    let (fake, _server, sqs, queue) = start_with_one_second_visibility().await;
     fake.send_message(Q, "kept");
     fake.send_message(Q, "lapsed");
     let receive = || {

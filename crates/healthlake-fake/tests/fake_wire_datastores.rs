@@ -50,6 +50,33 @@ fn client_in(server: &FakeServer, region: &str) -> Client {
     Client::from_conf(config(server, region).build())
 }
 
+/// The HTTP status and the error code of a failed call.
+fn status_and_code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> (Option<u16>, Option<String>) {
+    (
+        err.raw_response().map(|r| r.status().as_u16()),
+        err.as_service_error()
+            .and_then(ProvideErrorMetadata::code)
+            .map(str::to_owned),
+    )
+}
+
+/// A truncated 200: an error of the service, with no code.
+fn assert_truncated<E: ProvideErrorMetadata + std::fmt::Debug>(err: &SdkError<E>) {
+    assert!(matches!(err, SdkError::ServiceError(_)), "{err:?}");
+    assert_eq!(status_and_code(err), (Some(200), None));
+}
+
+/// A dropped connection: no answer at all.
+fn assert_no_answer<E: std::fmt::Debug>(err: &SdkError<E>) {
+    assert!(
+        matches!(
+            err,
+            SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+        ),
+        "{err:?}"
+    );
+}
+
 async fn imports(client: &Client, max: Option<i32>, token: Option<&str>) -> ImportResult {
     client
         .list_fhir_import_jobs()
@@ -800,12 +827,8 @@ async fn error_faults_map_to_each_operations_variants() {
             .send()
             .await
             .unwrap_err();
-        assert_eq!(
-            err.raw_response().map(|r| r.status().as_u16()),
-            Some(status)
-        );
+        assert_eq!(status_and_code(&err), (Some(status), Some(code.to_owned())));
         let e = err.as_service_error().expect("service error");
-        assert_eq!(e.code(), Some(code));
         let modeled = matches!(
             e,
             ListFHIRImportJobsError::ThrottlingException(_)
@@ -826,12 +849,8 @@ async fn error_faults_map_to_each_operations_variants() {
             .send()
             .await
             .unwrap_err();
-        assert_eq!(
-            err.raw_response().map(|r| r.status().as_u16()),
-            Some(status)
-        );
+        assert_eq!(status_and_code(&err), (Some(status), Some(code.to_owned())));
         let e = err.as_service_error().expect("service error");
-        assert_eq!(e.code(), Some(code));
         let modeled = matches!(
             e,
             DescribeFHIRDatastoreError::ThrottlingException(_)
@@ -848,12 +867,8 @@ async fn error_faults_map_to_each_operations_variants() {
         assert_eq!(modeled, in_model.contains(&code), "{code}");
 
         let err = client.list_fhir_datastores().send().await.unwrap_err();
-        assert_eq!(
-            err.raw_response().map(|r| r.status().as_u16()),
-            Some(status)
-        );
+        assert_eq!(status_and_code(&err), (Some(status), Some(code.to_owned())));
         let e = err.as_service_error().expect("service error");
-        assert_eq!(e.code(), Some(code));
         let modeled = matches!(
             e,
             ListFHIRDatastoresError::ThrottlingException(_)
@@ -884,36 +899,15 @@ async fn transport_faults_apply_to_the_new_operations() {
     // A truncated 200 is an unhandled service error with no code; a reset has no response.
     fake.set_fault(DS, Some(Fault::MalformedJson));
     fake.set_list_datastores_fault(Some(Fault::MalformedJson));
-    let e = import().await.unwrap_err();
-    assert!(matches!(e, SdkError::ServiceError(_)), "{e:?}");
-    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(200));
-    assert_eq!(e.as_service_error().and_then(|s| s.code()), None);
-    let e = describe().await.unwrap_err();
-    assert!(matches!(e, SdkError::ServiceError(_)), "{e:?}");
-    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(200));
-    assert_eq!(e.as_service_error().and_then(|s| s.code()), None);
-    let e = list().await.unwrap_err();
-    assert!(matches!(e, SdkError::ServiceError(_)), "{e:?}");
-    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(200));
-    assert_eq!(e.as_service_error().and_then(|s| s.code()), None);
+    assert_truncated(&import().await.unwrap_err());
+    assert_truncated(&describe().await.unwrap_err());
+    assert_truncated(&list().await.unwrap_err());
 
     fake.set_fault(DS, Some(Fault::ConnectionReset));
     fake.set_list_datastores_fault(Some(Fault::ConnectionReset));
-    let e = import().await.unwrap_err();
-    assert!(
-        matches!(e, SdkError::DispatchFailure(_) | SdkError::ResponseError(_)),
-        "{e:?}"
-    );
-    let e = describe().await.unwrap_err();
-    assert!(
-        matches!(e, SdkError::DispatchFailure(_) | SdkError::ResponseError(_)),
-        "{e:?}"
-    );
-    let e = list().await.unwrap_err();
-    assert!(
-        matches!(e, SdkError::DispatchFailure(_) | SdkError::ResponseError(_)),
-        "{e:?}"
-    );
+    assert_no_answer(&import().await.unwrap_err());
+    assert_no_answer(&describe().await.unwrap_err());
+    assert_no_answer(&list().await.unwrap_err());
 
     fake.set_fault(DS, Some(Fault::NextTokenLoop));
     fake.set_list_datastores_fault(Some(Fault::NextTokenLoop));
