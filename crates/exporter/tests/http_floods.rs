@@ -422,6 +422,7 @@ async fn half_sent_requests_behind_a_mesh_do_not_hold_up_scrapes() {
                 if stop.load(Ordering::SeqCst) {
                     return;
                 }
+                // The flood's pace of coming back: the behaviour under test, not a wait.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let Ok(again) = connect_from("127.0.0.1", addr).await else {
                     continue;
