@@ -109,6 +109,23 @@ fn usage_errors_and_version() {
     assert!(stderr.contains("is not an IP address and port"), "{stderr}");
 }
 
+/// The daemon on `config`, logging JSON at `log_level` to a piped stderr, with static keys (whose
+/// secret must never reach the log) and no instance metadata.
+fn daemon(config: &std::path::Path, (key_id, secret): (&str, &str), log_level: &str) -> Spawned {
+    Spawned::spawn(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .args(["--log-format", "json"])
+            .env("AWS_ACCESS_KEY_ID", key_id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", log_level)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+}
+
 // Multi-threaded: this test blocks on the child's output while the fake answers on the runtime.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_exits_0_within_5_seconds_and_logs_no_secrets() {
@@ -117,16 +134,7 @@ async fn sigterm_exits_0_within_5_seconds_and_logs_no_secrets() {
     let text = common::config_text(&server.endpoint_url(), "", &[("ds1", "one")]);
     let dir = TestDir::new("cli");
     let path = dir.write("sigterm.toml", text);
-    let mut child = Spawned::spawn(
-        Command::new(BIN)
-            .args(["--config", path.to_str().unwrap(), "--log-format", "json"])
-            .env("AWS_ACCESS_KEY_ID", "AKIDSIGTERMTEST")
-            .env("AWS_SECRET_ACCESS_KEY", "super-secret-value")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("RUST_LOG", "trace")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
+    let mut child = daemon(&path, ("AKIDSIGTERMTEST", "super-secret-value"), "trace");
     let started = child
         .stderr()
         .line_with("healthlake-exporter started", LOG_LIMIT);
@@ -230,16 +238,7 @@ async fn sighup_reloads_and_failures_are_logged_once_per_change() {
     let text = common::config_text(&endpoint, "", &[("first", "one")]);
     let dir = TestDir::new("cli");
     let path = dir.write("sighup.toml", text);
-    let mut child = Spawned::spawn(
-        Command::new(BIN)
-            .args(["--config", path.to_str().unwrap(), "--log-format", "json"])
-            .env("AWS_ACCESS_KEY_ID", "AKIDSIGHUPTEST")
-            .env("AWS_SECRET_ACCESS_KEY", "sighup-secret")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
+    let mut child = daemon(&path, ("AKIDSIGHUPTEST", "sighup-secret"), "info");
     let started = child
         .stderr()
         .line_with("healthlake-exporter started", LOG_LIMIT);
