@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
@@ -12,27 +11,6 @@ use healthlake_exporter::Exporter;
 use healthlake_fake::{FakeDatastore, FakeImportJob, FakeJob, FakeProgress, Fault};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hle-beyond-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-async fn polled(exporter: &Exporter, id: &str, feed: Feed, polls: u64) {
-    eventually(WAIT, &format!("{polls} {feed:?} polls of {id}"), || async {
-        let attempts = exporter
-            .state()
-            .datastores()
-            .iter()
-            .find(|d| d.id == id)
-            .map_or(0, |d| d.record().attempts(feed));
-        (attempts >= polls).then_some(())
-    })
-    .await
-}
 
 fn progress(files: i64, mb: f64, scanned: i64, imported: i64, failed: i64) -> FakeProgress {
     FakeProgress {
@@ -326,7 +304,8 @@ async fn discovery_adds_and_drops_datastores_and_configured_entries_win() {
         "[polling]\ninterval = \"1s\"\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n[server]\nlisten_address = \"127.0.0.1:0\"\n[[discovery]]\nname_prefix = \"prod-\"\ninterval = \"1s\"\n",
         server.endpoint_url()
     );
-    let path = temp_file("discovery.toml", &discovery);
+    let dir = TestDir::new("beyond");
+    let path = dir.write("discovery.toml", &discovery);
     let exporter = Exporter::start_from_file(&path, None, test_options())
         .await
         .unwrap();

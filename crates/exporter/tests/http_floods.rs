@@ -8,18 +8,15 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::http_server::{basic, serve_with};
 use common::*;
 use healthlake_exporter::config::Config;
-use healthlake_exporter::state::State;
-use healthlake_exporter::web::{self, HttpContext, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::oneshot;
 
 // ---- clients on chosen loopback addresses ----
 
@@ -66,22 +63,6 @@ async fn request_from(
     tokio::time::timeout(limit, attempt).await.ok().flatten()
 }
 
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine as _;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
-
-/// A fresh directory for one test's files.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hle-http-floods-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn plain_config(server: &str, datastores: usize) -> String {
     let mut text = format!(
         "[server]\nlisten_address = \"127.0.0.1:0\"\n{server}\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"http://127.0.0.1:9\"\n"
@@ -94,47 +75,6 @@ fn plain_config(server: &str, datastores: usize) -> String {
         ));
     }
     text
-}
-
-/// The exporter's HTTP server alone, with explicit limits, over a State nobody polls.
-struct Server {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-/// With `send_buffer`, accepted connections get that kernel send buffer (they inherit it from
-/// the listening socket), so that a client that stops reading stalls the server's writes after a
-/// few hundred kilobytes instead of the several megabytes Linux grows it to on loopback.
-async fn serve_with(
-    config_text: &str,
-    send_buffer: Option<u32>,
-    limits: impl FnOnce(&mut Limits),
-) -> Server {
-    let config = Config::parse(config_text, Path::new("test.toml")).expect("valid config");
-    let state = Arc::new(State::new(&config, now()));
-    let mut chosen = Limits::new(&config.server);
-    limits(&mut chosen);
-    let context = HttpContext::with_limits(state, &config.server, chosen).expect("HTTP context");
-    let socket = TcpSocket::new_v4().unwrap();
-    if let Some(size) = send_buffer {
-        socket.set_send_buffer_size(size).unwrap();
-    }
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(1024).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(web::serve(listener, Arc::new(context), async {
-        let _ = stopped.await;
-    }));
-    Server { addr, stop, task }
-}
-
-impl Server {
-    async fn shutdown(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-    }
 }
 
 // ---- finding 2: a wrong-password flood must not lock out the scraper ----
@@ -186,8 +126,8 @@ async fn a_wrong_password_flood_from_other_addresses_never_locks_out_an_uncached
     // start, after a reload or after the cache expired), so none is answered from the cache.
     // Cost 6 keeps the test quick; the flood keeps the bcrypt slot busy all the same.
     let hash = bcrypt::hash("right", 6).unwrap();
-    let dir = temp_dir("password-flood");
-    let path = dir.join("config.toml");
+    let dir = TestDir::new("http-floods");
+    let path = dir.path().join("config.toml");
     std::fs::write(&path, users_config(&vec![hash.clone(); 20])).unwrap();
     let exporter = healthlake_exporter::Exporter::start_from_file(&path, None, test_options())
         .await
@@ -227,7 +167,6 @@ async fn a_wrong_password_flood_from_other_addresses_never_locks_out_an_uncached
         flood_statuses.extend(task.await.unwrap());
     }
     exporter.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 
     let ok = scrapes.iter().filter(|s| **s == Some(200)).count();
     assert!(
@@ -257,8 +196,8 @@ async fn a_wrong_password_flood_from_other_addresses_never_locks_out_an_uncached
 
 #[test]
 fn basic_auth_users_need_one_bounded_bcrypt_cost() {
-    let dir = temp_dir("cost");
-    let path = dir.join("config.toml");
+    let dir = TestDir::new("http-floods");
+    let path = dir.path().join("config.toml");
     let cost = |c: u32| {
         bcrypt::hash("x", 4)
             .unwrap()
@@ -296,15 +235,14 @@ fn basic_auth_users_need_one_bounded_bcrypt_cost() {
     );
     std::fs::write(&path, &text).unwrap();
     assert!(Config::load(&path).is_ok());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---- finding 12: DNS rebinding against /-/reload ----
 
 #[tokio::test]
 async fn reload_is_refused_for_a_host_name_that_is_not_allowed() {
-    let dir = temp_dir("rebinding");
-    let path = dir.join("config.toml");
+    let dir = TestDir::new("http-floods");
+    let path = dir.path().join("config.toml");
     std::fs::write(&path, plain_config("enable_reload = true", 1)).unwrap();
     let exporter = healthlake_exporter::Exporter::start_from_file(&path, None, test_options())
         .await
@@ -369,7 +307,6 @@ async fn reload_is_refused_for_a_host_name_that_is_not_allowed() {
         "{message}"
     );
     assert!(!message.contains("x.example"), "{message}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---- finding 7: clients that stop reading a large /metrics ----
@@ -485,6 +422,7 @@ async fn half_sent_requests_behind_a_mesh_do_not_hold_up_scrapes() {
                 if stop.load(Ordering::SeqCst) {
                     return;
                 }
+                // The flood's pace of coming back: the behaviour under test, not a wait.
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let Ok(again) = connect_from("127.0.0.1", addr).await else {
                     continue;

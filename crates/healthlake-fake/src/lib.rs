@@ -22,17 +22,21 @@
 //! `sts`), so that credentials, roles and the principal they name can be tested too.
 //!
 //! Layout: `store` holds datastores, jobs, faults and the request log (pure, unit tested), `wire`
-//! knows the protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing and
-//! `scenario` scripts the demo, `main.rs` is the standalone fake the scale benchmark starts; `sqs` holds the queues, `sqs_wire` speaks SQS's protocol,
-//! `events` builds the EventBridge events and `sts` is the fake STS.
+//! knows the protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing,
+//! `fault` what an injected fault does to a call of either protocol, and `scenario` scripts the
+//! demo; `main.rs` is the standalone fake the scale benchmark starts; `sqs` holds the queues,
+//! `sqs_wire` speaks SQS's protocol and `events` builds the EventBridge events, `sts` is the fake STS; `wait` waits on a
+//! condition with a deadline, for the tests of both crates.
 
 pub mod events;
+mod fault;
 pub mod scenario;
 mod server;
 pub mod sqs;
 mod sqs_wire;
 mod store;
 pub mod sts;
+pub mod wait;
 mod wire;
 
 use std::net::SocketAddr;

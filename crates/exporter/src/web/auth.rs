@@ -499,9 +499,10 @@ mod tests {
                 })
             })
             .collect();
-        while auth.memory.queue.waiting() < 12 * MAX_WAITING_PER_SOURCE / 2 {
-            tokio::task::yield_now().await;
-        }
+        let full = healthlake_fake::wait::within(Duration::from_secs(30), || async {
+            (auth.memory.queue.waiting() >= 12 * MAX_WAITING_PER_SOURCE / 2).then_some(())
+        });
+        assert!(full.await.is_some(), "the flood never filled the lines");
         // Each user's first check: nothing cached, the flood in full swing.
         for n in 0..3 {
             let header = basic(&format!("scraper{n}:s3cret"));

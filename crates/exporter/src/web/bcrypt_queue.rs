@@ -263,10 +263,16 @@ mod tests {
         })
     }
 
+    /// Lets the spawned waiters run until `expected` of them wait (on this current-thread
+    /// runtime a yield runs them); fails rather than spins if they never do.
     async fn settle(queue: &BcryptQueue, expected: usize) {
-        while queue.waiting() != expected {
+        for _ in 0..10_000 {
+            if queue.waiting() == expected {
+                return;
+            }
             tokio::task::yield_now().await;
         }
+        panic!("{} waiting, not {expected}", queue.waiting());
     }
 
     #[tokio::test]
