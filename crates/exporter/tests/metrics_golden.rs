@@ -1,11 +1,19 @@
 //! The metrics output for one scripted State, byte for byte, in both formats: export and import
 //! jobs (unknown statuses, running jobs with progress, a terminal job without an end time), failed
-//! polls of every feed, datastore health, discovery and a failed reload. The golden files under
-//! `tests/golden/` are the exposition a user's dashboards and alerts see; a change to them is a
-//! change of the exporter's output and must be deliberate. `UPDATE_GOLDEN=1` rewrites them.
+//! polls of every feed, datastore health, discovery, the event path and a failed reload, followed
+//! by the `process_*` families as `/metrics` serves them. The golden files under `tests/golden/`
+//! are the exposition a user's dashboards and alerts see; a change to them is a change of the
+//! exporter's output and must be deliberate. `UPDATE_GOLDEN=1` rewrites them.
+//!
+//! The `process_*` values are read from `/proc` at each scrape, so they cannot be pinned: the test
+//! checks each is a number (and positive where it must be), then writes it as `0.0` (see
+//! [`masked_process_values`]). Their names, types, help and (empty) label sets are still compared
+//! byte for byte.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use healthlake_exporter::config::Config;
 use healthlake_exporter::metrics::{render_uncached, Format, MetricsCache};
@@ -206,6 +214,24 @@ fn scripted_state() -> Arc<State> {
         T0 + 600.0,
     );
     state.reload_status().record(false, T0 + 700.0);
+
+    // The event path: a consumer that receives, with two throttled calls behind it.
+    let events = state.enable_events();
+    events.up.store(true, Ordering::Relaxed);
+    for (counter, value) in [
+        (&events.received, 12),
+        (&events.redelivered, 1),
+        (&events.applied, 9),
+        (&events.ignored, 2),
+        (&events.malformed, 1),
+        (&events.refreshes, 7),
+        (&events.unannounced_changes, 3),
+    ] {
+        counter.store(value, Ordering::Relaxed);
+    }
+    events.error(ErrorReason::Throttled);
+    events.error(ErrorReason::Throttled);
+    events.applied_event_at(UNIX_EPOCH + Duration::from_secs_f64(T0 + 800.5));
     state
 }
 
@@ -229,6 +255,32 @@ fn without_build_facts(text: &str) -> String {
         text.replace_range(start..end, placeholder);
     }
     text
+}
+
+/// The `process_*` families' values written as `0.0`, after checking each is a number (positive
+/// but for the CPU time, which may still be 0); every other line as it is.
+fn masked_process_values(text: &str) -> String {
+    let mut seen = 0;
+    let masked = text
+        .split_inclusive('\n')
+        .map(|line| {
+            if !line.starts_with("process_") {
+                return line.to_owned();
+            }
+            let (series, value) = line.trim_end().rsplit_once(' ').expect("a sample line");
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|e| panic!("{line:?}: not a number: {e}"));
+            assert!(
+                value > 0.0 || series.starts_with("process_cpu_seconds"),
+                "{line:?}"
+            );
+            seen += 1;
+            format!("{series} 0.0\n")
+        })
+        .collect();
+    assert_eq!(seen, 7, "seven process families, one sample each:\n{text}");
+    masked
 }
 
 fn check(name: &str, actual: &str) {
@@ -264,14 +316,20 @@ fn metrics_of_a_scripted_state_match_the_golden_files() {
         (Format::OpenMetrics, "metrics.openmetrics.txt"),
     ];
     let cache = MetricsCache::new();
+    let served = MetricsCache::with_process_metrics();
     for (format, name) in cases {
         let reference = render_uncached(&state, now, format);
-        check(name, &reference);
         let cached = cache.render(&state, now, format, false).expect("renders");
         assert_eq!(
             String::from_utf8(cached).unwrap(),
             reference,
             "{name} cached"
         );
+        // What `/metrics` serves: the same, then the process families (before OpenMetrics' EOF).
+        let served = served.render(&state, now, format, false).expect("renders");
+        let served = String::from_utf8(served).unwrap();
+        let families = reference.strip_suffix("# EOF\n").unwrap_or(&reference);
+        assert!(served.starts_with(families), "{name}: served\n{served}");
+        check(name, &masked_process_values(&served));
     }
 }
