@@ -15,8 +15,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+mod common;
+mod exposition_parsers;
+
+use exposition_parsers::{parse_independently, Parsed};
 use healthlake_exporter::config::Config;
 use healthlake_exporter::metrics::{render_uncached, Format, MetricsCache};
+use healthlake_exporter::metrics::{FAMILY_NAMES, PROCESS_FAMILY_NAMES};
 use healthlake_exporter::model::{DatastoreInfo, ErrorReason, PollError};
 use healthlake_exporter::model::{ImportProgress, Job, JobKind, JobStatus};
 use healthlake_exporter::state::{Feed, Listed, PollPlan, Retention, State};
@@ -332,4 +337,154 @@ fn metrics_of_a_scripted_state_match_the_golden_files() {
         assert!(served.starts_with(families), "{name}: served\n{served}");
         check(name, &masked_process_values(&served));
     }
+}
+
+/// The golden files as independent parsers read them: every family the exporter declares, with
+/// its type and unit, the same samples in both formats, label values unescaped, values as meant.
+#[test]
+fn the_golden_files_read_the_same_with_independent_parsers() {
+    let text = std::fs::read_to_string(golden("metrics.txt")).expect("golden text");
+    let openmetrics = std::fs::read_to_string(golden("metrics.openmetrics.txt")).expect("golden");
+    let Some(parsed) = parse_independently(&[
+        (Format::Prometheus, &text),
+        (Format::OpenMetrics, &openmetrics),
+    ]) else {
+        return;
+    };
+    let (text, openmetrics) = (&parsed[0], &parsed[1]);
+    let mut declared: Vec<&str> = FAMILY_NAMES
+        .iter()
+        .chain(&PROCESS_FAMILY_NAMES)
+        .copied()
+        .collect();
+    let mut read: Vec<&str> = text.order.iter().map(String::as_str).collect();
+    declared.sort_unstable();
+    read.sort_unstable();
+    assert_eq!(
+        read, declared,
+        "the families written are the families declared"
+    );
+    assert_eq!(
+        text.order, openmetrics.order,
+        "one family order in both formats"
+    );
+    for (name, family) in &openmetrics.families {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        assert_eq!(family.kind, kind, "{name}");
+        let base = name.strip_suffix("_total").unwrap_or(name);
+        let unit = ["seconds", "bytes"]
+            .into_iter()
+            .find(|unit| base.ends_with(&format!("_{unit}")))
+            .unwrap_or_default();
+        assert_eq!(family.unit, unit, "{name}: OpenMetrics UNIT");
+        let in_text = text.family(name);
+        assert_eq!(
+            (&in_text.kind, &in_text.help, &in_text.samples),
+            (&family.kind, &family.help, &family.samples),
+            "{name}: the formats differ"
+        );
+    }
+    assert_values(text);
+}
+
+/// A few values a user reads, as prometheus_client reads them.
+fn assert_values(m: &Parsed) {
+    let both = [
+        ("datastore_id", "ds-both"),
+        ("datastore_name", "prod \"main\""),
+    ];
+    let with = |extra: (&'static str, &'static str)| [both[0], both[1], extra];
+    assert_eq!(
+        m.value("healthlake_export_jobs", &with(("status", "FAILED"))),
+        2.0
+    );
+    assert_eq!(
+        m.value(
+            "healthlake_export_jobs",
+            &with(("status", "ARCHIVED_SOMEHOW"))
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.value(
+            "healthlake_export_job_duration_seconds",
+            &with(("job_id", "e3"))
+        ),
+        650.0
+    );
+    assert_eq!(
+        m.value(
+            "healthlake_export_job_end_timestamp_seconds",
+            &with(("job_id", "e2"))
+        ),
+        T0 - 3500.5
+    );
+    assert_eq!(
+        m.value(
+            "healthlake_import_job_scanned_bytes",
+            &with(("job_id", "i2"))
+        ),
+        0.0
+    );
+    assert_eq!(
+        m.value(
+            "healthlake_datastore_status",
+            &[("datastore_id", "ds-import"), ("status", "SOMETHING_NEW")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.value("healthlake_discovery_datastores", &[("discovery", "0")]),
+        2.0
+    );
+    assert_eq!(m.value("healthlake_events_received_total", &[]), 12.0);
+    assert_eq!(
+        m.value(
+            "healthlake_events_newest_applied_event_timestamp_seconds",
+            &[]
+        ),
+        T0 + 800.5
+    );
+    assert_eq!(
+        m.value("healthlake_exporter_config_last_reload_successful", &[]),
+        0.0
+    );
+    assert!(m
+        .family("healthlake_exporter_tls_certificate_last_load_successful")
+        .samples
+        .is_empty());
+    assert_eq!(m.family("process_cpu_seconds_total").samples.len(), 1);
+    assert_feed_values(m);
+}
+
+/// The feeds' health as prometheus_client reads it.
+fn assert_feed_values(m: &Parsed) {
+    let export_only = ("datastore_id", "ds-export");
+    assert_eq!(
+        m.value(
+            "healthlake_poll_errors_total",
+            &[export_only, ("reason", "network")]
+        ),
+        1.0
+    );
+    assert_eq!(m.value("healthlake_datastore_up", &[export_only]), 0.0);
+    assert_eq!(
+        m.value("healthlake_import_up", &[("datastore_id", "ds-both")]),
+        1.0
+    );
+    assert_eq!(
+        m.value(
+            "healthlake_discovery_errors_total",
+            &[("discovery", "0"), ("reason", "timeout")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.value("healthlake_events_errors_total", &[("reason", "throttled")]),
+        2.0
+    );
 }
