@@ -123,7 +123,10 @@ fn gunzip(bytes: &[u8]) -> String {
 /// The bodies a test served, each with the datastores (id, name) its State had, for the
 /// independent parsers.
 #[derive(Default)]
-struct Bodies(Vec<(Format, String, BTreeSet<(String, String)>, String)>);
+struct Bodies(Vec<Served>);
+
+/// A body, its format, the datastores (id, name) of its State, and what the test was doing.
+type Served = (Format, String, BTreeSet<(String, String)>, String);
 
 impl Bodies {
     fn add(&mut self, state: &State, format: Format, body: &str, what: &str) {
