@@ -237,6 +237,7 @@ fn scripted_state() -> Arc<State> {
     events.error(ErrorReason::Throttled);
     events.error(ErrorReason::Throttled);
     events.applied_event_at(UNIX_EPOCH + Duration::from_secs_f64(T0 + 800.5));
+    events.receive_ended(20.0, Some(T0 + 850.0));
     state
 }
 
@@ -461,30 +462,80 @@ fn assert_values(m: &Parsed) {
     assert_feed_values(m);
 }
 
-/// The feeds' health as prometheus_client reads it.
+/// The feeds' health as prometheus_client reads it: one family per figure, a `feed` label.
 fn assert_feed_values(m: &Parsed) {
+    let (up, errors) = ("healthlake_feed_up", "healthlake_feed_errors_total");
     let export_only = ("datastore_id", "ds-export");
+    let both = ("datastore_id", "ds-both");
+    let feed = |name| ("feed", name);
+    assert_eq!(m.value(up, &[export_only, feed("export")]), 0.0);
     assert_eq!(
         m.value(
-            "healthlake_poll_errors_total",
-            &[export_only, ("reason", "network")]
+            errors,
+            &[export_only, feed("export"), ("reason", "network")]
         ),
         1.0
     );
-    assert_eq!(m.value("healthlake_datastore_up", &[export_only]), 0.0);
+    assert_eq!(m.value(up, &[both, feed("import")]), 1.0);
     assert_eq!(
-        m.value("healthlake_import_up", &[("datastore_id", "ds-both")]),
-        1.0
+        m.value(
+            "healthlake_feed_last_success_timestamp_seconds",
+            &[both, feed("import")]
+        ),
+        T0 + 10.0
     );
     assert_eq!(
         m.value(
-            "healthlake_discovery_errors_total",
-            &[("discovery", "0"), ("reason", "timeout")]
+            "healthlake_feed_last_poll_duration_seconds",
+            &[both, feed("export")]
+        ),
+        2.5
+    );
+    assert_eq!(m.value(up, &[export_only, feed("describe")]), 0.0);
+    let never = [("datastore_id", "ds-never"), feed("describe")];
+    assert!(
+        m.family(up)
+            .samples
+            .iter()
+            .all(|s| !never
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(v))),
+        "a description's up appears with its first call"
+    );
+    assert_eq!(
+        m.value(
+            errors,
+            &[("discovery", "0"), feed("discovery"), ("reason", "timeout")]
         ),
         1.0
     );
+    assert_eq!(m.value(up, &[("discovery", "1"), feed("discovery")]), 0.0);
     assert_eq!(
-        m.value("healthlake_events_errors_total", &[("reason", "throttled")]),
+        m.value(errors, &[feed("events"), ("reason", "throttled")]),
         2.0
+    );
+    assert_eq!(
+        m.value(
+            "healthlake_feed_last_success_timestamp_seconds",
+            &[feed("events")]
+        ),
+        T0 + 850.0
+    );
+    // Every feed's up, errors by every reason: one query or alert for all of them.
+    let feeds: std::collections::BTreeSet<&str> = m
+        .family(up)
+        .samples
+        .iter()
+        .map(|s| s.labels["feed"].as_str())
+        .collect();
+    assert_eq!(
+        feeds.into_iter().collect::<Vec<_>>(),
+        ["describe", "discovery", "events", "export", "import"]
+    );
+    // ds-both: 3 feeds, the three others 2 each, two discovery entries, the event consumer.
+    assert_eq!(
+        m.family(errors).samples.len(),
+        12 * 11,
+        "12 feeds × 11 reasons"
     );
 }

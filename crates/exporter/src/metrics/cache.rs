@@ -17,7 +17,7 @@ use super::encode::Fmt;
 use super::families::DATASTORE_FAMILIES;
 use super::pieces::{encode_headers, Encoded, ExporterPieces, Piece};
 use super::process::ProcessStats;
-use super::snapshot::{EventQueue, Exporter, ExporterKey, Snapshot};
+use super::snapshot::{Exporter, ExporterKey, Snapshot};
 use super::{Format, RenderError};
 use crate::state::{Datastore, State};
 
@@ -73,8 +73,8 @@ struct Scrape<'a> {
     list: &'a Arc<[Arc<Datastore>]>,
     now: f64,
     format: Format,
-    /// The exporter-wide values' key, and the event queue's values it was made from.
-    exporter: (ExporterKey, Option<EventQueue>),
+    /// What the exporter-wide values are read from now.
+    exporter: ExporterKey,
 }
 
 impl MetricsCache {
@@ -156,14 +156,13 @@ impl MetricsCache {
         gzip: bool,
     ) -> Result<MetricsBody, RenderError> {
         let list = state.datastores();
-        // Read once: the cached exporter-wide pieces must hold the values their key was made from.
-        let events = EventQueue::of_state(state);
         let scrape = Scrape {
             state,
             list: &list,
             now,
             format,
-            exporter: (Exporter::key(state, events.as_ref()), events),
+            // Read once: the cached exporter-wide pieces hold the event values of their key.
+            exporter: Exporter::key(state),
         };
         let cached = match self.cached(&scrape) {
             Ok(done) => done,
@@ -205,7 +204,7 @@ impl MetricsCache {
             inner.adopt(list);
         }
         let exporter = match inner.exporter.get(f) {
-            Some(Some((key, pieces))) if *key == scrape.exporter.0 => Some(Arc::clone(pieces)),
+            Some(Some((key, pieces))) if *key == scrape.exporter => Some(Arc::clone(pieces)),
             _ => None,
         };
         let mut encoded = Vec::with_capacity(list.len());
@@ -251,8 +250,8 @@ impl MetricsCache {
         let exporter = match exporter {
             Some(exporter) => exporter,
             None => {
-                let (key, events) = scrape.exporter;
-                let values = Exporter::of(scrape.state, events);
+                let key = scrape.exporter;
+                let values = Exporter::of(scrape.state, key.events.clone());
                 let pieces = Arc::new(ExporterPieces::new(values, at, &headers, &mut compress)?);
                 if let Some(slot) = self.lock().exporter.get_mut(f) {
                     *slot = Some((key, Arc::clone(&pieces)));

@@ -13,7 +13,7 @@ use prometheus_client::registry::Unit;
 use super::encode::{Fmt, Scope, Sink};
 use super::process::ProcessStats;
 use super::samples;
-use super::snapshot::{Description, EventQueue, Exporter, JobList, Snapshot};
+use super::snapshot::{Description, EventQueue, Exporter, Feed, JobList, Snapshot};
 use crate::model::JobKind;
 
 /// One metric family.
@@ -38,6 +38,7 @@ pub(super) enum BaseUnit {
 
 type JobSamples = fn(&mut Sink<'_, '_>, &Scope<'_>, &JobList) -> Fmt;
 type DescriptionSamples = fn(&mut Sink<'_, '_>, &Scope<'_>, &Description) -> Fmt;
+type FeedSamples = fn(&mut Sink<'_, '_>, &Scope<'_>, &Feed<'_>) -> Fmt;
 
 /// What a family's samples are about, and the function that writes them from the snapshot.
 #[derive(Clone, Copy)]
@@ -46,6 +47,9 @@ pub(super) enum Samples {
     Jobs(JobKind, JobSamples),
     /// Per datastore with `polling.datastore_health`: from its description.
     Description(DescriptionSamples),
+    /// Per feed, with a `feed` label: each datastore's (its job listings, its description), then
+    /// each `[[discovery]]` entry's and the event consumer's.
+    Feeds(FeedSamples),
     /// About the exporter itself: discovery, configuration, API use, the build.
     Exporter(fn(&mut Sink<'_, '_>, &Exporter) -> Fmt),
     /// About the event consumer (`[events]` only).
@@ -57,13 +61,19 @@ pub(super) enum Samples {
 impl Samples {
     /// Whether the family has samples per datastore (written datastore by datastore).
     pub(super) const fn per_datastore(self) -> bool {
-        matches!(self, Samples::Jobs(..) | Samples::Description(_))
+        matches!(
+            self,
+            Samples::Jobs(..) | Samples::Description(_) | Samples::Feeds(_)
+        )
     }
 
     /// Whether the family has samples about the exporter or the things it follows that are not
     /// datastores (in a per-datastore family: written after the datastores').
     pub(super) const fn exporter_wide(self) -> bool {
-        matches!(self, Samples::Exporter(_) | Samples::EventQueue(_))
+        matches!(
+            self,
+            Samples::Exporter(_) | Samples::EventQueue(_) | Samples::Feeds(_)
+        )
     }
 }
 
@@ -129,6 +139,7 @@ impl Family {
                     }
                 }
             }
+            Samples::Feeds(write) => samples::each_feed(m, snapshot, write)?,
             Samples::Exporter(write) => {
                 if let Some(exporter) = &snapshot.exporter {
                     write(m, exporter)?;
@@ -153,8 +164,8 @@ impl Family {
 }
 
 /// Every family of State, in the order written: first those with samples per datastore (export
-/// jobs, import jobs with the running ones' progress, the datastore itself), then the
-/// exporter-wide ones (discovery, API use, configuration, the build, the event path). The cache
+/// jobs, import jobs with the running ones' progress, the datastore itself, the feeds' health),
+/// then the exporter-wide ones (discovery, API use, configuration, the build, the event path). The cache
 /// relies on that order (see [`DATASTORE_FAMILIES`]).
 pub(super) const FAMILIES: &[Family] = &[
     Family {
@@ -198,38 +209,6 @@ pub(super) const FAMILIES: &[Family] = &[
         samples: Samples::Jobs(JobKind::Export, samples::oldest_active_job),
     },
     Family {
-        name: "healthlake_datastore_up",
-        help: "1 if the exporter's last poll of this datastore's export jobs succeeded, else 0.",
-        metric_type: MetricType::Gauge,
-        unit: None,
-        labels: &[],
-        samples: Samples::Jobs(JobKind::Export, |m, ds, jobs| m.flag(ds, &[], jobs.health.up)),
-    },
-    Family {
-        name: "healthlake_poll_duration_seconds",
-        help: "Wall time of the exporter's last poll of this datastore's export jobs (all pages, retries included).",
-        metric_type: MetricType::Gauge,
-        unit: Some(BaseUnit::Seconds),
-        labels: &[],
-        samples: Samples::Jobs(JobKind::Export, |m, ds, jobs| samples::last_poll_duration(m, ds, &jobs.health)),
-    },
-    Family {
-        name: "healthlake_last_successful_poll_timestamp_seconds",
-        help: "Unix time at which the exporter's last successful poll of this datastore's export jobs ended.",
-        metric_type: MetricType::Gauge,
-        unit: Some(BaseUnit::Seconds),
-        labels: &[],
-        samples: Samples::Jobs(JobKind::Export, |m, ds, jobs| samples::last_success(m, ds, &jobs.health)),
-    },
-    Family {
-        name: "healthlake_poll_errors_total",
-        help: "Failed polls of this datastore's export jobs by reason (one per poll, not per retry).",
-        metric_type: MetricType::Counter,
-        unit: None,
-        labels: &["reason"],
-        samples: Samples::Jobs(JobKind::Export, |m, ds, jobs| samples::errors(m, ds, &jobs.health)),
-    },
-    Family {
         name: "healthlake_import_jobs",
         help: "Import jobs in each status, as last listed; from the exporter's own polling of HealthLake ListFHIRImportJobs.",
         metric_type: MetricType::Gauge,
@@ -268,22 +247,6 @@ pub(super) const FAMILIES: &[Family] = &[
         unit: Some(BaseUnit::Seconds),
         labels: &[],
         samples: Samples::Jobs(JobKind::Import, samples::oldest_active_job),
-    },
-    Family {
-        name: "healthlake_import_up",
-        help: "1 if the exporter's last poll of this datastore's import jobs succeeded, else 0 (only when import jobs are polled).",
-        metric_type: MetricType::Gauge,
-        unit: None,
-        labels: &[],
-        samples: Samples::Jobs(JobKind::Import, |m, ds, jobs| m.flag(ds, &[], jobs.health.up)),
-    },
-    Family {
-        name: "healthlake_import_poll_errors_total",
-        help: "Failed polls of this datastore's import jobs by reason (one per poll, not per retry).",
-        metric_type: MetricType::Counter,
-        unit: None,
-        labels: &["reason"],
-        samples: Samples::Jobs(JobKind::Import, |m, ds, jobs| samples::errors(m, ds, &jobs.health)),
     },
     Family {
         name: "healthlake_import_job_scanned_files",
@@ -358,28 +321,36 @@ pub(super) const FAMILIES: &[Family] = &[
         samples: Samples::Description(samples::datastore_info),
     },
     Family {
-        name: "healthlake_datastore_describe_up",
-        help: "1 if the exporter's last DescribeFHIRDatastore of this datastore succeeded, else 0.",
+        name: "healthlake_feed_up",
+        help: "1 if the feed's last poll succeeded, else 0. feed: export and import (the datastore's ListFHIRExportJobs or ListFHIRImportJobs listing; also 0 once none succeeded within 2 x polling.interval + polling.timeout), describe (its DescribeFHIRDatastore, from the first call on; stale after 2 x polling.datastore_interval + polling.timeout), discovery (a [[discovery]] entry's ListFHIRDatastores), events (the event consumer's SQS ReceiveMessage).",
         metric_type: MetricType::Gauge,
         unit: None,
-        labels: &[],
-        samples: Samples::Description(samples::describe_up),
+        labels: &["feed"],
+        samples: Samples::Feeds(samples::feed_up),
     },
     Family {
-        name: "healthlake_datastore_describe_errors_total",
-        help: "Failed DescribeFHIRDatastore calls for this datastore by reason.",
+        name: "healthlake_feed_errors_total",
+        help: "Failed polls of the feed by reason (one per poll, not per retry; for events, failed SQS calls of the consumer and their refused entries).",
         metric_type: MetricType::Counter,
         unit: None,
-        labels: &["reason"],
-        samples: Samples::Description(|m, ds, d| samples::errors(m, ds, &d.health)),
+        labels: &["feed", "reason"],
+        samples: Samples::Feeds(samples::feed_errors),
     },
     Family {
-        name: "healthlake_discovery_up",
-        help: "1 if the last ListFHIRDatastores of this [[discovery]] entry succeeded, else 0.",
+        name: "healthlake_feed_last_poll_duration_seconds",
+        help: "Wall time of the feed's last poll, successful or not (all pages and retries; for events, the last ReceiveMessage, a long poll while the queue is empty).",
         metric_type: MetricType::Gauge,
-        unit: None,
-        labels: &[],
-        samples: Samples::Exporter(samples::discovery_up),
+        unit: Some(BaseUnit::Seconds),
+        labels: &["feed"],
+        samples: Samples::Feeds(samples::feed_last_poll_duration),
+    },
+    Family {
+        name: "healthlake_feed_last_success_timestamp_seconds",
+        help: "Unix time at which the feed's last successful poll ended.",
+        metric_type: MetricType::Gauge,
+        unit: Some(BaseUnit::Seconds),
+        labels: &["feed"],
+        samples: Samples::Feeds(samples::feed_last_success),
     },
     Family {
         name: "healthlake_discovery_datastores",
@@ -388,14 +359,6 @@ pub(super) const FAMILIES: &[Family] = &[
         unit: None,
         labels: &[],
         samples: Samples::Exporter(samples::discovery_datastores),
-    },
-    Family {
-        name: "healthlake_discovery_errors_total",
-        help: "Failed ListFHIRDatastores calls of this [[discovery]] entry by reason.",
-        metric_type: MetricType::Counter,
-        unit: None,
-        labels: &["reason"],
-        samples: Samples::Exporter(samples::discovery_errors),
     },
     Family {
         name: "healthlake_api_requests_total",
@@ -454,14 +417,6 @@ pub(super) const FAMILIES: &[Family] = &[
         samples: Samples::Exporter(samples::build_info),
     },
     Family {
-        name: "healthlake_events_up",
-        help: "1 if the last SQS ReceiveMessage of the event consumer succeeded, else 0 (also 0 before the first).",
-        metric_type: MetricType::Gauge,
-        unit: None,
-        labels: &[],
-        samples: Samples::EventQueue(|m, q| m.flag(&[], &[], q.up)),
-    },
-    Family {
         name: "healthlake_events_received_total",
         help: "SQS messages the event consumer received.",
         metric_type: MetricType::Counter,
@@ -508,14 +463,6 @@ pub(super) const FAMILIES: &[Family] = &[
         unit: None,
         labels: &[],
         samples: Samples::EventQueue(|m, q| m.counter(&[], &[], q.refreshes)),
-    },
-    Family {
-        name: "healthlake_events_errors_total",
-        help: "Failed SQS calls of the event consumer (ReceiveMessage, ChangeMessageVisibilityBatch, DeleteMessageBatch, and their entries) by reason.",
-        metric_type: MetricType::Counter,
-        unit: None,
-        labels: &["reason"],
-        samples: Samples::EventQueue(samples::event_errors),
     },
     Family {
         name: "healthlake_events_newest_applied_event_timestamp_seconds",

@@ -3,10 +3,9 @@
 //! values of the family's labels in the order the table names them.
 
 use super::encode::{Fmt, Scope, Sink};
-use super::snapshot::{Description, EventQueue, Exporter, JobList};
+use super::snapshot::{feed, Description, EventQueue, Exporter, Feed, JobList, Snapshot};
 use crate::aws::{OPERATIONS, RESULTS};
 use crate::model::{ErrorReason, ImportProgress, DATASTORE_STATUSES};
-use crate::state::{DiscoveryStatus, Health};
 
 /// `status`: jobs per status, as last listed.
 pub(super) fn job_counts(m: &mut Sink<'_, '_>, ds: &Scope<'_>, jobs: &JobList) -> Fmt {
@@ -115,59 +114,81 @@ pub(super) fn datastore_info(m: &mut Sink<'_, '_>, ds: &Scope<'_>, d: &Descripti
     }
 }
 
-/// Whether the last description succeeded, from the first call on.
-pub(super) fn describe_up(m: &mut Sink<'_, '_>, ds: &Scope<'_>, d: &Description) -> Fmt {
-    match d.health.attempts {
-        0 => Ok(()),
-        _ => m.flag(ds, &[], d.health.up),
+/// Calls `write` for every feed of `snapshot`, with its scope: each datastore's job listings and
+/// description, each `[[discovery]]` entry (`discovery`: its position in the file, `region`), the
+/// event consumer.
+pub(super) fn each_feed(
+    m: &mut Sink<'_, '_>,
+    snapshot: &Snapshot,
+    write: fn(&mut Sink<'_, '_>, &Scope<'_>, &Feed<'_>) -> Fmt,
+) -> Fmt {
+    for ds in &snapshot.datastores {
+        let scope = ds.scope();
+        for feed in ds.feeds() {
+            write(m, &scope, &feed)?;
+        }
     }
-}
-
-/// The wall time of a feed's last poll, once there was one.
-pub(super) fn last_poll_duration(m: &mut Sink<'_, '_>, scope: &Scope<'_>, h: &Health) -> Fmt {
-    match h.last_poll_seconds {
-        Some(seconds) => m.gauge(scope, &[], seconds),
+    let Some(exporter) = &snapshot.exporter else {
+        return Ok(());
+    };
+    for d in &exporter.discovery {
+        let index = d.index.to_string();
+        let scope = [("discovery", index.as_str()), ("region", d.region.as_str())];
+        write(m, &scope, &Feed::discovery(&d.health))?;
+    }
+    match &exporter.events {
+        Some(events) => write(m, &[], &Feed::events(&events.health)),
         None => Ok(()),
     }
 }
 
-/// When a feed's last successful poll ended, once there was one.
-pub(super) fn last_success(m: &mut Sink<'_, '_>, scope: &Scope<'_>, h: &Health) -> Fmt {
-    match h.last_success {
-        Some(at) => m.gauge(scope, &[], at),
-        None => Ok(()),
+/// `feed`: 1 if its last poll succeeded. A description's appears with its first call; every
+/// other feed's is 0 until then.
+pub(super) fn feed_up(m: &mut Sink<'_, '_>, scope: &Scope<'_>, feed: &Feed<'_>) -> Fmt {
+    if feed.name == feed::DESCRIBE && feed.health.attempts == 0 {
+        return Ok(());
     }
+    m.flag(scope, &[feed.name], feed.health.up)
 }
 
-/// `reason`: a feed's failed polls, every reason (0 included).
-pub(super) fn errors(m: &mut Sink<'_, '_>, scope: &Scope<'_>, health: &Health) -> Fmt {
+/// `feed`, `reason`: failed polls, every reason (0 included).
+pub(super) fn feed_errors(m: &mut Sink<'_, '_>, scope: &Scope<'_>, feed: &Feed<'_>) -> Fmt {
     for reason in ErrorReason::ALL {
-        let count = health.errors.get(&reason).copied().unwrap_or(0);
-        m.counter(scope, &[reason.as_str()], count)?;
+        let count = feed.health.errors.get(&reason).copied().unwrap_or(0);
+        m.counter(scope, &[feed.name, reason.as_str()], count)?;
     }
     Ok(())
 }
 
-/// Calls `write` with the scope of each `[[discovery]]` entry: `discovery` (its position in the
-/// file) and `region`.
-fn each_discovery(e: &Exporter, mut write: impl FnMut(&Scope<'_>, &DiscoveryStatus) -> Fmt) -> Fmt {
+/// `feed`: the wall time of its last poll, once there was one.
+pub(super) fn feed_last_poll_duration(
+    m: &mut Sink<'_, '_>,
+    scope: &Scope<'_>,
+    feed: &Feed<'_>,
+) -> Fmt {
+    match feed.health.last_poll_seconds {
+        Some(seconds) => m.gauge(scope, &[feed.name], seconds),
+        None => Ok(()),
+    }
+}
+
+/// `feed`: when its last successful poll ended, once there was one.
+pub(super) fn feed_last_success(m: &mut Sink<'_, '_>, scope: &Scope<'_>, feed: &Feed<'_>) -> Fmt {
+    match feed.health.last_success {
+        Some(at) => m.gauge(scope, &[feed.name], at),
+        None => Ok(()),
+    }
+}
+
+/// Per `[[discovery]]` entry (`discovery`: its position in the file, `region`): the datastores
+/// its last successful listing found.
+pub(super) fn discovery_datastores(m: &mut Sink<'_, '_>, e: &Exporter) -> Fmt {
     for d in &e.discovery {
         let index = d.index.to_string();
-        write(&[("discovery", &index), ("region", &d.region)], d)?;
+        let scope = [("discovery", index.as_str()), ("region", d.region.as_str())];
+        m.gauge(&scope, &[], d.found as f64)?;
     }
     Ok(())
-}
-
-pub(super) fn discovery_up(m: &mut Sink<'_, '_>, e: &Exporter) -> Fmt {
-    each_discovery(e, |scope, d| m.flag(scope, &[], d.health.up))
-}
-
-pub(super) fn discovery_datastores(m: &mut Sink<'_, '_>, e: &Exporter) -> Fmt {
-    each_discovery(e, |scope, d| m.gauge(scope, &[], d.found as f64))
-}
-
-pub(super) fn discovery_errors(m: &mut Sink<'_, '_>, e: &Exporter) -> Fmt {
-    each_discovery(e, |scope, d| errors(m, scope, &d.health))
 }
 
 /// `operation`, `result`: every combination, 0 included.
@@ -196,14 +217,6 @@ pub(super) fn build_info(m: &mut Sink<'_, '_>, _: &Exporter) -> Fmt {
         env!("HEALTHLAKE_EXPORTER_RUSTC_VERSION"),
     ];
     m.gauge(&[], &build, 1.0)
-}
-
-/// `reason`: failed calls of the event consumer.
-pub(super) fn event_errors(m: &mut Sink<'_, '_>, q: &EventQueue) -> Fmt {
-    for (reason, count) in &q.errors {
-        m.counter(&[], &[reason.as_str()], *count)?;
-    }
-    Ok(())
 }
 
 /// Absent until an event was applied.

@@ -76,29 +76,61 @@ pub(super) struct Exporter {
 /// What the event consumer has done (`[events]`), read once so its families agree.
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct EventQueue {
-    pub(super) up: bool,
     pub(super) received: u64,
     pub(super) redelivered: u64,
     pub(super) applied: u64,
     pub(super) ignored: u64,
     pub(super) malformed: u64,
     pub(super) refreshes: u64,
-    /// Every reason, in [`ErrorReason::ALL`] order.
-    pub(super) errors: Vec<(ErrorReason, u64)>,
     pub(super) newest_applied: Option<f64>,
     pub(super) unannounced: u64,
+    /// The event feed's health: its `ReceiveMessage` calls, and the failures of every SQS call.
+    pub(super) health: Health,
 }
 
-/// What the exporter-wide values were copied from: when it changes, they may have.
-pub(super) type ExporterKey = (
-    bool,
-    u64,
-    u64,
-    Option<(u64, bool, u64)>,
-    Option<bool>,
-    u64,
-    usize,
-);
+/// What the exporter-wide values were read from: when it changes, they may have.
+#[derive(Debug, PartialEq)]
+pub(super) struct ExporterKey {
+    reload: (bool, u64),
+    discovery_version: u64,
+    /// Read once per scrape: the values are made from this copy.
+    pub(super) events: Option<EventQueue>,
+    certificate_loaded: Option<bool>,
+    api_usage_version: u64,
+    first_polls_pending: usize,
+}
+
+/// One feed's health, as the feed families read it.
+pub(super) struct Feed<'a> {
+    /// The `feed` label.
+    pub(super) name: &'static str,
+    pub(super) health: &'a Health,
+}
+
+impl<'a> Feed<'a> {
+    pub(super) fn discovery(health: &'a Health) -> Feed<'a> {
+        Feed {
+            name: feed::DISCOVERY,
+            health,
+        }
+    }
+
+    pub(super) fn events(health: &'a Health) -> Feed<'a> {
+        Feed {
+            name: feed::EVENTS,
+            health,
+        }
+    }
+}
+
+/// The `feed` label of each feed.
+pub(super) mod feed {
+    pub(in super::super) const EXPORT: &str = "export";
+    pub(in super::super) const IMPORT: &str = "import";
+    pub(in super::super) const DESCRIBE: &str = "describe";
+    pub(in super::super) const DISCOVERY: &str = "discovery";
+    pub(in super::super) const EVENTS: &str = "events";
+}
 
 impl Snapshot {
     /// Every datastore of `state` and the exporter-wide values (the reference encoding).
@@ -154,6 +186,20 @@ impl Datastore {
         [("datastore_id", &self.id), ("datastore_name", &self.name)]
     }
 
+    /// The datastore's feeds: its job listings, then its description.
+    pub(super) fn feeds(&self) -> impl Iterator<Item = Feed<'_>> {
+        let feed = |name, health| Feed { name, health };
+        [
+            self.exports.as_ref().map(|j| feed(feed::EXPORT, &j.health)),
+            self.imports.as_ref().map(|j| feed(feed::IMPORT, &j.health)),
+            self.description
+                .as_ref()
+                .map(|d| feed(feed::DESCRIBE, &d.health)),
+        ]
+        .into_iter()
+        .flatten()
+    }
+
     pub(super) fn jobs(&self, kind: JobKind) -> Option<&JobList> {
         match kind {
             JobKind::Export => self.exports.as_ref(),
@@ -191,18 +237,21 @@ impl Exporter {
         }
     }
 
-    /// What changes whenever these values may have (read without copying them).
-    pub(super) fn key(state: &State, events: Option<&EventQueue>) -> ExporterKey {
+    /// What changes whenever these values may have, with the event queue's values (read
+    /// without copying the rest).
+    pub(super) fn key(state: &State) -> ExporterKey {
         let reload = state.reload_status();
-        (
-            reload.last_successful(),
-            reload.last_success_time().to_bits(),
-            state.discovery_version(),
-            events.map(EventQueue::key),
-            state.certificate_status().get(),
-            api_usage().version(),
-            state.first_polls_pending(),
-        )
+        ExporterKey {
+            reload: (
+                reload.last_successful(),
+                reload.last_success_time().to_bits(),
+            ),
+            discovery_version: state.discovery_version(),
+            events: EventQueue::of_state(state),
+            certificate_loaded: state.certificate_status().get(),
+            api_usage_version: api_usage().version(),
+            first_polls_pending: state.first_polls_pending(),
+        }
     }
 }
 
@@ -214,40 +263,29 @@ impl EventQueue {
 
     pub(super) fn of(stats: &EventStats) -> EventQueue {
         use std::sync::atomic::Ordering::Relaxed;
+        let times = stats.receive_times();
         let errors = stats.errors();
-        EventQueue {
+        let health = Health {
             up: stats.up.load(Relaxed),
+            last_poll_seconds: times.last_seconds,
+            last_success: times.last_success,
+            errors: ErrorReason::ALL
+                .iter()
+                .map(|r| (*r, errors.get(r).copied().unwrap_or(0)))
+                .collect(),
+            ..Health::default()
+        };
+        EventQueue {
             received: stats.received.load(Relaxed),
             redelivered: stats.redelivered.load(Relaxed),
             applied: stats.applied.load(Relaxed),
             ignored: stats.ignored.load(Relaxed),
             malformed: stats.malformed.load(Relaxed),
             refreshes: stats.refreshes.load(Relaxed),
-            errors: ErrorReason::ALL
-                .iter()
-                .map(|r| (*r, errors.get(r).copied().unwrap_or(0)))
-                .collect(),
             newest_applied: stats.newest_applied(),
             unannounced: stats.unannounced_changes.load(Relaxed),
+            health,
         }
-    }
-
-    /// Changes whenever any value does (for the metrics cache's key): the counters only grow, so
-    /// their sum does too.
-    pub(super) fn key(&self) -> (u64, bool, u64) {
-        let sum = [
-            self.received,
-            self.redelivered,
-            self.applied,
-            self.ignored,
-            self.malformed,
-            self.refreshes,
-            self.unannounced,
-        ]
-        .iter()
-        .chain(self.errors.iter().map(|(_, n)| n))
-        .fold(0u64, |a, b| a.wrapping_add(*b));
-        (sum, self.up, self.newest_applied.map_or(0, f64::to_bits))
     }
 }
 
@@ -258,16 +296,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_event_queue_key_changes_with_any_value() {
+    fn the_event_feed_has_the_health_of_every_feed() {
         let stats = EventStats::default();
-        let before = EventQueue::of(&stats).key();
-        stats.ignored.fetch_add(1, Ordering::Relaxed);
-        let ignored = EventQueue::of(&stats).key();
-        assert_ne!(ignored, before);
-        stats.error(ErrorReason::Throttled);
-        let errored = EventQueue::of(&stats).key();
-        assert_ne!(errored, ignored);
+        let before = EventQueue::of(&stats);
+        assert!(!before.health.up);
+        assert_eq!(before.health.last_poll_seconds, None);
+        assert_eq!(
+            before.health.errors.len(),
+            ErrorReason::ALL.len(),
+            "all reasons at 0"
+        );
+
         stats.up.store(true, Ordering::Relaxed);
-        assert_ne!(EventQueue::of(&stats).key(), errored);
+        stats.receive_ended(20.5, Some(1_750_000_000.0));
+        stats.receive_ended(0.25, None);
+        stats.error(ErrorReason::Throttled);
+        let after = EventQueue::of(&stats);
+        assert_eq!(
+            after.health.last_poll_seconds,
+            Some(0.25),
+            "the last call's time"
+        );
+        assert_eq!(
+            after.health.last_success,
+            Some(1_750_000_000.0),
+            "the last success's end"
+        );
+        assert_eq!(after.health.errors.get(&ErrorReason::Throttled), Some(&1));
+        assert!(after.health.up);
+        assert_ne!(after, before, "a cache keyed on the values sees the change");
     }
 }
