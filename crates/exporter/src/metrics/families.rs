@@ -13,7 +13,7 @@ use prometheus_client::registry::Unit;
 use super::encode::{Fmt, Scope, Sink};
 use super::process::ProcessStats;
 use super::samples;
-use super::snapshot::{Description, EventQueue, Exporter, Feed, JobList, Snapshot};
+use super::snapshot::{Description, EventQueue, Exporter, FeedHealth, JobList, Snapshot};
 use crate::model::JobKind;
 
 /// One metric family.
@@ -38,7 +38,7 @@ pub(super) enum BaseUnit {
 
 type JobSamples = fn(&mut Sink<'_, '_>, &Scope<'_>, &JobList) -> Fmt;
 type DescriptionSamples = fn(&mut Sink<'_, '_>, &Scope<'_>, &Description) -> Fmt;
-type FeedSamples = fn(&mut Sink<'_, '_>, &Scope<'_>, &Feed<'_>) -> Fmt;
+type FeedSamples = fn(&mut Sink<'_, '_>, &Scope<'_>, &FeedHealth<'_>) -> Fmt;
 
 /// What a family's samples are about, and the function that writes them from the snapshot.
 #[derive(Clone, Copy)]

@@ -3,7 +3,9 @@
 //! values of the family's labels in the order the table names them.
 
 use super::encode::{Fmt, Scope, Sink};
-use super::snapshot::{feed, Description, EventQueue, Exporter, Feed, JobList, Snapshot};
+use super::snapshot::{
+    feed_name, Description, EventQueue, Exporter, FeedHealth, JobList, Snapshot,
+};
 use crate::aws::{OPERATIONS, RESULTS};
 use crate::model::{ErrorReason, ImportProgress, DATASTORE_STATUSES};
 
@@ -120,7 +122,7 @@ pub(super) fn datastore_info(m: &mut Sink<'_, '_>, ds: &Scope<'_>, d: &Descripti
 pub(super) fn each_feed(
     m: &mut Sink<'_, '_>,
     snapshot: &Snapshot,
-    write: fn(&mut Sink<'_, '_>, &Scope<'_>, &Feed<'_>) -> Fmt,
+    write: fn(&mut Sink<'_, '_>, &Scope<'_>, &FeedHealth<'_>) -> Fmt,
 ) -> Fmt {
     for ds in &snapshot.datastores {
         let scope = ds.scope();
@@ -134,25 +136,25 @@ pub(super) fn each_feed(
     for d in &exporter.discovery {
         let index = d.index.to_string();
         let scope = [("discovery", index.as_str()), ("region", d.region.as_str())];
-        write(m, &scope, &Feed::discovery(&d.health))?;
+        write(m, &scope, &FeedHealth::discovery(&d.health))?;
     }
     match &exporter.events {
-        Some(events) => write(m, &[], &Feed::events(&events.health)),
+        Some(events) => write(m, &[], &FeedHealth::events(&events.health)),
         None => Ok(()),
     }
 }
 
 /// `feed`: 1 if its last poll succeeded. A description's appears with its first call; every
 /// other feed's is 0 until then.
-pub(super) fn feed_up(m: &mut Sink<'_, '_>, scope: &Scope<'_>, feed: &Feed<'_>) -> Fmt {
-    if feed.name == feed::DESCRIBE && feed.health.attempts == 0 {
+pub(super) fn feed_up(m: &mut Sink<'_, '_>, scope: &Scope<'_>, feed: &FeedHealth<'_>) -> Fmt {
+    if feed.name == feed_name::DESCRIBE && feed.health.attempts == 0 {
         return Ok(());
     }
     m.flag(scope, &[feed.name], feed.health.up)
 }
 
 /// `feed`, `reason`: failed polls, every reason (0 included).
-pub(super) fn feed_errors(m: &mut Sink<'_, '_>, scope: &Scope<'_>, feed: &Feed<'_>) -> Fmt {
+pub(super) fn feed_errors(m: &mut Sink<'_, '_>, scope: &Scope<'_>, feed: &FeedHealth<'_>) -> Fmt {
     for reason in ErrorReason::ALL {
         let count = feed.health.errors.get(&reason).copied().unwrap_or(0);
         m.counter(scope, &[feed.name, reason.as_str()], count)?;
@@ -164,7 +166,7 @@ pub(super) fn feed_errors(m: &mut Sink<'_, '_>, scope: &Scope<'_>, feed: &Feed<'
 pub(super) fn feed_last_poll_duration(
     m: &mut Sink<'_, '_>,
     scope: &Scope<'_>,
-    feed: &Feed<'_>,
+    feed: &FeedHealth<'_>,
 ) -> Fmt {
     match feed.health.last_poll_seconds {
         Some(seconds) => m.gauge(scope, &[feed.name], seconds),
@@ -173,7 +175,11 @@ pub(super) fn feed_last_poll_duration(
 }
 
 /// `feed`: when its last successful poll ended, once there was one.
-pub(super) fn feed_last_success(m: &mut Sink<'_, '_>, scope: &Scope<'_>, feed: &Feed<'_>) -> Fmt {
+pub(super) fn feed_last_success(
+    m: &mut Sink<'_, '_>,
+    scope: &Scope<'_>,
+    feed: &FeedHealth<'_>,
+) -> Fmt {
     match feed.health.last_success {
         Some(at) => m.gauge(scope, &[feed.name], at),
         None => Ok(()),

@@ -101,30 +101,30 @@ pub(super) struct ExporterKey {
 }
 
 /// One feed's health, as the feed families read it.
-pub(super) struct Feed<'a> {
+pub(super) struct FeedHealth<'a> {
     /// The `feed` label.
     pub(super) name: &'static str,
     pub(super) health: &'a Health,
 }
 
-impl<'a> Feed<'a> {
-    pub(super) fn discovery(health: &'a Health) -> Feed<'a> {
-        Feed {
-            name: feed::DISCOVERY,
+impl<'a> FeedHealth<'a> {
+    pub(super) fn discovery(health: &'a Health) -> FeedHealth<'a> {
+        FeedHealth {
+            name: feed_name::DISCOVERY,
             health,
         }
     }
 
-    pub(super) fn events(health: &'a Health) -> Feed<'a> {
-        Feed {
-            name: feed::EVENTS,
+    pub(super) fn events(health: &'a Health) -> FeedHealth<'a> {
+        FeedHealth {
+            name: feed_name::EVENTS,
             health,
         }
     }
 }
 
 /// The `feed` label of each feed.
-pub(super) mod feed {
+pub(super) mod feed_name {
     pub(in super::super) const EXPORT: &str = "export";
     pub(in super::super) const IMPORT: &str = "import";
     pub(in super::super) const DESCRIBE: &str = "describe";
@@ -187,14 +187,18 @@ impl Datastore {
     }
 
     /// The datastore's feeds: its job listings, then its description.
-    pub(super) fn feeds(&self) -> impl Iterator<Item = Feed<'_>> {
-        let feed = |name, health| Feed { name, health };
+    pub(super) fn feeds(&self) -> impl Iterator<Item = FeedHealth<'_>> {
+        let feed = |name, health| FeedHealth { name, health };
         [
-            self.exports.as_ref().map(|j| feed(feed::EXPORT, &j.health)),
-            self.imports.as_ref().map(|j| feed(feed::IMPORT, &j.health)),
+            self.exports
+                .as_ref()
+                .map(|j| feed(feed_name::EXPORT, &j.health)),
+            self.imports
+                .as_ref()
+                .map(|j| feed(feed_name::IMPORT, &j.health)),
             self.description
                 .as_ref()
-                .map(|d| feed(feed::DESCRIBE, &d.health)),
+                .map(|d| feed(feed_name::DESCRIBE, &d.health)),
         ]
         .into_iter()
         .flatten()
