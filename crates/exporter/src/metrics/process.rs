@@ -159,7 +159,23 @@ mod tests {
             stats.start_time_seconds > now - 3600.0 && stats.start_time_seconds <= now + 1.0,
             "{stats:?}"
         );
-        assert!(stats.cpu_seconds >= 0.0, "{stats:?}");
+        // The CPU time is this process's: it grows while the test works (whole clock ticks, so
+        // wait for the next one; a deadline, not a fixed amount of work, on a loaded machine).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut work = 0u64;
+        loop {
+            for i in 0..1_000_000u64 {
+                work = std::hint::black_box(work.wrapping_mul(31).wrapping_add(i));
+            }
+            let now = ProcessStats::read().expect("readable").cpu_seconds;
+            if now > stats.cpu_seconds {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "CPU time stuck at {now}"
+            );
+        }
     }
 
     #[test]
