@@ -433,7 +433,7 @@ impl EventsRuntime {
     }
 
     /// Starts consuming `queue` for the datastores of `config` (the counters carry on across
-    /// restarts; `healthlake_events_up` starts again at 0 until the new queue answers).
+    /// restarts; `healthlake_feed_up{feed="events"}` starts again at 0 until the new queue answers).
     fn start(
         config: &Config,
         settings: &crate::config::EventsConfig,

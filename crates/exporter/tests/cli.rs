@@ -193,7 +193,7 @@ fn demo_serves_live_metrics_without_aws() {
         || async {
             let m = common::scrape(addr).await;
             let up: Vec<_> = m
-                .series("healthlake_datastore_up", &[])
+                .series("healthlake_feed_up", &[("feed", "export")])
                 .into_iter()
                 .filter(|(_, v)| *v == 1.0)
                 .collect();
@@ -221,7 +221,7 @@ fn demo_serves_live_metrics_without_aws() {
             (m.get("healthlake_events_applied_total").unwrap_or(0.0) >= 1.0).then_some(m)
         },
     ));
-    assert_eq!(events.value("healthlake_events_up"), 1.0);
+    assert_eq!(events.value("healthlake_feed_up{feed=\"events\"}"), 1.0);
     assert_eq!(events.value("healthlake_events_malformed_total"), 0.0);
     child.signal(libc::SIGTERM);
     assert_eq!(child.wait(LOG_LIMIT).code(), Some(0));
@@ -274,8 +274,13 @@ async fn sighup_reloads_and_failures_are_logged_once_per_change() {
     assert!(reloaded.contains("\"added\":1"), "{reloaded}");
     let metrics = common::eventually(Duration::from_secs(20), "the added datastore", || async {
         let m = common::scrape(address).await;
-        (m.get(&common::key("healthlake_datastore_up", "second", "two", "")) == Some(1.0))
-            .then_some(m)
+        (m.get(&common::key(
+            "healthlake_feed_up",
+            "second",
+            "two",
+            "feed=\"export\"",
+        )) == Some(1.0))
+        .then_some(m)
     })
     .await;
     assert_eq!(

@@ -264,12 +264,15 @@ fn prometheus_rules_cover_the_required_alerts() {
                 !summary.is_empty() && !description.is_empty(),
                 "{name}: summary and description"
             );
-            // Exporter-wide families (events, discovery, config reload) have no datastore labels.
+            // Exporter-wide families and feeds (events, discovery, config reload) have no
+            // datastore labels.
             let exporter_wide = [
                 "absent(",
                 "healthlake_events_",
                 "healthlake_discovery_",
                 "healthlake_exporter_",
+                r#"feed="discovery""#,
+                r#"feed="events""#,
             ]
             .iter()
             .any(|f| expr.contains(f));
@@ -616,7 +619,7 @@ fn dashboard_is_importable_and_covers_the_exporter() {
     );
     assert_eq!(
         query("datastore"),
-        r#"label_values(healthlake_datastore_up{cluster=~"$cluster", job=~"$job"}, datastore_name)"#
+        r#"label_values(healthlake_feed_up{cluster=~"$cluster", job=~"$job"}, datastore_name)"#
     );
 
     let panels = dash["panels"].as_array().expect("panels");
@@ -645,13 +648,15 @@ fn dashboard_is_importable_and_covers_the_exporter() {
                 p["title"]
             );
             let expr = t["expr"].as_str().expect("target expr");
-            // Exporter-wide series (build info, config reloads, discovery, events, API use)
-            // carry no datastore labels.
+            // Exporter-wide series and feeds (build info, config reloads, discovery, events, API
+            // use) carry no datastore labels.
             if expr.contains("healthlake_")
                 && !expr.contains("healthlake_exporter_")
                 && !expr.contains("healthlake_discovery_")
                 && !expr.contains("healthlake_events_")
                 && !expr.contains("healthlake_api_")
+                && !expr.contains(r#"feed="discovery""#)
+                && !expr.contains(r#"feed="events""#)
             {
                 assert!(
                     expr.contains("$datastore"),
@@ -988,7 +993,7 @@ fn promtool_check_catches_a_bad_expression() {
     let Some(promtool) = require_tool("promtool", PROMTOOL_HINT) else {
         return;
     };
-    let file = json!({"groups": [{"name": "x", "rules": [{"record": "x:y", "expr": "sum(rate(healthlake_poll_errors_total[5m])"}]}]});
+    let file = json!({"groups": [{"name": "x", "rules": [{"record": "x:y", "expr": "sum(rate(healthlake_feed_errors_total[5m])"}]}]});
     assert_refuses(
         &promtool,
         &["check", "rules"],

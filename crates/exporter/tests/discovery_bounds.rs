@@ -46,8 +46,8 @@ async fn discovered_names_are_bounded_and_invalid_ids_are_never_polled() {
     let exporter = start_exporter(&config).await;
     let label = bounded_label(&huge_name);
     assert!(label.len() <= MAX_LABEL_BYTES);
-    let huge_up = key("healthlake_datastore_up", HUGE, &label, "");
-    let ok_up = key("healthlake_datastore_up", OK, "prod-ok", "");
+    let huge_up = key("healthlake_feed_up", HUGE, &label, "feed=\"export\"");
+    let ok_up = key("healthlake_feed_up", OK, "prod-ok", "feed=\"export\"");
 
     // Both valid datastores polled and described, and two listings later still nothing of the
     // bad ones.
@@ -55,7 +55,8 @@ async fn discovered_names_are_bounded_and_invalid_ids_are_never_polled() {
         let (_, _, body) = http_request(exporter.local_addr(), "GET", "/metrics", &[]).await;
         let polled = |id: &str| {
             body.lines().any(|l| {
-                l.starts_with(&format!("healthlake_datastore_up{{datastore_id=\"{id}\","))
+                l.starts_with(&format!("healthlake_feed_up{{datastore_id=\"{id}\","))
+                    && l.contains("feed=\"export\"")
                     && l.rsplit_once(' ').map(|(_, v)| v.parse::<f64>()) == Some(Ok(1.0))
             })
         };

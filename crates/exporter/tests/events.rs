@@ -70,7 +70,19 @@ async fn failed_job_shows_within_two_seconds_with_ten_minute_polling() {
     first_poll(&exporter).await;
     let before = scrape(exporter.local_addr()).await;
     assert_eq!(count(&before, "IN_PROGRESS"), 1.0);
-    assert_eq!(before.value("healthlake_events_up"), 1.0);
+    assert_eq!(before.value("healthlake_feed_up{feed=\"events\"}"), 1.0);
+    // The event feed has the health figures of every feed: when its last receive ended, and how
+    // long it took (a long poll: at most the 20 s wait and the call's 10 s margin).
+    let received = eventually(WAIT, "the event feed's last success", || async {
+        let m = scrape(exporter.local_addr()).await;
+        m.get("healthlake_feed_last_success_timestamp_seconds{feed=\"events\"}")
+    })
+    .await;
+    assert!(received >= seeded_at && received <= now(), "{received}");
+    let took = scrape(exporter.local_addr())
+        .await
+        .value("healthlake_feed_last_poll_duration_seconds{feed=\"events\"}");
+    assert!((0.0..=30.0).contains(&took), "{took}");
     let lists_before = fake.request_count(DS);
 
     let ended = now();
@@ -185,7 +197,7 @@ async fn malformed_foreign_and_unfollowed_messages_are_deleted_and_counted() {
     assert_eq!(metrics.value("healthlake_events_applied_total"), 0.0);
     assert_eq!(metrics.value("healthlake_events_refreshes_total"), 0.0);
     assert_eq!(fake.request_count(OTHER), 0, "never listed");
-    assert_eq!(metrics.value("healthlake_events_up"), 1.0);
+    assert_eq!(metrics.value("healthlake_feed_up{feed=\"events\"}"), 1.0);
     exporter.shutdown().await;
 }
 
@@ -196,7 +208,7 @@ async fn consumer_survives_sqs_throttling_and_errors() {
     first_poll(&exporter).await;
     let errors = |m: &Metrics, reason: &str| {
         m.value(&format!(
-            "healthlake_events_errors_total{{reason=\"{reason}\"}}"
+            "healthlake_feed_errors_total{{feed=\"events\",reason=\"{reason}\"}}"
         ))
     };
     for (fault, reason) in [
@@ -210,10 +222,14 @@ async fn consumer_survives_sqs_throttling_and_errors() {
             (errors(&m, reason) >= 1.0).then_some(m)
         })
         .await;
-        assert_eq!(metrics.value("healthlake_events_up"), 0.0, "{reason}");
+        assert_eq!(
+            metrics.value("healthlake_feed_up{feed=\"events\"}"),
+            0.0,
+            "{reason}"
+        );
         // Polling is not affected.
         assert_eq!(
-            metrics.value(&key("healthlake_datastore_up", DS, "main", "")),
+            metrics.value(&key("healthlake_feed_up", DS, "main", "feed=\"export\"")),
             1.0
         );
     }
@@ -224,7 +240,8 @@ async fn consumer_survives_sqs_throttling_and_errors() {
         "recovery and the event applied",
         || async {
             let m = scrape(exporter.local_addr()).await;
-            (m.value("healthlake_events_up") == 1.0 && count(&m, "FAILED") == 1.0).then_some(m)
+            (m.value("healthlake_feed_up{feed=\"events\"}") == 1.0 && count(&m, "FAILED") == 1.0)
+                .then_some(m)
         },
     )
     .await;
@@ -636,7 +653,7 @@ async fn a_flood_on_one_datastore_costs_one_refresh_per_timeout_and_spares_the_o
 }
 
 /// Finding 5 (SQS part): an `events.endpoint_url` answering with 200 MiB bodies is an error
-/// (`server_error`, `healthlake_events_up` 0) and costs no memory; the consumer recovers.
+/// (`server_error`, `healthlake_feed_up{feed="events"}` 0) and costs no memory; the consumer recovers.
 #[tokio::test]
 async fn oversized_sqs_answers_are_refused_and_counted() {
     let (fake, server) = seeded().await;
@@ -646,13 +663,15 @@ async fn oversized_sqs_answers_are_refused_and_counted() {
     );
     let rss_before = resident_bytes();
     let exporter = start_exporter(&events_config(&server, "", QUEUE, "1s")).await;
-    let errors = |m: &Metrics| m.value("healthlake_events_errors_total{reason=\"server_error\"}");
+    let errors = |m: &Metrics| {
+        m.value("healthlake_feed_errors_total{feed=\"events\",reason=\"server_error\"}")
+    };
     let metrics = eventually(WAIT, "the oversized answer counted", || async {
         let m = scrape(exporter.local_addr()).await;
         (errors(&m) >= 1.0).then_some(m)
     })
     .await;
-    assert_eq!(metrics.value("healthlake_events_up"), 0.0);
+    assert_eq!(metrics.value("healthlake_feed_up{feed=\"events\"}"), 0.0);
     // Coarse: the body was never read (tests in this binary run alongside).
     let grown = resident_bytes().saturating_sub(rss_before);
     assert!(grown < 100 << 20, "RSS grew by {} MiB", grown >> 20);
@@ -660,7 +679,7 @@ async fn oversized_sqs_answers_are_refused_and_counted() {
     fake.set_sqs_fault_for(SqsOperation::ReceiveMessage, None);
     eventually(Duration::from_secs(40), "recovery", || async {
         let m = scrape(exporter.local_addr()).await;
-        (m.value("healthlake_events_up") == 1.0).then_some(())
+        (m.value("healthlake_feed_up{feed=\"events\"}") == 1.0).then_some(())
     })
     .await;
     exporter.shutdown().await;

@@ -87,7 +87,7 @@ async fn a_reload_to_a_new_queue_consumes_it_and_no_longer_reads_the_old_one() {
         .unwrap();
     assert!(fake.set_job_status(DS, "job-2", "FAILED", Some(now())));
     let metrics = failed_jobs(&exporter, 2.0, "job-2 FAILED through queue-b").await;
-    assert_eq!(metrics.value("healthlake_events_up"), 1.0);
+    assert_eq!(metrics.value("healthlake_feed_up{feed=\"events\"}"), 1.0);
     eventually(WAIT, "the queue-b event deleted", || async {
         fake.queue_messages("queue-b").is_empty().then_some(())
     })
@@ -115,14 +115,14 @@ async fn a_reload_adding_or_removing_events_starts_or_stops_the_consumer() {
     first_poll(&exporter).await;
     assert!(scrape(exporter.local_addr())
         .await
-        .get("healthlake_events_up")
+        .get("healthlake_feed_up{feed=\"events\"}")
         .is_none());
 
     // Added: events from queue-a are applied within seconds (polling every 10 minutes).
     reload_to(&exporter, &path, &config(&server, "10m", Some("queue-a"))).await;
     assert!(fake.set_job_status(DS, "job-1", "FAILED", Some(now())));
     let metrics = failed_jobs(&exporter, 1.0, "job-1 FAILED through the added [events]").await;
-    assert_eq!(metrics.value("healthlake_events_up"), 1.0);
+    assert_eq!(metrics.value("healthlake_feed_up{feed=\"events\"}"), 1.0);
     eventually(WAIT, "the event deleted", || async {
         fake.queue_messages("queue-a").is_empty().then_some(())
     })
@@ -140,7 +140,9 @@ async fn a_reload_adding_or_removing_events_starts_or_stops_the_consumer() {
     assert!(fake.set_job_status(DS, "job-2", "FAILED", Some(now())));
     let metrics = failed_jobs(&exporter, 2.0, "job-2 FAILED by polling").await;
     assert!(
-        metrics.series("healthlake_events_up", &[]).is_empty(),
+        metrics
+            .series("healthlake_feed_up", &[("feed", "events")])
+            .is_empty(),
         "no event families without [events]:\n{}",
         metrics.text
     );
@@ -187,6 +189,6 @@ async fn a_reload_to_events_that_cannot_start_is_refused() {
         metrics.value("healthlake_exporter_config_last_reload_successful"),
         0.0
     );
-    assert!(metrics.get("healthlake_events_up").is_none());
+    assert!(metrics.get("healthlake_feed_up{feed=\"events\"}").is_none());
     exporter.shutdown().await;
 }

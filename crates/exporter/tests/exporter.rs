@@ -86,7 +86,12 @@ async fn counts_every_status_across_pages_with_exact_values() {
     assert_eq!(total + archived, 1235.0);
     assert_eq!(metrics.series("healthlake_export_jobs", &[]).len(), 11);
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "bigstore", "big", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "bigstore",
+            "big",
+            "feed=\"export\""
+        )),
         1.0
     );
 
@@ -304,7 +309,12 @@ async fn each_datastore_is_signed_for_its_own_region() {
     let metrics = scrape(exporter.local_addr()).await;
     // The name defaults to the id.
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "west", "west", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "west",
+            "west",
+            "feed=\"export\""
+        )),
         1.0
     );
     exporter.shutdown().await;
@@ -358,7 +368,12 @@ async fn every_error_reason_is_classified_and_isolated() {
         "scrape is prompt"
     );
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "healthy", "healthy", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "healthy",
+            "healthy",
+            "feed=\"export\""
+        )),
         1.0
     );
     assert_eq!(
@@ -372,15 +387,15 @@ async fn every_error_reason_is_classified_and_isolated() {
     );
     for (id, _, reason) in cases {
         assert_eq!(
-            metrics.value(&key("healthlake_datastore_up", id, id, "")),
+            metrics.value(&key("healthlake_feed_up", id, id, "feed=\"export\"")),
             0.0,
             "{id} is down"
         );
         let errors = metrics.value(&key(
-            "healthlake_poll_errors_total",
+            "healthlake_feed_errors_total",
             id,
             id,
-            &format!("reason=\"{reason}\""),
+            &format!("feed=\"export\",reason=\"{reason}\""),
         ));
         assert!(
             errors >= 1.0,
@@ -388,14 +403,20 @@ async fn every_error_reason_is_classified_and_isolated() {
             metrics.text
         );
         let all: f64 = metrics
-            .series("healthlake_poll_errors_total", &[("datastore_id", id)])
+            .series(
+                "healthlake_feed_errors_total",
+                &[("feed", "export"), ("datastore_id", id)],
+            )
             .iter()
             .map(|(_, v)| v)
             .sum();
         assert_eq!(all, errors, "{id}: no error under any other reason");
         assert_eq!(
             metrics
-                .series("healthlake_poll_errors_total", &[("datastore_id", id)])
+                .series(
+                    "healthlake_feed_errors_total",
+                    &[("feed", "export"), ("datastore_id", id)]
+                )
                 .len(),
             healthlake_exporter::model::ErrorReason::ALL.len()
         );
@@ -421,10 +442,10 @@ async fn last_known_values_stay_while_polls_fail_and_recover() {
     polled(&exporter, "ds", Feed::EXPORTS, 1).await;
     let good = scrape(exporter.local_addr()).await;
     let success_time = good.value(&key(
-        "healthlake_last_successful_poll_timestamp_seconds",
+        "healthlake_feed_last_success_timestamp_seconds",
         "ds",
         "main",
-        "",
+        "feed=\"export\"",
     ));
     assert!((success_time - now()).abs() < 10.0);
 
@@ -433,15 +454,15 @@ async fn last_known_values_stay_while_polls_fail_and_recover() {
     polled(&exporter, "ds", Feed::EXPORTS, attempts + 2).await;
     let bad = scrape(exporter.local_addr()).await;
     assert_eq!(
-        bad.value(&key("healthlake_datastore_up", "ds", "main", "")),
+        bad.value(&key("healthlake_feed_up", "ds", "main", "feed=\"export\"")),
         0.0
     );
     assert!(
         bad.value(&key(
-            "healthlake_poll_errors_total",
+            "healthlake_feed_errors_total",
             "ds",
             "main",
-            "reason=\"throttled\""
+            "feed=\"export\",reason=\"throttled\""
         )) >= 2.0
     );
     for status in STATUSES {
@@ -459,10 +480,10 @@ async fn last_known_values_stay_while_polls_fail_and_recover() {
     }
     assert_eq!(
         bad.value(&key(
-            "healthlake_last_successful_poll_timestamp_seconds",
+            "healthlake_feed_last_success_timestamp_seconds",
             "ds",
             "main",
-            ""
+            "feed=\"export\""
         )),
         success_time
     );
@@ -477,7 +498,7 @@ async fn last_known_values_stay_while_polls_fail_and_recover() {
     fake.set_job_status("ds", "b", "COMPLETED", Some(now()));
     let recovered = eventually(WAIT, "recovery", || async {
         let m = scrape(exporter.local_addr()).await;
-        (m.value(&key("healthlake_datastore_up", "ds", "main", "")) == 1.0).then_some(m)
+        (m.value(&key("healthlake_feed_up", "ds", "main", "feed=\"export\"")) == 1.0).then_some(m)
     })
     .await;
     assert_eq!(
@@ -523,17 +544,22 @@ async fn a_slow_datastore_never_delays_a_healthy_one() {
     assert_eq!(attempts(&exporter, "slow", Feed::EXPORTS), 0);
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "fast", "fast", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "fast",
+            "fast",
+            "feed=\"export\""
+        )),
         1.0
     );
     polled(&exporter, "slow", Feed::EXPORTS, 1).await;
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(
         metrics.value(&key(
-            "healthlake_poll_errors_total",
+            "healthlake_feed_errors_total",
             "slow",
             "slow",
-            "reason=\"timeout\""
+            "feed=\"export\",reason=\"timeout\""
         )),
         1.0
     );

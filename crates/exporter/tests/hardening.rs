@@ -132,7 +132,13 @@ async fn a_reload_storm_against_a_slow_api_is_counted_and_shown_down_and_unchang
     let addr = exporter.local_addr();
     eventually(WAIT, "the first successful poll", || async {
         let m = scrape(addr).await;
-        (m.get(&key("healthlake_datastore_up", "slow", "slow", "")) == Some(1.0)).then_some(())
+        (m.get(&key(
+            "healthlake_feed_up",
+            "slow",
+            "slow",
+            "feed=\"export\"",
+        )) == Some(1.0))
+        .then_some(())
     })
     .await;
 
@@ -141,10 +147,10 @@ async fn a_reload_storm_against_a_slow_api_is_counted_and_shown_down_and_unchang
     fake.set_fault("slow", Some(Fault::Delay(Duration::from_millis(1500))));
     let interrupted = |m: &Metrics| {
         m.value(&key(
-            "healthlake_poll_errors_total",
+            "healthlake_feed_errors_total",
             "slow",
             "slow",
-            "reason=\"interrupted\"",
+            "feed=\"export\",reason=\"interrupted\"",
         ))
     };
     let deadline = Instant::now() + WAIT;
@@ -167,7 +173,12 @@ async fn a_reload_storm_against_a_slow_api_is_counted_and_shown_down_and_unchang
     };
     let interrupted_by_storm = interrupted(&metrics);
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "slow", "slow", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "slow",
+            "slow",
+            "feed=\"export\""
+        )),
         0.0,
         "no poll could finish: the datastore is shown down"
     );
@@ -175,10 +186,10 @@ async fn a_reload_storm_against_a_slow_api_is_counted_and_shown_down_and_unchang
     // The same file again and again: nothing restarts, polls finish, the datastore comes back.
     let last_success = |m: &Metrics| {
         m.value(&key(
-            "healthlake_last_successful_poll_timestamp_seconds",
+            "healthlake_feed_last_success_timestamp_seconds",
             "slow",
             "slow",
-            "",
+            "feed=\"export\"",
         ))
     };
     let frozen = last_success(&metrics);
@@ -198,7 +209,12 @@ async fn a_reload_storm_against_a_slow_api_is_counted_and_shown_down_and_unchang
         );
     };
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "slow", "slow", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "slow",
+            "slow",
+            "feed=\"export\""
+        )),
         1.0
     );
     assert_eq!(

@@ -376,7 +376,7 @@ async fn wait_scraped(
     datastore: &str,
 ) {
     let up =
-        format!("healthlake_datastore_up{{instance=\"{exporter}\",datastore_id=\"{datastore}\"}}");
+        format!("healthlake_feed_up{{instance=\"{exporter}\",datastore_id=\"{datastore}\",feed=\"export\"}}");
     wait_for(children, START_LIMIT, &format!("{up} == 1"), || async {
         let result = query(prometheus, &up).await?;
         Ok((result.len() == 1 && result[0].1 == 1.0).then_some(()))

@@ -86,7 +86,7 @@ async fn a_reload_adding_50_datastores_keeps_readyz_200() {
     exporter.reload_handle().reload().await.unwrap();
     // 50 first polls at 5 requests per second (the default budget): several seconds of them.
     let most = ready_throughout(&exporter, "50 added datastores are polled", |m| {
-        m.series("healthlake_datastore_up", &[]).len() == 51
+        m.series("healthlake_feed_up", &[("feed", "export")]).len() == 51
     })
     .await;
     assert!(most >= 1.0, "the reload added first polls to wait for");
@@ -113,7 +113,8 @@ async fn discovery_finding_50_new_datastores_keeps_readyz_200() {
     }
     let found = "healthlake_discovery_datastores{discovery=\"0\",region=\"us-east-1\"}";
     let most = ready_throughout(&exporter, "50 discovered datastores are polled", |m| {
-        m.get(found) == Some(51.0) && m.series("healthlake_datastore_up", &[]).len() == 51
+        m.get(found) == Some(51.0)
+            && m.series("healthlake_feed_up", &[("feed", "export")]).len() == 51
     })
     .await;
     assert!(most >= 1.0, "discovery added first polls to wait for");

@@ -38,15 +38,20 @@ async fn a_nexttoken_loop_and_too_many_pages_end_the_poll_keeping_last_values() 
     let metrics = scrape(exporter.local_addr()).await;
     // 1,234 jobs need 3 pages of 500: more than max_pages = 2.
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "paged", "paged", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "paged",
+            "paged",
+            "feed=\"export\""
+        )),
         0.0
     );
     assert_eq!(
         metrics.value(&key(
-            "healthlake_poll_errors_total",
+            "healthlake_feed_errors_total",
             "paged",
             "paged",
-            "reason=\"server_error\""
+            "feed=\"export\",reason=\"server_error\""
         )),
         1.0
     );
@@ -60,7 +65,12 @@ async fn a_nexttoken_loop_and_too_many_pages_end_the_poll_keeping_last_values() 
 
     // A good poll first, then a token loop: the loop is an error and the good values stay.
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "looping", "looping", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "looping",
+            "looping",
+            "feed=\"export\""
+        )),
         1.0
     );
     fake.set_fault("looping", Some(Fault::NextTokenLoop));
@@ -68,7 +78,12 @@ async fn a_nexttoken_loop_and_too_many_pages_end_the_poll_keeping_last_values() 
     polled(&exporter, "looping", Feed::EXPORTS, before + 1).await;
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "looping", "looping", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "looping",
+            "looping",
+            "feed=\"export\""
+        )),
         0.0
     );
     assert_eq!(
@@ -100,10 +115,10 @@ async fn an_oversized_response_is_refused_not_buffered() {
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(
         metrics.value(&key(
-            "healthlake_poll_errors_total",
+            "healthlake_feed_errors_total",
             "huge",
             "huge",
-            "reason=\"server_error\""
+            "feed=\"export\",reason=\"server_error\""
         )),
         1.0
     );
@@ -140,10 +155,10 @@ async fn throttling_is_retried_by_the_sdk_and_counted_once_per_poll() {
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(
         metrics.value(&key(
-            "healthlake_poll_errors_total",
+            "healthlake_feed_errors_total",
             "throttled",
             "t",
-            "reason=\"throttled\""
+            "feed=\"export\",reason=\"throttled\""
         )),
         1.0,
         "one error per poll, not per retry"
@@ -204,7 +219,12 @@ async fn the_request_budget_paces_pages() {
     polled(&exporter, "paced", Feed::EXPORTS, 1).await;
     let metrics = scrape(exporter.local_addr()).await;
     // Three pages at two requests per second: the third waits a full second after the first.
-    let seconds = metrics.value(&key("healthlake_poll_duration_seconds", "paced", "p", ""));
+    let seconds = metrics.value(&key(
+        "healthlake_feed_last_poll_duration_seconds",
+        "paced",
+        "p",
+        "feed=\"export\"",
+    ));
     assert!(
         seconds >= 0.95,
         "three pages at 2 requests/s took {seconds} s"
@@ -282,7 +302,10 @@ async fn reload_applies_a_good_file_and_rejects_a_bad_one() {
     let metrics = scrape(exporter.local_addr()).await;
     assert!(
         metrics
-            .series("healthlake_datastore_up", &[("datastore_id", "drop")])
+            .series(
+                "healthlake_feed_up",
+                &[("feed", "export"), ("datastore_id", "drop")]
+            )
             .is_empty(),
         "removed datastore's series are gone"
     );
@@ -352,7 +375,12 @@ async fn reload_applies_a_good_file_and_rejects_a_bad_one() {
     let before = attempts(&exporter, "added", Feed::EXPORTS);
     polled(&exporter, "added", Feed::EXPORTS, before + 1).await;
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "keep", "kept", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "keep",
+            "kept",
+            "feed=\"export\""
+        )),
         1.0
     );
 
@@ -395,7 +423,10 @@ async fn reload_applies_a_good_file_and_rejects_a_bad_one() {
         1.0
     );
     assert!(metrics
-        .series("healthlake_datastore_up", &[("datastore_id", "added")])
+        .series(
+            "healthlake_feed_up",
+            &[("feed", "export"), ("datastore_id", "added")]
+        )
         .is_empty());
 
     // A bad file over HTTP: 500 with the reason.
@@ -448,7 +479,7 @@ async fn recovery_is_automatic_once_a_fault_clears() {
     let metrics = eventually(WAIT, "every datastore up again", || async {
         let m = scrape(exporter.local_addr()).await;
         ids.iter()
-            .all(|id| m.value(&key("healthlake_datastore_up", id, id, "")) == 1.0)
+            .all(|id| m.value(&key("healthlake_feed_up", id, id, "feed=\"export\"")) == 1.0)
             .then_some(m)
     })
     .await;

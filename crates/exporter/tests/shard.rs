@@ -143,11 +143,11 @@ fn check_config_shows_what_a_shard_owns_and_the_flag_wins_over_the_file() {
     );
 }
 
-/// `healthlake_datastore_up` series of one scrape, by datastore id.
+/// `healthlake_feed_up{feed="export"}` series of one scrape, by datastore id.
 async fn up_series(exporter: &Exporter) -> BTreeMap<String, f64> {
     let metrics = scrape(exporter.local_addr()).await;
     metrics
-        .series("healthlake_datastore_up", &[])
+        .series("healthlake_feed_up", &[("feed", "export")])
         .into_iter()
         .map(|(key, value)| {
             let id = key
@@ -286,7 +286,9 @@ async fn a_replica_whose_shard_owns_nothing_starts_is_ready_and_serves_its_own_h
     ready(&exporter).await;
     let metrics = scrape(exporter.local_addr()).await;
     assert!(
-        metrics.series("healthlake_datastore_up", &[]).is_empty(),
+        metrics
+            .series("healthlake_feed_up", &[("feed", "export")])
+            .is_empty(),
         "{}",
         metrics.text
     );

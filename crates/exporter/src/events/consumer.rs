@@ -186,7 +186,12 @@ async fn receive_loop<Q: Queue>(
             return;
         }
         let long_poll = stats.up.load(Ordering::Relaxed);
-        match queue.receive(long_poll, visibility).await {
+        let started = Instant::now();
+        let received = queue.receive(long_poll, visibility).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let success_at = received.is_ok().then(crate::model::unix_now);
+        stats.receive_ended(seconds, success_at);
+        match received {
             Ok(messages) => {
                 let received_at = Instant::now();
                 if !stats.up.swap(true, Ordering::Relaxed) {

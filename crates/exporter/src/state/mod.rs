@@ -23,7 +23,7 @@ use crate::model::{DatastoreInfo, ErrorReason, Job, JobKind, JobKinds, JobNameLa
 pub use health::Health;
 use readiness::Readiness;
 mod events;
-pub use events::{plausible_event_time, EventStats, MAX_EVENT_TIME_AHEAD};
+pub use events::{plausible_event_time, EventStats, ReceiveTimes, MAX_EVENT_TIME_AHEAD};
 pub use history::{
     EndedJob, Follow, JobTrack, JobsView, Listing, PollOutcome, PollPlan, Retention,
     ALERTED_STATUSES, FOLLOW_EVERY, LATE_JOB_LIMIT, LATE_JOB_WINDOW, MAX_ENDED_JOBS,
@@ -167,7 +167,7 @@ pub enum Feed {
 }
 
 impl Feed {
-    /// Export jobs: the feed of `healthlake_datastore_up` and `healthlake_poll_errors_total`.
+    /// Export jobs: `feed="export"` in the `healthlake_feed_…` families.
     pub const EXPORTS: Feed = Feed::Jobs(JobKind::Export);
     pub const IMPORTS: Feed = Feed::Jobs(JobKind::Import);
 
