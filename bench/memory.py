@@ -179,7 +179,17 @@ def scrape(port: int, gzip_on: bool, openmetrics: bool, timeout: float = 120) ->
 
 
 def polled(body: bytes, datastores: int) -> bool:
-    return body.count(b"\nhealthlake_last_successful_poll_timestamp_seconds{") >= datastores
+    return export_successes(body) >= datastores
+
+
+def export_successes(body: bytes) -> int:
+    """Datastores whose export jobs were listed successfully at least once."""
+    return sum(
+        1
+        for line in body.split(b"\n")
+        if line.startswith(b"healthlake_feed_last_success_timestamp_seconds{")
+        and b'feed="export"' in line
+    )
 
 
 class PollLog:

@@ -243,10 +243,16 @@ def payload(url: str) -> dict:
     }
 
 
-def metric_values(text: str, name: str) -> list[float]:
+# The export listing's series of the feed health families.
+SUCCESS = "healthlake_feed_last_success_timestamp_seconds"
+EXPORT = 'feed="export"'
+
+
+def metric_values(text: str, name: str, having: str = "") -> list[float]:
+    """The values of `name`'s samples whose line contains `having`."""
     vals = []
     for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
+        if (line.startswith(name + "{") or line.startswith(name + " ")) and having in line:
             try:
                 vals.append(float(line.rsplit(" ", 1)[1]))
             except ValueError:
@@ -341,8 +347,7 @@ def measure_rust(args, fake: Fake, workdir: Path, port: int, tag: str, scrape: b
         if proc.poll() is not None:
             raise SystemExit(f"the exporter exited early; see {logfile}")
         body, _ = http_get(url, timeout=60)
-        n = body.count(b"\nhealthlake_last_successful_poll_timestamp_seconds{")
-        return n >= fake.datastores
+        return len(metric_values(body.decode(), SUCCESS, EXPORT)) >= fake.datastores
 
     wait_for(all_polled, timeout=args.first_poll_timeout, step=args.probe_every, what="first complete poll")
     res["first_poll_seconds"] = time.monotonic() - t0
@@ -354,12 +359,12 @@ def measure_rust(args, fake: Fake, workdir: Path, port: int, tag: str, scrape: b
     text, _ = http_get(url)
     text = text.decode()
     now = time.time()
-    last = metric_values(text, "healthlake_last_successful_poll_timestamp_seconds")
-    durs = metric_values(text, "healthlake_poll_duration_seconds")
+    last = metric_values(text, SUCCESS, EXPORT)
+    durs = metric_values(text, "healthlake_feed_last_poll_duration_seconds", EXPORT)
     res["max_staleness_seconds"] = max(now - v for v in last) if last else None
     res["poll_seconds_median"] = statistics.median(durs) if durs else None
     res["poll_seconds_max"] = max(durs) if durs else None
-    res["up"] = sum(metric_values(text, "healthlake_datastore_up"))
+    res["up"] = sum(metric_values(text, "healthlake_feed_up", EXPORT))
     log(f"{tag}: {res['calls_per_ds_per_cycle']:.2f} calls/ds/cycle, "
         f"{res['cpu_seconds_per_minute']:.2f} CPU s/min, RSS {res['rss_kib_end'] / 1024:.1f} MiB")
     if scrape:

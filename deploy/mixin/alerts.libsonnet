@@ -45,7 +45,8 @@ local utils = import 'lib/utils.libsonnet';
   local topReason(family, matchers, range, args) =
     '{{ with printf "topk(1, sum by (reason) (increase(%s{%s}[%s])) > 0)" %s | query }}' % [family, matchers, range, args]
     + '{{ range . }}{{ .Labels.reason }}{{ end }}{{ else }}unknown{{ end }}',
-  local datastoreReason(family, range) = topReason(family, "datastore_id='%s'", range, '$labels.datastore_id'),
+  // Every feed's errors are one family, healthlake_feed_errors_total{feed, reason}.
+  local datastoreReason(feed, range) = topReason('healthlake_feed_errors_total', "datastore_id='%s',feed='" + feed + "'", range, '$labels.datastore_id'),
 
   local window = c.endedJobWindow,
   local windowText = utils.humanDuration(window),
@@ -112,10 +113,10 @@ local utils = import 'lib/utils.libsonnet';
           }),
 
           // The description names the most frequent error reason of the last 10 minutes, read
-          // from healthlake_poll_errors_total{reason=...} with a query in the template.
+          // from healthlake_feed_errors_total{feed="export", reason=...} with a query in the template.
           alert({
             alert: 'HealthLakeDatastorePollFailing',
-            expr: 'healthlake_datastore_up == 0',
+            expr: 'healthlake_feed_up{feed="export"} == 0',
             'for': '5m',
             severity: 'warning',
             summary: 'healthlake-exporter cannot poll datastore {{ $labels.datastore_name }}',
@@ -124,8 +125,8 @@ local utils = import 'lib/utils.libsonnet';
               '(id {{ $labels.datastore_id }}) for at least 5 minutes, so its job metrics are stale and',
               'HealthLakeExportJobFailed cannot fire for it until a poll succeeds again.',
               'Most frequent error reason in the last 10 minutes:',
-              datastoreReason('healthlake_poll_errors_total', '10m'),
-              "(see healthlake_poll_errors_total by reason and the exporter's logs).",
+              datastoreReason('export', '10m'),
+              '(see healthlake_feed_errors_total{feed="export"} by reason and the exporter\'s logs).',
               'access_denied: grant healthlake:ListFHIRExportJobs on the datastore (deploy/iam-policy.json);',
               'credentials: check IRSA / EKS Pod Identity and role_arn;',
               'not_found or validation: check the datastore id and aws.region;',
@@ -136,7 +137,7 @@ local utils = import 'lib/utils.libsonnet';
               'The exporter has failed to list the FHIR export jobs of datastore {{ $labels.datastore_name }}',
               '(id {{ $labels.datastore_id }}) for at least 5 minutes, so its job metrics are stale and',
               'HealthLakeExportJobFailed cannot fire for it until a poll succeeds again.',
-              "The reason is in healthlake_poll_errors_total by reason and the exporter's logs.",
+              'The reason is in healthlake_feed_errors_total{feed="export"} by reason and the exporter\'s logs.',
               'access_denied: grant healthlake:ListFHIRExportJobs on the datastore (deploy/iam-policy.json);',
               'credentials: check IRSA / EKS Pod Identity and role_arn;',
               'not_found or validation: check the datastore id and aws.region;',
@@ -147,7 +148,7 @@ local utils = import 'lib/utils.libsonnet';
           // Datastore health (only with polling.datastore_health = true; without it the series are
           // absent and this never fires). The status series keep the last status
           // DescribeFHIRDatastore reported while its calls fail (see
-          // healthlake_datastore_describe_up). 15m rides out a short UPDATING.
+          // healthlake_feed_up{feed="describe"}). 15m rides out a short UPDATING.
           alert({
             alert: 'HealthLakeDatastoreNotActive',
             expr: 'healthlake_datastore_status{status="ACTIVE"} == 0',
@@ -236,7 +237,7 @@ local utils = import 'lib/utils.libsonnet';
         rules: [
           alert({
             alert: 'HealthLakeImportPollFailing',
-            expr: 'healthlake_import_up == 0',
+            expr: 'healthlake_feed_up{feed="import"} == 0',
             'for': '5m',
             severity: 'warning',
             summary: 'healthlake-exporter cannot list the import jobs of datastore {{ $labels.datastore_name }}',
@@ -245,8 +246,8 @@ local utils = import 'lib/utils.libsonnet';
               '(id {{ $labels.datastore_id }}) for at least 5 minutes, so its import metrics are stale and',
               'HealthLakeImportJobFailed cannot fire for it until a poll succeeds again.',
               'Most frequent error reason in the last 10 minutes:',
-              datastoreReason('healthlake_import_poll_errors_total', '10m'),
-              "(see healthlake_import_poll_errors_total by reason and the exporter's logs).",
+              datastoreReason('import', '10m'),
+              '(see healthlake_feed_errors_total{feed="import"} by reason and the exporter\'s logs).',
               'access_denied: grant healthlake:ListFHIRImportJobs on the datastore (deploy/iam-policy-all-features.json);',
               'other reasons: as for HealthLakeDatastorePollFailing.',
             ],
@@ -255,7 +256,7 @@ local utils = import 'lib/utils.libsonnet';
               'The exporter has failed to list the FHIR import jobs of datastore {{ $labels.datastore_name }}',
               '(id {{ $labels.datastore_id }}) for at least 5 minutes, so its import metrics are stale and',
               'HealthLakeImportJobFailed cannot fire for it until a poll succeeds again.',
-              "The reason is in healthlake_import_poll_errors_total by reason and the exporter's logs.",
+              'The reason is in healthlake_feed_errors_total{feed="import"} by reason and the exporter\'s logs.',
               'access_denied: grant healthlake:ListFHIRImportJobs on the datastore (deploy/iam-policy-all-features.json);',
               'other reasons: as for HealthLakeDatastorePollFailing.',
             ],
@@ -265,7 +266,7 @@ local utils = import 'lib/utils.libsonnet';
           // polling.datastore_interval (default 5m), so this is a few failed calls in a row.
           alert({
             alert: 'HealthLakeDatastoreDescribeFailing',
-            expr: 'healthlake_datastore_describe_up == 0',
+            expr: 'healthlake_feed_up{feed="describe"} == 0',
             'for': '15m',
             severity: 'warning',
             summary: 'healthlake-exporter cannot describe datastore {{ $labels.datastore_name }}',
@@ -273,8 +274,8 @@ local utils = import 'lib/utils.libsonnet';
               'DescribeFHIRDatastore has failed for datastore {{ $labels.datastore_name }} (id {{ $labels.datastore_id }})',
               'for at least 15 minutes, so healthlake_datastore_status is stale and HealthLakeDatastoreNotActive cannot',
               'fire for it. Most frequent error reason in the last 30 minutes:',
-              datastoreReason('healthlake_datastore_describe_errors_total', '30m'),
-              "(see healthlake_datastore_describe_errors_total by reason and the exporter's log).",
+              datastoreReason('describe', '30m'),
+              '(see healthlake_feed_errors_total{feed="describe"} by reason and the exporter\'s log).',
               'access_denied: grant healthlake:DescribeFHIRDatastore on the datastore (deploy/iam-policy-all-features.json),',
               'or set polling.datastore_health = false; other reasons: as for HealthLakeDatastorePollFailing.',
             ],
@@ -282,7 +283,7 @@ local utils = import 'lib/utils.libsonnet';
             grafanaDescription: [
               'DescribeFHIRDatastore has failed for datastore {{ $labels.datastore_name }} (id {{ $labels.datastore_id }})',
               'for at least 15 minutes, so healthlake_datastore_status is stale and HealthLakeDatastoreNotActive cannot',
-              "fire for it. The reason is in healthlake_datastore_describe_errors_total by reason and the exporter's log.",
+              'fire for it. The reason is in healthlake_feed_errors_total{feed="describe"} by reason and the exporter\'s log.',
               'access_denied: grant healthlake:DescribeFHIRDatastore on the datastore (deploy/iam-policy-all-features.json),',
               'or set polling.datastore_health = false; other reasons: as for HealthLakeDatastorePollFailing.',
             ],
@@ -292,7 +293,7 @@ local utils = import 'lib/utils.libsonnet';
           // 30m is three failed listings in a row.
           alert({
             alert: 'HealthLakeDiscoveryFailing',
-            expr: 'healthlake_discovery_up == 0',
+            expr: 'healthlake_feed_up{feed="discovery"} == 0',
             'for': '30m',
             severity: 'warning',
             summary: 'healthlake-exporter discovery entry {{ $labels.discovery }} ({{ $labels.region }}) is failing',
@@ -300,8 +301,8 @@ local utils = import 'lib/utils.libsonnet';
               'ListFHIRDatastores for [[discovery]] entry {{ $labels.discovery }} (region {{ $labels.region }}) on',
               '{{ $labels.instance }} has failed for at least 30 minutes: datastores created meanwhile are not polled',
               '(those found before still are). Most frequent error reason in the last 30 minutes:',
-              topReason('healthlake_discovery_errors_total', "discovery='%s',instance='%s'", '30m', '$labels.discovery $labels.instance'),
-              "(see healthlake_discovery_errors_total by reason and the exporter's log).",
+              topReason('healthlake_feed_errors_total', "discovery='%s',instance='%s',feed='discovery'", '30m', '$labels.discovery $labels.instance'),
+              '(see healthlake_feed_errors_total{feed="discovery"} by reason and the exporter\'s log).',
               'access_denied: grant healthlake:ListFHIRDatastores on "*" (deploy/iam-policy-all-features.json);',
               'other reasons: as for HealthLakeDatastorePollFailing.',
             ],
@@ -309,7 +310,7 @@ local utils = import 'lib/utils.libsonnet';
             grafanaDescription: [
               'ListFHIRDatastores for [[discovery]] entry {{ $labels.discovery }} (region {{ $labels.region }}) on',
               '{{ $labels.instance }} has failed for at least 30 minutes: datastores created meanwhile are not polled',
-              "(those found before still are). The reason is in healthlake_discovery_errors_total by reason and the exporter's log.",
+              '(those found before still are). The reason is in healthlake_feed_errors_total{feed="discovery"} by reason and the exporter\'s log.',
               'access_denied: grant healthlake:ListFHIRDatastores on "*" (deploy/iam-policy-all-features.json);',
               'other reasons: as for HealthLakeDatastorePollFailing.',
             ],
@@ -331,7 +332,7 @@ local utils = import 'lib/utils.libsonnet';
         ],
       },
 
-      // The event path ([events]); silent without it (no healthlake_events_* series).
+      // The event path ([events]); silent without it (no healthlake_events_* series, no feed="events").
       {
         name: 'healthlake-exporter-events',
         rules: [
@@ -339,14 +340,14 @@ local utils = import 'lib/utils.libsonnet';
           // (polling.interval, e.g. 10m) instead of within seconds.
           alert({
             alert: 'HealthLakeEventConsumerDown',
-            expr: 'healthlake_events_up == 0',
+            expr: 'healthlake_feed_up{feed="events"} == 0',
             'for': '5m',
             severity: 'warning',
             summary: 'healthlake-exporter {{ $labels.instance }} cannot read its HealthLake event queue',
             description: [
               'The event consumer of {{ $labels.instance }} has failed to receive from its SQS queue for',
               '5 minutes, so job changes show only at the next reconciliation poll. See',
-              "healthlake_events_errors_total by reason and the exporter's log: access_denied needs",
+              'healthlake_feed_errors_total{feed="events"} by reason and the exporter\'s log: access_denied needs',
               'sqs:ReceiveMessage on the queue, not_found a correct [events] queue_url (one queue per shard),',
               'network/timeout the SQS endpoint (VPC endpoint, events.endpoint_url).',
             ],

@@ -143,14 +143,14 @@ local utils = import 'lib/utils.libsonnet';
                  hide=if c.showMultiCluster then 0 else 2, allValue='.*'),
         // No allValue: "All" is the list of the exporter's jobs, never every job of the Prometheus.
         variable('job', 'Job', 'label_values(up{%s, %s=~"$cluster"}, job)' % [c.jobSelector, c.clusterLabel]),
-        variable('datastore', 'Datastore', 'label_values(healthlake_datastore_up{%s}, datastore_name)' % exporterSel,
+        variable('datastore', 'Datastore', 'label_values(healthlake_feed_up{%s}, datastore_name)' % exporterSel,
                  allValue='.*'),
       ] },
 
       panels: [
         row(1, 0, 'Overview'),
-        panel(2, 'stat', 'Datastores polled OK', 'Datastores whose last poll succeeded (healthlake_datastore_up == 1).', [0, 1, 4, 4],
-              [target('A', 'sum(healthlake_datastore_up{%s})' % sel, instant=true)],
+        panel(2, 'stat', 'Datastores polled OK', 'Datastores whose last export-job poll succeeded (healthlake_feed_up{feed="export"} == 1).', [0, 1, 4, 4],
+              [target('A', 'sum(healthlake_feed_up{feed="export", %s})' % sel, instant=true)],
               defaults={ unit: 'none', color: { mode: 'thresholds' }, thresholds: thresholds([['red', null], ['green', 1]]) },
               options=statOptions()),
         panel(3, 'stat', 'Failed export jobs (time range)', 'Export jobs seen entering FAILED during the selected time range (counted while the exporter runs).', [4, 1, 5, 4],
@@ -216,8 +216,8 @@ local utils = import 'lib/utils.libsonnet';
         } }] },
 
         row(13, 32, 'Polling'),
-        panel(14, 'state-timeline', 'Poll health', 'Whether the last poll of each datastore succeeded (healthlake_datastore_up).', [0, 33, 12, 7],
-              [target('A', 'min by (datastore_name) (healthlake_datastore_up{%s})' % sel, '{{datastore_name}}')],
+        panel(14, 'state-timeline', 'Poll health', 'Whether the last export-job poll of each datastore succeeded (healthlake_feed_up{feed="export"}).', [0, 33, 12, 7],
+              [target('A', 'min by (datastore_name) (healthlake_feed_up{feed="export", %s})' % sel, '{{datastore_name}}')],
               defaults={
                 color: { mode: 'thresholds' },
                 thresholds: thresholds([['red', null], ['green', 1]]),
@@ -225,14 +225,14 @@ local utils = import 'lib/utils.libsonnet';
               },
               options={ showValue: 'never', mergeValues: true, rowHeight: 0.8 }),
         panel(15, 'timeseries', 'Poll errors by reason', 'Rate of failed polls by reason (throttled, access_denied, not_found, validation, server_error, timeout, network, credentials, other).', [12, 33, 12, 7],
-              [target('A', 'sum by (datastore_name, reason) (rate(healthlake_poll_errors_total{%s}[$__rate_interval]))' % sel, '{{datastore_name}} {{reason}}')],
+              [target('A', 'sum by (datastore_name, reason) (rate(healthlake_feed_errors_total{feed="export", %s}[$__rate_interval]))' % sel, '{{datastore_name}} {{reason}}')],
               defaults={ unit: 'ops', custom: { drawStyle: 'line', fillOpacity: 20, stacking: { mode: 'normal', group: 'A' } } }),
         panel(16, 'timeseries', 'Time since last successful poll', 'Seconds since the last successful poll of each datastore.', [0, 40, 12, 7],
-              [target('A', 'time() - max by (datastore_name) (healthlake_last_successful_poll_timestamp_seconds{%s})' % sel, '{{datastore_name}}')],
+              [target('A', 'time() - max by (datastore_name) (healthlake_feed_last_success_timestamp_seconds{feed="export", %s})' % sel, '{{datastore_name}}')],
               defaults={ unit: 's', custom: { drawStyle: 'line', fillOpacity: 0 } }),
         panel(17, 'timeseries', 'Poll duration', "Duration of the last poll per datastore, and Prometheus' scrape status of the exporter (up).", [12, 40, 12, 7],
               [
-                target('A', 'max by (datastore_name) (healthlake_poll_duration_seconds{%s})' % sel, '{{datastore_name}}'),
+                target('A', 'max by (datastore_name) (healthlake_feed_last_poll_duration_seconds{feed="export", %s})' % sel, '{{datastore_name}}'),
                 target('B', 'up{%s}' % exporterSel, 'scrape up {{instance}}'),
               ],
               defaults={ unit: 's', custom: { drawStyle: 'line', fillOpacity: 0 } },
@@ -273,8 +273,8 @@ local utils = import 'lib/utils.libsonnet';
               defaults={ unit: 's' }),
         panel(23, 'timeseries', 'Import poll health', 'Whether import-job polls succeed, and their errors by reason.', [12, 64, 12, 7],
               [
-                target('A', 'min by (datastore_name) (healthlake_import_up{%s})' % sel, '{{datastore_name}} up'),
-                target('B', 'sum by (datastore_name, reason) (rate(healthlake_import_poll_errors_total{%s}[$__rate_interval]))' % sel, '{{datastore_name}} {{reason}}'),
+                target('A', 'min by (datastore_name) (healthlake_feed_up{feed="import", %s})' % sel, '{{datastore_name}} up'),
+                target('B', 'sum by (datastore_name, reason) (rate(healthlake_feed_errors_total{feed="import", %s}[$__rate_interval]))' % sel, '{{datastore_name}} {{reason}}'),
               ]),
 
         row(24, 71, 'Datastores and discovery'),
@@ -289,14 +289,14 @@ local utils = import 'lib/utils.libsonnet';
         } }] },
         panel(27, 'timeseries', 'DescribeFHIRDatastore health', 'Whether DescribeFHIRDatastore calls succeed, and their errors by reason.', [0, 79, 12, 7],
               [
-                target('A', 'min by (datastore_name) (healthlake_datastore_describe_up{%s})' % sel, '{{datastore_name}} up'),
-                target('B', 'sum by (datastore_name, reason) (rate(healthlake_datastore_describe_errors_total{%s}[$__rate_interval]))' % sel, '{{datastore_name}} {{reason}}'),
+                target('A', 'min by (datastore_name) (healthlake_feed_up{feed="describe", %s})' % sel, '{{datastore_name}} up'),
+                target('B', 'sum by (datastore_name, reason) (rate(healthlake_feed_errors_total{feed="describe", %s}[$__rate_interval]))' % sel, '{{datastore_name}} {{reason}}'),
               ]),
         panel(28, 'timeseries', 'Discovery', '[[discovery]] entries: whether ListFHIRDatastores succeeds, how many datastores it found, errors by reason.', [12, 79, 12, 7],
               [
-                target('A', 'min by (discovery, region) (healthlake_discovery_up{%s})' % exporterSel, 'discovery {{discovery}} {{region}} up'),
+                target('A', 'min by (discovery, region) (healthlake_feed_up{feed="discovery", %s})' % exporterSel, 'discovery {{discovery}} {{region}} up'),
                 target('B', 'sum by (discovery, region) (healthlake_discovery_datastores{%s})' % exporterSel, 'discovery {{discovery}} {{region}} datastores'),
-                target('C', 'sum by (discovery, region, reason) (rate(healthlake_discovery_errors_total{%s}[$__rate_interval]))' % exporterSel, 'discovery {{discovery}} {{region}} {{reason}}'),
+                target('C', 'sum by (discovery, region, reason) (rate(healthlake_feed_errors_total{feed="discovery", %s}[$__rate_interval]))' % exporterSel, 'discovery {{discovery}} {{region}} {{reason}}'),
               ]),
 
         // The standard process_* families every Prometheus client exports.
@@ -334,8 +334,8 @@ local utils = import 'lib/utils.libsonnet';
               ]),
         panel(34, 'timeseries', 'Event consumer health', '1 while the consumer can receive from its queue; failed SQS calls by reason.', [12, 95, 12, 7],
               [
-                target('A', 'min by (instance) (healthlake_events_up{%s})' % exporterSel, '{{instance}} up'),
-                target('B', 'sum by (instance, reason) (rate(healthlake_events_errors_total{%s}[$__rate_interval]))' % exporterSel, '{{instance}} {{reason}}'),
+                target('A', 'min by (instance) (healthlake_feed_up{feed="events", %s})' % exporterSel, '{{instance}} up'),
+                target('B', 'sum by (instance, reason) (rate(healthlake_feed_errors_total{feed="events", %s}[$__rate_interval]))' % exporterSel, '{{instance}} {{reason}}'),
               ]),
         panel(35, 'timeseries', 'Age of the newest applied event', 'Seconds since the EventBridge time of the newest applied event (grows while the account is quiet; that alone is not an outage).', [0, 102, 12, 7],
               [target('A', 'time() - max by (instance) (healthlake_events_newest_applied_event_timestamp_seconds{%s})' % exporterSel, '{{instance}}')],

@@ -11,7 +11,7 @@
 //!    spent waiting on the request budget, and how long the others' failures took to show.
 //! 3. **oversized**: `events.endpoint_url` answers `ReceiveMessage` with 200 MiB bodies for 20 s.
 //!    Prints the peak RSS of the process (exporter and fake; the fake streams its padding from a
-//!    static buffer), the error counter and `healthlake_events_up`.
+//!    static buffer), the error counter and `healthlake_feed_up{feed="events"}`.
 //!
 //! ```sh
 //! cargo run --release -p healthlake-exporter --example events_load -- [--scenario load|flood|oversized]
@@ -31,6 +31,9 @@ use healthlake_exporter::Exporter;
 use healthlake_fake::{FakeHealthLake, FakeJob, FakeQueue, FakeServer, Fault, SqsOperation};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// The event feed's health series.
+const EVENTS_UP: &str = "healthlake_feed_up{feed=\"events\"}";
 
 const QUEUE: &str = "healthlake-events";
 const DLQ: &str = "healthlake-events-dlq";
@@ -163,7 +166,9 @@ async fn load() {
     let timed_out: f64 = text
         .lines()
         .filter(|l| {
-            l.starts_with("healthlake_poll_errors_total{") && l.contains("reason=\"timeout\"")
+            l.starts_with("healthlake_feed_errors_total{")
+                && l.contains("feed=\"export\"")
+                && l.contains("reason=\"timeout\"")
         })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum();
@@ -303,17 +308,17 @@ async fn oversized() {
     let mut up_ever = false;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(SECONDS) {
-        up_ever |= value(&scrape(addr).await, "healthlake_events_up") == Some(1.0);
+        up_ever |= value(&scrape(addr).await, EVENTS_UP) == Some(1.0);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let text = scrape(addr).await;
     println!("oversized: ReceiveMessage answers 200 MiB bodies for {SECONDS} s");
     println!(
-        "  peak RSS {:.0} MiB; {} ReceiveMessage calls; errors{{reason=\"server_error\"}} {}; healthlake_events_up {} (ever 1: {up_ever})",
+        "  peak RSS {:.0} MiB; {} ReceiveMessage calls; errors{{reason=\"server_error\"}} {}; healthlake_feed_up{{feed=\"events\"}} {} (ever 1: {up_ever})",
         peak_rss_mib().unwrap_or(f64::NAN),
         fake.sqs_request_count(SqsOperation::ReceiveMessage),
-        value(&text, "healthlake_events_errors_total{reason=\"server_error\"}").unwrap_or(f64::NAN),
-        value(&text, "healthlake_events_up").unwrap_or(f64::NAN),
+        value(&text, "healthlake_feed_errors_total{feed=\"events\",reason=\"server_error\"}").unwrap_or(f64::NAN),
+        value(&text, EVENTS_UP).unwrap_or(f64::NAN),
     );
     exporter.shutdown().await;
 }

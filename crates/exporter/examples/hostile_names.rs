@@ -142,9 +142,7 @@ async fn main() {
         if let Some(body) = metrics(addr).await {
             largest = largest.max(body.len());
             longest_line = longest_line.max(body.lines().map(str::len).max().unwrap_or(0));
-            if polled_at.is_none()
-                && body.contains("healthlake_datastore_up{datastore_id=\"d-huge\"")
-            {
+            if polled_at.is_none() && body.contains("healthlake_feed_up{datastore_id=\"d-huge\"") {
                 polled_at = Some(started.elapsed());
             }
         }

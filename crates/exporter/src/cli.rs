@@ -25,9 +25,26 @@ pub struct Cli {
     )]
     pub config: PathBuf,
 
-    /// Address to listen on (HOST:PORT); overrides `server.listen_address`.
-    #[arg(long, env = "HEALTHLAKE_EXPORTER_LISTEN_ADDRESS", value_parser = parse_listen_address)]
+    /// Address to listen on (HOST:PORT); overrides `server.listen_address`. `--web.listen-address`
+    /// is the same flag, under the name every Prometheus exporter uses.
+    #[arg(
+        long,
+        visible_alias = "web.listen-address",
+        env = "HEALTHLAKE_EXPORTER_LISTEN_ADDRESS",
+        value_parser = parse_listen_address
+    )]
     pub listen_address: Option<SocketAddr>,
+
+    /// exporter-toolkit's web config file (YAML: tls_server_config, basic_auth_users,
+    /// http_server_config.headers), as every official Prometheus exporter takes it; replaces
+    /// `[server.tls]` and `[server.basic_auth]`, which must then be absent. Re-read on reload.
+    #[arg(
+        long = "web.config.file",
+        env = "HEALTHLAKE_EXPORTER_WEB_CONFIG_FILE",
+        value_name = "PATH",
+        conflicts_with = "demo"
+    )]
+    pub web_config_file: Option<PathBuf>,
 
     /// Poll only shard INDEX of COUNT replicas sharing one config file (e.g. 1/3); overrides
     /// `polling.shard`. Each datastore belongs to exactly one shard, by a stable hash of its id.
@@ -43,6 +60,13 @@ pub struct Cli {
     /// Load and validate the configuration, print a summary, and exit 0 (valid) or 2 (invalid).
     #[arg(long, conflicts_with = "demo")]
     pub check_config: bool,
+
+    /// With --check-config: then make one cheap real AWS call per thing the file needs (STS
+    /// identity and roles, each datastore's job listings and description, discovery, the event
+    /// queue) with the daemon's credentials, roles, regions, endpoints and --shard; print one line
+    /// per check with the fix, and exit 0 (all ok), 2 (invalid file) or 3 (a check failed).
+    #[arg(long, requires = "check_config")]
+    pub probe: bool,
 
     /// Start a fake HealthLake on loopback with three demo datastores and export its jobs; no AWS
     /// account needed. Listens on 127.0.0.1:9469 unless --listen-address says otherwise.

@@ -16,6 +16,8 @@
 //! ```
 //!
 //! `logging` (log lines that the text they carry cannot forge or flood) is used by `main.rs` only.
+//! `preflight` (`--check-config --probe`: one cheap real call per thing a configuration needs,
+//! through `aws`, with the fix of each failure) sits beside `supervisor`, and is used by `main.rs`.
 //!
 //! `config` imports the settings types of `web` and `aws` (each owns its settings and their
 //! checks), never the reverse; `state` and `aws` receive what they need from a configuration as
@@ -31,10 +33,12 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod events;
+pub mod files;
 pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod poll;
+pub mod preflight;
 pub mod state;
 mod supervisor;
 pub mod web;

@@ -1,16 +1,17 @@
 //! The binary: parse the command line, start logging (`logging`), run the library, map errors to exit codes
-//! (0 ok, 1 could not start, 2 invalid configuration or usage).
+//! (0 ok, 1 could not start, 2 invalid configuration or usage, 3 a preflight check failed).
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use healthlake_exporter::aws::ClientOptions;
 use healthlake_exporter::cli::Cli;
-use healthlake_exporter::config::Config;
+use healthlake_exporter::config::ConfigFiles;
 use healthlake_exporter::{Exporter, Overrides, StartError};
 
 const EXIT_START_FAILED: u8 = 1;
 const EXIT_BAD_CONFIG: u8 = 2;
+const EXIT_PREFLIGHT_FAILED: u8 = 3;
 
 fn main() -> ExitCode {
     healthlake_exporter::poll::memory::limit_arenas();
@@ -50,23 +51,47 @@ fn main() -> ExitCode {
         shard: cli.shard,
     };
 
+    let files = ConfigFiles {
+        config: cli.config.clone(),
+        web_config: cli.web_config_file.clone(),
+    };
+
     if cli.check_config {
-        return match Config::load(&cli.config) {
-            Ok(mut config) => {
-                overrides.apply(&mut config);
-                println!("{} is valid\n{}", cli.config.display(), config.summary());
-                ExitCode::SUCCESS
-            }
+        let mut config = match files.load() {
+            Ok(config) => config,
             Err(error) => {
                 eprintln!("error: {error}");
-                ExitCode::from(EXIT_BAD_CONFIG)
+                return ExitCode::from(EXIT_BAD_CONFIG);
             }
+        };
+        overrides.apply(&mut config);
+        match &cli.web_config_file {
+            Some(web) => println!(
+                "{} and {} are valid\n{}",
+                cli.config.display(),
+                web.display(),
+                config.summary()
+            ),
+            None => println!("{} is valid\n{}", cli.config.display(), config.summary()),
+        }
+        if !cli.probe {
+            return ExitCode::SUCCESS;
+        }
+        let summary = runtime.block_on(healthlake_exporter::preflight::run(
+            &config,
+            &ClientOptions::default(),
+            |check| println!("{check}"),
+        ));
+        println!("{summary}");
+        return if summary.passed() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(EXIT_PREFLIGHT_FAILED)
         };
     }
 
     runtime.block_on(async {
-        let started =
-            Exporter::start_from_file_with(&cli.config, overrides, ClientOptions::default()).await;
+        let started = Exporter::start_from_files(files, overrides, ClientOptions::default()).await;
         match started {
             Ok(exporter) => {
                 exporter.run_until_terminated().await;

@@ -258,7 +258,7 @@ impl Default for JobKinds {
     }
 }
 
-/// Why a poll failed: the `reason` label of `healthlake_poll_errors_total`. The set is closed so
+/// Why a poll failed: the `reason` label of `healthlake_feed_errors_total`. The set is closed so
 /// that every reason can be exported at 0 from the start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ErrorReason {

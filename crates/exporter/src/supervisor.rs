@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::aws::{ClientError, ClientOptions, Clients};
 use crate::config::shard::Shard;
-use crate::config::{Config, ConfigError, DatastoreConfig};
+use crate::config::{Config, ConfigError, ConfigFiles, DatastoreConfig};
 use crate::model::{unix_now, DatastoreInfo, PollError};
 use crate::poll::discovery::{self, Discovered};
 use crate::poll::{PollerChanges, Pollers};
@@ -182,16 +182,26 @@ impl Exporter {
         overrides: Overrides,
         options: ClientOptions,
     ) -> Result<Exporter, StartError> {
-        let mut config = load_off_thread(path, Config::load)
+        Exporter::start_from_files(ConfigFiles::toml(path), overrides, options).await
+    }
+
+    /// Like [`Exporter::start_from_file_with`], with exporter-toolkit's web config file
+    /// (`--web.config.file`) too: reloads re-read both files.
+    pub async fn start_from_files(
+        files: ConfigFiles,
+        overrides: Overrides,
+        options: ClientOptions,
+    ) -> Result<Exporter, StartError> {
+        let mut config = load_off_thread(&files, ConfigFiles::load)
             .await
             .map_err(|(e, _)| e)?;
         overrides.apply(&mut config);
-        Exporter::launch(config, Some(path.to_owned()), overrides, options).await
+        Exporter::launch(config, Some(files), overrides, options).await
     }
 
     async fn launch(
         file: Config,
-        config_path: Option<PathBuf>,
+        config_files: Option<ConfigFiles>,
         overrides: Overrides,
         options: ClientOptions,
     ) -> Result<Exporter, StartError> {
@@ -243,7 +253,7 @@ impl Exporter {
             discovered,
             generation: 0,
             config,
-            config_path,
+            config_files,
             overrides,
             options,
             clients,
@@ -335,7 +345,8 @@ struct Supervisor {
     generation: u64,
     /// What is being polled: the file's datastores and the discovered ones, narrowed to the shard.
     config: Config,
-    config_path: Option<PathBuf>,
+    /// The files reloads re-read (`None`: started from a `Config` built in code).
+    config_files: Option<ConfigFiles>,
     overrides: Overrides,
     options: ClientOptions,
     clients: Arc<Clients>,
@@ -359,22 +370,24 @@ type ConfigRead = JoinHandle<Result<Config, ConfigError>>;
 /// `MAX_CONFIG_FILE_BYTES` takes milliseconds; longer means a hung filesystem.
 const CONFIG_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Loads the configuration file with `load` on the blocking pool, never on the async workers
-/// that serve HTTP, within [`CONFIG_READ_TIMEOUT`]. On a timeout the read goes on in the
-/// background; it is handed back so that the caller can wait for it before reading again.
+/// Loads the configuration files (the TOML file, and the web config file when given) with `load`
+/// on the blocking pool, never on the async workers that serve HTTP, within
+/// [`CONFIG_READ_TIMEOUT`]. On a timeout the read goes on in the background; it is handed back so
+/// that the caller can wait for it before reading again.
 async fn load_off_thread(
-    path: &Path,
-    load: fn(&Path) -> Result<Config, ConfigError>,
+    files: &ConfigFiles,
+    load: fn(&ConfigFiles) -> Result<Config, ConfigError>,
 ) -> Result<Config, (ConfigError, Option<ConfigRead>)> {
-    load_within(path, load, CONFIG_READ_TIMEOUT).await
+    load_within(files, load, CONFIG_READ_TIMEOUT).await
 }
 
 async fn load_within(
-    path: &Path,
-    load: fn(&Path) -> Result<Config, ConfigError>,
+    files: &ConfigFiles,
+    load: fn(&ConfigFiles) -> Result<Config, ConfigError>,
     limit: Duration,
 ) -> Result<Config, (ConfigError, Option<ConfigRead>)> {
-    let owned = path.to_owned();
+    let owned = files.clone();
+    let path = files.config.as_path();
     let mut read = tokio::task::spawn_blocking(move || load(&owned));
     match tokio::time::timeout(limit, &mut read).await {
         Ok(Ok(loaded)) => loaded.map_err(|e| (e, None)),
@@ -423,7 +436,7 @@ impl EventsRuntime {
     }
 
     /// Starts consuming `queue` for the datastores of `config` (the counters carry on across
-    /// restarts; `healthlake_events_up` starts again at 0 until the new queue answers).
+    /// restarts; `healthlake_feed_up{feed="events"}` starts again at 0 until the new queue answers).
     fn start(
         config: &Config,
         settings: &crate::config::EventsConfig,
@@ -530,16 +543,16 @@ impl Supervisor {
     /// Reads the configuration file for a reload (off the async workers, one read at a time)
     /// and applies the command line's overrides.
     async fn read_file(&mut self) -> Result<Config, ReloadError> {
-        let path = self.config_path.clone().ok_or(ReloadError::NoConfigFile)?;
+        let files = self.config_files.clone().ok_or(ReloadError::NoConfigFile)?;
         if self
             .unfinished_read
             .as_ref()
             .is_some_and(|read| !read.is_finished())
         {
-            return Err(ReloadError::StillReading { path });
+            return Err(ReloadError::StillReading { path: files.config });
         }
         self.unfinished_read = None;
-        match load_off_thread(&path, Config::load_for_reload).await {
+        match load_off_thread(&files, ConfigFiles::load_for_reload).await {
             Ok(mut file) => {
                 self.overrides.apply(&mut file);
                 Ok(file)
@@ -813,13 +826,13 @@ mod tests {
     /// so that the next reload waits for it instead of starting another.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_read_that_hangs_is_refused_and_handed_back() {
-        fn hung(_: &Path) -> Result<Config, ConfigError> {
+        fn hung(_: &ConfigFiles) -> Result<Config, ConfigError> {
             std::thread::sleep(Duration::from_millis(500));
             Config::parse("[[datastores]]\nid = \"ds\"\n", Path::new("t.toml"))
         }
-        let path = Path::new("/etc/healthlake-exporter/config.toml");
+        let files = ConfigFiles::toml("/etc/healthlake-exporter/config.toml");
         let started = std::time::Instant::now();
-        let (error, read) = load_within(path, hung, Duration::from_millis(50))
+        let (error, read) = load_within(&files, hung, Duration::from_millis(50))
             .await
             .unwrap_err();
         assert!(started.elapsed() < Duration::from_millis(400));

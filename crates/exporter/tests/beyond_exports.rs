@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
@@ -12,27 +11,6 @@ use healthlake_exporter::Exporter;
 use healthlake_fake::{FakeDatastore, FakeImportJob, FakeJob, FakeProgress, Fault};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hle-beyond-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-async fn polled(exporter: &Exporter, id: &str, feed: Feed, polls: u64) {
-    eventually(WAIT, &format!("{polls} {feed:?} polls of {id}"), || async {
-        let attempts = exporter
-            .state()
-            .datastores()
-            .iter()
-            .find(|d| d.id == id)
-            .map_or(0, |d| d.record().attempts(feed));
-        (attempts >= polls).then_some(())
-    })
-    .await
-}
 
 fn progress(files: i64, mb: f64, scanned: i64, imported: i64, failed: i64) -> FakeProgress {
     FakeProgress {
@@ -165,7 +143,7 @@ async fn import_jobs_counts_durations_progress_and_isolated_failures() {
             &[("datastore_id", "exports-only")]
         )
         .is_empty());
-    assert_eq!(m.value(&k("healthlake_import_up", "")), 1.0);
+    assert_eq!(m.value(&k("healthlake_feed_up", "feed=\"import\"")), 1.0);
 
     // Progress moves and the import finishes; then ListFHIRImportJobs alone is throttled: the
     // import series keep their values, exports stay up.
@@ -192,13 +170,13 @@ async fn import_jobs_counts_durations_progress_and_isolated_failures() {
     fake.set_fault_for("ListFHIRImportJobs", "both", Some(Fault::Throttling));
     let m = eventually(WAIT, "the import poll to fail", || async {
         let m = scrape(exporter.local_addr()).await;
-        (m.get(&k("healthlake_import_up", "")) == Some(0.0)).then_some(m)
+        (m.get(&k("healthlake_feed_up", "feed=\"import\"")) == Some(0.0)).then_some(m)
     })
     .await;
     assert!(
         m.value(&k(
-            "healthlake_import_poll_errors_total",
-            "reason=\"throttled\""
+            "healthlake_feed_errors_total",
+            "feed=\"import\",reason=\"throttled\""
         )) >= 1.0
     );
     assert_eq!(
@@ -207,12 +185,15 @@ async fn import_jobs_counts_durations_progress_and_isolated_failures() {
         "last-known values kept"
     );
     assert_eq!(
-        m.value(&k("healthlake_datastore_up", "")),
+        m.value(&k("healthlake_feed_up", "feed=\"export\"")),
         1.0,
         "exports unaffected"
     );
     assert_eq!(
-        m.value(&k("healthlake_poll_errors_total", "reason=\"throttled\"")),
+        m.value(&k(
+            "healthlake_feed_errors_total",
+            "feed=\"export\",reason=\"throttled\""
+        )),
         0.0
     );
     exporter.shutdown().await;
@@ -284,21 +265,26 @@ async fn datastore_status_changes_are_reflected_and_describe_failures_isolated()
     fake.set_fault_for("DescribeFHIRDatastore", "ds1", Some(Fault::AccessDenied));
     let m = eventually(WAIT, "the describe failure", || async {
         let m = scrape(exporter.local_addr()).await;
-        (m.get(&key("healthlake_datastore_describe_up", "ds1", "prod", "")) == Some(0.0))
-            .then_some(m)
+        (m.get(&key(
+            "healthlake_feed_up",
+            "ds1",
+            "prod",
+            "feed=\"describe\"",
+        )) == Some(0.0))
+        .then_some(m)
     })
     .await;
     assert!(
         m.value(&key(
-            "healthlake_datastore_describe_errors_total",
+            "healthlake_feed_errors_total",
             "ds1",
             "prod",
-            "reason=\"access_denied\""
+            "feed=\"describe\",reason=\"access_denied\""
         )) >= 1.0
     );
     assert_eq!(status(&m, "ACTIVE"), 1.0);
     assert_eq!(
-        m.value(&key("healthlake_datastore_up", "ds1", "prod", "")),
+        m.value(&key("healthlake_feed_up", "ds1", "prod", "feed=\"export\"")),
         1.0
     );
     exporter.shutdown().await;
@@ -326,12 +312,14 @@ async fn discovery_adds_and_drops_datastores_and_configured_entries_win() {
         "[polling]\ninterval = \"1s\"\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n[server]\nlisten_address = \"127.0.0.1:0\"\n[[discovery]]\nname_prefix = \"prod-\"\ninterval = \"1s\"\n",
         server.endpoint_url()
     );
-    let path = temp_file("discovery.toml", &discovery);
+    let dir = TestDir::new("beyond");
+    let path = dir.write("discovery.toml", &discovery);
     let exporter = Exporter::start_from_file(&path, None, test_options())
         .await
         .unwrap();
-    let up =
-        |m: &Metrics, id: &str, name: &str| m.get(&key("healthlake_datastore_up", id, name, ""));
+    let up = |m: &Metrics, id: &str, name: &str| {
+        m.get(&key("healthlake_feed_up", id, name, "feed=\"export\""))
+    };
     let m = eventually(WAIT, "discovered datastores polled", || async {
         let m = scrape(exporter.local_addr()).await;
         (up(&m, "d-prod-a", "prod-a") == Some(1.0)
@@ -340,17 +328,23 @@ async fn discovery_adds_and_drops_datastores_and_configured_entries_win() {
     })
     .await;
     assert!(
-        m.series("healthlake_datastore_up", &[("datastore_id", "d-test")])
-            .is_empty(),
+        m.series(
+            "healthlake_feed_up",
+            &[("feed", "export"), ("datastore_id", "d-test")]
+        )
+        .is_empty(),
         "name_prefix filters"
     );
     assert!(
-        m.series("healthlake_datastore_up", &[("datastore_id", "d-prod-b")])
-            .is_empty(),
+        m.series(
+            "healthlake_feed_up",
+            &[("feed", "export"), ("datastore_id", "d-prod-b")]
+        )
+        .is_empty(),
         "status ACTIVE filters"
     );
     assert_eq!(
-        m.value("healthlake_discovery_up{discovery=\"0\",region=\"us-east-1\"}"),
+        m.value("healthlake_feed_up{discovery=\"0\",region=\"us-east-1\",feed=\"discovery\"}"),
         1.0
     );
     assert_eq!(
@@ -368,8 +362,11 @@ async fn discovery_adds_and_drops_datastores_and_configured_entries_win() {
     let m = eventually(WAIT, "the discovery change", || async {
         let m = scrape(exporter.local_addr()).await;
         (up(&m, "d-prod-b", "prod-b") == Some(1.0)
-            && m.series("healthlake_datastore_up", &[("datastore_id", "d-prod-a")])
-                .is_empty())
+            && m.series(
+                "healthlake_feed_up",
+                &[("feed", "export"), ("datastore_id", "d-prod-a")],
+            )
+            .is_empty())
         .then_some(m)
     })
     .await;
@@ -399,11 +396,12 @@ async fn discovery_adds_and_drops_datastores_and_configured_entries_win() {
     fake.set_list_datastores_fault(Some(Fault::Throttling));
     let m = eventually(WAIT, "the discovery failure", || async {
         let m = scrape(exporter.local_addr()).await;
-        (m.get("healthlake_discovery_up{discovery=\"0\",region=\"us-east-1\"}") == Some(0.0))
-            .then_some(m)
+        (m.get("healthlake_feed_up{discovery=\"0\",region=\"us-east-1\",feed=\"discovery\"}")
+            == Some(0.0))
+        .then_some(m)
     })
     .await;
-    assert!(m.value("healthlake_discovery_errors_total{discovery=\"0\",region=\"us-east-1\",reason=\"throttled\"}") >= 1.0);
+    assert!(m.value("healthlake_feed_errors_total{discovery=\"0\",region=\"us-east-1\",feed=\"discovery\",reason=\"throttled\"}") >= 1.0);
     assert_eq!(
         up(&m, "d-prod-b", "prod-b"),
         Some(1.0),
@@ -424,8 +422,11 @@ async fn discovery_adds_and_drops_datastores_and_configured_entries_win() {
     })
     .await;
     assert_eq!(
-        m.series("healthlake_datastore_up", &[("datastore_id", "d-named")])
-            .len(),
+        m.series(
+            "healthlake_feed_up",
+            &[("feed", "export"), ("datastore_id", "d-named")]
+        )
+        .len(),
         1,
         "each datastore once"
     );

@@ -2,26 +2,24 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_healthlake-exporter");
+use common::process::{run_to_end, Spawned};
+use common::{TestDir, EXPORTER_BIN as BIN};
 
-fn temp_config(name: &str, text: &[u8]) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("hle-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
+/// How long a run of the binary that should end at once may take on a loaded machine.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+/// How long a started exporter may take to log what a test waits for.
+const LOG_LIMIT: Duration = Duration::from_secs(30);
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(BIN)
-        .args(args)
-        .env_remove("HEALTHLAKE_EXPORTER_CONFIG")
-        .output()
-        .unwrap();
+    let output = run_to_end(
+        Command::new(BIN)
+            .args(args)
+            .env_remove("HEALTHLAKE_EXPORTER_CONFIG"),
+        RUN_LIMIT,
+    );
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -62,8 +60,9 @@ fn check_config_rejects_bad_files_with_exit_code_2_and_a_message() {
         ("latin1.toml", b"[[datastores]]\nid = \"caf\xe9\"\n".to_vec(), "latin1.toml: the file is not valid UTF-8"),
         ("empty.toml", Vec::new(), "empty.toml: datastores: no datastores configured"),
     ];
+    let dir = TestDir::new("cli");
     for (name, text, expected) in &cases {
-        let path = temp_config(name, text);
+        let path = dir.write(name, text);
         let (code, stdout, stderr) = run(&["--check-config", "--config", path.to_str().unwrap()]);
         assert_eq!(code, 2, "{name}: {stderr}");
         assert!(stdout.is_empty());
@@ -110,42 +109,21 @@ fn usage_errors_and_version() {
     assert!(stderr.contains("is not an IP address and port"), "{stderr}");
 }
 
-/// Reads until a line contains `needle`, returning everything read (that line last).
-fn read_until(reader: &mut impl BufRead, needle: &str) -> String {
-    let mut all = String::new();
-    loop {
-        let mut line = String::new();
-        let n = reader.read_line(&mut line).unwrap();
-        assert!(
-            n > 0,
-            "process ended before printing {needle:?}; it printed:\n{all}"
-        );
-        all.push_str(&line);
-        if line.contains(needle) {
-            return all;
-        }
-    }
-}
-
-/// Reads the child's output until a line contains `needle`, returning that line.
-fn wait_for_line(reader: &mut impl BufRead, needle: &str) -> String {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line).unwrap();
-        assert!(n > 0, "process ended before printing {needle:?}");
-        if line.contains(needle) {
-            return line;
-        }
-    }
-}
-
-fn sigterm(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+/// The daemon on `config`, logging JSON at `log_level` to a piped stderr, with static keys (whose
+/// secret must never reach the log) and no instance metadata.
+fn daemon(config: &std::path::Path, (key_id, secret): (&str, &str), log_level: &str) -> Spawned {
+    Spawned::spawn(
+        Command::new(BIN)
+            .arg("--config")
+            .arg(config)
+            .args(["--log-format", "json"])
+            .env("AWS_ACCESS_KEY_ID", key_id)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", log_level)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
 }
 
 // Multi-threaded: this test blocks on the child's output while the fake answers on the runtime.
@@ -154,31 +132,26 @@ async fn sigterm_exits_0_within_5_seconds_and_logs_no_secrets() {
     let (fake, server) = common::start_fake().await;
     fake.add_datastore("ds1");
     let text = common::config_text(&server.endpoint_url(), "", &[("ds1", "one")]);
-    let path = temp_config("sigterm.toml", text.as_bytes());
-    let mut child = Command::new(BIN)
-        .args(["--config", path.to_str().unwrap(), "--log-format", "json"])
-        .env("AWS_ACCESS_KEY_ID", "AKIDSIGTERMTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "super-secret-value")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let started = wait_for_line(&mut stderr, "healthlake-exporter started");
+    let dir = TestDir::new("cli");
+    let path = dir.write("sigterm.toml", text);
+    let mut child = daemon(&path, ("AKIDSIGTERMTEST", "super-secret-value"), "trace");
+    let started = child
+        .stderr()
+        .line_with("healthlake-exporter started", LOG_LIMIT);
     assert!(
         started.contains("\"listen_address\":\"127.0.0.1:"),
         "{started}"
     );
-    let line = wait_for_line(&mut stderr, "datastore polled successfully");
+    let line = child
+        .stderr()
+        .line_with("datastore polled successfully", LOG_LIMIT);
     assert!(line.contains("\"datastore_id\":\"ds1\""), "{line}");
 
-    sigterm(child.id());
+    child.signal(libc::SIGTERM);
     let sent = Instant::now();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    let status = child.wait().unwrap();
+    let rest = child.stderr().rest(LOG_LIMIT);
+    let status = child.wait(LOG_LIMIT);
+    // The behaviour under test: well within a pod's termination grace period.
     assert!(
         sent.elapsed() < Duration::from_secs(5),
         "took {:?}",
@@ -193,15 +166,14 @@ async fn sigterm_exits_0_within_5_seconds_and_logs_no_secrets() {
 
 #[test]
 fn demo_serves_live_metrics_without_aws() {
-    let mut child = Command::new(BIN)
-        .args(["--demo", "--listen-address", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let line = wait_for_line(&mut stdout, "metrics at http://");
+    let mut child = Spawned::spawn(
+        Command::new(BIN)
+            .args(["--demo", "--listen-address", "127.0.0.1:0"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let line = child.stdout().line_with("metrics at http://", LOG_LIMIT);
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
@@ -221,7 +193,7 @@ fn demo_serves_live_metrics_without_aws() {
         || async {
             let m = common::scrape(addr).await;
             let up: Vec<_> = m
-                .series("healthlake_datastore_up", &[])
+                .series("healthlake_feed_up", &[("feed", "export")])
                 .into_iter()
                 .filter(|(_, v)| *v == 1.0)
                 .collect();
@@ -249,10 +221,10 @@ fn demo_serves_live_metrics_without_aws() {
             (m.get("healthlake_events_applied_total").unwrap_or(0.0) >= 1.0).then_some(m)
         },
     ));
-    assert_eq!(events.value("healthlake_events_up"), 1.0);
+    assert_eq!(events.value("healthlake_feed_up{feed=\"events\"}"), 1.0);
     assert_eq!(events.value("healthlake_events_malformed_total"), 0.0);
-    sigterm(child.id());
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    child.signal(libc::SIGTERM);
+    assert_eq!(child.wait(LOG_LIMIT).code(), Some(0));
 }
 
 /// SIGHUP re-reads the file; each poll failure is logged once per change of state, not per poll.
@@ -264,19 +236,12 @@ async fn sighup_reloads_and_failures_are_logged_once_per_change() {
     fake.set_fault("first", Some(healthlake_fake::Fault::AccessDenied));
     let endpoint = server.endpoint_url();
     let text = common::config_text(&endpoint, "", &[("first", "one")]);
-    let path = temp_config("sighup.toml", text.as_bytes());
-    let mut child = Command::new(BIN)
-        .args(["--config", path.to_str().unwrap(), "--log-format", "json"])
-        .env("AWS_ACCESS_KEY_ID", "AKIDSIGHUPTEST")
-        .env("AWS_SECRET_ACCESS_KEY", "sighup-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let started = wait_for_line(&mut stderr, "healthlake-exporter started");
+    let dir = TestDir::new("cli");
+    let path = dir.write("sighup.toml", text);
+    let mut child = daemon(&path, ("AKIDSIGHUPTEST", "sighup-secret"), "info");
+    let started = child
+        .stderr()
+        .line_with("healthlake-exporter started", LOG_LIMIT);
     let address = started
         .split("\"listen_address\":\"")
         .nth(1)
@@ -286,7 +251,7 @@ async fn sighup_reloads_and_failures_are_logged_once_per_change() {
         .unwrap()
         .to_string();
     let address: std::net::SocketAddr = address.parse().unwrap();
-    wait_for_line(&mut stderr, "poll failed");
+    child.stderr().line_with("poll failed", LOG_LIMIT);
     // Three more failed polls (1 s, 2 s, 4 s apart with backoff): no more log lines about them.
     common::eventually(Duration::from_secs(20), "3 more polls", || async {
         (fake.request_count("first") >= 4).then_some(())
@@ -298,12 +263,8 @@ async fn sighup_reloads_and_failures_are_logged_once_per_change() {
         common::config_text(&endpoint, "", &[("first", "one"), ("second", "two")]),
     )
     .unwrap();
-    let status = Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let before_reload = read_until(&mut stderr, "configuration reloaded");
+    child.signal(libc::SIGHUP);
+    let before_reload = child.stderr().until("configuration reloaded", LOG_LIMIT);
     assert_eq!(
         before_reload.matches("poll failed").count(),
         0,
@@ -313,8 +274,13 @@ async fn sighup_reloads_and_failures_are_logged_once_per_change() {
     assert!(reloaded.contains("\"added\":1"), "{reloaded}");
     let metrics = common::eventually(Duration::from_secs(20), "the added datastore", || async {
         let m = common::scrape(address).await;
-        (m.get(&common::key("healthlake_datastore_up", "second", "two", "")) == Some(1.0))
-            .then_some(m)
+        (m.get(&common::key(
+            "healthlake_feed_up",
+            "second",
+            "two",
+            "feed=\"export\"",
+        )) == Some(1.0))
+        .then_some(m)
     })
     .await;
     assert_eq!(
@@ -322,10 +288,9 @@ async fn sighup_reloads_and_failures_are_logged_once_per_change() {
         1.0
     );
 
-    sigterm(child.id());
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    child.signal(libc::SIGTERM);
+    let rest = child.stderr().rest(LOG_LIMIT);
+    assert_eq!(child.wait(LOG_LIMIT).code(), Some(0));
     let failures = rest.matches("poll failed").count();
     assert_eq!(
         failures, 0,

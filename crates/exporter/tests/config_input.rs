@@ -7,23 +7,17 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_healthlake-exporter");
+use common::process::{run_to_end, Spawned};
+use common::{TestDir, EXPORTER_BIN as BIN};
+
 /// Generous: on a loaded 2-core machine a probe may take a second; a frozen server never answers.
 const PROBE_LIMIT: Duration = Duration::from_secs(5);
-
-fn scratch(tag: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hle-config-input-{}-{tag}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn mkfifo(path: &Path) {
     let c_path = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
@@ -76,48 +70,28 @@ fn exporter_command(args: &[&str]) -> Command {
     command
 }
 
-/// Kills the child when the test ends, whatever happened (a hung read would keep it forever).
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Runs `--check-config` on `path`; (exit code, stderr), or a panic if it has not ended in 20 s.
+/// Runs `--check-config` on `path`; (exit code, stderr), or a failure if it has not ended in 20 s
+/// (a read of a FIFO would block forever).
 fn check_config(path: &Path) -> (i32, String) {
-    let child = exporter_command(&["--check-config", "--config", path.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Running(child);
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            let mut stderr = String::new();
-            std::io::Read::read_to_string(child.0.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-            return (status.code().unwrap_or(-1), stderr);
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "--check-config --config {} hangs",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let output = run_to_end(
+        &mut exporter_command(&["--check-config", "--config", path.to_str().unwrap()]),
+        Duration::from_secs(20),
+    );
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 #[test]
 fn check_config_refuses_a_fifo_a_device_and_an_oversized_file_with_exit_2() {
-    let dir = scratch("check");
+    let scratch = TestDir::new("config-input");
+    let dir = scratch.path();
     let fifo = dir.join("fifo.toml");
     mkfifo(&fifo);
     let link = dir.join("config.toml");
     std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
-    let big = oversized(&dir, "[[datastores]]\nid = \"ds1\"\n");
+    let big = oversized(dir, "[[datastores]]\nid = \"ds1\"\n");
     let cases = [
         (
             fifo.as_path(),
@@ -153,7 +127,6 @@ fn check_config_refuses_a_fifo_a_device_and_an_oversized_file_with_exit_2() {
             "no content echoed: {stderr}"
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -177,7 +150,8 @@ async fn reload_successful(addr: SocketAddr) -> f64 {
 async fn a_reload_of_a_fifo_a_device_or_an_oversized_file_is_refused_and_never_blocks_serving() {
     let (fake, server) = common::start_fake().await;
     fake.add_datastore("ds1");
-    let dir = scratch("reload");
+    let scratch = TestDir::new("config-input");
+    let dir = scratch.path();
     let text = common::config_text(&server.endpoint_url(), "", &[("ds1", "one")])
         .replace("[server]\n", "[server]\nenable_reload = true\n");
     let good = dir.join("good.toml");
@@ -186,18 +160,17 @@ async fn a_reload_of_a_fifo_a_device_or_an_oversized_file_is_refused_and_never_b
     std::os::unix::fs::symlink(&good, &link).unwrap();
     let fifo = dir.join("fifo");
     mkfifo(&fifo);
-    let big = oversized(&dir, &text);
+    let big = oversized(dir, &text);
 
-    let child = exporter_command(&["--config", link.to_str().unwrap(), "--log-format", "json"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut child = Running(child);
-    let mut stderr = BufReader::new(child.0.stderr.take().unwrap());
-    let addr = listen_address(&mut stderr);
-    // Keep the pipe drained so the exporter never blocks on its log.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let mut child = Spawned::spawn(
+        exporter_command(&["--config", link.to_str().unwrap(), "--log-format", "json"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let started = child
+        .stderr()
+        .line_with("healthlake-exporter started", Duration::from_secs(30));
+    let addr = listen_address(&started);
     common::eventually(Duration::from_secs(30), "/readyz 200", || async {
         (get(addr, "/readyz").await.0 == 200).then_some(())
     })
@@ -216,9 +189,7 @@ async fn a_reload_of_a_fifo_a_device_or_an_oversized_file_is_refused_and_never_b
     ];
     for (target, reason) in cases {
         swap_link(&link, target);
-        let reload = tokio::spawn(async move {
-            common::http_request(addr, "POST", "/-/reload", &[("Content-Length", "0")]).await
-        });
+        let reload = tokio::spawn(async move { common::post_reload(addr).await });
         // Serving goes on while the reload is handled.
         assert_eq!(get(addr, "/healthz").await, (200, "ok\n".to_owned()));
         assert_eq!(get(addr, "/metrics").await.0, 200);
@@ -233,27 +204,17 @@ async fn a_reload_of_a_fifo_a_device_or_an_oversized_file_is_refused_and_never_b
         assert_eq!(get(addr, "/healthz").await.0, 200);
 
         swap_link(&link, &good);
-        let (status, _, body) =
-            common::http_request(addr, "POST", "/-/reload", &[("Content-Length", "0")]).await;
+        let (status, _, body) = common::post_reload(addr).await;
         assert_eq!(status, 200, "the good file again: {body}");
         assert_eq!(reload_successful(addr).await, 1.0);
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// The address from the "healthlake-exporter started" log line (JSON format).
-fn listen_address(stderr: &mut impl BufRead) -> SocketAddr {
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let n = stderr.read_line(&mut line).unwrap();
-        assert!(n > 0, "the exporter ended before it started");
-        if let Some(rest) = line
-            .contains("healthlake-exporter started")
-            .then(|| line.split("\"listen_address\":\"").nth(1))
-            .flatten()
-        {
-            return rest.split('"').next().unwrap().parse().unwrap();
-        }
-    }
+/// The address in the "healthlake-exporter started" log line (JSON format).
+fn listen_address(started: &str) -> SocketAddr {
+    let rest = started
+        .split("\"listen_address\":\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no listen_address in {started}"));
+    rest.split('"').next().unwrap().parse().unwrap()
 }

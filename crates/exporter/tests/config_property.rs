@@ -23,7 +23,7 @@ use healthlake_fake::{FakeHealthLake, FakeServer};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, TestCaseError, TestRunner};
 
-use common::{http_request, start_fake, test_options};
+use common::{http_request, start_fake, test_options, within};
 
 /// The queue `[events]` reads, on the fake's own SQS (one per shard: a sharded replica refuses
 /// to start on a queue shared with other replicas).
@@ -371,12 +371,11 @@ async fn start_poll_stop(config: Config) -> Result<(), String> {
     let exporter = Exporter::start(config, test_options())
         .await
         .map_err(|e| format!("did not start: {e}"))?;
-    let started = std::time::Instant::now();
-    while owns && !polled(&exporter) {
-        if started.elapsed() > Duration::from_secs(20) {
-            return Err("no poll finished within 20 s".to_owned());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let first_poll = within(Duration::from_secs(20), || async {
+        (!owns || polled(&exporter)).then_some(())
+    });
+    if first_poll.await.is_none() {
+        return Err("no poll finished within 20 s".to_owned());
     }
     let (status, _, _) = http_request(exporter.local_addr(), "GET", "/metrics", &[]).await;
     exporter.shutdown().await;

@@ -8,6 +8,8 @@
 //! A missing tool prints a SKIP line with an install hint; HEALTHLAKE_EXPORTER_REQUIRE_TOOLS=1 (set by
 //! .ci/run) makes it a failure instead.
 
+#[path = "common/process.rs"]
+mod process;
 #[path = "common/tools.rs"]
 mod tools;
 
@@ -34,16 +36,9 @@ fn template_lints_clean_with_cfn_lint() {
     let Some(cfn_lint) = require_tool("cfn-lint", CFN_LINT_HINT) else {
         return;
     };
-    let out = run(std::process::Command::new(&cfn_lint).arg(template_path()));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.trim().is_empty(),
-        "cfn-lint findings ({}):\n{text}",
-        out.status
+    assert_lints_clean(
+        "cfn-lint",
+        std::process::Command::new(&cfn_lint).arg(template_path()),
     );
 }
 
@@ -55,13 +50,12 @@ fn cfn_lint_catches_a_broken_template() {
     let broken = std::fs::read_to_string(template_path())
         .expect("template")
         .replace("Type: AWS::SQS::QueuePolicy", "Type: AWS::SQS::QueuePolice");
-    let dir = scratch_dir("cfn-lint");
-    let path = dir.join("broken.yaml");
-    std::fs::write(&path, broken).expect("write");
-    let out = run(std::process::Command::new(&cfn_lint).arg(&path));
-    assert!(
-        !out.status.success(),
-        "cfn-lint accepted an unknown resource type"
+    assert_refuses(
+        &cfn_lint,
+        &[],
+        "broken.yaml",
+        &broken,
+        "an unknown resource type",
     );
 }
 

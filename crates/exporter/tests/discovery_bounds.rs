@@ -7,8 +7,9 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use healthlake_exporter::model::{bound_label, MAX_LABEL_BYTES};
+use healthlake_exporter::model::MAX_LABEL_BYTES;
 use healthlake_fake::{FakeDatastore, LIST_FHIR_DATASTORES_TARGET};
+use sha2::Digest;
 
 const WAIT: Duration = Duration::from_secs(30);
 const HUGE: &str = "d-huge";
@@ -19,6 +20,15 @@ const BAD_IDS: [&str; 3] = [
     "ds#1",
     "bad\n2026-01-01T00:00:00Z ERROR x\u{1b}[31m",
 ];
+
+/// The label a name longer than `MAX_LABEL_BYTES` becomes, written out here (not computed by the
+/// exporter's own function): its first 96 bytes, then `…[truncated:` and the first 8 hex digits
+/// of its SHA-256, so that two long names with one prefix stay two series.
+fn bounded_label(name: &str) -> String {
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}…[truncated:{hex}]", &name[..96])
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovered_names_are_bounded_and_invalid_ids_are_never_polled() {
@@ -34,10 +44,10 @@ async fn discovered_names_are_bounded_and_invalid_ids_are_never_polled() {
         server.endpoint_url()
     );
     let exporter = start_exporter(&config).await;
-    let label = bound_label(&huge_name);
+    let label = bounded_label(&huge_name);
     assert!(label.len() <= MAX_LABEL_BYTES);
-    let huge_up = key("healthlake_datastore_up", HUGE, &label, "");
-    let ok_up = key("healthlake_datastore_up", OK, "prod-ok", "");
+    let huge_up = key("healthlake_feed_up", HUGE, &label, "feed=\"export\"");
+    let ok_up = key("healthlake_feed_up", OK, "prod-ok", "feed=\"export\"");
 
     // Both valid datastores polled and described, and two listings later still nothing of the
     // bad ones.
@@ -45,7 +55,8 @@ async fn discovered_names_are_bounded_and_invalid_ids_are_never_polled() {
         let (_, _, body) = http_request(exporter.local_addr(), "GET", "/metrics", &[]).await;
         let polled = |id: &str| {
             body.lines().any(|l| {
-                l.starts_with(&format!("healthlake_datastore_up{{datastore_id=\"{id}\","))
+                l.starts_with(&format!("healthlake_feed_up{{datastore_id=\"{id}\","))
+                    && l.contains("feed=\"export\"")
                     && l.rsplit_once(' ').map(|(_, v)| v.parse::<f64>()) == Some(Ok(1.0))
             })
         };
@@ -68,7 +79,7 @@ async fn discovered_names_are_bounded_and_invalid_ids_are_never_polled() {
     );
     assert!(
         body.contains(&format!("{huge_up} 1")),
-        "the name label is bound_label(name)"
+        "the name label is the name, bounded"
     );
     assert!(body.contains(&format!("{ok_up} 1")));
     let longest = body.lines().map(str::len).max().unwrap_or(0);
@@ -77,7 +88,7 @@ async fn discovered_names_are_bounded_and_invalid_ids_are_never_polled() {
     assert_eq!(
         metrics.value(&huge_up),
         1.0,
-        "the name label is bound_label(name)"
+        "the name label is the name, bounded"
     );
     assert_eq!(metrics.value(&ok_up), 1.0);
     assert_eq!(

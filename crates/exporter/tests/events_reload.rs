@@ -5,24 +5,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use healthlake_exporter::state::Feed;
 use healthlake_exporter::Exporter;
 use healthlake_fake::{FakeHealthLake, FakeJob, FakeServer, SqsOperation};
 
 const DS: &str = "0123456789abcdef0123456789abcdef";
 const WAIT: Duration = Duration::from_secs(15);
-
-fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hle-events-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 /// The config: polling every `interval`, and `[events]` on `queue` when given.
 fn config(server: &FakeServer, interval: &str, queue: Option<&str>) -> String {
@@ -68,22 +59,12 @@ async fn failed_jobs(exporter: &Exporter, n: f64, what: &str) -> Metrics {
     .await
 }
 
-async fn first_poll(exporter: &Exporter) {
-    eventually(WAIT, "the first poll", || async {
-        (exporter.state().datastores()[0]
-            .record()
-            .attempts(Feed::EXPORTS)
-            >= 1)
-            .then_some(())
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_to_a_new_queue_consumes_it_and_no_longer_reads_the_old_one() {
     let (fake, server) = seeded().await;
     fake.set_event_queues(&["queue-a"]);
-    let path = temp_file("new-queue.toml", &config(&server, "10m", Some("queue-a")));
+    let dir = TestDir::new("events-reload");
+    let path = dir.write("new-queue.toml", config(&server, "10m", Some("queue-a")));
     let exporter = Exporter::start_from_file(&path, None, test_options())
         .await
         .unwrap();
@@ -106,7 +87,7 @@ async fn a_reload_to_a_new_queue_consumes_it_and_no_longer_reads_the_old_one() {
         .unwrap();
     assert!(fake.set_job_status(DS, "job-2", "FAILED", Some(now())));
     let metrics = failed_jobs(&exporter, 2.0, "job-2 FAILED through queue-b").await;
-    assert_eq!(metrics.value("healthlake_events_up"), 1.0);
+    assert_eq!(metrics.value("healthlake_feed_up{feed=\"events\"}"), 1.0);
     eventually(WAIT, "the queue-b event deleted", || async {
         fake.queue_messages("queue-b").is_empty().then_some(())
     })
@@ -126,21 +107,22 @@ async fn a_reload_to_a_new_queue_consumes_it_and_no_longer_reads_the_old_one() {
 async fn a_reload_adding_or_removing_events_starts_or_stops_the_consumer() {
     let (fake, server) = seeded().await;
     fake.set_event_queues(&["queue-a"]);
-    let path = temp_file("add-remove.toml", &config(&server, "10m", None));
+    let dir = TestDir::new("events-reload");
+    let path = dir.write("add-remove.toml", config(&server, "10m", None));
     let exporter = Exporter::start_from_file(&path, None, test_options())
         .await
         .unwrap();
     first_poll(&exporter).await;
     assert!(scrape(exporter.local_addr())
         .await
-        .get("healthlake_events_up")
+        .get("healthlake_feed_up{feed=\"events\"}")
         .is_none());
 
     // Added: events from queue-a are applied within seconds (polling every 10 minutes).
     reload_to(&exporter, &path, &config(&server, "10m", Some("queue-a"))).await;
     assert!(fake.set_job_status(DS, "job-1", "FAILED", Some(now())));
     let metrics = failed_jobs(&exporter, 1.0, "job-1 FAILED through the added [events]").await;
-    assert_eq!(metrics.value("healthlake_events_up"), 1.0);
+    assert_eq!(metrics.value("healthlake_feed_up{feed=\"events\"}"), 1.0);
     eventually(WAIT, "the event deleted", || async {
         fake.queue_messages("queue-a").is_empty().then_some(())
     })
@@ -158,7 +140,9 @@ async fn a_reload_adding_or_removing_events_starts_or_stops_the_consumer() {
     assert!(fake.set_job_status(DS, "job-2", "FAILED", Some(now())));
     let metrics = failed_jobs(&exporter, 2.0, "job-2 FAILED by polling").await;
     assert!(
-        metrics.series("healthlake_events_up", &[]).is_empty(),
+        metrics
+            .series("healthlake_feed_up", &[("feed", "events")])
+            .is_empty(),
         "no event families without [events]:\n{}",
         metrics.text
     );
@@ -187,7 +171,8 @@ async fn a_reload_adding_or_removing_events_starts_or_stops_the_consumer() {
 async fn a_reload_to_events_that_cannot_start_is_refused() {
     let (_fake, server) = seeded().await;
     let sharded = |text: String| text.replace("[polling]\n", "[polling]\nshard = \"0/2\"\n");
-    let path = temp_file("refused.toml", &sharded(config(&server, "10m", None)));
+    let dir = TestDir::new("events-reload");
+    let path = dir.write("refused.toml", sharded(config(&server, "10m", None)));
     let exporter = Exporter::start_from_file(&path, None, test_options())
         .await
         .unwrap();
@@ -204,6 +189,6 @@ async fn a_reload_to_events_that_cannot_start_is_refused() {
         metrics.value("healthlake_exporter_config_last_reload_successful"),
         0.0
     );
-    assert!(metrics.get("healthlake_events_up").is_none());
+    assert!(metrics.get("healthlake_feed_up{feed=\"events\"}").is_none());
     exporter.shutdown().await;
 }

@@ -8,22 +8,9 @@ use healthlake_exporter::state::Feed;
 use std::time::Duration;
 
 use common::*;
-use healthlake_exporter::Exporter;
 use healthlake_fake::{FakeJob, Fault};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// Waits until datastore `index` has had at least `polls` polls attempted.
-async fn polled(exporter: &Exporter, index: usize, polls: u64) {
-    eventually(WAIT, "a poll", || async {
-        (exporter.state().datastores()[index]
-            .record()
-            .attempts(Feed::EXPORTS)
-            >= polls)
-            .then_some(())
-    })
-    .await
-}
 
 const STATUSES: [&str; 10] = [
     "SUBMITTED",
@@ -72,7 +59,7 @@ async fn counts_every_status_across_pages_with_exact_values() {
         &[("bigstore", "big")],
     ))
     .await;
-    polled(&exporter, 0, 1).await;
+    polled(&exporter, "bigstore", Feed::EXPORTS, 1).await;
 
     let metrics = scrape(exporter.local_addr()).await;
     let mut total = 0.0;
@@ -99,7 +86,12 @@ async fn counts_every_status_across_pages_with_exact_values() {
     assert_eq!(total + archived, 1235.0);
     assert_eq!(metrics.series("healthlake_export_jobs", &[]).len(), 11);
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "bigstore", "big", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "bigstore",
+            "big",
+            "feed=\"export\""
+        )),
         1.0
     );
 
@@ -141,7 +133,7 @@ async fn durations_oldest_age_and_the_series_limit() {
         &[("ds", "main")],
     ))
     .await;
-    polled(&exporter, 0, 1).await;
+    polled(&exporter, "ds", Feed::EXPORTS, 1).await;
     let metrics = scrape(exporter.local_addr()).await;
     let name = "healthlake_export_job_duration_seconds";
 
@@ -188,10 +180,8 @@ async fn durations_oldest_age_and_the_series_limit() {
 
     // A newer job pushes the oldest of the three out of the duration series.
     fake.add_job("ds", FakeJob::new("newest", "SUBMITTED", now()));
-    let attempts = exporter.state().datastores()[0]
-        .record()
-        .attempts(Feed::EXPORTS);
-    polled(&exporter, 0, attempts + 1).await;
+    let attempts = attempts(&exporter, "ds", Feed::EXPORTS);
+    polled(&exporter, "ds", Feed::EXPORTS, attempts + 1).await;
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(metrics.series(name, &[]).len(), 3);
     assert!(metrics.series(name, &[("job_id", "done")]).is_empty());
@@ -214,7 +204,7 @@ async fn finished_counter_ignores_history_and_counts_new_failures() {
     fake.add_job("ds", FakeJob::new("will-fail", "IN_PROGRESS", t - 300.0));
     let exporter =
         start_exporter(&config_text(&server.endpoint_url(), "", &[("ds", "main")])).await;
-    polled(&exporter, 0, 1).await;
+    polled(&exporter, "ds", Feed::EXPORTS, 1).await;
     let finished = |status: &str| {
         key(
             "healthlake_export_jobs_finished_total",
@@ -278,10 +268,8 @@ async fn finished_counter_ignores_history_and_counts_new_failures() {
     );
 
     // Further polls of the same history do not count it again.
-    let attempts = exporter.state().datastores()[0]
-        .record()
-        .attempts(Feed::EXPORTS);
-    polled(&exporter, 0, attempts + 2).await;
+    let attempts = attempts(&exporter, "ds", Feed::EXPORTS);
+    polled(&exporter, "ds", Feed::EXPORTS, attempts + 2).await;
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(metrics.value(&finished("FAILED")), 1.0);
     exporter.shutdown().await;
@@ -297,8 +285,8 @@ async fn each_datastore_is_signed_for_its_own_region() {
         config_text(&server.endpoint_url(), "", &[("east", "east")])
     );
     let exporter = start_exporter(&text).await;
-    polled(&exporter, 0, 1).await;
-    polled(&exporter, 1, 1).await;
+    polled(&exporter, "east", Feed::EXPORTS, 1).await;
+    polled(&exporter, "west", Feed::EXPORTS, 1).await;
     let regions = |id: &str| -> Vec<String> {
         fake.requests()
             .into_iter()
@@ -321,7 +309,12 @@ async fn each_datastore_is_signed_for_its_own_region() {
     let metrics = scrape(exporter.local_addr()).await;
     // The name defaults to the id.
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "west", "west", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "west",
+            "west",
+            "feed=\"export\""
+        )),
         1.0
     );
     exporter.shutdown().await;
@@ -365,8 +358,8 @@ async fn every_error_reason_is_classified_and_isolated() {
     text = text.replace("timeout = \"5s\"", "timeout = \"2s\"");
     let exporter = start_exporter(&text).await;
 
-    for index in 0..datastores.len() {
-        polled(&exporter, index, 1).await;
+    for (id, _) in &datastores {
+        polled(&exporter, id, Feed::EXPORTS, 1).await;
     }
     let started = std::time::Instant::now();
     let metrics = scrape(exporter.local_addr()).await;
@@ -375,7 +368,12 @@ async fn every_error_reason_is_classified_and_isolated() {
         "scrape is prompt"
     );
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "healthy", "healthy", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "healthy",
+            "healthy",
+            "feed=\"export\""
+        )),
         1.0
     );
     assert_eq!(
@@ -389,15 +387,15 @@ async fn every_error_reason_is_classified_and_isolated() {
     );
     for (id, _, reason) in cases {
         assert_eq!(
-            metrics.value(&key("healthlake_datastore_up", id, id, "")),
+            metrics.value(&key("healthlake_feed_up", id, id, "feed=\"export\"")),
             0.0,
             "{id} is down"
         );
         let errors = metrics.value(&key(
-            "healthlake_poll_errors_total",
+            "healthlake_feed_errors_total",
             id,
             id,
-            &format!("reason=\"{reason}\""),
+            &format!("feed=\"export\",reason=\"{reason}\""),
         ));
         assert!(
             errors >= 1.0,
@@ -405,14 +403,20 @@ async fn every_error_reason_is_classified_and_isolated() {
             metrics.text
         );
         let all: f64 = metrics
-            .series("healthlake_poll_errors_total", &[("datastore_id", id)])
+            .series(
+                "healthlake_feed_errors_total",
+                &[("feed", "export"), ("datastore_id", id)],
+            )
             .iter()
             .map(|(_, v)| v)
             .sum();
         assert_eq!(all, errors, "{id}: no error under any other reason");
         assert_eq!(
             metrics
-                .series("healthlake_poll_errors_total", &[("datastore_id", id)])
+                .series(
+                    "healthlake_feed_errors_total",
+                    &[("feed", "export"), ("datastore_id", id)]
+                )
                 .len(),
             healthlake_exporter::model::ErrorReason::ALL.len()
         );
@@ -435,32 +439,30 @@ async fn last_known_values_stay_while_polls_fail_and_recover() {
     fake.add_job("ds", FakeJob::new("b", "IN_PROGRESS", t - 300.0));
     let exporter =
         start_exporter(&config_text(&server.endpoint_url(), "", &[("ds", "main")])).await;
-    polled(&exporter, 0, 1).await;
+    polled(&exporter, "ds", Feed::EXPORTS, 1).await;
     let good = scrape(exporter.local_addr()).await;
     let success_time = good.value(&key(
-        "healthlake_last_successful_poll_timestamp_seconds",
+        "healthlake_feed_last_success_timestamp_seconds",
         "ds",
         "main",
-        "",
+        "feed=\"export\"",
     ));
     assert!((success_time - now()).abs() < 10.0);
 
     fake.set_fault("ds", Some(Fault::Throttling));
-    let attempts = exporter.state().datastores()[0]
-        .record()
-        .attempts(Feed::EXPORTS);
-    polled(&exporter, 0, attempts + 2).await;
+    let attempts = attempts(&exporter, "ds", Feed::EXPORTS);
+    polled(&exporter, "ds", Feed::EXPORTS, attempts + 2).await;
     let bad = scrape(exporter.local_addr()).await;
     assert_eq!(
-        bad.value(&key("healthlake_datastore_up", "ds", "main", "")),
+        bad.value(&key("healthlake_feed_up", "ds", "main", "feed=\"export\"")),
         0.0
     );
     assert!(
         bad.value(&key(
-            "healthlake_poll_errors_total",
+            "healthlake_feed_errors_total",
             "ds",
             "main",
-            "reason=\"throttled\""
+            "feed=\"export\",reason=\"throttled\""
         )) >= 2.0
     );
     for status in STATUSES {
@@ -478,10 +480,10 @@ async fn last_known_values_stay_while_polls_fail_and_recover() {
     }
     assert_eq!(
         bad.value(&key(
-            "healthlake_last_successful_poll_timestamp_seconds",
+            "healthlake_feed_last_success_timestamp_seconds",
             "ds",
             "main",
-            ""
+            "feed=\"export\""
         )),
         success_time
     );
@@ -496,7 +498,7 @@ async fn last_known_values_stay_while_polls_fail_and_recover() {
     fake.set_job_status("ds", "b", "COMPLETED", Some(now()));
     let recovered = eventually(WAIT, "recovery", || async {
         let m = scrape(exporter.local_addr()).await;
-        (m.value(&key("healthlake_datastore_up", "ds", "main", "")) == 1.0).then_some(m)
+        (m.value(&key("healthlake_feed_up", "ds", "main", "feed=\"export\"")) == 1.0).then_some(m)
     })
     .await;
     assert_eq!(
@@ -538,26 +540,26 @@ async fn a_slow_datastore_never_delays_a_healthy_one() {
     )
     .replace("timeout = \"5s\"", "timeout = \"10s\"");
     let exporter = start_exporter(&text).await;
-    polled(&exporter, 1, 3).await; // three fast polls while the slow one is still stuck in its first
-    assert_eq!(
-        exporter.state().datastores()[0]
-            .record()
-            .attempts(Feed::EXPORTS),
-        0
-    );
-    let metrics = scrape(exporter.local_addr()).await;
-    assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "fast", "fast", "")),
-        1.0
-    );
-    polled(&exporter, 0, 1).await;
+    polled(&exporter, "fast", Feed::EXPORTS, 3).await; // three fast polls while the slow one is still stuck in its first
+    assert_eq!(attempts(&exporter, "slow", Feed::EXPORTS), 0);
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(
         metrics.value(&key(
-            "healthlake_poll_errors_total",
+            "healthlake_feed_up",
+            "fast",
+            "fast",
+            "feed=\"export\""
+        )),
+        1.0
+    );
+    polled(&exporter, "slow", Feed::EXPORTS, 1).await;
+    let metrics = scrape(exporter.local_addr()).await;
+    assert_eq!(
+        metrics.value(&key(
+            "healthlake_feed_errors_total",
             "slow",
             "slow",
-            "reason=\"timeout\""
+            "feed=\"export\",reason=\"timeout\""
         )),
         1.0
     );

@@ -5,10 +5,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::process::run_to_end;
 use common::*;
 use healthlake_exporter::state::Feed;
 use healthlake_exporter::Exporter;
@@ -17,24 +17,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 const WAIT: Duration = Duration::from_secs(20);
-const BIN: &str = env!("CARGO_BIN_EXE_healthlake-exporter");
-
-fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hle-hardening-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn attempts(exporter: &Exporter, id: &str) -> u64 {
-    exporter
-        .state()
-        .datastores()
-        .iter()
-        .find(|d| d.id == id)
-        .map_or(0, |d| d.record().attempts(Feed::EXPORTS))
-}
 
 // ---- bounded labels ----
 
@@ -59,9 +41,10 @@ async fn three_thousand_unknown_statuses_and_a_huge_name_give_bounded_series() {
             .ended(t + 5001.0)
             .named(huge.clone()),
     );
-    let path = temp_file(
+    let dir = TestDir::new("hardening");
+    let path = dir.write(
         "labels.toml",
-        &config_text(&server.endpoint_url(), "", &[("ds", "ds")]),
+        config_text(&server.endpoint_url(), "", &[("ds", "ds")]),
     );
     let exporter = Exporter::start_from_file(&path, None, test_options())
         .await
@@ -102,7 +85,7 @@ async fn three_thousand_unknown_statuses_and_a_huge_name_give_bounded_series() {
     );
 
     // PHI-aware names: `drop` by reload; the name is gone after the next poll.
-    let before = attempts(&exporter, "ds");
+    let before = attempts(&exporter, "ds", Feed::EXPORTS);
     std::fs::write(
         &path,
         config_text(
@@ -114,7 +97,7 @@ async fn three_thousand_unknown_statuses_and_a_huge_name_give_bounded_series() {
     .unwrap();
     exporter.reload_handle().reload().await.unwrap();
     eventually(WAIT, "a poll after the reload", || async {
-        (attempts(&exporter, "ds") > before + 1).then_some(())
+        (attempts(&exporter, "ds", Feed::EXPORTS) > before + 1).then_some(())
     })
     .await;
     let metrics = scrape(exporter.local_addr()).await;
@@ -141,38 +124,61 @@ async fn a_reload_storm_against_a_slow_api_is_counted_and_shown_down_and_unchang
             &[("slow", "slow")],
         )
     };
-    let path = temp_file("storm.toml", &text(50));
+    let dir = TestDir::new("hardening");
+    let path = dir.write("storm.toml", text(50));
     let exporter = Exporter::start_from_file(&path, None, test_options())
         .await
         .unwrap();
     let addr = exporter.local_addr();
     eventually(WAIT, "the first successful poll", || async {
         let m = scrape(addr).await;
-        (m.get(&key("healthlake_datastore_up", "slow", "slow", "")) == Some(1.0)).then_some(())
+        (m.get(&key(
+            "healthlake_feed_up",
+            "slow",
+            "slow",
+            "feed=\"export\"",
+        )) == Some(1.0))
+        .then_some(())
     })
     .await;
 
     // Every poll now takes 1.5 s; a reload that changes this datastore's polling every 0.3 s
     // stops each poll in flight. Each one is counted, and the datastore shows down.
     fake.set_fault("slow", Some(Fault::Delay(Duration::from_millis(1500))));
-    let storm = Instant::now();
+    let interrupted = |m: &Metrics| {
+        m.value(&key(
+            "healthlake_feed_errors_total",
+            "slow",
+            "slow",
+            "feed=\"export\",reason=\"interrupted\"",
+        ))
+    };
+    let deadline = Instant::now() + WAIT;
     let mut flip = false;
-    while storm.elapsed() < Duration::from_secs(5) {
+    let metrics = loop {
         flip = !flip;
         std::fs::write(&path, text(if flip { 51 } else { 50 })).unwrap();
         exporter.reload_handle().reload().await.unwrap();
+        // The storm's rhythm (the behaviour under test), not a wait for anything.
         tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    let metrics = scrape(addr).await;
-    let interrupted = metrics.value(&key(
-        "healthlake_poll_errors_total",
-        "slow",
-        "slow",
-        "reason=\"interrupted\"",
-    ));
-    assert!(interrupted >= 1.0, "{}", metrics.text);
+        let m = scrape(addr).await;
+        if interrupted(&m) >= 3.0 {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fewer than 3 polls interrupted by the storm in {WAIT:?}:\n{}",
+            m.text
+        );
+    };
+    let interrupted_by_storm = interrupted(&metrics);
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "slow", "slow", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "slow",
+            "slow",
+            "feed=\"export\""
+        )),
         0.0,
         "no poll could finish: the datastore is shown down"
     );
@@ -180,39 +186,40 @@ async fn a_reload_storm_against_a_slow_api_is_counted_and_shown_down_and_unchang
     // The same file again and again: nothing restarts, polls finish, the datastore comes back.
     let last_success = |m: &Metrics| {
         m.value(&key(
-            "healthlake_last_successful_poll_timestamp_seconds",
+            "healthlake_feed_last_success_timestamp_seconds",
             "slow",
             "slow",
-            "",
+            "feed=\"export\"",
         ))
     };
     let frozen = last_success(&metrics);
-    let calm = Instant::now();
-    while calm.elapsed() < Duration::from_secs(5) {
+    let deadline = Instant::now() + WAIT;
+    let metrics = loop {
         exporter.reload_handle().reload().await.unwrap();
+        // The rhythm of the unchanged reloads, as above.
         tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    let metrics = eventually(
-        WAIT,
-        "a poll to finish during unchanged reloads",
-        || async {
-            let m = scrape(addr).await;
-            (last_success(&m) > frozen).then_some(m)
-        },
-    )
-    .await;
+        let m = scrape(addr).await;
+        if last_success(&m) > frozen {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no poll finished within {WAIT:?} of unchanged reloads:\n{}",
+            m.text
+        );
+    };
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "slow", "slow", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "slow",
+            "slow",
+            "feed=\"export\""
+        )),
         1.0
     );
     assert_eq!(
-        metrics.value(&key(
-            "healthlake_poll_errors_total",
-            "slow",
-            "slow",
-            "reason=\"interrupted\""
-        )),
-        interrupted,
+        interrupted(&metrics),
+        interrupted_by_storm,
         "unchanged reloads interrupt nothing"
     );
     exporter.shutdown().await;
@@ -256,18 +263,24 @@ async fn a_connect_flood_from_one_address_leaves_room_for_probes_from_another() 
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
         flood.push(socket.connect(addr).await.unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut closed = 0;
-    for stream in &mut flood {
-        let mut byte = [0u8; 1];
-        if let Ok(Ok(0)) =
-            tokio::time::timeout(Duration::from_millis(20), stream.read(&mut byte)).await
-        {
-            closed += 1;
+    // Looks at every connection (a short read each) until 60 are closed.
+    let mut closed = vec![false; flood.len()];
+    let deadline = Instant::now() + WAIT;
+    while closed.iter().filter(|c| **c).count() < 60 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} flood connections closed after {WAIT:?}",
+            closed.iter().filter(|c| **c).count()
+        );
+        for (stream, closed) in flood.iter_mut().zip(closed.iter_mut()) {
+            let mut byte = [0u8; 1];
+            let read = tokio::time::timeout(Duration::from_millis(5), stream.read(&mut byte));
+            *closed |= matches!(read.await, Ok(Ok(0) | Err(_)));
         }
     }
     assert_eq!(
-        closed, 60,
+        closed.iter().filter(|c| **c).count(),
+        60,
         "all but max_connections_per_ip flood connections closed"
     );
     // Probes from another address all get through.
@@ -345,17 +358,18 @@ fn assert_clean(case: &str, where_: &str, text: &str) {
 #[test]
 fn no_secret_in_check_config_output_or_the_startup_log() {
     for (case, text) in secret_cases() {
-        let path = temp_file("secret.toml", &text);
+        let dir = TestDir::new("hardening");
+        let path = dir.write("secret.toml", &text);
         for args in [vec!["--check-config"], vec![]] {
-            let output = Command::new(BIN)
-                .arg("--config")
-                .arg(&path)
-                .args(&args)
-                .args(["--listen-address", "127.0.0.1:0"])
-                .env("AWS_EC2_METADATA_DISABLED", "true")
-                .stdin(Stdio::null())
-                .output()
-                .unwrap();
+            let output = run_to_end(
+                Command::new(EXPORTER_BIN)
+                    .arg("--config")
+                    .arg(&path)
+                    .args(&args)
+                    .args(["--listen-address", "127.0.0.1:0"])
+                    .env("AWS_EC2_METADATA_DISABLED", "true"),
+                Duration::from_secs(60),
+            );
             assert!(!output.status.success(), "{case} {args:?} must fail");
             let all = format!(
                 "{}{}",
@@ -373,19 +387,14 @@ async fn no_secret_in_the_reload_response() {
     let (_fake, server) = start_fake().await;
     let good = config_text(&server.endpoint_url(), "", &[("ds", "ds")])
         .replace("[server]\n", "[server]\nenable_reload = true\n");
-    let path = temp_file("reload-secret.toml", &good);
+    let dir = TestDir::new("hardening");
+    let path = dir.write("reload-secret.toml", &good);
     let exporter = Exporter::start_from_file(&path, None, test_options())
         .await
         .unwrap();
     for (case, text) in secret_cases() {
         std::fs::write(&path, &text).unwrap();
-        let (status, _, body) = http_request(
-            exporter.local_addr(),
-            "POST",
-            "/-/reload",
-            &[("Content-Length", "0")],
-        )
-        .await;
+        let (status, _, body) = post_reload(exporter.local_addr()).await;
         assert_eq!(status, 500, "{case}: {body}");
         assert_clean(case, "the /-/reload body", &body);
         // The log line carries the same message as the body.
@@ -406,7 +415,8 @@ async fn no_secret_in_the_reload_response() {
 async fn basic_auth_added_by_reload_takes_effect_and_a_listen_address_change_is_refused() {
     let (_fake, server) = start_fake().await;
     let base = config_text(&server.endpoint_url(), "", &[("ds", "ds")]);
-    let path = temp_file("auth-reload.toml", &base);
+    let dir = TestDir::new("hardening");
+    let path = dir.write("auth-reload.toml", &base);
     let exporter = Exporter::start_from_file(&path, None, test_options())
         .await
         .unwrap();

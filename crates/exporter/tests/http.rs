@@ -42,7 +42,7 @@ async fn routes_answer_with_the_right_status_and_type() {
     );
     assert!(body.ends_with("# EOF\n"));
     assert!(body.contains("# TYPE healthlake_export_jobs_finished counter"));
-    assert!(body.contains("# UNIT healthlake_poll_duration_seconds seconds"));
+    assert!(body.contains("# UNIT healthlake_feed_last_poll_duration_seconds seconds"));
 
     let (status, head, body) = http_request(addr, "HEAD", "/metrics", &[]).await;
     assert_eq!(status, 200);
@@ -112,7 +112,7 @@ async fn readiness_waits_for_the_first_attempt_but_not_for_aws() {
     assert_eq!(http_request(addr, "GET", "/healthz", &[]).await.0, 200);
     let metrics = scrape(addr).await;
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "ds1", "x", "")),
+        metrics.value(&key("healthlake_feed_up", "ds1", "x", "feed=\"export\"")),
         0.0
     );
 

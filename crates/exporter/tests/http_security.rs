@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::http_server::{basic, serve_with};
 use common::*;
 use healthlake_exporter::config::Config;
-use healthlake_exporter::state::State;
-use healthlake_exporter::web::{self, HttpContext, Limits};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose, SerialNumber,
@@ -20,7 +19,9 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
+
+/// Generous, for a loaded machine: each wait ends as soon as its condition holds.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 // ---- certificates ----
 
@@ -73,14 +74,6 @@ fn leaf(ca: &Ca, common_name: &str, serial: u64, server: bool) -> Leaf {
         key_pem: key.serialize_pem(),
         der: cert.der().to_vec(),
     }
-}
-
-/// A fresh directory for one test's files.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hle-http-security-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn write(path: &Path, text: &str) {
@@ -201,35 +194,6 @@ async fn tls_get(
     })
 }
 
-/// The exporter's HTTP server alone, with explicit limits, over a State nobody polls.
-struct Server {
-    addr: std::net::SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-async fn serve_with(config_text: &str, limits: impl FnOnce(&mut Limits)) -> Server {
-    let config = Config::parse(config_text, Path::new("test.toml")).expect("valid config");
-    let state = Arc::new(State::new(&config, now()));
-    let mut chosen = Limits::new(&config.server);
-    limits(&mut chosen);
-    let context = HttpContext::with_limits(state, &config.server, chosen).expect("HTTP context");
-    let listener = web::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(web::serve(listener, Arc::new(context), async {
-        let _ = stopped.await;
-    }));
-    Server { addr, stop, task }
-}
-
-impl Server {
-    async fn shutdown(self) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-    }
-}
-
 fn plain_config(server: &str) -> String {
     format!(
         "[server]\nlisten_address = \"127.0.0.1:0\"\n{server}\n[aws]\nregion = \"us-east-1\"\nendpoint_url = \"http://127.0.0.1:9\"\n[[datastores]]\nid = \"ds1\"\n"
@@ -275,6 +239,7 @@ async fn idle_and_slow_loris_connections_beyond_the_cap_never_delay_a_scrape() {
     // connections that send no request (the idle and slow-loris holders).
     let server = serve_with(
         &plain_config("max_connections = 8\nmax_connections_per_ip = 0"),
+        None,
         |l| {
             l.header_read_timeout = Duration::from_secs(60);
             l.eviction_grace = Duration::from_millis(100);
@@ -299,12 +264,21 @@ async fn idle_and_slow_loris_connections_beyond_the_cap_never_delay_a_scrape() {
                     return sent;
                 }
                 sent += 1;
+                // A slow loris's pace: the behaviour under test.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             sent
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The cap is full: a slow loris got its slot by closing the longest-idle connection, the
+    // first to go.
+    let deadline = Instant::now() + WAIT;
+    while !is_closed(&mut idle[0]).await {
+        assert!(
+            Instant::now() < deadline,
+            "no holder was closed to make room within {WAIT:?}"
+        );
+    }
 
     for round in 0..10 {
         let started = Instant::now();
@@ -335,10 +309,6 @@ async fn idle_and_slow_loris_connections_beyond_the_cap_never_delay_a_scrape() {
         open + loris_open <= 8,
         "{open} idle and {loris_open} slow-loris connections still held; the cap is 8"
     );
-    assert!(
-        is_closed(&mut idle[0]).await,
-        "the longest-idle connection is the first to go"
-    );
     for task in loris {
         task.abort();
     }
@@ -347,7 +317,7 @@ async fn idle_and_slow_loris_connections_beyond_the_cap_never_delay_a_scrape() {
 
 #[tokio::test]
 async fn idle_slow_and_kept_alive_connections_are_closed_after_the_header_timeout() {
-    let server = serve_with(&plain_config(""), |l| {
+    let server = serve_with(&plain_config(""), None, |l| {
         l.header_read_timeout = Duration::from_millis(500);
     })
     .await;
@@ -364,6 +334,7 @@ async fn idle_slow_and_kept_alive_connections_are_closed_after_the_header_timeou
                 if writer.write_all(b"a").await.is_err() {
                     return true;
                 }
+                // A slow loris's pace: the behaviour under test.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             false
@@ -423,12 +394,13 @@ fn tls_config(dir: &Path, extra: &str) -> String {
 
 #[tokio::test]
 async fn tls_serves_a_client_that_trusts_the_ca_and_refuses_plain_http() {
-    let dir = temp_dir("tls");
+    let scratch = TestDir::new("http-security");
+    let dir = scratch.path();
     let authority = ca("test CA");
     let server_cert = leaf(&authority, "exporter one", 0x0101, true);
     write(&dir.join("tls.crt"), &server_cert.cert_pem);
     write(&dir.join("tls.key"), &server_cert.key_pem);
-    let config = Config::parse(&tls_config(&dir, ""), Path::new("test.toml")).unwrap();
+    let config = Config::parse(&tls_config(dir, ""), Path::new("test.toml")).unwrap();
     let exporter = healthlake_exporter::Exporter::start(config, test_options())
         .await
         .unwrap();
@@ -458,12 +430,12 @@ async fn tls_serves_a_client_that_trusts_the_ca_and_refuses_plain_http() {
     let refused = tls_get(addr, client_config(&other, None), "/metrics", &[]).await;
     assert!(refused.is_err());
     exporter.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_client_ca() {
-    let dir = temp_dir("mtls");
+    let scratch = TestDir::new("http-security");
+    let dir = scratch.path();
     let authority = ca("server CA");
     let clients = ca("client CA");
     let stranger_ca = ca("stranger CA");
@@ -475,7 +447,7 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_client_ca() 
         "client_ca_file = \"{}\"\n",
         dir.join("clients.pem").display()
     );
-    let config = Config::parse(&tls_config(&dir, &extra), Path::new("test.toml")).unwrap();
+    let config = Config::parse(&tls_config(dir, &extra), Path::new("test.toml")).unwrap();
     let exporter = healthlake_exporter::Exporter::start(config, test_options())
         .await
         .unwrap();
@@ -527,19 +499,19 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_client_ca() 
         "{error}"
     );
     exporter.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_reload_during_a_certificate_rotation_applies_the_other_changes() {
-    let dir = temp_dir("rotation-reload");
+    let scratch = TestDir::new("http-security");
+    let dir = scratch.path();
     let authority = ca("reload CA");
     let first = leaf(&authority, "first", 11, true);
     write(&dir.join("tls.crt"), &first.cert_pem);
     write(&dir.join("tls.key"), &first.key_pem);
     let path = dir.join("config.toml");
     let config = |limit: usize| {
-        tls_config(&dir, "").replace(
+        tls_config(dir, "").replace(
             "[aws]",
             &format!("[polling]\njob_series_limit = {limit}\n[aws]"),
         )
@@ -589,17 +561,17 @@ async fn a_reload_during_a_certificate_rotation_applies_the_other_changes() {
     assert_served(&answer.server_cert, &second, "second", 12);
     assert_eq!(gauge(&answer.body), 1.0);
     exporter.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_rotated_certificate_is_served_and_a_broken_one_is_not() {
-    let dir = temp_dir("rotation");
+    let scratch = TestDir::new("http-security");
+    let dir = scratch.path();
     let authority = ca("rotation CA");
     let first = leaf(&authority, "first issuance", 1, true);
     write(&dir.join("tls.crt"), &first.cert_pem);
     write(&dir.join("tls.key"), &first.key_pem);
-    let server = serve_with(&tls_config(&dir, ""), |l| {
+    let server = serve_with(&tls_config(dir, ""), None, |l| {
         l.cert_check_interval = Duration::from_millis(100);
         l.header_read_timeout = Duration::from_millis(500);
     })
@@ -629,21 +601,29 @@ async fn a_rotated_certificate_is_served_and_a_broken_one_is_not() {
     assert_served(&answer.server_cert, &second, "second issuance", 2);
 
     // A broken rotation (garbage cert, then a key of another cert): the last good one stays.
+    // A handshake looks at the files once the check interval has passed, and the gauge in the
+    // answer says what that look found.
+    let looked = |loaded: f64| {
+        let client = Arc::clone(&client);
+        async move {
+            let answer = tls_get(addr, client, "/metrics", &[]).await.ok()?;
+            let gauge = Metrics::parse(&answer.body)
+                .value("healthlake_exporter_tls_certificate_last_load_successful");
+            (gauge == loaded).then_some(answer)
+        }
+    };
     write(
         &dir.join("tls.crt"),
         "-----BEGIN CERTIFICATE-----\nnot base64\n",
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let answer = tls_get(addr, Arc::clone(&client), "/metrics", &[])
-        .await
-        .unwrap();
+    let answer = eventually(WAIT, "the garbage certificate seen", || looked(0.0)).await;
     assert_served(&answer.server_cert, &second, "second issuance", 2);
+    // The pair in service back in the files: seen as good again.
+    write(&dir.join("tls.crt"), &second.cert_pem);
+    eventually(WAIT, "the served pair seen again", || looked(1.0)).await;
     let third = leaf(&authority, "third issuance", 3, true);
     write(&dir.join("tls.crt"), &third.cert_pem);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let answer = tls_get(addr, Arc::clone(&client), "/metrics", &[])
-        .await
-        .unwrap();
+    let answer = eventually(WAIT, "the mismatched pair seen", || looked(0.0)).await;
     assert_served(&answer.server_cert, &second, "second issuance", 2);
     // The matching key arrives: the third certificate is served.
     write(&dir.join("tls.key"), &third.key_pem);
@@ -663,18 +643,9 @@ async fn a_rotated_certificate_is_served_and_a_broken_one_is_not() {
     let (_, elapsed) = wait_closed(&mut stalled, Duration::from_secs(5)).await;
     assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
     server.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 // ---- basic auth ----
-
-fn basic(user: &str, password: &str) -> String {
-    use base64::Engine as _;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-    )
-}
 
 #[tokio::test]
 async fn basic_auth_admits_the_right_password_and_leaves_the_probes_open() {
@@ -747,7 +718,8 @@ async fn basic_auth_admits_the_right_password_and_leaves_the_probes_open() {
 
 #[test]
 fn server_config_errors_name_the_key_and_the_file() {
-    let dir = temp_dir("validation");
+    let scratch = TestDir::new("http-security");
+    let dir = scratch.path();
     let authority = ca("validation CA");
     let good = leaf(&authority, "good", 5, true);
     let other = leaf(&authority, "other", 6, true);
@@ -862,5 +834,4 @@ fn server_config_errors_name_the_key_and_the_file() {
     let tls = config.server.tls.expect("TLS configured");
     assert_eq!(tls.cert_file, dir.join("good.crt"));
     assert_eq!(config.server.max_connections, 64);
-    let _ = std::fs::remove_dir_all(&dir);
 }

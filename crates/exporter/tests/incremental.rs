@@ -24,8 +24,8 @@ const DS: &str = "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4";
 /// Series that depend on when a poll ran, not on what it found.
 fn comparable(text: &str) -> Vec<String> {
     text.lines()
-        .filter(|l| !l.starts_with("healthlake_poll_duration_seconds"))
-        .filter(|l| !l.starts_with("healthlake_last_successful_poll_timestamp_seconds"))
+        .filter(|l| !l.starts_with("healthlake_feed_last_poll_duration_seconds"))
+        .filter(|l| !l.starts_with("healthlake_feed_last_success_timestamp_seconds"))
         // The process's API usage: both states' calls, and other tests' running meanwhile.
         .filter(|l| !l.starts_with("healthlake_api_"))
         .map(str::to_owned)

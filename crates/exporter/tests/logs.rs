@@ -4,15 +4,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::Spawned;
+use common::{TestDir, EXPORTER_BIN as BIN};
 use healthlake_exporter::logging::MAX_FIELD_BYTES;
 use healthlake_fake::{FakeHealthLake, FakeServer, Fault};
 
-const BIN: &str = env!("CARGO_BIN_EXE_healthlake-exporter");
 const DS: &str = "0123456789abcdef0123456789abcdef";
 const QUEUE: &str = "healthlake-events";
 /// What an attacker would like to see as a line of its own, in red.
@@ -21,16 +20,6 @@ const FORGED: &str = "\n2026-01-01T00:00:00Z ERROR forged\x1b[31m";
 const FORGED_ESCAPED: &str = r"\n2026-01-01T00:00:00Z ERROR forged\u{1b}[31m";
 /// A line longer than this would be split by container runtimes (16 KiB).
 const MAX_LINE_BYTES: usize = 16 * 1024;
-
-/// The exporter as a child process, killed (and reaped) however the test ends.
-struct Exporter(Child);
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A fake whose datastore answers every poll with a 200 KB AccessDenied message carrying
 /// [`FORGED`], and whose event queue holds an event from a "source" carrying it too.
@@ -57,11 +46,9 @@ fn stderr_lines(server: &FakeServer, args: &[&str], needles: &[&str]) -> Vec<Vec
     text.push_str(&format!(
         "[events]\nqueue_url = \"{endpoint}/123456789012/{QUEUE}\"\nendpoint_url = \"{endpoint}\"\nwait_time = \"1s\"\n"
     ));
-    let dir = std::env::temp_dir().join(format!("hle-logs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{}.toml", args.join("-")));
-    std::fs::write(&path, text).unwrap();
-    let mut child = Exporter(
+    let dir = TestDir::new("logs");
+    let path = dir.write("config.toml", text);
+    let mut child = Spawned::spawn(
         Command::new(BIN)
             .arg("--config")
             .arg(&path)
@@ -73,40 +60,20 @@ fn stderr_lines(server: &FakeServer, args: &[&str], needles: &[&str]) -> Vec<Vec
             // Colour is decided by the terminal alone here: stderr is a pipe.
             .env_remove("NO_COLOR")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+            .stderr(Stdio::piped()),
     );
-    let stderr = child.0.stderr.take().unwrap();
-    let (send, lines) = mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(stderr);
-        loop {
-            let mut line = Vec::new();
-            match reader.read_until(b'\n', &mut line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    if send.send(line).is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen: Vec<Vec<u8>> = Vec::new();
     while !needles.iter().all(|n| seen.iter().any(|l| contains(l, n))) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => seen.push(line),
-            Err(_) => panic!(
-                "no lines with {needles:?} within 30 s; stderr so far:\n{}",
+        match child.stderr().next_by(deadline, "the lines awaited") {
+            Some(line) => seen.push(line),
+            None => panic!(
+                "the exporter ended before lines with {needles:?}; stderr:\n{}",
                 shown(&seen)
             ),
         }
     }
-    drop(child);
-    seen.extend(lines.try_iter());
+    seen.extend(child.stderr().ready());
     seen
 }
 

@@ -2,7 +2,16 @@
 //! failures, reloads (datastores added, removed, renamed, reordered) and as time passes, the cache
 //! serves exactly the bytes a fresh prometheus-client encoding of State writes, in both formats,
 //! plain and gzip. Also over HTTP: headers, `Accept-Encoding` negotiation and HEAD.
+//!
+//! Every body is also read by independent parsers (`exposition_parsers`: Python's
+//! prometheus_client in both formats, promtool for text): each test collects its bodies in a
+//! [`Bodies`] and has them parsed at its end, in one Python process. The plain and gzip bodies of
+//! one scrape are asserted equal to the reference first, so each distinct text is parsed once.
 
+mod common;
+mod exposition_parsers;
+
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,7 +20,7 @@ use std::time::Duration;
 
 use flate2::read::{GzDecoder, MultiGzDecoder};
 use healthlake_exporter::config::Config;
-use healthlake_exporter::metrics::{render_uncached, Format, MetricsCache};
+use healthlake_exporter::metrics::{render_uncached, Format, MetricsCache, FAMILY_NAMES};
 use healthlake_exporter::model::{ErrorReason, PollError};
 use healthlake_exporter::model::{Job, JobKind, JobStatus};
 use healthlake_exporter::state::{Feed, State};
@@ -111,9 +120,62 @@ fn gunzip(bytes: &[u8]) -> String {
     single
 }
 
+/// The bodies a test served, each with the datastores (id, name) its State had, for the
+/// independent parsers.
+#[derive(Default)]
+struct Bodies(Vec<Served>);
+
+/// A body, its format, the datastores (id, name) of its State, and what the test was doing.
+type Served = (Format, String, BTreeSet<(String, String)>, String);
+
+impl Bodies {
+    fn add(&mut self, state: &State, format: Format, body: &str, what: &str) {
+        let datastores = state
+            .datastores()
+            .iter()
+            .map(|ds| (ds.id.clone(), ds.name.clone()))
+            .collect();
+        self.0
+            .push((format, body.to_owned(), datastores, what.to_owned()));
+    }
+
+    /// Parses every body with prometheus_client (and the text ones with promtool, which must count
+    /// the same series): each holds every family of State (the event path's are off here), and
+    /// exactly the datastores of its State, their names read back unescaped (quotes,
+    /// backslashes, newlines, `#`, non-ASCII).
+    fn parse_independently(self) {
+        let bodies: Vec<(Format, &str)> =
+            self.0.iter().map(|(f, b, _, _)| (*f, b.as_str())).collect();
+        let Some(parsed) = exposition_parsers::parse_independently(&bodies) else {
+            return;
+        };
+        let mut families: Vec<&str> = FAMILY_NAMES
+            .iter()
+            .copied()
+            .filter(|name| !name.starts_with("healthlake_events_"))
+            .collect();
+        families.sort_unstable();
+        for ((format, _, datastores, what), parsed) in self.0.iter().zip(&parsed) {
+            let mut read: Vec<&str> = parsed
+                .order
+                .iter()
+                .map(String::as_str)
+                .filter(|name| !name.starts_with("process_"))
+                .collect();
+            read.sort_unstable();
+            assert_eq!(read, families, "{what} {format:?}: families");
+            assert_eq!(
+                &parsed.datastores(),
+                datastores,
+                "{what} {format:?}: datastores"
+            );
+        }
+    }
+}
+
 /// Scrapes `state` through `cache` at `now`, in every format and encoding, and compares each with
 /// the reference.
-fn check(cache: &MetricsCache, state: &Arc<State>, now: f64, what: &str) {
+fn check(cache: &MetricsCache, state: &Arc<State>, now: f64, what: &str, bodies: &mut Bodies) {
     for format in FORMATS {
         let reference = render_uncached(state, now, format);
         let plain = cache
@@ -131,6 +193,7 @@ fn check(cache: &MetricsCache, state: &Arc<State>, now: f64, what: &str) {
             .render(state, now, format, true)
             .expect("cache renders");
         assert_eq!(gunzip(&gzip), reference, "{what} {format:?} gzip");
+        bodies.add(state, format, &reference, what);
     }
 }
 
@@ -154,12 +217,13 @@ fn datastore_list(rng: &mut fastrand::Rng, universe: usize) -> Vec<(String, Stri
 
 #[test]
 fn cached_output_equals_a_fresh_encoding_through_changes_failures_and_reloads() {
+    let mut bodies = Bodies::default();
     for seed in 1..=6 {
         let mut rng = fastrand::Rng::with_seed(seed);
         let mut now = 1_700_000_000.0 + rng.f64() * 1000.0;
         let state = Arc::new(State::new(&config(&datastore_list(&mut rng, 8)), now));
         let cache = MetricsCache::new();
-        check(&cache, &state, now, "never polled");
+        check(&cache, &state, now, "never polled", &mut bodies);
         for round in 0..25 {
             let what = format!("seed {seed} round {round}");
             for ds in state.datastores().iter() {
@@ -185,13 +249,14 @@ fn cached_output_equals_a_fresh_encoding_through_changes_failures_and_reloads() 
                 1 => state.reload_status().record(rng.bool(), now),
                 _ => {}
             }
-            check(&cache, &state, now, &what);
+            check(&cache, &state, now, &what, &mut bodies);
             // Time passes without a change: only the running jobs' values move.
             now += rng.f64() * 100.0;
-            check(&cache, &state, now, &format!("{what}, later"));
+            check(&cache, &state, now, &format!("{what}, later"), &mut bodies);
             assert_eq!(cache.stats().datastores, state.datastores().len(), "{what}");
         }
     }
+    bodies.parse_independently();
 }
 
 #[test]
@@ -205,16 +270,17 @@ fn an_unchanged_state_is_not_encoded_again() {
         ds.record_success(random_jobs(&mut rng, 1000.0), 10, 0.5, 1000.0);
     }
     let cache = MetricsCache::new();
-    check(&cache, &state, 1000.0, "first");
+    let mut bodies = Bodies::default();
+    check(&cache, &state, 1000.0, "first", &mut bodies);
     let after_first = cache.stats().encodes;
     assert_eq!(after_first, 6, "three datastores, two formats");
-    check(&cache, &state, 2000.0, "later");
+    check(&cache, &state, 2000.0, "later", &mut bodies);
     assert_eq!(cache.stats().encodes, after_first, "nothing changed");
 
     let datastores = state.datastores();
     let export = Feed::Jobs(JobKind::Export);
     datastores[1].record_failure(export, &PollError::new(ErrorReason::Throttled, "slow"), 1.0);
-    check(&cache, &state, 2500.0, "after a failure");
+    check(&cache, &state, 2500.0, "after a failure", &mut bodies);
     assert_eq!(
         cache.stats().encodes,
         after_first + 2,
@@ -223,11 +289,12 @@ fn an_unchanged_state_is_not_encoded_again() {
 
     // A reload that drops two datastores and renames the third drops their entries.
     state.apply(&config(&[("ds2".into(), "renamed".into())]));
-    check(&cache, &state, 3000.0, "after a reload");
+    check(&cache, &state, 3000.0, "after a reload", &mut bodies);
     assert_eq!(cache.stats().datastores, 1);
     assert!(
         render_uncached(&state, 3000.0, Format::Prometheus).contains("datastore_name=\"renamed\"")
     );
+    bodies.parse_independently();
 }
 
 #[test]
@@ -255,7 +322,9 @@ fn a_large_state_compresses_well() {
         ds.record_success(jobs, 100, 0.1, now);
     }
     let cache = MetricsCache::new();
-    check(&cache, &state, now + 5.0, "50 datastores");
+    let mut bodies = Bodies::default();
+    check(&cache, &state, now + 5.0, "50 datastores", &mut bodies);
+    bodies.parse_independently();
     let plain = cache
         .render(&state, now + 5.0, Format::OpenMetrics, false)
         .unwrap();
@@ -370,11 +439,14 @@ async fn metrics_over_http_are_gzipped_only_when_accepted() {
         let _ = stopped.await;
     }));
 
+    let mut bodies = Bodies::default();
     let (status, head, plain) = request(addr, "GET", &[]).await;
     assert_eq!(status, 200);
     assert!(!head.contains("content-encoding"), "{head}");
     assert!(head.contains("vary: accept, accept-encoding"), "{head}");
-    let plain = without_process_families(&String::from_utf8(plain).unwrap());
+    let served = String::from_utf8(plain).unwrap();
+    bodies.add(&state, Format::Prometheus, &served, "served plain");
+    let plain = without_process_families(&served);
     assert_eq!(plain, render_uncached(&state, 0.0, Format::Prometheus));
 
     let (status, head, body) = request(addr, "GET", &[("Accept-Encoding", "gzip")]).await;
@@ -399,7 +471,14 @@ async fn metrics_over_http_are_gzipped_only_when_accepted() {
         head.contains("content-type: application/openmetrics-text"),
         "{head}"
     );
-    let openmetrics = without_process_families(&gunzip(&body));
+    let served = gunzip(&body);
+    bodies.add(
+        &state,
+        Format::OpenMetrics,
+        &served,
+        "served gzip OpenMetrics",
+    );
+    let openmetrics = without_process_families(&served);
     assert_eq!(
         openmetrics,
         render_uncached(&state, 0.0, Format::OpenMetrics)
@@ -420,10 +499,16 @@ async fn metrics_over_http_are_gzipped_only_when_accepted() {
 
     let _ = stop.send(());
     server.await.unwrap();
+    bodies.parse_independently();
 }
 
 /// One scrape of `state` through `cache`, compared with the reference.
-fn check_one(cache: &MetricsCache, state: &Arc<State>, now: f64, format: Format, gzip: bool) {
+fn check_one(
+    cache: &MetricsCache,
+    state: &Arc<State>,
+    (now, format, gzip): (f64, Format, bool),
+    bodies: &mut Bodies,
+) {
     let reference = render_uncached(state, now, format);
     let stream = cache.body(state, now, format, gzip).expect("cache renders");
     let announced = stream.len();
@@ -444,10 +529,12 @@ fn check_one(cache: &MetricsCache, state: &Arc<State>, now: f64, format: Format,
         String::from_utf8(body).expect("utf-8")
     };
     assert_eq!(body, reference, "{format:?} gzip={gzip} at {now}");
+    bodies.add(state, format, &body, &format!("gzip={gzip} at {now}"));
 }
 
 #[test]
 fn plain_and_gzip_scrapes_in_any_order_equal_a_fresh_encoding() {
+    let mut bodies = Bodies::default();
     for seed in 1..=6 {
         let mut rng = fastrand::Rng::with_seed(seed * 101);
         let mut now = 1_700_000_000.0 + rng.f64() * 1000.0;
@@ -475,16 +562,17 @@ fn plain_and_gzip_scrapes_in_any_order_equal_a_fresh_encoding() {
             for _ in 0..scrapes {
                 let format = FORMATS[rng.usize(..FORMATS.len())];
                 let gzip = round < 5 || rng.u8(..3) != 0;
-                check_one(&cache, &state, now, format, gzip);
+                check_one(&cache, &state, (now, format, gzip), &mut bodies);
             }
             if round == 5 {
                 for format in FORMATS {
-                    check_one(&cache, &state, now, format, false);
+                    check_one(&cache, &state, (now, format, false), &mut bodies);
                 }
             }
             now += rng.f64() * 100.0;
         }
     }
+    bodies.parse_independently();
 }
 
 /// Concurrent scrapes of what changed encode it once and share it; each streams the same bytes.
@@ -532,4 +620,13 @@ fn concurrent_scrapes_share_one_encoding() {
         };
         assert_eq!(text, reference, "scrape {i}");
     }
+    // Every body equals the reference: parsed once.
+    let mut parsed = Bodies::default();
+    parsed.add(
+        &state,
+        Format::OpenMetrics,
+        &reference,
+        "16 concurrent scrapes",
+    );
+    parsed.parse_independently();
 }

@@ -1,14 +1,27 @@
 //! The metrics output for one scripted State, byte for byte, in both formats: export and import
 //! jobs (unknown statuses, running jobs with progress, a terminal job without an end time), failed
-//! polls of every feed, datastore health, discovery and a failed reload. The golden files under
-//! `tests/golden/` are the exposition a user's dashboards and alerts see; a change to them is a
-//! change of the exporter's output and must be deliberate. `UPDATE_GOLDEN=1` rewrites them.
+//! polls of every feed, datastore health, discovery, the event path and a failed reload, followed
+//! by the `process_*` families as `/metrics` serves them. The golden files under `tests/golden/`
+//! are the exposition a user's dashboards and alerts see; a change to them is a change of the
+//! exporter's output and must be deliberate. `UPDATE_GOLDEN=1` rewrites them.
+//!
+//! The `process_*` values are read from `/proc` at each scrape, so they cannot be pinned: the test
+//! checks each is a number (and positive where it must be), then writes it as `0.0` (see
+//! [`masked_process_values`]). Their names, types, help and (empty) label sets are still compared
+//! byte for byte.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
+mod common;
+mod exposition_parsers;
+
+use exposition_parsers::{parse_independently, Parsed};
 use healthlake_exporter::config::Config;
 use healthlake_exporter::metrics::{render_uncached, Format, MetricsCache};
+use healthlake_exporter::metrics::{FAMILY_NAMES, PROCESS_FAMILY_NAMES};
 use healthlake_exporter::model::{DatastoreInfo, ErrorReason, PollError};
 use healthlake_exporter::model::{ImportProgress, Job, JobKind, JobStatus};
 use healthlake_exporter::state::{Feed, Listed, PollPlan, Retention, State};
@@ -206,6 +219,25 @@ fn scripted_state() -> Arc<State> {
         T0 + 600.0,
     );
     state.reload_status().record(false, T0 + 700.0);
+
+    // The event path: a consumer that receives, with two throttled calls behind it.
+    let events = state.enable_events();
+    events.up.store(true, Ordering::Relaxed);
+    for (counter, value) in [
+        (&events.received, 12),
+        (&events.redelivered, 1),
+        (&events.applied, 9),
+        (&events.ignored, 2),
+        (&events.malformed, 1),
+        (&events.refreshes, 7),
+        (&events.unannounced_changes, 3),
+    ] {
+        counter.store(value, Ordering::Relaxed);
+    }
+    events.error(ErrorReason::Throttled);
+    events.error(ErrorReason::Throttled);
+    events.applied_event_at(UNIX_EPOCH + Duration::from_secs_f64(T0 + 800.5));
+    events.receive_ended(20.0, Some(T0 + 850.0));
     state
 }
 
@@ -229,6 +261,32 @@ fn without_build_facts(text: &str) -> String {
         text.replace_range(start..end, placeholder);
     }
     text
+}
+
+/// The `process_*` families' values written as `0.0`, after checking each is a number (positive
+/// but for the CPU time, which may still be 0); every other line as it is.
+fn masked_process_values(text: &str) -> String {
+    let mut seen = 0;
+    let masked = text
+        .split_inclusive('\n')
+        .map(|line| {
+            if !line.starts_with("process_") {
+                return line.to_owned();
+            }
+            let (series, value) = line.trim_end().rsplit_once(' ').expect("a sample line");
+            let value: f64 = value
+                .parse()
+                .unwrap_or_else(|e| panic!("{line:?}: not a number: {e}"));
+            assert!(
+                value > 0.0 || series.starts_with("process_cpu_seconds"),
+                "{line:?}"
+            );
+            seen += 1;
+            format!("{series} 0.0\n")
+        })
+        .collect();
+    assert_eq!(seen, 7, "seven process families, one sample each:\n{text}");
+    masked
 }
 
 fn check(name: &str, actual: &str) {
@@ -264,14 +322,220 @@ fn metrics_of_a_scripted_state_match_the_golden_files() {
         (Format::OpenMetrics, "metrics.openmetrics.txt"),
     ];
     let cache = MetricsCache::new();
+    let served = MetricsCache::with_process_metrics();
     for (format, name) in cases {
         let reference = render_uncached(&state, now, format);
-        check(name, &reference);
         let cached = cache.render(&state, now, format, false).expect("renders");
         assert_eq!(
             String::from_utf8(cached).unwrap(),
             reference,
             "{name} cached"
         );
+        // What `/metrics` serves: the same, then the process families (before OpenMetrics' EOF).
+        let served = served.render(&state, now, format, false).expect("renders");
+        let served = String::from_utf8(served).unwrap();
+        let families = reference.strip_suffix("# EOF\n").unwrap_or(&reference);
+        assert!(served.starts_with(families), "{name}: served\n{served}");
+        check(name, &masked_process_values(&served));
     }
+}
+
+/// The golden files as independent parsers read them: every family the exporter declares, with
+/// its type and unit, the same samples in both formats, label values unescaped, values as meant.
+#[test]
+fn the_golden_files_read_the_same_with_independent_parsers() {
+    let text = std::fs::read_to_string(golden("metrics.txt")).expect("golden text");
+    let openmetrics = std::fs::read_to_string(golden("metrics.openmetrics.txt")).expect("golden");
+    let Some(parsed) = parse_independently(&[
+        (Format::Prometheus, &text),
+        (Format::OpenMetrics, &openmetrics),
+    ]) else {
+        return;
+    };
+    let (text, openmetrics) = (&parsed[0], &parsed[1]);
+    let mut declared: Vec<&str> = FAMILY_NAMES
+        .iter()
+        .chain(&PROCESS_FAMILY_NAMES)
+        .copied()
+        .collect();
+    let mut read: Vec<&str> = text.order.iter().map(String::as_str).collect();
+    declared.sort_unstable();
+    read.sort_unstable();
+    assert_eq!(
+        read, declared,
+        "the families written are the families declared"
+    );
+    assert_eq!(
+        text.order, openmetrics.order,
+        "one family order in both formats"
+    );
+    for (name, family) in &openmetrics.families {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        assert_eq!(family.kind, kind, "{name}");
+        let base = name.strip_suffix("_total").unwrap_or(name);
+        let unit = ["seconds", "bytes"]
+            .into_iter()
+            .find(|unit| base.ends_with(&format!("_{unit}")))
+            .unwrap_or_default();
+        assert_eq!(family.unit, unit, "{name}: OpenMetrics UNIT");
+        let in_text = text.family(name);
+        assert_eq!(
+            (&in_text.kind, &in_text.help, &in_text.samples),
+            (&family.kind, &family.help, &family.samples),
+            "{name}: the formats differ"
+        );
+    }
+    assert_values(text);
+}
+
+/// A few values a user reads, as prometheus_client reads them.
+fn assert_values(m: &Parsed) {
+    let both = [
+        ("datastore_id", "ds-both"),
+        ("datastore_name", "prod \"main\""),
+    ];
+    let with = |extra: (&'static str, &'static str)| [both[0], both[1], extra];
+    assert_eq!(
+        m.value("healthlake_export_jobs", &with(("status", "FAILED"))),
+        2.0
+    );
+    assert_eq!(
+        m.value(
+            "healthlake_export_jobs",
+            &with(("status", "ARCHIVED_SOMEHOW"))
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.value(
+            "healthlake_export_job_duration_seconds",
+            &with(("job_id", "e3"))
+        ),
+        650.0
+    );
+    assert_eq!(
+        m.value(
+            "healthlake_export_job_end_timestamp_seconds",
+            &with(("job_id", "e2"))
+        ),
+        T0 - 3500.5
+    );
+    assert_eq!(
+        m.value(
+            "healthlake_import_job_scanned_bytes",
+            &with(("job_id", "i2"))
+        ),
+        0.0
+    );
+    assert_eq!(
+        m.value(
+            "healthlake_datastore_status",
+            &[("datastore_id", "ds-import"), ("status", "SOMETHING_NEW")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        m.value("healthlake_discovery_datastores", &[("discovery", "0")]),
+        2.0
+    );
+    assert_eq!(m.value("healthlake_events_received_total", &[]), 12.0);
+    assert_eq!(
+        m.value(
+            "healthlake_events_newest_applied_event_timestamp_seconds",
+            &[]
+        ),
+        T0 + 800.5
+    );
+    assert_eq!(
+        m.value("healthlake_exporter_config_last_reload_successful", &[]),
+        0.0
+    );
+    assert!(m
+        .family("healthlake_exporter_tls_certificate_last_load_successful")
+        .samples
+        .is_empty());
+    assert_eq!(m.family("process_cpu_seconds_total").samples.len(), 1);
+    assert_feed_values(m);
+}
+
+/// The feeds' health as prometheus_client reads it: one family per figure, a `feed` label.
+fn assert_feed_values(m: &Parsed) {
+    let (up, errors) = ("healthlake_feed_up", "healthlake_feed_errors_total");
+    let export_only = ("datastore_id", "ds-export");
+    let both = ("datastore_id", "ds-both");
+    let feed = |name| ("feed", name);
+    assert_eq!(m.value(up, &[export_only, feed("export")]), 0.0);
+    assert_eq!(
+        m.value(
+            errors,
+            &[export_only, feed("export"), ("reason", "network")]
+        ),
+        1.0
+    );
+    assert_eq!(m.value(up, &[both, feed("import")]), 1.0);
+    assert_eq!(
+        m.value(
+            "healthlake_feed_last_success_timestamp_seconds",
+            &[both, feed("import")]
+        ),
+        T0 + 10.0
+    );
+    assert_eq!(
+        m.value(
+            "healthlake_feed_last_poll_duration_seconds",
+            &[both, feed("export")]
+        ),
+        2.5
+    );
+    assert_eq!(m.value(up, &[export_only, feed("describe")]), 0.0);
+    let never = [("datastore_id", "ds-never"), feed("describe")];
+    assert!(
+        m.family(up)
+            .samples
+            .iter()
+            .all(|s| !never
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(v))),
+        "a description's up appears with its first call"
+    );
+    assert_eq!(
+        m.value(
+            errors,
+            &[("discovery", "0"), feed("discovery"), ("reason", "timeout")]
+        ),
+        1.0
+    );
+    assert_eq!(m.value(up, &[("discovery", "1"), feed("discovery")]), 0.0);
+    assert_eq!(
+        m.value(errors, &[feed("events"), ("reason", "throttled")]),
+        2.0
+    );
+    assert_eq!(
+        m.value(
+            "healthlake_feed_last_success_timestamp_seconds",
+            &[feed("events")]
+        ),
+        T0 + 850.0
+    );
+    // Every feed's up, errors by every reason: one query or alert for all of them.
+    let feeds: std::collections::BTreeSet<&str> = m
+        .family(up)
+        .samples
+        .iter()
+        .map(|s| s.labels["feed"].as_str())
+        .collect();
+    assert_eq!(
+        feeds.into_iter().collect::<Vec<_>>(),
+        ["describe", "discovery", "events", "export", "import"]
+    );
+    // ds-both: 3 feeds, the three others 2 each, two discovery entries, the event consumer.
+    assert_eq!(
+        m.family(errors).samples.len(),
+        12 * 11,
+        "12 feeds × 11 reasons"
+    );
 }

@@ -43,21 +43,27 @@ const QUIET_EVALUATIONS: u64 = 4;
 /// The child processes and their scratch directory. Dropping it kills and reaps both children;
 /// when dropped during a panic it prints their logs.
 struct Children {
-    dir: PathBuf,
+    /// Taken (kept on disk) only when a test fails, for its logs.
+    dir: Option<tempfile::TempDir>,
     procs: Vec<(&'static str, Child, PathBuf)>,
 }
 
 impl Children {
-    fn new(dir: PathBuf) -> Self {
+    fn new(dir: tempfile::TempDir) -> Self {
         Children {
-            dir,
+            dir: Some(dir),
             procs: Vec::new(),
         }
     }
 
+    /// The scratch directory: configs, Prometheus' data, the logs.
+    fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("scratch directory").path()
+    }
+
     /// Spawns `cmd` with stdout and stderr going to `<dir>/<name>.log`.
     fn spawn(&mut self, name: &'static str, cmd: &mut Command) {
-        let log = self.dir.join(format!("{name}.log"));
+        let log = self.dir().join(format!("{name}.log"));
         let out = File::create(&log).expect("create log file");
         let err = out.try_clone().expect("clone log file handle");
         let child = cmd
@@ -107,9 +113,9 @@ impl Drop for Children {
                 let text = std::fs::read_to_string(log).unwrap_or_default();
                 eprintln!("----- {name} output ({}) -----\n{text}", log.display());
             }
-            eprintln!("(scratch directory kept: {})", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
+            if let Some(dir) = self.dir.take() {
+                eprintln!("(scratch directory kept: {})", dir.keep().display());
+            }
         }
     }
 }
@@ -370,7 +376,7 @@ async fn wait_scraped(
     datastore: &str,
 ) {
     let up =
-        format!("healthlake_datastore_up{{instance=\"{exporter}\",datastore_id=\"{datastore}\"}}");
+        format!("healthlake_feed_up{{instance=\"{exporter}\",datastore_id=\"{datastore}\",feed=\"export\"}}");
     wait_for(children, START_LIMIT, &format!("{up} == 1"), || async {
         let result = query(prometheus, &up).await?;
         Ok((result.len() == 1 && result[0].1 == 1.0).then_some(()))
@@ -505,8 +511,8 @@ async fn failures_page_once_per_job_across_a_restart_and_duplicated_listings() {
         );
     }
 
-    let dir = scratch_dir("prometheus-alerts");
-    let mut children = Children::new(dir.clone());
+    let mut children = Children::new(scratch_dir("prometheus-alerts"));
+    let dir = children.dir().to_owned();
     let config_path = dir.join("exporter.toml");
     std::fs::write(
         &config_path,
@@ -541,7 +547,18 @@ async fn failures_page_once_per_job_across_a_restart_and_duplicated_listings() {
     // 2. The exporter is stopped; meanwhile a running job FAILs; it starts again.
     children.kill("healthlake-exporter");
     assert!(fake.set_job_status(DATASTORE_ID, RESTART_FAILURE, "FAILED", Some(now())));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Prometheus has seen the exporter down (a failed scrape) before it starts again.
+    let down = format!("up{{instance=\"{exporter}\"}}");
+    wait_for(
+        &mut children,
+        START_LIMIT,
+        &format!("{down} == 0"),
+        || async {
+            let result = query(prometheus, &down).await?;
+            Ok((result.len() == 1 && result[0].1 == 0.0).then_some(()))
+        },
+    )
+    .await;
     let restarted_at = Instant::now();
     spawn_exporter(
         &mut children,
@@ -641,8 +658,8 @@ async fn a_failure_stays_one_alert_when_its_datastore_moves_to_another_replica()
             .ended(t - 60.0),
     );
 
-    let dir = scratch_dir("prometheus-alerts-shard");
-    let mut children = Children::new(dir.clone());
+    let mut children = Children::new(scratch_dir("prometheus-alerts-shard"));
+    let dir = children.dir().to_owned();
     let config_path = dir.join("exporter.toml");
     std::fs::write(
         &config_path,

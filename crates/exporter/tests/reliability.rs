@@ -5,7 +5,6 @@ mod common;
 
 use healthlake_exporter::state::Feed;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -14,30 +13,6 @@ use healthlake_exporter::Exporter;
 use healthlake_fake::{FakeJob, Fault};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn attempts(exporter: &Exporter, id: &str) -> u64 {
-    exporter
-        .state()
-        .datastores()
-        .iter()
-        .find(|d| d.id == id)
-        .map_or(0, |d| d.record().attempts(Feed::EXPORTS))
-}
-
-async fn polled(exporter: &Exporter, id: &str, polls: u64) {
-    eventually(WAIT, &format!("{polls} polls of {id}"), || async {
-        (attempts(exporter, id).await >= polls).then_some(())
-    })
-    .await
-}
-
-fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hle-reliability-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 #[tokio::test]
 async fn a_nexttoken_loop_and_too_many_pages_end_the_poll_keeping_last_values() {
@@ -58,20 +33,25 @@ async fn a_nexttoken_loop_and_too_many_pages_end_the_poll_keeping_last_values() 
         &[("paged", "paged"), ("looping", "looping")],
     );
     let exporter = start_exporter(&text).await;
-    polled(&exporter, "paged", 1).await;
-    polled(&exporter, "looping", 1).await;
+    polled(&exporter, "paged", Feed::EXPORTS, 1).await;
+    polled(&exporter, "looping", Feed::EXPORTS, 1).await;
     let metrics = scrape(exporter.local_addr()).await;
     // 1,234 jobs need 3 pages of 500: more than max_pages = 2.
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "paged", "paged", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "paged",
+            "paged",
+            "feed=\"export\""
+        )),
         0.0
     );
     assert_eq!(
         metrics.value(&key(
-            "healthlake_poll_errors_total",
+            "healthlake_feed_errors_total",
             "paged",
             "paged",
-            "reason=\"server_error\""
+            "feed=\"export\",reason=\"server_error\""
         )),
         1.0
     );
@@ -80,27 +60,30 @@ async fn a_nexttoken_loop_and_too_many_pages_end_the_poll_keeping_last_values() 
         2,
         "stopped after max_pages requests"
     );
-    let message = exporter.state().datastores()[0]
-        .record()
-        .health(Feed::EXPORTS)
-        .unwrap()
-        .last_error
-        .clone()
-        .unwrap()
-        .message;
+    let message = last_error(&exporter, "paged", Feed::EXPORTS);
     assert!(message.contains("polling.max_pages (2)"), "{message}");
 
     // A good poll first, then a token loop: the loop is an error and the good values stay.
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "looping", "looping", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "looping",
+            "looping",
+            "feed=\"export\""
+        )),
         1.0
     );
     fake.set_fault("looping", Some(Fault::NextTokenLoop));
-    let before = attempts(&exporter, "looping").await;
-    polled(&exporter, "looping", before + 1).await;
+    let before = attempts(&exporter, "looping", Feed::EXPORTS);
+    polled(&exporter, "looping", Feed::EXPORTS, before + 1).await;
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "looping", "looping", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "looping",
+            "looping",
+            "feed=\"export\""
+        )),
         0.0
     );
     assert_eq!(
@@ -112,14 +95,7 @@ async fn a_nexttoken_loop_and_too_many_pages_end_the_poll_keeping_last_values() 
         )),
         1.0
     );
-    let message = exporter.state().datastores()[1]
-        .record()
-        .health(Feed::EXPORTS)
-        .unwrap()
-        .last_error
-        .clone()
-        .unwrap()
-        .message;
+    let message = last_error(&exporter, "looping", Feed::EXPORTS);
     assert!(message.contains("pagination loop"), "{message}");
     exporter.shutdown().await;
 }
@@ -135,25 +111,18 @@ async fn an_oversized_response_is_refused_not_buffered() {
         &[("huge", "huge")],
     ))
     .await;
-    polled(&exporter, "huge", 1).await;
+    polled(&exporter, "huge", Feed::EXPORTS, 1).await;
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(
         metrics.value(&key(
-            "healthlake_poll_errors_total",
+            "healthlake_feed_errors_total",
             "huge",
             "huge",
-            "reason=\"server_error\""
+            "feed=\"export\",reason=\"server_error\""
         )),
         1.0
     );
-    let message = exporter.state().datastores()[0]
-        .record()
-        .health(Feed::EXPORTS)
-        .unwrap()
-        .last_error
-        .clone()
-        .unwrap()
-        .message;
+    let message = last_error(&exporter, "huge", Feed::EXPORTS);
     assert!(message.contains("oversized response"), "{message}");
     exporter.shutdown().await;
 }
@@ -177,7 +146,7 @@ async fn throttling_is_retried_by_the_sdk_and_counted_once_per_poll() {
         ..test_options()
     };
     let exporter = Exporter::start(config, options).await.unwrap();
-    polled(&exporter, "throttled", 1).await;
+    polled(&exporter, "throttled", Feed::EXPORTS, 1).await;
     assert_eq!(
         fake.request_count("throttled"),
         3,
@@ -186,10 +155,10 @@ async fn throttling_is_retried_by_the_sdk_and_counted_once_per_poll() {
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(
         metrics.value(&key(
-            "healthlake_poll_errors_total",
+            "healthlake_feed_errors_total",
             "throttled",
             "t",
-            "reason=\"throttled\""
+            "feed=\"export\",reason=\"throttled\""
         )),
         1.0,
         "one error per poll, not per retry"
@@ -212,23 +181,22 @@ async fn a_failing_datastore_backs_off_while_a_healthy_one_keeps_its_interval() 
         &[("throttled", "t"), ("healthy", "h")],
     );
     let exporter = start_exporter(&text).await;
-    polled(&exporter, "throttled", 1).await;
-    // Over the next seconds the healthy datastore is polled every second, the throttled one backs
-    // off (1 s, then 2 s, then 4 s between polls).
+    polled(&exporter, "throttled", Feed::EXPORTS, 1).await;
+    // While the healthy datastore is polled six more times (every second), the throttled one
+    // backs off: after its first failure it waits 1 s, then 2 s, 4 s, 8 s... (each ±10 %), so
+    // in T seconds it is polled at most log2(T / 0.9 + 1) more times, however loaded the machine
+    // (a wait can only run long), where without backoff it would be polled six times too.
     let started = Instant::now();
-    let healthy_before = attempts(&exporter, "healthy").await;
-    let throttled_before = attempts(&exporter, "throttled").await;
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let elapsed = started.elapsed().as_secs_f64();
-    let healthy = attempts(&exporter, "healthy").await - healthy_before;
-    let throttled = attempts(&exporter, "throttled").await - throttled_before;
+    let healthy_before = attempts(&exporter, "healthy", Feed::EXPORTS);
+    let throttled_before = attempts(&exporter, "throttled", Feed::EXPORTS);
+    polled(&exporter, "healthy", Feed::EXPORTS, healthy_before + 6).await;
+    let throttled = attempts(&exporter, "throttled", Feed::EXPORTS) - throttled_before;
+    // (+1 s: from its first poll to `started`, the moment the test saw that poll.)
+    let elapsed = started.elapsed().as_secs_f64() + 1.0;
+    let most = (elapsed / 0.9 + 1.0).log2().floor() as u64;
     assert!(
-        healthy as f64 >= elapsed * 0.6,
-        "healthy polled {healthy} times in {elapsed:.1} s"
-    );
-    assert!(
-        throttled <= 3,
-        "throttled polled {throttled} times in {elapsed:.1} s"
+        throttled <= most,
+        "throttled polled {throttled} times in {elapsed:.1} s; its backoff allows {most}"
     );
     exporter.shutdown().await;
 }
@@ -248,10 +216,15 @@ async fn the_request_budget_paces_pages() {
         &[("paced", "p")],
     );
     let exporter = start_exporter(&text).await;
-    polled(&exporter, "paced", 1).await;
+    polled(&exporter, "paced", Feed::EXPORTS, 1).await;
     let metrics = scrape(exporter.local_addr()).await;
     // Three pages at two requests per second: the third waits a full second after the first.
-    let seconds = metrics.value(&key("healthlake_poll_duration_seconds", "paced", "p", ""));
+    let seconds = metrics.value(&key(
+        "healthlake_feed_last_poll_duration_seconds",
+        "paced",
+        "p",
+        "feed=\"export\"",
+    ));
     assert!(
         seconds >= 0.95,
         "three pages at 2 requests/s took {seconds} s"
@@ -282,16 +255,17 @@ async fn reload_applies_a_good_file_and_rejects_a_bad_one() {
         FakeJob::new("a1", "FAILED", t - 100.0).ended(t - 50.0),
     );
     let endpoint = server.endpoint_url();
-    let path = temp_file(
+    let dir = TestDir::new("reliability");
+    let path = dir.write(
         "reload.toml",
-        &config_text(&endpoint, "", &[("keep", "keep"), ("drop", "drop")]),
+        config_text(&endpoint, "", &[("keep", "keep"), ("drop", "drop")]),
     );
     let exporter =
         Exporter::start_from_file(&path, Some("127.0.0.1:0".parse().unwrap()), test_options())
             .await
             .unwrap();
-    polled(&exporter, "keep", 1).await;
-    polled(&exporter, "drop", 1).await;
+    polled(&exporter, "keep", Feed::EXPORTS, 1).await;
+    polled(&exporter, "drop", Feed::EXPORTS, 1).await;
     let metrics = scrape(exporter.local_addr()).await;
     assert_eq!(
         metrics.value("healthlake_exporter_config_last_reload_successful"),
@@ -324,11 +298,14 @@ async fn reload_applies_a_good_file_and_rejects_a_bad_one() {
         .reload()
         .await
         .expect("a valid file reloads");
-    polled(&exporter, "added", 1).await;
+    polled(&exporter, "added", Feed::EXPORTS, 1).await;
     let metrics = scrape(exporter.local_addr()).await;
     assert!(
         metrics
-            .series("healthlake_datastore_up", &[("datastore_id", "drop")])
+            .series(
+                "healthlake_feed_up",
+                &[("feed", "export"), ("datastore_id", "drop")]
+            )
             .is_empty(),
         "removed datastore's series are gone"
     );
@@ -395,10 +372,15 @@ async fn reload_applies_a_good_file_and_rejects_a_bad_one() {
         metrics.value("healthlake_exporter_config_last_reload_successful"),
         0.0
     );
-    let before = attempts(&exporter, "added").await;
-    polled(&exporter, "added", before + 1).await;
+    let before = attempts(&exporter, "added", Feed::EXPORTS);
+    polled(&exporter, "added", Feed::EXPORTS, before + 1).await;
     assert_eq!(
-        metrics.value(&key("healthlake_datastore_up", "keep", "kept", "")),
+        metrics.value(&key(
+            "healthlake_feed_up",
+            "keep",
+            "kept",
+            "feed=\"export\""
+        )),
         1.0
     );
 
@@ -406,13 +388,7 @@ async fn reload_applies_a_good_file_and_rejects_a_bad_one() {
     let fixed = config_text(&endpoint, "", &[("keep", "kept")])
         .replace("[server]\n", "[server]\nenable_reload = true\n");
     std::fs::write(&path, &fixed).unwrap();
-    let (status, _, body) = http_request(
-        exporter.local_addr(),
-        "POST",
-        "/-/reload",
-        &[("Content-Length", "0")],
-    )
-    .await;
+    let (status, _, body) = post_reload(exporter.local_addr()).await;
     assert_eq!(status, 403);
     assert!(
         body.contains("set server.enable_reload = true, or send SIGHUP"),
@@ -430,13 +406,7 @@ async fn reload_applies_a_good_file_and_rejects_a_bad_one() {
     assert!(head.contains("allow: post"), "{head}");
     let (status, _, _) = http_request(exporter.local_addr(), "PUT", "/-/reload", &[]).await;
     assert_eq!(status, 405);
-    let (status, _, body) = http_request(
-        exporter.local_addr(),
-        "POST",
-        "/-/reload",
-        &[("Content-Length", "0")],
-    )
-    .await;
+    let (status, _, body) = post_reload(exporter.local_addr()).await;
     assert_eq!((status, body.as_str()), (200, "configuration reloaded\n"));
     // A browser on another site cannot reload.
     let (status, _, _) = http_request(
@@ -453,18 +423,15 @@ async fn reload_applies_a_good_file_and_rejects_a_bad_one() {
         1.0
     );
     assert!(metrics
-        .series("healthlake_datastore_up", &[("datastore_id", "added")])
+        .series(
+            "healthlake_feed_up",
+            &[("feed", "export"), ("datastore_id", "added")]
+        )
         .is_empty());
 
     // A bad file over HTTP: 500 with the reason.
     std::fs::write(&path, "[[datastores]]\nid = \"\"\n").unwrap();
-    let (status, _, body) = http_request(
-        exporter.local_addr(),
-        "POST",
-        "/-/reload",
-        &[("Content-Length", "0")],
-    )
-    .await;
+    let (status, _, body) = post_reload(exporter.local_addr()).await;
     assert_eq!(status, 500);
     assert!(
         body.contains("reload.toml:2:6: datastores[0].id: has 0 characters"),
@@ -476,13 +443,7 @@ async fn reload_applies_a_good_file_and_rejects_a_bad_one() {
         "[aws]\nrole_arn = \"arn:aws:iam::hunter2:role/x\"\n[[datastores]]\nid = \"x\"\n",
     )
     .unwrap();
-    let (status, _, body) = http_request(
-        exporter.local_addr(),
-        "POST",
-        "/-/reload",
-        &[("Content-Length", "0")],
-    )
-    .await;
+    let (status, _, body) = post_reload(exporter.local_addr()).await;
     assert_eq!(status, 500);
     assert!(
         body.contains("reload.toml:2:12: aws.role_arn: is not an IAM role ARN")
@@ -510,7 +471,7 @@ async fn recovery_is_automatic_once_a_fault_clears() {
     let pairs: Vec<(&str, &str)> = ids.iter().map(|i| (i.as_str(), i.as_str())).collect();
     let exporter = start_exporter(&config_text(&server.endpoint_url(), "", &pairs)).await;
     for id in &ids {
-        polled(&exporter, id, 1).await;
+        polled(&exporter, id, Feed::EXPORTS, 1).await;
     }
     for id in &ids {
         fake.set_fault(id, None);
@@ -518,7 +479,7 @@ async fn recovery_is_automatic_once_a_fault_clears() {
     let metrics = eventually(WAIT, "every datastore up again", || async {
         let m = scrape(exporter.local_addr()).await;
         ids.iter()
-            .all(|id| m.value(&key("healthlake_datastore_up", id, id, "")) == 1.0)
+            .all(|id| m.value(&key("healthlake_feed_up", id, id, "feed=\"export\"")) == 1.0)
             .then_some(m)
     })
     .await;

@@ -5,25 +5,17 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use common::process::run_to_end;
 use common::*;
 use healthlake_exporter::config::shard::{owner, Shard};
 use healthlake_exporter::{Exporter, Overrides};
 use healthlake_fake::FakeJob;
 
-const BIN: &str = env!("CARGO_BIN_EXE_healthlake-exporter");
+const BIN: &str = EXPORTER_BIN;
 const WAIT: Duration = Duration::from_secs(30);
-
-fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hle-shard-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 /// Runs the binary with `args` and extra env vars; (exit code, stdout, stderr).
 fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
@@ -35,7 +27,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     for (k, v) in env {
         command.env(k, v);
     }
-    let output = command.output().unwrap();
+    let output = run_to_end(&mut command, Duration::from_secs(60));
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -55,7 +47,8 @@ fn datastores_toml(ids: &[String]) -> String {
 
 #[test]
 fn an_impossible_shard_on_the_command_line_exits_2_and_says_how_to_write_one() {
-    let config = temp_file("cli-ok.toml", &datastores_toml(&ids(3)));
+    let dir = TestDir::new("shard");
+    let config = dir.write("cli-ok.toml", datastores_toml(&ids(3)));
     let config = config.to_str().unwrap();
     for (args, env, expected) in [
         (
@@ -85,9 +78,9 @@ fn an_impossible_shard_on_the_command_line_exits_2_and_says_how_to_write_one() {
     }
 
     // The same mistake in the file names the key and the line.
-    let bad = temp_file(
+    let bad = dir.write(
         "bad-shard.toml",
-        &format!("[polling]\nshard = \"2/2\"\n{}", datastores_toml(&ids(1))),
+        format!("[polling]\nshard = \"2/2\"\n{}", datastores_toml(&ids(1))),
     );
     let (code, _, stderr) = run(&["--check-config", "--config", bad.to_str().unwrap()], &[]);
     assert_eq!(code, 2, "{stderr}");
@@ -100,9 +93,10 @@ fn an_impossible_shard_on_the_command_line_exits_2_and_says_how_to_write_one() {
 #[test]
 fn check_config_shows_what_a_shard_owns_and_the_flag_wins_over_the_file() {
     let all = ids(35);
-    let config = temp_file(
+    let dir = TestDir::new("shard");
+    let config = dir.write(
         "check.toml",
-        &format!("[polling]\nshard = \"0/5\"\n{}", datastores_toml(&all)),
+        format!("[polling]\nshard = \"0/5\"\n{}", datastores_toml(&all)),
     );
     let config = config.to_str().unwrap();
     for (args, env, shard) in [
@@ -137,7 +131,7 @@ fn check_config_shows_what_a_shard_owns_and_the_flag_wins_over_the_file() {
     }
 
     // The default, 0/1, says nothing about shards.
-    let plain = temp_file("plain.toml", &datastores_toml(&all));
+    let plain = dir.write("plain.toml", datastores_toml(&all));
     let (code, stdout, _) = run(
         &["--check-config", "--config", plain.to_str().unwrap()],
         &[],
@@ -149,11 +143,11 @@ fn check_config_shows_what_a_shard_owns_and_the_flag_wins_over_the_file() {
     );
 }
 
-/// `healthlake_datastore_up` series of one scrape, by datastore id.
+/// `healthlake_feed_up{feed="export"}` series of one scrape, by datastore id.
 async fn up_series(exporter: &Exporter) -> BTreeMap<String, f64> {
     let metrics = scrape(exporter.local_addr()).await;
     metrics
-        .series("healthlake_datastore_up", &[])
+        .series("healthlake_feed_up", &[("feed", "export")])
         .into_iter()
         .map(|(key, value)| {
             let id = key
@@ -196,7 +190,8 @@ async fn two_replicas_report_every_datastore_exactly_once_also_after_a_reload() 
     }
     let pairs: Vec<(&str, &str)> = all.iter().map(|id| (id.as_str(), id.as_str())).collect();
     let text = config_text(&server.endpoint_url(), "", &pairs);
-    let path = temp_file("replicas.toml", &text);
+    let dir = TestDir::new("shard");
+    let path = dir.write("replicas.toml", text);
 
     // Both replicas read the same file, as the pods of a StatefulSet do; only --shard differs.
     let mut replicas = Vec::new();
@@ -282,7 +277,8 @@ async fn a_replica_whose_shard_owns_nothing_starts_is_ready_and_serves_its_own_h
         &format!("shard = \"{empty}/3\""),
         &[(id, "prod")],
     );
-    let path = temp_file("empty-shard.toml", &text);
+    let dir = TestDir::new("shard");
+    let path = dir.write("empty-shard.toml", text);
     let exporter = Exporter::start_from_file(&path, None, test_options())
         .await
         .expect("an empty shard still starts");
@@ -290,7 +286,9 @@ async fn a_replica_whose_shard_owns_nothing_starts_is_ready_and_serves_its_own_h
     ready(&exporter).await;
     let metrics = scrape(exporter.local_addr()).await;
     assert!(
-        metrics.series("healthlake_datastore_up", &[]).is_empty(),
+        metrics
+            .series("healthlake_feed_up", &[("feed", "export")])
+            .is_empty(),
         "{}",
         metrics.text
     );

@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use super::server::random_uuid;
 use super::FakeHealthLake;
 
 /// Which listing a job belongs to.
@@ -67,19 +68,6 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-fn event_id() -> String {
-    let a = fastrand::u64(..);
-    let b = fastrand::u64(..);
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xffff,
-        b >> 48,
-        b & 0xffff_ffff_ffff
-    )
-}
-
 fn datastore_arn(region: &str, datastore_id: &str) -> String {
     format!("arn:aws:healthlake:{region}:{ACCOUNT_ID}:datastore/fhir/{datastore_id}")
 }
@@ -87,7 +75,7 @@ fn datastore_arn(region: &str, datastore_id: &str) -> String {
 fn envelope(detail_type: &str, region: &str, datastore_id: &str, detail: Value) -> String {
     json!({
         "version": "0",
-        "id": event_id(),
+        "id": random_uuid(),
         "detail-type": detail_type,
         "source": "aws.healthlake",
         "account": ACCOUNT_ID,

@@ -17,19 +17,26 @@
 //!
 //! The same port also serves a fake Amazon SQS (`X-Amz-Target: AmazonSQS.*`, SigV4 scoped to
 //! `sqs`) for the exporter's event consumer; with event queues set, every job or datastore status
-//! change made through [`FakeHealthLake`] queues a HealthLake-shaped EventBridge event.
+//! change made through [`FakeHealthLake`] queues a HealthLake-shaped EventBridge event. And a
+//! fake STS (`GetCallerIdentity`, `AssumeRole`: form-encoded awsQuery requests, SigV4 scoped to
+//! `sts`), so that credentials, roles and the principal they name can be tested too.
 //!
 //! Layout: `store` holds datastores, jobs, faults and the request log (pure, unit tested), `wire`
-//! knows the protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing and
-//! `scenario` scripts the demo, `main.rs` is the standalone fake the scale benchmark starts; `sqs` holds the queues, `sqs_wire` speaks SQS's protocol and
-//! `events` builds the EventBridge events.
+//! knows the protocol (auth scope, JSON shapes, error bodies), `server` is the hyper plumbing,
+//! `fault` what an injected fault does to a call of either protocol, and `scenario` scripts the
+//! demo; `main.rs` is the standalone fake the scale benchmark starts; `sqs` holds the queues,
+//! `sqs_wire` speaks SQS's protocol and `events` builds the EventBridge events, `sts` is the fake STS; `wait` waits on a
+//! condition with a deadline, for the tests of both crates.
 
 pub mod events;
+mod fault;
 pub mod scenario;
 mod server;
 pub mod sqs;
 mod sqs_wire;
 mod store;
+pub mod sts;
+pub mod wait;
 mod wire;
 
 use std::net::SocketAddr;
@@ -45,6 +52,8 @@ use events::EventJobKind;
 use sqs::SqsShared;
 pub use sqs::{FakeMessage, FakeQueue, QueueStats, SqsOperation};
 use store::Store;
+use sts::StsShared;
+pub use sts::{StsAction, DEFAULT_CALLER_ARN};
 
 /// Handle to the fake service state. Cheap to clone; all clones share the same store.
 ///
@@ -55,6 +64,8 @@ pub struct FakeHealthLake {
     store: Arc<Mutex<Store>>,
     /// The fake SQS on the same port (see `sqs`).
     sqs: Arc<SqsShared>,
+    /// The fake STS on the same port (see `sts`).
+    sts: Arc<StsShared>,
 }
 
 impl FakeHealthLake {

@@ -482,6 +482,31 @@ mod tests {
         for step in 0..50 {
             demo_step(&fake, &mut rng, f64::from(step));
         }
+        let jobs = fake.import_jobs("x");
+        // "j" had scanned everything, with errors: it ended at the first step, its end time the
+        // step's clock (not its NaN submit time), its counters capped or saturated, never wrapped.
+        let j = jobs.iter().find(|job| job.id == "j").expect("j kept");
+        assert!(
+            ["COMPLETED_WITH_ERRORS", "FAILED"].contains(&j.status.as_str()),
+            "{j:?}"
+        );
+        assert_eq!(j.end_time, Some(0.0), "{j:?}");
+        let p = j.progress.clone().expect("progress");
+        assert_eq!(p.total_number_of_scanned_files, import_size("j"));
+        assert_eq!(p.total_number_of_resources_with_customer_error, i64::MAX);
+        assert_eq!(p.total_number_of_resources_imported, 0);
+        // "k" (no progress report, submitted before the epoch) went on like any other job.
+        for job in &jobs {
+            let p = job.progress.clone().unwrap_or_default();
+            assert!(p.total_number_of_scanned_files >= 0, "{job:?}");
+            assert!(
+                p.total_number_of_imported_files <= p.total_number_of_scanned_files,
+                "{job:?}"
+            );
+            if let Some(end) = job.end_time {
+                assert!(end.is_finite() && end >= 0.0, "{job:?}");
+            }
+        }
     }
 
     #[test]
@@ -516,17 +541,32 @@ mod tests {
         assert!(seen_failed_new, "some new jobs fail");
     }
 
-    #[tokio::test]
-    async fn run_demo_script_survives_zero_tick() {
+    /// Every job of the demo datastores, for telling whether the script took a step.
+    fn snapshot(fake: &FakeHealthLake) -> Vec<(Vec<FakeJob>, Vec<FakeImportJob>)> {
+        DEMO_DATASTORES
+            .iter()
+            .map(|(id, _)| (fake.jobs(id), fake.import_jobs(id)))
+            .collect()
+    }
+
+    // Paused time: the script's ticks pass as fast as it can take them, the same on any machine.
+    #[tokio::test(start_paused = true)]
+    async fn run_demo_script_survives_zero_and_huge_ticks() {
         let fake = FakeHealthLake::new();
         seed_demo(&fake, 0.0);
+        let seeded = snapshot(&fake);
+        // A zero tick is raised to MIN_TICK: a second is 100 steps, and the script goes on.
         let task = tokio::spawn(run_demo_script(fake.clone(), Duration::ZERO));
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!task.is_finished());
+        assert_ne!(snapshot(&fake), seeded, "the script took steps");
         task.abort();
-        let huge = tokio::spawn(run_demo_script(fake, Duration::MAX));
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // A tick past what an Instant holds: no overflow panic, and no step within a day.
+        let stepped = snapshot(&fake);
+        let huge = tokio::spawn(run_demo_script(fake.clone(), Duration::MAX));
+        tokio::time::sleep(Duration::from_secs(86_400)).await;
         assert!(!huge.is_finished(), "no overflow panic");
+        assert_eq!(snapshot(&fake), stepped);
         huge.abort();
     }
 }

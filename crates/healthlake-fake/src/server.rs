@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 
 use serde_json::Value;
 
+use super::fault::{self, ErrorFault, Protocol, Reply, Tweaks};
 use super::store::{encode_token, Job, ListQuery, Operation, Page};
 use super::wire::{
     check_authorization, datastore_list_body, describe_body, from_value, import_list_body,
@@ -29,7 +30,7 @@ use super::wire::{
     ErrorCode, ListDatastoresRequest, ListRequest, CONTENT_TYPE as AMZ_JSON,
     MAX_REQUEST_BODY_BYTES,
 };
-use super::{sqs_wire, FakeHealthLake, FakeImportJob, FakeJob, FakeServer, Fault};
+use super::{sqs_wire, sts, FakeHealthLake, FakeImportJob, FakeJob, FakeServer};
 
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
@@ -129,6 +130,10 @@ async fn handle(
     if target.starts_with(sqs_wire::TARGET_PREFIX) {
         return sqs_wire::handle(&fake, &target, &parts.headers, &body).await;
     }
+    // STS speaks awsQuery: no X-Amz-Target, a form-encoded body naming the action.
+    if target.is_empty() && sts::is_form_content_type(header(CONTENT_TYPE.as_str())) {
+        return sts::handle(&fake, &parts.headers, &body).await;
+    }
     let auth = check_authorization(header(AUTHORIZATION.as_str()));
     let parsed = parse_body(&body);
     fake.lock()
@@ -162,111 +167,62 @@ async fn handle(
         Operation::DescribeDatastore => describe_datastore(&fake, value, region).await,
         Operation::ListDatastores => list_datastores(&fake, value, region).await,
     };
-    match result {
-        Ok(response) => Ok(response),
-        Err(Reply::Error(error)) => Ok(error_response(&error)),
-        Err(Reply::Faulted(response)) => Ok(*response),
-        Err(Reply::Drop) => Err(DropConnection),
-    }
+    result.or_else(Reply::into_response)
 }
 
-/// Every way an operation can end other than a normal answer.
-enum Reply {
-    Error(ApiError),
-    /// A fault's ready-made answer (boxed: responses are large, errors are the common case).
-    Faulted(Box<Response<FakeBody>>),
-    Drop,
-}
-
-impl From<ApiError> for Reply {
-    fn from(error: ApiError) -> Self {
-        Self::Error(error)
-    }
-}
-
-/// How a fault that lets the call proceed changes the answer.
-#[derive(Default)]
-struct Tweaks {
-    /// `NextTokenLoop`: ignore the sent token, always answer page one with the same token.
-    loop_token: bool,
-    /// `Oversized`: pad the body to this many bytes.
-    pad_to: Option<usize>,
-    /// `DuplicateJobs`: every page of a job listing repeats its first job at its end.
-    duplicate: bool,
-}
-
-/// Applies an injected fault: either ends the call (error, garbage, dropped or hung connection)
-/// or says how to alter the normal answer.
-async fn apply_fault(fault: Option<Fault>, operation: Operation) -> Result<Tweaks, Reply> {
-    let error = |code, message: String| Err(Reply::Error(ApiError::new(code, message)));
-    match fault {
-        None => Ok(Tweaks::default()),
-        Some(Fault::Throttling) => error(ErrorCode::Throttling, "Rate exceeded".into()),
-        Some(Fault::InternalError) => error(
-            ErrorCode::InternalServer,
-            "An internal error occurred".into(),
-        ),
-        Some(Fault::AccessDenied) => error(
-            ErrorCode::AccessDenied,
-            format!(
-                "User is not authorized to perform: healthlake:{}",
-                operation.name()
+/// HealthLake's words for the error faults (`operation` names the call in an access denial).
+impl Protocol for Operation {
+    fn error(&self, fault: ErrorFault<'_>) -> Response<FakeBody> {
+        let (code, message) = match fault {
+            ErrorFault::Throttling => (ErrorCode::Throttling, "Rate exceeded".to_owned()),
+            ErrorFault::InternalError => (
+                ErrorCode::InternalServer,
+                "An internal error occurred".to_owned(),
             ),
-        ),
-        Some(Fault::AccessDeniedWith(message)) => error(ErrorCode::AccessDenied, message),
-        Some(Fault::NotFound) => error(
-            ErrorCode::ResourceNotFound,
-            "Datastore does not exist".into(),
-        ),
-        Some(Fault::Validation) => error(ErrorCode::Validation, "Injected validation error".into()),
-        Some(Fault::ExpiredToken) => error(
-            ErrorCode::ExpiredToken,
-            "The security token included in the request is expired".into(),
-        ),
-        Some(Fault::UnknownError) => error(
-            ErrorCode::SomethingNew,
-            "An error the SDK does not know".into(),
-        ),
-        Some(Fault::Delay(delay)) => {
-            tokio::time::sleep(delay).await;
-            Ok(Tweaks::default())
-        }
-        Some(Fault::Hang) => std::future::pending().await,
-        Some(Fault::ConnectionReset) => Err(Reply::Drop),
-        Some(Fault::MalformedJson) => Err(Reply::Faulted(Box::new(json_response(
-            StatusCode::OK,
-            FakeBody::full(Bytes::from_static(malformed_body(operation))),
-        )))),
-        Some(Fault::NextTokenLoop) => Ok(Tweaks {
-            loop_token: true,
-            ..Tweaks::default()
-        }),
-        Some(Fault::Oversized(size)) => Ok(Tweaks {
-            pad_to: Some(size),
-            ..Tweaks::default()
-        }),
-        Some(Fault::DuplicateJobs) => Ok(Tweaks {
-            duplicate: true,
-            ..Tweaks::default()
-        }),
+            ErrorFault::AccessDenied => (
+                ErrorCode::AccessDenied,
+                format!(
+                    "User is not authorized to perform: healthlake:{}",
+                    self.name()
+                ),
+            ),
+            ErrorFault::AccessDeniedWith(message) => (ErrorCode::AccessDenied, message.to_owned()),
+            ErrorFault::NotFound => (
+                ErrorCode::ResourceNotFound,
+                "Datastore does not exist".to_owned(),
+            ),
+            ErrorFault::Validation => (
+                ErrorCode::Validation,
+                "Injected validation error".to_owned(),
+            ),
+            ErrorFault::ExpiredToken => (
+                ErrorCode::ExpiredToken,
+                "The security token included in the request is expired".to_owned(),
+            ),
+            ErrorFault::UnknownError => (
+                ErrorCode::SomethingNew,
+                "An error the SDK does not know".to_owned(),
+            ),
+        };
+        error_response(&ApiError::new(code, message))
     }
-}
 
-/// A 200 body cut off mid-string, shaped like the start of the operation's real answer.
-fn malformed_body(operation: Operation) -> &'static [u8] {
-    match operation {
-        Operation::ListExportJobs => b"{\"ExportJobPropertiesList\":[{\"JobId\":\"tru",
-        Operation::ListImportJobs => b"{\"ImportJobPropertiesList\":[{\"JobId\":\"tru",
-        Operation::DescribeDatastore => b"{\"DatastoreProperties\":{\"DatastoreId\":\"tru",
-        Operation::ListDatastores => b"{\"DatastorePropertiesList\":[{\"DatastoreId\":\"tru",
+    fn malformed_body(&self) -> &'static [u8] {
+        match self {
+            Operation::ListExportJobs => b"{\"ExportJobPropertiesList\":[{\"JobId\":\"tru",
+            Operation::ListImportJobs => b"{\"ImportJobPropertiesList\":[{\"JobId\":\"tru",
+            Operation::DescribeDatastore => b"{\"DatastoreProperties\":{\"DatastoreId\":\"tru",
+            Operation::ListDatastores => b"{\"DatastorePropertiesList\":[{\"DatastoreId\":\"tru",
+        }
     }
 }
 
 fn not_found(datastore_id: &str) -> Reply {
-    Reply::Error(ApiError::new(
+    ApiError::new(
         ErrorCode::ResourceNotFound,
         format!("Datastore {datastore_id} does not exist"),
-    ))
+    )
+    .into()
 }
 
 fn next_token(tweaks: &Tweaks, next_offset: Option<usize>) -> Option<String> {
@@ -275,14 +231,6 @@ fn next_token(tweaks: &Tweaks, next_offset: Option<usize>) -> Option<String> {
     } else {
         next_offset.map(encode_token)
     }
-}
-
-fn ok_response(body: Vec<u8>, tweaks: &Tweaks) -> Response<FakeBody> {
-    let body = match tweaks.pad_to {
-        Some(size) => FakeBody::padded(body, size),
-        None => FakeBody::full(body.into()),
-    };
-    json_response(StatusCode::OK, body)
 }
 
 /// One page of `J` jobs as `query` asks, with the first job repeated at its end under
@@ -312,7 +260,7 @@ async fn list_jobs(
     let request = ListRequest::from_value(value)?;
     let datastore_id = request.datastore_id()?;
     let fault = fake.lock().fault(operation, datastore_id);
-    let tweaks = apply_fault(fault, operation).await?;
+    let tweaks = fault::apply(fault, &operation).await?;
     let query = request.query(tweaks.loop_token)?;
     let body = if operation == Operation::ListImportJobs {
         let page = listed::<FakeImportJob>(fake, datastore_id, region, &query, &tweaks)?;
@@ -331,7 +279,7 @@ async fn list_jobs(
             next_token(&tweaks, page.next_offset),
         )?
     };
-    Ok(ok_response(body, &tweaks))
+    Ok(tweaks.respond(body))
 }
 
 async fn describe_datastore(
@@ -344,11 +292,11 @@ async fn describe_datastore(
     let fault = fake
         .lock()
         .fault(Operation::DescribeDatastore, datastore_id);
-    let tweaks = apply_fault(fault, Operation::DescribeDatastore).await?;
+    let tweaks = fault::apply(fault, &Operation::DescribeDatastore).await?;
     let datastore = fake.lock().describe(datastore_id, region);
     let datastore = datastore.ok_or_else(|| not_found(datastore_id))?;
     let body = describe_body(datastore_id, &datastore, region)?;
-    Ok(ok_response(body, &tweaks))
+    Ok(tweaks.respond(body))
 }
 
 async fn list_datastores(
@@ -358,11 +306,11 @@ async fn list_datastores(
 ) -> Result<Response<FakeBody>, Reply> {
     let request: ListDatastoresRequest = from_value(value)?;
     let fault = fake.lock().fault(Operation::ListDatastores, "");
-    let tweaks = apply_fault(fault, Operation::ListDatastores).await?;
+    let tweaks = fault::apply(fault, &Operation::ListDatastores).await?;
     let query = request.query(tweaks.loop_token)?;
     let page = fake.lock().list_datastores(region, &query);
     let body = datastore_list_body(region, &page.items, next_token(&tweaks, page.next_offset))?;
-    Ok(ok_response(body, &tweaks))
+    Ok(tweaks.respond(body))
 }
 
 pub(crate) fn error_response(error: &ApiError) -> Response<FakeBody> {
@@ -378,14 +326,15 @@ pub(crate) fn json_response(status: StatusCode, body: FakeBody) -> Response<Fake
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON));
     headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
-    if let Ok(id) = HeaderValue::from_str(&request_id()) {
+    if let Ok(id) = HeaderValue::from_str(&random_uuid()) {
         headers.insert("x-amzn-requestid", id);
     }
     response
 }
 
-/// A random request id in UUID layout, as the real service sends in `x-amzn-RequestId`.
-fn request_id() -> String {
+/// A random id in UUID layout, as the real service sends in `x-amzn-RequestId` and EventBridge
+/// gives each event.
+pub(crate) fn random_uuid() -> String {
     let a = fastrand::u64(..);
     let b = fastrand::u64(..);
     format!(
@@ -518,7 +467,7 @@ mod tests {
 
     #[test]
     fn request_ids_look_like_uuids() {
-        let id = request_id();
+        let id = random_uuid();
         assert_eq!(id.len(), 36);
         assert_eq!(id.matches('-').count(), 4);
     }

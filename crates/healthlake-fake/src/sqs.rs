@@ -8,6 +8,7 @@
 //! are unit tested without sleeping.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -472,16 +473,34 @@ fn message_id_of_receipt(receipt: &str) -> Option<&str> {
 }
 
 /// The SQS side of a [`FakeHealthLake`]: queues behind a mutex (held only for short synchronous
-/// sections) and a notifier that wakes long polls when a message is sent.
+/// sections), a notifier that wakes long polls when a message is sent, and how many receives are
+/// being answered.
 #[derive(Debug, Default)]
 pub(crate) struct SqsShared {
     queues: Mutex<Queues>,
     pub(crate) sent: Notify,
+    receiving: AtomicUsize,
 }
 
 impl SqsShared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Queues> {
         self.queues.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a `ReceiveMessage` as in flight until the returned guard is dropped (answered, or
+    /// abandoned with its connection).
+    pub(crate) fn receiving(self: &Arc<Self>) -> Receiving {
+        self.receiving.fetch_add(1, Ordering::SeqCst);
+        Receiving(Arc::clone(self))
+    }
+}
+
+/// A `ReceiveMessage` being answered (see [`SqsShared::receiving`]).
+pub(crate) struct Receiving(Arc<SqsShared>);
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.0.receiving.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -587,6 +606,13 @@ impl FakeHealthLake {
                 sqs.operation_faults.remove(&operation);
             }
         }
+    }
+
+    /// `ReceiveMessage` calls being answered right now, long polls waiting for a message
+    /// included. A test waits on it instead of sleeping: to know that a long poll is in flight,
+    /// or that one abandoned by a stopped client has ended.
+    pub fn sqs_receives_in_flight(&self) -> usize {
+        self.sqs.receiving.load(Ordering::SeqCst)
     }
 
     /// Calls of one SQS operation received so far (faulted and rejected ones included, once the

@@ -17,6 +17,7 @@ use hyper::{HeaderMap, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::fault::{self, ErrorFault, Protocol, Reply};
 use super::server::{error_response, json_response, DropConnection, FakeBody};
 use super::sqs::{
     queue_name_of_url, DeleteOutcome, QueueError, SqsOperation, VisibilityOutcome,
@@ -26,7 +27,7 @@ use super::wire::{
     check_authorization_for, is_json_content_type, parse_body, ApiError, ErrorCode,
     CONTENT_TYPE as AMZ_JSON,
 };
-use super::{FakeHealthLake, Fault};
+use super::FakeHealthLake;
 
 /// `X-Amz-Target` prefix of every SQS operation.
 pub(crate) const TARGET_PREFIX: &str = "AmazonSQS.";
@@ -98,6 +99,16 @@ impl SqsError {
         )
     }
 
+    fn access_denied(message: impl Into<String>) -> Self {
+        Self::new(
+            403,
+            "com.amazon.coral.service#AccessDeniedException",
+            "AccessDenied",
+            true,
+            message,
+        )
+    }
+
     fn batch(type_name: &'static str, query_code: &'static str, message: &str) -> Self {
         Self::new(400, type_name, query_code, true, message)
     }
@@ -123,24 +134,15 @@ impl From<QueueError> for SqsError {
     }
 }
 
-/// Every way an SQS call can end other than a normal answer.
-enum Reply {
-    Sqs(SqsError),
-    Api(ApiError),
-    /// A fault's ready-made answer (boxed: responses are large, errors are the common case).
-    Raw(Box<Response<FakeBody>>),
-    Drop,
-}
-
 impl From<SqsError> for Reply {
     fn from(error: SqsError) -> Self {
-        Self::Sqs(error)
+        Self::answer(error.response())
     }
 }
 
 impl From<QueueError> for Reply {
     fn from(error: QueueError) -> Self {
-        Self::Sqs(error.into())
+        SqsError::from(error).into()
     }
 }
 
@@ -173,91 +175,62 @@ pub(crate) async fn handle(
         queues.count(operation);
         queues.fault(operation)
     };
-    let mut pad_to = None;
-    let result = match apply_fault(fault, &mut pad_to).await {
-        Err(reply) => Err(reply),
-        Ok(()) => match parse_body(body) {
-            Err(error) => Err(Reply::Api(error)),
-            Ok(value) => dispatch(fake, operation, value).await,
-        },
+    let answer = async {
+        let tweaks = fault::apply(fault, &Sqs).await?;
+        let value = dispatch(fake, operation, parse_body(body)?).await?;
+        let body = serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec());
+        Ok(tweaks.respond(body))
     };
-    match result {
-        Ok(value) => {
-            let body = serde_json::to_vec(&value).unwrap_or_else(|_| b"{}".to_vec());
-            let body = match pad_to {
-                Some(size) => FakeBody::padded(body, size),
-                None => FakeBody::full(body.into()),
-            };
-            Ok(json_response(StatusCode::OK, body))
-        }
-        Err(Reply::Sqs(error)) => Ok(error.response()),
-        Err(Reply::Api(error)) => Ok(error_response(&error)),
-        Err(Reply::Raw(response)) => Ok(*response),
-        Err(Reply::Drop) => Err(DropConnection),
-    }
+    answer.await.or_else(Reply::into_response)
 }
 
-/// Applies an injected fault: ends the call, or lets it proceed (`Oversized` sets `pad_to`: the
-/// answer is padded to that many bytes).
-async fn apply_fault(fault: Option<Fault>, pad_to: &mut Option<usize>) -> Result<(), Reply> {
-    let sqs = |error: SqsError| Err(Reply::Sqs(error));
-    match fault {
-        None | Some(Fault::NextTokenLoop | Fault::DuplicateJobs) => Ok(()),
-        Some(Fault::Oversized(size)) => {
-            *pad_to = Some(size);
-            Ok(())
-        }
-        Some(Fault::Throttling) => sqs(SqsError::new(
-            400,
-            "com.amazonaws.sqs#RequestThrottled",
-            "RequestThrottled",
-            true,
-            "Rate exceeded",
-        )),
-        Some(Fault::InternalError) => sqs(SqsError::new(
-            500,
-            "com.amazon.coral.service#InternalFailure",
-            "InternalFailure",
-            false,
-            "We encountered an internal error. Please try again.",
-        )),
-        Some(Fault::AccessDenied) => sqs(SqsError::new(
-            403,
-            "com.amazon.coral.service#AccessDeniedException",
-            "AccessDenied",
-            true,
-            "Access to the resource https://sqs.us-east-1.amazonaws.com/ is denied.",
-        )),
-        Some(Fault::AccessDeniedWith(message)) => sqs(SqsError::new(
-            403,
-            "com.amazon.coral.service#AccessDeniedException",
-            "AccessDenied",
-            true,
-            message,
-        )),
-        Some(Fault::NotFound) => sqs(SqsError::no_such_queue()),
-        Some(Fault::Validation) => sqs(SqsError::invalid_parameter("Injected validation error")),
-        Some(Fault::ExpiredToken) => Err(Reply::Api(ApiError::new(
-            ErrorCode::ExpiredToken,
-            "The security token included in the request is expired",
-        ))),
-        Some(Fault::UnknownError) => sqs(SqsError::new(
-            400,
-            "com.amazonaws.sqs#SomethingNew",
-            "AWS.SimpleQueueService.SomethingNew",
-            true,
-            "An error the SDK does not know",
-        )),
-        Some(Fault::Delay(delay)) => {
-            tokio::time::sleep(delay).await;
-            Ok(())
-        }
-        Some(Fault::Hang) => std::future::pending().await,
-        Some(Fault::ConnectionReset) => Err(Reply::Drop),
-        Some(Fault::MalformedJson) => Err(Reply::Raw(Box::new(json_response(
-            StatusCode::OK,
-            FakeBody::full(Bytes::from_static(b"{\"Messages\":[{\"MessageId\":\"tru")),
-        )))),
+/// SQS's words for the error faults. (`NextTokenLoop` and `DuplicateJobs` change nothing here:
+/// no SQS answer pages or lists jobs.)
+struct Sqs;
+
+impl Protocol for Sqs {
+    fn error(&self, fault: ErrorFault<'_>) -> Response<FakeBody> {
+        let error = match fault {
+            ErrorFault::Throttling => SqsError::new(
+                400,
+                "com.amazonaws.sqs#RequestThrottled",
+                "RequestThrottled",
+                true,
+                "Rate exceeded",
+            ),
+            ErrorFault::InternalError => SqsError::new(
+                500,
+                "com.amazon.coral.service#InternalFailure",
+                "InternalFailure",
+                false,
+                "We encountered an internal error. Please try again.",
+            ),
+            ErrorFault::AccessDenied => SqsError::access_denied(
+                "Access to the resource https://sqs.us-east-1.amazonaws.com/ is denied.",
+            ),
+            ErrorFault::AccessDeniedWith(message) => SqsError::access_denied(message),
+            ErrorFault::NotFound => SqsError::no_such_queue(),
+            ErrorFault::Validation => SqsError::invalid_parameter("Injected validation error"),
+            // SQS answers an expired token as every AWS front end does.
+            ErrorFault::ExpiredToken => {
+                return error_response(&ApiError::new(
+                    ErrorCode::ExpiredToken,
+                    "The security token included in the request is expired",
+                ))
+            }
+            ErrorFault::UnknownError => SqsError::new(
+                400,
+                "com.amazonaws.sqs#SomethingNew",
+                "AWS.SimpleQueueService.SomethingNew",
+                true,
+                "An error the SDK does not know",
+            ),
+        };
+        error.response()
+    }
+
+    fn malformed_body(&self) -> &'static [u8] {
+        b"{\"Messages\":[{\"MessageId\":\"tru"
     }
 }
 
@@ -281,16 +254,14 @@ async fn dispatch(
 
 fn request<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, Reply> {
     if !value.is_object() {
-        return Err(Reply::Api(ApiError::new(
+        return Err(ApiError::new(
             ErrorCode::Serialization,
             "request body must be a JSON object",
-        )));
+        )
+        .into());
     }
     serde_json::from_value(value).map_err(|e| {
-        Reply::Api(ApiError::new(
-            ErrorCode::Serialization,
-            format!("invalid request: {e}"),
-        ))
+        ApiError::new(ErrorCode::Serialization, format!("invalid request: {e}")).into()
     })
 }
 
@@ -373,6 +344,7 @@ async fn receive(fake: &FakeHealthLake, request: ReceiveRequest) -> Result<Value
         .collect();
 
     let shared = fake.sqs_shared().clone();
+    let _in_flight = shared.receiving();
     let deadline = Instant::now() + wait;
     let received = loop {
         // Registered before looking, so a message sent in between still wakes this poll.

@@ -2,10 +2,11 @@
 //! same port as the fake HealthLake. If these pass, the exporter's event consumer meets the same
 //! protocol (awsJson 1.0, query-compatible errors, long polling, visibility) as against AWS.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::config::retry::RetryConfig;
-use aws_sdk_sqs::config::{BehaviorVersion, Builder, Credentials, Region};
 use aws_sdk_sqs::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sqs::operation::receive_message::ReceiveMessageError;
 use aws_sdk_sqs::types::{
@@ -13,38 +14,42 @@ use aws_sdk_sqs::types::{
     MessageSystemAttributeName, QueueAttributeName,
 };
 use aws_sdk_sqs::Client;
+use common::{raw, serve, sqs_config, DS};
+use healthlake_fake::wait::eventually;
 use healthlake_fake::{
     FakeHealthLake, FakeJob, FakeQueue, FakeServer, Fault, QueueStats, SqsOperation,
 };
 
 const Q: &str = "healthlake-events";
-const DS: &str = "0123456789abcdef0123456789abcdef";
 
 async fn start() -> (FakeHealthLake, FakeServer) {
     let fake = FakeHealthLake::new();
     fake.create_queue(Q);
-    let server = fake
-        .serve("127.0.0.1:0".parse().expect("valid addr"))
-        .await
-        .expect("bind loopback");
-    (fake, server)
+    serve(fake).await
 }
 
+/// Client without retries, so each call is exactly one request and errors surface unchanged.
 fn client(server: &FakeServer) -> Client {
-    let config = Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(server.endpoint_url())
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
-        .retry_config(RetryConfig::disabled())
-        .build();
-    Client::from_conf(config)
+    Client::from_conf(
+        sqs_config(server)
+            .retry_config(RetryConfig::disabled())
+            .build(),
+    )
+}
+
+/// [`start`], with [`Q`] hiding a received message for 1 s; a client and the queue's URL.
+async fn start_with_one_second_visibility() -> (FakeHealthLake, FakeServer, Client, String) {
+    let (fake, server) = start().await;
+    fake.create_queue_with(
+        Q,
+        FakeQueue {
+            visibility_timeout: Duration::from_secs(1),
+            dead_letter: None,
+        },
+    );
+    let sqs = client(&server);
+    let queue = url(&server, Q);
+    (fake, server, sqs, queue)
 }
 
 fn url(server: &FakeServer, queue: &str) -> String {
@@ -111,23 +116,38 @@ async fn long_poll_returns_as_soon_as_a_message_arrives() {
     let (fake, server) = start().await;
     let sqs = client(&server);
     let queue = url(&server, Q);
-    let started = Instant::now();
-    let sender = fake.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        sender.send_message(Q, "late");
-    });
-    let out = sqs
-        .receive_message()
-        .queue_url(&queue)
-        .wait_time_seconds(10)
-        .send()
-        .await
-        .expect("receive");
-    let waited = started.elapsed();
+    let receive = {
+        let (sqs, queue) = (sqs.clone(), queue.clone());
+        tokio::spawn(async move {
+            sqs.receive_message()
+                .queue_url(&queue)
+                .wait_time_seconds(10)
+                .send()
+                .await
+        })
+    };
+    // The long poll is waiting on the empty queue when the message is sent.
+    eventually(
+        Duration::from_secs(10),
+        "the long poll in flight",
+        || async { (fake.sqs_receives_in_flight() == 1).then_some(()) },
+    )
+    .await;
+    assert!(
+        !receive.is_finished(),
+        "an empty queue is not answered at once"
+    );
+    let sent = Instant::now();
+    fake.send_message(Q, "late");
+    let out = receive.await.unwrap().expect("receive");
     assert_eq!(out.messages().len(), 1);
-    assert!(waited >= Duration::from_millis(250), "{waited:?}");
-    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    // Coarse: well before the 10 s wait time ends.
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        sent.elapsed()
+    );
+    assert_eq!(fake.sqs_receives_in_flight(), 0);
 
     // An empty queue makes a long poll wait the full time and answer with no messages.
     let started = Instant::now();
@@ -144,16 +164,7 @@ async fn long_poll_returns_as_soon_as_a_message_arrives() {
 
 #[tokio::test]
 async fn undeleted_message_comes_back_after_visibility_timeout() {
-    let (fake, server) = start().await;
-    fake.create_queue_with(
-        Q,
-        FakeQueue {
-            visibility_timeout: Duration::from_secs(1),
-            dead_letter: None,
-        },
-    );
-    let sqs = client(&server);
-    let queue = url(&server, Q);
+    let (fake, _server, sqs, queue) = start_with_one_second_visibility().await;
     fake.send_message(Q, "again");
     let first = sqs
         .receive_message()
@@ -260,17 +271,7 @@ async fn errors_reach_the_sdk_with_sqs_codes() {
 #[tokio::test]
 async fn sdk_retries_throttling_like_on_aws() {
     let (fake, server) = start().await;
-    let config = Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(server.endpoint_url())
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
+    let config = sqs_config(&server)
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .build();
     let sqs = Client::from_conf(config);
@@ -287,24 +288,34 @@ async fn sdk_retries_throttling_like_on_aws() {
     assert_eq!(fake.sqs_request_count(SqsOperation::GetQueueAttributes), 3);
 }
 
+/// Headers of a raw `ReceiveMessage` signed for `service`.
+fn receive_headers(service: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", "application/x-amz-json-1.0".to_owned()),
+        ("x-amz-target", "AmazonSQS.ReceiveMessage".to_owned()),
+        (
+            "authorization",
+            format!("AWS4-HMAC-SHA256 Credential=AKID/20240115/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=00"),
+        ),
+    ]
+}
+
+/// A raw `ReceiveMessage` of [`Q`] signed for `service`.
+async fn raw_receive(server: &FakeServer, service: &str) -> common::RawResponse {
+    let headers = receive_headers(service);
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let body = format!(r#"{{"QueueUrl":"{}"}}"#, url(server, Q));
+    raw(server, "POST", "/", &headers, body.as_bytes()).await
+}
+
 #[tokio::test]
 async fn requests_signed_for_another_service_are_refused() {
     let (_fake, server) = start().await;
     // A raw request signed for HealthLake (not `sqs`).
-    let body = format!(r#"{{"QueueUrl":"{}"}}"#, url(&server, Q));
-    let request = format!(
-        "POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-amz-json-1.0\r\nx-amz-target: AmazonSQS.ReceiveMessage\r\nauthorization: AWS4-HMAC-SHA256 Credential=AKID/20240115/us-east-1/healthlake/aws4_request, SignedHeaders=host, Signature=00\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(server.local_addr())
-        .await
-        .unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await.unwrap();
-    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
-    assert!(answer.contains("'sqs', not 'healthlake'"), "{answer}");
+    let answer = raw_receive(&server, "healthlake").await;
+    assert_eq!(answer.status, 403);
+    let body = String::from_utf8_lossy(&answer.body);
+    assert!(body.contains("'sqs', not 'healthlake'"), "{body}");
 }
 
 #[tokio::test]
@@ -370,16 +381,7 @@ fn visibility_entry(
 /// succeeds and deletes nothing, as on SQS), and `ApproximateReceiveCount` tells the redelivery.
 #[tokio::test]
 async fn visibility_batch_extends_and_stale_handles_delete_nothing() {
-    let (fake, server) = start().await;
-    fake.create_queue_with(
-        Q,
-        FakeQueue {
-            visibility_timeout: Duration::from_secs(1),
-            dead_letter: None,
-        },
-    );
-    let sqs = client(&server);
-    let queue = url(&server, Q);
+    let (fake, _server, sqs, queue) = start_with_one_second_visibility().await;
     fake.send_message(Q, "kept");
     fake.send_message(Q, "lapsed");
     let receive = || {
@@ -508,26 +510,7 @@ async fn oversized_fault_pads_sqs_answers() {
         .await
         .expect("a padded answer is still a valid answer");
     assert_eq!(out.messages()[0].body(), Some("hello"));
-    let raw = raw_body_length(&server).await;
-    assert_eq!(raw, 3 << 20);
-}
-
-/// The body length of a `ReceiveMessage` answer, read over a raw connection.
-async fn raw_body_length(server: &FakeServer) -> usize {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let body = format!(r#"{{"QueueUrl":"{}"}}"#, url(server, Q));
-    let request = format!(
-        "POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-amz-json-1.0\r\nx-amz-target: AmazonSQS.ReceiveMessage\r\nauthorization: AWS4-HMAC-SHA256 Credential=AKID/20240115/us-east-1/sqs/aws4_request, SignedHeaders=host, Signature=00\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut stream = tokio::net::TcpStream::connect(server.local_addr())
-        .await
-        .unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    stream.read_to_end(&mut answer).await.unwrap();
-    let text = String::from_utf8_lossy(&answer[..answer.len().min(4096)]).to_lowercase();
-    assert!(text.starts_with("http/1.1 200"), "{text}");
-    let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    answer.len() - head_end
+    let answer = raw_receive(&server, "sqs").await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body.len(), 3 << 20);
 }

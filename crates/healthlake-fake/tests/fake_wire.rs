@@ -2,12 +2,14 @@
 //! TCP client for what the SDK cannot send) over loopback HTTP. If these pass, tests of the
 //! exporter built on the fake exercise the same code paths as against AWS.
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_healthlake::config::retry::RetryConfig;
 use aws_sdk_healthlake::config::timeout::TimeoutConfig;
-use aws_sdk_healthlake::config::{BehaviorVersion, Builder, Credentials, Region};
+use aws_sdk_healthlake::config::{Builder, Region};
 use aws_sdk_healthlake::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_healthlake::operation::list_fhir_export_jobs::{
     ListFHIRExportJobsError, ListFhirExportJobsOutput,
@@ -15,39 +17,24 @@ use aws_sdk_healthlake::operation::list_fhir_export_jobs::{
 use aws_sdk_healthlake::primitives::DateTime;
 use aws_sdk_healthlake::types::JobStatus;
 use aws_sdk_healthlake::Client;
+use common::{healthlake_config, raw, read_response, start_with_datastore, DS};
+use healthlake_fake::wait::eventually;
 use healthlake_fake::{
     FakeHealthLake, FakeJob, FakeServer, Fault, DEFAULT_MAX_RESULTS, LIST_FHIR_EXPORT_JOBS_TARGET,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const DS: &str = "0123456789abcdef0123456789abcdef";
 const SIGNED: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240115/us-west-2/healthlake/aws4_request, SignedHeaders=content-type;host;x-amz-target, Signature=0a1b2c3d";
 
 type ListResult = Result<ListFhirExportJobsOutput, SdkError<ListFHIRExportJobsError>>;
 
 async fn start() -> (FakeHealthLake, FakeServer) {
-    let fake = FakeHealthLake::new();
-    fake.add_datastore(DS);
-    let server = fake
-        .serve("127.0.0.1:0".parse().expect("valid addr"))
-        .await
-        .expect("bind loopback");
-    (fake, server)
+    start_with_datastore().await
 }
 
 fn config(server: &FakeServer) -> Builder {
-    Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-west-2"))
-        .endpoint_url(server.endpoint_url())
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
+    healthlake_config(server, "us-west-2")
 }
 
 /// Client without retries, so each call is exactly one request and errors surface unchanged.
@@ -579,19 +566,6 @@ async fn each_client_region_is_recorded() {
 
 // ---- raw HTTP: what the SDK cannot be made to send ----
 
-struct RawResponse {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl RawResponse {
-    fn error_type(&self) -> String {
-        let v: serde_json::Value = serde_json::from_slice(&self.body).expect("JSON error body");
-        v["__type"].as_str().expect("__type").to_owned()
-    }
-}
-
 fn json_headers() -> Vec<(&'static str, &'static str)> {
     vec![
         ("Content-Type", "application/x-amz-json-1.0"),
@@ -611,59 +585,6 @@ fn with(name: &'static str, value: &'static str) -> Vec<(&'static str, &'static 
     let mut h = without(name);
     h.push((name, value));
     h
-}
-
-async fn raw(
-    server: &FakeServer,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> RawResponse {
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        server.local_addr(),
-        body.len()
-    );
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    let mut bytes = request.into_bytes();
-    bytes.extend_from_slice(body);
-    let mut stream = TcpStream::connect(server.local_addr())
-        .await
-        .expect("connect");
-    stream.write_all(&bytes).await.expect("write");
-    read_response(&mut stream).await
-}
-
-async fn read_response(stream: &mut TcpStream) -> RawResponse {
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf))
-        .await
-        .expect("response within 5s")
-        .expect("read");
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&buf[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("status line");
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    RawResponse {
-        status,
-        headers,
-        body: buf[split + 4..].to_vec(),
-    }
 }
 
 /// Request headers, body, expected status and expected error code of one raw case.
@@ -849,27 +770,20 @@ async fn shutdown_closes_listener_and_hung_connections() {
     hung.write_all(request.as_bytes()).await.expect("write");
     hung.write_all(BODY).await.expect("write body");
     // The request is in; wait until the fake has seen it.
-    for _ in 0..100 {
-        if fake.request_count(DS) == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(fake.request_count(DS), 1);
+    eventually(Duration::from_secs(10), "the request recorded", || async {
+        (fake.request_count(DS) == 1).then_some(())
+    })
+    .await;
     server.shutdown();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(2), hung.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "hung connection closed by shutdown");
     assert!(buf.is_empty(), "no response was written");
-    let mut refused = false;
-    for _ in 0..100 {
-        if TcpStream::connect(addr).await.is_err() {
-            refused = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(refused, "listener closed");
+    // The abort is asynchronous: the port is released once the runtime drops the task.
+    eventually(Duration::from_secs(10), "the listener closed", || async {
+        TcpStream::connect(addr).await.is_err().then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

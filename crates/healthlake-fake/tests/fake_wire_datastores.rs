@@ -3,12 +3,14 @@
 //! `aws-sdk-healthlake` client, so exporter tests built on them exercise what AWS would send:
 //! every member and type the SDK reads, paging, filters, and faults isolated per operation.
 
+mod common;
+
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use aws_sdk_healthlake::config::retry::RetryConfig;
 use aws_sdk_healthlake::config::timeout::TimeoutConfig;
-use aws_sdk_healthlake::config::{BehaviorVersion, Builder, Credentials, Region};
+use aws_sdk_healthlake::config::Builder;
 use aws_sdk_healthlake::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_healthlake::operation::describe_fhir_datastore::DescribeFHIRDatastoreError;
 use aws_sdk_healthlake::operation::list_fhir_datastores::{
@@ -23,41 +25,20 @@ use aws_sdk_healthlake::types::{
     JobStatus, ValidationLevel,
 };
 use aws_sdk_healthlake::Client;
+use common::{healthlake_config, start_with_datastore as start, DS};
 use healthlake_fake::{
-    FakeDatastore, FakeHealthLake, FakeImportJob, FakeJob, FakeProgress, FakeServer, Fault,
+    FakeDatastore, FakeImportJob, FakeJob, FakeProgress, FakeServer, Fault,
     DEFAULT_DATASTORE_CREATED_AT, DEFAULT_MAX_RESULTS, DESCRIBE_FHIR_DATASTORE_TARGET,
     LIST_FHIR_DATASTORES_TARGET, LIST_FHIR_IMPORT_JOBS_TARGET,
 };
 
-const DS: &str = "0123456789abcdef0123456789abcdef";
 const REGION: &str = "us-west-2";
 
 type ImportResult = Result<ListFhirImportJobsOutput, SdkError<ListFHIRImportJobsError>>;
 type DatastoresResult = Result<ListFhirDatastoresOutput, SdkError<ListFHIRDatastoresError>>;
 
-async fn start() -> (FakeHealthLake, FakeServer) {
-    let fake = FakeHealthLake::new();
-    fake.add_datastore(DS);
-    let server = fake
-        .serve("127.0.0.1:0".parse().expect("valid addr"))
-        .await
-        .expect("bind loopback");
-    (fake, server)
-}
-
 fn config(server: &FakeServer, region: &str) -> Builder {
-    Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new(region.to_owned()))
-        .endpoint_url(server.endpoint_url())
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
-        .retry_config(RetryConfig::disabled())
+    healthlake_config(server, region).retry_config(RetryConfig::disabled())
 }
 
 /// Client without retries, so each call is exactly one request and errors surface unchanged.
@@ -67,6 +48,33 @@ fn client(server: &FakeServer) -> Client {
 
 fn client_in(server: &FakeServer, region: &str) -> Client {
     Client::from_conf(config(server, region).build())
+}
+
+/// The HTTP status and the error code of a failed call.
+fn status_and_code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> (Option<u16>, Option<String>) {
+    (
+        err.raw_response().map(|r| r.status().as_u16()),
+        err.as_service_error()
+            .and_then(ProvideErrorMetadata::code)
+            .map(str::to_owned),
+    )
+}
+
+/// A truncated 200: an error of the service, with no code.
+fn assert_truncated<E: ProvideErrorMetadata + std::fmt::Debug>(err: &SdkError<E>) {
+    assert!(matches!(err, SdkError::ServiceError(_)), "{err:?}");
+    assert_eq!(status_and_code(err), (Some(200), None));
+}
+
+/// A dropped connection: no answer at all.
+fn assert_no_answer<E: std::fmt::Debug>(err: &SdkError<E>) {
+    assert!(
+        matches!(
+            err,
+            SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+        ),
+        "{err:?}"
+    );
 }
 
 async fn imports(client: &Client, max: Option<i32>, token: Option<&str>) -> ImportResult {
@@ -819,12 +827,8 @@ async fn error_faults_map_to_each_operations_variants() {
             .send()
             .await
             .unwrap_err();
-        assert_eq!(
-            err.raw_response().map(|r| r.status().as_u16()),
-            Some(status)
-        );
+        assert_eq!(status_and_code(&err), (Some(status), Some(code.to_owned())));
         let e = err.as_service_error().expect("service error");
-        assert_eq!(e.code(), Some(code));
         let modeled = matches!(
             e,
             ListFHIRImportJobsError::ThrottlingException(_)
@@ -845,12 +849,8 @@ async fn error_faults_map_to_each_operations_variants() {
             .send()
             .await
             .unwrap_err();
-        assert_eq!(
-            err.raw_response().map(|r| r.status().as_u16()),
-            Some(status)
-        );
+        assert_eq!(status_and_code(&err), (Some(status), Some(code.to_owned())));
         let e = err.as_service_error().expect("service error");
-        assert_eq!(e.code(), Some(code));
         let modeled = matches!(
             e,
             DescribeFHIRDatastoreError::ThrottlingException(_)
@@ -867,12 +867,8 @@ async fn error_faults_map_to_each_operations_variants() {
         assert_eq!(modeled, in_model.contains(&code), "{code}");
 
         let err = client.list_fhir_datastores().send().await.unwrap_err();
-        assert_eq!(
-            err.raw_response().map(|r| r.status().as_u16()),
-            Some(status)
-        );
+        assert_eq!(status_and_code(&err), (Some(status), Some(code.to_owned())));
         let e = err.as_service_error().expect("service error");
-        assert_eq!(e.code(), Some(code));
         let modeled = matches!(
             e,
             ListFHIRDatastoresError::ThrottlingException(_)
@@ -903,36 +899,15 @@ async fn transport_faults_apply_to_the_new_operations() {
     // A truncated 200 is an unhandled service error with no code; a reset has no response.
     fake.set_fault(DS, Some(Fault::MalformedJson));
     fake.set_list_datastores_fault(Some(Fault::MalformedJson));
-    let e = import().await.unwrap_err();
-    assert!(matches!(e, SdkError::ServiceError(_)), "{e:?}");
-    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(200));
-    assert_eq!(e.as_service_error().and_then(|s| s.code()), None);
-    let e = describe().await.unwrap_err();
-    assert!(matches!(e, SdkError::ServiceError(_)), "{e:?}");
-    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(200));
-    assert_eq!(e.as_service_error().and_then(|s| s.code()), None);
-    let e = list().await.unwrap_err();
-    assert!(matches!(e, SdkError::ServiceError(_)), "{e:?}");
-    assert_eq!(e.raw_response().map(|r| r.status().as_u16()), Some(200));
-    assert_eq!(e.as_service_error().and_then(|s| s.code()), None);
+    assert_truncated(&import().await.unwrap_err());
+    assert_truncated(&describe().await.unwrap_err());
+    assert_truncated(&list().await.unwrap_err());
 
     fake.set_fault(DS, Some(Fault::ConnectionReset));
     fake.set_list_datastores_fault(Some(Fault::ConnectionReset));
-    let e = import().await.unwrap_err();
-    assert!(
-        matches!(e, SdkError::DispatchFailure(_) | SdkError::ResponseError(_)),
-        "{e:?}"
-    );
-    let e = describe().await.unwrap_err();
-    assert!(
-        matches!(e, SdkError::DispatchFailure(_) | SdkError::ResponseError(_)),
-        "{e:?}"
-    );
-    let e = list().await.unwrap_err();
-    assert!(
-        matches!(e, SdkError::DispatchFailure(_) | SdkError::ResponseError(_)),
-        "{e:?}"
-    );
+    assert_no_answer(&import().await.unwrap_err());
+    assert_no_answer(&describe().await.unwrap_err());
+    assert_no_answer(&list().await.unwrap_err());
 
     fake.set_fault(DS, Some(Fault::NextTokenLoop));
     fake.set_list_datastores_fault(Some(Fault::NextTokenLoop));

@@ -174,7 +174,9 @@ fn reason_for_code(code: &str, status: u16) -> ErrorReason {
     }
 }
 
-fn find_source<'a, T: StdError + 'static>(error: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+pub(super) fn find_source<'a, T: StdError + 'static>(
+    error: &'a (dyn StdError + 'static),
+) -> Option<&'a T> {
     let mut current: Option<&(dyn StdError + 'static)> = Some(error);
     while let Some(e) = current {
         if let Some(found) = e.downcast_ref::<T>() {

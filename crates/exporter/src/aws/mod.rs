@@ -4,12 +4,16 @@
 //! one shared HTTP connection pool and one credentials chain), paces requests per account and
 //! region (`budget`), follows `NextToken` to the end (`list`), and turns SDK results into our own
 //! types or a `PollError` with a short, stable `reason` (`classify`). `sqs` holds the event
-//! consumer's SQS calls, built on the same HTTP client and credentials chain.
+//! consumer's SQS calls, built on the same HTTP client and credentials chain. `probe` and `sts`
+//! hold the preflight's calls (one cheap request per thing a configuration needs, and who the
+//! credentials belong to).
 
 mod budget;
 mod classify;
 mod list;
+pub mod probe;
 pub mod sqs;
+pub mod sts;
 mod target;
 mod usage;
 
@@ -36,8 +40,8 @@ use classify::{ResponseSizeLimit, MAX_RESPONSE_BYTES};
 
 /// How long opening a connection may take, for every client this module builds.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// The AssumeRole session name of the HealthLake clients.
-const SESSION_NAME: &str = "healthlake-exporter";
+/// The AssumeRole session name of HealthLake clients (the SQS client has its own).
+pub(crate) const SESSION_NAME: &str = "healthlake-exporter";
 
 /// What can stop the clients from being built at start-up.
 #[derive(Debug, thiserror::Error)]
@@ -181,7 +185,8 @@ impl Clients {
             if let Some(url) = &target.endpoint_url {
                 builder = builder.endpoint_url(url);
             }
-            if let Some(role) = assumed_role(target, SESSION_NAME, &region, base).await {
+            if let Some(role_arn) = &target.role_arn {
+                let role = role_credentials(role_arn, SESSION_NAME, region.clone(), base).await;
                 builder = builder.credentials_provider(role);
             }
             let budget = budgets
@@ -232,22 +237,22 @@ fn region_of(target: &AwsTarget, base: &SdkConfig, user: &str) -> Result<Region,
         })
 }
 
-/// With a `role_arn`, the credentials of that role, assumed (and refreshed by the SDK) with the base
-/// credentials chain under `session_name`; without one, `None`: the base chain's own credentials.
-async fn assumed_role(
-    target: &AwsTarget,
+/// The credentials of `role_arn`, assumed on top of `base`'s chain through STS in `region`: how
+/// every client with a `role_arn` signs (and what the preflight asks STS about).
+pub(crate) async fn role_credentials(
+    role_arn: &str,
     session_name: &str,
-    region: &Region,
+    region: Region,
     base: &SdkConfig,
-) -> Option<SharedCredentialsProvider> {
-    let role_arn = target.role_arn.as_deref()?;
-    let provider = aws_config::sts::AssumeRoleProvider::builder(role_arn)
-        .session_name(session_name)
-        .region(region.clone())
-        .configure(base)
-        .build()
-        .await;
-    Some(SharedCredentialsProvider::new(provider))
+) -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(
+        aws_config::sts::AssumeRoleProvider::builder(role_arn)
+            .session_name(session_name)
+            .region(region)
+            .configure(base)
+            .build()
+            .await,
+    )
 }
 
 /// HealthLake's quota is per account and region: the account is the role's, or the base identity's.

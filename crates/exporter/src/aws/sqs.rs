@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use aws_config::Region;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::types::{
     BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
@@ -20,12 +21,12 @@ use aws_sdk_sqs::Client;
 
 use super::classify::{classify_for, ResponseSizeLimit};
 use super::{
-    assumed_role, region_of, AwsTarget, ClientError, ClientOptions, Clients, CONNECT_TIMEOUT,
+    region_of, role_credentials, AwsTarget, ClientError, ClientOptions, Clients, CONNECT_TIMEOUT,
 };
 use crate::model::{ErrorReason, PollError};
 
-/// The AssumeRole session name of the queue client.
-const SESSION_NAME: &str = "healthlake-exporter-events";
+/// The AssumeRole session name of the SQS client.
+pub(crate) const SESSION_NAME: &str = "healthlake-exporter-events";
 /// Most messages one `ReceiveMessage` returns (SQS's limit).
 const MAX_MESSAGES: i32 = 10;
 /// Most entries one `DeleteMessageBatch` or `ChangeMessageVisibilityBatch` takes (SQS's limit).
@@ -99,7 +100,8 @@ impl SqsQueue {
         if let Some(url) = &settings.target.endpoint_url {
             builder = builder.endpoint_url(url);
         }
-        if let Some(role) = assumed_role(&settings.target, SESSION_NAME, &region, &base).await {
+        if let Some(role_arn) = &settings.target.role_arn {
+            let role = role_credentials(role_arn, SESSION_NAME, region, &base).await;
             builder = builder.credentials_provider(role);
         }
         Ok(SqsQueue {
@@ -111,6 +113,11 @@ impl SqsQueue {
 
     pub fn queue_url(&self) -> &str {
         &self.queue_url
+    }
+
+    /// The region the client signs for (the preflight names it, and checks the queue URL's).
+    pub fn region(&self) -> Option<Region> {
+        self.client.config().region().cloned()
     }
 
     /// The queue's `VisibilityTimeout` (`GetQueueAttributes`).

@@ -9,6 +9,7 @@ mod raw;
 pub mod shard;
 mod summary;
 mod validate;
+mod web_config;
 
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -18,8 +19,10 @@ use std::time::Duration;
 pub use crate::aws::AwsTarget;
 pub use crate::web::settings::ServerConfig;
 pub use events::{region_of_queue_url, EventsConfig, CALL_TIMEOUT_MARGIN, SHARD_PLACEHOLDER};
+pub use web_config::ConfigFiles;
 
 use crate::aws::ClientSettings;
+use crate::files::FileProblem;
 use crate::model::{JobKinds, JobNameLabel};
 use crate::state::Roster;
 use raw::RawConfig;
@@ -167,6 +170,21 @@ pub enum ConfigError {
         "{path}: the file is not valid UTF-8 (first bad byte at offset {offset}); save it as UTF-8"
     )]
     NotUtf8 { path: PathBuf, offset: usize },
+    #[error(
+        "cannot read web config file {path}: {problem}\n  \
+         hint: point --web.config.file (or HEALTHLAKE_EXPORTER_WEB_CONFIG_FILE) at exporter-toolkit's web config file, a regular UTF-8 file of at most 1 MiB"
+    )]
+    WebConfigRead { path: PathBuf, problem: String },
+    #[error(
+        "{toml}: {section} is set, and so is --web.config.file {web_config}: TLS and basic auth are configured in one place\n  \
+         hint: move them into the web config file (tls_server_config, basic_auth_users) and remove [server.tls] and [server.basic_auth] from {toml}, or drop --web.config.file",
+        toml = toml.display(), web_config = web_config.display()
+    )]
+    BothWebConfigs {
+        toml: PathBuf,
+        section: &'static str,
+        web_config: PathBuf,
+    },
     #[error("{location}: {message}")]
     Invalid {
         /// `file:line:column`, or just the file where TOML gives no position.
@@ -209,85 +227,27 @@ pub const MAX_CONFIG_FILE_BYTES: u64 = 1024 * 1024;
 /// `..data` link is), at most [`MAX_CONFIG_FILE_BYTES`], UTF-8. Nothing else is ever opened for
 /// reading: a FIFO would block the read until a writer comes, a device (`/dev/zero`) never ends.
 fn read_text(path: &Path) -> Result<String, ConfigError> {
-    let read_error = |source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    // Looked at before opening, so that a FIFO is never opened.
-    let metadata = std::fs::metadata(path).map_err(read_error)?;
-    check_file(path, &metadata)?;
-    let file = open_without_blocking(path).map_err(read_error)?;
-    // The path may have been swapped between the look and the open: what counts is what was opened.
-    check_file(path, &file.metadata().map_err(read_error)?)?;
-    let mut bytes = Vec::with_capacity(metadata.len().min(MAX_CONFIG_FILE_BYTES) as usize);
-    std::io::Read::read_to_end(
-        &mut std::io::Read::take(file, MAX_CONFIG_FILE_BYTES + 1),
-        &mut bytes,
-    )
-    .map_err(read_error)?;
-    if bytes.len() as u64 > MAX_CONFIG_FILE_BYTES {
-        return Err(too_large(path));
-    }
+    let bytes =
+        crate::files::read_bounded(path, MAX_CONFIG_FILE_BYTES).map_err(
+            |problem| match problem {
+                FileProblem::Io(source) => ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                },
+                FileProblem::NotAFile(kind) => ConfigError::NotAFile {
+                    path: path.to_owned(),
+                    kind,
+                },
+                FileProblem::TooLarge { limit_kib } => ConfigError::TooLarge {
+                    path: path.to_owned(),
+                    limit_kib,
+                },
+            },
+        )?;
     String::from_utf8(bytes).map_err(|e| ConfigError::NotUtf8 {
         path: path.to_owned(),
         offset: e.utf8_error().valid_up_to(),
     })
-}
-
-/// A regular file within the size limit, or the error that says what it is instead.
-fn check_file(path: &Path, metadata: &std::fs::Metadata) -> Result<(), ConfigError> {
-    if !metadata.is_file() {
-        return Err(ConfigError::NotAFile {
-            path: path.to_owned(),
-            kind: file_kind(&metadata.file_type()),
-        });
-    }
-    if metadata.len() > MAX_CONFIG_FILE_BYTES {
-        return Err(too_large(path));
-    }
-    Ok(())
-}
-
-fn too_large(path: &Path) -> ConfigError {
-    ConfigError::TooLarge {
-        path: path.to_owned(),
-        limit_kib: MAX_CONFIG_FILE_BYTES / 1024,
-    }
-}
-
-/// What a file that is not a regular file is, for the error message.
-fn file_kind(file_type: &std::fs::FileType) -> &'static str {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileTypeExt;
-        if file_type.is_fifo() {
-            return "a FIFO (named pipe)";
-        }
-        if file_type.is_char_device() {
-            return "a character device";
-        }
-        if file_type.is_block_device() {
-            return "a block device";
-        }
-        if file_type.is_socket() {
-            return "a socket";
-        }
-    }
-    if file_type.is_dir() {
-        "a directory"
-    } else {
-        "something other than a file"
-    }
-}
-
-/// Opens for reading without ever blocking in `open` (a FIFO swapped in after the first look
-/// would otherwise block until a writer comes); regular files read the same either way.
-fn open_without_blocking(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    options.open(path)
 }
 
 impl Config {
@@ -593,6 +553,12 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
             format!("[server]\nenable_reload = \"{m}\"\n"),
             "server.enable_reload",
         );
+        for (value, key) in [
+            (format!("[\"{m} bad\"]"), "server.reload_allowed_hosts[0]"),
+            (format!("\"{m}\""), "server.reload_allowed_hosts"),
+        ] {
+            cases.add(format!("[server]\nreload_allowed_hosts = {value}\n"), key);
+        }
         for users in [
             format!("alice = \"{m}\""),
             format!("alice = \"$2y$10${m}\""),

@@ -27,6 +27,7 @@ pub(super) struct RawServer {
     pub(super) max_connections: Option<Spanned<i64>>,
     pub(super) max_connections_per_ip: Option<Spanned<i64>>,
     pub(super) enable_reload: Option<bool>,
+    pub(super) reload_allowed_hosts: Option<Spanned<Vec<Spanned<String>>>>,
     pub(super) tls: Option<RawTls>,
     pub(super) basic_auth: Option<RawBasicAuth>,
 }

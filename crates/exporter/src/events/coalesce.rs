@@ -14,6 +14,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::message::Scope;
 
+/// No spacing is longer: validation keeps `polling.timeout` within minutes, and this keeps
+/// `Instant + spacing` from overflowing for any other value.
+const LONGEST_SPACING: Duration = Duration::from_secs(365 * 86_400);
+
 /// A refresh to run now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refresh {
@@ -88,6 +92,7 @@ impl Coalescer {
 
     /// When the refresh of `datastore` may start: `spacing` after its previous start.
     fn ready_at(&self, datastore: &str, spacing: Duration) -> Option<Instant> {
+        let spacing = spacing.min(LONGEST_SPACING);
         self.started.get(datastore).map(|t| *t + spacing)
     }
 
@@ -101,7 +106,8 @@ impl Coalescer {
             .filter(|d| self.ready_at(d, spacing).is_none_or(|at| at <= now))
             .cloned()
             .collect();
-        self.started.retain(|_, at| *at + spacing > now);
+        self.started
+            .retain(|_, at| *at + spacing.min(LONGEST_SPACING) > now);
         ready
             .into_iter()
             .filter_map(|datastore| {
@@ -302,6 +308,21 @@ mod tests {
         assert!(!c.add("m1", &[], EXPORTS, None));
         assert!(c.start_ready(Instant::now(), SPACING).is_empty());
         assert_eq!(c.waiting_messages(), 0);
+    }
+
+    /// A spacing past what an `Instant` holds (a configuration built past validation) waits
+    /// forever instead of overflowing: found by tests/config_property.rs.
+    #[test]
+    fn a_spacing_past_what_an_instant_holds_saturates() {
+        let mut c = Coalescer::default();
+        let t0 = Instant::now();
+        c.add("m1", &ds(&["a"]), EXPORTS, None);
+        assert_eq!(c.start_ready(t0, Duration::MAX).len(), 1);
+        c.finish("a");
+        c.add("m2", &ds(&["a"]), EXPORTS, None);
+        let later = t0 + Duration::from_secs(86_400);
+        assert!(c.start_ready(later, Duration::MAX).is_empty());
+        assert!(c.next_start(Duration::MAX).is_some_and(|at| at > later));
     }
 
     #[test]

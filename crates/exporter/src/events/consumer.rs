@@ -186,7 +186,12 @@ async fn receive_loop<Q: Queue>(
             return;
         }
         let long_poll = stats.up.load(Ordering::Relaxed);
-        match queue.receive(long_poll, visibility).await {
+        let started = Instant::now();
+        let received = queue.receive(long_poll, visibility).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let success_at = received.is_ok().then(crate::model::unix_now);
+        stats.receive_ended(seconds, success_at);
+        match received {
             Ok(messages) => {
                 let received_at = Instant::now();
                 if !stats.up.swap(true, Ordering::Relaxed) {
@@ -481,6 +486,8 @@ mod tests {
     use std::collections::{BTreeMap, HashSet, VecDeque};
     use std::sync::Mutex;
 
+    use healthlake_fake::wait::within;
+
     use super::*;
 
     const DS: &str = "0123456789abcdef0123456789abcdef";
@@ -509,6 +516,7 @@ mod tests {
                 match next {
                     Some(result) => result,
                     None => {
+                        // An empty long poll's duration, as SQS's: not a wait.
                         tokio::time::sleep(Duration::from_millis(20)).await;
                         Ok(Vec::new())
                     }
@@ -539,8 +547,8 @@ mod tests {
         /// Messages deleted when each refresh started (must not include its own).
         deleted_at_start: Mutex<Vec<Vec<String>>>,
         queue: Mutex<Option<Arc<MemoryQueue>>>,
-        /// How long each refresh takes (50 ms when unset).
-        takes: Option<Duration>,
+        /// When set, each refresh runs until the test adds a permit; else it takes 50 ms.
+        gate: Option<Arc<tokio::sync::Semaphore>>,
     }
 
     impl Refresher for Recorder {
@@ -564,9 +572,14 @@ mod tests {
                     .unwrap()
                     .push(q.deleted.lock().unwrap().clone());
             }
-            Box::pin(tokio::time::sleep(
-                self.takes.unwrap_or(Duration::from_millis(50)),
-            ))
+            let gate = self.gate.clone();
+            Box::pin(async move {
+                match gate {
+                    Some(gate) => gate.acquire().await.expect("gate open").forget(),
+                    // A refresh's duration: part of what the consumer handles, not a wait.
+                    None => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            })
         }
 
         fn rediscover(&self) -> bool {
@@ -589,14 +602,15 @@ mod tests {
         )
     }
 
+    /// Waits (generously: the machine may be loaded) until `what` holds of the consumer's stats.
+    /// Real time, not paused: the consumer schedules with `std::time::Instant`.
     async fn run_until(stats: &EventStats, what: impl Fn(&EventStats) -> bool) {
-        for _ in 0..200 {
-            if what(stats) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let reached = within(Duration::from_secs(30), || async {
+            what(stats).then_some(())
+        });
+        if reached.await.is_none() {
+            panic!("consumer did not get there: {stats:?}");
         }
-        panic!("consumer did not get there: {stats:?}");
     }
 
     #[tokio::test]
@@ -696,11 +710,11 @@ mod tests {
             batches.push_back(Ok(vec![message("r1", &failed_event())]));
             batches.push_back(Ok(vec![copy]));
         }
+        // The refresh runs until the copy has arrived.
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let refresher = Arc::new(Recorder {
             followed: HashSet::from([DS.to_owned()]),
-            // Long enough for the copy to arrive while the refresh runs, however loaded the
-            // machine.
-            takes: Some(Duration::from_secs(1)),
+            gate: Some(Arc::clone(&gate)),
             ..Recorder::default()
         });
         let stats = Arc::new(EventStats::default());
@@ -709,8 +723,16 @@ mod tests {
             Arc::clone(&refresher),
             Arc::clone(&stats),
         );
+        run_until(&stats, |s| s.received.load(Ordering::Relaxed) == 2).await;
+        assert_eq!(stats.deleted.load(Ordering::Relaxed), 0, "still refreshing");
+        gate.add_permits(1);
         run_until(&stats, |s| s.deleted.load(Ordering::Relaxed) == 1).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Two more receives: the consumer went on after the delete, and deleted nothing else.
+        let receives = queue.visibility.lock().unwrap().len();
+        let went_on = within(Duration::from_secs(30), || async {
+            (queue.visibility.lock().unwrap().len() >= receives + 2).then_some(())
+        });
+        assert!(went_on.await.is_some(), "the consumer stopped receiving");
         assert_eq!(*queue.deleted.lock().unwrap(), ["r1-new"]);
         assert_eq!(stats.received.load(Ordering::Relaxed), 2);
         assert_eq!(stats.redelivered.load(Ordering::Relaxed), 1);

@@ -7,18 +7,22 @@ use std::sync::Arc;
 use bytes::Bytes;
 use flate2::{Decompress, FlushDecompress};
 
-use super::cache::{dynamic_value, Encoded, Piece};
-use super::families::{elapsed_value, DATASTORE_FAMILIES, EOF};
+use super::cache::dynamic_value;
+use super::encode::elapsed_value;
+use super::families::DATASTORE_FAMILIES;
 use super::gzip::{stored_len, CrcPiece, Gzip, GZIP_OVERHEAD};
-use super::{Format, RenderError};
+use super::pieces::{Encoded, ExporterPieces, Piece};
+use super::{Format, RenderError, EOF};
 
 /// Everything one scrape writes, in order: references to the cached pieces.
 pub(super) struct Parts {
     pub(super) format: Format,
     pub(super) now: f64,
+    /// The per-datastore families' headers.
     pub(super) headers: Arc<[Piece; DATASTORE_FAMILIES]>,
+    /// Each datastore's samples of the per-datastore families.
     pub(super) encoded: Vec<Arc<Encoded>>,
-    pub(super) tail: Arc<Piece>,
+    pub(super) exporter: Arc<ExporterPieces>,
     /// The `process_*` families of this scrape (empty when not served).
     pub(super) process: String,
 }
@@ -39,20 +43,30 @@ enum Part<'a> {
     Eof,
 }
 
-/// Where a scrape is in its [`Parts`]: family `family`'s header, then its samples of each
-/// datastore in order, segment by segment, then the tail.
+/// Where a scrape is in its [`Parts`]: for each per-datastore family in turn, its header, its
+/// samples of each datastore in order (segment by segment), its exporter-wide samples; then the
+/// exporter-wide families, the process families and OpenMetrics' end.
 #[derive(Clone, Copy, Debug, Default)]
 struct Cursor {
     family: usize,
-    /// `None`: the family's header is next.
-    datastore: Option<usize>,
-    /// The next segment of the datastore's family (absolute index).
+    stage: Stage,
+    /// The datastore being written (in [`Stage::Datastores`]).
+    datastore: usize,
+    /// Its next segment of the family (absolute index).
     segment: u32,
     /// The previous segment's dynamic value is still to come.
     pending: Option<f64>,
-    tail_done: bool,
+    exporter_done: bool,
     process_done: bool,
     eof_done: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+enum Stage {
+    #[default]
+    Header,
+    Datastores,
+    Exporter,
 }
 
 impl Parts {
@@ -63,36 +77,58 @@ impl Parts {
         }
         while cursor.family < DATASTORE_FAMILIES {
             let f = cursor.family;
-            let Some(d) = cursor.datastore else {
-                cursor.datastore = Some(0);
-                cursor.segment = self.first_segment(0, f);
-                let header = self.headers.get(f)?;
-                return Some(header.part());
-            };
-            let Some(e) = self.encoded.get(d) else {
-                cursor.family += 1;
-                cursor.datastore = None;
-                continue;
-            };
-            let end = e.families.get(f).map_or(0, |family| family.segments.end);
-            if cursor.segment >= end {
-                cursor.datastore = Some(d + 1);
-                cursor.segment = self.first_segment(d + 1, f);
-                continue;
+            match cursor.stage {
+                Stage::Header => {
+                    cursor.stage = Stage::Datastores;
+                    cursor.datastore = 0;
+                    cursor.segment = self.first_segment(0, f);
+                    return Some(self.headers.get(f)?.part());
+                }
+                Stage::Datastores => match self.next_segment(cursor) {
+                    Some(part) => return Some(part),
+                    None => cursor.stage = Stage::Exporter,
+                },
+                Stage::Exporter => {
+                    cursor.stage = Stage::Header;
+                    cursor.family += 1;
+                    match self.exporter.after_datastores.get(f) {
+                        Some(piece) if piece.len > 0 => return Some(piece.part()),
+                        _ => {}
+                    }
+                }
             }
-            let i = cursor.segment;
-            cursor.segment += 1;
-            let segment = e.segment(i)?;
-            cursor.pending = segment.since;
-            return Some(Part::Compressed {
-                deflated: e.deflated.get(e.deflated_range(i)).unwrap_or_default(),
-                len: segment.len,
-                crc: segment.crc,
-            });
         }
-        if !cursor.tail_done {
-            cursor.tail_done = true;
-            return Some(self.tail.part());
+        self.end(cursor)
+    }
+
+    /// The next segment of family `cursor.family` of the datastores, from `cursor.datastore` on.
+    fn next_segment<'a>(&'a self, cursor: &mut Cursor) -> Option<Part<'a>> {
+        let f = cursor.family;
+        loop {
+            let e = self.encoded.get(cursor.datastore)?;
+            let end = e.families.get(f).map_or(0, |family| family.segments.end);
+            if cursor.segment < end {
+                let i = cursor.segment;
+                cursor.segment += 1;
+                let segment = e.segment(i)?;
+                cursor.pending = segment.since;
+                return Some(Part::Compressed {
+                    deflated: e.deflated.get(e.deflated_range(i)).unwrap_or_default(),
+                    len: segment.len,
+                    crc: segment.crc,
+                });
+            }
+            cursor.datastore += 1;
+            cursor.segment = self.first_segment(cursor.datastore, f);
+        }
+    }
+
+    /// After the per-datastore families: the exporter-wide ones, the process families, then
+    /// OpenMetrics' `# EOF`.
+    fn end<'a>(&'a self, cursor: &mut Cursor) -> Option<Part<'a>> {
+        if !cursor.exporter_done {
+            cursor.exporter_done = true;
+            return Some(self.exporter.families.part());
         }
         if !cursor.process_done {
             cursor.process_done = true;

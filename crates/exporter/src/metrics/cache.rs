@@ -2,26 +2,22 @@
 //! only compressed, so a scrape streams the pieces (see `body`) and writes only the values that
 //! depend on the scrape time. See the module docs of `metrics` for the design.
 
-use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::hash::{BuildHasher, Hasher};
-use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use flate2::Compress;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::body::{MetricsBody, Parts};
-use super::events::EventsSnapshot;
-use super::families::{encode, split_families, Marks, StateCollector, DATASTORE_FAMILIES, EOF};
-use super::gzip::{compressor, deflate, CrcPiece};
+use super::encode::Fmt;
+use super::families::DATASTORE_FAMILIES;
+use super::pieces::{encode_headers, Encoded, ExporterPieces, Piece};
 use super::process::ProcessStats;
-use super::view::{ExporterValues, Fmt, Snapshot, Source};
+use super::snapshot::{Exporter, ExporterKey, Snapshot};
 use super::{Format, RenderError};
 use crate::state::{Datastore, State};
 
@@ -61,21 +57,9 @@ pub(super) struct Inner {
     entries: HashMap<usize, Entry>,
     /// Per format: the per-datastore families' headers, written once.
     headers: [Option<Arc<[Piece; DATASTORE_FAMILIES]>>; 2],
-    /// Per format: the exporter-wide families, for the reload status they were encoded with.
-    tail: [Option<(ExporterValuesKey, Arc<Piece>)>; 2],
+    /// Per format: the exporter-wide samples, for the values they were encoded from.
+    exporter: [Option<(ExporterKey, Arc<ExporterPieces>)>; 2],
 }
-
-/// What the exporter-wide families were encoded from: the reload status, the discovery version,
-/// the events snapshot, the certificate status, the API usage version and the first polls pending.
-pub(super) type ExporterValuesKey = (
-    bool,
-    u64,
-    u64,
-    Option<(u64, bool, u64)>,
-    Option<bool>,
-    u64,
-    usize,
-);
 
 #[derive(Debug)]
 pub(super) struct Entry {
@@ -83,235 +67,14 @@ pub(super) struct Entry {
     formats: [Option<Arc<Encoded>>; 2],
 }
 
-/// Static text, kept only compressed (see [`deflate`]), with its length and CRC-32.
-#[derive(Debug)]
-pub(super) struct Piece {
-    pub(super) deflated: Box<[u8]>,
-    pub(super) len: u32,
-    pub(super) crc: CrcPiece,
-}
-
-impl Piece {
-    fn new(text: &str, compress: &mut Option<Compress>) -> Result<Piece, RenderError> {
-        Ok(Piece {
-            deflated: deflate(compressor(compress), text.as_bytes()).into_boxed_slice(),
-            len: offset(text.len())?,
-            crc: CrcPiece::of(text.as_bytes()),
-        })
-    }
-}
-
-/// One datastore's samples of the per-datastore families in one format, as of one record version.
-#[derive(Debug)]
-pub(super) struct Encoded {
-    pub(super) version: u64,
-    pub(super) families: [EncodedFamily; DATASTORE_FAMILIES],
-    /// Every family's segments, family after family.
-    pub(super) segments: Box<[Segment]>,
-    /// The segments' static text, each segment compressed by itself (see [`deflate`]). The text
-    /// itself is not kept: plain scrapes inflate these while they stream (one representation,
-    /// whatever the scrapes ask for).
-    pub(super) deflated: Box<[u8]>,
-}
-
-#[derive(Clone, Debug, Default)]
-pub(super) struct EncodedFamily {
-    /// This family's part of [`Encoded::segments`].
-    pub(super) segments: Range<u32>,
-    /// A keyed hash of the family's static text and the times of its dynamic samples: compressed
-    /// segments of a family whose hash (and shape) did not change are carried over to the next
-    /// version of the datastore instead of being compressed again.
-    pub(super) hash: u64,
-}
-
-/// Static text, then, for a sample whose value depends on `now`, that value and `\n`.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Segment {
-    /// The length of the static text.
-    pub(super) len: u32,
-    /// Where its compressed form ends in [`Encoded::deflated`] (it starts where the previous
-    /// segment's ends).
-    pub(super) deflated_end: u32,
-    /// The CRC-32 of the static text: a gzip scrape extends its checksum without the text.
-    pub(super) crc: CrcPiece,
-    pub(super) since: Option<f64>,
-}
-
-/// The keys of the family hashes: random per process, so no label value can be chosen to collide.
-pub(super) fn family_hasher() -> impl Hasher {
-    static KEYS: OnceLock<RandomState> = OnceLock::new();
-    KEYS.get_or_init(RandomState::new).build_hasher()
-}
-
-pub(super) fn offset(n: usize) -> Result<u32, RenderError> {
-    u32::try_from(n).map_err(|_| RenderError::Shape("a datastore's encoding over 4 GiB"))
-}
-
-impl Encoded {
-    /// Encodes one datastore with prometheus-client, cuts the output into families and segments
-    /// and compresses them, reusing the compressed segments of families equal to `previous`'s.
-    fn new(
-        snapshot: Snapshot,
-        now: f64,
-        format: Format,
-        previous: Option<&Encoded>,
-        compress: &mut Option<Compress>,
-    ) -> Result<Encoded, RenderError> {
-        let version = snapshot.version;
-        let marks = Arc::new(Mutex::new(Marks::new()));
-        let out = encode(
-            StateCollector {
-                source: Source::One(Box::new(snapshot)),
-                now,
-                datastore_families: true,
-                tail: None,
-                marks: Some(Arc::clone(&marks)),
-            },
-            format,
-        )?;
-        let marks = std::mem::take(&mut *marks.lock().unwrap_or_else(PoisonError::into_inner));
-        let split = split_families(&out)?;
-        if split.len() != DATASTORE_FAMILIES || marks.len() != DATASTORE_FAMILIES {
-            return Err(RenderError::Shape("a datastore's families"));
-        }
-        // Each segment's static text, as ranges of `text`.
-        let mut text = String::with_capacity(out.len());
-        let mut segments = Vec::new();
-        let mut ranges: Vec<Range<usize>> = Vec::new();
-        let mut families: [EncodedFamily; DATASTORE_FAMILIES] = Default::default();
-        for (((_, lines), marks), family) in split.iter().zip(&marks).zip(&mut families) {
-            if lines.len() != marks.len() {
-                return Err(RenderError::Shape(
-                    "samples and their marks differ in number",
-                ));
-            }
-            let first = offset(segments.len())?;
-            let mut hasher = family_hasher();
-            let mut run = text.len();
-            let mut push = |text: &str, run: &mut usize, since: Option<f64>| {
-                let static_text = text.get(*run..).unwrap_or_default();
-                hasher.write(static_text.as_bytes());
-                hasher.write_u64(since.map_or(u64::MAX, f64::to_bits));
-                segments.push(Segment {
-                    len: offset(static_text.len())?,
-                    deflated_end: 0,
-                    crc: CrcPiece::of(static_text.as_bytes()),
-                    since,
-                });
-                ranges.push(*run..text.len());
-                *run = text.len();
-                Ok::<(), RenderError>(())
-            };
-            for (line, since) in lines.iter().zip(marks) {
-                let line = out.get(line.clone()).unwrap_or_default();
-                match since {
-                    None => text.push_str(line),
-                    Some(since) => {
-                        // Keep `name{labels} `; the value and newline are written per scrape.
-                        let cut = line
-                            .rfind(' ')
-                            .ok_or(RenderError::Shape("a sample line without a value"))?;
-                        text.push_str(&line[..=cut]);
-                        push(&text, &mut run, Some(*since))?;
-                    }
-                }
-            }
-            if run < text.len() {
-                push(&text, &mut run, None)?;
-            }
-            family.segments = first..offset(segments.len())?;
-            family.hash = hasher.finish();
-        }
-        drop(out);
-        let mut encoded = Encoded {
-            version,
-            families,
-            segments: segments.into_boxed_slice(),
-            deflated: Box::default(),
-        };
-        let previous = previous.filter(|p| !p.deflated.is_empty() || p.segments.is_empty());
-        let mut deflated = Vec::with_capacity(text.len() / 6 + 64);
-        for f in 0..DATASTORE_FAMILIES {
-            let Some(family) = encoded.families.get(f).cloned() else {
-                continue;
-            };
-            match previous.filter(|p| encoded.same_family(f, p)) {
-                Some(previous) => {
-                    let old = previous
-                        .families
-                        .get(f)
-                        .map_or(0..0, |o| o.segments.clone());
-                    for (i, j) in family.segments.clone().zip(old) {
-                        deflated.extend_from_slice(
-                            previous
-                                .deflated
-                                .get(previous.deflated_range(j))
-                                .unwrap_or_default(),
-                        );
-                        let end = offset(deflated.len())?;
-                        if let Some(segment) = encoded.segment_mut(i) {
-                            segment.deflated_end = end;
-                        }
-                    }
-                }
-                None => {
-                    for i in family.segments.clone() {
-                        let range = ranges.get(i as usize).cloned().unwrap_or_default();
-                        let static_text = text.as_bytes().get(range).unwrap_or_default();
-                        deflated.extend_from_slice(&deflate(compressor(compress), static_text));
-                        let end = offset(deflated.len())?;
-                        if let Some(segment) = encoded.segment_mut(i) {
-                            segment.deflated_end = end;
-                        }
-                    }
-                }
-            }
-        }
-        encoded.deflated = deflated.into_boxed_slice();
-        Ok(encoded)
-    }
-
-    pub(super) fn segment(&self, i: u32) -> Option<&Segment> {
-        self.segments.get(usize::try_from(i).ok()?)
-    }
-
-    fn segment_mut(&mut self, i: u32) -> Option<&mut Segment> {
-        self.segments.get_mut(usize::try_from(i).ok()?)
-    }
-
-    /// Where segment `i`'s compressed text lies in [`Encoded::deflated`].
-    pub(super) fn deflated_range(&self, i: u32) -> Range<usize> {
-        let start = i
-            .checked_sub(1)
-            .and_then(|p| self.segment(p))
-            .map_or(0, |p| p.deflated_end as usize);
-        let end = self.segment(i).map_or(start, |s| s.deflated_end as usize);
-        start..end
-    }
-
-    /// Family `f` of `self` and of `previous` are the same (same hash and shape), so `previous`'s
-    /// compressed segments can stand for `self`'s.
-    fn same_family(&self, f: usize, previous: &Encoded) -> bool {
-        let (Some(a), Some(b)) = (self.families.get(f), previous.families.get(f)) else {
-            return false;
-        };
-        a.hash == b.hash
-            && a.segments.len() == b.segments.len()
-            && a.segments.clone().zip(b.segments.clone()).all(|(i, j)| {
-                let (x, y) = (self.segment(i), previous.segment(j));
-                x.zip(y).is_some_and(|(x, y)| {
-                    x.len == y.len
-                        && x.crc == y.crc
-                        && x.since.map(f64::to_bits) == y.since.map(f64::to_bits)
-                })
-            })
-    }
-
-    fn bytes(&self) -> usize {
-        std::mem::size_of::<Encoded>()
-            + self.deflated.len()
-            + std::mem::size_of_val::<[Segment]>(&self.segments)
-    }
+/// One scrape's question to the cache.
+struct Scrape<'a> {
+    state: &'a State,
+    list: &'a Arc<[Arc<Datastore>]>,
+    now: f64,
+    format: Format,
+    /// What the exporter-wide values are read from now.
+    exporter: ExporterKey,
 }
 
 impl MetricsCache {
@@ -331,25 +94,21 @@ impl MetricsCache {
 
     pub fn stats(&self) -> CacheStats {
         let inner = self.lock();
-        let pieces = |p: &Piece| p.deflated.len() + std::mem::size_of::<Piece>();
+        let headers = |pieces: &Arc<[Piece; DATASTORE_FAMILIES]>| {
+            pieces.iter().map(Piece::bytes).sum::<usize>()
+        };
         let bytes = inner
             .entries
             .values()
             .flat_map(|e| e.formats.iter().flatten())
             .map(|e| e.bytes())
             .sum::<usize>()
+            + inner.headers.iter().flatten().map(headers).sum::<usize>()
             + inner
-                .headers
+                .exporter
                 .iter()
                 .flatten()
-                .flat_map(|h| h.iter())
-                .map(pieces)
-                .sum::<usize>()
-            + inner
-                .tail
-                .iter()
-                .flatten()
-                .map(|(_, p)| pieces(p))
+                .map(|(_, p)| p.bytes())
                 .sum::<usize>();
         CacheStats {
             datastores: inner.entries.len(),
@@ -364,8 +123,8 @@ impl MetricsCache {
     }
 
     /// The `/metrics` body for `state` as of `now`, gzip-compressed when `gzip`, in one piece: the
-    /// same bytes as [`render_uncached`] (after decompression). For tests and benchmarks; the
-    /// server streams [`MetricsCache::body`].
+    /// same bytes as [`render_uncached`](super::render_uncached) (after decompression). For tests
+    /// and benchmarks; the server streams [`MetricsCache::body`].
     pub fn render(
         &self,
         state: &Arc<State>,
@@ -382,9 +141,10 @@ impl MetricsCache {
     }
 
     /// The `/metrics` body for `state` as of `now`, gzip-compressed when `gzip`, as a stream of
-    /// chunks of about [`CHUNK`] bytes made from the cached pieces as the client reads them. What
-    /// one scrape holds of its own is a chunk, the time-dependent values being written and
-    /// references to the shared pieces, whatever the body's size and however many scrapes run.
+    /// chunks of about [`CHUNK`](super::CHUNK) bytes made from the cached pieces as the client
+    /// reads them. What one scrape holds of its own is a chunk, the time-dependent values being
+    /// written and references to the shared pieces, whatever the body's size and however many
+    /// scrapes run.
     ///
     /// Takes each datastore's record lock once, briefly, to read its version (and to copy it when
     /// it changed); encodes only the datastores that changed since the last scrape of `format`.
@@ -395,40 +155,26 @@ impl MetricsCache {
         format: Format,
         gzip: bool,
     ) -> Result<MetricsBody, RenderError> {
-        let f = format.index();
         let list = state.datastores();
-        let reload = state.reload_status();
-        // Read once: the cached tail must hold the values its key was made from.
-        let events = state.event_stats().map(|s| EventsSnapshot::of(&s));
-        let tail_key = (
-            reload.last_successful(),
-            reload.last_success_time().to_bits(),
-            state.discovery_version(),
-            events.as_ref().map(EventsSnapshot::key),
-            state.certificate_status().get(),
-            crate::aws::api_usage().version(),
-            state.first_polls_pending(),
-        );
-        let mut compress = None;
-        let (headers, tail, encoded) = match self.cached(&list, f, tail_key) {
+        let scrape = Scrape {
+            state,
+            list: &list,
+            now,
+            format,
+            // Read once: the cached exporter-wide pieces hold the event values of their key.
+            exporter: Exporter::key(state),
+        };
+        let cached = match self.cached(&scrape) {
             Ok(done) => done,
             Err(_) => {
                 // One scrape per format encodes what changed; the others wait for it and share.
                 let _encoding = self
                     .encoding
-                    .get(f)
+                    .get(format.index())
                     .map(|m| m.lock().unwrap_or_else(PoisonError::into_inner));
-                match self.cached(&list, f, tail_key) {
+                match self.cached(&scrape) {
                     Ok(done) => done,
-                    Err((headers, tail, encoded, stale)) => self.encode_stale(
-                        state,
-                        &list,
-                        now,
-                        format,
-                        (headers, tail, encoded, stale),
-                        (tail_key, events),
-                        &mut compress,
-                    )?,
+                    Err(partial) => self.encode_stale(scrape, partial)?,
                 }
             }
         };
@@ -436,34 +182,29 @@ impl MetricsCache {
             Some(stats) => stats.encode(format)?,
             None => String::new(),
         };
-        Ok(MetricsBody::new(
-            Parts {
-                format,
-                now,
-                headers,
-                encoded,
-                tail,
-                process,
-            },
-            gzip,
-        ))
+        let (headers, exporter, encoded) = cached;
+        let parts = Parts {
+            format,
+            now,
+            headers,
+            encoded,
+            exporter,
+            process,
+        };
+        Ok(MetricsBody::new(parts, gzip))
     }
 
-    /// What the cache holds for `list` in format `f`: everything (`Ok`), or what it holds and the
-    /// datastores (index, previous encoding) that need encoding (`Err`).
-    fn cached(
-        &self,
-        list: &Arc<[Arc<Datastore>]>,
-        f: usize,
-        tail_key: ExporterValuesKey,
-    ) -> Result<Cached, Partial> {
+    /// What the cache holds for the scrape: everything (`Ok`), or what it holds and the datastores
+    /// (index, previous encoding) that need encoding (`Err`).
+    fn cached(&self, scrape: &Scrape<'_>) -> Result<Cached, Partial> {
+        let (list, f) = (scrape.list, scrape.format.index());
         let versions: Vec<u64> = list.iter().map(|ds| ds.record().version).collect();
         let mut inner = self.lock();
         if !inner.list.as_ref().is_some_and(|l| Arc::ptr_eq(l, list)) {
             inner.adopt(list);
         }
-        let tail = match inner.tail.get(f) {
-            Some(Some((key, piece))) if *key == tail_key => Some(Arc::clone(piece)),
+        let exporter = match inner.exporter.get(f) {
+            Some(Some((key, pieces))) if *key == scrape.exporter => Some(Arc::clone(pieces)),
             _ => None,
         };
         let mut encoded = Vec::with_capacity(list.len());
@@ -482,73 +223,50 @@ impl MetricsCache {
             }
         }
         let headers = inner.headers.get(f).cloned().flatten();
-        match (headers, tail) {
-            (Some(headers), Some(tail)) if stale.is_empty() => {
-                Ok((headers, tail, encoded.into_iter().flatten().collect()))
+        match (headers, exporter) {
+            (Some(headers), Some(exporter)) if stale.is_empty() => {
+                Ok((headers, exporter, encoded.into_iter().flatten().collect()))
             }
-            (headers, tail) => Err((headers, tail, encoded, stale)),
+            (headers, exporter) => Err((headers, exporter, encoded, stale)),
         }
     }
 
-    /// Encodes what [`MetricsCache::cached`] found missing and keeps it.
-    #[allow(clippy::too_many_arguments)]
-    fn encode_stale(
-        &self,
-        state: &Arc<State>,
-        list: &Arc<[Arc<Datastore>]>,
-        now: f64,
-        format: Format,
-        (headers, tail, mut encoded, stale): Partial,
-        (tail_key, events): (ExporterValuesKey, Option<EventsSnapshot>),
-        compress: &mut Option<Compress>,
-    ) -> Result<Cached, RenderError> {
-        let f = format.index();
-        // Encoding happens outside the cache lock: scrapes of what is cached go on meanwhile.
+    /// Encodes what [`MetricsCache::cached`] found missing and keeps it. Encoding happens outside
+    /// the cache lock: scrapes of what is cached go on meanwhile.
+    fn encode_stale(&self, scrape: Scrape<'_>, partial: Partial) -> Result<Cached, RenderError> {
+        let (headers, exporter, mut encoded, stale) = partial;
+        let (f, at) = (scrape.format.index(), (scrape.now, scrape.format));
+        let mut compress = None;
         let headers = match headers {
             Some(headers) => headers,
             None => {
-                let headers = Arc::new(encode_headers(format, now, compress)?);
+                let headers = encode_headers(scrape.format, &mut compress)?;
                 if let Some(slot) = self.lock().headers.get_mut(f) {
                     *slot = Some(Arc::clone(&headers));
                 }
                 headers
             }
         };
-        let tail = match tail {
-            Some(tail) => tail,
+        let exporter = match exporter {
+            Some(exporter) => exporter,
             None => {
-                let collector = StateCollector {
-                    source: Source::Nothing,
-                    now,
-                    datastore_families: false,
-                    tail: Some(ExporterValues {
-                        events,
-                        first_polls_pending: tail_key.6,
-                        ..ExporterValues::of(state)
-                    }),
-                    marks: None,
-                };
-                let text = encode(collector, format)?;
-                let piece = Arc::new(Piece::new(
-                    text.strip_suffix(EOF).unwrap_or(&text),
-                    compress,
-                )?);
-                if let Some(slot) = self.lock().tail.get_mut(f) {
-                    *slot = Some((tail_key, Arc::clone(&piece)));
+                let key = scrape.exporter;
+                let values = Exporter::of(scrape.state, key.events.clone());
+                let pieces = Arc::new(ExporterPieces::new(values, at, &headers, &mut compress)?);
+                if let Some(slot) = self.lock().exporter.get_mut(f) {
+                    *slot = Some((key, Arc::clone(&pieces)));
                 }
-                piece
+                pieces
             }
         };
         // Kept as they are made, so a scrape waiting on this one finds them.
         for (i, previous) in stale {
-            let Some(ds) = list.get(i) else { continue };
-            let e = Arc::new(Encoded::new(
-                Snapshot::take(ds),
-                now,
-                format,
-                previous.as_deref(),
-                compress,
-            )?);
+            let Some(ds) = scrape.list.get(i) else {
+                continue;
+            };
+            let snapshot = Arc::new(Snapshot::of_datastore(ds));
+            let e = Encoded::new(snapshot, at, &headers, previous.as_deref(), &mut compress)?;
+            let e = Arc::new(e);
             drop(previous);
             self.encodes.fetch_add(1, Ordering::Relaxed);
             if let Some(slot) = encoded.get_mut(i) {
@@ -562,23 +280,24 @@ impl MetricsCache {
             }
         }
         let encoded: Vec<Arc<Encoded>> = encoded.into_iter().flatten().collect();
-        if encoded.len() != list.len() {
+        if encoded.len() != scrape.list.len() {
             return Err(RenderError::Shape("a datastore was not encoded"));
         }
-        Ok((headers, tail, encoded))
+        Ok((headers, exporter, encoded))
     }
 }
 
-/// Everything a scrape needs from the cache, in order: headers, datastores, tail.
-pub(super) type Cached = (
+/// Everything a scrape needs from the cache: the per-datastore families' headers, the
+/// exporter-wide samples, and the datastores' pieces in order.
+type Cached = (
     Arc<[Piece; DATASTORE_FAMILIES]>,
-    Arc<Piece>,
+    Arc<ExporterPieces>,
     Vec<Arc<Encoded>>,
 );
 /// What the cache holds, and what it lacks: (index in the list, previous encoding).
-pub(super) type Partial = (
+type Partial = (
     Option<Arc<[Piece; DATASTORE_FAMILIES]>>,
-    Option<Arc<Piece>>,
+    Option<Arc<ExporterPieces>>,
     Vec<Option<Arc<Encoded>>>,
     Vec<(usize, Option<Arc<Encoded>>)>,
 );
@@ -601,32 +320,8 @@ impl Inner {
 }
 
 /// A datastore's identity in the cache. A rename makes a new `Datastore`, so a new key.
-pub(super) fn key(ds: &Arc<Datastore>) -> usize {
+fn key(ds: &Arc<Datastore>) -> usize {
     Arc::as_ptr(ds) as usize
-}
-
-/// The per-datastore families' headers in `format`, from an encoding pass over no datastore.
-pub(super) fn encode_headers(
-    format: Format,
-    now: f64,
-    compress: &mut Option<Compress>,
-) -> Result<[Piece; DATASTORE_FAMILIES], RenderError> {
-    let collector = StateCollector {
-        source: Source::Nothing,
-        now,
-        datastore_families: true,
-        tail: None,
-        marks: None,
-    };
-    let text = encode(collector, format)?;
-    let split = split_families(&text)?;
-    let headers = split
-        .into_iter()
-        .map(|(header, _)| Piece::new(text.get(header).unwrap_or_default(), compress))
-        .collect::<Result<Vec<Piece>, RenderError>>()?;
-    headers
-        .try_into()
-        .map_err(|_| RenderError::Shape("the per-datastore families' headers"))
 }
 
 /// Writes `value` and a newline into `out` as prometheus-client writes a gauge value in `format`.
@@ -675,21 +370,29 @@ mod tests {
 
     #[test]
     fn dynamic_values_are_formatted_as_the_library_does() {
-        for format in [Format::Prometheus, Format::OpenMetrics] {
-            for value in [
-                0.0,
-                1.0,
-                0.1,
-                123456.789,
-                1e21,
-                1.5e-7,
-                f64::INFINITY,
-                f64::NAN,
-                3_600.000_000_1,
+        // (value, Prometheus text, OpenMetrics). The non-finite ones are never written in practice
+        // (`now − submitted` is finite); "inf" is prometheus-client 0.26's OpenMetrics spelling.
+        let cases = [
+            (0.0, "0.0", "0.0"),
+            (1.0, "1.0", "1.0"),
+            (0.1, "0.1", "0.1"),
+            (123_456.789, "123456.789", "123456.789"),
+            (1e21, "1e21", "1e21"),
+            (1.5e-7, "1.5e-7", "1.5e-7"),
+            (3_600.000_000_1, "3600.0000001", "3600.0000001"),
+            (f64::INFINITY, "+Inf", "inf"),
+            (f64::NAN, "NaN", "NaN"),
+        ];
+        let mut out = String::new();
+        for (value, text, openmetrics) in cases {
+            for (format, expected) in [
+                (Format::Prometheus, text),
+                (Format::OpenMetrics, openmetrics),
             ] {
-                let mut out = String::new();
                 dynamic_value(&mut out, format, value);
-                assert_eq!(out, format!("{}\n", library_value(format, value)));
+                assert_eq!(out, format!("{expected}\n"), "{format:?} {value}");
+                // What the cache writes is what the library writes in a full encoding.
+                assert_eq!(library_value(format, value), expected, "{format:?} {value}");
             }
         }
     }

@@ -4,22 +4,31 @@
 //! be tested without HTTP or AWS. Values that depend on the scrape time (durations of running jobs,
 //! the oldest running job's age) are computed from the scrape's `now`.
 //!
+//! The data path: State → `snapshot` (one type: what the families read, copied out of State
+//! under each datastore's lock, which is then released) → `families` (one table entry per
+//! family: name, help, type, unit, labels, and the function that writes its samples, in
+//! `samples`) → one encoding pass of prometheus-client (`encode`) → the exposition.
+//!
 //! Two paths write the same bytes:
-//! - [`render_uncached`] encodes all of State with prometheus-client on every call. It is the
+//! - [`render_uncached`] encodes a snapshot of all of State in one pass on every call. It is the
 //!   reference: simple, obviously right, and what the cache is tested against.
 //! - [`MetricsCache`] is what `/metrics` serves. A scrape of 50 datastores × 100 job series is
 //!   ~7,000 series and ~1.5 MB; encoding them all each time costs milliseconds of CPU per scrape,
 //!   while State changes once per poll interval. So each datastore's samples are encoded once per
 //!   change of its record ([`Record::version`](crate::state::Record::version)) and kept; a
-//!   scrape only concatenates them and formats the few values that depend on `now`. The exposition requires each family's samples to
-//!   be contiguous, so the cache holds, per datastore and format, one piece per family; a scrape
-//!   writes, for each family, its header and then that family's piece of every datastore in order.
+//!   scrape only concatenates them and formats the few values that depend on `now`. The
+//!   exposition requires each family's samples to be contiguous, so the cache holds, per datastore
+//!   and format, one piece per family; a scrape writes, for each family, its header, that family's
+//!   piece of every datastore in order, and its samples that are about no datastore; then the
+//!   exporter-wide families.
 //!
-//! The cached pieces are produced by prometheus-client itself, encoding a view of one datastore,
-//! then split into families: escaping, float formatting, `_total`/`UNIT` rules stay the library's,
-//! and a test proves the result byte-identical to [`render_uncached`]. A sample whose value depends
-//! on `now` is cut at its value: the piece keeps the text before it plus the submit time, and the
-//! scrape writes `now − submitted` with the library's float formatter (`dtoa`).
+//! The cached pieces are made by prometheus-client too, one pass per family and datastore
+//! (`pieces`): escaping, float formatting, `_total`/`UNIT` rules stay the library's, and tests
+//! prove the result byte-identical to [`render_uncached`]. Nothing reads the encoder's output
+//! back: a pass writes one family, after a header whose length is known; the samples whose value
+//! depends on `now` are known from the marks the pass leaves, and their text up to the value
+//! from a pass that ends with them. The scrape writes `now − submitted` after that text with the
+//! library's float formatter (`dtoa`).
 //!
 //! gzip: compressing ~1.5 MB on every scrape would cost more than everything else together. Each
 //! static piece is instead compressed once, when it is encoded, into a raw DEFLATE stream ended by
@@ -40,23 +49,28 @@
 
 mod body;
 mod cache;
-mod events;
+mod encode;
 mod families;
 mod gzip;
+mod pieces;
 mod process;
-mod view;
+mod samples;
+mod snapshot;
 
 use std::sync::Arc;
 
 pub use body::{MetricsBody, CHUNK};
 pub use cache::{CacheStats, MetricsCache};
-pub use events::EVENT_FAMILY_NAMES;
 pub use families::FAMILY_NAMES;
 pub use process::PROCESS_FAMILY_NAMES;
 
 use crate::state::State;
-use families::{encode, StateCollector};
-use view::{ExporterValues, Source};
+use encode::Pass;
+use families::FAMILIES;
+use snapshot::Snapshot;
+
+/// OpenMetrics' last line.
+const EOF: &str = "# EOF\n";
 
 /// The exposition format a scraper asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,22 +105,21 @@ impl Format {
     }
 }
 
-/// Encodes all of `state` as of `now` (Unix seconds) with prometheus-client, from scratch.
+/// Encodes all of `state` as of `now` (Unix seconds) with prometheus-client, from scratch: one
+/// pass over every family of a snapshot of every datastore.
 ///
 /// The reference implementation: `/metrics` serves [`MetricsCache::render`], which must produce
-/// the same bytes.
+/// the same bytes. Should the cache fail (a bug), `/metrics` answers with this.
 pub fn render_uncached(state: &Arc<State>, now: f64, format: Format) -> String {
-    let collector = StateCollector {
-        source: Source::State(Arc::clone(state)),
-        now,
-        datastore_families: true,
-        tail: Some(ExporterValues::of(state)),
-        marks: None,
-    };
-    // Writing to a String cannot fail, and our collector returns only the writer's errors.
-    let result = encode(collector, format);
+    let snapshot = Arc::new(Snapshot::of_state(state));
+    // Writing to a String cannot fail, and our families return only the writer's errors.
+    let result = Pass::all(FAMILIES, snapshot, now).encode(format);
     debug_assert!(result.is_ok());
-    result.unwrap_or_default()
+    let mut text = result.unwrap_or_default();
+    if format == Format::OpenMetrics {
+        text.push_str(EOF);
+    }
+    text
 }
 
 /// Why the cache could not render a scrape (a bug, not an input problem): the caller falls back

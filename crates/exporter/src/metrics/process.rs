@@ -3,25 +3,88 @@
 //! work unchanged. Read from `/proc/self` at scrape time by the `procfs` crate: a few system calls
 //! per scrape, nothing cached. Where `/proc` cannot be read (not Linux), nothing is written.
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::counter::ConstCounter;
-use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::Unit;
+use std::sync::Arc;
 
-use super::families::{encode_collector, EOF};
+use prometheus_client::metrics::MetricType;
+
+use super::encode::Pass;
+use super::families::{names, BaseUnit, Family, Samples};
+use super::snapshot::Snapshot;
 use super::Format;
 
-/// The families this module writes, as named in the exposition and in PromQL.
-pub const PROCESS_FAMILY_NAMES: [&str; 7] = [
-    "process_cpu_seconds_total",
-    "process_resident_memory_bytes",
-    "process_virtual_memory_bytes",
-    "process_open_fds",
-    "process_max_fds",
-    "process_start_time_seconds",
-    "process_threads",
+/// The families this module writes, in order.
+pub(super) const PROCESS: &[Family] = &[
+    process_family(
+        "process_cpu_seconds_total",
+        "Total user and system CPU time spent in seconds.",
+        MetricType::Counter,
+        Some(BaseUnit::Seconds),
+        |p| p.cpu_seconds,
+    ),
+    process_family(
+        "process_resident_memory_bytes",
+        "Resident memory size in bytes.",
+        MetricType::Gauge,
+        Some(BaseUnit::Bytes),
+        |p| p.resident_bytes,
+    ),
+    process_family(
+        "process_virtual_memory_bytes",
+        "Virtual memory size in bytes.",
+        MetricType::Gauge,
+        Some(BaseUnit::Bytes),
+        |p| p.virtual_bytes,
+    ),
+    process_family(
+        "process_open_fds",
+        "Number of open file descriptors.",
+        MetricType::Gauge,
+        None,
+        |p| p.open_fds,
+    ),
+    process_family(
+        "process_max_fds",
+        "Maximum number of open file descriptors.",
+        MetricType::Gauge,
+        None,
+        |p| p.max_fds,
+    ),
+    process_family(
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        MetricType::Gauge,
+        Some(BaseUnit::Seconds),
+        |p| p.start_time_seconds,
+    ),
+    process_family(
+        "process_threads",
+        "Number of OS threads in the process.",
+        MetricType::Gauge,
+        None,
+        |p| p.threads,
+    ),
 ];
+
+/// A process family: one unlabelled sample.
+const fn process_family(
+    name: &'static str,
+    help: &'static str,
+    metric_type: MetricType,
+    unit: Option<BaseUnit>,
+    value: fn(&ProcessStats) -> f64,
+) -> Family {
+    Family {
+        name,
+        help,
+        metric_type,
+        unit,
+        labels: &[],
+        samples: Samples::Process(value),
+    }
+}
+
+/// The families this module writes, as named in the exposition and in PromQL.
+pub const PROCESS_FAMILY_NAMES: [&str; PROCESS.len()] = names(PROCESS);
 
 /// One reading of this process's resources.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -69,65 +132,11 @@ impl ProcessStats {
 
     /// The families in `format`, without OpenMetrics' `# EOF` (the caller ends the body).
     pub(crate) fn encode(self, format: Format) -> Result<String, std::fmt::Error> {
-        let text = encode_collector(Box::new(self), format)?;
-        Ok(text.strip_suffix(EOF).unwrap_or(&text).to_owned())
-    }
-}
-
-impl Collector for ProcessStats {
-    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let counter = ConstCounter::new(self.cpu_seconds);
-        let m = e.encode_descriptor(
-            "process_cpu",
-            "Total user and system CPU time spent in seconds.",
-            Some(&Unit::Seconds),
-            counter.metric_type(),
-        )?;
-        counter.encode(m)?;
-        let gauges: [(&str, &str, Option<Unit>, f64); 6] = [
-            (
-                "process_resident_memory",
-                "Resident memory size in bytes.",
-                Some(Unit::Bytes),
-                self.resident_bytes,
-            ),
-            (
-                "process_virtual_memory",
-                "Virtual memory size in bytes.",
-                Some(Unit::Bytes),
-                self.virtual_bytes,
-            ),
-            (
-                "process_open_fds",
-                "Number of open file descriptors.",
-                None,
-                self.open_fds,
-            ),
-            (
-                "process_max_fds",
-                "Maximum number of open file descriptors.",
-                None,
-                self.max_fds,
-            ),
-            (
-                "process_start_time",
-                "Start time of the process since unix epoch in seconds.",
-                Some(Unit::Seconds),
-                self.start_time_seconds,
-            ),
-            (
-                "process_threads",
-                "Number of OS threads in the process.",
-                None,
-                self.threads,
-            ),
-        ];
-        for (name, help, unit, value) in gauges {
-            let gauge = ConstGauge::new(value);
-            let m = e.encode_descriptor(name, help, unit.as_ref(), gauge.metric_type())?;
-            gauge.encode(m)?;
-        }
-        Ok(())
+        let snapshot = Snapshot {
+            process: Some(self),
+            ..Snapshot::default()
+        };
+        Pass::all(PROCESS, Arc::new(snapshot), 0.0).encode(format)
     }
 }
 
@@ -150,7 +159,23 @@ mod tests {
             stats.start_time_seconds > now - 3600.0 && stats.start_time_seconds <= now + 1.0,
             "{stats:?}"
         );
-        assert!(stats.cpu_seconds >= 0.0, "{stats:?}");
+        // The CPU time is this process's: it grows while the test works (whole clock ticks, so
+        // wait for the next one; a deadline, not a fixed amount of work, on a loaded machine).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut work = 0u64;
+        loop {
+            for i in 0..1_000_000u64 {
+                work = std::hint::black_box(work.wrapping_mul(31).wrapping_add(i));
+            }
+            let now = ProcessStats::read().expect("readable").cpu_seconds;
+            if now > stats.cpu_seconds {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "CPU time stuck at {now}"
+            );
+        }
     }
 
     #[test]

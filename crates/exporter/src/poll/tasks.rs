@@ -226,7 +226,7 @@ pub fn stale_after(interval: Duration, timeout: Duration) -> Duration {
 /// How often the watchdog looks for stale feeds.
 const WATCHDOG_PERIOD: Duration = Duration::from_secs(1);
 
-/// Marks feeds down (`healthlake_datastore_up` 0 and the like) once their data is stale, whatever
+/// Marks feeds down (`healthlake_feed_up` 0) once their data is stale, whatever
 /// held their polls up: a reload storm, a hung API, too low a `polling.concurrency`.
 async fn watchdog(
     state: Arc<State>,

@@ -53,7 +53,7 @@ pub enum Feed {
 }
 
 impl Feed {
-    /// Export jobs: the feed of `healthlake_datastore_up` and `healthlake_poll_errors_total`.
+    /// Export jobs: `feed="export"` in the `healthlake_feed_…` families.
     pub const EXPORTS: Feed = Feed::Jobs(JobKind::Export);
     pub const IMPORTS: Feed = Feed::Jobs(JobKind::Import);
 

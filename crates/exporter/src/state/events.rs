@@ -45,6 +45,18 @@ pub struct EventStats {
     errors: Mutex<BTreeMap<ErrorReason, u64>>,
     /// Job changes a scheduled poll found that no event had announced (counted by the poller).
     pub unannounced_changes: AtomicU64,
+    /// The wall time of the last `ReceiveMessage` and when the last successful one ended.
+    receives: Mutex<ReceiveTimes>,
+}
+
+/// The event feed's poll times, as every feed's health has them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ReceiveTimes {
+    /// Wall time of the last `ReceiveMessage` (a long poll: up to its wait time while the queue
+    /// is empty), successful or not.
+    pub last_seconds: Option<f64>,
+    /// Unix time at which the last successful `ReceiveMessage` ended.
+    pub last_success: Option<f64>,
 }
 
 impl EventStats {
@@ -63,6 +75,20 @@ impl EventStats {
             .unwrap_or_else(|p| p.into_inner())
             .entry(reason)
             .or_insert(0) += 1;
+    }
+
+    /// Notes a `ReceiveMessage` that took `seconds` and, when it succeeded, ended at `success_at`
+    /// (Unix seconds).
+    pub fn receive_ended(&self, seconds: f64, success_at: Option<f64>) {
+        let mut times = self.receives.lock().unwrap_or_else(|p| p.into_inner());
+        times.last_seconds = Some(seconds);
+        if success_at.is_some() {
+            times.last_success = success_at;
+        }
+    }
+
+    pub fn receive_times(&self) -> ReceiveTimes {
+        *self.receives.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `time` of the newest applied event (Unix seconds), if any.

@@ -39,7 +39,7 @@ pub use certificate::CertificateStatus;
 #[cfg(any(test, feature = "test-support"))]
 pub use datastore::Listed;
 pub use datastore::{Datastore, DatastoreFeed, Feed, Record};
-pub use events::{plausible_event_time, EventStats, MAX_EVENT_TIME_AHEAD};
+pub use events::{plausible_event_time, EventStats, ReceiveTimes, MAX_EVENT_TIME_AHEAD};
 pub use feed::{
     EndedJob, JobFeed, JobSummary, PollOutcome, Retention, ALERTED_STATUSES, MAX_ENDED_JOBS,
 };

@@ -12,47 +12,59 @@
 //!   client that stopped reading) ends the connection.
 //! - **Connection caps.** At most `server.max_connections` connections are held, and at most
 //!   `server.max_connections_per_ip` from one source address (0 = no per-address cap; by default
-//!   half of `max_connections`): a connection beyond the per-address cap is closed at once, so
-//!   one address flooding connects neither holds the slots nor keeps others waiting in the accept
-//!   backlog. When a new connection arrives at the global cap, a connection *without a request in
-//!   progress* is closed to make room: first the keep-alive connection that has been idle longest
-//!   after serving a request, then the oldest that sent no request within its grace period
-//!   ([`DEFAULT_EVICTION_GRACE`], for the TLS handshake and the first request head). A connection
-//!   in its grace period or mid-request is never cut, so a probe cannot lose its connection to a
-//!   flood of newer ones. Only when every held connection is protected does a new one wait, in
-//!   the kernel's accept backlog, until one finishes or leaves its grace period.
-//!   Behind a service mesh sidecar every connection, kubelet probes included, arrives from
-//!   loopback: there the per-address cap applies to all clients together.
+//!   a quarter of `max_connections`, so that two or three addresses cannot take every slot): a
+//!   connection beyond the per-address cap is closed at once, so one address flooding connects
+//!   neither holds the slots nor keeps others waiting in the accept backlog. When a new
+//!   connection arrives at the global cap, one that is not using its slot is closed to make room
+//!   (the order is in `connection::Slots::admit`): an idle keep-alive connection, then one that
+//!   sent no request head within its grace period ([`DEFAULT_EVICTION_GRACE`]), then one whose
+//!   response write made no progress for a second (a client that stopped reading), then the
+//!   oldest that sent half a head and stopped, or nothing for 50 ms. A connection serving a
+//!   client that reads is never cut; while every slot serves such a client, a new connection from an address that
+//!   holds a slot is closed and one from another address waits (in the kernel's accept backlog)
+//!   until one finishes or stalls. Behind a service mesh sidecar every connection, kubelet probes
+//!   included, arrives from loopback: there the per-address cap applies to all clients together,
+//!   and the order at the cap is what keeps a scrape from waiting behind half-sent requests. The
+//!   accept queue is deep enough ([`bind`]) that a burst of connections does not overflow it.
 //! - **No request bodies.** No route reads one; hyper discards an unread body by closing the
 //!   connection after the response, so nothing is ever buffered. Read routes take GET and HEAD.
 //! - **Credentials.** With TLS client certificates or basic auth configured, every route but the
 //!   probes `/healthz` and `/readyz` asks for them: kubelet probes cannot carry credentials, and the
-//!   probes reveal nothing but "alive" and "ready". bcrypt runs one check at a time behind a short
-//!   queue (see [`auth`]).
+//!   probes reveal nothing but "alive" and "ready". bcrypt runs one check at a time, with turns
+//!   shared fairly between source addresses (see [`auth`]).
 //! - **Reload.** `POST /-/reload` works only with `server.enable_reload` (403 otherwise), after
-//!   the credentials above, and never for a request a browser marks as coming from another site.
+//!   the credentials above, never for a request a browser marks as coming from another site, and
+//!   only for a `Host` that is an IP address, `localhost` or in `server.reload_allowed_hosts` (a
+//!   page on a rebound DNS name cannot reload).
 //!   A reload applies `[server]` too: TLS, basic auth and the caps ([`HttpContext::prepare`]).
+//! - **Headers.** exporter-toolkit's web config file (`--web.config.file`, [`toolkit`]) may add
+//!   a few security headers to every response; nothing else can be added.
 //!
-//! The module owns its settings (`settings`: `[server]`, TLS files, basic auth users) and their
-//! checks; the config module reads them from the file and calls those checks, never the reverse.
+//! The module owns its settings (`settings`: `[server]`, TLS files, basic auth users, response
+//! headers) and their checks, and reads exporter-toolkit's web config file into them
+//! ([`toolkit`]); the config module reads the files and calls those checks, never the reverse.
 
 pub(crate) mod auth;
+mod bcrypt_queue;
 mod connection;
 mod landing;
 mod routes;
 pub mod settings;
 pub(crate) mod tls;
+pub(crate) mod toolkit;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 
 use self::auth::BasicAuth;
@@ -70,9 +82,16 @@ pub(crate) const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for responses in flight.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// How long a new connection may handshake and send its first request head before it can be
-/// closed to make room for another.
+/// How long a new connection may handshake and send its first request head before it is the
+/// first to close to make room for another (rule 2 of the order at the cap; see the module docs).
 pub const DEFAULT_EVICTION_GRACE: Duration = Duration::from_secs(3);
+/// How often a new connection that found every slot taken looks again for one that may give its
+/// slot up (a write stalled, a silent connection's moment passed).
+const FULL_RETRY: Duration = Duration::from_millis(20);
+/// The kernel's accept queue (capped by `net.core.somaxconn`). The standard library's 128 is
+/// soon full when hundreds of clients connect at once (a flood behind a mesh): then the kernel
+/// drops new connections, and a scraper's connect waits a second for its SYN to be resent.
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// The server's limits. [`Limits::new`] gives the production values for a `[server]` section;
 /// tests shorten the timeouts to stay fast (the timeouts are deliberately not config keys).
@@ -111,6 +130,11 @@ pub enum HttpError {
     NoUsers,
     #[error("{key} changed: this takes a restart; the reload is refused (restore the previous value, or restart the exporter)")]
     NeedsRestart { key: &'static str },
+    /// The TLS files a web config file names cannot be used (its keys named as it names them).
+    #[error("{}: {message}", path.display())]
+    WebConfigTls { path: PathBuf, message: String },
+    #[error("http_server_config.headers: the value of {name} is not a valid header value")]
+    Header { name: String },
 }
 
 /// The settings a reload may change: `[server]` as last applied, with the TLS acceptor and the
@@ -119,6 +143,8 @@ pub(crate) struct Web {
     server: ServerConfig,
     tls: Option<Arc<Tls>>,
     auth: Option<Arc<BasicAuth>>,
+    /// `server.headers`, ready to add to every response.
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// A reloaded `[server]` section, checked and built, ready to [`HttpContext::commit`].
@@ -219,6 +245,7 @@ impl HttpContext {
                 tls = web.tls.is_some(),
                 client_certificates = web.tls.as_ref().is_some_and(|t| t.client_auth()),
                 basic_auth = web.auth.is_some(),
+                headers = web.headers.len(),
                 max_connections = s.max_connections,
                 max_connections_per_ip = s.max_connections_per_ip,
                 enable_reload = s.enable_reload,
@@ -237,7 +264,8 @@ impl HttpContext {
 }
 
 /// TLS and basic auth for `server`. With `current`, unchanged parts are reused: the running TLS
-/// acceptor when the paths did not change, the basic-auth caches when the users did not.
+/// acceptor when the paths did not change, the basic-auth users when they did not (changed users
+/// keep the caches and the bcrypt turns, see [`auth`]).
 fn build_web(
     state: &Arc<State>,
     server: &ServerConfig,
@@ -251,11 +279,17 @@ fn build_web(
         {
             current.tls.clone()
         }
-        (Some(config), _) => Some(Arc::new(Tls::new(
-            config,
-            cert_check_interval,
-            Arc::clone(state),
-        )?)),
+        (Some(config), _) => Some(Arc::new(
+            Tls::new(config, cert_check_interval, Arc::clone(state)).map_err(|e| match &server
+                .web_config_file
+            {
+                Some(path) => HttpError::WebConfigTls {
+                    path: path.clone(),
+                    message: e.toolkit_message(),
+                },
+                None => HttpError::Tls(e),
+            })?,
+        )),
     };
     let auth = match (&server.basic_auth, current) {
         (None, _) => None,
@@ -264,8 +298,25 @@ fn build_web(
         {
             current.auth.clone()
         }
-        (Some(config), _) => Some(Arc::new(BasicAuth::new(config).ok_or(HttpError::NoUsers)?)),
+        (Some(config), current) => {
+            let previous = current.and_then(|c| c.auth.as_deref());
+            Some(Arc::new(
+                BasicAuth::new(config, previous).ok_or(HttpError::NoUsers)?,
+            ))
+        }
     };
+    let headers = server
+        .headers
+        .0
+        .iter()
+        .map(|(name, value)| {
+            let header = HeaderName::from_bytes(name.as_bytes()).ok();
+            match (header, HeaderValue::from_str(value)) {
+                (Some(header), Ok(value)) => Ok((header, value)),
+                _ => Err(HttpError::Header { name: name.clone() }),
+            }
+        })
+        .collect::<Result<_, _>>()?;
     if current.is_none() {
         state.certificate_status().set(tls.as_ref().map(|_| true));
     }
@@ -273,6 +324,7 @@ fn build_web(
         server: server.clone(),
         tls,
         auth,
+        headers,
     })
 }
 
@@ -294,6 +346,12 @@ pub async fn serve(
             tls = web.tls.is_some(),
             client_certificates = web.tls.as_ref().is_some_and(|t| t.client_auth()),
             basic_auth = web.auth.is_some(),
+            headers = web.headers.len(),
+            web_config_file = web
+                .server
+                .web_config_file
+                .as_ref()
+                .map(|p| p.display().to_string()),
             max_connections = slots.max.load(Ordering::SeqCst),
             max_connections_per_ip = slots.max_per_ip.load(Ordering::SeqCst),
             enable_reload = web.server.enable_reload,
@@ -301,7 +359,7 @@ pub async fn serve(
         );
     }
     tokio::pin!(shutdown);
-    'accept: loop {
+    loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -314,27 +372,14 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let slot = loop {
-            let room = slots.room.notified();
-            match slots.admit(peer.ip(), Instant::now()) {
-                Ok(slot) => break Some(slot),
-                // Closed at once, so that one address flooding connections neither holds slots
-                // nor keeps other clients waiting in the accept backlog.
-                Err(Refusal::PerIp) => break None,
-                Err(Refusal::Full) => {}
+        let slot = match admit(&slots, peer.ip(), shutdown.as_mut()).await {
+            Admission::Slot(slot) => slot,
+            Admission::Refused(refusal) => {
+                tracing::debug!(%peer, ?refusal, "no slot for this address: connection closed");
+                drop(stream);
+                continue;
             }
-            // Every held connection is mid-request or in its grace period: wait for one to finish
-            // or to leave its grace period (others queue in the kernel's backlog meanwhile).
-            tokio::select! {
-                () = room => {},
-                () = tokio::time::sleep(slots.grace / 4) => {},
-                () = &mut shutdown => break 'accept,
-            }
-        };
-        let Some(slot) = slot else {
-            tracing::debug!(%peer, "server.max_connections_per_ip reached: connection closed");
-            drop(stream);
-            continue;
+            Admission::ShuttingDown => break,
         };
         let context = Arc::clone(&context);
         let builder = builder.clone();
@@ -342,6 +387,9 @@ pub async fn serve(
         tokio::spawn(async move {
             connection(stream, peer, context, slot, stopped, builder).await;
         });
+        // Let the new connection read the request head it has (most likely) already sent before
+        // the next admission may close connections without one.
+        tokio::task::yield_now().await;
     }
     drop(listener);
     let _ = stop.send(true);
@@ -353,7 +401,46 @@ pub async fn serve(
     }
 }
 
-/// Binds the listen address, saying which address failed and why.
+enum Admission {
+    Slot(connection::SlotGuard),
+    /// Close the connection at once.
+    Refused(Refusal),
+    ShuttingDown,
+}
+
+/// A slot for a new connection from `ip`, waiting while every slot serves a request that makes
+/// progress (others queue in the kernel's backlog meanwhile). Refused at once beyond the
+/// per-address cap, or when full and its address already holds a slot, so that one address
+/// flooding connections neither holds slots nor keeps other clients waiting in the backlog.
+async fn admit(
+    slots: &Arc<Slots>,
+    ip: std::net::IpAddr,
+    mut shutdown: Pin<&mut impl Future<Output = ()>>,
+) -> Admission {
+    loop {
+        let room = slots.room.notified();
+        match slots.admit(ip, Instant::now()) {
+            Ok(slot) => return Admission::Slot(slot),
+            Err(Refusal::Full) => {}
+            Err(refusal) => return Admission::Refused(refusal),
+        }
+        // Wait for one to finish, or to stall long enough to give its slot up.
+        tokio::select! {
+            () = room => {},
+            () = tokio::time::sleep(FULL_RETRY) => {},
+            () = &mut shutdown => return Admission::ShuttingDown,
+        }
+    }
+}
+
+/// Binds the listen address with a [`LISTEN_BACKLOG`]-deep accept queue.
 pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(address).await
+    let socket = match address {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As tokio's own bind does: a restarted exporter can bind again at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }

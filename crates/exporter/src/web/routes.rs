@@ -2,6 +2,7 @@
 //! page and `/-/reload`, behind TLS client certificates and basic auth where configured.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -113,6 +114,16 @@ pub(super) async fn reload(
             "forbidden: a reload request from another site (Origin / Sec-Fetch-Site) is refused; send it without a browser, e.g. curl -X POST\n",
         );
     }
+    if !host_allowed(
+        request.uri(),
+        request.headers(),
+        &web.server.reload_allowed_hosts,
+    ) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "forbidden: a reload must be addressed to an IP address, localhost, or a name listed in server.reload_allowed_hosts (the Host header is checked against DNS rebinding)\n",
+        );
+    }
     let Some(handle) = &context.reload else {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -138,6 +149,32 @@ pub(super) async fn reload(
     );
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Whether the request is addressed (absolute URI, else `Host`) to an IP address, `localhost`
+/// or one of `allowed` (lowercase names), whatever the port. A browser page whose DNS name was
+/// rebound to this endpoint's address passes the same-origin checks but still sends its own name.
+fn host_allowed(uri: &hyper::Uri, headers: &HeaderMap, allowed: &[String]) -> bool {
+    let authority = match uri.authority() {
+        Some(authority) => authority.as_str(),
+        None => match headers.get(hyper::header::HOST) {
+            Some(host) => host.to_str().unwrap_or(""),
+            None => return false,
+        },
+    };
+    let Ok(authority) = authority.trim().parse::<hyper::http::uri::Authority>() else {
+        return false;
+    };
+    if authority.as_str().contains('@') {
+        return false;
+    }
+    let host = authority.host();
+    let bracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']'));
+    if let Some(v6) = bracketed {
+        return v6.parse::<std::net::Ipv6Addr>().is_ok();
+    }
+    let name = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok() || name == "localhost" || allowed.contains(&name)
 }
 
 /// Whether a browser says the request comes from another site: `Sec-Fetch-Site` other than
@@ -168,27 +205,45 @@ fn is_cross_site(headers: &HeaderMap) -> bool {
     }
 }
 
+/// Answers one request, with the configured response headers (`http_server_config.headers` of
+/// the web config file) on every answer, errors and probes included, as exporter-toolkit adds them.
 pub(super) async fn route(
     request: &Request<Incoming>,
     context: &HttpContext,
     client_certificate: bool,
+    peer: IpAddr,
+) -> Response<Body> {
+    let web = context.web();
+    let mut response = answer(request, context, &web, client_certificate, peer).await;
+    let headers = response.headers_mut();
+    for (name, value) in &web.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    response
+}
+
+async fn answer(
+    request: &Request<Incoming>,
+    context: &HttpContext,
+    web: &Web,
+    client_certificate: bool,
+    peer: IpAddr,
 ) -> Response<Body> {
     let path = request.uri().path();
-    let web = context.web();
     if !is_probe(path) {
         if web.tls.as_ref().is_some_and(|t| t.client_auth()) && !client_certificate {
             return text(
                 StatusCode::FORBIDDEN,
-                "forbidden: present a TLS client certificate signed by the CA in server.tls.client_ca_file\n",
+                "forbidden: present a TLS client certificate signed by the configured client CA (client_ca_file)\n",
             );
         }
         if let Some(auth) = &web.auth {
-            match auth.check(request.headers().get(AUTHORIZATION)).await {
+            match auth.check(request.headers().get(AUTHORIZATION), peer).await {
                 Verdict::Allowed => {}
                 Verdict::Denied => {
                     let mut response = text(
                         StatusCode::UNAUTHORIZED,
-                        "unauthorized: send a user name and password configured in server.basic_auth (HTTP basic auth)\n",
+                        "unauthorized: send a configured user name and password (HTTP basic auth)\n",
                     );
                     response
                         .headers_mut()
@@ -198,7 +253,7 @@ pub(super) async fn route(
                 Verdict::Busy => {
                     let mut response = text(
                         StatusCode::TOO_MANY_REQUESTS,
-                        "too many requests: too many password checks are waiting; retry shortly\n",
+                        "too many requests: too many password checks from this address are waiting; retry shortly\n",
                     );
                     response
                         .headers_mut()
@@ -210,7 +265,7 @@ pub(super) async fn route(
     }
     let state = &context.state;
     if path == RELOAD_PATH {
-        return reload(request, context, &web).await;
+        return reload(request, context, web).await;
     }
     let known = matches!(path, "/" | "/metrics" | "/healthz" | "/readyz");
     if !known {
@@ -369,6 +424,54 @@ mod tests {
             is_cross_site(&headers(&[("origin", "http://10.0.0.5:9469")])),
             "no Host"
         );
+    }
+
+    #[test]
+    fn reload_hosts_are_ip_addresses_localhost_or_listed_names() {
+        let allowed = vec!["exporter.monitoring.svc".to_owned()];
+        let check = |uri: &str, host: Option<&'static str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(host) = host {
+                headers.insert(hyper::header::HOST, HeaderValue::from_static(host));
+            }
+            host_allowed(&uri.parse().unwrap(), &headers, &allowed)
+        };
+        for host in [
+            "10.0.0.5:9469",
+            "10.0.0.5",
+            "[::1]:9469",
+            "[fd00::5]",
+            "localhost:9469",
+            "LOCALHOST",
+            "localhost.",
+            "exporter.monitoring.svc:9469",
+            "Exporter.Monitoring.Svc.",
+        ] {
+            assert!(check("/-/reload", Some(host)), "{host}");
+        }
+        for host in [
+            "evil.example:9469",
+            "evil.example",
+            "10.0.0.5.evil.example",
+            "localhost.evil.example",
+            "monitoring.svc",
+            "[not-an-ip]:9469",
+            "user@10.0.0.5",
+            "user@[::1]",
+            "",
+        ] {
+            assert!(!check("/-/reload", Some(host)), "{host}");
+        }
+        assert!(!check("/-/reload", None), "no Host");
+        // An absolute URI names the host, whatever the Host header says.
+        assert!(!check(
+            "http://evil.example/-/reload",
+            Some("10.0.0.5:9469")
+        ));
+        assert!(check(
+            "http://127.0.0.1:9469/-/reload",
+            Some("evil.example")
+        ));
     }
 
     #[test]

@@ -29,7 +29,7 @@ use rustls::RootCertStore;
 use sha2::{Digest, Sha256};
 use tokio_rustls::TlsAcceptor;
 
-use super::settings::TlsConfig;
+use super::settings::{TlsConfig, TlsVersion};
 use crate::state::State;
 
 /// How often, at most, the certificate files are looked at again (only when a handshake happens).
@@ -49,6 +49,15 @@ impl FileKey {
             FileKey::Cert => "server.tls.cert_file",
             FileKey::Key => "server.tls.key_file",
             FileKey::ClientCa => "server.tls.client_ca_file",
+        }
+    }
+
+    /// The key as exporter-toolkit's web config file names it.
+    pub(crate) fn toolkit_name(self) -> &'static str {
+        match self {
+            FileKey::Cert => "tls_server_config.cert_file",
+            FileKey::Key => "tls_server_config.key_file",
+            FileKey::ClientCa => "tls_server_config.client_ca_file",
         }
     }
 }
@@ -103,6 +112,17 @@ pub enum TlsError {
 }
 
 impl TlsError {
+    /// The message with the key named as exporter-toolkit's web config file names it
+    /// (`tls_server_config.cert_file` for `server.tls.cert_file`).
+    pub(crate) fn toolkit_message(&self) -> String {
+        let message = self.to_string();
+        let key = self.file_key();
+        match message.strip_prefix(&format!("{key}: ")) {
+            Some(rest) => format!("{}: {rest}", key.toolkit_name()),
+            None => message,
+        }
+    }
+
     /// The `[server.tls]` key the error is about (for config error locations).
     pub(crate) fn file_key(&self) -> FileKey {
         match self {
@@ -165,12 +185,15 @@ impl Tls {
             Some(state),
         )?);
         let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(&protocol_versions(config))
             .map_err(|e| TlsError::Setup(e.to_string()))?;
         let builder = match &config.client_ca_file {
             None => builder.with_no_client_auth(),
             Some(ca) => {
                 let roots = load_client_roots(ca)?;
+                // A certificate a client presents is always verified; one that presents none
+                // gets through the handshake and is refused by the routes that need one, so
+                // that the probes stay open (`ClientAuth`).
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                         .allow_unauthenticated()
@@ -187,7 +210,7 @@ impl Tls {
         server.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Tls {
             acceptor: TlsAcceptor::from(Arc::new(server)),
-            client_auth: config.client_ca_file.is_some(),
+            client_auth: config.requires_client_certificate(),
             cert: resolver,
         })
     }
@@ -208,11 +231,33 @@ impl Tls {
     }
 }
 
+/// The versions from `min_version` to `max_version` (validation keeps min <= max; were it not,
+/// the newest alone).
+fn protocol_versions(config: &TlsConfig) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    let versions: Vec<_> = [
+        (TlsVersion::Tls12, &rustls::version::TLS12),
+        (TlsVersion::Tls13, &rustls::version::TLS13),
+    ]
+    .into_iter()
+    .filter(|(v, _)| (config.min_version..=config.max_version).contains(v))
+    .map(|(_, supported)| supported)
+    .collect();
+    if versions.is_empty() {
+        vec![&rustls::version::TLS13]
+    } else {
+        versions
+    }
+}
+
+/// The largest certificate, key or CA bundle file read: a PEM chain is a few KiB, a large CA bundle
+/// a few hundred; a FIFO or a device is refused like a too-large file (see `crate::files`).
+const MAX_PEM_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
 fn read(key: FileKey, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    crate::files::read_bounded(path, MAX_PEM_FILE_BYTES).map_err(|problem| TlsError::Read {
         key,
         path: path.to_owned(),
-        source,
+        source: problem.into_io(),
     })
 }
 
@@ -455,5 +500,31 @@ impl ReloadingCert {
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.current())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A certificate path swapped to a FIFO (or a device) is refused at once, never read: a
+    /// reload must not block on it.
+    #[test]
+    fn a_fifo_or_a_device_in_place_of_a_pem_file_is_refused_at_once() {
+        let dir = std::env::temp_dir().join(format!("hle-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("tls.crt");
+        let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
+        for path in [fifo.as_path(), Path::new("/dev/zero")] {
+            match read(FileKey::Cert, path) {
+                Err(TlsError::Read { source, .. }) => assert!(
+                    source.to_string().contains("not a regular file"),
+                    "{source}"
+                ),
+                other => panic!("{} was not refused: {other:?}", path.display()),
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

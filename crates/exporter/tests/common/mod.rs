@@ -1,16 +1,19 @@
 //! Shared test setup: a fake HealthLake on loopback, an exporter pointed at it through the real
-//! SDK client, a minimal HTTP client, and a parser for the exposition text.
+//! SDK client, a minimal HTTP client, a parser for the exposition text, waiting on a condition
+//! with a deadline (never a fixed sleep), temporary directories removed however a test ends, and
+//! child processes killed however it ends (`process`).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use healthlake_exporter::aws::ClientOptions;
 use healthlake_exporter::config::Config;
+use healthlake_exporter::state::Feed;
 use healthlake_exporter::Exporter;
 use healthlake_fake::{FakeHealthLake, FakeServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,6 +95,11 @@ pub async fn http_request(
     (status, head.to_lowercase(), body.to_string())
 }
 
+/// `POST /-/reload` (with no body); returns what [`http_request`] does.
+pub async fn post_reload(addr: SocketAddr) -> (u16, String, String) {
+    http_request(addr, "POST", "/-/reload", &[("Content-Length", "0")]).await
+}
+
 pub async fn scrape(addr: SocketAddr) -> Metrics {
     let (status, _, body) = http_request(addr, "GET", "/metrics", &[]).await;
     assert_eq!(status, 200);
@@ -152,6 +160,49 @@ impl Metrics {
     }
 }
 
+/// Polls of `feed` attempted (ended, successfully or not) for the datastore `id`; 0 while the
+/// exporter does not follow it.
+pub fn attempts(exporter: &Exporter, id: &str, feed: Feed) -> u64 {
+    exporter
+        .state()
+        .datastores()
+        .iter()
+        .find(|d| d.id == id)
+        .map_or(0, |d| d.record().attempts(feed))
+}
+
+/// Waits until the datastore `id` has had `polls` polls of `feed` attempted.
+pub async fn polled(exporter: &Exporter, id: &str, feed: Feed, polls: u64) {
+    let what = format!("{polls} {feed:?} polls of {id}");
+    eventually(Duration::from_secs(30), &what, || async {
+        (attempts(exporter, id, feed) >= polls).then_some(())
+    })
+    .await
+}
+
+/// Waits until the exporter's first datastore (in a sharded replica: the first it owns) has had
+/// its first export poll.
+pub async fn first_poll(exporter: &Exporter) {
+    eventually(Duration::from_secs(30), "the first poll", || async {
+        let datastores = exporter.state().datastores();
+        let polls = datastores.first()?.record().attempts(Feed::EXPORTS);
+        (polls >= 1).then_some(())
+    })
+    .await
+}
+
+/// The message of the last error of the datastore `id`'s `feed`.
+pub fn last_error(exporter: &Exporter, id: &str, feed: Feed) -> String {
+    let datastores = exporter.state().datastores();
+    let datastore = datastores
+        .iter()
+        .find(|d| d.id == id)
+        .unwrap_or_else(|| panic!("no datastore {id}"));
+    let record = datastore.record();
+    let health = record.health(feed).expect("a feed followed");
+    health.last_error.clone().expect("an error").message
+}
+
 /// `name{datastore_id="ID",datastore_name="NAME"<,extra>}`.
 pub fn key(name: &str, id: &str, ds_name: &str, extra: &str) -> String {
     if extra.is_empty() {
@@ -161,23 +212,41 @@ pub fn key(name: &str, id: &str, ds_name: &str, extra: &str) -> String {
     }
 }
 
-/// Polls `check` until it returns Some, or panics after `limit`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        if started.elapsed() > limit {
-            panic!("timed out after {limit:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// Waiting on a condition with a deadline: one definition for the tests of both crates.
+#[allow(unused_imports)] // each test file uses some of them
+pub use healthlake_fake::wait::{eventually, eventually_blocking, within};
+
+/// The exporter binary of this build.
+pub const EXPORTER_BIN: &str = env!("CARGO_BIN_EXE_healthlake-exporter");
+
+/// A temporary directory for one test's files, removed when dropped: also when the test fails.
+pub struct TestDir(tempfile::TempDir);
+
+impl TestDir {
+    /// A new, empty directory named after `tag` (and unique).
+    pub fn new(tag: &str) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("hle-{tag}-"))
+            .tempdir()
+            .expect("create a temporary directory");
+        TestDir(dir)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// Writes `contents` to the file `name` in the directory; returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+        path
     }
 }
 
+/// The exporter's HTTP server alone, with limits chosen by the test.
+pub mod http_server;
+/// Child processes killed and reaped however a test ends; output read with a deadline.
+pub mod process;
 /// Ecosystem tool helpers (promtool, kubectl, ...) and the exporter metric list; see tools.rs.
 pub mod tools;

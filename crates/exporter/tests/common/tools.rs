@@ -13,8 +13,10 @@
 use std::env;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use super::process::{run_to_end, run_with_input};
 
 /// Every metric the exporter exposes, as named in its /metrics output and in PromQL (counters
 /// with their `_total` suffix). Dashboards and alert rules may name only these (plus
@@ -116,13 +118,9 @@ pub fn require_python_yaml() -> Option<PathBuf> {
 pub fn require_python_modules(modules: &[&str], install_hint: &str) -> Option<PathBuf> {
     let py = require_tool("python3", install_hint)?;
     let script = format!("import {}", modules.join(", "));
-    let ok = Command::new(&py)
-        .args(["-c", &script])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+    let ok = run(Command::new(&py).args(["-c", &script]))
+        .status
+        .success();
     if ok {
         Some(py)
     } else {
@@ -133,11 +131,14 @@ pub fn require_python_modules(modules: &[&str], install_hint: &str) -> Option<Pa
     }
 }
 
-/// Runs a command to completion, capturing stdout and stderr.
+/// How long a tool may run before its test fails: minutes, where they take seconds, for a loaded
+/// machine; a tool that hangs must not hang the test run.
+pub const TOOL_LIMIT: Duration = Duration::from_secs(300);
+
+/// Runs a command to completion (stdin closed), capturing stdout and stderr, for at most
+/// [`TOOL_LIMIT`].
 pub fn run(cmd: &mut Command) -> Output {
-    cmd.stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"))
+    run_to_end(cmd, TOOL_LIMIT)
 }
 
 /// Runs a command and panics (showing its output) unless it exits 0. Returns stdout.
@@ -153,26 +154,46 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8(out.stdout).expect("command printed non-UTF-8 output")
 }
 
+/// Runs a linter and fails the test, showing its findings, unless it exits 0 and prints nothing.
+pub fn assert_lints_clean(linter: &str, cmd: &mut Command) {
+    let out = run(cmd);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "{linter} findings ({}):\n{text}",
+        out.status
+    );
+}
+
+/// Runs `checker` with `args` on a file `name` holding `contents`, and fails the test if the
+/// checker accepts it (`what` says what it should refuse): guards a check against passing
+/// vacuously.
+pub fn assert_refuses(checker: &Path, args: &[&str], name: &str, contents: &str, what: &str) {
+    let dir = scratch_dir("refused");
+    let path = dir.path().join(name);
+    std::fs::write(&path, contents).expect("write the file to refuse");
+    let out = run(Command::new(checker).args(args).arg(&path));
+    assert!(
+        !out.status.success(),
+        "{} accepted {what}",
+        checker.display()
+    );
+}
+
 /// Every YAML document of `yaml_text`, converted to JSON by python3 + PyYAML (safe loader).
 pub fn yaml_docs_to_json(python: &Path, yaml_text: &str) -> Vec<serde_json::Value> {
     const SCRIPT: &str = "import sys, json, yaml\n\
         docs = [d for d in yaml.safe_load_all(sys.stdin.read()) if d is not None]\n\
         json.dump(docs, sys.stdout, default=str)\n";
-    let mut child = Command::new(python)
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn python3");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin
-            .write_all(yaml_text.as_bytes())
-            .expect("write YAML to python3");
-    }
-    let out = child.wait_with_output().expect("wait for python3");
+    let out = run_with_input(
+        Command::new(python).args(["-c", SCRIPT]),
+        yaml_text.as_bytes(),
+        TOOL_LIMIT,
+    );
     assert!(
         out.status.success(),
         "python3/PyYAML could not parse the YAML:\n{}",
@@ -198,17 +219,13 @@ pub fn yaml_file_to_json(python: &Path, path: &Path) -> serde_json::Value {
     docs.remove(0)
 }
 
-/// A fresh, empty scratch directory under the system temp dir.
-pub fn scratch_dir(tag: &str) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let dir = env::temp_dir().join(format!(
-        "healthlake-exporter-test-{tag}-{}-{n}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
+/// A fresh, empty scratch directory under the system temp dir, removed when dropped (also when
+/// the test fails).
+pub fn scratch_dir(tag: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("healthlake-exporter-test-{tag}-"))
+        .tempdir()
+        .expect("create scratch dir")
 }
 
 /// A `Command` for `program` whose working directory is `dir`.
@@ -315,14 +332,8 @@ pub fn promql_metric_names(expr: &str) -> Vec<String> {
         while i < c.len() {
             match c[i] {
                 '"' | '\'' | '`' => {
-                    let q = c[i];
-                    i += 1;
-                    while i < c.len() && c[i] != q {
-                        if c[i] == '\\' && q != '`' {
-                            i += 1;
-                        }
-                        i += 1;
-                    }
+                    i = skip_string(i);
+                    continue;
                 }
                 ch if ch == open => depth += 1,
                 ch if ch == close => {
