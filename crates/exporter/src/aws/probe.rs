@@ -6,7 +6,6 @@
 //! to search for a datastore that is not where the configuration says.
 
 use aws_config::SdkConfig;
-use aws_sdk_healthlake::config::endpoint::ResolveEndpoint as _;
 use aws_types::service_config::ServiceConfigKey;
 
 use super::classify::classify;
@@ -118,38 +117,24 @@ pub async fn endpoint_of(
     if from_environment.is_some() {
         return from_environment;
     }
+    // The three SDKs' resolvers have the same shape under their own type names.
+    macro_rules! default_endpoint {
+        ($sdk:ident) => {{
+            let params = $sdk::config::endpoint::Params::builder()
+                .region(region)
+                .build()
+                .ok()?;
+            $sdk::config::endpoint::ResolveEndpoint::resolve_endpoint(
+                &$sdk::config::endpoint::DefaultResolver::new(),
+                &params,
+            )
+            .await
+        }};
+    }
     let endpoint = match service {
-        Service::HealthLake => {
-            let params = aws_sdk_healthlake::config::endpoint::Params::builder()
-                .region(region)
-                .build()
-                .ok()?;
-            aws_sdk_healthlake::config::endpoint::DefaultResolver::new()
-                .resolve_endpoint(&params)
-                .await
-        }
-        Service::Sqs => {
-            let params = aws_sdk_sqs::config::endpoint::Params::builder()
-                .region(region)
-                .build()
-                .ok()?;
-            aws_sdk_sqs::config::endpoint::ResolveEndpoint::resolve_endpoint(
-                &aws_sdk_sqs::config::endpoint::DefaultResolver::new(),
-                &params,
-            )
-            .await
-        }
-        Service::Sts => {
-            let params = aws_sdk_sts::config::endpoint::Params::builder()
-                .region(region)
-                .build()
-                .ok()?;
-            aws_sdk_sts::config::endpoint::ResolveEndpoint::resolve_endpoint(
-                &aws_sdk_sts::config::endpoint::DefaultResolver::new(),
-                &params,
-            )
-            .await
-        }
+        Service::HealthLake => default_endpoint!(aws_sdk_healthlake),
+        Service::Sqs => default_endpoint!(aws_sdk_sqs),
+        Service::Sts => default_endpoint!(aws_sdk_sts),
     };
     endpoint.ok().map(|e| e.url().to_owned())
 }
