@@ -4,7 +4,7 @@
 //! recommends for production: HealthLake events through SQS (the fake's queue on the same port)
 //! show each job change within a second, and polling only reconciles, every minute.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -17,9 +17,16 @@ use crate::aws::ClientOptions;
 use crate::config::Config;
 use crate::model::unix_now;
 use crate::supervisor::{termination_signal, Exporter, StartError};
+use crate::web::settings::DEFAULT_LISTEN_ADDRESS;
 
-/// The demo listens on loopback only: it is for the person at this machine.
-pub(crate) const DEMO_LISTEN_ADDRESS: &str = "127.0.0.1:9469";
+/// The demo listens on loopback only (it is for the person at this machine), on the exporter's
+/// default port.
+fn demo_listen_address() -> SocketAddr {
+    let default: SocketAddr = DEFAULT_LISTEN_ADDRESS
+        .parse()
+        .expect("the default listen address is a literal socket address");
+    SocketAddr::new(Ipv4Addr::LOCALHOST.into(), default.port())
+}
 /// How often the demo's jobs move.
 const DEMO_TICK: Duration = Duration::from_secs(5);
 /// The reconciliation poll: events make changes show long before it.
@@ -41,7 +48,7 @@ pub async fn run(listen_address: Option<SocketAddr>) -> Result<(), StartError> {
     let datastores = fake::scenario::seed_demo(&fake, unix_now());
     // From here on every change the script makes is also an EventBridge event in the queue.
     fake.set_event_queues(&[DEMO_QUEUE]);
-    let listen = listen_address.map_or_else(|| DEMO_LISTEN_ADDRESS.to_owned(), |a| a.to_string());
+    let listen = listen_address.unwrap_or_else(demo_listen_address);
     let endpoint = server.endpoint_url();
     let tick = DEMO_TICK.as_secs();
     let reconcile = DEMO_RECONCILIATION;

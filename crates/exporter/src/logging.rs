@@ -46,6 +46,7 @@ const SDK_LOG_CAPS: &[&str] = &[
     "aws_smithy_runtime_api=info",
     "aws_smithy_http_client=info",
     "aws_sdk_healthlake=info",
+    "aws_sdk_sqs=info",
     "aws_sdk_sts=info",
     "aws_sdk_ssooidc=info",
     "aws_sdk_sso=info",
@@ -457,6 +458,23 @@ impl Visit for CutValues {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    /// Every AWS SDK service crate the exporter depends on logs request details at debug: each is
+    /// capped, whatever RUST_LOG says.
+    #[test]
+    fn every_aws_sdk_dependency_is_capped() {
+        let manifest = include_str!("../Cargo.toml");
+        let services: Vec<&str> = manifest
+            .lines()
+            .filter_map(|line| line.split_once(['.', ' ', '=']).map(|(name, _)| name))
+            .filter(|name| name.starts_with("aws-sdk-"))
+            .collect();
+        assert!(services.contains(&"aws-sdk-healthlake"), "{services:?}");
+        for service in services {
+            let cap = format!("{}=info", service.replace('-', "_"));
+            assert!(SDK_LOG_CAPS.contains(&cap.as_str()), "{cap} missing");
+        }
+    }
 
     const FORGED: &str = "x\n2026-01-01T00:00:00Z ERROR forged\x1b[31mred\r\u{2028}\u{202e}";
 

@@ -151,25 +151,41 @@ pub struct Job {
 impl Job {
     /// A job still running (or waiting): not in a terminal status and without an end time.
     pub fn is_active(&self) -> bool {
-        !self.status.is_terminal() && self.ended.is_none()
+        is_active(&self.status, self.ended)
     }
 
     /// End − submit for a job that ended; time since submit (as of `now`) for an active one; `None`
     /// for a job that says it is finished but carries no end time (its duration is unknowable).
     pub fn duration_seconds(&self, now: f64) -> Option<f64> {
-        match self.ended {
-            Some(ended) => Some((ended - self.submitted).max(0.0)),
-            None if self.is_active() => Some((now - self.submitted).max(0.0)),
-            None => None,
-        }
+        duration_seconds(&self.status, self.submitted, self.ended, now)
     }
 }
 
-/// A job as State keeps it for its series: the same data as [`Job`] in less memory. At 1,000
-/// datastores × `job_series_limit` 100 there are 100,000 of these; one allocation holds the id and
-/// the name (instead of two `String`s), which takes each from ~180 to ~120 bytes.
+/// The one rule of [`Job::is_active`], for every shape of a job.
+fn is_active(status: &JobStatus, ended: Option<f64>) -> bool {
+    !status.is_terminal() && ended.is_none()
+}
+
+/// The one rule of [`Job::duration_seconds`], for every shape of a job.
+fn duration_seconds(
+    status: &JobStatus,
+    submitted: f64,
+    ended: Option<f64>,
+    now: f64,
+) -> Option<f64> {
+    match ended {
+        Some(ended) => Some((ended - submitted).max(0.0)),
+        None if is_active(status, ended) => Some((now - submitted).max(0.0)),
+        None => None,
+    }
+}
+
+/// One of a job feed's newest jobs (up to `polling.job_series_limit`), kept for its series: the
+/// same data as [`Job`] in less memory. At 1,000 datastores × `job_series_limit` 100 there are
+/// 100,000 of these; one allocation holds the id and the name (instead of two `String`s), which
+/// takes each from ~180 to ~120 bytes.
 #[derive(Clone, Debug, PartialEq)]
-pub struct KeptJob {
+pub struct RecentJob {
     /// The id, then the name (when there is one).
     text: Box<str>,
     /// Where the id ends in `text`; `u32::MAX` when the job has no name.
@@ -180,7 +196,7 @@ pub struct KeptJob {
     pub progress: Option<Box<ImportProgress>>,
 }
 
-impl KeptJob {
+impl RecentJob {
     pub fn id(&self) -> &str {
         let end = (self.id_end as usize).min(self.text.len());
         self.text.get(..end).unwrap_or_default()
@@ -192,21 +208,17 @@ impl KeptJob {
 
     /// See [`Job::is_active`].
     pub fn is_active(&self) -> bool {
-        !self.status.is_terminal() && self.ended.is_none()
+        is_active(&self.status, self.ended)
     }
 
     /// See [`Job::duration_seconds`].
     pub fn duration_seconds(&self, now: f64) -> Option<f64> {
-        match self.ended {
-            Some(ended) => Some((ended - self.submitted).max(0.0)),
-            None if self.is_active() => Some((now - self.submitted).max(0.0)),
-            None => None,
-        }
+        duration_seconds(&self.status, self.submitted, self.ended, now)
     }
 }
 
-impl From<&Job> for KeptJob {
-    fn from(job: &Job) -> KeptJob {
+impl From<&Job> for RecentJob {
+    fn from(job: &Job) -> RecentJob {
         let (text, id_end) = match &job.name {
             // Ids and names are short (HealthLake: 32 and at most 64 characters); one that does
             // not fit the index is kept whole as the id, without its name.
@@ -218,7 +230,7 @@ impl From<&Job> for KeptJob {
             }
             _ => (job.id.as_str().into(), u32::MAX),
         };
-        KeptJob {
+        RecentJob {
             text,
             id_end,
             status: job.status.clone(),
@@ -333,31 +345,34 @@ pub struct DatastoreInfo {
     pub fhir_version: String,
 }
 
-/// Why a string is not a HealthLake datastore id.
+/// Why a string is not a HealthLake datastore id. The message never repeats the id (it may come
+/// from a file whose line the caller names, or from a hostile listing).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidDatastoreId {
-    #[error("a datastore id has 1 to 32 characters")]
-    Length,
-    #[error("a datastore id has only letters, digits, spaces and `_.:/=+-%@`")]
-    Character,
+    #[error("has {0} characters; a HealthLake datastore id has 1 to 32")]
+    Length(usize),
+    /// The 1-based position of the first character outside the pattern.
+    #[error("character {0} is one HealthLake does not allow in a datastore id (letters, digits, spaces and _ . : / = + - % @)")]
+    Character(usize),
 }
 
 /// Checks `id` against the API model's `DatastoreId`: 1 to 32 characters of
-/// `[\p{L}\p{Z}\p{N}_.:/=+\-%@]`. A listing may still carry anything (a broken or hostile
-/// endpoint): an id that fails is never polled.
+/// `[\p{L}\p{Z}\p{N}_.:/=+\-%@]`. The configuration's ids are checked with it, and the ids a
+/// listing finds, since a listing may carry anything (a broken or hostile endpoint): an id that
+/// fails is never polled.
 pub fn check_datastore_id(id: &str) -> Result<(), InvalidDatastoreId> {
-    if id.is_empty() || id.chars().nth(32).is_some() {
-        return Err(InvalidDatastoreId::Length);
+    let length = id.chars().count();
+    if !(1..=32).contains(&length) {
+        return Err(InvalidDatastoreId::Length(length));
     }
     let allowed = |c: char| {
         c.is_alphanumeric()
             || matches!(c, '_' | '.' | ':' | '/' | '=' | '+' | '-' | '%' | '@')
             || (c.is_whitespace() && !c.is_control())
     };
-    if id.chars().all(allowed) {
-        Ok(())
-    } else {
-        Err(InvalidDatastoreId::Character)
+    match id.chars().position(|c| !allowed(c)) {
+        Some(at) => Err(InvalidDatastoreId::Character(at + 1)),
+        None => Ok(()),
     }
 }
 
@@ -371,6 +386,15 @@ pub const DATASTORE_STATUSES: [&str; 7] = [
     "UPDATING",
     "UPDATE_FAILED",
 ];
+
+/// FNV-1a, 64-bit (offset basis 0xcbf29ce484222325, prime 0x100000001b3): a hash fixed forever,
+/// for what must not change across versions or processes (which replica owns a datastore, the
+/// phase of its follow-ups).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
 
 /// The current Unix time in seconds.
 pub fn unix_now() -> f64 {
@@ -404,17 +428,17 @@ mod tests {
             ended: None,
             progress: None,
         };
-        let kept = KeptJob::from(&job);
+        let kept = RecentJob::from(&job);
         assert_eq!(kept.id(), job.id);
         assert_eq!(kept.name(), Some("export-000001"));
         assert_eq!(kept.duration_seconds(1500.0), Some(500.0));
         job.name = Some(String::new());
-        assert_eq!(KeptJob::from(&job).name(), Some(""));
+        assert_eq!(RecentJob::from(&job).name(), Some(""));
         job.name = None;
         job.id = "ids-are-not-always-hex".into();
-        let kept = KeptJob::from(&job);
+        let kept = RecentJob::from(&job);
         assert_eq!((kept.id(), kept.name()), ("ids-are-not-always-hex", None));
-        assert!(std::mem::size_of::<KeptJob>() < std::mem::size_of::<Job>());
+        assert!(std::mem::size_of::<RecentJob>() < std::mem::size_of::<Job>());
     }
 
     #[test]
@@ -448,12 +472,12 @@ mod tests {
         }
         let long = "a".repeat(33);
         for (id, why) in [
-            ("", InvalidDatastoreId::Length),
-            (long.as_str(), InvalidDatastoreId::Length),
-            ("ds#1", InvalidDatastoreId::Character),
-            ("bad\nid", InvalidDatastoreId::Character),
-            ("esc\u{1b}[31m", InvalidDatastoreId::Character),
-            ("…", InvalidDatastoreId::Character),
+            ("", InvalidDatastoreId::Length(0)),
+            (long.as_str(), InvalidDatastoreId::Length(33)),
+            ("ds#1", InvalidDatastoreId::Character(3)),
+            ("bad\nid", InvalidDatastoreId::Character(4)),
+            ("esc\u{1b}[31m", InvalidDatastoreId::Character(4)),
+            ("…", InvalidDatastoreId::Character(1)),
         ] {
             assert_eq!(check_datastore_id(id), Err(why), "{id:?}");
         }

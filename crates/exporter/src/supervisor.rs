@@ -18,7 +18,7 @@ use crate::config::{Config, ConfigError, ConfigFiles, DatastoreConfig};
 use crate::model::{unix_now, DatastoreInfo, PollError};
 use crate::poll::discovery::{self, Discovered};
 use crate::poll::{PollerChanges, Pollers};
-use crate::state::{Plan, State};
+use crate::state::{Roster, State};
 use crate::web::{self, HttpContext, ReloadOutcome};
 
 /// What can stop the exporter from starting.
@@ -429,7 +429,10 @@ impl EventsRuntime {
         if !shard.is_all() && !settings.per_shard() {
             return Err(EventsError::SharedQueue { shard });
         }
-        Ok(crate::aws::sqs::SqsQueue::build(settings.queue_plan(shard), clients, options).await?)
+        Ok(
+            crate::aws::sqs::SqsQueue::build(settings.queue_settings(shard), clients, options)
+                .await?,
+        )
     }
 
     /// Starts consuming `queue` for the datastores of `config` (the counters carry on across
@@ -620,7 +623,7 @@ impl Supervisor {
             self.restart_events(next_queue).await;
         }
         self.generation += 1;
-        self.state.follow_discovery(&Plan::from(&self.file), true);
+        self.state.follow_discovery(&Roster::from(&self.file), true);
         self.discoverers.shutdown().await;
         self.spawn_discoverers();
         if self.file.discovery.is_empty() {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use healthlake_exporter::aws::{Clients, Target};
+use healthlake_exporter::aws::{Clients, PacedClient};
 use healthlake_exporter::config::Config;
 use healthlake_exporter::metrics::{self, Format};
 use healthlake_exporter::poll::{poll_datastore, PollSettings};
@@ -34,7 +34,7 @@ fn comparable(text: &str) -> Vec<String> {
 
 struct Pair {
     fake: FakeHealthLake,
-    target: Target,
+    target: PacedClient,
     full: Arc<State>,
     incremental: Arc<State>,
     full_settings: PollSettings,

@@ -1,6 +1,8 @@
 //! The HealthLake calls the exporter makes: job listings (export and import, one path), datastore
-//! descriptions and listings. Each turns SDK output into our own types; every listing follows
-//! `NextToken` through one pagination helper, paced by the target's request budget.
+//! descriptions and listings. Each turns SDK output into our own types, every string bounded like a
+//! label (see [`bound_label`]); every listing follows `NextToken` through one pagination helper,
+//! paced by the client's request budget, and hands over its items page by page, so that no caller
+//! has to hold a whole listing.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -10,7 +12,7 @@ use aws_smithy_types::DateTime;
 
 use super::classify::classify;
 use super::usage::api_usage;
-use super::Target;
+use super::PacedClient;
 use crate::model::{
     bound_label, DatastoreInfo, ErrorReason, ImportProgress, Job, JobKind, JobStatus, PollError,
 };
@@ -21,28 +23,29 @@ pub const PAGE_SIZE: i32 = 500;
 /// One page of a listing: its items and the token of the next page.
 type Page<T> = (Vec<T>, Option<String>);
 
-/// Follows `NextToken` to the end, each page paced by `target`'s request budget. More than
-/// `max_pages` pages, or a token seen twice, ends the listing as an error: a loop must not keep a
-/// poll (and the API quota) busy forever.
+/// Follows `NextToken` to the end, each page paced by `client`'s request budget and handed to
+/// `each_page` as it arrives. More than `max_pages` pages, or a token seen twice, ends the listing
+/// as an error: a loop must not keep a poll (and the API quota) busy forever. The pages handed over
+/// before an error are the caller's to discard.
 async fn paginate<T, F, Fut>(
-    target: &Target,
+    client: &PacedClient,
     operation: &'static str,
     max_pages: usize,
     mut page: F,
-) -> Result<Vec<T>, PollError>
+    mut each_page: impl FnMut(Vec<T>),
+) -> Result<(), PollError>
 where
     F: FnMut(Option<String>) -> Fut,
     Fut: Future<Output = Result<Page<T>, PollError>>,
 {
-    let mut items = Vec::new();
     let mut next_token: Option<String> = None;
     let mut seen_tokens = HashSet::new();
     for _page in 0..max_pages {
-        target.budget.acquire().await;
+        client.budget.acquire().await;
         let result = page(next_token.take()).await;
         api_usage().record(operation, &result);
         let (batch, token) = result?;
-        items.extend(batch);
+        each_page(batch);
         match token {
             Some(token) if !token.is_empty() => {
                 if !seen_tokens.insert(token.clone()) {
@@ -53,7 +56,7 @@ where
                 }
                 next_token = Some(token);
             }
-            _ => return Ok(items),
+            _ => return Ok(()),
         }
     }
     Err(PollError::new(
@@ -73,15 +76,16 @@ pub struct JobFilter {
     pub status: Option<JobStatus>,
 }
 
-/// Lists the `kind` jobs of a datastore that `filter` selects; see [`paginate`] for paging and
-/// its limits.
+/// Lists the `kind` jobs of a datastore that `filter` selects, handing them to `each_page` a page
+/// at a time; see [`paginate`] for paging and its limits.
 pub async fn list_jobs(
-    target: &Target,
+    client: &PacedClient,
     kind: JobKind,
     datastore_id: &str,
     filter: &JobFilter,
     max_pages: usize,
-) -> Result<Vec<Job>, PollError> {
+    each_page: impl FnMut(Vec<Job>),
+) -> Result<(), PollError> {
     // Whole seconds, one second wider on each side: the caller filters exactly, and no rounding
     // on the way may hide a job.
     let submitted_after = filter
@@ -95,7 +99,7 @@ pub async fn list_jobs(
         .as_ref()
         .map(|s| aws_sdk_healthlake::types::JobStatus::from(s.as_str()));
     let status = &status;
-    let client = &target.client;
+    let sdk = &client.sdk;
     // The two operations have the same input and output shapes under other type names: one
     // request-and-convert path, spelled once, for both.
     macro_rules! page {
@@ -111,9 +115,9 @@ pub async fn list_jobs(
                 .await
                 .map_err(classify)?;
             let jobs = output.$list().iter().map(|p| Job {
-                id: p.job_id().to_owned(),
-                name: p.job_name().map(str::to_owned),
-                status: JobStatus::parse(p.job_status().as_str()),
+                id: bound_label(p.job_id()).into_owned(),
+                name: p.job_name().map(|name| bound_label(name).into_owned()),
+                status: JobStatus::parse(&bound_label(p.job_status().as_str())),
                 submitted: p.submit_time().as_secs_f64(),
                 ended: p.end_time().map(DateTime::as_secs_f64),
                 progress: $progress(p).map(Box::new),
@@ -122,25 +126,26 @@ pub async fn list_jobs(
         }};
     }
     paginate(
-        target,
+        client,
         kind.operation(),
         max_pages,
         |next_token| async move {
             match kind {
                 JobKind::Export => page!(
-                    client.list_fhir_export_jobs(),
+                    sdk.list_fhir_export_jobs(),
                     next_token,
                     export_job_properties_list,
                     |_: &ExportJobProperties| None
                 ),
                 JobKind::Import => page!(
-                    client.list_fhir_import_jobs(),
+                    sdk.list_fhir_import_jobs(),
                     next_token,
                     import_job_properties_list,
                     |p: &ImportJobProperties| p.job_progress_report().map(import_progress)
                 ),
             }
         },
+        each_page,
     )
     .await
 }
@@ -177,12 +182,12 @@ fn datastore_info(p: &aws_sdk_healthlake::types::DatastoreProperties) -> Datasto
 
 /// `DescribeFHIRDatastore`: the datastore's status, ARN and FHIR version.
 pub async fn describe_datastore(
-    target: &Target,
+    client: &PacedClient,
     datastore_id: &str,
 ) -> Result<DatastoreInfo, PollError> {
-    target.budget.acquire().await;
-    let output = target
-        .client
+    client.budget.acquire().await;
+    let output = client
+        .sdk
         .describe_fhir_datastore()
         .datastore_id(datastore_id)
         .send()
@@ -205,17 +210,18 @@ pub async fn describe_datastore(
 /// is applied here, as the API only filters by exact name. The caller filters by status, so that a
 /// datastore it already polls stays while it is, say, UPDATING.
 pub async fn list_datastores(
-    target: &Target,
+    client: &PacedClient,
     name_prefix: Option<&str>,
     max_pages: usize,
 ) -> Result<Vec<DatastoreInfo>, PollError> {
-    let client = &target.client;
+    let sdk = &client.sdk;
+    let mut found = Vec::new();
     paginate(
-        target,
+        client,
         "ListFHIRDatastores",
         max_pages,
         |next_token| async move {
-            let output = client
+            let output = sdk
                 .list_fhir_datastores()
                 .max_results(PAGE_SIZE)
                 .set_next_token(next_token)
@@ -234,6 +240,8 @@ pub async fn list_datastores(
                 .map(datastore_info);
             Ok((found.collect(), output.next_token))
         },
+        |page| found.extend(page),
     )
-    .await
+    .await?;
+    Ok(found)
 }

@@ -38,6 +38,7 @@ pub(crate) use target::{check_endpoint_url, check_region, check_role_arn, has_us
 
 use classify::{ResponseSizeLimit, MAX_RESPONSE_BYTES};
 
+/// How long opening a connection may take, for every client this module builds.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The AssumeRole session name of HealthLake clients (the SQS client has its own).
 pub(crate) const SESSION_NAME: &str = "healthlake-exporter";
@@ -76,20 +77,21 @@ impl fmt::Debug for ClientOptions {
 /// One SDK client per distinct target, all sharing one HTTP client and one base credentials chain;
 /// one request budget per account and region.
 pub struct Clients {
-    by_target: HashMap<AwsTarget, Target>,
+    by_target: HashMap<AwsTarget, PacedClient>,
     /// The shared HTTP client, credentials chain and retry settings the clients were built from
     /// (`None` until a client needed it); the SQS client of `[events]` is built from it too.
     base: Option<SdkConfig>,
     /// The plan's region (for building `base` later).
     region: Option<String>,
     /// What the clients were built with: a reload with other values builds them anew.
-    settings: ClientSettings,
+    settings: SdkSettings,
 }
 
-/// A datastore's way to HealthLake: its SDK client and the request budget of its account and region.
+/// A datastore's way to HealthLake: its SDK client, paced by the request budget of its account and
+/// region (every call takes a budget slot first). Which one a datastore uses is its [`AwsTarget`].
 #[derive(Clone, Debug)]
-pub struct Target {
-    pub client: Client,
+pub struct PacedClient {
+    pub sdk: Client,
     pub budget: Arc<RequestBudget>,
 }
 
@@ -97,7 +99,7 @@ pub struct Target {
 /// settings of `[polling]` that shape the SDK's behaviour. Built from a `Config` by the config
 /// module (`impl From<&Config>`), so this module never reads the configuration itself.
 #[derive(Clone, Debug, PartialEq)]
-pub struct ClientPlan {
+pub struct ClientSettings {
     /// Each target with who uses it: "datastore ID" or "discovery[N]".
     pub users: Vec<(AwsTarget, String)>,
     /// The region every configured datastore names, when they all name one: the SDK's region
@@ -108,19 +110,21 @@ pub struct ClientPlan {
     pub max_requests_per_second: f64,
 }
 
+/// The part of [`ClientSettings`] (and [`ClientOptions`]) the SDK clients are built with: when it
+/// changes, a reload builds every client anew.
 #[derive(Clone, Debug, PartialEq)]
-struct ClientSettings {
+struct SdkSettings {
     timeout: Duration,
     max_attempts: u32,
     max_requests_per_second: f64,
 }
 
-impl ClientSettings {
-    fn of(plan: &ClientPlan, options: &ClientOptions) -> ClientSettings {
-        ClientSettings {
-            timeout: plan.timeout,
-            max_attempts: options.max_attempts.unwrap_or(plan.max_attempts),
-            max_requests_per_second: plan.max_requests_per_second,
+impl SdkSettings {
+    fn of(settings: &ClientSettings, options: &ClientOptions) -> SdkSettings {
+        SdkSettings {
+            timeout: settings.timeout,
+            max_attempts: options.max_attempts.unwrap_or(settings.max_attempts),
+            max_requests_per_second: settings.max_requests_per_second,
         }
     }
 }
@@ -134,34 +138,34 @@ impl fmt::Debug for Clients {
 }
 
 impl Clients {
-    /// Builds a client for every target the plan uses (a `&Config` is one). Only AssumeRole
-    /// providers are set up here; no network call is made until the first poll.
+    /// Builds a client for every target the settings use (a `&Config` gives them). Only
+    /// AssumeRole providers are set up here; no network call is made until the first poll.
     pub async fn build(
-        plan: impl Into<ClientPlan>,
+        settings: impl Into<ClientSettings>,
         options: &ClientOptions,
     ) -> Result<Clients, ClientError> {
-        Clients::rebuild(plan, options, None).await
+        Clients::rebuild(settings, options, None).await
     }
 
     /// Like `build`, but keeps the clients (and their cached credentials) of `previous` for the
     /// targets still in use, when the settings they were built with have not changed.
     pub(crate) async fn rebuild(
-        plan: impl Into<ClientPlan>,
+        settings: impl Into<ClientSettings>,
         options: &ClientOptions,
         previous: Option<&Clients>,
     ) -> Result<Clients, ClientError> {
-        let plan = plan.into();
-        let settings = ClientSettings::of(&plan, options);
-        let previous = previous.filter(|p| p.settings == settings);
+        let settings = settings.into();
+        let sdk = SdkSettings::of(&settings, options);
+        let previous = previous.filter(|p| p.settings == sdk);
         let mut base: Option<SdkConfig> = previous.and_then(|p| p.base.clone());
         let mut budgets: HashMap<(String, String), Arc<RequestBudget>> = HashMap::new();
         let mut by_target = HashMap::new();
-        for (target, user) in &plan.users {
+        for (target, user) in &settings.users {
             if by_target.contains_key(target) {
                 continue;
             }
             if let Some(kept) = previous.and_then(|p| p.by_target.get(target)) {
-                let key = budget_key(target, kept.client.config().region());
+                let key = budget_key(target, kept.sdk.config().region());
                 budgets.insert(key, Arc::clone(&kept.budget));
                 by_target.insert(target.clone(), kept.clone());
                 continue;
@@ -169,15 +173,10 @@ impl Clients {
             let base = match base {
                 Some(ref base) => base,
                 None => {
-                    base.insert(base_sdk_config(plan.region.as_deref(), &settings, options).await)
+                    base.insert(base_sdk_config(settings.region.as_deref(), &sdk, options).await)
                 }
             };
-            let region = target
-                .region
-                .clone()
-                .map(Region::new)
-                .or_else(|| base.region().cloned())
-                .ok_or_else(|| ClientError::NoRegion { user: user.clone() })?;
+            let region = region_of(target, base, user)?;
             let mut builder = aws_sdk_healthlake::config::Builder::from(base)
                 .region(region.clone())
                 .interceptor(ResponseSizeLimit {
@@ -187,23 +186,27 @@ impl Clients {
                 builder = builder.endpoint_url(url);
             }
             if let Some(role_arn) = &target.role_arn {
-                let provider = role_credentials(role_arn, SESSION_NAME, region.clone(), base).await;
-                builder = builder.credentials_provider(provider);
+                let role = role_credentials(role_arn, SESSION_NAME, region.clone(), base).await;
+                builder = builder.credentials_provider(role);
             }
             let budget = budgets
                 .entry(budget_key(target, Some(&region)))
-                .or_insert_with(|| {
-                    Arc::new(RequestBudget::per_second(settings.max_requests_per_second))
-                })
+                .or_insert_with(|| Arc::new(RequestBudget::per_second(sdk.max_requests_per_second)))
                 .clone();
             let client = Client::from_conf(builder.build());
-            by_target.insert(target.clone(), Target { client, budget });
+            by_target.insert(
+                target.clone(),
+                PacedClient {
+                    sdk: client,
+                    budget,
+                },
+            );
         }
         Ok(Clients {
             by_target,
             base,
-            region: plan.region.clone(),
-            settings,
+            region: settings.region.clone(),
+            settings: sdk,
         })
     }
 
@@ -216,9 +219,22 @@ impl Clients {
         }
     }
 
-    pub fn for_target(&self, target: &AwsTarget) -> Option<&Target> {
+    pub fn for_target(&self, target: &AwsTarget) -> Option<&PacedClient> {
         self.by_target.get(target)
     }
+}
+
+/// The region a client for `target` calls: its own, or the base configuration's (the SDK's region
+/// chain). `user` names who needs it in the error ("datastore ID", "discovery[N]", "[events] ...").
+fn region_of(target: &AwsTarget, base: &SdkConfig, user: &str) -> Result<Region, ClientError> {
+    target
+        .region
+        .clone()
+        .map(Region::new)
+        .or_else(|| base.region().cloned())
+        .ok_or_else(|| ClientError::NoRegion {
+            user: user.to_owned(),
+        })
 }
 
 /// The credentials of `role_arn`, assumed on top of `base`'s chain through STS in `region`: how
@@ -252,7 +268,7 @@ fn budget_key(target: &AwsTarget, region: Option<&Region>) -> (String, String) {
 
 async fn base_sdk_config(
     region: Option<&str>,
-    settings: &ClientSettings,
+    settings: &SdkSettings,
     options: &ClientOptions,
 ) -> SdkConfig {
     let http_client = aws_smithy_http_client::Builder::new()

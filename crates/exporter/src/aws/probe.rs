@@ -6,12 +6,11 @@
 //! to search for a datastore that is not where the configuration says.
 
 use aws_config::SdkConfig;
-use aws_sdk_healthlake::config::endpoint::ResolveEndpoint as _;
 use aws_types::service_config::ServiceConfigKey;
 
 use super::classify::classify;
 use super::usage::api_usage;
-use super::Target;
+use super::PacedClient;
 use crate::model::{JobKind, PollError};
 
 /// The regions HealthLake runs in, from "AWS HealthLake endpoints and quotas"
@@ -29,16 +28,16 @@ pub const HEALTHLAKE_REGIONS: [&str; 8] = [
 ];
 
 /// `ListFHIRExportJobs` or `ListFHIRImportJobs` for one job of the datastore, paced by the
-/// target's request budget.
+/// client's request budget.
 pub async fn list_one_job(
-    target: &Target,
+    client: &PacedClient,
     kind: JobKind,
     datastore_id: &str,
 ) -> Result<(), PollError> {
-    target.budget.acquire().await;
-    let client = &target.client;
+    client.budget.acquire().await;
+    let sdk = &client.sdk;
     let result = match kind {
-        JobKind::Export => client
+        JobKind::Export => sdk
             .list_fhir_export_jobs()
             .datastore_id(datastore_id)
             .max_results(1)
@@ -46,7 +45,7 @@ pub async fn list_one_job(
             .await
             .map(drop)
             .map_err(classify),
-        JobKind::Import => client
+        JobKind::Import => sdk
             .list_fhir_import_jobs()
             .datastore_id(datastore_id)
             .max_results(1)
@@ -59,11 +58,11 @@ pub async fn list_one_job(
     result
 }
 
-/// `ListFHIRDatastores` for one datastore, paced by the target's request budget.
-pub async fn list_one_datastore(target: &Target) -> Result<(), PollError> {
-    target.budget.acquire().await;
-    let result = target
-        .client
+/// `ListFHIRDatastores` for one datastore, paced by the client's request budget.
+pub async fn list_one_datastore(client: &PacedClient) -> Result<(), PollError> {
+    client.budget.acquire().await;
+    let result = client
+        .sdk
         .list_fhir_datastores()
         .max_results(1)
         .send()
@@ -118,38 +117,24 @@ pub async fn endpoint_of(
     if from_environment.is_some() {
         return from_environment;
     }
+    // The three SDKs' resolvers have the same shape under their own type names.
+    macro_rules! default_endpoint {
+        ($sdk:ident) => {{
+            let params = $sdk::config::endpoint::Params::builder()
+                .region(region)
+                .build()
+                .ok()?;
+            $sdk::config::endpoint::ResolveEndpoint::resolve_endpoint(
+                &$sdk::config::endpoint::DefaultResolver::new(),
+                &params,
+            )
+            .await
+        }};
+    }
     let endpoint = match service {
-        Service::HealthLake => {
-            let params = aws_sdk_healthlake::config::endpoint::Params::builder()
-                .region(region)
-                .build()
-                .ok()?;
-            aws_sdk_healthlake::config::endpoint::DefaultResolver::new()
-                .resolve_endpoint(&params)
-                .await
-        }
-        Service::Sqs => {
-            let params = aws_sdk_sqs::config::endpoint::Params::builder()
-                .region(region)
-                .build()
-                .ok()?;
-            aws_sdk_sqs::config::endpoint::ResolveEndpoint::resolve_endpoint(
-                &aws_sdk_sqs::config::endpoint::DefaultResolver::new(),
-                &params,
-            )
-            .await
-        }
-        Service::Sts => {
-            let params = aws_sdk_sts::config::endpoint::Params::builder()
-                .region(region)
-                .build()
-                .ok()?;
-            aws_sdk_sts::config::endpoint::ResolveEndpoint::resolve_endpoint(
-                &aws_sdk_sts::config::endpoint::DefaultResolver::new(),
-                &params,
-            )
-            .await
-        }
+        Service::HealthLake => default_endpoint!(aws_sdk_healthlake),
+        Service::Sqs => default_endpoint!(aws_sdk_sqs),
+        Service::Sts => default_endpoint!(aws_sdk_sts),
     };
     endpoint.ok().map(|e| e.url().to_owned())
 }

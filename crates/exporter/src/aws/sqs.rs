@@ -6,7 +6,7 @@
 //! its own region, endpoint and role from `[events]`, a timeout of the long-poll wait plus a
 //! margin so a long poll is never cut short — nor left hanging — and a cap on response bodies
 //! (an endpoint that answers with hundreds of megabytes is an error, not an allocation). What it
-//! needs from `[events]` comes in as a [`QueuePlan`]; the consumer (`events`) adapts it to its
+//! needs from `[events]` comes in as [`QueueSettings`]; the consumer (`events`) adapts it to its
 //! own queue interface.
 
 use std::time::Duration;
@@ -14,16 +14,17 @@ use std::time::Duration;
 use aws_config::Region;
 use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::types::{
-    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
-    MessageSystemAttributeName, QueueAttributeName,
+    BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
+    DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
 use aws_sdk_sqs::Client;
 
 use super::classify::{classify_for, ResponseSizeLimit};
-use super::{AwsTarget, ClientError, ClientOptions, Clients};
+use super::{
+    region_of, role_credentials, AwsTarget, ClientError, ClientOptions, Clients, CONNECT_TIMEOUT,
+};
 use crate::model::{ErrorReason, PollError};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The AssumeRole session name of the SQS client.
 pub(crate) const SESSION_NAME: &str = "healthlake-exporter-events";
 /// Most messages one `ReceiveMessage` returns (SQS's limit).
@@ -39,7 +40,7 @@ const MAX_VISIBILITY: Duration = Duration::from_secs(43_200);
 
 /// What the queue client is built for (from `[events]`, by the config module).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct QueuePlan {
+pub struct QueueSettings {
     /// This replica's queue (`{shard}` already replaced).
     pub queue_url: String,
     /// SQS's own region, endpoint and role.
@@ -73,21 +74,17 @@ pub struct SqsQueue {
 impl SqsQueue {
     /// The client for `queue_url` (the replica's, `{shard}` already replaced). Makes no call.
     pub async fn build(
-        plan: QueuePlan,
+        settings: QueueSettings,
         clients: &Clients,
         options: &ClientOptions,
     ) -> Result<SqsQueue, ClientError> {
         let base = clients.base_config(options).await;
-        let region = plan
-            .target
-            .region
-            .clone()
-            .map(Region::new)
-            .or_else(|| base.region().cloned())
-            .ok_or_else(|| ClientError::NoRegion {
-                user: "[events] (set events.region, or a region in the queue URL)".to_owned(),
-            })?;
-        let call_timeout = plan.call_timeout;
+        let region = region_of(
+            &settings.target,
+            &base,
+            "[events] (set events.region, or a region in the queue URL)",
+        )?;
+        let call_timeout = settings.call_timeout;
         let mut builder = aws_sdk_sqs::config::Builder::from(&base)
             .region(region.clone())
             .interceptor(ResponseSizeLimit {
@@ -100,17 +97,17 @@ impl SqsQueue {
                     .operation_timeout(call_timeout)
                     .build(),
             );
-        if let Some(url) = &plan.target.endpoint_url {
+        if let Some(url) = &settings.target.endpoint_url {
             builder = builder.endpoint_url(url);
         }
-        if let Some(role_arn) = &plan.target.role_arn {
-            let provider = super::role_credentials(role_arn, SESSION_NAME, region, &base).await;
-            builder = builder.credentials_provider(provider);
+        if let Some(role_arn) = &settings.target.role_arn {
+            let role = role_credentials(role_arn, SESSION_NAME, region, &base).await;
+            builder = builder.credentials_provider(role);
         }
         Ok(SqsQueue {
             client: Client::from_conf(builder.build()),
-            queue_url: plan.queue_url,
-            wait_time: plan.wait_time,
+            queue_url: settings.queue_url,
+            wait_time: settings.wait_time,
         })
     }
 
@@ -200,20 +197,14 @@ impl SqsQueue {
         receipts: Vec<String>,
         visibility: Duration,
     ) -> Result<usize, PollError> {
-        debug_assert!(receipts.len() <= DELETE_BATCH_SIZE);
         let seconds = whole_seconds(visibility);
-        let entries = receipts
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, receipt)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(receipt)
-                    .visibility_timeout(seconds)
-                    .build()
-                    .ok()
-            })
-            .collect::<Vec<_>>();
+        let entries = batch(receipts, |id, receipt| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(id)
+                .receipt_handle(receipt)
+                .visibility_timeout(seconds)
+                .build()
+        });
         let output = self
             .client
             .change_message_visibility_batch()
@@ -222,30 +213,20 @@ impl SqsQueue {
             .send()
             .await
             .map_err(|e| classify_for("SQS", e))?;
-        for failed in output.failed() {
-            tracing::debug!(
-                code = failed.code(),
-                message = failed.message().unwrap_or(""),
-                "event queue: visibility not extended"
-            );
-        }
-        Ok(output.failed().len())
+        Ok(count_failed(
+            output.failed(),
+            "event queue: visibility not extended",
+        ))
     }
 
     /// `DeleteMessageBatch` of up to [`DELETE_BATCH_SIZE`] receipts; returns how many failed.
     pub async fn delete(&self, receipts: Vec<String>) -> Result<usize, PollError> {
-        debug_assert!(receipts.len() <= DELETE_BATCH_SIZE);
-        let entries = receipts
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, receipt)| {
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(receipt)
-                    .build()
-                    .ok()
-            })
-            .collect::<Vec<_>>();
+        let entries = batch(receipts, |id, receipt| {
+            DeleteMessageBatchRequestEntry::builder()
+                .id(id)
+                .receipt_handle(receipt)
+                .build()
+        });
         let output = self
             .client
             .delete_message_batch()
@@ -254,15 +235,33 @@ impl SqsQueue {
             .send()
             .await
             .map_err(|e| classify_for("SQS", e))?;
-        for failed in output.failed() {
-            tracing::debug!(
-                code = failed.code(),
-                message = failed.message().unwrap_or(""),
-                "event queue: message not deleted"
-            );
-        }
-        Ok(output.failed().len())
+        Ok(count_failed(
+            output.failed(),
+            "event queue: message not deleted",
+        ))
     }
+}
+
+/// The entries of a batch call, one per receipt, with their index as the entry id.
+fn batch<T, E>(receipts: Vec<String>, entry: impl Fn(String, String) -> Result<T, E>) -> Vec<T> {
+    debug_assert!(receipts.len() <= DELETE_BATCH_SIZE);
+    receipts
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, receipt)| entry(i.to_string(), receipt).ok())
+        .collect()
+}
+
+/// Logs (at debug) each entry a batch call failed, with `what` happened; returns how many.
+fn count_failed(failed: &[BatchResultErrorEntry], what: &str) -> usize {
+    for entry in failed {
+        tracing::debug!(
+            code = entry.code(),
+            message = entry.message().unwrap_or(""),
+            "{what}"
+        );
+    }
+    failed.len()
 }
 
 /// A visibility timeout as SQS takes it: whole seconds, at most 12 hours.

@@ -10,7 +10,7 @@ use toml::Spanned;
 use super::shard::Shard;
 use super::validate::Validator;
 use super::{AwsTarget, ConfigError};
-use crate::aws::sqs::QueuePlan;
+use crate::aws::sqs::QueueSettings;
 use crate::aws::{check_endpoint_url, check_region, check_role_arn, has_user_info};
 
 /// SQS's longest long poll, and the default: the fewest calls for the same latency.
@@ -58,8 +58,8 @@ impl EventsConfig {
     }
 
     /// What the SQS client of replica `shard` is built for.
-    pub fn queue_plan(&self, shard: Shard) -> QueuePlan {
-        QueuePlan {
+    pub fn queue_settings(&self, shard: Shard) -> QueueSettings {
+        QueueSettings {
             queue_url: self.queue_url_for(shard),
             target: self.target.clone(),
             wait_time: self.long_poll_wait(),

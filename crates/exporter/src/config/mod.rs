@@ -21,10 +21,10 @@ pub use crate::web::settings::ServerConfig;
 pub use events::{region_of_queue_url, EventsConfig, CALL_TIMEOUT_MARGIN, SHARD_PLACEHOLDER};
 pub use web_config::ConfigFiles;
 
-use crate::aws::ClientPlan;
+use crate::aws::ClientSettings;
 use crate::files::FileProblem;
 use crate::model::{JobKinds, JobNameLabel};
-use crate::state::Plan;
+use crate::state::Roster;
 use raw::RawConfig;
 use shard::Shard;
 use validate::{describe_toml_error, TlsFiles, Validator};
@@ -295,9 +295,9 @@ impl Config {
 }
 
 /// What State keeps records for, as this configuration says.
-impl From<&Config> for Plan {
-    fn from(config: &Config) -> Plan {
-        Plan {
+impl From<&Config> for Roster {
+    fn from(config: &Config) -> Roster {
+        Roster {
             datastores: config
                 .datastores
                 .iter()
@@ -320,8 +320,8 @@ impl From<&Config> for Plan {
 }
 
 /// What the AWS clients are built for, as this configuration says.
-impl From<&Config> for ClientPlan {
-    fn from(config: &Config) -> ClientPlan {
+impl From<&Config> for ClientSettings {
+    fn from(config: &Config) -> ClientSettings {
         let users = config
             .datastores
             .iter()
@@ -341,7 +341,7 @@ impl From<&Config> for ClientPlan {
             .first()
             .and_then(|d| d.target.region.clone())
             .filter(|_| region_everywhere);
-        ClientPlan {
+        ClientSettings {
             users,
             region,
             // Validated to 10 minutes at most; clamped again because the SDK panics on a timeout
@@ -513,48 +513,67 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
     /// Every key with a bad value that carries a marker: (file text, the key as the error names
     /// it). Each bad value is on the last line of the text that holds a marker.
     fn bad_value_of_every_key() -> Vec<(String, &'static str)> {
-        let m = MARK;
-        let n = NUMBER_MARK;
-        let long = format!("{m}{}", "x".repeat(300));
-        let mut cases: Vec<(String, &str)> = Vec::new();
-        let mut add = |text: String, key: &'static str| cases.push((text, key));
-        add(
+        let mut cases = Cases(Vec::new());
+        bad_server_values(&mut cases);
+        bad_polling_values(&mut cases);
+        bad_target_values(&mut cases);
+        bad_datastore_and_discovery_values(&mut cases);
+        bad_events_values(&mut cases);
+        cases.0
+    }
+
+    /// (file text, the key the error names).
+    struct Cases(Vec<(String, &'static str)>);
+
+    impl Cases {
+        fn add(&mut self, text: String, key: &'static str) {
+            self.0.push((text, key));
+        }
+
+        /// `key` made from parts: leaked, as the cases live as long as the test.
+        fn add_key(&mut self, text: String, key: String) {
+            self.add(text, Box::leak(key.into_boxed_str()));
+        }
+    }
+
+    fn bad_server_values(cases: &mut Cases) {
+        let (m, n) = (MARK, NUMBER_MARK);
+        cases.add(
             format!("[server]\nlisten_address = \"{m}:9469\"\n"),
             "server.listen_address",
         );
         for key in ["max_connections", "max_connections_per_ip"] {
-            let leaked: &'static str = Box::leak(format!("server.{key}").into_boxed_str());
-            add(format!("[server]\n{key} = {n}\n"), leaked);
-            add(format!("[server]\n{key} = \"{m}\"\n"), leaked);
+            cases.add_key(format!("[server]\n{key} = {n}\n"), format!("server.{key}"));
+            cases.add_key(
+                format!("[server]\n{key} = \"{m}\"\n"),
+                format!("server.{key}"),
+            );
         }
-        add(
+        cases.add(
             format!("[server]\nenable_reload = \"{m}\"\n"),
             "server.enable_reload",
         );
-        add(
-            format!("[server]\nreload_allowed_hosts = [\"{m} bad\"]\n"),
-            "server.reload_allowed_hosts[0]",
-        );
-        add(
-            format!("[server]\nreload_allowed_hosts = \"{m}\"\n"),
-            "server.reload_allowed_hosts",
-        );
-        add(
-            format!("[server.basic_auth]\nusers = {{ alice = \"{m}\" }}\n"),
-            "server.basic_auth.users",
-        );
-        add(
-            format!("[server.basic_auth]\nusers = {{ alice = \"$2y$10${m}\" }}\n"),
-            "server.basic_auth.users",
-        );
-        add(
-            format!("[server.basic_auth]\nusers = {{ \"{m}:pw\" = \"$2y$10$\" }}\n"),
-            "server.basic_auth.users",
-        );
-        add(
-            format!("[server.basic_auth]\nusers = {{ alice = {n} }}\n"),
-            "server.basic_auth.users",
-        );
+        for (value, key) in [
+            (format!("[\"{m} bad\"]"), "server.reload_allowed_hosts[0]"),
+            (format!("\"{m}\""), "server.reload_allowed_hosts"),
+        ] {
+            cases.add(format!("[server]\nreload_allowed_hosts = {value}\n"), key);
+        }
+        for users in [
+            format!("alice = \"{m}\""),
+            format!("alice = \"$2y$10${m}\""),
+            format!("\"{m}:pw\" = \"$2y$10$\""),
+            format!("alice = {n}"),
+        ] {
+            cases.add(
+                format!("[server.basic_auth]\nusers = {{ {users} }}\n"),
+                "server.basic_auth.users",
+            );
+        }
+    }
+
+    fn bad_polling_values(cases: &mut Cases) {
+        let (m, n) = (MARK, NUMBER_MARK);
         for key in [
             "interval",
             "timeout",
@@ -562,10 +581,12 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
             "ended_job_window",
             "datastore_interval",
         ] {
-            let leaked: &'static str = Box::leak(format!("polling.{key}").into_boxed_str());
-            add(format!("[polling]\n{key} = \"5{m}\"\n"), leaked);
-            add(format!("[polling]\n{key} = \"{n}d\"\n"), leaked);
-            add(format!("[polling]\n{key} = {n}\n"), leaked);
+            for value in [format!("\"5{m}\""), format!("\"{n}d\""), n.to_owned()] {
+                cases.add_key(
+                    format!("[polling]\n{key} = {value}\n"),
+                    format!("polling.{key}"),
+                );
+            }
         }
         for key in [
             "concurrency",
@@ -573,10 +594,12 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
             "max_attempts",
             "max_pages",
         ] {
-            let leaked: &'static str = Box::leak(format!("polling.{key}").into_boxed_str());
-            add(format!("[polling]\n{key} = {n}\n"), leaked);
-            add(format!("[polling]\n{key} = -{n}\n"), leaked);
-            add(format!("[polling]\n{key} = \"{m}\"\n"), leaked);
+            for value in [n.to_owned(), format!("-{n}"), format!("\"{m}\"")] {
+                cases.add_key(
+                    format!("[polling]\n{key} = {value}\n"),
+                    format!("polling.{key}"),
+                );
+            }
         }
         // Not TOML values at all, or of another type: the parser's messages do not quote them.
         for value in [
@@ -587,47 +610,38 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
             format!("{{ a = \"{m}\" }}"),
             format!("'{m}'"),
         ] {
-            add(
+            cases.add(
                 format!("[polling]\ninterval = {value}\n"),
                 "polling.interval",
             );
         }
-        add(
-            format!("[polling]\nmax_requests_per_second = {n}.5\n"),
-            "polling.max_requests_per_second",
-        );
-        add(
-            format!("[polling]\nmax_requests_per_second = {n}\n"),
-            "polling.max_requests_per_second",
-        );
-        add(
-            format!("[polling]\nmax_requests_per_second = \"{m}\"\n"),
-            "polling.max_requests_per_second",
-        );
-        add(format!("[polling]\nshard = \"{m}/2\"\n"), "polling.shard");
-        add(format!("[polling]\nshard = \"{n}/2\"\n"), "polling.shard");
-        add(format!("[polling]\nshard = \"1/{n}\"\n"), "polling.shard");
-        add(format!("[polling]\njobs = [\"{m}\"]\n"), "polling.jobs");
-        add(
-            format!("[polling]\ndatastore_health = \"{m}\"\n"),
-            "polling.datastore_health",
-        );
-        add(
-            format!("[polling]\njob_name_label = \"{m}\"\n"),
-            "polling.job_name_label",
-        );
-        for section in [
-            "[aws]",
-            "[[datastores]]\nid = \"x\"",
-            "[[discovery]]",
-            "[events]\nqueue_url = \"https://h/1/q\"",
+        for (key, value) in [
+            ("max_requests_per_second", format!("{n}.5")),
+            ("max_requests_per_second", n.to_owned()),
+            ("max_requests_per_second", format!("\"{m}\"")),
+            ("shard", format!("\"{m}/2\"")),
+            ("shard", format!("\"{n}/2\"")),
+            ("shard", format!("\"1/{n}\"")),
+            ("jobs", format!("[\"{m}\"]")),
+            ("datastore_health", format!("\"{m}\"")),
+            ("job_name_label", format!("\"{m}\"")),
         ] {
-            let prefix = match section.split('\n').next().unwrap_or("") {
-                "[aws]" => "aws",
-                "[[datastores]]" => "datastores[0]",
-                "[[discovery]]" => "discovery[0]",
-                _ => "events",
-            };
+            cases.add_key(
+                format!("[polling]\n{key} = {value}\n"),
+                format!("polling.{key}"),
+            );
+        }
+    }
+
+    /// Region, endpoint and role of `[aws]`, a datastore, a discovery entry and `[events]`.
+    fn bad_target_values(cases: &mut Cases) {
+        let (m, n) = (MARK, NUMBER_MARK);
+        for (section, prefix) in [
+            ("[aws]", "aws"),
+            ("[[datastores]]\nid = \"x\"", "datastores[0]"),
+            ("[[discovery]]", "discovery[0]"),
+            ("[events]\nqueue_url = \"https://h/1/q\"", "events"),
+        ] {
             for (key, value) in [
                 ("region", format!("\"{m}-1\"")),
                 ("endpoint_url", format!("\"https://user:{m}@example.com\"")),
@@ -641,47 +655,51 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
                 ("role_arn", format!("\"{m}\"")),
                 ("region", n.to_string()),
             ] {
-                let leaked: &'static str = Box::leak(format!("{prefix}.{key}").into_boxed_str());
-                add(format!("{section}\n{key} = {value}\n"), leaked);
+                cases.add_key(
+                    format!("{section}\n{key} = {value}\n"),
+                    format!("{prefix}.{key}"),
+                );
             }
         }
-        add(
-            format!("[[datastores]]\nid = \"{m}!\"\n"),
-            "datastores[0].id",
-        );
-        add(
-            format!("[[datastores]]\nid = \"{long}\"\n"),
-            "datastores[0].id",
-        );
-        add(
-            format!("[[datastores]]\nid = \"{m}\"\n[[datastores]]\nid = \"{m}\"\n"),
-            "datastores[1].id",
-        );
-        add(format!("[[datastores]]\nid = {n}\n"), "datastores[0].id");
-        add(
-            format!("[[datastores]]\nid = \"x\"\nname = \"{long}\"\n"),
-            "datastores[0].name",
-        );
-        add(
-            format!("[[datastores]]\nid = \"x\"\njobs = [\"export\", \"{m}\"]\n"),
-            "datastores[0].jobs",
-        );
-        add(
-            format!("[[discovery]]\nname_prefix = \"{long}\"\n"),
-            "discovery[0].name_prefix",
-        );
-        add(
-            format!("[[discovery]]\nstatus = \"{m}\"\n"),
-            "discovery[0].status",
-        );
-        add(
-            format!("[[discovery]]\ninterval = \"{m}\"\n"),
-            "discovery[0].interval",
-        );
-        add(
-            format!("[[discovery]]\ninterval = \"{n}h\"\n"),
-            "discovery[0].interval",
-        );
+    }
+
+    fn bad_datastore_and_discovery_values(cases: &mut Cases) {
+        let (m, n) = (MARK, NUMBER_MARK);
+        let long = format!("{m}{}", "x".repeat(300));
+        for (text, key) in [
+            (format!("id = \"{m}!\"\n"), "datastores[0].id"),
+            (format!("id = \"{long}\"\n"), "datastores[0].id"),
+            (
+                format!("id = \"{m}\"\n[[datastores]]\nid = \"{m}\"\n"),
+                "datastores[1].id",
+            ),
+            (format!("id = {n}\n"), "datastores[0].id"),
+            (
+                format!("id = \"x\"\nname = \"{long}\"\n"),
+                "datastores[0].name",
+            ),
+            (
+                format!("id = \"x\"\njobs = [\"export\", \"{m}\"]\n"),
+                "datastores[0].jobs",
+            ),
+        ] {
+            cases.add(format!("[[datastores]]\n{text}"), key);
+        }
+        for (key, value) in [
+            ("name_prefix", format!("\"{long}\"")),
+            ("status", format!("\"{m}\"")),
+            ("interval", format!("\"{m}\"")),
+            ("interval", format!("\"{n}h\"")),
+        ] {
+            cases.add_key(
+                format!("[[discovery]]\n{key} = {value}\n"),
+                format!("discovery[0].{key}"),
+            );
+        }
+    }
+
+    fn bad_events_values(cases: &mut Cases) {
+        let (m, n) = (MARK, NUMBER_MARK);
         for url in [
             format!("https://user:{m}@sqs.us-east-1.amazonaws.com/123456789012/q"),
             format!("https://{m}@sqs.us-east-1.amazonaws.com/123456789012/q"),
@@ -692,24 +710,17 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
             format!("{m}://sqs.us-east-1.amazonaws.com/1/q"),
             format!("{m} not a url"),
         ] {
-            add(
+            cases.add(
                 format!("[events]\nqueue_url = \"{url}\"\n"),
                 "events.queue_url",
             );
         }
-        add(
-            format!("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"{m}\"\n"),
-            "events.wait_time",
-        );
-        add(
-            format!("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"{n}s\"\n"),
-            "events.wait_time",
-        );
-        add(
-            format!("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"1{m}\"\n"),
-            "events.wait_time",
-        );
-        cases
+        for wait in [m.to_owned(), format!("{n}s"), format!("1{m}")] {
+            cases.add(
+                format!("[events]\nqueue_url = \"https://h/1/q\"\nwait_time = \"{wait}\"\n"),
+                "events.wait_time",
+            );
+        }
     }
 
     /// Finding 9: whatever key holds a bad value, the error names the file, the line and the key,

@@ -14,9 +14,9 @@
 //! replicas (their counters and alerts stay where they were). Cost: `n` hashes per datastore at
 //! each (re)load, nothing per poll or scrape.
 //!
-//! **The hash is fixed forever**, hand-written here so that no dependency upgrade can change it
-//! (std's `DefaultHasher`/`RandomState` make no such promise, and `RandomState` is even seeded per
-//! process):
+//! **The hash is fixed forever**, hand-written (here and in `model::fnv1a64`) so that no
+//! dependency upgrade can change it (std's `DefaultHasher`/`RandomState` make no such promise, and
+//! `RandomState` is even seeded per process):
 //!
 //! ```text
 //! weight(id, s) = mix64(fnv1a64(utf8 bytes of id) XOR mix64(s))
@@ -36,6 +36,8 @@
 
 use std::fmt;
 use std::str::FromStr;
+
+use crate::model::fnv1a64;
 
 /// The most replicas one configuration can be split between. Far beyond any real need; it bounds
 /// the per-datastore hashing cost at load time.
@@ -159,16 +161,6 @@ fn weight(datastore_id: &str, shard: u32) -> u64 {
 
 fn weight_of(id_hash: u64, shard: u32) -> u64 {
     mix64(id_hash ^ mix64(u64::from(shard)))
-}
-
-/// FNV-1a, 64-bit.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for &byte in bytes {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
 }
 
 /// The SplitMix64 output function.

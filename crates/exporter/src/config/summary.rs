@@ -10,7 +10,15 @@ impl Config {
     /// A one-screen summary for `--check-config`.
     pub fn summary(&self) -> String {
         let mut out = String::new();
-        let p = &self.polling;
+        self.summarise_server(&mut out);
+        self.summarise_polling(&mut out);
+        self.summarise_discovery_and_events(&mut out);
+        self.summarise_datastores(&mut out);
+        out
+    }
+
+    /// `[server]` (and the web config file).
+    fn summarise_server(&self, out: &mut String) {
         let _ = writeln!(out, "listen_address   {}", self.server.listen_address);
         let server = &self.server;
         let _ = writeln!(
@@ -51,6 +59,11 @@ impl Config {
                 server.headers.0.len()
             );
         }
+    }
+
+    /// `[polling]` and what each datastore polls.
+    fn summarise_polling(&self, out: &mut String) {
+        let p = &self.polling;
         let _ = writeln!(
             out,
             "polling          every {}, timeout {}, concurrency {}, job_series_limit {}",
@@ -84,6 +97,10 @@ impl Config {
                 String::new()
             }
         );
+    }
+
+    /// `[[discovery]]` and `[events]`.
+    fn summarise_discovery_and_events(&self, out: &mut String) {
         for (i, d) in self.discovery.iter().enumerate() {
             let _ = writeln!(
                 out,
@@ -114,6 +131,11 @@ impl Config {
                 );
             }
         }
+    }
+
+    /// The datastores (this replica's share of them, when sharded) and where each is reached.
+    fn summarise_datastores(&self, out: &mut String) {
+        let p = &self.polling;
         let _ = writeln!(out, "datastores       {}", self.datastores.len());
         let shard = p.shard;
         if !shard.is_all() {
@@ -153,7 +175,6 @@ impl Config {
             }
             out.push('\n');
         }
-        out
     }
 }
 

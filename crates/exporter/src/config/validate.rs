@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{Number, RawConfig, RawDatastore, RawDiscovery, RawPolling, RawServer, RawTarget};
+use super::raw::{
+    Number, RawBasicAuth, RawConfig, RawDatastore, RawDiscovery, RawPolling, RawServer, RawTarget,
+    RawTls,
+};
 use super::shard::{Shard, ShardError};
 use super::{
     line_and_column, Config, ConfigError, DatastoreConfig, DiscoveryConfig, PollingConfig,
@@ -23,7 +26,9 @@ use super::{
     MIN_REQUESTS_PER_SECOND, MIN_TIMEOUT,
 };
 use crate::aws::{check_endpoint_url, check_region, check_role_arn, AwsTarget};
-use crate::model::{JobKinds, JobNameLabel, DATASTORE_STATUSES};
+use crate::model::{
+    check_datastore_id, InvalidDatastoreId, JobKinds, JobNameLabel, DATASTORE_STATUSES,
+};
 use crate::web::settings::{
     default_max_connections_per_ip, parse_allowed_host, parse_listen_address, BasicAuthConfig,
     ServerConfig, TlsConfig, DEFAULT_LISTEN_ADDRESS, DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS,
@@ -344,7 +349,7 @@ impl Validator<'_> {
         for (index, ds) in datastores.into_iter().enumerate() {
             let key = format!("datastores[{index}]");
             let id = ds.id.get_ref().clone();
-            check_datastore_id(&id)
+            check_configured_datastore_id(&id)
                 .map_err(|m| self.error(Some(ds.id.span()), &format!("{key}.id"), m))?;
             if let Some(first) = seen.insert(id.clone(), ds.id.span().start) {
                 let (line, _) = line_and_column(self.text, first);
@@ -576,75 +581,8 @@ impl Validator<'_> {
             0..=MAX_MAX_CONNECTIONS,
         )?;
         let reload_allowed_hosts = self.allowed_hosts(reload_allowed_hosts)?;
-        let tls = match tls {
-            None => None,
-            Some(raw) => {
-                let file = |value: &Spanned<String>, key: &str| {
-                    self.file_path(value)
-                        .map_err(|m| self.error(Some(value.span()), key, m))
-                };
-                let cert_file = file(&raw.cert_file, "server.tls.cert_file")?;
-                let key_file = file(&raw.key_file, "server.tls.key_file")?;
-                let config = TlsConfig {
-                    client_ca_file: match &raw.client_ca_file {
-                        Some(v) => Some(file(v, "server.tls.client_ca_file")?),
-                        None => None,
-                    },
-                    ..TlsConfig::new(cert_file, key_file)
-                };
-                let checked = match self.tls_files {
-                    TlsFiles::Check => tls::check_files(&config),
-                    TlsFiles::Defer => Ok(()),
-                };
-                if let Err(e) = checked {
-                    let span = match e.file_key() {
-                        tls::FileKey::Cert => raw.cert_file.span(),
-                        tls::FileKey::Key => raw.key_file.span(),
-                        tls::FileKey::ClientCa => raw
-                            .client_ca_file
-                            .as_ref()
-                            .map_or(raw.cert_file.span(), Spanned::span),
-                    };
-                    return Err(ConfigError::at(
-                        self.path,
-                        self.text,
-                        Some(span),
-                        e.to_string(),
-                    ));
-                }
-                Some(config)
-            }
-        };
-        let basic_auth = match basic_auth {
-            None => None,
-            Some(raw) => {
-                if raw.users.get_ref().is_empty() {
-                    return Err(self.error(
-                        Some(raw.users.span()),
-                        "server.basic_auth.users",
-                        "no users; add one like `alice = \"$2y$10$...\"`, or remove [server.basic_auth] to serve without credentials",
-                    ));
-                }
-                let mut users = std::collections::BTreeMap::new();
-                let mut rules = auth::UserRules::default();
-                for (name, hash) in raw.users.into_inner() {
-                    rules
-                        .check(&name, hash.get_ref())
-                        .map_err(|problem| match problem {
-                            auth::UserProblem::Name(message) => {
-                                self.error(Some(hash.span()), "server.basic_auth.users", message)
-                            }
-                            auth::UserProblem::Hash(message) => self.error(
-                                Some(hash.span()),
-                                &format!("server.basic_auth.users.{name}"),
-                                message,
-                            ),
-                        })?;
-                    users.insert(name, hash.into_inner());
-                }
-                Some(BasicAuthConfig { users })
-            }
-        };
+        let tls = tls.map(|raw| self.tls(raw)).transpose()?;
+        let basic_auth = basic_auth.map(|raw| self.basic_auth(raw)).transpose()?;
         Ok(ServerConfig {
             listen_address,
             max_connections,
@@ -655,6 +593,74 @@ impl Validator<'_> {
             basic_auth,
             ..ServerConfig::default()
         })
+    }
+
+    /// `[server.tls]`: the files, read and checked now unless a reload defers them to the web
+    /// module.
+    fn tls(&self, raw: RawTls) -> Result<TlsConfig, ConfigError> {
+        let file = |value: &Spanned<String>, key: &str| {
+            self.file_path(value)
+                .map_err(|m| self.error(Some(value.span()), key, m))
+        };
+        let cert_file = file(&raw.cert_file, "server.tls.cert_file")?;
+        let key_file = file(&raw.key_file, "server.tls.key_file")?;
+        let config = TlsConfig {
+            client_ca_file: match &raw.client_ca_file {
+                Some(v) => Some(file(v, "server.tls.client_ca_file")?),
+                None => None,
+            },
+            ..TlsConfig::new(cert_file, key_file)
+        };
+        let checked = match self.tls_files {
+            TlsFiles::Check => tls::check_files(&config),
+            TlsFiles::Defer => Ok(()),
+        };
+        if let Err(e) = checked {
+            let span = match e.file_key() {
+                tls::FileKey::Cert => raw.cert_file.span(),
+                tls::FileKey::Key => raw.key_file.span(),
+                tls::FileKey::ClientCa => raw
+                    .client_ca_file
+                    .as_ref()
+                    .map_or(raw.cert_file.span(), Spanned::span),
+            };
+            return Err(ConfigError::at(
+                self.path,
+                self.text,
+                Some(span),
+                e.to_string(),
+            ));
+        }
+        Ok(config)
+    }
+
+    /// `[server.basic_auth]`: at least one user, each name and bcrypt hash checked.
+    fn basic_auth(&self, raw: RawBasicAuth) -> Result<BasicAuthConfig, ConfigError> {
+        if raw.users.get_ref().is_empty() {
+            return Err(self.error(
+                Some(raw.users.span()),
+                "server.basic_auth.users",
+                "no users; add one like `alice = \"$2y$10$...\"`, or remove [server.basic_auth] to serve without credentials",
+            ));
+        }
+        let mut users = std::collections::BTreeMap::new();
+        let mut rules = auth::UserRules::default();
+        for (name, hash) in raw.users.into_inner() {
+            rules
+                .check(&name, hash.get_ref())
+                .map_err(|problem| match problem {
+                    auth::UserProblem::Name(message) => {
+                        self.error(Some(hash.span()), "server.basic_auth.users", message)
+                    }
+                    auth::UserProblem::Hash(message) => self.error(
+                        Some(hash.span()),
+                        &format!("server.basic_auth.users.{name}"),
+                        message,
+                    ),
+                })?;
+            users.insert(name, hash.into_inner());
+        }
+        Ok(BasicAuthConfig { users })
     }
 
     /// `server.reload_allowed_hosts`: DNS names, bounded in number.
@@ -741,27 +747,17 @@ impl Validator<'_> {
     }
 }
 
-/// HealthLake's datastore id rule: 1–32 characters of `[\p{L}\p{Z}\p{N}_.:/=+\-%@]`. The id is
-/// not repeated: the line and column say where it is.
-fn check_datastore_id(id: &str) -> Result<(), String> {
-    let length = id.chars().count();
-    if !(1..=32).contains(&length) {
-        return Err(format!(
-            "has {length} characters; a HealthLake datastore id has 1 to 32 (copy it from `aws healthlake list-fhir-datastores`)"
-        ));
-    }
-    let allowed = |c: char| {
-        c.is_alphanumeric()
-            || matches!(c, '_' | '.' | ':' | '/' | '=' | '+' | '-' | '%' | '@')
-            || (c.is_whitespace() && !c.is_control())
-    };
-    match id.chars().position(|c| !allowed(c)) {
-        Some(at) => Err(format!(
-            "character {} is one HealthLake does not allow in a datastore id (letters, digits, spaces and _ . : / = + - % @); copy the id from `aws healthlake list-fhir-datastores`",
-            at + 1
-        )),
-        None => Ok(()),
-    }
+/// HealthLake's datastore id rule ([`check_datastore_id`]), with how to fix it. The id is not
+/// repeated: the line and column say where it is.
+fn check_configured_datastore_id(id: &str) -> Result<(), String> {
+    check_datastore_id(id).map_err(|why| match why {
+        InvalidDatastoreId::Length(_) => {
+            format!("{why} (copy it from `aws healthlake list-fhir-datastores`)")
+        }
+        InvalidDatastoreId::Character(_) => {
+            format!("{why}; copy the id from `aws healthlake list-fhir-datastores`")
+        }
+    })
 }
 
 /// A datastore name or name prefix: not blank, at most HealthLake's [`MAX_NAME_CHARS`] (it

@@ -1,5 +1,5 @@
 //! How an event becomes a refresh: the same incremental listing a scheduled poll does
-//! (`poller::poll_jobs`), through the datastore's own client, request budget, timeout, guards and
+//! (`poll::poll_jobs`), through the datastore's own client, request budget, timeout, guards and
 //! State, so every metric keeps its meaning and the listing stays the only source of truth. A
 //! refresh and a scheduled poll of the same feed wait for each other (the datastore's feed lock).
 //! A refresh lists only what can still change (one listing per job kind); the old unfinished
@@ -19,12 +19,12 @@ use super::consumer::{BoxFuture, Refresher};
 use super::message::{HealthLakeEvent, Scope};
 use crate::aws::Clients;
 use crate::config::{Config, DatastoreConfig};
-use crate::model::{JobKind, JobStatus};
-use crate::poll::{poll_description, poll_jobs, PollFailure, PollSettings};
+use crate::model::JobKind;
+use crate::poll::{log_finished, poll_description, poll_jobs, PollFailure, PollSettings, Trigger};
+use crate::state::{Datastore, State};
 
 /// `follow_every` of a refresh that leaves the old unfinished jobs to the polling schedule.
 const NEVER: u32 = u32::MAX;
-use crate::state::{Datastore, State};
 
 /// What this replica follows, as of the last configuration change.
 struct Followed {
@@ -120,7 +120,7 @@ impl Refresher for StateRefresher {
             let Some((config, datastore)) = view.datastores.get(&datastore_id) else {
                 return;
             };
-            let Some(target) = view.clients.for_target(&config.target) else {
+            let Some(client) = view.clients.for_target(&config.target) else {
                 return;
             };
             let Ok(_permit) = semaphore.acquire().await else {
@@ -141,16 +141,8 @@ impl Refresher for StateRefresher {
                 if !wanted {
                     continue;
                 }
-                match poll_jobs(target, datastore, kind, &settings).await {
-                    Ok(outcome) => {
-                        for (job_id, status) in &outcome.finished {
-                            if *status == JobStatus::Failed {
-                                tracing::warn!(datastore_id = %config.id, datastore_name = %config.name, job_id = %job_id, status = %status, "{} job failed (event)", kind.as_str());
-                            } else {
-                                tracing::info!(datastore_id = %config.id, datastore_name = %config.name, job_id = %job_id, status = %status, "{} job finished (event)", kind.as_str());
-                            }
-                        }
-                    }
+                match poll_jobs(client, datastore, kind, &settings).await {
+                    Ok(outcome) => log_finished(datastore, kind, &outcome, Trigger::Event),
                     Err(PollFailure { error, .. }) => {
                         tracing::debug!(datastore_id = %config.id, operation = kind.operation(), reason = %error.reason, error = %error.message, "refresh after an event failed; the next poll retries");
                     }
@@ -158,7 +150,7 @@ impl Refresher for StateRefresher {
             }
             if scope.datastore && view.datastore_health {
                 if let Err(PollFailure { error, .. }) =
-                    poll_description(target, datastore, &view.settings).await
+                    poll_description(client, datastore, &view.settings).await
                 {
                     tracing::debug!(datastore_id = %config.id, operation = "DescribeFHIRDatastore", reason = %error.reason, error = %error.message, "refresh after an event failed; the next poll retries");
                 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use super::process::ProcessStats;
 use crate::aws::{api_usage, OPERATIONS, RESULTS};
 use crate::model::{DatastoreInfo, ErrorReason, JobKind, JobNameLabel, JobStatus};
-use crate::state::{self, DiscoveryStatus, EventStats, Health, JobTrack, JobsView, State};
+use crate::state::{self, DiscoveryStatus, EventStats, Health, JobFeed, JobSummary, State};
 
 /// State as the families read it.
 #[derive(Debug, Default)]
@@ -43,7 +43,7 @@ pub(super) struct Datastore {
 #[derive(Debug)]
 pub(super) struct JobList {
     /// `None` until the first successful listing.
-    pub(super) shown: Option<JobsView>,
+    pub(super) shown: Option<JobSummary>,
     pub(super) finished: BTreeMap<JobStatus, u64>,
     pub(super) health: Health,
     pub(super) job_name_label: JobNameLabel,
@@ -213,7 +213,7 @@ impl Datastore {
 }
 
 impl JobList {
-    fn of(track: &JobTrack) -> JobList {
+    fn of(track: &JobFeed) -> JobList {
         JobList {
             shown: track.jobs.clone(),
             finished: track.finished.clone(),

@@ -14,9 +14,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::backoff::backoff;
+use super::within;
 use crate::aws::{list_datastores, Clients};
 use crate::config::{Config, DatastoreConfig, DiscoveryConfig};
-use crate::model::{check_datastore_id, DatastoreInfo, ErrorReason, JobKinds, PollError};
+use crate::model::{check_datastore_id, DatastoreInfo, JobKinds, PollError};
 
 /// One listing of entry `index`, made under configuration `generation`.
 #[derive(Debug)]
@@ -45,7 +46,7 @@ where
 {
     let mut tasks = JoinSet::new();
     for (index, entry) in config.discovery.iter().enumerate() {
-        let Some(target) = clients.for_target(&entry.target).cloned() else {
+        let Some(client) = clients.for_target(&entry.target).cloned() else {
             continue;
         };
         let results = results.clone();
@@ -58,17 +59,12 @@ where
             let mut invalid_ids = Vec::new();
             loop {
                 let started = Instant::now();
-                let result = tokio::time::timeout(
+                let result = within(
                     timeout,
-                    list_datastores(&target, entry.name_prefix.as_deref(), max_pages),
+                    "ListFHIRDatastores",
+                    list_datastores(&client, entry.name_prefix.as_deref(), max_pages),
                 )
-                .await
-                .unwrap_or_else(|_| {
-                    Err(PollError::new(
-                        ErrorReason::Timeout,
-                        "ListFHIRDatastores took longer than polling.timeout",
-                    ))
-                });
+                .await;
                 let result = result.map(|found| without_invalid_ids(found, index, &mut invalid_ids));
                 failures = if result.is_ok() { 0 } else { failures + 1 };
                 let message = Discovered {

@@ -33,7 +33,9 @@ pub use report::{Check, Status, Summary};
 
 use crate::aws::probe::{self, Service};
 use crate::aws::sqs::SqsQueue;
-use crate::aws::{describe_datastore, AwsTarget, ClientOptions, ClientPlan, Clients, Target};
+use crate::aws::{
+    describe_datastore, AwsTarget, ClientOptions, ClientSettings, Clients, PacedClient,
+};
 use crate::config::{region_of_queue_url, Config, DatastoreConfig, DiscoveryConfig, EventsConfig};
 use crate::events::consumer::MIN_VISIBILITY_TIMEOUT;
 use crate::model::{ErrorReason, JobKind, PollError};
@@ -75,7 +77,7 @@ pub async fn run(
     };
     let mut config = config.clone();
     config.retain_shard();
-    let clients = match Clients::build(plan_with_region_search(&config), options).await {
+    let clients = match Clients::build(settings_with_region_search(&config), options).await {
         Ok(clients) => clients,
         Err(error) => {
             emit(Check::new(
@@ -156,10 +158,10 @@ async fn run_task(context: Arc<Context>, task: Task) -> Vec<Check> {
     }
 }
 
-/// The daemon's client plan, plus each datastore target in HealthLake's other regions (clients
+/// The daemon's client settings, plus each datastore target in HealthLake's other regions (clients
 /// are built lazily: only a datastore not found where configured makes calls through them).
-fn plan_with_region_search(config: &Config) -> ClientPlan {
-    let mut plan = ClientPlan::from(config);
+fn settings_with_region_search(config: &Config) -> ClientSettings {
+    let mut plan = ClientSettings::from(config);
     let searched: BTreeSet<AwsTarget> = config
         .datastores
         .iter()
@@ -199,7 +201,7 @@ async fn events_queue(
         let error = crate::supervisor::EventsError::SharedQueue { shard };
         return Err(fail(error.to_string().replace("\n  hint:", "; fix:")));
     }
-    SqsQueue::build(events.queue_plan(shard), clients, options)
+    SqsQueue::build(events.queue_settings(shard), clients, options)
         .await
         .map_err(|error| fail(error.to_string()))
 }
@@ -252,8 +254,8 @@ fn role_uses(config: &Config, clients: &Clients, queue: Option<&SqsQueue>) -> Ve
     roles
 }
 
-fn region_of(target: &Target) -> Option<Region> {
-    target.client.config().region().cloned()
+fn region_of(client: &PacedClient) -> Option<Region> {
+    client.sdk.config().region().cloned()
 }
 
 /// The context of one call: its subject line, who signs, and whether it can be tried at all.
@@ -366,7 +368,7 @@ async fn check_datastore(context: &Context, datastore: &DatastoreConfig) -> Vec<
 async fn check_describe(
     context: &Context,
     call: &Call<'_>,
-    client: &Target,
+    client: &PacedClient,
     datastore: &DatastoreConfig,
     found_in: Option<String>,
 ) -> Check {

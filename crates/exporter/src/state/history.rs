@@ -1,89 +1,96 @@
-//! One job list of a datastore (exports or imports, the same code): merging listings into counts
-//! per status, the newest jobs, the recently ended jobs and the finished counters, and the
-//! settled history that lets a poll list only the jobs that can still change (see [`PollPlan`]):
-//! finished old jobs as counts, old unfinished ones by id, followed by filtered listings.
+//! The settled history of one job feed: what lets a poll list only the jobs that can still change.
+//!
+//! The history is cut at the *settled point*: jobs submitted after it (the *window*) are listed by
+//! every poll; jobs at or before it are never listed again until the next full listing. Finished
+//! jobs there live on only as counts ([`Settled`]); unfinished ones (*stragglers*: a stuck job, a
+//! queue of old jobs) are kept by id and followed by a few filtered listings every
+//! [`FOLLOW_EVERY`] polls, so an old unfinished job no longer holds the cut back (which made every
+//! poll list the whole history). [`History::next_poll`] says what the next poll lists (its
+//! [`PollPlan`]); `merge` stages a listing against the history and commits it with the steps here.
 
-use std::collections::{BTreeMap, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
-use super::health::Health;
-use crate::model::{Job, JobNameLabel, JobStatus, KeptJob, MAX_UNKNOWN_STATUSES, OTHER_STATUS};
+use crate::model::{Job, JobStatus, MAX_UNKNOWN_STATUSES, OTHER_STATUS};
 
-/// What one job list (exports or imports) of a datastore shows.
+/// How far behind the newest job a listing still looks, for jobs that HealthLake lists a little
+/// after jobs submitted later than them. A job that appears later still is caught by the next full
+/// listing (`polling.full_resync_interval`).
+pub const LATE_JOB_WINDOW: f64 = 15.0 * 60.0;
+
+/// At most this many of the newest jobs stay in the late-job window: a burst of submissions
+/// settles as soon as newer ones follow it, so its pages are listed once, not for 15 minutes (the
+/// incremental listing stays one page of 500).
+pub const LATE_JOB_LIMIT: usize = 250;
+
+/// Stragglers are followed every this many polls: a weeks-old job's transition shows within this
+/// many intervals, for a few calls per datastore every this many polls.
+pub const FOLLOW_EVERY: u32 = 8;
+
+/// The settled history of one job feed (see the module docs).
 #[derive(Debug, Default)]
-pub struct JobTrack {
-    /// `None` until the first successful poll: before it we know nothing about the jobs.
-    pub jobs: Option<JobsView>,
-    /// Jobs seen entering each terminal status while the exporter runs, each job id at most once
-    /// per status (all terminal statuses present, at 0, from the first successful poll).
-    pub finished: BTreeMap<JobStatus, u64>,
-    pub health: Health,
-    /// What the `job_name` label of this track's jobs carries (`polling.job_name_label`).
-    pub job_name_label: JobNameLabel,
-    history: History,
+pub(super) struct History {
+    /// Jobs submitted after the settled point: every job the incremental listing returns. Only
+    /// what merging needs of each (their series live in the feed's newest jobs).
+    pub(super) window: HashMap<Box<str>, KnownJob>,
+    /// Unfinished jobs submitted at or before the settled point, followed by filtered listings.
+    pub(super) stragglers: HashMap<Box<str>, KnownJob>,
+    /// Finished jobs of the window that a listing stopped returning: remembered until they settle,
+    /// so that one coming back is not counted twice.
+    pub(super) gone: HashMap<Box<str>, KnownJob>,
+    /// The settled point and the finished jobs at or before it; `None` until a window first settles.
+    pub(super) settled: Option<Settled>,
+    /// When the last full listing was, and how long since the stragglers were followed.
+    pub(super) schedule: Schedule,
 }
 
-impl JobTrack {
-    pub(crate) fn new() -> JobTrack {
-        JobTrack {
-            health: Health::new(),
-            ..JobTrack::default()
+/// The part of a history at or before its settled point.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Settled {
+    /// Jobs submitted at or before this Unix time are settled. Only moves forward.
+    pub(super) at: f64,
+    /// Per status, the finished jobs at or before `at` (stragglers excluded).
+    pub(super) counts: BTreeMap<JobStatus, u64>,
+    /// Per status, the settled jobs already accounted for by the finished counter (counted, or
+    /// finished before the first poll): a full listing counts only settled jobs beyond these, so a
+    /// settled job missing from one full listing and back in the next is not counted again. Never
+    /// decreases.
+    pub(super) known: BTreeMap<JobStatus, u64>,
+}
+
+impl Settled {
+    /// Notes one more finished job at or before the settled point.
+    pub(super) fn add_finished(&mut self, status: &JobStatus, n: u64) {
+        for counts in [&mut self.counts, &mut self.known] {
+            *counts.entry(status.clone()).or_insert(0) += n;
         }
     }
-
-    /// Whether `id` is an old unfinished job, one that only a follow-up listing sees (an event
-    /// naming one makes its refresh follow them).
-    pub fn is_straggler(&self, id: &str) -> bool {
-        self.history.stragglers.contains_key(id)
-    }
 }
 
-/// The bookkeeping that lets a poll list only what can still change.
-///
-/// The history is cut at `settled`: jobs submitted after it (the *window*) are listed by every
-/// poll; jobs at or before it are never listed again until the next full listing. Finished jobs
-/// there live on only as counts; unfinished ones (*stragglers*: a stuck job, a queue of old jobs)
-/// are kept by id and followed by a few filtered listings every [`FOLLOW_EVERY`] polls, so an old
-/// unfinished job no longer holds the cut back (which made every poll list the whole history).
+/// When a feed's listings are full, and when they follow the stragglers.
 #[derive(Debug, Default)]
-struct History {
-    /// Jobs submitted after `settled`: every job that the incremental listing returns.
-    /// Only what merging needs of each (their series live in `recent`).
-    window: HashMap<Box<str>, Seen>,
-    /// Unfinished jobs submitted at or before `settled`, followed by filtered listings: only
-    /// what following needs (their series, if they are among the newest, live in `recent`).
-    stragglers: HashMap<Box<str>, Seen>,
-    /// Finished jobs of the window that a listing stopped returning: remembered (status and
-    /// submit time) until they settle, so a job that comes back is not counted twice.
-    gone: HashMap<Box<str>, (JobStatus, f64)>,
-    /// Per status, the finished jobs submitted at or before `settled` (stragglers excluded).
-    settled_counts: BTreeMap<JobStatus, u64>,
-    /// Per status, the settled jobs already accounted for by the finished counter (counted, or
-    /// finished before the first poll): a full listing counts only settled jobs beyond these, so
-    /// a settled job missing from one full listing and back in the next is not counted again.
-    /// Never decreases.
-    settled_known: BTreeMap<JobStatus, u64>,
-    /// Jobs submitted at or before this time are settled. Only moves forward.
-    settled: Option<f64>,
-    /// When the last full listing was merged.
-    last_full: Option<Instant>,
+pub(super) struct Schedule {
+    /// When the last full listing was committed.
+    pub(super) last_full: Option<Instant>,
     /// Incremental polls since the stragglers were last followed (or listed in full).
-    polls_since_follow: u32,
+    pub(super) polls_since_follow: u32,
 }
 
-/// A job of the window or a straggler, as much of it as merging and following need: its
-/// series, if it is among the newest, are a [`KeptJob`] in `recent`.
+/// What the history keeps of a job it knows by id (in the window, a straggler, or gone): only what
+/// merging and following need. Its series, if it is among the newest, are a
+/// [`RecentJob`](crate::model::RecentJob).
 #[derive(Clone, Debug, PartialEq)]
-struct Seen {
-    status: JobStatus,
-    submitted: f64,
+pub(super) struct KnownJob {
+    pub(super) status: JobStatus,
+    pub(super) submitted: f64,
     /// See [`Job::is_active`].
-    active: bool,
+    pub(super) active: bool,
 }
 
-impl From<&Job> for Seen {
-    fn from(job: &Job) -> Seen {
-        Seen {
+impl From<&Job> for KnownJob {
+    fn from(job: &Job) -> KnownJob {
+        KnownJob {
             status: job.status.clone(),
             submitted: job.submitted,
             active: job.is_active(),
@@ -100,7 +107,7 @@ pub enum Listing {
     SubmittedAfter(f64),
 }
 
-/// What one poll of a job list asks HealthLake for.
+/// What one poll of a job feed asks HealthLake for: the poll plan.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PollPlan {
     pub listing: Listing,
@@ -135,12 +142,11 @@ pub struct Follow {
 }
 
 impl Follow {
-    /// The submit-time range (first, last) of the stragglers that none of `found` is, if any.
-    pub fn missing_range(&self, found: &[Job]) -> Option<(f64, f64)> {
-        let ids: std::collections::HashSet<&str> = found.iter().map(|j| j.id.as_str()).collect();
+    /// The submit-time range (first, last) of the stragglers that no listing has `found`, if any.
+    pub fn missing_range(&self, found: impl Fn(&str) -> bool) -> Option<(f64, f64)> {
         self.stragglers
             .iter()
-            .filter(|(id, _)| !ids.contains(id.as_str()))
+            .filter(|(id, _)| !found(id))
             .map(|(_, submitted)| *submitted)
             .fold(None, |range, t| match range {
                 None => Some((t, t)),
@@ -149,549 +155,298 @@ impl Follow {
     }
 }
 
-/// How far behind the newest job a listing still looks, for jobs that HealthLake lists a little
-/// after jobs submitted later than them. A job that appears later still is caught by the next full
-/// listing (`polling.full_resync_interval`).
-pub const LATE_JOB_WINDOW: f64 = 15.0 * 60.0;
-
-/// At most this many of the newest jobs stay in the late-job window: a burst of submissions
-/// settles as soon as newer ones follow it, so its pages are listed once, not for 15 minutes (the
-/// incremental listing stays one page of 500).
-pub const LATE_JOB_LIMIT: usize = 250;
-
-/// Stragglers are followed every this many polls: a weeks-old job's transition shows within this
-/// many intervals, for a few calls per datastore every this many polls.
-pub const FOLLOW_EVERY: u32 = 8;
-
-/// The terminal statuses that get a per-job end-timestamp series: the ones worth an alert.
-pub const ALERTED_STATUSES: [JobStatus; 3] = [
-    JobStatus::Failed,
-    JobStatus::CompletedWithErrors,
-    JobStatus::CancelFailed,
-];
-
-/// At most this many recently ended jobs per datastore and job kind keep their end-timestamp
-/// series (the most recently ended first), whatever `polling.ended_job_window` says.
-pub const MAX_ENDED_JOBS: usize = 1000;
-
-/// What a merge keeps, from `[polling]`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Retention {
-    /// `polling.job_series_limit`: the newest jobs that get a duration series.
-    pub job_series_limit: usize,
-    /// `polling.ended_job_window` in seconds: how long an ended job keeps its end-timestamp series.
-    pub ended_window: f64,
+/// The settled point a window implies, tracked while the window is staged job by job:
+/// [`LATE_JOB_WINDOW`] behind its newest job, or its [`LATE_JOB_LIMIT`]+1-th newest job if that is
+/// later. It only moves forward as jobs are added, so a job at or before it now will be settled.
+#[derive(Debug, Default)]
+pub(super) struct Cut {
+    newest: Option<f64>,
+    /// The submit times of the newest `LATE_JOB_LIMIT + 1` jobs, the oldest of them on top.
+    newest_times: BinaryHeap<Reverse<Time>>,
 }
 
-impl Retention {
-    /// The default ended-job window: an hour.
-    pub const DEFAULT_ENDED_WINDOW: f64 = 3600.0;
+/// A submit time ordered by `f64::total_cmp`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Time(f64);
 
-    pub fn new(job_series_limit: usize, ended_window: f64) -> Retention {
-        Retention {
-            job_series_limit,
-            ended_window,
-        }
+impl Eq for Time {}
+
+impl PartialOrd for Time {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
-/// A job that ended recently in one of [`ALERTED_STATUSES`]: the end-timestamp series.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EndedJob {
-    pub id: String,
-    pub name: Option<String>,
-    pub status: JobStatus,
-    /// EndTime as listed; without one, when the exporter first saw the job finished.
-    pub ended: f64,
+impl Ord for Time {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.total_cmp(&other.0)
+    }
 }
 
-/// The job data of the last successful poll.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct JobsView {
-    /// Jobs per status: the ten known statuses always (0 when none), unknown ones when seen.
-    pub counts: BTreeMap<JobStatus, u64>,
-    /// The most recently submitted jobs (up to `job_series_limit`), newest first.
-    pub recent: Vec<KeptJob>,
-    /// Submit time of the oldest job still running, if any.
-    pub oldest_active_submitted: Option<f64>,
-    /// Jobs that ended in an alerted status within `polling.ended_job_window`, most recent first.
-    pub ended: Vec<EndedJob>,
-}
+impl Cut {
+    /// Notes one more job of the window.
+    pub(super) fn add(&mut self, submitted: f64) {
+        self.newest = Some(self.newest.map_or(submitted, |n| n.max(submitted)));
+        self.newest_times.push(Reverse(Time(submitted)));
+        if self.newest_times.len() > LATE_JOB_LIMIT + 1 {
+            self.newest_times.pop();
+        }
+    }
 
-/// What changed in a successful poll, for the poller's log lines.
-#[derive(Debug, Default, PartialEq)]
-pub struct PollOutcome {
-    /// The datastore was down (or never polled) and now answers.
-    pub recovered: bool,
-    /// Jobs that entered a terminal status in this poll.
-    pub finished: Vec<(String, JobStatus)>,
-}
-
-/// Newest submitted first; ties by id, so the order is stable.
-fn newest_first(
-    (a_submitted, a_id): (f64, &str),
-    (b_submitted, b_id): (f64, &str),
-) -> std::cmp::Ordering {
-    b_submitted
-        .total_cmp(&a_submitted)
-        .then_with(|| a_id.cmp(b_id))
+    /// The settled point the window noted so far implies (`None`: no job yet).
+    pub(super) fn point(&self) -> Option<f64> {
+        let newest = self.newest?;
+        let by_count = (self.newest_times.len() > LATE_JOB_LIMIT)
+            .then(|| self.newest_times.peek().map(|Reverse(t)| t.0))
+            .flatten();
+        Some(by_count.map_or(newest - LATE_JOB_WINDOW, |t| {
+            t.max(newest - LATE_JOB_WINDOW)
+        }))
+    }
 }
 
 impl History {
-    /// Moves the jobs that the incremental listing no longer needs out of the window: those
-    /// submitted more than [`LATE_JOB_WINDOW`] before the newest job, or behind the
-    /// [`LATE_JOB_LIMIT`] newest. Finished ones become counts, unfinished ones stragglers.
-    fn settle(&mut self) {
-        let mut times: Vec<f64> = self.window.values().map(|j| j.submitted).collect();
-        times.sort_unstable_by(|a, b| b.total_cmp(a));
-        let Some(&newest) = times.first() else {
-            self.prune_gone();
-            return;
+    /// The settled point, if the history has one.
+    pub(super) fn settled_at(&self) -> Option<f64> {
+        self.settled.as_ref().map(|s| s.at)
+    }
+
+    /// The status this history last knew for job `id`, if it knows the job by id.
+    pub(super) fn status_of(&self, id: &str) -> Option<&JobStatus> {
+        self.window
+            .get(id)
+            .or_else(|| self.stragglers.get(id))
+            .or_else(|| self.gone.get(id))
+            .map(|job| &job.status)
+    }
+
+    /// What the next poll lists (see [`PollPlan`]): everything when the feed has no data yet
+    /// (`listed_before` false) or `full_resync` has passed since the last full listing, otherwise
+    /// the window; every `follow_every` polls, the stragglers too. `spread` sets the phase of a
+    /// datastore's follow-ups.
+    pub(super) fn next_poll(
+        &self,
+        listed_before: bool,
+        full_resync: Duration,
+        follow_every: u32,
+        spread: u32,
+    ) -> PollPlan {
+        let full = PollPlan {
+            follow_offset: spread % follow_every.max(1),
+            ..PollPlan::FULL
         };
-        let mut candidate = newest - LATE_JOB_WINDOW;
-        if let Some(&cut) = times.get(LATE_JOB_LIMIT) {
-            candidate = candidate.max(cut);
+        let (Some(settled), Some(last_full)) = (self.settled_at(), self.schedule.last_full) else {
+            return full;
+        };
+        if !listed_before || last_full.elapsed() >= full_resync {
+            return full;
         }
-        let settled = self.settled.map_or(candidate, |s| s.max(candidate));
-        self.settled = Some(settled);
-        let (settled_counts, settled_known, stragglers) = (
-            &mut self.settled_counts,
-            &mut self.settled_known,
-            &mut self.stragglers,
-        );
-        self.window.retain(|id, job| {
-            if job.submitted > settled {
-                return true;
+        let due = self.schedule.polls_since_follow.saturating_add(1) >= follow_every;
+        PollPlan {
+            listing: Listing::SubmittedAfter(settled),
+            follow: (due && !self.stragglers.is_empty()).then(|| self.follow(settled)),
+            follow_offset: 0,
+        }
+    }
+
+    /// The follow-up of the stragglers, settled at `before`.
+    fn follow(&self, before: f64) -> Follow {
+        let statuses: BTreeSet<&JobStatus> = self.stragglers.values().map(|s| &s.status).collect();
+        Follow {
+            before,
+            statuses: statuses.into_iter().cloned().collect(),
+            stragglers: self
+                .stragglers
+                .iter()
+                .map(|(id, s)| (id.to_string(), s.submitted))
+                .collect(),
+        }
+    }
+
+    /// Takes a full listing's result: its window and stragglers, and the finished jobs it found
+    /// at or before the settled point (`seen`, per status; `by_id`, those of them the history
+    /// knew by id, which the finished counter has counted). Returns, per status, the settled jobs
+    /// to count as finished by number only: those beyond the ones already accounted for (none at
+    /// the first poll, `first_success`).
+    pub(super) fn take_full_listing(
+        &mut self,
+        listed: FullListing,
+        follow_offset: u32,
+        first_success: bool,
+    ) -> BTreeMap<JobStatus, u64> {
+        let FullListing {
+            window,
+            stragglers,
+            settled_seen,
+            settled_by_id,
+        } = listed;
+        let mut unnamed = BTreeMap::new();
+        if let Some(settled) = self.settled.as_mut() {
+            for (status, n) in settled_by_id {
+                *settled.known.entry(status).or_insert(0) += n;
             }
-            if job.status.is_terminal() {
-                *settled_counts.entry(job.status.clone()).or_insert(0) += 1;
-                *settled_known.entry(job.status.clone()).or_insert(0) += 1;
-            } else {
-                stragglers.insert(id.clone(), job.clone());
+            for (status, seen) in &settled_seen {
+                let known = settled.known.entry(status.clone()).or_insert(0);
+                if *seen > *known {
+                    if !first_success {
+                        unnamed.insert(status.clone(), seen - *known);
+                    }
+                    *known = *seen;
+                }
             }
-            false
-        });
+            settled.counts = settled_seen;
+        }
+        self.window = window;
+        self.stragglers = stragglers;
+        self.schedule.last_full = Some(Instant::now());
+        self.schedule.polls_since_follow = follow_offset;
+        unnamed
+    }
+
+    /// Takes a follow-up's result: the stragglers as listed now (`kept`) replace the old ones,
+    /// and those found finished join the settled counts. Returns the old stragglers: their old
+    /// series go (one that no listing returned has vanished from HealthLake).
+    pub(super) fn take_follow_up(
+        &mut self,
+        kept: HashMap<Box<str>, KnownJob>,
+        finished: BTreeMap<JobStatus, u64>,
+    ) -> HashMap<Box<str>, KnownJob> {
+        if let Some(settled) = self.settled.as_mut() {
+            for (status, n) in &finished {
+                settled.add_finished(status, *n);
+            }
+        }
+        self.schedule.polls_since_follow = 0;
+        std::mem::replace(&mut self.stragglers, kept)
+    }
+
+    /// Counts an incremental poll that did not follow the stragglers.
+    pub(super) fn skip_follow_up(&mut self) {
+        self.schedule.polls_since_follow = self.schedule.polls_since_follow.saturating_add(1);
+    }
+
+    /// Remembers the finished jobs of `old_window` that the new window lacks (no listing returned
+    /// them): until they settle, so that one coming back is not counted again.
+    pub(super) fn remember_gone(&mut self, old_window: &HashMap<Box<str>, KnownJob>) {
+        for (id, job) in old_window {
+            if job.status.is_terminal() && !self.window.contains_key(id) {
+                self.gone.insert(id.clone(), job.clone());
+            }
+        }
+    }
+
+    /// Forgets that the jobs `back` (listed again) were gone.
+    pub(super) fn forget_gone(&mut self, back: &[Box<str>]) {
+        for id in back {
+            self.gone.remove(id);
+        }
+    }
+
+    /// Moves the jobs that the incremental listing no longer needs out of the window: those at or
+    /// before `cut` (the point the window implied before any of it was settled early, see
+    /// [`Cut`]), or the settled point if later. Finished ones become counts, unfinished ones
+    /// stragglers. `cut` is `None` when the window was empty: the settled point stays.
+    pub(super) fn settle(&mut self, cut: Option<f64>) {
+        if let Some(cut) = cut {
+            let settled = self.settled.get_or_insert_with(|| Settled {
+                at: cut,
+                ..Settled::default()
+            });
+            settled.at = settled.at.max(cut);
+            let at = settled.at;
+            let stragglers = &mut self.stragglers;
+            self.window.retain(|id, job| {
+                if job.submitted > at {
+                    return true;
+                }
+                settle_one(settled, stragglers, id, job);
+                false
+            });
+        }
         self.prune_gone();
-        // After a full listing the window held the whole history: give that memory back.
+        // After a full listing the window may have held much of the history: give that back.
         self.window.shrink_to_fit();
         self.stragglers.shrink_to_fit();
     }
 
-    /// Forgets vanished jobs that have settled: they stay accounted for in `settled_known`.
+    /// Takes jobs of the window that were settled while the listing was staged (see
+    /// `merge::MainStage::settle_early`): finished ones as counts, unfinished ones as stragglers.
+    pub(super) fn take_settled_early(
+        &mut self,
+        counts: BTreeMap<JobStatus, u64>,
+        stragglers: HashMap<Box<str>, KnownJob>,
+    ) {
+        if let Some(settled) = self.settled.as_mut() {
+            for (status, n) in &counts {
+                settled.add_finished(status, *n);
+            }
+        }
+        self.stragglers.extend(stragglers);
+    }
+
+    /// Forgets vanished jobs that have settled: they stay accounted for in the settled `known`.
     fn prune_gone(&mut self) {
-        let Some(settled) = self.settled else { return };
-        let known = &mut self.settled_known;
-        self.gone.retain(|_, (status, submitted)| {
-            if *submitted > settled {
+        let Some(settled) = self.settled.as_mut() else {
+            return;
+        };
+        self.gone.retain(|_, job| {
+            if job.submitted > settled.at {
                 return true;
             }
-            *known.entry(status.clone()).or_insert(0) += 1;
+            *settled.known.entry(job.status.clone()).or_insert(0) += 1;
             false
         });
         self.gone.shrink_to_fit();
     }
 
-    /// The status this history last knew for job `id`, if it knows the job by id.
-    fn known_status(&self, id: &str) -> Option<&JobStatus> {
-        self.window
-            .get(id)
-            .map(|j| &j.status)
-            .or_else(|| self.stragglers.get(id).map(|s| &s.status))
-            .or_else(|| self.gone.get(id).map(|(status, _)| status))
-    }
-}
-
-/// One copy per job id: a listing whose pages shifted while it was read may return a job twice
-/// (in different statuses if it changed meanwhile). A finished copy wins over an unfinished one.
-fn dedup(jobs: Vec<Job>) -> Vec<Job> {
-    let mut keep = vec![true; jobs.len()];
-    let mut at: HashMap<&str, usize> = HashMap::with_capacity(jobs.len());
-    for (i, job) in jobs.iter().enumerate() {
-        match at.get(job.id.as_str()).copied() {
-            Some(first) => {
-                let first_terminal = jobs.get(first).is_some_and(|j| j.status.is_terminal());
-                if job.status.is_terminal() && !first_terminal {
-                    keep[first] = false;
-                    at.insert(&job.id, i);
-                } else {
-                    keep[i] = false;
-                }
-            }
-            None => {
-                at.insert(&job.id, i);
-            }
-        }
-    }
-    drop(at);
-    if keep.iter().all(|k| *k) {
-        return jobs;
-    }
-    jobs.into_iter()
-        .zip(keep)
-        .filter_map(|(job, keep)| keep.then_some(job))
-        .collect()
-}
-
-impl JobTrack {
-    /// See [`Datastore::next_poll`](super::Datastore::next_poll); `spread` is a number fixed per
-    /// datastore that sets its follow-up phase.
-    pub(crate) fn next_poll(
-        &self,
-        full_resync: Duration,
-        follow_every: u32,
-        spread: u32,
-    ) -> PollPlan {
-        let track = self;
-        let full = PollPlan {
-            follow_offset: spread % follow_every.max(1),
-            ..PollPlan::FULL
-        };
-        let history = &track.history;
-        match (history.settled, history.last_full) {
-            (Some(settled), Some(last_full))
-                if track.jobs.is_some() && last_full.elapsed() < full_resync =>
-            {
-                let due = history.polls_since_follow.saturating_add(1) >= follow_every;
-                let follow = (due && !history.stragglers.is_empty()).then(|| {
-                    let statuses: std::collections::BTreeSet<&JobStatus> =
-                        history.stragglers.values().map(|s| &s.status).collect();
-                    Follow {
-                        before: settled,
-                        statuses: statuses.into_iter().cloned().collect(),
-                        stragglers: history
-                            .stragglers
-                            .iter()
-                            .map(|(id, s)| (id.to_string(), s.submitted))
-                            .collect(),
-                    }
-                });
-                PollPlan {
-                    listing: Listing::SubmittedAfter(settled),
-                    follow,
-                    follow_offset: 0,
-                }
-            }
-            _ => full,
-        }
-    }
-
-    /// Drops the end-timestamp series of jobs that ended longer ago than `ended_window` seconds,
-    /// as of `now`. Returns whether any went.
-    pub(crate) fn expire_ended(&mut self, now: f64, ended_window: f64) -> bool {
-        let horizon = now - ended_window;
-        let Some(view) = self.jobs.as_mut() else {
-            return false;
-        };
-        let before = view.ended.len();
-        view.ended.retain(|e| e.ended > horizon);
-        view.ended.len() != before
-    }
-}
-
-/// Whether `job`, last known in status `before` (if known at all), is to be counted as having
-/// entered its terminal status now: at most once per id and terminal status.
-fn counts_as_finished(job: &Job, before: Option<&JobStatus>, first_success: bool) -> bool {
-    job.status.is_terminal() && before != Some(&job.status) && !first_success
-}
-
-/// What one merge finds about finished jobs: those counted as finished now, and the recently
-/// ended jobs being rebuilt.
-struct Outcomes {
-    finished: Vec<(String, JobStatus)>,
-    by_id: HashMap<String, EndedJob>,
-    horizon: f64,
-    now: f64,
-    first_success: bool,
-}
-
-impl Outcomes {
-    /// Notes a listed job, `counted` if it entered its terminal status now.
-    fn saw(&mut self, job: &Job, counted: bool) {
-        if counted {
-            self.finished.push((job.id.clone(), job.status.clone()));
-        }
-        self.note(job, counted);
-    }
-
-    /// Notes a listed job: one in an alerted status that ended after the horizon gets (or keeps)
-    /// its series. Its end is its EndTime; without one, the time the exporter first saw it
-    /// finished (`now` when `counted` says that is this poll); at the first poll, when that time
-    /// is unknown, its SubmitTime, so that a fresh start does not page for old failures.
-    fn note(&mut self, job: &Job, counted: bool) {
-        if !ALERTED_STATUSES.contains(&job.status) {
-            return;
-        }
-        let known = self
-            .by_id
-            .get(&job.id)
-            .filter(|e| e.status == job.status)
-            .map(|e| e.ended);
-        let ended = job.ended.or(known).or(if counted {
-            Some(self.now)
-        } else if self.first_success {
-            Some(job.submitted)
-        } else {
-            None
-        });
-        match ended {
-            Some(ended) if ended > self.horizon => {
-                self.by_id.insert(
-                    job.id.clone(),
-                    EndedJob {
-                        id: job.id.clone(),
-                        name: job.name.clone(),
-                        status: job.status.clone(),
-                        ended,
-                    },
-                );
-            }
-            _ => {}
-        }
-    }
-
-    /// The jobs counted as finished, and the ended jobs within the window, most recent first.
-    fn finish(self) -> (Vec<(String, JobStatus)>, Vec<EndedJob>) {
-        let horizon = self.horizon;
-        let mut ended: Vec<EndedJob> = self
-            .by_id
-            .into_values()
-            .filter(|e| e.ended > horizon)
-            .collect();
-        ended.sort_unstable_by(|a, b| b.ended.total_cmp(&a.ended).then_with(|| a.id.cmp(&b.id)));
-        ended.truncate(MAX_ENDED_JOBS);
-        ended.shrink_to_fit();
-        (self.finished, ended)
-    }
-}
-
-impl JobTrack {
-    pub(crate) fn merge(
-        &mut self,
-        plan: &PollPlan,
-        jobs: Vec<Job>,
-        followed: Option<Vec<Job>>,
-        retention: Retention,
-        poll_seconds: f64,
-        now: f64,
-    ) -> PollOutcome {
-        let first_success = self.jobs.is_none();
-        let recovered = !self.health.up;
-        if first_success {
-            for status in JobStatus::TERMINAL {
-                self.finished.entry(status).or_insert(0);
-            }
-        }
-        let job_series_limit = retention.job_series_limit;
-        let jobs = dedup(jobs);
-        let (old_recent, old_ended) = self
-            .jobs
-            .take()
-            .map(|v| (v.recent, v.ended))
-            .unwrap_or_default();
-        let mut outcomes = Outcomes {
-            finished: Vec::new(),
-            by_id: old_ended.into_iter().map(|e| (e.id.clone(), e)).collect(),
-            horizon: now - retention.ended_window,
-            now,
-            first_success,
-        };
-        let history = &mut self.history;
-        let old_window = std::mem::take(&mut history.window);
-        let old_stragglers = std::mem::take(&mut history.stragglers);
-        // Finished jobs counted by number only (settled jobs seen in a full listing), by status.
-        let mut unnamed: BTreeMap<JobStatus, u64> = BTreeMap::new();
-        let before_of = |history: &History, id: &str| -> Option<JobStatus> {
-            old_window
-                .get(id)
-                .map(|j| j.status.clone())
-                .or_else(|| old_stragglers.get(id).map(|s| s.status.clone()))
-                .or_else(|| history.known_status(id).cloned())
-        };
-
-        let mut recent: Vec<KeptJob>;
-        match plan.listing {
-            Listing::Full => {
-                // Only the newest `job_series_limit` jobs are kept for their series: sort
-                // references and copy those, not the whole history.
-                let mut newest: Vec<&Job> = jobs.iter().collect();
-                newest.sort_unstable_by(|a, b| {
-                    newest_first((a.submitted, &a.id), (b.submitted, &b.id))
-                });
-                newest.truncate(job_series_limit);
-                recent = newest.into_iter().map(KeptJob::from).collect();
-
-                let settled = history.settled;
-                let mut settled_seen: BTreeMap<JobStatus, u64> = BTreeMap::new();
-                let mut window = HashMap::new();
-                let mut stragglers = HashMap::new();
-                for job in jobs {
-                    let before = before_of(history, &job.id);
-                    if before.is_some() {
-                        history.gone.remove(job.id.as_str());
-                    }
-                    if settled.is_some_and(|s| job.submitted <= s) {
-                        if !job.status.is_terminal() {
-                            stragglers.insert(job.id.as_str().into(), Seen::from(&job));
-                            continue;
-                        }
-                        // A straggler that finished is counted by id; any other settled job
-                        // only as a number beyond those already accounted for.
-                        let counted = before.is_some()
-                            && counts_as_finished(&job, before.as_ref(), first_success);
-                        if before.is_some() {
-                            *history.settled_known.entry(job.status.clone()).or_insert(0) += 1;
-                        }
-                        outcomes.saw(&job, counted);
-                        *settled_seen.entry(job.status.clone()).or_insert(0) += 1;
-                    } else {
-                        let counted = counts_as_finished(&job, before.as_ref(), first_success);
-                        outcomes.saw(&job, counted);
-                        window.insert(job.id.as_str().into(), Seen::from(&job));
-                    }
-                }
-                for (status, seen) in &settled_seen {
-                    let known = history.settled_known.entry(status.clone()).or_insert(0);
-                    if *seen > *known {
-                        if !first_success {
-                            *unnamed.entry(status.clone()).or_insert(0) += seen - *known;
-                        }
-                        *known = *seen;
-                    }
-                }
-                history.settled_counts = settled_seen;
-                history.window = window;
-                history.stragglers = stragglers;
-                history.last_full = Some(Instant::now());
-                history.polls_since_follow = plan.follow_offset;
-            }
-            Listing::SubmittedAfter(after) => {
-                let mut window = HashMap::with_capacity(jobs.len());
-                let mut listed = Vec::with_capacity(jobs.len());
-                // A server may include the boundary (or we asked a little early): settled jobs
-                // are already counted.
-                for job in jobs.into_iter().filter(|j| j.submitted > after) {
-                    let before = before_of(history, &job.id);
-                    history.gone.remove(job.id.as_str());
-                    let counted = counts_as_finished(&job, before.as_ref(), first_success);
-                    outcomes.saw(&job, counted);
-                    window.insert(job.id.as_str().into(), Seen::from(&job));
-                    listed.push(KeptJob::from(&job));
-                }
-                // The followed jobs as listed now (finished or not): their series replace the old.
-                let mut refreshed: Vec<KeptJob> = Vec::new();
-                // After following, the stragglers as they were: their old series go (a straggler
-                // that no listing returned has vanished from HealthLake).
-                let mut retired: HashMap<Box<str>, Seen> = HashMap::new();
-                let stragglers = match (&plan.follow, followed) {
-                    (Some(follow), Some(found)) => {
-                        let mut kept: HashMap<Box<str>, Seen> = HashMap::new();
-                        for job in dedup(found)
-                            .into_iter()
-                            .filter(|j| j.submitted <= follow.before)
-                        {
-                            match old_stragglers.get(job.id.as_str()) {
-                                Some(before) if job.status.is_terminal() => {
-                                    let counted = counts_as_finished(
-                                        &job,
-                                        Some(&before.status),
-                                        first_success,
-                                    );
-                                    outcomes.saw(&job, counted);
-                                    for counts in
-                                        [&mut history.settled_counts, &mut history.settled_known]
-                                    {
-                                        *counts.entry(job.status.clone()).or_insert(0) += 1;
-                                    }
-                                    refreshed.push(KeptJob::from(&job));
-                                }
-                                // Still unfinished, or unfinished and listed late: followed.
-                                _ if !job.status.is_terminal() => {
-                                    refreshed.push(KeptJob::from(&job));
-                                    kept.insert(job.id.as_str().into(), Seen::from(&job));
-                                }
-                                // Settled history, already counted.
-                                _ => {}
-                            }
-                        }
-                        // A straggler no listing returned any more has vanished from HealthLake.
-                        history.polls_since_follow = 0;
-                        retired = old_stragglers;
-                        kept
-                    }
-                    _ => {
-                        history.polls_since_follow = history.polls_since_follow.saturating_add(1);
-                        old_stragglers
-                    }
-                };
-                // The newest jobs: settled ones from before, plus the window and the stragglers as
-                // known now.
-                recent = old_recent
-                    .into_iter()
-                    .filter(|j| {
-                        let id = j.id();
-                        !old_window.contains_key(id)
-                            && !window.contains_key(id)
-                            && !retired.contains_key(id)
-                    })
-                    .collect();
-                recent.extend(listed);
-                recent.extend(refreshed);
-                history.window = window;
-                history.stragglers = stragglers;
-            }
-        }
-        // Finished jobs of the old window that no listing returns now: remembered until they
-        // settle, so that one coming back is not counted again.
-        for (id, job) in &old_window {
-            if job.status.is_terminal() && !history.window.contains_key(id) {
-                history
-                    .gone
-                    .insert(id.clone(), (job.status.clone(), job.submitted));
-            }
-        }
-        let (finished, ended) = outcomes.finish();
-        for (_, status) in &finished {
-            *self.finished.entry(status.clone()).or_insert(0) += 1;
-        }
-        for (status, n) in unnamed {
-            *self.finished.entry(status).or_insert(0) += n;
-        }
-
-        history.settle();
-        let oldest_active = history
-            .window
-            .values()
-            .filter(|j| j.active)
-            .map(|j| j.submitted)
-            .chain(history.stragglers.values().map(|s| s.submitted))
-            .min_by(f64::total_cmp);
+    /// Jobs per status: the ten known statuses always (0 when none), unknown ones when present,
+    /// folded beyond [`MAX_UNKNOWN_STATUSES`] (see [`fold_unknown_statuses`]).
+    pub(super) fn counts_by_status(&self) -> BTreeMap<JobStatus, u64> {
         let mut counts: BTreeMap<JobStatus, u64> =
             JobStatus::KNOWN.iter().map(|s| (s.clone(), 0)).collect();
-        for (status, n) in &history.settled_counts {
+        for (status, n) in self.settled.iter().flat_map(|s| &s.counts) {
             *counts.entry(status.clone()).or_insert(0) += n;
         }
-        let statuses = history.window.values().map(|j| &j.status);
-        for status in statuses.chain(history.stragglers.values().map(|s| &s.status)) {
-            *counts.entry(status.clone()).or_insert(0) += 1;
+        for job in self.window.values().chain(self.stragglers.values()) {
+            *counts.entry(job.status.clone()).or_insert(0) += 1;
         }
         counts.retain(|status, n| *n > 0 || !matches!(status, JobStatus::Unknown(_)));
         fold_unknown_statuses(&mut counts);
+        counts
+    }
 
-        recent.sort_unstable_by(|a, b| newest_first((a.submitted, a.id()), (b.submitted, b.id())));
-        recent.truncate(job_series_limit);
-        recent.shrink_to_fit();
+    /// Submit time of the oldest job still running: in the window, or a straggler.
+    pub(super) fn oldest_active(&self) -> Option<f64> {
+        self.window
+            .values()
+            .filter(|j| j.active)
+            .map(|j| j.submitted)
+            .chain(self.stragglers.values().map(|s| s.submitted))
+            .min_by(f64::total_cmp)
+    }
+}
 
-        self.jobs = Some(JobsView {
-            counts,
-            recent,
-            oldest_active_submitted: oldest_active,
-            ended,
-        });
-        self.health.succeeded(poll_seconds, now);
-        PollOutcome {
-            recovered,
-            finished,
-        }
+/// A full listing, staged: its window, its stragglers, and the finished jobs it found at or before
+/// the settled point per status (`settled_seen`), of which `settled_by_id` the history knew by id.
+#[derive(Debug, Default)]
+pub(super) struct FullListing {
+    pub(super) window: HashMap<Box<str>, KnownJob>,
+    pub(super) stragglers: HashMap<Box<str>, KnownJob>,
+    pub(super) settled_seen: BTreeMap<JobStatus, u64>,
+    pub(super) settled_by_id: BTreeMap<JobStatus, u64>,
+}
+
+/// One job leaving the window: finished, it becomes a count; unfinished, a straggler.
+pub(super) fn settle_one(
+    settled: &mut Settled,
+    stragglers: &mut HashMap<Box<str>, KnownJob>,
+    id: &str,
+    job: &KnownJob,
+) {
+    if job.status.is_terminal() {
+        settled.add_finished(&job.status, 1);
+    } else {
+        stragglers.insert(id.into(), job.clone());
     }
 }
 
@@ -715,4 +470,253 @@ fn fold_unknown_statuses(counts: &mut BTreeMap<JobStatus, u64>) {
     *counts
         .entry(JobStatus::Unknown(OTHER_STATUS.to_owned()))
         .or_insert(0) += folded;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(status: JobStatus, submitted: f64) -> KnownJob {
+        let active = !status.is_terminal();
+        KnownJob {
+            status,
+            submitted,
+            active,
+        }
+    }
+
+    fn ids(map: &HashMap<Box<str>, KnownJob>) -> Vec<&str> {
+        let mut ids: Vec<&str> = map.keys().map(|id| &**id).collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn history(window: &[(&str, JobStatus, f64)]) -> History {
+        History {
+            window: window
+                .iter()
+                .map(|(id, status, t)| ((*id).into(), known(status.clone(), *t)))
+                .collect(),
+            ..History::default()
+        }
+    }
+
+    #[test]
+    fn the_cut_trails_the_newest_job_or_the_251st_newest_and_never_goes_back() {
+        let mut cut = Cut::default();
+        assert_eq!(cut.point(), None);
+        cut.add(10_000.0);
+        cut.add(5_000.0);
+        assert_eq!(cut.point(), Some(10_000.0 - LATE_JOB_WINDOW));
+        // 300 jobs within a minute: the 251st newest settles the rest.
+        let mut burst = Cut::default();
+        for n in 0..300 {
+            burst.add(20_000.0 + f64::from(n) * 0.1);
+        }
+        assert_eq!(burst.point(), Some(20_000.0 + 49.0 * 0.1));
+        let before = burst.point();
+        burst.add(0.0);
+        assert_eq!(burst.point(), before, "an older job never moves it back");
+    }
+
+    #[test]
+    fn settling_counts_finished_jobs_and_keeps_unfinished_ones_by_id() {
+        let mut h = history(&[
+            ("old-done", JobStatus::Completed, 100.0),
+            ("old-stuck", JobStatus::InProgress, 200.0),
+            ("new", JobStatus::InProgress, 2_000.0),
+        ]);
+        h.settle(Some(1_000.0));
+        assert_eq!(h.settled_at(), Some(1_000.0));
+        assert_eq!(ids(&h.window), ["new"]);
+        assert_eq!(ids(&h.stragglers), ["old-stuck"]);
+        let settled = h.settled.as_ref().unwrap();
+        assert_eq!(settled.counts[&JobStatus::Completed], 1);
+        assert_eq!(settled.known[&JobStatus::Completed], 1);
+        // The settled point only moves forward; `None` (an empty window) leaves it.
+        h.settle(Some(500.0));
+        assert_eq!(h.settled_at(), Some(1_000.0));
+        h.settle(None);
+        assert_eq!(h.settled_at(), Some(1_000.0));
+        assert_eq!(ids(&h.window), ["new"]);
+    }
+
+    #[test]
+    fn gone_jobs_are_remembered_until_they_settle_then_known_as_counted() {
+        let old_window = history(&[
+            ("done", JobStatus::Failed, 100.0),
+            ("later", JobStatus::Completed, 3_000.0),
+            ("running", JobStatus::InProgress, 150.0),
+        ])
+        .window;
+        let mut h = history(&[("relisted", JobStatus::Completed, 4_000.0)]);
+        h.remember_gone(&old_window);
+        assert_eq!(
+            ids(&h.gone),
+            ["done", "later"],
+            "unfinished jobs are not gone"
+        );
+        assert_eq!(h.status_of("done"), Some(&JobStatus::Failed));
+        h.settle(Some(1_000.0));
+        assert_eq!(ids(&h.gone), ["later"]);
+        assert_eq!(h.settled.as_ref().unwrap().known[&JobStatus::Failed], 1);
+        assert_eq!(
+            h.settled.as_ref().unwrap().counts.get(&JobStatus::Failed),
+            None,
+            "a gone job is accounted for, not shown"
+        );
+        h.forget_gone(&["later".into()]);
+        assert!(h.gone.is_empty());
+    }
+
+    #[test]
+    fn a_full_listing_counts_settled_jobs_only_beyond_those_accounted_for() {
+        let mut h = History {
+            settled: Some(Settled {
+                at: 1_000.0,
+                counts: BTreeMap::from([(JobStatus::Completed, 5)]),
+                known: BTreeMap::from([(JobStatus::Completed, 5)]),
+            }),
+            ..History::default()
+        };
+        let listing = |completed: u64, by_id: u64| FullListing {
+            settled_seen: BTreeMap::from([(JobStatus::Completed, completed)]),
+            settled_by_id: BTreeMap::from([(JobStatus::Completed, by_id)]),
+            ..FullListing::default()
+        };
+        // One settled job missing from a listing, then back: never counted again.
+        assert!(h.take_full_listing(listing(4, 0), 3, false).is_empty());
+        assert_eq!(h.settled.as_ref().unwrap().counts[&JobStatus::Completed], 4);
+        assert!(h.take_full_listing(listing(5, 0), 3, false).is_empty());
+        // Two more than ever known, one of them counted by id already: one more by number.
+        let unnamed = h.take_full_listing(listing(7, 1), 3, false);
+        assert_eq!(unnamed, BTreeMap::from([(JobStatus::Completed, 1)]));
+        assert_eq!(h.settled.as_ref().unwrap().known[&JobStatus::Completed], 7);
+        // At the first poll nothing counts as finishing.
+        assert!(h.take_full_listing(listing(9, 0), 3, true).is_empty());
+        assert_eq!(h.schedule.polls_since_follow, 3);
+        assert!(h.schedule.last_full.is_some());
+    }
+
+    #[test]
+    fn a_follow_up_replaces_the_stragglers_and_settles_the_finished_ones() {
+        let mut h = history(&[]);
+        h.settled = Some(Settled {
+            at: 1_000.0,
+            ..Settled::default()
+        });
+        h.stragglers = history(&[
+            ("stuck", JobStatus::InProgress, 10.0),
+            ("done", JobStatus::Queued, 20.0),
+        ])
+        .window;
+        h.skip_follow_up();
+        h.skip_follow_up();
+        assert_eq!(h.schedule.polls_since_follow, 2);
+        let kept = history(&[("stuck", JobStatus::InProgress, 10.0)]).window;
+        let retired = h.take_follow_up(kept, BTreeMap::from([(JobStatus::Failed, 1)]));
+        assert_eq!(ids(&retired), ["done", "stuck"]);
+        assert_eq!(ids(&h.stragglers), ["stuck"]);
+        assert_eq!(h.schedule.polls_since_follow, 0);
+        let settled = h.settled.as_ref().unwrap();
+        assert_eq!(
+            (
+                settled.counts[&JobStatus::Failed],
+                settled.known[&JobStatus::Failed]
+            ),
+            (1, 1)
+        );
+    }
+
+    #[test]
+    fn jobs_settled_early_join_the_counts_and_the_stragglers() {
+        let mut h = history(&[("new", JobStatus::Completed, 5_000.0)]);
+        h.settle(Some(1_000.0));
+        h.take_settled_early(
+            BTreeMap::from([(JobStatus::Completed, 3)]),
+            history(&[("early-stuck", JobStatus::Submitted, 10.0)]).window,
+        );
+        assert_eq!(h.settled.as_ref().unwrap().counts[&JobStatus::Completed], 3);
+        assert_eq!(ids(&h.stragglers), ["early-stuck"]);
+        let counts = h.counts_by_status();
+        assert_eq!(counts[&JobStatus::Completed], 4);
+        assert_eq!(counts[&JobStatus::Submitted], 1);
+        assert_eq!(h.oldest_active(), Some(10.0));
+    }
+
+    #[test]
+    fn counts_show_every_known_status_and_fold_unknown_ones_beyond_ten() {
+        let unknown: Vec<(String, JobStatus, f64)> = (0..12)
+            .map(|n| {
+                (
+                    format!("j{n}"),
+                    JobStatus::Unknown(format!("NEW_{n:02}")),
+                    1.0,
+                )
+            })
+            .collect();
+        let window: Vec<(&str, JobStatus, f64)> = unknown
+            .iter()
+            .map(|(id, s, t)| (id.as_str(), s.clone(), *t))
+            .collect();
+        let counts = history(&window).counts_by_status();
+        assert_eq!(counts[&JobStatus::Failed], 0);
+        assert_eq!(counts[&JobStatus::Unknown("NEW_00".into())], 1);
+        assert_eq!(counts[&JobStatus::Unknown(OTHER_STATUS.into())], 2);
+        assert_eq!(
+            counts.len(),
+            JobStatus::KNOWN.len() + MAX_UNKNOWN_STATUSES + 1
+        );
+    }
+
+    #[test]
+    fn the_next_poll_lists_in_full_until_settled_then_the_window_and_follows_when_due() {
+        let hour = Duration::from_secs(3600);
+        let mut h = history(&[]);
+        assert_eq!(h.next_poll(false, hour, 4, 6).listing, Listing::Full);
+        assert_eq!(h.next_poll(false, hour, 4, 6).follow_offset, 2);
+        h.settled = Some(Settled {
+            at: 1_000.0,
+            ..Settled::default()
+        });
+        h.schedule.last_full = Some(Instant::now());
+        assert_eq!(
+            h.next_poll(false, hour, 4, 6).listing,
+            Listing::Full,
+            "no data yet"
+        );
+        let plan = h.next_poll(true, hour, 4, 6);
+        assert_eq!(plan.listing, Listing::SubmittedAfter(1_000.0));
+        assert_eq!(plan.follow, None, "no stragglers");
+        h.stragglers = history(&[
+            ("a", JobStatus::Queued, 10.0),
+            ("b", JobStatus::InProgress, 20.0),
+            ("c", JobStatus::Queued, 30.0),
+        ])
+        .window;
+        h.schedule.polls_since_follow = 2;
+        assert_eq!(h.next_poll(true, hour, 4, 6).follow, None, "not due yet");
+        h.schedule.polls_since_follow = 3;
+        let follow = h.next_poll(true, hour, 4, 6).follow.unwrap();
+        assert_eq!(follow.before, 1_000.0);
+        assert_eq!(follow.statuses, [JobStatus::Queued, JobStatus::InProgress]);
+        assert_eq!(follow.stragglers.len(), 3);
+        assert_eq!(follow.missing_range(|id| id == "b"), Some((10.0, 30.0)));
+        assert_eq!(follow.missing_range(|_| true), None);
+        assert_eq!(
+            h.next_poll(true, Duration::ZERO, 4, 6).listing,
+            Listing::Full
+        );
+    }
+
+    #[test]
+    fn the_status_of_a_job_is_looked_up_in_the_window_the_stragglers_and_the_gone() {
+        let mut h = history(&[("w", JobStatus::InProgress, 1.0)]);
+        h.stragglers = history(&[("s", JobStatus::Queued, 1.0)]).window;
+        h.gone = history(&[("g", JobStatus::Failed, 1.0)]).window;
+        assert_eq!(h.status_of("w"), Some(&JobStatus::InProgress));
+        assert_eq!(h.status_of("s"), Some(&JobStatus::Queued));
+        assert_eq!(h.status_of("g"), Some(&JobStatus::Failed));
+        assert_eq!(h.status_of("x"), None);
+    }
 }
