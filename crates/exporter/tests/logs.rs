@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::process::Spawned;
 use common::{TestDir, EXPORTER_BIN as BIN};
+use healthlake_exporter::aws::MAX_MESSAGE_BYTES;
 use healthlake_exporter::logging::MAX_FIELD_BYTES;
 use healthlake_fake::{FakeHealthLake, FakeServer, Fault};
 
@@ -21,12 +22,15 @@ const FORGED_ESCAPED: &str = r"\n2026-01-01T00:00:00Z ERROR forged\u{1b}[31m";
 /// A line longer than this would be split by container runtimes (16 KiB).
 const MAX_LINE_BYTES: usize = 16 * 1024;
 
+/// Bytes of filler in the hostile AccessDenied message.
+const FILLER: usize = 200_000;
+
 /// A fake whose datastore answers every poll with a 200 KB AccessDenied message carrying
 /// [`FORGED`], and whose event queue holds an event from a "source" carrying it too.
 async fn hostile_fake() -> (FakeHealthLake, FakeServer) {
     let (fake, server) = common::start_fake().await;
     fake.add_datastore(DS);
-    let message = format!("denied{FORGED}{}", "z".repeat(200_000));
+    let message = format!("denied{FORGED}{}", "z".repeat(FILLER));
     fake.set_fault(DS, Some(Fault::AccessDeniedWith(message)));
     fake.create_queue(QUEUE);
     let event = serde_json::json!({
@@ -131,19 +135,22 @@ async fn text_logs_escape_cut_and_do_not_colour_a_pipe() {
     }
     let failed = lines.iter().find(|l| contains(l, "poll failed")).unwrap();
     let failed = String::from_utf8_lossy(failed);
-    assert!(
-        failed.contains(&format!(
-            "error=HTTP 403 AccessDeniedException: denied{FORGED_ESCAPED}zzz"
-        )),
-        "{failed}"
-    );
-    // The cut counts the escaped text shown; the marker counts the bytes of the message not shown.
-    let prefix = "HTTP 403 AccessDeniedException: denied";
-    let more = 200_000 - (MAX_FIELD_BYTES - prefix.len() - FORGED_ESCAPED.len());
-    assert!(
-        failed.contains(&format!("z…({more} bytes more)")),
-        "{failed}"
-    );
+    // The error is the last field: the message as kept (cut to MAX_MESSAGE_BYTES when the error
+    // was sorted), escaped by the log format and shown whole.
+    let error = failed.split_once(" error=").expect("an error field").1;
+    let (kept, marker) = error
+        .trim_end()
+        .split_once('…')
+        .expect("the message was cut");
+    let head = format!("HTTP 403 AccessDeniedException: denied{FORGED_ESCAPED}");
+    assert!(kept.starts_with(&head), "{failed}");
+    assert!(kept[head.len()..].bytes().all(|b| b == b'z'), "{failed}");
+    let kept_raw = kept.len() - (FORGED_ESCAPED.len() - FORGED.len());
+    assert!(kept_raw <= MAX_MESSAGE_BYTES, "{failed}");
+    let full = head.len() - (FORGED_ESCAPED.len() - FORGED.len()) + FILLER;
+    assert_eq!(marker, format!("({} bytes more)", full - kept_raw));
+    // The log format's own cut at MAX_FIELD_BYTES is the unit tests' (logging): nothing from
+    // outside reaches a log line longer than that any more.
     let foreign = lines
         .iter()
         .find(|l| contains(l, "another source"))
@@ -180,17 +187,16 @@ async fn json_logs_cut_each_value() {
             failed = Some(event);
         }
     }
+    // The error as kept: cut to MAX_MESSAGE_BYTES when it was sorted, logged whole (the JSON
+    // format's own cut at MAX_FIELD_BYTES is the unit tests' in logging).
     let error = failed.expect("a poll failed event")["error"]
         .as_str()
         .unwrap()
         .to_owned();
-    let (shown, marker) = error.split_once('…').expect("the value was cut");
-    assert_eq!(shown.len(), MAX_FIELD_BYTES);
-    assert!(
-        shown.starts_with(&format!("HTTP 403 AccessDeniedException: denied{FORGED}")),
-        "{shown}"
-    );
-    let more =
-        "HTTP 403 AccessDeniedException: denied".len() + FORGED.len() + 200_000 - MAX_FIELD_BYTES;
+    let (kept, marker) = error.split_once('…').expect("the message was cut");
+    assert!(error.len() <= MAX_MESSAGE_BYTES, "{} bytes", error.len());
+    let head = format!("HTTP 403 AccessDeniedException: denied{FORGED}");
+    assert!(kept.starts_with(&head), "{kept}");
+    let more = head.len() + FILLER - kept.len();
     assert_eq!(marker, format!("({more} bytes more)"));
 }
