@@ -71,6 +71,7 @@ fn listing(d: usize, n: usize) -> Vec<Job> {
                 submitted,
                 ended,
                 progress: None,
+                message: None,
             }
         })
         .collect();

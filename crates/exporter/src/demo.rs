@@ -2,11 +2,13 @@
 //! without an AWS account. The exporter is the real one: real SDK client, real HTTP, SigV4-signed
 //! with static demo keys, pointed at the fake through `endpoint_url`. It runs as the README
 //! recommends for production: HealthLake events through SQS (the fake's queue on the same port)
-//! show each job change within a second, and polling only reconciles, every minute.
+//! show each job change within a second, and polling only reconciles, every minute. The demo
+//! announces its address once the first polls are in, so the first look at `/metrics` already
+//! shows the seeded history, the failure alert's series included.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
@@ -33,6 +35,9 @@ const DEMO_TICK: Duration = Duration::from_secs(5);
 const DEMO_RECONCILIATION: &str = "60s";
 /// The fake's event queue, fed on every job and datastore change.
 const DEMO_QUEUE: &str = "healthlake-events";
+/// How long the demo waits for its first polls before it announces its address anyway (they
+/// take a few seconds: the first polls are spread over up to 5 s).
+const FIRST_POLLS_LIMIT: Duration = Duration::from_secs(20);
 
 /// Starts the fake and the exporter and serves until SIGTERM/SIGINT.
 pub async fn run(listen_address: Option<SocketAddr>) -> Result<(), StartError> {
@@ -61,10 +66,10 @@ pub async fn run(listen_address: Option<SocketAddr>) -> Result<(), StartError> {
          [aws]\nregion = \"us-east-1\"\nendpoint_url = \"{endpoint}\"\n\
          [events]\nqueue_url = \"{endpoint}/123456789012/{DEMO_QUEUE}\"\nendpoint_url = \"{endpoint}\"\n"
     );
-    let regions = ["us-east-1", "us-east-1", "us-west-2"];
-    for ((id, name), region) in datastores.iter().zip(regions.iter().cycle()) {
+    for ds in datastores {
         text.push_str(&format!(
-            "[[datastores]]\nid = \"{id}\"\nname = \"{name}\"\nregion = \"{region}\"\n"
+            "[[datastores]]\nid = \"{}\"\nname = \"{}\"\nregion = \"{}\"\n",
+            ds.id, ds.name, ds.region
         ));
     }
     let config = Config::parse(&text, Path::new("(demo)")).map_err(StartError::Config)?;
@@ -81,6 +86,7 @@ pub async fn run(listen_address: Option<SocketAddr>) -> Result<(), StartError> {
     let script = tokio::spawn(fake::scenario::run_demo_script(fake.clone(), DEMO_TICK));
     let exporter = Exporter::start(config, options).await?;
     let address = exporter.local_addr();
+    first_polls(&exporter).await;
     tracing::info!(
         fake_endpoint = %server.endpoint_url(),
         "demo running: jobs change every {}s and show within a second through HealthLake events (polling reconciles every {DEMO_RECONCILIATION}); try: curl http://{address}/metrics",
@@ -92,4 +98,13 @@ pub async fn run(listen_address: Option<SocketAddr>) -> Result<(), StartError> {
     script.abort();
     server.shutdown();
     Ok(())
+}
+
+/// Waits (at most [`FIRST_POLLS_LIMIT`]) until every feed has been polled once, so that the
+/// address is announced when `/metrics` shows the history, not the empty state before it.
+async fn first_polls(exporter: &Exporter) {
+    let deadline = Instant::now() + FIRST_POLLS_LIMIT;
+    while exporter.state().first_polls_pending() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -109,10 +109,11 @@ enum Escape {
     CutOnly,
 }
 
-/// A `fmt::Write` that escapes into `out` and stops at [`MAX_FIELD_BYTES`], counting the rest.
+/// A `fmt::Write` that escapes into `out` and stops at `limit` bytes, counting the rest.
 struct Bounded<'a> {
     out: &'a mut dyn fmt::Write,
     escape: Escape,
+    limit: usize,
     written: usize,
     /// Bytes of the value not written (0 while it fits).
     omitted: usize,
@@ -126,7 +127,7 @@ impl fmt::Write for Bounded<'_> {
                 continue;
             }
             let shown = Shown::of(c, self.escape);
-            if self.written + shown.len() > MAX_FIELD_BYTES {
+            if self.written + shown.len() > self.limit {
                 self.omitted = c.len_utf8();
                 continue;
             }
@@ -192,9 +193,20 @@ fn write_bounded(
     escape: Escape,
     value: &dyn fmt::Display,
 ) -> fmt::Result {
+    write_cut(out, escape, MAX_FIELD_BYTES, value)
+}
+
+/// [`write_bounded`] with the cut at `limit` bytes (the marker comes on top).
+fn write_cut(
+    out: &mut dyn fmt::Write,
+    escape: Escape,
+    limit: usize,
+    value: &dyn fmt::Display,
+) -> fmt::Result {
     let mut bounded = Bounded {
         out,
         escape,
+        limit,
         written: 0,
         omitted: 0,
     };
@@ -209,6 +221,22 @@ fn write_bounded(
 fn bounded_string(escape: Escape, value: &dyn fmt::Display) -> String {
     let mut out = String::new();
     let _ = write_bounded(&mut out, escape, value);
+    out
+}
+
+/// `text` cut, on a character boundary, to at most `limit` bytes before a `…(N bytes more)`
+/// marker (N counting the bytes of `text` left out), and, if `one_line`, with every control
+/// character, line separator and bidi override escaped as the text format writes them (`\n`,
+/// `\u{1b}`). For text from outside that is kept, not only logged (an API error's message, a
+/// job's `Message`): the same escapes and cut as a log field, with a tighter limit.
+pub(crate) fn cut_text(text: &str, one_line: bool, limit: usize) -> String {
+    let escape = if one_line {
+        Escape::Bare
+    } else {
+        Escape::CutOnly
+    };
+    let mut out = String::with_capacity(text.len().min(limit) + 32);
+    let _ = write_cut(&mut out, escape, limit, &text);
     out
 }
 

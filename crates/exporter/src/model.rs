@@ -146,6 +146,10 @@ pub struct Job {
     pub ended: Option<f64>,
     /// Import jobs only, when HealthLake reports it.
     pub progress: Option<Box<ImportProgress>>,
+    /// HealthLake's `Message` (why a job failed, what went wrong in one that completed with
+    /// errors), for the log line of a job seen finishing; bounded and on one line. A listing keeps
+    /// it only for jobs that have ended, and State keeps none ([`RecentJob`] has no message).
+    pub message: Option<Box<str>>,
 }
 
 impl Job {
@@ -427,6 +431,7 @@ mod tests {
             submitted: 1000.0,
             ended: None,
             progress: None,
+            message: Some("kept only until logged".into()),
         };
         let kept = RecentJob::from(&job);
         assert_eq!(kept.id(), job.id);
@@ -450,6 +455,7 @@ mod tests {
             submitted: 1000.0,
             ended: None,
             progress: None,
+            message: None,
         };
         assert_eq!(job.duration_seconds(1600.5), Some(600.5));
         job.status = JobStatus::Completed;

@@ -164,8 +164,8 @@ async fn sigterm_exits_0_within_5_seconds_and_logs_no_secrets() {
     assert!(!all.contains("Signature="));
 }
 
-#[test]
-fn demo_serves_live_metrics_without_aws() {
+/// Starts `--demo` on a free port; returns it with the address it announced.
+fn start_demo() -> (Spawned, std::net::SocketAddr) {
     let mut child = Spawned::spawn(
         Command::new(BIN)
             .args(["--demo", "--listen-address", "127.0.0.1:0"])
@@ -178,11 +178,17 @@ fn demo_serves_live_metrics_without_aws() {
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
         .unwrap();
-    let addr: std::net::SocketAddr = url
+    let addr = url
         .trim_start_matches("http://")
         .trim_end_matches("/metrics")
         .parse()
         .unwrap();
+    (child, addr)
+}
+
+#[test]
+fn demo_serves_live_metrics_without_aws() {
+    let (mut child, addr) = start_demo();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -223,6 +229,87 @@ fn demo_serves_live_metrics_without_aws() {
     ));
     assert_eq!(events.value("healthlake_feed_up{feed=\"events\"}"), 1.0);
     assert_eq!(events.value("healthlake_events_malformed_total"), 0.0);
+    child.signal(libc::SIGTERM);
+    assert_eq!(child.wait(LOG_LIMIT).code(), Some(0));
+}
+
+/// The `HealthLakeExportJobFailed` rule's expression as shipped in deploy/prometheus/alerts.yml:
+/// the window `N` of `max by (…) (healthlake_export_job_end_timestamp_seconds{status="FAILED"}) >
+/// time() - N`. A rule of another shape fails here, so that this evaluation is updated with it.
+fn export_failed_alert_window() -> f64 {
+    let rules = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/prometheus/alerts.yml"
+    ))
+    .expect("deploy/prometheus/alerts.yml");
+    let rule = rules
+        .split("- alert: ")
+        .find(|r| r.starts_with("HealthLakeExportJobFailed\n"))
+        .expect("the HealthLakeExportJobFailed rule");
+    let expr = rule.split_once("expr: >-").expect("a folded expr").1;
+    let expr: Vec<&str> = expr
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("for:"))
+        .filter(|l| !l.is_empty())
+        .collect();
+    let expr = expr.join(" ");
+    let window = expr
+        .strip_prefix("max by (datastore_id, datastore_name, job_id, job_name) (healthlake_export_job_end_timestamp_seconds{status=\"FAILED\"}) > time() - ")
+        .unwrap_or_else(|| panic!("the rule changed shape; update this evaluation: {expr}"));
+    window.parse().expect("a window in seconds")
+}
+
+/// The value of `label` in a series key (`name{a="x",b="y"}`); the demo's values hold no quotes.
+fn label_value<'k>(key: &'k str, label: &str) -> Option<&'k str> {
+    let start = key.find(&format!("{label}=\""))? + label.len() + 2;
+    key[start..].split('"').next()
+}
+
+/// Finding (issue 20): the demo showed the failure alert's series only after ~2 minutes. Now the
+/// first scrape after readiness has an export that FAILED within the ended-job window, and the
+/// shipped alert's expression, evaluated on it, names that job.
+#[test]
+fn demo_shows_the_failure_alert_from_the_first_scrape() {
+    let (mut child, addr) = start_demo();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(common::eventually(
+        Duration::from_secs(30),
+        "/readyz 200",
+        || async {
+            let (status, _, _) = common::http_request(addr, "GET", "/readyz", &[]).await;
+            (status == 200).then_some(())
+        },
+    ));
+    let first = runtime.block_on(common::scrape(addr));
+    let scraped_at = common::now();
+    let failed = first.series(
+        "healthlake_export_job_end_timestamp_seconds",
+        &[("status", "FAILED")],
+    );
+    assert!(!failed.is_empty(), "no FAILED series:\n{}", first.text);
+    // The alert's expression: per job, the EndTime of a FAILED export, where it is within the
+    // window (the labels of `max by` are the series' own: one series per job).
+    let window = export_failed_alert_window();
+    let firing: Vec<&(&str, f64)> = failed
+        .iter()
+        .filter(|(_, ended)| *ended > scraped_at - window)
+        .collect();
+    assert_eq!(firing.len(), 1, "{failed:?}");
+    let (key, ended) = firing[0];
+    assert_eq!(
+        label_value(key, "datastore_name"),
+        Some("patient-records-prod"),
+        "{key}"
+    );
+    assert_eq!(label_value(key, "job_name"), Some("cohort-export"), "{key}");
+    assert_eq!(label_value(key, "status"), Some("FAILED"), "{key}");
+    // Seeded 240 s before the start: a few minutes old, however slow the start was.
+    let age = scraped_at - ended;
+    assert!((240.0..240.0 + 120.0).contains(&age), "ended {age} s ago");
     child.signal(libc::SIGTERM);
     assert_eq!(child.wait(LOG_LIMIT).code(), Some(0));
 }

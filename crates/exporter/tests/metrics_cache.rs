@@ -102,6 +102,7 @@ fn random_jobs(rng: &mut fastrand::Rng, now: f64) -> Vec<Job> {
                 submitted,
                 ended,
                 progress: None,
+                message: None,
             }
         })
         .collect()
@@ -317,6 +318,7 @@ fn a_large_state_compresses_well() {
                 submitted: now - (300 - k) as f64 * 3600.0,
                 ended: (k != 299).then_some(now - (300 - k) as f64 * 3600.0 + 900.0),
                 progress: None,
+                message: None,
             })
             .collect();
         ds.record_success(jobs, 100, 0.1, now);
@@ -427,6 +429,7 @@ async fn metrics_over_http_are_gzipped_only_when_accepted() {
                 submitted: 1000.0 + k as f64,
                 ended: Some(2000.0 + k as f64),
                 progress: None,
+                message: None,
             })
             .collect();
         ds.record_success(jobs, 100, 0.25, 3000.0);

@@ -61,6 +61,7 @@ fn job(id: &str, status: &str, submitted: f64, ended: Option<f64>) -> Job {
         submitted,
         ended,
         progress: None,
+        message: None,
     }
 }
 

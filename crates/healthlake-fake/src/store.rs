@@ -142,6 +142,8 @@ pub(crate) trait Job: Clone {
     fn submit_time(&self) -> f64;
     fn end_time(&self) -> Option<f64>;
     fn set_status(&mut self, status: &str, end_time: Option<f64>);
+    /// Drops the job's `Message` (a job that has not ended has none).
+    fn clear_message(&mut self);
     /// This kind's jobs of a datastore.
     fn of(datastore: &Datastore) -> &Jobs<Self>;
     fn of_mut(datastore: &mut Datastore) -> &mut Jobs<Self>;
@@ -168,6 +170,9 @@ macro_rules! impl_job {
             fn set_status(&mut self, status: &str, end_time: Option<f64>) {
                 status.clone_into(&mut self.status);
                 self.end_time = end_time;
+            }
+            fn clear_message(&mut self) {
+                self.message = None;
             }
             fn of(datastore: &Datastore) -> &Jobs<Self> {
                 &datastore.$field

@@ -493,11 +493,26 @@ struct S3Configuration {
     kms_key_id: String,
 }
 
+/// The bucket (before `-<account>`) export jobs write to.
+const EXPORT_BUCKET: &str = "healthlake-export";
+/// The role export jobs run as (`DataAccessRoleArn`).
+pub(crate) const EXPORT_ROLE: &str = "HealthLakeExportRole";
+
+/// `OutputDataConfig.S3Configuration.S3Uri` of one job.
+fn output_uri(bucket: &str, datastore_id: &str, job_id: &str) -> String {
+    format!("s3://{bucket}-{ACCOUNT_ID}/{datastore_id}/{job_id}/")
+}
+
+/// Where an export job writes, as its listing says (for messages that name it).
+pub(crate) fn export_output_uri(datastore_id: &str, job_id: &str) -> String {
+    output_uri(EXPORT_BUCKET, datastore_id, job_id)
+}
+
 impl OutputDataConfig {
     fn new(bucket: &str, datastore_id: &str, job_id: &str, region: &str) -> Self {
         Self {
             s3_configuration: S3Configuration {
-                s3_uri: format!("s3://{bucket}-{ACCOUNT_ID}/{datastore_id}/{job_id}/"),
+                s3_uri: output_uri(bucket, datastore_id, job_id),
                 kms_key_id: format!(
                     "arn:aws:kms:{region}:{ACCOUNT_ID}:key/0f3d8c2e-7b1a-4c5d-9e6f-1a2b3c4d5e6f"
                 ),
@@ -506,7 +521,8 @@ impl OutputDataConfig {
     }
 }
 
-fn role_arn(name: &str) -> String {
+/// The ARN of the account's IAM role `name`.
+pub(crate) fn role_arn(name: &str) -> String {
     format!("arn:aws:iam::{ACCOUNT_ID}:role/{name}")
 }
 
@@ -532,12 +548,12 @@ pub(crate) fn list_response_body(
             .map(|job| ExportJobProperties {
                 common: JobCommon::of(job, datastore_id),
                 output_data_config: OutputDataConfig::new(
-                    "healthlake-export",
+                    EXPORT_BUCKET,
                     datastore_id,
                     &job.id,
                     region,
                 ),
-                data_access_role_arn: role_arn("HealthLakeExportRole"),
+                data_access_role_arn: role_arn(EXPORT_ROLE),
                 message: job.message.as_deref(),
             })
             .collect(),
@@ -944,6 +960,37 @@ mod tests {
         let with_token = list_response_body("ds", "r", &[], Some("t".into())).unwrap();
         let v: Value = serde_json::from_slice(&with_token).unwrap();
         assert_eq!(v["NextToken"], "t");
+    }
+
+    /// `Message` travels verbatim, as HealthLake sends it: JSON-escaped, never cut or cleaned
+    /// (what the exporter makes of a hostile one is the exporter's business).
+    #[test]
+    fn jobs_carry_their_message_verbatim() {
+        let hostile = format!(
+            "Export failed:\nsecond line\x1b[31m{}",
+            "m".repeat(5 * 1024)
+        );
+        let exports = [
+            FakeJob::new("e1", "FAILED", 1.0)
+                .ended(2.0)
+                .with_message(hostile.as_str()),
+            FakeJob::new("e2", "COMPLETED", 1.0).ended(2.0),
+        ];
+        let body = list_response_body("ds", "us-east-1", &exports, None).unwrap();
+        assert!(
+            !body.contains(&b'\n') && !body.contains(&0x1b),
+            "escaped JSON"
+        );
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let list = &v["ExportJobPropertiesList"];
+        assert_eq!(list[0]["Message"], hostile.as_str());
+        assert!(list[1].get("Message").is_none());
+        let imports = [FakeImportJob::new("i1", "FAILED", 1.0)
+            .ended(2.0)
+            .with_message(hostile.as_str())];
+        let body = import_list_body("ds", "us-east-1", &imports, None).unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["ImportJobPropertiesList"][0]["Message"], hostile.as_str());
     }
 
     #[test]

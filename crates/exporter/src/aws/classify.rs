@@ -1,5 +1,7 @@
 //! Sorting SDK failures into our short, stable `reason` labels, with a one-line message fit for a
-//! log (never credentials); and the response size cap whose breach is one of those failures.
+//! log (never credentials); the response size cap whose breach is one of those failures; and the
+//! bound on any message from outside that we keep (an error's text, a job's `Message`), so that a
+//! 200 KB message is not held per feed.
 
 use std::error::Error as StdError;
 
@@ -10,6 +12,7 @@ use aws_sdk_healthlake::config::{ConfigBag, Intercept, RuntimeComponents};
 use aws_sdk_healthlake::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_types::body::SdkBody;
 
+use crate::logging::{cut_text, MAX_FIELD_BYTES};
 use crate::model::{ErrorReason, PollError};
 
 /// A page of 500 jobs is a few hundred KiB; anything past this is not a HealthLake answer.
@@ -56,6 +59,35 @@ impl Intercept for ResponseSizeLimit {
     }
 }
 
+/// The longest message from outside we keep, in bytes, cut marker included: an API error's text
+/// ([`PollError::message`]) and a job's `Message` (HealthLake's are at most 2,048 characters; what
+/// an operator needs is at their start). It stays below the log format's cut
+/// ([`MAX_FIELD_BYTES`]), so a log line shows a kept message whole, marker included (unless the
+/// text format's escapes lengthen a verbatim one).
+pub const MAX_MESSAGE_BYTES: usize = MAX_FIELD_BYTES - 64;
+
+/// Room kept for the cut marker: `…(18446744073709551615 bytes more)` is 36 bytes.
+const MARKER_ROOM: usize = 40;
+
+/// How [`bound_message`] writes a message: as it is, or on one line with every control character,
+/// line separator and bidi override escaped (`\n`, `\u{1b}`), as the text log format writes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Escaping {
+    Verbatim,
+    OneLine,
+}
+
+/// `text` written as `escaping` says and cut, on a character boundary, to at most
+/// [`MAX_MESSAGE_BYTES`] bytes; a cut message ends with `…(N bytes more)`, N counting the bytes of
+/// `text` left out. The escapes and the cut are the log format's ([`cut_text`]).
+pub(crate) fn bound_message(text: &str, escaping: Escaping) -> String {
+    cut_text(
+        text,
+        escaping == Escaping::OneLine,
+        MAX_MESSAGE_BYTES - MARKER_ROOM,
+    )
+}
+
 /// Sorts an SDK failure into one of our reasons, with a message fit for a log line.
 pub(super) fn classify<E>(error: SdkError<E, HttpResponse>) -> PollError
 where
@@ -65,8 +97,21 @@ where
 }
 
 /// [`classify`] for another service's SDK (`service_name` names it in messages: "SQS"). The
-/// SDKs share the error and response types, and SQS's codes are in [`reason_for_code`].
+/// SDKs share the error and response types, and SQS's codes are in [`reason_for_code`]. The
+/// message is bounded ([`MAX_MESSAGE_BYTES`]): State keeps it per feed.
 pub(super) fn classify_for<E>(service_name: &str, error: SdkError<E, HttpResponse>) -> PollError
+where
+    E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
+{
+    let mut error = classify_unbounded(service_name, error);
+    if error.message.len() > MAX_MESSAGE_BYTES {
+        error.message = bound_message(&error.message, Escaping::Verbatim);
+    }
+    error
+}
+
+/// [`classify_for`] before the message is bounded.
+fn classify_unbounded<E>(service_name: &str, error: SdkError<E, HttpResponse>) -> PollError
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
@@ -241,5 +286,68 @@ mod tests {
             reason_for_code("InvalidParameterValue", 400),
             ErrorReason::Validation
         );
+    }
+
+    /// An access-denied answer whose message is 200 KB (a policy document quoted back, a proxy's
+    /// error page): the kept message is cut at its start to [`MAX_MESSAGE_BYTES`], says how much
+    /// was left out, and is otherwise the message as sent (the log format escapes it when written).
+    #[test]
+    fn a_huge_error_message_is_kept_bounded() {
+        use aws_sdk_healthlake::error::ErrorMetadata;
+        use aws_sdk_healthlake::operation::list_fhir_export_jobs::ListFHIRExportJobsError;
+
+        let huge = format!(
+            "User: arn:aws:sts::1:assumed-role/r is not authorized\n{}",
+            "x".repeat(200 * 1024)
+        );
+        let denied = |message: &str| {
+            let meta = ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .message(message)
+                .build();
+            let response = HttpResponse::new(403.try_into().unwrap(), SdkBody::empty());
+            SdkError::service_error(ListFHIRExportJobsError::generic(meta), response)
+        };
+        let error = classify(denied(&huge));
+        assert_eq!(error.reason, ErrorReason::AccessDenied);
+        assert!(
+            error.message.len() <= MAX_MESSAGE_BYTES,
+            "{}",
+            error.message.len()
+        );
+        let kept = error.message.split('…').next().unwrap();
+        let prefix = "HTTP 403 AccessDeniedException: User: arn:aws:sts::1:assumed-role/r is not authorized\n";
+        assert!(kept.starts_with(prefix), "{kept}");
+        let full_len = "HTTP 403 AccessDeniedException: ".len() + huge.len();
+        assert!(
+            error
+                .message
+                .ends_with(&format!("…({} bytes more)", full_len - kept.len())),
+            "{}",
+            &error.message[kept.len()..]
+        );
+        // A message that fits is kept whole.
+        let short = classify(denied("not authorized"));
+        assert_eq!(
+            short.message,
+            "HTTP 403 AccessDeniedException: not authorized"
+        );
+    }
+
+    #[test]
+    fn bound_message_escapes_one_line_messages_and_cuts_on_a_character_boundary() {
+        let hostile = format!("bad\n\r\t\u{1b}[31mred\u{202e}{}", "é".repeat(2_000));
+        let one_line = bound_message(&hostile, Escaping::OneLine);
+        assert!(
+            one_line.starts_with("bad\\n\\r\\t\\u{1b}[31mred\\u{202e}é"),
+            "{one_line}"
+        );
+        assert!(!one_line.chars().any(char::is_control), "{one_line}");
+        assert!(one_line.len() <= MAX_MESSAGE_BYTES);
+        assert!(one_line.ends_with(" bytes more)"), "{one_line}");
+        let verbatim = bound_message(&hostile, Escaping::Verbatim);
+        assert!(verbatim.starts_with("bad\n\r\t\u{1b}[31mred"), "{verbatim}");
+        assert!(verbatim.len() <= MAX_MESSAGE_BYTES);
+        assert_eq!(bound_message("short", Escaping::OneLine), "short");
     }
 }

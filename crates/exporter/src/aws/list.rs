@@ -1,8 +1,9 @@
 //! The HealthLake calls the exporter makes: job listings (export and import, one path), datastore
 //! descriptions and listings. Each turns SDK output into our own types, every string bounded like a
-//! label (see [`bound_label`]); every listing follows `NextToken` through one pagination helper,
-//! paced by the client's request budget, and hands over its items page by page, so that no caller
-//! has to hold a whole listing.
+//! label (see [`bound_label`]), a job's `Message` like a message
+//! ([`MAX_MESSAGE_BYTES`](super::MAX_MESSAGE_BYTES)); every listing follows `NextToken` through one
+//! pagination helper, paced by the client's request budget, and hands over its items page by page,
+//! so that no caller has to hold a whole listing.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -10,7 +11,7 @@ use std::future::Future;
 use aws_sdk_healthlake::types::{ExportJobProperties, ImportJobProperties};
 use aws_smithy_types::DateTime;
 
-use super::classify::classify;
+use super::classify::{bound_message, classify, Escaping};
 use super::usage::api_usage;
 use super::PacedClient;
 use crate::model::{
@@ -114,13 +115,17 @@ pub async fn list_jobs(
                 .send()
                 .await
                 .map_err(classify)?;
-            let jobs = output.$list().iter().map(|p| Job {
-                id: bound_label(p.job_id()).into_owned(),
-                name: p.job_name().map(|name| bound_label(name).into_owned()),
-                status: JobStatus::parse(&bound_label(p.job_status().as_str())),
-                submitted: p.submit_time().as_secs_f64(),
-                ended: p.end_time().map(DateTime::as_secs_f64),
-                progress: $progress(p).map(Box::new),
+            let jobs = output.$list().iter().map(|p| {
+                let job = Job {
+                    id: bound_label(p.job_id()).into_owned(),
+                    name: p.job_name().map(|name| bound_label(name).into_owned()),
+                    status: JobStatus::parse(&bound_label(p.job_status().as_str())),
+                    submitted: p.submit_time().as_secs_f64(),
+                    ended: p.end_time().map(DateTime::as_secs_f64),
+                    progress: $progress(p).map(Box::new),
+                    message: None,
+                };
+                with_message(job, p.message())
             });
             Ok((jobs.collect(), output.next_token))
         }};
@@ -148,6 +153,16 @@ pub async fn list_jobs(
         each_page,
     )
     .await
+}
+
+/// `job` with HealthLake's `Message`, bounded and on one line, if the job has ended: what the
+/// log line of a job seen finishing says. A running job's message is dropped (none is logged), so
+/// a page keeps messages only where they may be needed.
+fn with_message(mut job: Job, message: Option<&str>) -> Job {
+    if !job.is_active() {
+        job.message = message.map(|m| bound_message(m, Escaping::OneLine).into_boxed_str());
+    }
+    job
 }
 
 /// An import job's `JobProgressReport` in base units (MB → bytes).

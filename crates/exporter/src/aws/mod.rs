@@ -30,6 +30,7 @@ use aws_sdk_healthlake::Client;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 pub use budget::RequestBudget;
+pub use classify::MAX_MESSAGE_BYTES;
 pub use list::{describe_datastore, list_datastores, list_jobs, JobFilter, PAGE_SIZE};
 pub use target::AwsTarget;
 pub use usage::{api_usage, ApiUsage, OPERATIONS, RESULTS};

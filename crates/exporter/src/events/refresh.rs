@@ -142,7 +142,13 @@ impl Refresher for StateRefresher {
                     continue;
                 }
                 match poll_jobs(client, datastore, kind, &settings).await {
-                    Ok(outcome) => log_finished(datastore, kind, &outcome, Trigger::Event),
+                    Ok(outcome) => log_finished(
+                        datastore,
+                        kind,
+                        &outcome,
+                        Trigger::Event,
+                        settings.job_name_label,
+                    ),
                     Err(PollFailure { error, .. }) => {
                         tracing::debug!(datastore_id = %config.id, operation = kind.operation(), reason = %error.reason, error = %error.message, "refresh after an event failed; the next poll retries");
                     }

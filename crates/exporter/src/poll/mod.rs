@@ -18,6 +18,8 @@ mod tasks;
 
 use std::time::{Duration, Instant};
 
+use tracing::field::display;
+
 pub use backoff::backoff;
 pub use tasks::{longest_start_spread, stale_after, start_spread, PollerChanges, Pollers};
 
@@ -266,23 +268,30 @@ pub(crate) enum Trigger {
 }
 
 /// Logs the jobs a poll of `datastore`'s `kind` jobs counted as finishing: FAILED as a warning,
-/// the other terminal statuses as information.
+/// the other terminal statuses as information. Each line names the job (its id, and its name as
+/// `job_names` (`polling.job_name_label`) shows it in the `job_name` label: as listed, hashed, or
+/// not at all) and says what HealthLake said about it (`job_message`, bounded and on one line).
 pub(crate) fn log_finished(
     datastore: &Datastore,
     kind: JobKind,
     outcome: &PollOutcome,
     trigger: Trigger,
+    job_names: JobNameLabel,
 ) {
     let cause = match trigger {
         Trigger::Schedule => "",
         Trigger::Event => " (event)",
     };
     let (id, name, kind) = (&datastore.id, &datastore.name, kind.as_str());
-    for (job_id, status) in &outcome.finished {
+    for job in &outcome.finished {
+        let label = job_names.label(job.name.as_deref());
+        let job_name = (!label.is_empty()).then_some(display(&label));
+        let job_message = job.message.as_deref().map(display);
+        let (job_id, status) = (&job.id, &job.status);
         if *status == JobStatus::Failed {
-            tracing::warn!(datastore_id = %id, datastore_name = %name, job_id = %job_id, status = %status, "{kind} job failed{cause}");
+            tracing::warn!(datastore_id = %id, datastore_name = %name, job_id = %job_id, job_name, status = %status, job_message, "{kind} job failed{cause}");
         } else {
-            tracing::info!(datastore_id = %id, datastore_name = %name, job_id = %job_id, status = %status, "{kind} job finished{cause}");
+            tracing::info!(datastore_id = %id, datastore_name = %name, job_id = %job_id, job_name, status = %status, job_message, "{kind} job finished{cause}");
         }
     }
 }

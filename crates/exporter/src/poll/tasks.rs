@@ -324,7 +324,8 @@ impl FeedTask {
                             .unannounced_changes
                             .fetch_add(outcome.finished.len() as u64, Ordering::Relaxed);
                     }
-                    log_finished(&self.datastore, kind, &outcome, Trigger::Schedule);
+                    let names = self.settings.job_name_label;
+                    log_finished(&self.datastore, kind, &outcome, Trigger::Schedule, names);
                     outcome.recovered
                 }),
             Feed::Datastore => poll_description(client, &self.datastore, &self.settings).await,

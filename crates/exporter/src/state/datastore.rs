@@ -375,8 +375,15 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use crate::model::{ErrorReason, JobStatus};
-    use crate::state::{Listing, State, FOLLOW_EVERY};
+    use crate::state::{FinishedJob, Listing, State, FOLLOW_EVERY};
     use std::path::Path;
+
+    fn ids_and_statuses(finished: &[FinishedJob]) -> Vec<(String, JobStatus)> {
+        finished
+            .iter()
+            .map(|j| (j.id.clone(), j.status.clone()))
+            .collect()
+    }
 
     fn state() -> State {
         let config = Config::parse("[[datastores]]\nid = \"ds\"\n", Path::new("t.toml")).unwrap();
@@ -393,6 +400,7 @@ mod tests {
             submitted,
             ended,
             progress: None,
+            message: None,
         }
     }
 
@@ -515,7 +523,7 @@ mod tests {
         let second = ds.record_success(listing(), 100, 0.1, 20.0);
         assert!(!second.recovered);
         assert_eq!(
-            second.finished,
+            ids_and_statuses(&second.finished),
             vec![
                 ("run".to_string(), JobStatus::Failed),
                 ("late".to_string(), JobStatus::Completed)
@@ -617,7 +625,10 @@ mod tests {
             0.1,
             20.0,
         );
-        assert_eq!(failed.finished, [("a".to_string(), JobStatus::Failed)]);
+        assert_eq!(
+            ids_and_statuses(&failed.finished),
+            [("a".to_string(), JobStatus::Failed)]
+        );
         assert!(ds
             .record_success(vec![], 100, 0.1, 30.0)
             .finished

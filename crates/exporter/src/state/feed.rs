@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::health::Health;
 use super::history::{History, PollPlan};
-use crate::model::{JobNameLabel, JobStatus, RecentJob};
+use crate::model::{Job, JobNameLabel, JobStatus, RecentJob};
 
 /// What one job feed (export or import jobs) of a datastore shows and remembers.
 #[derive(Debug, Default)]
@@ -86,7 +86,30 @@ pub struct PollOutcome {
     /// The datastore was down (or never polled) and now answers.
     pub recovered: bool,
     /// Jobs that entered a terminal status in this poll.
-    pub finished: Vec<(String, JobStatus)>,
+    pub finished: Vec<FinishedJob>,
+}
+
+/// A job a poll saw entering a terminal status: what its log line says. Held only from the
+/// listing to the log line; the feed keeps none of it (but the count).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FinishedJob {
+    pub id: String,
+    pub status: JobStatus,
+    /// As listed (bounded like a label); logged as `polling.job_name_label` allows.
+    pub name: Option<String>,
+    /// HealthLake's `Message`, bounded and on one line (see [`Job::message`]).
+    pub message: Option<Box<str>>,
+}
+
+impl From<&Job> for FinishedJob {
+    fn from(job: &Job) -> FinishedJob {
+        FinishedJob {
+            id: job.id.clone(),
+            status: job.status.clone(),
+            name: job.name.clone(),
+            message: job.message.clone(),
+        }
+    }
 }
 
 impl JobFeed {
@@ -131,7 +154,7 @@ impl JobFeed {
     /// (`unnamed`, per status). From the first successful poll on, every terminal status shows.
     pub(super) fn count_finished(
         &mut self,
-        finished: &[(String, JobStatus)],
+        finished: &[FinishedJob],
         unnamed: BTreeMap<JobStatus, u64>,
         first_success: bool,
     ) {
@@ -140,8 +163,8 @@ impl JobFeed {
                 self.finished.entry(status).or_insert(0);
             }
         }
-        for (_, status) in finished {
-            *self.finished.entry(status.clone()).or_insert(0) += 1;
+        for job in finished {
+            *self.finished.entry(job.status.clone()).or_insert(0) += 1;
         }
         for (status, n) in unnamed {
             *self.finished.entry(status).or_insert(0) += n;

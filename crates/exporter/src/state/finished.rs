@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::feed::{EndedJob, ALERTED_STATUSES, MAX_ENDED_JOBS};
+use super::feed::{EndedJob, FinishedJob, ALERTED_STATUSES, MAX_ENDED_JOBS};
 use crate::model::{Job, JobStatus};
 
 /// Whether `job`, last known in status `before` (if known at all), is to be counted as having
@@ -38,7 +38,7 @@ struct Ended {
 /// series (see [`ALERTED_STATUSES`]), starting from the feed's.
 #[derive(Debug)]
 pub(super) struct Outcomes {
-    finished: Vec<(String, JobStatus)>,
+    finished: Vec<FinishedJob>,
     ended: HashMap<Box<str>, Ended>,
     /// Series that ended at or before this Unix time are not kept (as of the listing's start; the
     /// commit applies its own, later horizon).
@@ -77,7 +77,7 @@ impl Outcomes {
     /// Notes a listed job, `counted` if it entered its terminal status now.
     pub(super) fn saw(&mut self, job: &Job, counted: bool) {
         if counted {
-            self.finished.push((job.id.clone(), job.status.clone()));
+            self.finished.push(FinishedJob::from(job));
         }
         self.note_ended(job, counted);
     }
@@ -119,11 +119,7 @@ impl Outcomes {
 
     /// The jobs counted as finished, and the ended-job series within `ended_window` seconds of
     /// `now`, most recent first.
-    pub(super) fn finish(
-        self,
-        now: f64,
-        ended_window: f64,
-    ) -> (Vec<(String, JobStatus)>, Vec<EndedJob>) {
+    pub(super) fn finish(self, now: f64, ended_window: f64) -> (Vec<FinishedJob>, Vec<EndedJob>) {
         let horizon = now - ended_window;
         let mut ended: Vec<EndedJob> = self
             .ended

@@ -509,6 +509,7 @@ mod tests {
             submitted,
             ended,
             progress: None,
+            message: None,
         }
     }
 
@@ -625,6 +626,8 @@ mod tests {
             };
             let mut finished = merge(&mut feed, pages, now + 60.0).finished;
             finished.sort();
+            let finished: Vec<(String, JobStatus)> =
+                finished.into_iter().map(|j| (j.id, j.status)).collect();
             assert_eq!(
                 finished,
                 [
@@ -682,7 +685,7 @@ mod tests {
             now + 5.0 * HOUR,
         );
         assert!(
-            outcome.finished.iter().all(|(id, _)| id != "late"),
+            outcome.finished.iter().all(|j| j.id != "late"),
             "counted by number only"
         );
         assert_eq!(

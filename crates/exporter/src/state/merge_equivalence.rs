@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 
-use super::feed::{JobFeed, PollOutcome, Retention};
+use super::feed::{FinishedJob, JobFeed, PollOutcome, Retention};
 use super::history::{Cut, Listing, PollPlan, LATE_JOB_LIMIT, LATE_JOB_WINDOW};
 use super::merge::ListingMerge;
 use super::JobSummary;
@@ -197,6 +197,7 @@ impl World {
             status,
             submitted,
             progress: None,
+            message: None,
         });
         self.finished_since.push(None);
         self.finished_at_first.push(false);
@@ -393,7 +394,7 @@ struct Expected {
     finished: BTreeMap<JobStatus, u64>,
 }
 
-fn sorted(mut finished: Vec<(String, JobStatus)>) -> Vec<(String, JobStatus)> {
+fn sorted(mut finished: Vec<FinishedJob>) -> Vec<FinishedJob> {
     finished.sort();
     finished
 }

@@ -41,7 +41,8 @@ pub use datastore::Listed;
 pub use datastore::{Datastore, DatastoreFeed, Feed, Record};
 pub use events::{plausible_event_time, EventStats, ReceiveTimes, MAX_EVENT_TIME_AHEAD};
 pub use feed::{
-    EndedJob, JobFeed, JobSummary, PollOutcome, Retention, ALERTED_STATUSES, MAX_ENDED_JOBS,
+    EndedJob, FinishedJob, JobFeed, JobSummary, PollOutcome, Retention, ALERTED_STATUSES,
+    MAX_ENDED_JOBS,
 };
 pub use health::Health;
 pub use history::{Follow, Listing, PollPlan, FOLLOW_EVERY, LATE_JOB_LIMIT, LATE_JOB_WINDOW};
