@@ -2178,6 +2178,16 @@ fn deploy_in_10_minutes_commands_run() {
                     .unwrap_or_else(|| panic!("{PAGE}: `{cmd}` without -k DIR"));
                 let rendered = run_ok(command_in(&kubectl, app.path()).args(["kustomize", dir]));
                 validate_rendered(&kubeval, "users-app-apply", &rendered);
+                // Step 1's image, set by the page's `images:` entry, is what the pod runs.
+                let images: Vec<&str> = rendered
+                    .lines()
+                    .filter_map(|l| l.trim().strip_prefix("image: "))
+                    .collect();
+                assert!(
+                    images.contains(&"REGISTRY/healthlake-exporter:0.1.0")
+                        && !images.iter().any(|i| i.contains("example")),
+                    "{PAGE}: the rendered pod runs the image built in step 1: {images:?}"
+                );
                 applied += 1;
                 continue;
             }

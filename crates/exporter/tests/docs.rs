@@ -458,3 +458,87 @@ fn compare_or_update(excerpt: &str) {
          change: UPDATE_GOLDEN=1 cargo test -p healthlake-exporter --test docs"
     );
 }
+
+/// The IAM actions named in a text: `healthlake:…`, `sqs:…`, `sts:…`.
+fn iam_actions(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == ':'))
+        .filter(|w| {
+            ["healthlake:", "sqs:", "sts:"]
+                .iter()
+                .any(|p| w.starts_with(p) && w.len() > p.len())
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The credentials table of docs/deployment.md (the one place that lists what the exporter asks of
+/// AWS) names exactly the actions of deploy/iam-policy-all-features.json, plus the STS calls that
+/// need no policy of their own (AssumeRole is granted on the roles, GetCallerIdentity needs none).
+#[test]
+fn credentials_table_matches_the_iam_policy() {
+    let root = repo_root();
+    let deployment = read(&root.join("docs/deployment.md"));
+    let table: String = section(&deployment, "Credentials and IAM")
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let documented = iam_actions(&table);
+    let mut granted = iam_actions(&read(&root.join("deploy/iam-policy-all-features.json")));
+    granted.insert("sts:AssumeRole".into());
+    granted.insert("sts:GetCallerIdentity".into());
+    assert_eq!(
+        documented, granted,
+        "docs/deployment.md credentials table vs the policy"
+    );
+}
+
+/// Where output goes is stated once (docs/configuration.md, "Output"): the daemon logs to
+/// stderr. No page or manifest may say otherwise.
+#[test]
+fn nothing_says_the_exporter_logs_to_stdout() {
+    let mut files = pages();
+    collect_files(&repo_root().join("deploy"), &mut files);
+    for file in files {
+        let text = read(&file).to_lowercase().replace('\n', " ");
+        for wrong in [
+            "logs to stdout",
+            "log to stdout",
+            "logging to stdout",
+            "logs on stdout",
+        ] {
+            assert!(
+                !text.contains(wrong),
+                "{}: says `{wrong}`; the exporter logs to stderr",
+                file.display()
+            );
+        }
+    }
+    let config = read(&repo_root().join("docs/configuration.md"));
+    assert!(section(&config, "Output: stdout and stderr").contains("**The daemon logs to stderr**"));
+}
+
+/// Every URL into the project's repository in the docs is the one of deploy/project.json.
+#[test]
+fn repository_urls_come_from_project_json() {
+    let project: serde_json::Value =
+        serde_json::from_str(&read(&repo_root().join("deploy/project.json"))).unwrap();
+    let url = project["repository_url"].as_str().unwrap();
+    let name = url.rsplit('/').next().unwrap();
+    for page in pages() {
+        let text = read(&page);
+        for (at, _) in text.match_indices("https://github.com/") {
+            let link: String = text[at..]
+                .chars()
+                .take_while(|c| !c.is_whitespace() && !matches!(c, ')' | '`' | '"'))
+                .collect();
+            if link.contains(&format!("/{name}")) {
+                assert!(
+                    link.starts_with(url),
+                    "{}: {link} is not {url}",
+                    page.display()
+                );
+            }
+        }
+    }
+}
