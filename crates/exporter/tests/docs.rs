@@ -542,3 +542,32 @@ fn repository_urls_come_from_project_json() {
         }
     }
 }
+
+/// Every complete configuration in the docs (a ```toml block with a `[[datastores]]` table) is one
+/// `--check-config` accepts.
+#[test]
+fn configuration_examples_are_valid() {
+    let mut checked = 0;
+    for page in pages() {
+        let text = read(&page);
+        for block in text.split("```toml\n").skip(1) {
+            let block = &block[..block.find("```").expect("the block ends")];
+            if !block.contains("[[datastores]]") {
+                continue;
+            }
+            if let Err(e) =
+                healthlake_exporter::config::Config::parse(block, Path::new("example.toml"))
+            {
+                panic!(
+                    "{}: an example configuration is refused: {e}\n{block}",
+                    page.display()
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 2,
+        "README's and docs/configuration.md's examples: {checked}"
+    );
+}
