@@ -1,9 +1,12 @@
-//! Keeps the documentation true: every relative link and `#anchor` of README.md, docs/*.md and
-//! deploy/README.md resolves, and each docs page opens with a table of contents of all its
-//! sections; the flag table of docs/configuration.md is exactly what `--help` lists; every memory
-//! figure the docs and manifests quote is one of BENCHMARKS.md's; and the example `/metrics`
-//! output in docs/metrics.md is what the exporter serves against the fake HealthLake
-//! (`UPDATE_GOLDEN=1` rewrites it after a deliberate change).
+//! Keeps the documentation true, one source for each fact: every relative link and `#anchor` of
+//! README.md, docs/*.md and deploy/README.md resolves, and each docs page opens with a table of
+//! contents of all its sections; the flag table of docs/configuration.md is exactly what `--help`
+//! lists; the credentials table is the IAM policy; nothing says the exporter logs to stdout; every
+//! memory figure the docs and manifests quote is one of BENCHMARKS.md's; repository URLs are
+//! deploy/project.json's; example configurations parse; README's test command is `.ci/run`'s; and
+//! the example `/metrics` output in docs/metrics.md is what the exporter serves against the fake
+//! HealthLake (`UPDATE_GOLDEN=1` rewrites it after a deliberate change). The commands of
+//! docs/deploy-in-10-minutes.md run in tests/deploy_artifacts.rs, with the other deploy checks.
 
 mod common;
 
@@ -570,4 +573,20 @@ fn configuration_examples_are_valid() {
         checked >= 2,
         "README's and docs/configuration.md's examples: {checked}"
     );
+}
+
+/// README's "Test" command is the one `.ci/run` runs: what a user runs is what CI runs.
+#[test]
+fn readme_test_command_is_the_ci_command() {
+    let readme = read(&repo_root().join("README.md"));
+    let test = section(&readme, "Test");
+    let block = &test[test.find("```sh\n").expect("a sh block") + 6..];
+    let command = block[..block.find("```").unwrap()].trim();
+    let ci = read(&repo_root().join(".ci/run"));
+    let last = ci
+        .lines()
+        .filter(|l| l.starts_with("cargo test"))
+        .last()
+        .expect(".ci/run runs cargo test");
+    assert_eq!(command, last.trim(), "README's test command vs .ci/run");
 }
