@@ -1,5 +1,5 @@
 //! Keeps the documentation true, one source for each fact: every relative link and `#anchor` of
-//! README.md, docs/*.md and deploy/README.md resolves, and each docs page opens with a table of
+//! README.md, docs/*.md and deploy/**/*.md resolves, and each docs page opens with a table of
 //! contents of all its sections; the flag table of docs/configuration.md is exactly what `--help`
 //! lists; the credentials table is the IAM policy; nothing says the exporter logs to stdout; every
 //! memory figure the docs and manifests quote is one of BENCHMARKS.md's; repository URLs are
@@ -22,10 +22,15 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
-/// README.md, docs/*.md and deploy/README.md: the pages a user navigates.
+/// README.md, docs/*.md and the READMEs and runbook under deploy/: the pages a user navigates.
 fn pages() -> Vec<PathBuf> {
     let root = repo_root();
-    let mut pages = vec![root.join("README.md"), root.join("deploy/README.md")];
+    let mut pages = vec![root.join("README.md")];
+    let mut deploy = Vec::new();
+    collect_files(&root.join("deploy"), &mut deploy);
+    deploy.retain(|p| p.extension().is_some_and(|e| e == "md"));
+    deploy.sort();
+    pages.extend(deploy);
     let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
         .expect("docs/ exists")
         .map(|e| e.unwrap().path())
