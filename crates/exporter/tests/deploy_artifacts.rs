@@ -1,5 +1,5 @@
-//! Checks the deployment artifacts (Dockerfile, deploy/**, .github/workflows, the README's deploy
-//! commands) with the tools of their ecosystems: the mixin rendered by the jsonnet binding
+//! Checks the deployment artifacts (Dockerfile, deploy/**, .github/workflows, the commands of
+//! docs/deploy-in-10-minutes.md) with the tools of their ecosystems: the mixin rendered by the jsonnet binding
 //! (deploy/mixin/render.py --check, drift), promtool (rules, rule unit tests, PromQL of the
 //! dashboard and Grafana alerts), kubectl kustomize with kubernetes-validate (manifests), hadolint
 //! (Dockerfile), check-jsonschema (workflows), python3 with PyYAML (YAML -> JSON for structural
@@ -1438,11 +1438,11 @@ fn kustomize_sidecar_renders_and_validates() {
     );
 }
 
-/// The component selects the workload by name only: applied next to a StatefulSet of that name
-/// and another Deployment, it patches the StatefulSet (with no `volumes:` of its own) and leaves
-/// the other workload alone.
+/// The component selects the workload by its annotation only: applied next to an annotated
+/// StatefulSet and a Deployment without the annotation (and one with it set to "false"), it
+/// patches the StatefulSet (with no `volumes:` of its own) and leaves the others alone.
 #[test]
-fn sidecar_component_patches_only_the_named_workload() {
+fn sidecar_component_patches_only_the_annotated_workload() {
     let Some(kubectl) = require_tool("kubectl", KUBECTL_HINT) else {
         return;
     };
@@ -1474,9 +1474,10 @@ fn sidecar_component_patches_only_the_named_workload() {
         dir.join("config.toml"),
     )
     .unwrap();
-    let workload = |kind: &str, name: &str| {
+    let workload = |kind: &str, name: &str, inject: &str| {
         format!(
-            "apiVersion: apps/v1\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n  \
+            "apiVersion: apps/v1\nkind: {kind}\nmetadata:\n  name: {name}\n  \
+             annotations: {{healthlake-exporter/inject: \"{inject}\"}}\nspec:\n  \
              selector:\n    matchLabels: {{app: {name}}}\n  template:\n    metadata:\n      \
              labels: {{app: {name}}}\n    spec:\n      containers:\n        - name: main\n          \
              image: registry.example/{name}:1\n"
@@ -1485,9 +1486,10 @@ fn sidecar_component_patches_only_the_named_workload() {
     std::fs::write(
         dir.join("apps.yaml"),
         format!(
-            "{}---\n{}",
-            workload("StatefulSet", "example-app"),
-            workload("Deployment", "example-app-worker")
+            "{}---\n{}---\n{}",
+            workload("StatefulSet", "example-app", "true"),
+            workload("Deployment", "example-app-worker", "false"),
+            workload("Deployment", "example-app-web", "")
         ),
     )
     .unwrap();
@@ -1506,18 +1508,22 @@ fn sidecar_component_patches_only_the_named_workload() {
         .map(|c| &c["name"])
         .collect();
     assert_eq!(names, [&json!("main"), &json!("healthlake-exporter")]);
-    let other = by_kind(&docs, "Deployment");
-    assert_eq!(
-        other[0]["spec"]["template"]["spec"]["containers"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1,
-        "a workload of another name is left alone (the target regex is anchored)"
-    );
-    assert!(other[0]["spec"]["template"]["metadata"]["labels"]
-        .get("healthlake-exporter/sidecar")
-        .is_none());
+    let others = by_kind(&docs, "Deployment");
+    assert_eq!(others.len(), 2);
+    for other in others {
+        assert_eq!(
+            other["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1,
+            "a workload without healthlake-exporter/inject: \"true\" is left alone: {}",
+            other["metadata"]["name"]
+        );
+        assert!(other["spec"]["template"]["metadata"]["labels"]
+            .get("healthlake-exporter/sidecar")
+            .is_none());
+    }
 }
 
 /// `to` as a path relative to the directory `from` (both absolute).
@@ -2034,22 +2040,18 @@ fn project_coordinates_are_used_everywhere() {
     assert!(helm.contains(&format!("image: {image}:")));
 }
 
-/// The shell commands of a README section's ```sh blocks, continuation lines joined.
-fn readme_commands(section: &str) -> Vec<String> {
-    let readme = read(&repo_root().join("README.md"));
-    let start = readme
-        .find(&format!("\n## {section}\n"))
-        .unwrap_or_else(|| panic!("README has no `## {section}` section"));
-    let body = &readme[start + 1..];
-    let body = &body[..body[3..].find("\n## ").map_or(body.len(), |e| e + 3)];
+/// The shell commands of a docs page's ```sh blocks, continuation lines joined.
+fn doc_commands(page: &str) -> Vec<String> {
+    let text = read(&repo_root().join(page));
     let mut commands = Vec::new();
     let mut in_sh = false;
     let mut pending = String::new();
-    for line in body.lines() {
+    for line in text.lines() {
         if line.starts_with("```") {
             in_sh = line == "```sh";
             continue;
         }
+        let line = line.split(" # ").next().unwrap().trim_end();
         if !in_sh || line.trim().is_empty() || line.trim_start().starts_with('#') {
             continue;
         }
@@ -2063,69 +2065,153 @@ fn readme_commands(section: &str) -> Vec<String> {
     commands
 }
 
-/// Every command of the README's "Deploy in 10 minutes" runs here when it can: the local ones
-/// (kubectl kustomize, kubernetes-validate, grep, promtool, the mixin renderer) as written, from
-/// the repository root; `kubectl apply -k DIR` as far as it goes without a cluster (DIR renders and
-/// validates). Only the AWS calls are left to the reader, and an unknown command fails the test,
-/// so a new one gets a check.
+/// The ```yaml block of a docs page whose first line is `first`.
+fn doc_yaml_block(page: &str, first: &str) -> String {
+    let text = read(&repo_root().join(page));
+    let start = text
+        .find(&format!("```yaml\n{first}\n"))
+        .unwrap_or_else(|| panic!("{page}: no yaml block starting `{first}`"))
+        + "```yaml\n".len();
+    let end = start + text[start..].find("\n```").expect("the block ends");
+    text[start..=end].to_string()
+}
+
+/// The directory standing for the user's application in "Deploy in 10 minutes": the sample
+/// application's manifests and the page's own kustomization.yaml, its URLs into this repository
+/// replaced by relative paths (the page says a local clone works so). Under target/: kustomize
+/// takes only relative paths to a component.
+fn users_app_dir(page: &str) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("users-app-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("a directory under target/");
+    for file in ["deployment.yaml", "serviceaccount.yaml"] {
+        std::fs::copy(
+            deploy().join("kubernetes/sidecar/app").join(file),
+            dir.path().join(file),
+        )
+        .unwrap();
+    }
+    let annotation = doc_yaml_block(
+        page,
+        "# deployment.yaml (yours): only the annotation is new",
+    );
+    let annotation = annotation.lines().last().unwrap().trim();
+    assert!(
+        read(&dir.path().join("deployment.yaml")).contains(annotation),
+        "the sample application carries the page's `{annotation}`"
+    );
+    let url = format!("{}//", project_field("repository_url"));
+    let mut kustomization = doc_yaml_block(
+        page,
+        "# kustomization.yaml: in your application's repository, next to its manifests",
+    );
+    let remote = kustomization.matches(&url).count();
+    assert_eq!(
+        remote, 3,
+        "{page}: the rules, the sidecar and the stack component by URL"
+    );
+    while let Some(at) = kustomization.find(&url) {
+        let rest = &kustomization[at + url.len()..];
+        let end = rest.find('?').expect("a pinned ?ref=");
+        let ref_end = end + rest[end..].find('\n').unwrap();
+        assert!(
+            rest[end..ref_end].starts_with("?ref=v"),
+            "pinned to a release"
+        );
+        let local = relative_path(dir.path(), &repo_root().join(&rest[..end]));
+        kustomization = format!(
+            "{}{}{}",
+            &kustomization[..at],
+            local.display(),
+            &rest[ref_end..]
+        );
+    }
+    std::fs::write(dir.path().join("kustomization.yaml"), kustomization).unwrap();
+    dir
+}
+
+/// Every command of docs/deploy-in-10-minutes.md runs here when it can, as written, in a directory
+/// standing for the user's application with the page's kustomization ([`users_app_dir`]) and
+/// `HLE` set to this repository: the local ones (cp, the exporter's `--check-config`, kubectl
+/// kustomize, kubernetes-validate, grep, promtool); `kubectl apply -k DIR` as far as it goes
+/// without a cluster (DIR renders and validates). Only what needs the network, docker, AWS or a
+/// cluster is left to the reader, and an unknown command fails the test, so a new one gets a check.
 #[test]
-fn readme_deploy_in_10_minutes_commands_run() {
-    let commands = readme_commands("Deploy in 10 minutes");
-    let (mut ran, mut applied, mut cloud) = (0, 0, 0);
+fn deploy_in_10_minutes_commands_run() {
+    const PAGE: &str = "docs/deploy-in-10-minutes.md";
+    let commands = doc_commands(PAGE);
+    let app = users_app_dir(PAGE);
+    let (mut ran, mut applied, mut elsewhere) = (0, 0, Vec::new());
     for cmd in &commands {
-        let first = cmd.split_whitespace().next().unwrap();
-        if first == "aws" {
-            cloud += 1;
-            continue;
-        }
-        if let Some(rest) = cmd.strip_prefix("kubectl apply ") {
-            let Some(kubectl) = require_tool("kubectl", KUBECTL_HINT) else {
-                return;
-            };
-            let Some(kubeval) = require_tool("kubernetes-validate", KUBEVAL_HINT) else {
-                return;
-            };
-            let dir = rest
-                .split_whitespace()
-                .skip_while(|w| *w != "-k")
-                .nth(1)
-                .unwrap_or_else(|| panic!("README: `{cmd}` without -k DIR"));
-            let rendered = run_ok(command_in(&kubectl, &repo_root()).args(["kustomize", dir]));
-            validate_rendered(&kubeval, "readme-apply", &rendered);
-            applied += 1;
-            continue;
-        }
-        // Each stage of the pipeline needs its tool; the mixin renderer its Python modules.
-        for stage in cmd.split('|') {
-            let tool = stage.split_whitespace().next().unwrap();
-            let found = match tool {
-                "kubectl" => require_tool("kubectl", KUBECTL_HINT),
-                "kubernetes-validate" => require_tool("kubernetes-validate", KUBEVAL_HINT),
-                "promtool" => require_tool("promtool", PROMTOOL_HINT),
-                "python3" => require_python_modules(&["_jsonnet", "yaml"], JSONNET_HINT),
-                "grep" => require_tool("grep", "apt-get install grep"),
-                other => {
-                    panic!("README \"Deploy in 10 minutes\": no check for `{other}` in `{cmd}`")
-                }
-            };
-            if found.is_none() {
-                return;
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        match (words[0], words.get(1).copied().unwrap_or("")) {
+            ("git", "clone") => {
+                assert!(cmd.contains(&project_field("repository_url")), "{cmd}");
+                elsewhere.push(cmd);
+                continue;
             }
+            ("export", _) => {
+                assert!(cmd.starts_with("export HLE="), "{cmd}");
+                continue;
+            }
+            ("docker", "build") => {
+                assert!(cmd.ends_with("\"$HLE\"") && repo_root().join("Dockerfile").exists());
+                elsewhere.push(cmd);
+                continue;
+            }
+            ("docker", _) | ("aws", _) | ("kubectl", "exec") | ("kubectl", "-n") => {
+                elsewhere.push(cmd);
+                continue;
+            }
+            ("kubectl", "apply") => {
+                let Some(kubectl) = require_tool("kubectl", KUBECTL_HINT) else {
+                    return;
+                };
+                let Some(kubeval) = require_tool("kubernetes-validate", KUBEVAL_HINT) else {
+                    return;
+                };
+                let dir = words
+                    .iter()
+                    .skip_while(|w| **w != "-k")
+                    .nth(1)
+                    .unwrap_or_else(|| panic!("{PAGE}: `{cmd}` without -k DIR"));
+                let rendered = run_ok(command_in(&kubectl, app.path()).args(["kustomize", dir]));
+                validate_rendered(&kubeval, "users-app-apply", &rendered);
+                // Step 1's image, set by the page's `images:` entry, is what the pod runs.
+                let images: Vec<&str> = rendered
+                    .lines()
+                    .filter_map(|l| l.trim().strip_prefix("image: "))
+                    .collect();
+                assert!(
+                    images.contains(&"REGISTRY/healthlake-exporter:0.1.0")
+                        && !images.iter().any(|i| i.contains("example")),
+                    "{PAGE}: the rendered pod runs the image built in step 1: {images:?}"
+                );
+                applied += 1;
+                continue;
+            }
+            _ => {}
         }
-        let out = run(command_in("bash", &repo_root()).args(["-o", "pipefail", "-c", cmd]));
+        if !tools_for(cmd) {
+            return;
+        }
+        let script = cmd.replacen("healthlake-exporter ", &format!("{BIN} "), 1);
+        let out = run(command_in("bash", app.path())
+            .env("HLE", repo_root())
+            .args(["-o", "pipefail", "-c", &script]));
+        let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
-            "README \"Deploy in 10 minutes\": `{cmd}` failed ({}):\n{}{}",
+            "{PAGE}: `{cmd}` failed ({}):\n{stdout}{}",
             out.status,
-            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let stdout = String::from_utf8_lossy(&out.stdout);
         if cmd.ends_with("grep -c hl-metrics") {
             assert_eq!(
                 stdout.trim(),
                 "3",
-                "the README says 3: port, liveness probe, PodMonitor (no readiness probe)"
+                "the page says 3: port, liveness probe, PodMonitor (no readiness probe)"
             );
         }
         if cmd.contains("grep -c 'release:") {
@@ -2134,9 +2220,32 @@ fn readme_deploy_in_10_minutes_commands_run() {
         ran += 1;
     }
     assert!(
-        ran >= 6 && applied >= 1 && cloud >= 3,
-        "ran {ran}, applied {applied}, AWS {cloud} of {commands:?}"
+        ran >= 6 && applied >= 1 && elsewhere.len() >= 7,
+        "ran {ran}, applied {applied}, left to the reader {elsewhere:?} of {commands:?}"
     );
+}
+
+/// The exporter binary of this build: the page's `healthlake-exporter` commands run it.
+const BIN: &str = env!("CARGO_BIN_EXE_healthlake-exporter");
+
+/// Whether each stage of a pipeline has its tool (false: the test skips, or fails in CI).
+fn tools_for(cmd: &str) -> bool {
+    for stage in cmd.split('|') {
+        let tool = stage.split_whitespace().next().unwrap();
+        let found = match tool {
+            "kubectl" => require_tool("kubectl", KUBECTL_HINT),
+            "kubernetes-validate" => require_tool("kubernetes-validate", KUBEVAL_HINT),
+            "promtool" => require_tool("promtool", PROMTOOL_HINT),
+            "python3" => require_python_modules(&["_jsonnet", "yaml"], JSONNET_HINT),
+            "grep" | "cp" => require_tool(tool, "apt-get install coreutils grep"),
+            "healthlake-exporter" => Some(PathBuf::from(BIN)),
+            other => panic!("Deploy in 10 minutes: no check for `{other}` in `{cmd}`"),
+        };
+        if found.is_none() {
+            return false;
+        }
+    }
+    true
 }
 
 /// A policy's `Action` or `Resource`: one string or a list of strings.

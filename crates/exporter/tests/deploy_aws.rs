@@ -1,5 +1,5 @@
 //! Checks `deploy/aws/healthlake-events.yaml` (the EventBridge rule, queues and IAM for the event
-//! consumer) with cfn-lint, and what the README promises of it: the rule matches
+//! consumer) with cfn-lint, and what docs/operations.md ("Seconds, not minutes") promises of it: the rule matches
 //! `source: aws.healthlake` only, one queue per replica for every ReplicaCount, visibility of at
 //! least 2 × the default `polling.timeout`, a dead-letter queue, a queue policy that lets only
 //! that shard's rule send, and exactly the SQS actions the exporter calls.

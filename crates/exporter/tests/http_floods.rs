@@ -401,7 +401,7 @@ async fn clients_that_stop_reading_metrics_leave_room_for_probes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_sent_requests_behind_a_mesh_do_not_hold_up_scrapes() {
-    // As the README advises behind a mesh: no per-address limit; every client on 127.0.0.1.
+    // As docs/security.md advises behind a mesh: no per-address limit; every client on 127.0.0.1.
     let server = serve_with(&plain_config("max_connections_per_ip = 0", 1), None, |_| {}).await;
     let addr = server.addr;
     let stop = Arc::new(AtomicBool::new(false));

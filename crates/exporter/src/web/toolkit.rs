@@ -435,7 +435,7 @@ fn syntax_problem(error: &serde_saphyr::Error) -> Problem {
         } else {
             "a key (its name is not shown, in case it holds a secret)".to_owned()
         };
-        format!("{key} is not a key of exporter-toolkit's web config file; check its spelling (see the README, \"Securing the endpoint\")")
+        format!("{key} is not a key of exporter-toolkit's web config file; check its spelling (see docs/security.md, \"exporter-toolkit's web config file\")")
     } else if text.starts_with("duplicate mapping key") {
         "a key appears twice in one mapping; keep one".to_owned()
     } else if text.contains("null into string") {
