@@ -1975,6 +1975,7 @@ fn workflows_validate_and_release_both_architectures_without_emulation() {
         "jq -r .repository_url deploy/project.json",
         "sha256sum",
         "SHA256SUMS",
+        "cp -R docs deploy \"${name}/\"",
     ] {
         assert!(release.contains(needle), "release.yml lacks {needle:?}");
     }
