@@ -44,7 +44,9 @@ pub use feed::{
     EndedJob, JobFeed, JobSummary, PollOutcome, Retention, ALERTED_STATUSES, MAX_ENDED_JOBS,
 };
 pub use health::Health;
-pub use history::{Follow, Listing, PollPlan, FOLLOW_EVERY, LATE_JOB_LIMIT, LATE_JOB_WINDOW};
+pub use history::{
+    Follow, History, Listing, PollPlan, FOLLOW_EVERY, LATE_JOB_LIMIT, LATE_JOB_WINDOW,
+};
 pub use merge::ListingMerge;
 use readiness::Readiness;
 

@@ -92,7 +92,7 @@ pub struct Overrides {
 
 impl Overrides {
     /// Writes the overridden keys into `config`. The datastore list stays whole (what
-    /// `--check-config` shows); [`Config::retain_shard`] then narrows it when the config is used.
+    /// `--check-config` shows); `Config::retain_shard` then narrows it when the config is used.
     pub fn apply(&self, config: &mut Config) {
         if let Some(address) = self.listen_address {
             config.server.listen_address = address;

@@ -2,7 +2,7 @@
 //! switch and allowed hosts, TLS files, basic auth users and response headers. The config module
 //! builds them from the TOML file, or TLS, users and headers from exporter-toolkit's web config
 //! file (`toolkit`), and checks them with the checks the web module owns (`tls::check_files`,
-//! `auth::UserRules`, [`parse_listen_address`]).
+//! `auth::UserRules`, `parse_listen_address`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -152,7 +152,7 @@ pub(crate) const ALLOWED_RESPONSE_HEADERS: [(&str, Option<&[&str]>); 5] = [
 ];
 
 /// Headers added to every response, probes and errors included: name (one of
-/// [`ALLOWED_RESPONSE_HEADERS`]) → value, checked by [`check_response_header`].
+/// `ALLOWED_RESPONSE_HEADERS`) → value, checked by `check_response_header`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResponseHeaders(pub std::collections::BTreeMap<String, String>);
 
