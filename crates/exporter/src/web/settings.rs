@@ -4,12 +4,13 @@
 //! file (`toolkit`), and checks them with the checks the web module owns (`tls::check_files`,
 //! `auth::UserRules`, `parse_listen_address`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 /// Where the exporter listens when neither the file nor `--listen-address` says otherwise: 9469 is
 /// free in Prometheus' default port allocations list, so it does not collide with other exporters.
-pub(crate) const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9469";
+pub(crate) const DEFAULT_LISTEN_ADDRESS: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9469);
 /// Enough for several Prometheus replicas, probes and a person with curl; small enough that idle
 /// connections cannot exhaust file descriptors.
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 64;
@@ -53,7 +54,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen_address: SocketAddr::from(([0, 0, 0, 0], 9469)),
+            listen_address: DEFAULT_LISTEN_ADDRESS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: default_max_connections_per_ip(DEFAULT_MAX_CONNECTIONS),
             enable_reload: false,

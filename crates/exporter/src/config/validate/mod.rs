@@ -73,9 +73,7 @@ impl Validator<'_> {
     /// mistakes always reports the same one first.
     pub(super) fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let listen_address = match &raw.server.listen_address {
-            None => DEFAULT_LISTEN_ADDRESS
-                .parse()
-                .expect("the default listen address parses"),
+            None => DEFAULT_LISTEN_ADDRESS,
             Some(value) => parse_listen_address(value.get_ref())
                 .map_err(|m| self.error(Some(value.span()), "server.listen_address", m))?,
         };
