@@ -436,14 +436,16 @@ async fn headers_are_on_every_response() {
 // ---- refusals ----
 
 fn check_config(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let output = Command::new(BIN)
-        .args(args)
-        .env_remove("HEALTHLAKE_EXPORTER_CONFIG")
-        .env_remove("HEALTHLAKE_EXPORTER_WEB_CONFIG_FILE")
-        .env_remove("HEALTHLAKE_EXPORTER_LISTEN_ADDRESS")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
+    // Killed (and the test failed) if it has not ended within a minute.
+    let output = common::process::run_to_end(
+        Command::new(BIN)
+            .args(args)
+            .env_remove("HEALTHLAKE_EXPORTER_CONFIG")
+            .env_remove("HEALTHLAKE_EXPORTER_WEB_CONFIG_FILE")
+            .env_remove("HEALTHLAKE_EXPORTER_LISTEN_ADDRESS")
+            .envs(env.iter().copied()),
+        Duration::from_secs(60),
+    );
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
