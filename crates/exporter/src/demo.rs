@@ -24,10 +24,7 @@ use crate::web::settings::DEFAULT_LISTEN_ADDRESS;
 /// The demo listens on loopback only (it is for the person at this machine), on the exporter's
 /// default port.
 fn demo_listen_address() -> SocketAddr {
-    let default: SocketAddr = DEFAULT_LISTEN_ADDRESS
-        .parse()
-        .expect("the default listen address is a literal socket address");
-    SocketAddr::new(Ipv4Addr::LOCALHOST.into(), default.port())
+    SocketAddr::new(Ipv4Addr::LOCALHOST.into(), DEFAULT_LISTEN_ADDRESS.port())
 }
 /// How often the demo's jobs move.
 const DEMO_TICK: Duration = Duration::from_secs(5);

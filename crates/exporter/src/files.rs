@@ -101,8 +101,11 @@ mod tests {
 
     #[test]
     fn only_regular_files_within_the_limit_are_read() {
-        let dir = std::env::temp_dir().join(format!("hle-files-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::Builder::new()
+            .prefix("hle-files-")
+            .tempdir()
+            .unwrap();
+        let dir = temp.path();
         let small = dir.join("small");
         std::fs::write(&small, b"abc").unwrap();
         assert_eq!(read_bounded(&small, 3).unwrap(), b"abc");
@@ -123,9 +126,8 @@ mod tests {
             other => panic!("/dev/zero was not refused: {other:?}"),
         }
         assert!(matches!(
-            read_bounded(&dir, 1024),
+            read_bounded(dir, 1024),
             Err(FileProblem::NotAFile("a directory"))
         ));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,6 +4,27 @@
 //! path never waits on AWS: `/metrics` encodes what State holds now. `main.rs` only parses the
 //! command line and maps errors to exit codes.
 //!
+//! # The data path, and a glossary
+//!
+//! A datastore's numbers travel one way: **config → feeds → listings → state → snapshot →
+//! families → exposition**. The configuration names datastores; each is polled as a few feeds;
+//! a poll of a job feed is a listing, merged page by page into State; a scrape copies State into
+//! a snapshot; the families read the snapshot; the encoder writes the exposition. One type is each
+//! concept, named after it:
+//!
+//! | concept | the type | what it is |
+//! |---|---|---|
+//! | config | [`config::Config`] | The validated configuration file (`[polling]`, `[[datastores]]`, `[[discovery]]`, `[server]`, `[events]`); a datastore's entry is a [`config::DatastoreConfig`]. |
+//! | datastore | [`state::Datastore`] | One HealthLake datastore as State knows it: its `datastore_id`/`datastore_name` labels and its [`state::Record`] (one entry per feed). HealthLake's own description of it is a [`model::DatastoreInfo`]. |
+//! | feed | [`state::Feed`] | One thing polled of a datastore, with its own health: its export jobs, its import jobs, or its description (the `feed` label of the `healthlake_feed_…` families; discovery and events are feeds of the exporter). A job feed's state is a [`state::JobFeed`], the description feed's a [`state::DatastoreFeed`]. |
+//! | job | [`model::Job`] | One export or import job as a listing returns it ([`model::JobKind`] says which). The newest are kept for their series as the compact [`model::RecentJob`]. |
+//! | poll plan | [`state::PollPlan`] | What the next poll of a job feed asks for: a full listing or the window ([`state::Listing`]), and whether it follows the stragglers ([`state::Follow`]). Made by the feed's history. |
+//! | listing | [`state::ListingMerge`] | One poll's `ListFHIR…Jobs` pages (fetched by [`aws::list_jobs`], page by page) staged into a job feed as they arrive and committed at the end; a listing that fails half-way changes nothing. |
+//! | history / window | [`state::History`] | A job feed's settled history: the window (jobs submitted after the settled point, listed by every poll), the stragglers, and the settled counts. |
+//! | snapshot | [`metrics::Snapshot`] | What the families read, copied out of State at one moment (per datastore under its record lock, which is then released). |
+//! | family | [`metrics::Family`] | One metric family as a table entry: name (written once), help, type, unit, labels and the function that writes its samples from a snapshot. |
+//! | exposition | [`metrics::MetricsCache`] | The text or OpenMetrics body of `/metrics` ([`metrics::Format`]), made of per-datastore pieces encoded once per change and streamed as a [`metrics::MetricsBody`]; [`metrics::render_uncached`] is the reference it must equal. |
+//!
 //! Modules, and the direction of their dependencies (each imports only modules below it):
 //!
 //! ```text

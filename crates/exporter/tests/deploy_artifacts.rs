@@ -62,38 +62,10 @@ fn runbook_base() -> String {
     )
 }
 
-/// The families of issue 10 that the shipped rules and dashboard read (the per-job end timestamps
-/// the failure alerts fire on, the API use panels). Their exporter side is ported separately from
-/// these deploy files: until `FAMILY_NAMES` has them the artifacts may name them anyway; once the
-/// exporter emits one of them it must emit all four under these names (a rename on either side
-/// fails `issue_10_families_landed`).
-const ISSUE_10_METRICS: &[&str] = &[
-    "healthlake_export_job_end_timestamp_seconds",
-    "healthlake_import_job_end_timestamp_seconds",
-    "healthlake_api_requests_total",
-    "healthlake_api_budget_wait_seconds_total",
-];
-
-/// Whether the exporter emits the issue-10 families (all of them, or none: anything else panics).
-fn issue_10_families_landed() -> bool {
-    let landed: Vec<&str> = ISSUE_10_METRICS
-        .iter()
-        .copied()
-        .filter(|m| EXPORTER_METRICS.contains(m))
-        .collect();
-    assert!(
-        landed.is_empty() || landed.len() == ISSUE_10_METRICS.len(),
-        "the exporter emits {landed:?} but not all of {ISSUE_10_METRICS:?}, which the alerts and \
-         the dashboard read: rename one side to match the other"
-    );
-    !landed.is_empty()
-}
-
 fn allowed_metric(name: &str) -> bool {
     EXPORTER_METRICS.contains(&name)
         || PROCESS_METRICS.contains(&name)
         || PROMETHEUS_BUILTIN_METRICS.contains(&name)
-        || (!issue_10_families_landed() && ISSUE_10_METRICS.contains(&name))
 }
 
 /// Seconds of a `15m`-style duration (s, m, h, d; one unit), as the mixin and the config use.
@@ -520,20 +492,15 @@ fn ended_job_window_is_one_knob_for_the_exporter_and_the_rules() {
         let value = value.strip_prefix('=')?.trim();
         Some(value.split('"').nth(1)?.to_string())
     });
-    match exporter_default {
-        Some(default) => assert_eq!(
-            duration_seconds(&default),
-            duration_seconds(&window),
-            "config.example.toml's polling.ended_job_window ({default}) and the mixin's \
-             endedJobWindow ({window}) must be the same window"
-        ),
-        // The exporter side of issue 10 is ported separately; once its families are in, so is
-        // the key.
-        None => assert!(
-            !issue_10_families_landed(),
-            "config.example.toml must document polling.ended_job_window (default {window})"
-        ),
-    }
+    let default = exporter_default.unwrap_or_else(|| {
+        panic!("config.example.toml must document polling.ended_job_window (default {window})")
+    });
+    assert_eq!(
+        duration_seconds(&default),
+        duration_seconds(&window),
+        "config.example.toml's polling.ended_job_window ({default}) and the mixin's \
+         endedJobWindow ({window}) must be the same window"
+    );
 }
 
 // ------------------------------------------------------------------------------------------------

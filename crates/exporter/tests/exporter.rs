@@ -361,10 +361,14 @@ async fn every_error_reason_is_classified_and_isolated() {
     for (id, _) in &datastores {
         polled(&exporter, id, Feed::EXPORTS, 1).await;
     }
+    // Coarse, so that a loaded CI machine cannot fail it: it catches a scrape that blocks, not a
+    // slow one. Scrape latency is measured and printed by `examples/soak.rs` (percentiles, with
+    // faults switching on and off); `a_slow_datastore_never_delays_a_healthy_one` scrapes while a
+    // poll hangs.
     let started = std::time::Instant::now();
     let metrics = scrape(exporter.local_addr()).await;
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < Duration::from_secs(10),
         "scrape is prompt"
     );
     assert_eq!(

@@ -285,8 +285,10 @@ async fn idle_and_slow_loris_connections_beyond_the_cap_never_delay_a_scrape() {
         let (status, _, body) = http_request(addr, "GET", "/metrics", &[]).await;
         assert_eq!(status, 200, "scrape {round}");
         assert!(body.contains("healthlake_exporter_build_info{version=\""));
+        // Coarse (a loaded CI machine can stall a scrape for seconds), and still far below the
+        // 60 s header timeout the holders would otherwise keep their slots for.
         assert!(
-            started.elapsed() < Duration::from_secs(2),
+            started.elapsed() < Duration::from_secs(10),
             "scrape {round} took {:?} with the connection cap full of idle clients",
             started.elapsed()
         );
@@ -368,17 +370,27 @@ async fn idle_slow_and_kept_alive_connections_are_closed_after_the_header_timeou
     assert!(rest.is_empty() || rest.starts_with(b"HTTP/1.1 408"));
     assert!(elapsed >= Duration::from_millis(400), "{elapsed:?}");
 
-    // A request body is never waited for: the answer comes at once and the connection closes.
-    let mut post = TcpStream::connect(addr).await.unwrap();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_request_body_is_never_waited_for() {
+    // A long header timeout: the connection must close because the answer does not wait for the
+    // body, not because a timeout ran out. Coarse (10 s, for a loaded CI machine), and still far
+    // below the 60 s a wait would take.
+    let server = serve_with(&plain_config(""), None, |l| {
+        l.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let mut post = TcpStream::connect(server.addr).await.unwrap();
     post.write_all(
         b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\npartial",
     )
     .await
     .unwrap();
-    let (answer, elapsed) = wait_closed(&mut post, Duration::from_secs(5)).await;
+    let (answer, _) = wait_closed(&mut post, Duration::from_secs(10)).await;
     let answer = String::from_utf8_lossy(&answer).to_string();
     assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
-    assert!(elapsed < Duration::from_millis(450), "{elapsed:?}");
     server.shutdown().await;
 }
 

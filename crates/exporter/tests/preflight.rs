@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::TestDir;
 use healthlake_fake::{
     FakeDatastore, FakeQueue, Fault, SqsOperation, StsAction, LIST_FHIR_EXPORT_JOBS_TARGET,
 };
@@ -20,17 +21,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_healthlake-exporter");
 /// A run that has not ended by then is killed and fails its test.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-fn temp_config(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hle-preflight-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// An empty AWS config or credentials file: the SDK reads no profile of the machine's.
-fn empty_file(name: &str) -> PathBuf {
-    temp_config(name, "")
+/// A configuration file `name` holding `text`, in a directory removed when the returned guard
+/// drops (also when the test fails).
+fn temp_config(name: &str, text: &str) -> (TestDir, PathBuf) {
+    let dir = TestDir::new("preflight");
+    let path = dir.write(name, text);
+    (dir, path)
 }
 
 /// What a run printed and how it ended.
@@ -62,11 +58,16 @@ async fn run_with(args: &[&str], sts: &str, keys: bool) -> Run {
             .env("AWS_ACCESS_KEY_ID", "AKIDPREFLIGHT")
             .env("AWS_SECRET_ACCESS_KEY", "preflight-secret");
     }
+    // Empty AWS config and credentials files: the SDK reads no profile of the machine's.
+    let aws_files = TestDir::new("preflight-aws");
     let mut child = command
         .env("AWS_ENDPOINT_URL_STS", sts)
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("AWS_CONFIG_FILE", empty_file("aws-config"))
-        .env("AWS_SHARED_CREDENTIALS_FILE", empty_file("aws-credentials"))
+        .env("AWS_CONFIG_FILE", aws_files.write("aws-config", ""))
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            aws_files.write("aws-credentials", ""),
+        )
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -199,7 +200,7 @@ endpoint_url = "{url}"
 "#,
         config_head(&url, "")
     );
-    let path = temp_config("failures.toml", &text);
+    let (_dir, path) = temp_config("failures.toml", &text);
     let run = probe(&path, &url).await;
     // The report as a user sees it: `cargo test --test preflight each_failure -- --nocapture`.
     println!("{}", run.stdout);
@@ -259,7 +260,7 @@ endpoint_url = "{url}"
             "jobs = [\"export\", \"import\"]\ndatastore_health = true"
         )
     );
-    let path = temp_config("allowed.toml", &text);
+    let (_dir, path) = temp_config("allowed.toml", &text);
     let run = probe(&path, &url).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let mut expected = vec![
@@ -329,7 +330,7 @@ endpoint_url = "{url}"
 "#,
         config_head(&url, "datastore_health = true")
     );
-    let path = temp_config("roles.toml", &text);
+    let (_dir, path) = temp_config("roles.toml", &text);
     let run = probe(&path, &url).await;
     assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
     let role = "arn:aws:iam::210987654321:role/reader";
@@ -383,7 +384,7 @@ async fn shard_queue_and_visibility_follow_the_daemon() {
         "{}{datastores}[events]\nqueue_url = \"{url}/123456789012/events-{{shard}}\"\nendpoint_url = \"{url}\"\n",
         config_head(&url, "")
     );
-    let path = temp_config("sharded.toml", &sharded);
+    let (_dir, path) = temp_config("sharded.toml", &sharded);
     let args = probe_args(&path);
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
     args.extend(["--shard", "1/2"]);
@@ -408,7 +409,7 @@ async fn shard_queue_and_visibility_follow_the_daemon() {
     }
 
     let shared = sharded.replace("events-{shard}", "events");
-    let path = temp_config("shared.toml", &shared);
+    let (_dir, path) = temp_config("shared.toml", &shared);
     let args = probe_args(&path);
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
     args.extend(["--shard", "1/2"]);
@@ -429,7 +430,7 @@ async fn no_credentials_fail_once_and_skip_the_rest() {
     let url = server.endpoint_url();
     fake.add_datastore("dsone");
     let text = format!("{}[[datastores]]\nid = \"dsone\"\n", config_head(&url, ""));
-    let path = temp_config("nocredentials.toml", &text);
+    let (_dir, path) = temp_config("nocredentials.toml", &text);
     let args = probe_args(&path);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = run_with(&args, &url, false).await;
@@ -460,7 +461,7 @@ async fn sts_unreachable_is_a_warning_and_the_checks_go_on() {
     fake.add_datastore("dsone");
     let sts = format!("http://127.0.0.1:{}", closed_port());
     let text = format!("{}[[datastores]]\nid = \"dsone\"\n", config_head(&url, ""));
-    let path = temp_config("nosts.toml", &text);
+    let (_dir, path) = temp_config("nosts.toml", &text);
     let args = probe_args(&path);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let run = run(&args, &sts).await;
@@ -488,7 +489,7 @@ async fn probes_keep_to_the_request_budget() {
         fake.add_datastore(id);
         text.push_str(&format!("[[datastores]]\nid = \"{id}\"\n"));
     }
-    let path = temp_config("budget.toml", &text);
+    let (_dir, path) = temp_config("budget.toml", &text);
     let run = probe(&path, &url).await;
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(fake.request_count_for("ListFHIRExportJobs", ""), 0);
@@ -513,7 +514,7 @@ async fn check_config_alone_is_unchanged_and_probe_needs_it() {
     let url = server.endpoint_url();
     fake.add_datastore("dsone");
     let text = format!("{}[[datastores]]\nid = \"dsone\"\n", config_head(&url, ""));
-    let path = temp_config("plain.toml", &text);
+    let (_dir, path) = temp_config("plain.toml", &text);
     let config = path.to_str().unwrap();
     let plain = run(&["--check-config", "--config", config], &url).await;
     assert_eq!(plain.code, 0);
@@ -525,7 +526,7 @@ async fn check_config_alone_is_unchanged_and_probe_needs_it() {
     assert_eq!(alone.code, 2);
     assert!(alone.stderr.contains("--check-config"), "{}", alone.stderr);
 
-    let bad = temp_config(
+    let (_bad_dir, bad) = temp_config(
         "bad.toml",
         &text.replace("timeout = \"5s\"", "timeout = \"soon\""),
     );
@@ -562,7 +563,7 @@ async fn hostile_answers_cannot_forge_or_flood_the_report() {
     );
     fake.set_fault("dsone", Some(Fault::AccessDeniedWith(hostile)));
     let text = format!("{}[[datastores]]\nid = \"dsone\"\n", config_head(&url, ""));
-    let path = temp_config("hostile.toml", &text);
+    let (_dir, path) = temp_config("hostile.toml", &text);
     let run = probe(&path, &url).await;
     assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
     let lines = probe_lines(&run.stdout);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,11 +79,8 @@ fn leaf(ca: &Ca, server: bool) -> Leaf {
     }
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hle-web-config-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn temp_dir(name: &str) -> TestDir {
+    TestDir::new(&format!("web-config-{name}"))
 }
 
 fn write(path: &Path, text: &str) {
@@ -104,7 +101,7 @@ fn toml_text(endpoint: &str, server: &str) -> String {
 
 /// A directory with a server certificate (`server.crt`, `server.key`, signed by the returned CA
 /// for `localhost`) and the TOML file.
-fn server_files(name: &str, endpoint: &str) -> (PathBuf, Ca) {
+fn server_files(name: &str, endpoint: &str) -> (TestDir, Ca) {
     let dir = temp_dir(name);
     let server_ca = ca("server-ca");
     let server = leaf(&server_ca, true);
@@ -287,7 +284,6 @@ async fn the_docs_sample_serves_https_to_its_users_and_reloads_change_them() {
     );
 
     exporter.shutdown().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 // ---- a client CA ----
@@ -392,7 +388,6 @@ async fn a_client_ca_requires_verified_certificates_except_on_probes() {
     assert_eq!(status, 200, "the running configuration stays");
 
     exporter.shutdown().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 // ---- headers ----
@@ -436,20 +431,21 @@ async fn headers_are_on_every_response() {
     let (_, head, _) = http_request(plain.local_addr(), "GET", "/metrics", &[]).await;
     assert!(!head.contains("x-frame-options"), "{head}");
     plain.shutdown().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 // ---- refusals ----
 
 fn check_config(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let output = Command::new(BIN)
-        .args(args)
-        .env_remove("HEALTHLAKE_EXPORTER_CONFIG")
-        .env_remove("HEALTHLAKE_EXPORTER_WEB_CONFIG_FILE")
-        .env_remove("HEALTHLAKE_EXPORTER_LISTEN_ADDRESS")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
+    // Killed (and the test failed) if it has not ended within a minute.
+    let output = common::process::run_to_end(
+        Command::new(BIN)
+            .args(args)
+            .env_remove("HEALTHLAKE_EXPORTER_CONFIG")
+            .env_remove("HEALTHLAKE_EXPORTER_WEB_CONFIG_FILE")
+            .env_remove("HEALTHLAKE_EXPORTER_LISTEN_ADDRESS")
+            .envs(env.iter().copied()),
+        Duration::from_secs(60),
+    );
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -530,7 +526,6 @@ async fn setting_both_is_refused_at_start_and_on_reload() {
         "the running configuration (plain HTTP, alice) stays"
     );
     exporter.shutdown().await;
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Each key exporter-toolkit has but this exporter cannot honour as Go does is refused by
@@ -591,7 +586,6 @@ fn each_unsupported_key_is_refused_by_name() {
             "{stderr}"
         );
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Every key of the format as exporter-toolkit's docs/web-configuration.md lists it is known:
@@ -626,7 +620,6 @@ fn every_documented_key_is_known() {
             );
         }
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// (key path, value) for each key the schema shows (`tls_server_config.cert_file`, ...), by its
@@ -756,5 +749,4 @@ fn the_flags_every_exporter_has() {
     ] {
         assert!(stdout.contains(flag), "{flag} in --help:\n{stdout}");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -45,7 +45,9 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
-pub use store::{DEFAULT_MAX_RESULTS, MAX_MAX_RESULTS, MAX_RECORDED_REQUESTS};
+pub use store::{
+    sort_in_listing_order, DEFAULT_MAX_RESULTS, MAX_MAX_RESULTS, MAX_RECORDED_REQUESTS,
+};
 pub use wire::MAX_REQUEST_BODY_BYTES;
 
 use events::EventJobKind;

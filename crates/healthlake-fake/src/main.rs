@@ -157,14 +157,6 @@ fn job_id(seed: u64, d: usize, k: u64) -> String {
     )
 }
 
-/// The fake keeps each datastore's jobs in a vector sorted by (FNV-1a of id, id); adding jobs in
-/// that order makes every insert an append instead of a shift (seconds instead of minutes at 10^6).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -228,7 +220,7 @@ fn seed_history(fake: &FakeHealthLake, args: &Args, now: f64) -> Vec<(String, Op
             // A few unnamed jobs, like ad-hoc exports started from the console.
             jobs.push(if roll == 99 { job } else { job.named(name) });
         }
-        jobs.sort_by_cached_key(|j| (fnv1a(j.id.as_bytes()), j.id.clone()));
+        healthlake_fake::sort_in_listing_order(&mut jobs);
         for job in jobs {
             fake.add_job(&id, job);
         }

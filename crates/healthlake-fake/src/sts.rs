@@ -20,6 +20,7 @@ use bytes::Bytes;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{HeaderMap, Response, StatusCode};
 
+use super::fault::{self, ErrorFault, Protocol};
 use super::server::{error_response, DropConnection, FakeBody};
 use super::wire::check_authorization_for;
 use super::{FakeHealthLake, Fault};
@@ -182,19 +183,21 @@ pub(crate) async fn handle(
         )
         .response());
     };
-    let (fault, caller) = {
+    let (injected, caller) = {
         let mut sts = fake.sts.lock();
         *sts.counts.entry(action).or_default() += 1;
         let caller = sts.principal_of(&scope.access_key_id);
         (sts.faults.get(&action).cloned(), caller)
     };
     let role_arn = params.get("RoleArn").cloned().unwrap_or_default();
-    if let Some(fault) = fault {
-        match apply_fault(fault, action, &caller, &role_arn).await {
-            Ok(()) => {}
-            Err(Some(error)) => return Ok(error.response()),
-            Err(None) => return Err(DropConnection),
-        }
+    let call = StsCall {
+        action,
+        caller: &caller,
+        role_arn: &role_arn,
+    };
+    // The answer's tweaks (paging, padding) do not apply to STS.
+    if let Err(reply) = fault::apply(injected, &call).await {
+        return reply.into_response();
     }
     let answer = match action {
         StsAction::GetCallerIdentity => Ok(caller_identity(&caller)),
@@ -206,49 +209,53 @@ pub(crate) async fn handle(
     })
 }
 
-/// Applies an injected fault: `Ok` lets the call proceed (after a delay), `Err(Some)` answers
-/// with an error, `Err(None)` drops the connection.
-async fn apply_fault(
-    fault: Fault,
+/// One STS call, as an injected fault needs it: the error faults are answered in STS's words
+/// (`<ErrorResponse>`), an access denial naming the caller and the role; the faults that change
+/// how a call ends (delay, hang, reset, a truncated body) are the shared ones of [`fault::apply`].
+struct StsCall<'a> {
     action: StsAction,
-    caller: &str,
-    role_arn: &str,
-) -> Result<(), Option<StsError>> {
-    let error = |status, code, message: String| Err(Some(StsError::new(status, code, message)));
-    match fault {
-        Fault::AccessDenied => {
-            let resource = match action {
-                StsAction::AssumeRole => format!(" on resource: {role_arn}"),
-                StsAction::GetCallerIdentity => String::new(),
-            };
-            error(
-                403,
-                "AccessDenied",
-                format!(
-                    "User: {caller} is not authorized to perform: sts:{}{resource}",
-                    action.name()
-                ),
-            )
-        }
-        Fault::AccessDeniedWith(message) => error(403, "AccessDenied", message),
-        Fault::Throttling => error(400, "Throttling", "Rate exceeded".to_owned()),
-        Fault::ExpiredToken => error(
-            400,
-            "ExpiredToken",
-            "The security token included in the request is expired".to_owned(),
-        ),
-        Fault::InternalError => error(
-            500,
-            "InternalFailure",
-            "An internal error occurred".to_owned(),
-        ),
-        Fault::Delay(delay) => {
-            tokio::time::sleep(delay).await;
-            Ok(())
-        }
-        Fault::Hang => std::future::pending().await,
-        Fault::ConnectionReset => Err(None),
-        _ => error(400, "InvalidAction", "Injected error".to_owned()),
+    caller: &'a str,
+    role_arn: &'a str,
+}
+
+impl Protocol for StsCall<'_> {
+    fn error(&self, fault: ErrorFault<'_>) -> Response<FakeBody> {
+        let error = match fault {
+            ErrorFault::AccessDenied => {
+                let resource = match self.action {
+                    StsAction::AssumeRole => format!(" on resource: {}", self.role_arn),
+                    StsAction::GetCallerIdentity => String::new(),
+                };
+                StsError::new(
+                    403,
+                    "AccessDenied",
+                    format!(
+                        "User: {} is not authorized to perform: sts:{}{resource}",
+                        self.caller,
+                        self.action.name()
+                    ),
+                )
+            }
+            ErrorFault::AccessDeniedWith(message) => StsError::new(403, "AccessDenied", message),
+            ErrorFault::Throttling => StsError::new(400, "Throttling", "Rate exceeded"),
+            ErrorFault::ExpiredToken => StsError::new(
+                400,
+                "ExpiredToken",
+                "The security token included in the request is expired",
+            ),
+            ErrorFault::InternalError => {
+                StsError::new(500, "InternalFailure", "An internal error occurred")
+            }
+            // STS has no such errors for these actions.
+            ErrorFault::NotFound | ErrorFault::Validation | ErrorFault::UnknownError => {
+                StsError::new(400, "InvalidAction", "Injected error")
+            }
+        };
+        error.response()
+    }
+
+    fn malformed_body(&self) -> &'static [u8] {
+        b"<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>arn:aws:iam::123"
     }
 }
 

@@ -351,7 +351,7 @@ async fn delay_and_hang_hit_the_operation_timeout() {
         "short delay answers"
     );
 
-    for fault in [Fault::Delay(Duration::from_secs(3)), Fault::Hang] {
+    for fault in [Fault::Delay(Duration::from_secs(60)), Fault::Hang] {
         fake.set_fault(DS, Some(fault.clone()));
         let started = std::time::Instant::now();
         let err = list(&client, None, None).await.expect_err("timeout");
@@ -359,7 +359,8 @@ async fn delay_and_hang_hit_the_operation_timeout() {
             matches!(err, SdkError::TimeoutError(_)),
             "{fault:?}: {err:?}"
         );
-        assert!(started.elapsed() < Duration::from_secs(2));
+        // Coarse, for a loaded CI machine: the 0.3 s timeout, not the fault, ended the call.
+        assert!(started.elapsed() < Duration::from_secs(10));
     }
 }
 
@@ -748,7 +749,7 @@ async fn raw_oversized_requests_get_413() {
         }
     });
     let mut buf = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), reader.read_to_end(&mut buf)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), reader.read_to_end(&mut buf)).await;
     assert!(
         buf.starts_with(b"HTTP/1.1 413"),
         "{:?}",
@@ -776,7 +777,7 @@ async fn shutdown_closes_listener_and_hung_connections() {
     .await;
     server.shutdown();
     let mut buf = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(2), hung.read_to_end(&mut buf)).await;
+    let read = tokio::time::timeout(Duration::from_secs(10), hung.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "hung connection closed by shutdown");
     assert!(buf.is_empty(), "no response was written");
     // The abort is asynchronous: the port is released once the runtime drops the task.

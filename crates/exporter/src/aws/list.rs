@@ -78,7 +78,7 @@ pub struct JobFilter {
 }
 
 /// Lists the `kind` jobs of a datastore that `filter` selects, handing them to `each_page` a page
-/// at a time; see [`paginate`] for paging and its limits.
+/// at a time; see `paginate` for paging and its limits.
 pub async fn list_jobs(
     client: &PacedClient,
     kind: JobKind,

@@ -49,7 +49,7 @@ pub(crate) const SESSION_NAME: &str = "healthlake-exporter";
 pub enum ClientError {
     #[error("no AWS region for {user}: set `region` in [aws] or on the entry, or set AWS_REGION")]
     NoRegion {
-        /// "datastore ID" or "discovery[N]".
+        /// "datastore ID" or "discovery\[N\]".
         user: String,
     },
 }
@@ -101,7 +101,7 @@ pub struct PacedClient {
 /// module (`impl From<&Config>`), so this module never reads the configuration itself.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClientSettings {
-    /// Each target with who uses it: "datastore ID" or "discovery[N]".
+    /// Each target with who uses it: "datastore ID" or "discovery\[N\]".
     pub users: Vec<(AwsTarget, String)>,
     /// The region every configured datastore names, when they all name one: the SDK's region
     /// chain (and its IMDS lookup) is skipped then.

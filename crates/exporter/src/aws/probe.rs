@@ -36,23 +36,21 @@ pub async fn list_one_job(
 ) -> Result<(), PollError> {
     client.budget.acquire().await;
     let sdk = &client.sdk;
+    // The two operations take the same input under other type names: one call, spelled once.
+    macro_rules! first_job {
+        ($request:expr) => {
+            $request
+                .datastore_id(datastore_id)
+                .max_results(1)
+                .send()
+                .await
+                .map(drop)
+                .map_err(classify)
+        };
+    }
     let result = match kind {
-        JobKind::Export => sdk
-            .list_fhir_export_jobs()
-            .datastore_id(datastore_id)
-            .max_results(1)
-            .send()
-            .await
-            .map(drop)
-            .map_err(classify),
-        JobKind::Import => sdk
-            .list_fhir_import_jobs()
-            .datastore_id(datastore_id)
-            .max_results(1)
-            .send()
-            .await
-            .map(drop)
-            .map_err(classify),
+        JobKind::Export => first_job!(sdk.list_fhir_export_jobs()),
+        JobKind::Import => first_job!(sdk.list_fhir_import_jobs()),
     };
     api_usage().record(kind.operation(), &result);
     result

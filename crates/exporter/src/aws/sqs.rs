@@ -71,6 +71,23 @@ pub struct SqsQueue {
     wait_time: Duration,
 }
 
+/// Sends one `…Batch` call of `entries` to `queue`'s URL and counts the entries that failed
+/// (logged as `what`). `ChangeMessageVisibilityBatch` and `DeleteMessageBatch` have the same
+/// shape under other type names: the call is spelled once.
+macro_rules! send_batch {
+    ($queue:expr, $operation:ident, $entries:expr, $what:expr) => {{
+        let output = $queue
+            .client
+            .$operation()
+            .queue_url(&$queue.queue_url)
+            .set_entries(Some($entries))
+            .send()
+            .await
+            .map_err(|e| classify_for("SQS", e))?;
+        Ok(count_failed(output.failed(), $what))
+    }};
+}
+
 impl SqsQueue {
     /// The client for `queue_url` (the replica's, `{shard}` already replaced). Makes no call.
     pub async fn build(
@@ -205,18 +222,12 @@ impl SqsQueue {
                 .visibility_timeout(seconds)
                 .build()
         });
-        let output = self
-            .client
-            .change_message_visibility_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| classify_for("SQS", e))?;
-        Ok(count_failed(
-            output.failed(),
-            "event queue: visibility not extended",
-        ))
+        send_batch!(
+            self,
+            change_message_visibility_batch,
+            entries,
+            "event queue: visibility not extended"
+        )
     }
 
     /// `DeleteMessageBatch` of up to [`DELETE_BATCH_SIZE`] receipts; returns how many failed.
@@ -227,18 +238,12 @@ impl SqsQueue {
                 .receipt_handle(receipt)
                 .build()
         });
-        let output = self
-            .client
-            .delete_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .map_err(|e| classify_for("SQS", e))?;
-        Ok(count_failed(
-            output.failed(),
-            "event queue: message not deleted",
-        ))
+        send_batch!(
+            self,
+            delete_message_batch,
+            entries,
+            "event queue: message not deleted"
+        )
     }
 }
 

@@ -772,8 +772,11 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
         assert!(message.contains("cannot read config file /nonexistent/config.toml"));
         assert!(message.contains("--config"));
 
-        let dir = std::env::temp_dir().join(format!("hle-config-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::Builder::new()
+            .prefix("hle-config-")
+            .tempdir()
+            .unwrap();
+        let dir = temp.path();
         let file = dir.join("latin1.toml");
         std::fs::write(&file, b"[[datastores]]\nid = \"caf\xe9\"\n").unwrap();
         let message = Config::load(&file).unwrap_err().to_string();
@@ -781,15 +784,17 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
             message.contains("not valid UTF-8 (first bad byte at offset 24)"),
             "{message}"
         );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Only a regular file (symlinks followed) of at most 1 MiB is read; a FIFO is never opened.
     #[cfg(unix)]
     #[test]
     fn only_a_regular_file_within_the_limit_is_read() {
-        let dir = std::env::temp_dir().join(format!("hle-config-input-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::Builder::new()
+            .prefix("hle-config-input-")
+            .tempdir()
+            .unwrap();
+        let dir = temp.path();
         let good = dir.join("good.toml");
         std::fs::write(&good, ONE).unwrap();
         let link = dir.join("config.toml");
@@ -812,7 +817,7 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
                 Path::new("/dev/zero"),
                 "it is a character device, not a regular file",
             ),
-            (dir.as_path(), "it is a directory, not a regular file"),
+            (dir, "it is a directory, not a regular file"),
             (big.as_path(), "it is larger than 1024 KiB"),
         ];
         for (path, expected) in cases {
@@ -831,7 +836,6 @@ role_arn = "arn:aws:iam::210987654321:role/path/other"
                 assert!(message.contains("hint:"), "{message}");
             }
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

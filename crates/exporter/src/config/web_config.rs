@@ -116,19 +116,20 @@ fn web_config_read_error(path: &Path, error: ConfigError) -> ConfigError {
 mod tests {
     use super::*;
 
-    fn dir(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("hle-web-config-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// A directory removed when dropped, also when the test fails.
+    fn dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("hle-web-config-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     const HASH: &str = "$2y$10$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPze";
 
     #[test]
     fn the_web_config_file_supplies_users_and_headers() {
-        let dir = dir("supplies");
+        let temp = dir("supplies");
+        let dir = temp.path();
         let toml = dir.join("config.toml");
         std::fs::write(&toml, "[[datastores]]\nid = \"ds\"\n").unwrap();
         let web = dir.join("web.yml");
@@ -163,17 +164,17 @@ mod tests {
             .server
             .basic_auth
             .is_none());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn read_errors_name_the_web_config_file_and_its_flag() {
-        let dir = dir("read");
+        let temp = dir("read");
+        let dir = temp.path();
         let toml = dir.join("config.toml");
         std::fs::write(&toml, "[[datastores]]\nid = \"ds\"\n").unwrap();
         for (web, expected) in [
             (dir.join("missing.yml"), "No such file"),
-            (dir.clone(), "it is a directory, not a regular file"),
+            (dir.to_path_buf(), "it is a directory, not a regular file"),
         ] {
             let message = ConfigFiles {
                 config: toml.clone(),
@@ -189,6 +190,5 @@ mod tests {
             assert!(message.contains(expected), "{message}");
             assert!(message.contains("--web.config.file"), "{message}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -551,6 +551,27 @@ mod tests {
         gate: Option<Arc<tokio::sync::Semaphore>>,
     }
 
+    impl Recorder {
+        /// A refresher of the datastore the test events name ([`DS`]).
+        fn following_ds() -> Recorder {
+            Recorder {
+                followed: HashSet::from([DS.to_owned()]),
+                ..Recorder::default()
+            }
+        }
+    }
+
+    /// Starts consuming `queue` with `refresher`: the consumer's counters, and its tasks (which
+    /// stop when dropped).
+    fn consume(
+        queue: &Arc<MemoryQueue>,
+        refresher: &Arc<Recorder>,
+    ) -> (Arc<EventStats>, JoinSet<()>) {
+        let stats = Arc::new(EventStats::default());
+        let tasks = spawn(Arc::clone(queue), Arc::clone(refresher), Arc::clone(&stats));
+        (stats, tasks)
+    }
+
     impl Refresher for Recorder {
         fn follows(&self, id: &str) -> bool {
             self.followed.contains(id)
@@ -626,17 +647,9 @@ mod tests {
                 &failed_event().replace(DS, "ffffffffffffffffffffffffffffffff"),
             ),
         ]));
-        let refresher = Arc::new(Recorder {
-            followed: HashSet::from([DS.to_owned()]),
-            ..Recorder::default()
-        });
+        let refresher = Arc::new(Recorder::following_ds());
         *refresher.queue.lock().unwrap() = Some(Arc::clone(&queue));
-        let stats = Arc::new(EventStats::default());
-        let _tasks = spawn(
-            Arc::clone(&queue),
-            Arc::clone(&refresher),
-            Arc::clone(&stats),
-        );
+        let (stats, _tasks) = consume(&queue, &refresher);
         run_until(&stats, |s| s.deleted.load(Ordering::Relaxed) == 5).await;
         assert_eq!(stats.received.load(Ordering::Relaxed), 5);
         assert_eq!(stats.applied.load(Ordering::Relaxed), 2);
@@ -683,12 +696,8 @@ mod tests {
             batches.push_back(Err(PollError::new(ErrorReason::Throttled, "slow down")));
             batches.push_back(Ok(vec![message("r1", &failed_event())]));
         }
-        let refresher = Arc::new(Recorder {
-            followed: HashSet::from([DS.to_owned()]),
-            ..Recorder::default()
-        });
-        let stats = Arc::new(EventStats::default());
-        let _tasks = spawn(Arc::clone(&queue), refresher, Arc::clone(&stats));
+        let refresher = Arc::new(Recorder::following_ds());
+        let (stats, _tasks) = consume(&queue, &refresher);
         run_until(&stats, |s| s.deleted.load(Ordering::Relaxed) == 1).await;
         assert_eq!(
             stats.errors(),
@@ -717,12 +726,7 @@ mod tests {
             gate: Some(Arc::clone(&gate)),
             ..Recorder::default()
         });
-        let stats = Arc::new(EventStats::default());
-        let _tasks = spawn(
-            Arc::clone(&queue),
-            Arc::clone(&refresher),
-            Arc::clone(&stats),
-        );
+        let (stats, _tasks) = consume(&queue, &refresher);
         run_until(&stats, |s| s.received.load(Ordering::Relaxed) == 2).await;
         assert_eq!(stats.deleted.load(Ordering::Relaxed), 0, "still refreshing");
         gate.add_permits(1);
@@ -750,16 +754,8 @@ mod tests {
             .lock()
             .unwrap()
             .push_back(Ok(vec![message("r1", &failed_event())]));
-        let refresher = Arc::new(Recorder {
-            followed: HashSet::from([DS.to_owned()]),
-            ..Recorder::default()
-        });
-        let stats = Arc::new(EventStats::default());
-        let _tasks = spawn(
-            Arc::clone(&queue),
-            Arc::clone(&refresher),
-            Arc::clone(&stats),
-        );
+        let refresher = Arc::new(Recorder::following_ds());
+        let (stats, _tasks) = consume(&queue, &refresher);
         run_until(&stats, |s| s.deleted.load(Ordering::Relaxed) == 1).await;
         queue
             .batches

@@ -17,7 +17,7 @@ use super::snapshot::{Description, EventQueue, Exporter, FeedHealth, JobList, Sn
 use crate::model::JobKind;
 
 /// One metric family.
-pub(super) struct Family {
+pub struct Family {
     /// As scraped: with the unit's suffix, and `_total` for a counter.
     pub(super) name: &'static str,
     pub(super) help: &'static str,

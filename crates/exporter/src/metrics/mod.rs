@@ -61,13 +61,13 @@ use std::sync::Arc;
 
 pub use body::{MetricsBody, CHUNK};
 pub use cache::{CacheStats, MetricsCache};
-pub use families::FAMILY_NAMES;
+pub use families::{Family, FAMILY_NAMES};
 pub use process::PROCESS_FAMILY_NAMES;
+pub use snapshot::Snapshot;
 
 use crate::state::State;
 use encode::Pass;
 use families::FAMILIES;
-use snapshot::Snapshot;
 
 /// OpenMetrics' last line.
 const EOF: &str = "# EOF\n";

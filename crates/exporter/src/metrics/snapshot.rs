@@ -16,7 +16,7 @@ use crate::state::{self, DiscoveryStatus, EventStats, Health, JobFeed, JobSummar
 
 /// State as the families read it.
 #[derive(Debug, Default)]
-pub(super) struct Snapshot {
+pub struct Snapshot {
     /// In configuration order (one, for a cached piece; none, for headers or exporter values).
     pub(super) datastores: Vec<Datastore>,
     /// `None` where only datastores are encoded (a cached piece).

@@ -23,7 +23,7 @@ use crate::state::{Datastore, EventStats, Feed, Health, State};
 const MAX_START_SPREAD: Duration = Duration::from_secs(5);
 
 /// How long after its task starts a feed polled every `interval` makes its first poll, at most:
-/// half the interval, and never more than [`MAX_START_SPREAD`] whatever the number of datastores.
+/// half the interval, and never more than `MAX_START_SPREAD` whatever the number of datastores.
 pub fn start_spread(interval: Duration) -> Duration {
     (interval / 2).min(MAX_START_SPREAD)
 }

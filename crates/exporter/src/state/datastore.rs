@@ -390,6 +390,11 @@ mod tests {
         State::new(&config, 0.0)
     }
 
+    /// The one datastore of [`state`].
+    fn datastore() -> std::sync::Arc<Datastore> {
+        std::sync::Arc::clone(&state().datastores()[0])
+    }
+
     fn job(id: &str, status: &str, submitted: f64) -> Job {
         let status = JobStatus::parse(status);
         let ended = status.is_terminal().then_some(submitted + 10.0);
@@ -406,9 +411,7 @@ mod tests {
 
     #[test]
     fn a_feed_without_a_success_for_too_long_goes_down_once() {
-        let state = state();
-        let datastores = state.datastores();
-        let ds = &datastores[0];
+        let ds = &datastore();
         let limit = Duration::from_secs(150);
         ds.record_success(vec![job("a", "COMPLETED", 1.0)], 100, 0.1, 1000.0);
         assert!(!ds.check_stale(Feed::EXPORTS, limit, 1150.0), "not yet");
@@ -439,9 +442,7 @@ mod tests {
 
     #[test]
     fn unknown_statuses_beyond_ten_fold_into_one() {
-        let state = state();
-        let datastores = state.datastores();
-        let ds = &datastores[0];
+        let ds = &datastore();
         let jobs = (0..25)
             .map(|n| job(&format!("j{n}"), &format!("NEW_{n:02}"), f64::from(n)))
             .collect();
@@ -467,9 +468,7 @@ mod tests {
 
     #[test]
     fn counts_every_known_status_and_keeps_unknown_ones() {
-        let state = state();
-        let datastores = state.datastores();
-        let ds = &datastores[0];
+        let ds = &datastore();
         ds.record_success(
             vec![
                 job("a", "COMPLETED", 1.0),
@@ -493,9 +492,7 @@ mod tests {
 
     #[test]
     fn finished_counts_only_transitions_after_the_first_success() {
-        let state = state();
-        let datastores = state.datastores();
-        let ds = &datastores[0];
+        let ds = &datastore();
         let first = ds.record_success(
             vec![
                 job("old-fail", "FAILED", 1.0),
@@ -562,9 +559,7 @@ mod tests {
 
     #[test]
     fn ended_series_follow_end_time_within_the_window() {
-        let state = state();
-        let datastores = state.datastores();
-        let ds = &datastores[0];
+        let ds = &datastore();
         let now = 100_000.0;
         let mut no_end = job("no-end-old", "FAILED", now - 7200.0);
         no_end.ended = None;
@@ -615,9 +610,7 @@ mod tests {
 
     #[test]
     fn a_job_listed_twice_or_missing_once_is_counted_once() {
-        let state = state();
-        let datastores = state.datastores();
-        let ds = &datastores[0];
+        let ds = &datastore();
         ds.record_success(vec![job("a", "IN_PROGRESS", 1.0)], 100, 0.1, 10.0);
         let failed = ds.record_success(
             vec![job("a", "IN_PROGRESS", 1.0), job("a", "FAILED", 1.0)],
@@ -643,9 +636,7 @@ mod tests {
 
     #[test]
     fn recent_keeps_the_newest_jobs_up_to_the_limit() {
-        let state = state();
-        let datastores = state.datastores();
-        let ds = &datastores[0];
+        let ds = &datastore();
         let jobs = (0..10)
             .map(|i| job(&format!("j{i}"), "COMPLETED", i as f64))
             .collect();

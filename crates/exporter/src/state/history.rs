@@ -30,7 +30,7 @@ pub const FOLLOW_EVERY: u32 = 8;
 
 /// The settled history of one job feed (see the module docs).
 #[derive(Debug, Default)]
-pub(super) struct History {
+pub struct History {
     /// Jobs submitted after the settled point: every job the incremental listing returns. Only
     /// what merging needs of each (their series live in the feed's newest jobs).
     pub(super) window: HashMap<Box<str>, KnownJob>,

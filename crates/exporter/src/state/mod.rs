@@ -45,7 +45,9 @@ pub use feed::{
     MAX_ENDED_JOBS,
 };
 pub use health::Health;
-pub use history::{Follow, Listing, PollPlan, FOLLOW_EVERY, LATE_JOB_LIMIT, LATE_JOB_WINDOW};
+pub use history::{
+    Follow, History, Listing, PollPlan, FOLLOW_EVERY, LATE_JOB_LIMIT, LATE_JOB_WINDOW,
+};
 pub use merge::ListingMerge;
 use readiness::Readiness;
 

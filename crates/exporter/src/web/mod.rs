@@ -1,5 +1,5 @@
 //! The HTTP server: `/metrics`, `/healthz`, `/readyz` and a landing page, on hyper 1, with
-//! optional TLS ([`tls`]) and basic auth ([`auth`]).
+//! optional TLS (`tls`) and basic auth (`auth`).
 //!
 //! Handlers only read State, so a scrape never waits on AWS. The endpoint often sits on a shared pod
 //! network, so it is built to stay answerable when something there misbehaves:
@@ -31,18 +31,18 @@
 //! - **Credentials.** With TLS client certificates or basic auth configured, every route but the
 //!   probes `/healthz` and `/readyz` asks for them: kubelet probes cannot carry credentials, and the
 //!   probes reveal nothing but "alive" and "ready". bcrypt runs one check at a time, with turns
-//!   shared fairly between source addresses (see [`auth`]).
+//!   shared fairly between source addresses (see `auth`).
 //! - **Reload.** `POST /-/reload` works only with `server.enable_reload` (403 otherwise), after
 //!   the credentials above, never for a request a browser marks as coming from another site, and
 //!   only for a `Host` that is an IP address, `localhost` or in `server.reload_allowed_hosts` (a
 //!   page on a rebound DNS name cannot reload).
 //!   A reload applies `[server]` too: TLS, basic auth and the caps ([`HttpContext::prepare`]).
-//! - **Headers.** exporter-toolkit's web config file (`--web.config.file`, [`toolkit`]) may add
+//! - **Headers.** exporter-toolkit's web config file (`--web.config.file`, `toolkit`) may add
 //!   a few security headers to every response; nothing else can be added.
 //!
 //! The module owns its settings (`settings`: `[server]`, TLS files, basic auth users, response
 //! headers) and their checks, and reads exporter-toolkit's web config file into them
-//! ([`toolkit`]); the config module reads the files and calls those checks, never the reverse.
+//! (`toolkit`); the config module reads the files and calls those checks, never the reverse.
 
 pub(crate) mod auth;
 mod bcrypt_queue;
@@ -433,7 +433,7 @@ async fn admit(
     }
 }
 
-/// Binds the listen address with a [`LISTEN_BACKLOG`]-deep accept queue.
+/// Binds the listen address with a `LISTEN_BACKLOG`-deep accept queue.
 pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = match address {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{
-    HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, AUTHORIZATION, CACHE_CONTROL,
-    CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
+    HeaderMap, HeaderName, HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, AUTHORIZATION,
+    CACHE_CONTROL, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, VARY, WWW_AUTHENTICATE,
 };
 use hyper::{Method, Request, Response, StatusCode};
 
@@ -99,14 +99,11 @@ pub(super) async fn reload(
         );
     }
     if request.method() != Method::POST {
-        let mut response = text(
+        return text_with(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed: use POST to reload the configuration\n",
+            (ALLOW, "POST"),
         );
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("POST"));
-        return response;
     }
     if is_cross_site(request.headers()) {
         return text(
@@ -140,15 +137,7 @@ pub(super) async fn reload(
             format!("configuration not reloaded, the previous one keeps running: {reason}\n"),
         ),
     };
-    let mut response = Response::new(Body::new(Bytes::from(message)));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    text(status, message)
 }
 
 /// Whether the request is addressed (absolute URI, else `Host`) to an IP address, `localhost`
@@ -241,24 +230,18 @@ async fn answer(
             match auth.check(request.headers().get(AUTHORIZATION), peer).await {
                 Verdict::Allowed => {}
                 Verdict::Denied => {
-                    let mut response = text(
+                    return text_with(
                         StatusCode::UNAUTHORIZED,
                         "unauthorized: send a configured user name and password (HTTP basic auth)\n",
+                        (WWW_AUTHENTICATE, BASIC_CHALLENGE),
                     );
-                    response
-                        .headers_mut()
-                        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(BASIC_CHALLENGE));
-                    return response;
                 }
                 Verdict::Busy => {
-                    let mut response = text(
+                    return text_with(
                         StatusCode::TOO_MANY_REQUESTS,
                         "too many requests: too many password checks from this address are waiting; retry shortly\n",
+                        (RETRY_AFTER, "1"),
                     );
-                    response
-                        .headers_mut()
-                        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                    return response;
                 }
             }
         }
@@ -275,14 +258,11 @@ async fn answer(
         );
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        let mut response = text(
+        return text_with(
             StatusCode::METHOD_NOT_ALLOWED,
             "method not allowed: use GET or HEAD\n",
+            (ALLOW, "GET, HEAD"),
         );
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return response;
     }
     match path {
         "/metrics" => {
@@ -367,8 +347,22 @@ pub(super) fn accepts_gzip(headers: &HeaderMap) -> bool {
     gzip.or(any).unwrap_or(false)
 }
 
-pub(super) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
-    let mut response = Response::new(Body::new(Bytes::from_static(body.as_bytes())));
+/// [`text`], with one more header (`Allow`, `WWW-Authenticate`, `Retry-After`).
+fn text_with(
+    status: StatusCode,
+    body: &'static str,
+    (name, value): (HeaderName, &'static str),
+) -> Response<Body> {
+    let mut response = text(status, body);
+    response
+        .headers_mut()
+        .insert(name, HeaderValue::from_static(value));
+    response
+}
+
+/// A plain-text answer that no cache keeps.
+pub(super) fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Body::new(body.into()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(

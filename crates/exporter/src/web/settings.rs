@@ -2,14 +2,15 @@
 //! switch and allowed hosts, TLS files, basic auth users and response headers. The config module
 //! builds them from the TOML file, or TLS, users and headers from exporter-toolkit's web config
 //! file (`toolkit`), and checks them with the checks the web module owns (`tls::check_files`,
-//! `auth::UserRules`, [`parse_listen_address`]).
+//! `auth::UserRules`, `parse_listen_address`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 /// Where the exporter listens when neither the file nor `--listen-address` says otherwise: 9469 is
 /// free in Prometheus' default port allocations list, so it does not collide with other exporters.
-pub(crate) const DEFAULT_LISTEN_ADDRESS: &str = "0.0.0.0:9469";
+pub(crate) const DEFAULT_LISTEN_ADDRESS: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 9469);
 /// Enough for several Prometheus replicas, probes and a person with curl; small enough that idle
 /// connections cannot exhaust file descriptors.
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 64;
@@ -53,7 +54,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen_address: SocketAddr::from(([0, 0, 0, 0], 9469)),
+            listen_address: DEFAULT_LISTEN_ADDRESS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: default_max_connections_per_ip(DEFAULT_MAX_CONNECTIONS),
             enable_reload: false,
@@ -152,7 +153,7 @@ pub(crate) const ALLOWED_RESPONSE_HEADERS: [(&str, Option<&[&str]>); 5] = [
 ];
 
 /// Headers added to every response, probes and errors included: name (one of
-/// [`ALLOWED_RESPONSE_HEADERS`]) → value, checked by [`check_response_header`].
+/// `ALLOWED_RESPONSE_HEADERS`) → value, checked by `check_response_header`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ResponseHeaders(pub std::collections::BTreeMap<String, String>);
 

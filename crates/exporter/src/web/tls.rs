@@ -511,8 +511,11 @@ mod tests {
     /// reload must not block on it.
     #[test]
     fn a_fifo_or_a_device_in_place_of_a_pem_file_is_refused_at_once() {
-        let dir = std::env::temp_dir().join(format!("hle-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::Builder::new()
+            .prefix("hle-tls-")
+            .tempdir()
+            .unwrap();
+        let dir = temp.path();
         let fifo = dir.join("tls.crt");
         let name = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(name.as_ptr(), 0o600) }, 0);
@@ -525,6 +528,5 @@ mod tests {
                 other => panic!("{} was not refused: {other:?}", path.display()),
             }
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

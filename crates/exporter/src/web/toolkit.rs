@@ -687,7 +687,8 @@ mod tests {
                     .starts_with("too large or too deeply nested"),
                 "{problem:?}"
             );
-            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+            // Coarse, for a loaded CI machine: an expansion would take far longer (or all memory).
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
             assert!(problem.position.is_some(), "{problem:?}");
         }
     }

@@ -222,6 +222,15 @@ pub const EXPORTER_BIN: &str = env!("CARGO_BIN_EXE_healthlake-exporter");
 /// A temporary directory for one test's files, removed when dropped: also when the test fails.
 pub struct TestDir(tempfile::TempDir);
 
+/// The directory's path, so that a `TestDir` is used where a `&Path` is.
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        self.path()
+    }
+}
+
 impl TestDir {
     /// A new, empty directory named after `tag` (and unique).
     pub fn new(tag: &str) -> Self {

@@ -104,12 +104,13 @@ pub async fn raw(
     read_response(&mut stream).await
 }
 
-/// Reads an answer until the server closes the connection (at most 5 s).
+/// Reads an answer until the server closes the connection (at most 10 s: generous, for a loaded
+/// CI machine).
 pub async fn read_response(stream: &mut TcpStream) -> RawResponse {
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf))
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf))
         .await
-        .expect("response within 5s")
+        .expect("response within 10 s")
         .expect("read");
     let split = buf
         .windows(4)

@@ -1,19 +1,18 @@
 //! Checking the file, one function per section: every error names the file, the line and column,
 //! the key, and how to fix it. The web and AWS modules own their settings' checks; this module
 //! calls them and adds the location.
+//!
+//! The `[server]` checks, which read files, are in `server`; making the TOML parser's own
+//! messages safe to print is in `toml_error`.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::ops::{Range, RangeInclusive};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use toml::Spanned;
 
-use super::raw::{
-    Number, RawBasicAuth, RawConfig, RawDatastore, RawDiscovery, RawPolling, RawServer, RawTarget,
-    RawTls,
-};
+use super::raw::{Number, RawConfig, RawDatastore, RawDiscovery, RawPolling, RawTarget};
 use super::shard::{Shard, ShardError};
 use super::{
     line_and_column, Config, ConfigError, DatastoreConfig, DiscoveryConfig, PollingConfig,
@@ -29,146 +28,12 @@ use crate::aws::{check_endpoint_url, check_region, check_role_arn, AwsTarget};
 use crate::model::{
     check_datastore_id, InvalidDatastoreId, JobKinds, JobNameLabel, DATASTORE_STATUSES,
 };
-use crate::web::settings::{
-    default_max_connections_per_ip, parse_allowed_host, parse_listen_address, BasicAuthConfig,
-    ServerConfig, TlsConfig, DEFAULT_LISTEN_ADDRESS, DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS,
-    MAX_RELOAD_ALLOWED_HOSTS,
-};
-use crate::web::{auth, tls};
+use crate::web::settings::{parse_listen_address, DEFAULT_LISTEN_ADDRESS};
 
-/// serde's messages say what was wrong; add which key, taken from the line it points at. Values
-/// quoted in the message are left out: a string in the wrong place may be a secret, and a number
-/// is the user's value too (errors name the key and the line, never the value).
-pub(super) fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
-    let message = redact_values(error.message().trim_end());
-    let Some(span) = error.span() else {
-        return message;
-    };
-    let (line, _) = line_and_column(text, span.start);
-    let key = text
-        .lines()
-        .nth(line - 1)
-        .and_then(|l| l.split_once('='))
-        .map(|(k, _)| k.trim())
-        // Bare keys only: a quoted key may be anything, a pasted `user:password` included.
-        .filter(|k| is_bare_key(k));
-    match key {
-        Some(key) if !message.contains(&format!("`{key}`")) => match table_of_line(text, line) {
-            Some(table) => format!("key `{table}.{key}`: {message}"),
-            None => format!("key `{key}`: {message}"),
-        },
-        _ => message,
-    }
-}
+mod server;
+mod toml_error;
 
-/// The table a line belongs to, as errors name it (`polling`, `datastores[2]`), from the last
-/// `[table]` or `[[array]]` header above it; `None` at the top level or after a quoted header.
-fn table_of_line(text: &str, line: usize) -> Option<String> {
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    let mut table = None;
-    for header in text.lines().take(line.saturating_sub(1)).map(str::trim) {
-        if let Some((name, _)) = header.strip_prefix("[[").and_then(|r| r.split_once("]]")) {
-            let name = name.trim();
-            let index = seen.entry(name).or_insert(0);
-            table = is_bare_key(name).then(|| format!("{name}[{index}]"));
-            *index += 1;
-        } else if let Some((name, _)) = header.strip_prefix('[').and_then(|r| r.split_once(']')) {
-            let name = name.trim();
-            table = is_bare_key(name).then(|| name.to_owned());
-        }
-    }
-    table
-}
-
-/// A dotted bare key (`a.b-c_d`): the only keys repeated in messages.
-fn is_bare_key(key: &str) -> bool {
-    !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
-/// serde's quoted values, replaced by what they were: `invalid type: string "hunter2"` → `invalid
-/// type: a string (value not shown)`, ``integer `5` `` → `an integer (value not shown)`, and an
-/// unknown field's name unless it is a bare key (a quoted key may be a pasted secret).
-fn redact_values(message: &str) -> String {
-    let message = redact_strings(message);
-    let mut out = message;
-    for (mark, what) in [
-        ("integer `", "an integer"),
-        ("floating point `", "a number"),
-        ("boolean `", "a boolean"),
-        ("char `", "a character"),
-    ] {
-        out = redact_backticked(&out, mark, |_| Some(format!("{what} (value not shown)")));
-    }
-    redact_backticked(&out, "unknown field `", |name| {
-        (!is_bare_key(name)).then(|| "unknown field (its quoted name not shown)".to_owned())
-    })
-    // The rate's type, a number of either kind, says nothing to a user: say what it expects.
-    .replace(
-        "data did not match any variant of untagged enum Number",
-        "invalid type, expected a number (like 5 or 2.5)",
-    )
-    .replace("expected i64", "expected a whole number")
-}
-
-/// Each `` MARK`value` `` in `message` replaced by `replace(value)` (kept when it says `None`).
-fn redact_backticked(
-    message: &str,
-    mark: &str,
-    replace: impl Fn(&str) -> Option<String>,
-) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(at) = rest.find(mark) {
-        let after = &rest[at + mark.len()..];
-        let (value, tail) = after.split_once('`').unwrap_or((after, ""));
-        out.push_str(&rest[..at]);
-        match replace(value) {
-            Some(replacement) => out.push_str(&replacement),
-            None => {
-                out.push_str(&rest[at..at + mark.len()]);
-                out.push_str(value);
-                out.push('`');
-            }
-        }
-        rest = tail;
-    }
-    out.push_str(rest);
-    out
-}
-
-/// `invalid type: string "hunter2", expected ...` → `invalid type: a string (value not shown),
-/// expected ...`. serde quotes strings with Rust's escapes, so an escaped quote does not end one.
-fn redact_strings(message: &str) -> String {
-    const MARK: &str = "string \"";
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(at) = rest.find(MARK) {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + MARK.len()..];
-        let mut escaped = false;
-        let mut end = None;
-        for (i, c) in after.char_indices() {
-            match c {
-                '\\' if !escaped => escaped = true,
-                '"' if !escaped => {
-                    end = Some(i);
-                    break;
-                }
-                _ => escaped = false,
-            }
-        }
-        out.push_str("a string (value not shown)");
-        rest = match end {
-            Some(end) => &after[end + 1..],
-            None => "",
-        };
-    }
-    out.push_str(rest);
-    out
-}
+pub(super) use toml_error::describe_toml_error;
 
 /// Checks one file's raw sections; knows the file's path and text for error locations.
 pub(super) struct Validator<'a> {
@@ -208,9 +73,7 @@ impl Validator<'_> {
     /// mistakes always reports the same one first.
     pub(super) fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
         let listen_address = match &raw.server.listen_address {
-            None => DEFAULT_LISTEN_ADDRESS
-                .parse()
-                .expect("the default listen address parses"),
+            None => DEFAULT_LISTEN_ADDRESS,
             Some(value) => parse_listen_address(value.get_ref())
                 .map_err(|m| self.error(Some(value.span()), "server.listen_address", m))?,
         };
@@ -549,161 +412,6 @@ impl Validator<'_> {
                 format!("out of range; use a number of requests per second from {MIN_REQUESTS_PER_SECOND} to {MAX_REQUESTS_PER_SECOND} (HealthLake allows 10 per account and region)"),
             ))
         }
-    }
-
-    /// The rest of `[server]`: the connection cap, TLS files (read and checked now, so that
-    /// `--check-config` and a reload catch a wrong path or a key that does not match) and basic
-    /// auth users.
-    fn server(
-        &self,
-        listen_address: SocketAddr,
-        raw: RawServer,
-    ) -> Result<ServerConfig, ConfigError> {
-        let RawServer {
-            max_connections,
-            max_connections_per_ip,
-            enable_reload,
-            reload_allowed_hosts,
-            tls,
-            basic_auth,
-            ..
-        } = raw;
-        let max_connections = self.count(
-            max_connections,
-            "server.max_connections",
-            DEFAULT_MAX_CONNECTIONS,
-            1..=MAX_MAX_CONNECTIONS,
-        )?;
-        let max_connections_per_ip = self.count(
-            max_connections_per_ip,
-            "server.max_connections_per_ip",
-            default_max_connections_per_ip(max_connections),
-            0..=MAX_MAX_CONNECTIONS,
-        )?;
-        let reload_allowed_hosts = self.allowed_hosts(reload_allowed_hosts)?;
-        let tls = tls.map(|raw| self.tls(raw)).transpose()?;
-        let basic_auth = basic_auth.map(|raw| self.basic_auth(raw)).transpose()?;
-        Ok(ServerConfig {
-            listen_address,
-            max_connections,
-            max_connections_per_ip,
-            enable_reload: enable_reload.unwrap_or(false),
-            reload_allowed_hosts,
-            tls,
-            basic_auth,
-            ..ServerConfig::default()
-        })
-    }
-
-    /// `[server.tls]`: the files, read and checked now unless a reload defers them to the web
-    /// module.
-    fn tls(&self, raw: RawTls) -> Result<TlsConfig, ConfigError> {
-        let file = |value: &Spanned<String>, key: &str| {
-            self.file_path(value)
-                .map_err(|m| self.error(Some(value.span()), key, m))
-        };
-        let cert_file = file(&raw.cert_file, "server.tls.cert_file")?;
-        let key_file = file(&raw.key_file, "server.tls.key_file")?;
-        let config = TlsConfig {
-            client_ca_file: match &raw.client_ca_file {
-                Some(v) => Some(file(v, "server.tls.client_ca_file")?),
-                None => None,
-            },
-            ..TlsConfig::new(cert_file, key_file)
-        };
-        let checked = match self.tls_files {
-            TlsFiles::Check => tls::check_files(&config),
-            TlsFiles::Defer => Ok(()),
-        };
-        if let Err(e) = checked {
-            let span = match e.file_key() {
-                tls::FileKey::Cert => raw.cert_file.span(),
-                tls::FileKey::Key => raw.key_file.span(),
-                tls::FileKey::ClientCa => raw
-                    .client_ca_file
-                    .as_ref()
-                    .map_or(raw.cert_file.span(), Spanned::span),
-            };
-            return Err(ConfigError::at(
-                self.path,
-                self.text,
-                Some(span),
-                e.to_string(),
-            ));
-        }
-        Ok(config)
-    }
-
-    /// `[server.basic_auth]`: at least one user, each name and bcrypt hash checked.
-    fn basic_auth(&self, raw: RawBasicAuth) -> Result<BasicAuthConfig, ConfigError> {
-        if raw.users.get_ref().is_empty() {
-            return Err(self.error(
-                Some(raw.users.span()),
-                "server.basic_auth.users",
-                "no users; add one like `alice = \"$2y$10$...\"`, or remove [server.basic_auth] to serve without credentials",
-            ));
-        }
-        let mut users = std::collections::BTreeMap::new();
-        let mut rules = auth::UserRules::default();
-        for (name, hash) in raw.users.into_inner() {
-            rules
-                .check(&name, hash.get_ref())
-                .map_err(|problem| match problem {
-                    auth::UserProblem::Name(message) => {
-                        self.error(Some(hash.span()), "server.basic_auth.users", message)
-                    }
-                    auth::UserProblem::Hash(message) => self.error(
-                        Some(hash.span()),
-                        &format!("server.basic_auth.users.{name}"),
-                        message,
-                    ),
-                })?;
-            users.insert(name, hash.into_inner());
-        }
-        Ok(BasicAuthConfig { users })
-    }
-
-    /// `server.reload_allowed_hosts`: DNS names, bounded in number.
-    fn allowed_hosts(
-        &self,
-        raw: Option<Spanned<Vec<Spanned<String>>>>,
-    ) -> Result<Vec<String>, ConfigError> {
-        let Some(raw) = raw else {
-            return Ok(Vec::new());
-        };
-        let key = "server.reload_allowed_hosts";
-        if raw.get_ref().len() > MAX_RELOAD_ALLOWED_HOSTS {
-            return Err(self.error(
-                Some(raw.span()),
-                key,
-                format!(
-                    "lists {} names; at most {MAX_RELOAD_ALLOWED_HOSTS} are allowed",
-                    raw.get_ref().len()
-                ),
-            ));
-        }
-        raw.into_inner()
-            .into_iter()
-            .enumerate()
-            .map(|(index, name)| {
-                parse_allowed_host(name.get_ref())
-                    .map_err(|m| self.error(Some(name.span()), &format!("{key}[{index}]"), m))
-            })
-            .collect()
-    }
-
-    /// A path from the file, relative ones taken from the config file's directory (as Prometheus'
-    /// web config does), so that the config works wherever the exporter is started from.
-    fn file_path(&self, value: &Spanned<String>) -> Result<PathBuf, String> {
-        let text = value.get_ref();
-        if text.trim().is_empty() {
-            return Err("must not be empty; give the path of a PEM file".to_owned());
-        }
-        let path = Path::new(text);
-        Ok(match self.path.parent() {
-            Some(dir) if path.is_relative() && !dir.as_os_str().is_empty() => dir.join(path),
-            _ => path.to_owned(),
-        })
     }
 
     /// A datastore's target: its own keys, falling back to `[aws]`.
