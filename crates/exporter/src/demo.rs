@@ -1,6 +1,6 @@
 //! `--demo`: the fake HealthLake and the exporter wired together, so a new user sees live metrics
 //! without an AWS account. The exporter is the real one: real SDK client, real HTTP, SigV4-signed
-//! with static demo keys, pointed at the fake through `endpoint_url`. It runs as the README
+//! with static demo keys, pointed at the fake through `endpoint_url`. It runs as docs/operations.md
 //! recommends for production: HealthLake events through SQS (the fake's queue on the same port)
 //! show each job change within a second, and polling only reconciles, every minute. The demo
 //! announces its address once the first polls are in, so the first look at `/metrics` already
