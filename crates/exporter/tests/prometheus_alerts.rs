@@ -120,12 +120,19 @@ impl Drop for Children {
     }
 }
 
-/// A loopback port that was free a moment ago (bind to port 0, read it, release it).
+/// A loopback port that was free a moment ago, for a child process to listen on. Taken below the
+/// kernel's ephemeral range (32768 and up by default), which a port picked by binding to port 0
+/// lies in: there, between releasing it and the child binding it, the port can become the local
+/// end of one of the many outgoing loopback connections the tests make (it did: "bind: address
+/// already in use" on a loaded machine). Below the range only an explicit bind can take it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    for _ in 0..1000 {
+        let port = fastrand::u16(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000..32000");
 }
 
 /// Percent-encodes a query parameter value.
