@@ -183,12 +183,16 @@ def polled(body: bytes, datastores: int) -> bool:
 
 
 def export_successes(body: bytes) -> int:
-    """Datastores whose export jobs were listed successfully at least once."""
+    """Datastores whose export jobs were listed successfully at least once (the family before
+    issue 19 too, so that --exporter can measure an older build)."""
     return sum(
         1
         for line in body.split(b"\n")
-        if line.startswith(b"healthlake_feed_last_success_timestamp_seconds{")
-        and b'feed="export"' in line
+        if (
+            line.startswith(b"healthlake_feed_last_success_timestamp_seconds{")
+            and b'feed="export"' in line
+        )
+        or line.startswith(b"healthlake_last_successful_poll_timestamp_seconds{")
     )
 
 
