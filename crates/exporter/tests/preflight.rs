@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::process::run_to_end;
 use common::TestDir;
 use healthlake_fake::{
     FakeDatastore, FakeQueue, Fault, SqsOperation, StsAction, LIST_FHIR_EXPORT_JOBS_TARGET,
@@ -60,7 +60,7 @@ async fn run_with(args: &[&str], sts: &str, keys: bool) -> Run {
     }
     // Empty AWS config and credentials files: the SDK reads no profile of the machine's.
     let aws_files = TestDir::new("preflight-aws");
-    let mut child = command
+    command
         .env("AWS_ENDPOINT_URL_STS", sts)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_CONFIG_FILE", aws_files.write("aws-config", ""))
@@ -68,41 +68,16 @@ async fn run_with(args: &[&str], sts: &str, keys: bool) -> Run {
             "AWS_SHARED_CREDENTIALS_FILE",
             aws_files.write("aws-credentials", ""),
         )
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout.read_to_string(&mut text);
-        text
-    });
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr.read_to_string(&mut text);
-        text
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "the preflight did not end within {DEADLINE:?}; it printed:\n{}",
-                out.join().unwrap()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        .env("RUST_LOG", "error");
+    // On the blocking pool: the fake answering it runs on this test's runtime. `run_to_end` kills
+    // the child at the deadline, and also when this test fails first (its guard).
+    let output = tokio::task::spawn_blocking(move || run_to_end(&mut command, DEADLINE))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     Run {
-        code: status.code().unwrap_or(-1),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
         elapsed: started.elapsed(),
     }
 }
