@@ -8,15 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::certs::{ca, leaf, tls_client, Leaf};
 use common::http_server::{basic, serve_with};
 use common::*;
 use healthlake_exporter::config::Config;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SerialNumber,
-};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -24,57 +20,6 @@ use tokio::net::TcpStream;
 const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
 // ---- certificates ----
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    Ca { cert, key }
-}
-
-struct Leaf {
-    cert_pem: String,
-    key_pem: String,
-    der: Vec<u8>,
-}
-
-fn leaf(ca: &Ca, common_name: &str, serial: u64, server: bool) -> Leaf {
-    let names = if server {
-        vec!["localhost".to_string()]
-    } else {
-        Vec::new()
-    };
-    let mut params = CertificateParams::new(names).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
-    params.serial_number = Some(SerialNumber::from(serial));
-    params.extended_key_usages = vec![if server {
-        ExtendedKeyUsagePurpose::ServerAuth
-    } else {
-        ExtendedKeyUsagePurpose::ClientAuth
-    }];
-    params.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    Leaf {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-        der: cert.der().to_vec(),
-    }
-}
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
@@ -101,28 +46,6 @@ fn assert_served(served: &[u8], expected: &Leaf, common_name: &str, serial: u64)
 }
 
 // ---- clients ----
-
-fn client_config(ca: &Ca, client: Option<&Leaf>) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.cert.der().clone()).unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = match client {
-        None => builder.with_no_client_auth(),
-        Some(leaf) => builder
-            .with_client_auth_cert(
-                vec![CertificateDer::from(leaf.der.clone())],
-                PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-    };
-    // Every connection a full handshake: a resumed session would not show the current certificate.
-    config.resumption = rustls::client::Resumption::disabled();
-    Arc::new(config)
-}
 
 /// A response, or why none came.
 struct Answer {
@@ -418,9 +341,14 @@ async fn tls_serves_a_client_that_trusts_the_ca_and_refuses_plain_http() {
         .unwrap();
     let addr = exporter.local_addr();
 
-    let answer = tls_get(addr, client_config(&authority, None), "/metrics", &[])
-        .await
-        .unwrap();
+    let answer = tls_get(
+        addr,
+        tls_client(&authority, None, rustls::DEFAULT_VERSIONS),
+        "/metrics",
+        &[],
+    )
+    .await
+    .unwrap();
     assert_eq!(answer.status, 200);
     assert!(answer
         .head
@@ -439,7 +367,13 @@ async fn tls_serves_a_client_that_trusts_the_ca_and_refuses_plain_http() {
 
     // A client that trusts another CA refuses the server.
     let other = ca("other CA");
-    let refused = tls_get(addr, client_config(&other, None), "/metrics", &[]).await;
+    let refused = tls_get(
+        addr,
+        tls_client(&other, None, rustls::DEFAULT_VERSIONS),
+        "/metrics",
+        &[],
+    )
+    .await;
     assert!(refused.is_err());
     exporter.shutdown().await;
 }
@@ -468,7 +402,7 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_client_ca() 
     let good = leaf(&clients, "prometheus", 11, false);
     let answer = tls_get(
         addr,
-        client_config(&authority, Some(&good)),
+        tls_client(&authority, Some(&good), rustls::DEFAULT_VERSIONS),
         "/metrics",
         &[],
     )
@@ -478,7 +412,7 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_client_ca() 
     assert!(answer.body.contains("healthlake_exporter_build_info"));
 
     // Without a certificate: refused on everything but the probes.
-    let anonymous = client_config(&authority, None);
+    let anonymous = tls_client(&authority, None, rustls::DEFAULT_VERSIONS);
     let answer = tls_get(addr, Arc::clone(&anonymous), "/metrics", &[])
         .await
         .unwrap();
@@ -500,7 +434,7 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_client_ca() 
     let stranger = leaf(&stranger_ca, "intruder", 13, false);
     let refused = tls_get(
         addr,
-        client_config(&authority, Some(&stranger)),
+        tls_client(&authority, Some(&stranger), rustls::DEFAULT_VERSIONS),
         "/healthz",
         &[],
     )
@@ -533,7 +467,7 @@ async fn a_reload_during_a_certificate_rotation_applies_the_other_changes() {
         .await
         .unwrap();
     let addr = exporter.local_addr();
-    let client = client_config(&authority, None);
+    let client = tls_client(&authority, None, rustls::DEFAULT_VERSIONS);
     let gauge = |body: &str| {
         Metrics::parse(body).value("healthlake_exporter_tls_certificate_last_load_successful")
     };
@@ -589,7 +523,7 @@ async fn a_rotated_certificate_is_served_and_a_broken_one_is_not() {
     })
     .await;
     let addr = server.addr;
-    let client = client_config(&authority, None);
+    let client = tls_client(&authority, None, rustls::DEFAULT_VERSIONS);
     let answer = tls_get(addr, Arc::clone(&client), "/metrics", &[])
         .await
         .unwrap();

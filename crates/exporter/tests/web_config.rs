@@ -11,15 +11,11 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::certs::{ca, leaf, tls_client as client, Ca};
 use common::*;
 use healthlake_exporter::config::ConfigFiles;
 use healthlake_exporter::{Exporter, Overrides};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -33,51 +29,6 @@ const ALICE: &str = "$2y$10$mDwo.lAisC94iLAyP81MCesa29IzH37oigHC/42V2pdJlUprsJPz
 const BOB: &str = "$2y$10$hLqFl9jSjoAAy95Z/zw8Ye8wkdMBM8c5Bn1ptYqP/AXyV0.oy0S8m";
 
 // ---- certificates and files ----
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().unwrap();
-    let cert = params.self_signed(&key).unwrap();
-    Ca { cert, key }
-}
-
-/// A certificate signed by `ca`: for the server (`localhost`) or for a client.
-struct Leaf {
-    cert_pem: String,
-    key_pem: String,
-}
-
-fn leaf(ca: &Ca, server: bool) -> Leaf {
-    let names = if server {
-        vec!["localhost".to_owned()]
-    } else {
-        Vec::new()
-    };
-    let mut params = CertificateParams::new(names).unwrap();
-    params.distinguished_name.push(DnType::CommonName, "leaf");
-    params.extended_key_usages = vec![if server {
-        ExtendedKeyUsagePurpose::ServerAuth
-    } else {
-        ExtendedKeyUsagePurpose::ClientAuth
-    }];
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    Leaf {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-    }
-}
 
 fn temp_dir(name: &str) -> TestDir {
     TestDir::new(&format!("web-config-{name}"))
@@ -104,7 +55,7 @@ fn toml_text(endpoint: &str, server: &str) -> String {
 fn server_files(name: &str, endpoint: &str) -> (TestDir, Ca) {
     let dir = temp_dir(name);
     let server_ca = ca("server-ca");
-    let server = leaf(&server_ca, true);
+    let server = leaf(&server_ca, "server", 1, true);
     write(&dir.join("server.crt"), &server.cert_pem);
     write(&dir.join("server.key"), &server.key_pem);
     write(&dir.join("config.toml"), &toml_text(endpoint, ""));
@@ -122,31 +73,6 @@ async fn start(dir: &Path) -> Exporter {
 }
 
 // ---- a TLS client ----
-
-fn client(
-    server_ca: &Ca,
-    certificate: Option<&Leaf>,
-    versions: &[&'static rustls::SupportedProtocolVersion],
-) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(server_ca.cert.der().clone()).unwrap();
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = match certificate {
-        None => builder.with_no_client_auth(),
-        Some(leaf) => builder
-            .with_client_auth_cert(
-                vec![CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()],
-                PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
-            )
-            .unwrap(),
-    };
-    config.resumption = rustls::client::Resumption::disabled();
-    Arc::new(config)
-}
 
 const BOTH: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
@@ -306,8 +232,8 @@ async fn a_client_ca_requires_verified_certificates_except_on_probes() {
         &web("RequireAndVerifyClientCert", "  min_version: TLS13\n"),
     );
     let exporter = start(&dir).await;
-    let trusted = leaf(&clients_ca, false);
-    let stranger = leaf(&ca("another-ca"), false);
+    let trusted = leaf(&clients_ca, "trusted client", 2, false);
+    let stranger = leaf(&ca("another-ca"), "stranger", 3, false);
     let anonymous = client(&server_ca, None, BOTH);
 
     let (status, _, _) = https(&exporter, anonymous.clone(), "GET", "/healthz", None)
@@ -685,7 +611,7 @@ fn the_flags_every_exporter_has() {
     let toml = dir.join("config.toml");
     write(&toml, &toml_text("http://127.0.0.1:9", ""));
     let server_ca = ca("server-ca");
-    let server = leaf(&server_ca, true);
+    let server = leaf(&server_ca, "server", 1, true);
     write(&dir.join("server.crt"), &server.cert_pem);
     write(&dir.join("server.key"), &server.key_pem);
     let web = dir.join("web-config.yml");

@@ -2,33 +2,19 @@
 //! credentials provider) over loopback HTTP, on the fake HealthLake's port.
 
 use aws_sdk_sts::config::retry::RetryConfig;
-use aws_sdk_sts::config::{BehaviorVersion, Builder, Credentials, Region};
+use aws_sdk_sts::config::{BehaviorVersion, Builder, Region};
 use aws_sdk_sts::error::ProvideErrorMetadata;
 use aws_sdk_sts::Client;
 use healthlake_fake::{FakeHealthLake, FakeServer, Fault, StsAction, DEFAULT_CALLER_ARN};
 
+mod common;
+
 async fn start() -> (FakeHealthLake, FakeServer) {
-    let fake = FakeHealthLake::new();
-    let server = fake
-        .serve("127.0.0.1:0".parse().expect("valid addr"))
-        .await
-        .expect("bind loopback");
-    (fake, server)
+    common::serve(FakeHealthLake::new()).await
 }
 
 fn builder(server: &FakeServer) -> Builder {
-    Builder::new()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("eu-west-1"))
-        .endpoint_url(server.endpoint_url())
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
-        .retry_config(RetryConfig::disabled())
+    common::sts_config(server, "eu-west-1").retry_config(RetryConfig::disabled())
 }
 
 #[tokio::test]
@@ -56,13 +42,7 @@ async fn assumed_role_sessions_are_their_own_principal() {
     let base = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new("eu-west-1"))
         .endpoint_url(server.endpoint_url())
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
+        .credentials_provider(common::keys())
         .load()
         .await;
     let role = "arn:aws:iam::210987654321:role/team/reader";

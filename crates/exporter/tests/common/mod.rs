@@ -253,6 +253,8 @@ impl TestDir {
     }
 }
 
+/// Test certificates and a TLS client that trusts them.
+pub mod certs;
 /// The exporter's HTTP server alone, with limits chosen by the test.
 pub mod http_server;
 /// Child processes killed and reaped however a test ends; output read with a deadline.

@@ -29,36 +29,39 @@ pub async fn start_with_datastore() -> (FakeHealthLake, FakeServer) {
     serve(fake).await
 }
 
-/// `aws-sdk-healthlake` settings for the fake, signed for `region`.
-pub fn healthlake_config(server: &FakeServer, region: &str) -> aws_sdk_healthlake::config::Builder {
-    use aws_sdk_healthlake::config::{BehaviorVersion, Builder, Credentials, Region};
+/// The static keys every test signs with (the SDKs share this credentials type).
+pub fn keys() -> aws_sdk_sqs::config::Credentials {
+    aws_sdk_sqs::config::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test")
+}
+
+/// `aws-sdk-sts` settings for the fake's STS (on its HealthLake port), signed for `region`.
+pub fn sts_config(server: &FakeServer, region: &str) -> aws_sdk_sts::config::Builder {
+    use aws_sdk_sts::config::{BehaviorVersion, Builder, Region};
     Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new(region.to_owned()))
         .endpoint_url(server.endpoint_url())
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
+        .credentials_provider(keys())
+}
+
+/// `aws-sdk-healthlake` settings for the fake, signed for `region`.
+pub fn healthlake_config(server: &FakeServer, region: &str) -> aws_sdk_healthlake::config::Builder {
+    use aws_sdk_healthlake::config::{BehaviorVersion, Builder, Region};
+    Builder::new()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new(region.to_owned()))
+        .endpoint_url(server.endpoint_url())
+        .credentials_provider(keys())
 }
 
 /// `aws-sdk-sqs` settings for the fake's SQS, signed for us-east-1.
 pub fn sqs_config(server: &FakeServer) -> aws_sdk_sqs::config::Builder {
-    use aws_sdk_sqs::config::{BehaviorVersion, Builder, Credentials, Region};
+    use aws_sdk_sqs::config::{BehaviorVersion, Builder, Region};
     Builder::new()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(server.endpoint_url())
-        .credentials_provider(Credentials::new(
-            "AKIDEXAMPLE",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
+        .credentials_provider(keys())
 }
 
 /// An answer read off the wire.
